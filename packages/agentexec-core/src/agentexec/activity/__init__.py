@@ -1,0 +1,164 @@
+"""``ax.activity``: create, update and read the activity records of tasks (spec/activity-api.md).
+
+Each function delegates to the process's activity store (the SQLAlchemy store by default). The
+optional ``session`` is a SQLAlchemy ``Session``; without it the process-global session from
+``agentexec.core.db.set_global_session`` (or the store's own) is used. The ``a``-prefixed twins
+are for async code such as task handlers, so the event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from agentexec.activity.schemas import (
+    ActivityDetailSchema,
+    ActivityListItemSchema,
+    ActivityListSchema,
+    ActivityLogSchema,
+)
+from agentexec.activity.status import Status
+from agentexec.backends import ActivityStore
+
+__all__ = [
+    "ActivityDetailSchema",
+    "ActivityListItemSchema",
+    "ActivityListSchema",
+    "ActivityLogSchema",
+    "Status",
+    "acancel_pending",
+    "acomplete",
+    "acreate",
+    "adetail",
+    "aerror",
+    "alist",
+    "aupdate",
+    "cancel_pending",
+    "complete",
+    "create",
+    "detail",
+    "error",
+    "list",
+    "update",
+]
+
+
+def _store() -> ActivityStore:
+    from agentexec.runtime import get_activity_store
+
+    return get_activity_store()
+
+
+def _uuid(agent_id: str | UUID) -> UUID:
+    if isinstance(agent_id, UUID):
+        return agent_id
+    try:
+        return UUID(str(agent_id))
+    except ValueError:
+        raise ValueError(f"agent_id must be a UUID or its string form, got {agent_id!r}") from None
+
+
+def create(
+    task_name: str,
+    message: str,
+    agent_id: UUID | None = None,
+    session: Any = None,
+    metadata: dict[str, Any] | None = None,
+) -> UUID:
+    """Create an activity (status QUEUED) and return its agent_id."""
+    return _store().create(
+        task_name, message, _uuid(agent_id) if agent_id is not None else None, session, metadata
+    )
+
+
+def update(
+    agent_id: str | UUID,
+    message: str,
+    percentage: int | None = None,
+    status: Status | None = None,
+    session: Any = None,
+) -> None:
+    """Add a log entry; ``status=None`` keeps the current status."""
+    _store().append(_uuid(agent_id), message, status, percentage, session)
+
+
+def complete(
+    agent_id: str | UUID, message: str, percentage: int = 100, session: Any = None
+) -> None:
+    """Mark the activity COMPLETE."""
+    _store().append(_uuid(agent_id), message, Status.COMPLETE, percentage, session)
+
+
+def error(agent_id: str | UUID, message: str, session: Any = None) -> None:
+    """Mark the activity ERROR."""
+    _store().append(_uuid(agent_id), message, Status.ERROR, None, session)
+
+
+def cancel_pending(session: Any = None) -> int:
+    """Mark every QUEUED or RUNNING activity CANCELED; returns how many."""
+    return _store().cancel_pending(session)
+
+
+def list(
+    session: Any = None,
+    page: int = 1,
+    page_size: int = 50,
+    status: Status | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> ActivityListSchema:
+    """A page of activities, newest first."""
+    return _store().list(session, page, page_size, status, metadata)
+
+
+def detail(session: Any = None, agent_id: str | UUID | None = None) -> ActivityDetailSchema | None:
+    """One activity with its whole log, or ``None``. ``detail(agent_id)`` works too."""
+    if agent_id is None:
+        if isinstance(session, UUID | str):
+            session, agent_id = None, session
+        else:
+            raise TypeError("detail() needs an agent_id: ax.activity.detail(session, agent_id)")
+    return _store().detail(_uuid(agent_id), session)
+
+
+# -- async twins -----------------------------------------------------------------------------
+async def acreate(
+    task_name: str,
+    message: str,
+    agent_id: UUID | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> UUID:
+    return await _store().acreate(
+        task_name, message, _uuid(agent_id) if agent_id is not None else None, metadata
+    )
+
+
+async def aupdate(
+    agent_id: str | UUID,
+    message: str,
+    percentage: int | None = None,
+    status: Status | None = None,
+) -> None:
+    await _store().aappend(_uuid(agent_id), message, status, percentage)
+
+
+async def acomplete(agent_id: str | UUID, message: str, percentage: int = 100) -> None:
+    await _store().aappend(_uuid(agent_id), message, Status.COMPLETE, percentage)
+
+
+async def aerror(agent_id: str | UUID, message: str) -> None:
+    await _store().aappend(_uuid(agent_id), message, Status.ERROR, None)
+
+
+async def acancel_pending() -> int:
+    return await _store().acancel_pending()
+
+
+async def alist(
+    page: int = 1, page_size: int = 50, status: Status | None = None
+) -> ActivityListSchema:
+    return await _store().alist(page, page_size, status)
+
+
+async def adetail(agent_id: str | UUID) -> ActivityDetailSchema | None:
+    return await _store().adetail(_uuid(agent_id))
+

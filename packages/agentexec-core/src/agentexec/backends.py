@@ -1,0 +1,307 @@
+"""The protocols every backend implements.
+
+A backend is a plain class; it needs no base class, only these methods. The conformance kit
+(:mod:`agentexec.testing`) is the executable form of the contracts written here.
+
+- :class:`QueueBackend` — priority queue with leases: at-least-once delivery.
+- :class:`ResultBackend` — per-task outcome bytes with a wake-up ``wait``.
+- :class:`EventBackend` — publish/subscribe of small messages (worker logs, shutdown, user events).
+- :class:`ActivityStore` — the activity records behind ``ax.activity``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from agentexec.activity.schemas import ActivityDetailSchema, ActivityListSchema
+from agentexec.activity.status import Status
+from agentexec.task import Envelope, Priority
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One task handed to one consumer. Give it back with ``ack`` (done) or ``release`` (not done)."""
+
+    envelope: Envelope
+    consumer_id: str
+    queue_name: str
+    #: backend-specific handle (the raw payload, a row id, a stream id ...)
+    token: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A task the queue gave up on: too many attempts, or a payload that is not a task."""
+
+    id: str
+    queue_name: str
+    reason: str
+    payload: str
+    envelope: Envelope | None = None
+    failed_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReapReport:
+    """What one ``reap`` did: tasks handed out again, and tasks moved to the dead-letter place."""
+
+    requeued: tuple[Envelope, ...] = ()
+    dead: tuple[DeadLetter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Depth per priority and the dead-letter count of one queue, for ``agentexec status``."""
+
+    queue_name: str
+    high: int
+    low: int
+    in_flight: int
+    dead: int
+    consumers: dict[str, float] = field(default_factory=dict)  # consumer id -> heartbeat age (s)
+
+
+@runtime_checkable
+class QueueBackend(Protocol):
+    """A reliable priority queue.
+
+    Contract:
+    - HIGH is taken before LOW; within a priority, first in first out.
+    - ``reserve`` hands each task to exactly one consumer and records it as in flight for that
+      consumer; ``ack`` forgets it; ``release`` puts it back at the front of its queue.
+    - A consumer proves it is alive with ``heartbeat``. ``reap`` returns the in-flight tasks of
+      consumers whose last heartbeat is older than the lease timeout to the front of their queue,
+      with ``attempts`` incremented; a task whose attempts would exceed ``max_attempts`` goes to
+      the dead-letter place instead, with the reason.
+    - A payload that is not a valid envelope is dead-lettered by ``reserve``, which goes on to
+      the next one.
+    """
+
+    lease_timeout: float
+    max_attempts: int
+
+    async def push(self, envelope: Envelope, priority: Priority = Priority.LOW) -> None:
+        """Add one task to ``envelope.queue_name``."""
+        ...
+
+    async def push_many(self, envelopes: Sequence[Envelope]) -> None:
+        """Add many tasks in one round trip where the backend allows; each keeps its priority."""
+        ...
+
+    async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
+        """Take the next task, waiting up to ``timeout`` seconds; ``None`` when nothing came."""
+        ...
+
+    async def ack(self, lease: Lease) -> None:
+        """The task is finished (successfully or not): forget it."""
+        ...
+
+    async def release(self, lease: Lease) -> None:
+        """Give the task back unfinished: it goes to the front of its queue, attempts unchanged."""
+        ...
+
+    async def heartbeat(self, queue_name: str, consumer_id: str) -> None:
+        """The consumer is alive: its leases stay its own for another ``lease_timeout``."""
+        ...
+
+    async def reap(self, queue_name: str) -> ReapReport:
+        """Hand out again the tasks of consumers that stopped heartbeating (see the class doc)."""
+        ...
+
+    async def length(self, queue_name: str) -> int:
+        """Tasks waiting (not in flight) in the queue."""
+        ...
+
+    async def stats(self, queue_name: str) -> QueueStats:
+        """Depth per priority, in-flight count, dead-letter count and live consumers."""
+        ...
+
+    async def dead_letters(self, queue_name: str, limit: int = 100) -> list[DeadLetter]:
+        """The dead-lettered tasks of the queue, oldest first."""
+        ...
+
+    async def requeue_dead(self, queue_name: str, ids: Sequence[str] | None = None) -> int:
+        """Push dead-lettered tasks (all, or the given ids) back with attempts reset; returns how many."""
+        ...
+
+    async def purge_dead(self, queue_name: str) -> int:
+        """Delete the dead-lettered tasks of the queue; returns how many."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections. The backend may be used again afterwards (it reconnects)."""
+        ...
+
+
+@runtime_checkable
+class ResultBackend(Protocol):
+    """Per-task outcomes, stored as opaque bytes (core encodes them) with a time to live."""
+
+    async def set(self, agent_id: UUID, data: bytes, ttl: int) -> None:
+        """Store the outcome and wake every waiter of ``agent_id``."""
+        ...
+
+    async def get(self, agent_id: UUID) -> bytes | None:
+        """The stored outcome, or ``None``."""
+        ...
+
+    async def wait(self, agent_id: UUID, timeout: float) -> bytes:
+        """The outcome as soon as it is set (immediately if it already is).
+
+        Wakes on the ``set`` (no fixed-interval polling as the main path); raises ``TimeoutError``
+        after ``timeout`` seconds.
+        """
+        ...
+
+    async def delete(self, agent_id: UUID) -> None:
+        """Forget the outcome."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One message received on a channel. ``id`` lets a stream-backed subscriber resume."""
+
+    channel: str
+    data: str
+    id: str | None = None
+
+
+@runtime_checkable
+class EventBackend(Protocol):
+    """Publish/subscribe of small text messages on named channels.
+
+    Channel patterns use ``*`` as a wildcard (``"agentexec:logs:*"``).
+    """
+
+    async def publish(self, channel: str, data: str) -> str | None:
+        """Deliver ``data`` to every current subscriber of ``channel``; returns the event id if any."""
+        ...
+
+    def subscribe(
+        self, patterns: Sequence[str], *, last_id: str | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
+        """An async context manager; once entered, every later publish to a matching channel is
+        yielded by the iterator it gives. Backends that keep history replay events after
+        ``last_id``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One activity log line to write (used by batched writers)."""
+
+    agent_id: UUID
+    message: str
+    status: Status | None = None
+    percentage: int | None = None
+
+
+@runtime_checkable
+class ActivityStore(Protocol):
+    """The activity records behind ``ax.activity``.
+
+    Status is derived from the latest log entry; ``latest_percentage`` is the latest non-null
+    percentage. ``append`` on an unknown ``agent_id`` raises :class:`UnknownActivityError`;
+    a percentage outside 0-100 raises ``ValueError``. Every call is one transaction.
+
+    The sync methods take an optional backend-specific ``session`` (a SQLAlchemy ``Session`` for
+    the SQL store); the async twins are what workers use so a handler never blocks its loop.
+    """
+
+    # -- sync (the spec's API) -------------------------------------------------------------
+    def create(
+        self,
+        task_name: str,
+        message: str,
+        agent_id: UUID | None = None,
+        session: Any = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> UUID: ...
+
+    def append(
+        self,
+        agent_id: UUID,
+        message: str,
+        status: Status | None = None,
+        percentage: int | None = None,
+        session: Any = None,
+    ) -> None: ...
+
+    def cancel_pending(self, session: Any = None) -> int: ...
+
+    def list(
+        self,
+        session: Any = None,
+        page: int = 1,
+        page_size: int = 50,
+        status: Status | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ActivityListSchema: ...
+
+    def detail(self, agent_id: UUID, session: Any = None) -> ActivityDetailSchema | None: ...
+
+    # -- async twins -----------------------------------------------------------------------
+    async def acreate(
+        self,
+        task_name: str,
+        message: str,
+        agent_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> UUID: ...
+
+    async def acreate_many(self, items: Sequence[tuple[UUID, str, str]]) -> None:
+        """Create many activities ``(agent_id, task_name, message)`` in one transaction."""
+        ...
+
+    async def aappend(
+        self,
+        agent_id: UUID,
+        message: str,
+        status: Status | None = None,
+        percentage: int | None = None,
+    ) -> None: ...
+
+    async def aappend_many(self, entries: Sequence[LogEntry]) -> None:
+        """Append many log lines in one transaction (all or nothing)."""
+        ...
+
+    async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None: ...
+
+    async def alist(
+        self, page: int = 1, page_size: int = 50, status: Status | None = None
+    ) -> ActivityListSchema: ...
+
+    async def acancel_pending(self) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+class UnknownActivityError(LookupError):
+    """``update``/``complete``/``error`` named an ``agent_id`` that has no activity."""
+
+    def __init__(self, agent_id: UUID | str) -> None:
+        self.agent_id = agent_id
+        super().__init__(
+            f"no activity with agent_id {agent_id}: create it first with ax.activity.create(...) "
+            f"or ax.enqueue(...), and check that this process uses the same database"
+        )
+
+
+def validate_percentage(percentage: int | None) -> int | None:
+    """Shared check for every store: ``None`` or an int in 0..100."""
+    if percentage is None:
+        return None
+    if isinstance(percentage, bool) or not isinstance(percentage, int):
+        raise ValueError(f"percentage must be an int from 0 to 100 or None, got {percentage!r}")
+    if not 0 <= percentage <= 100:
+        raise ValueError(f"percentage must be between 0 and 100, got {percentage}")
+    return percentage

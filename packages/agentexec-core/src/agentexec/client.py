@@ -1,0 +1,98 @@
+"""The producer side: ``enqueue``, ``enqueue_many``, ``get_result`` and ``gather``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import anyio
+from pydantic import BaseModel
+
+from agentexec.config import CONF
+from agentexec.results import Outcome
+from agentexec.runtime import get_backends
+from agentexec.task import Priority, Task
+
+
+def _check(task_name: str, context: Any, priority: Any) -> None:
+    if not isinstance(task_name, str) or not task_name:
+        raise TypeError(f"task_name must be a non-empty str, got {task_name!r}")
+    if not isinstance(context, BaseModel):
+        raise TypeError(
+            f"enqueue({task_name!r}, ...): context must be a pydantic BaseModel instance, got "
+            f"{type(context).__name__}. Wrap the parameters in the task's context model, e.g. "
+            f"MyContext(**data)."
+        )
+    if not isinstance(priority, Priority):
+        raise TypeError(f"priority must be ax.Priority.HIGH or ax.Priority.LOW, got {priority!r}")
+
+
+async def enqueue(
+    task_name: str,
+    context: BaseModel,
+    priority: Priority = Priority.LOW,
+    queue_name: str | None = None,
+) -> Task:
+    """Queue a task; its activity is QUEUED when this returns."""
+    _check(task_name, context, priority)
+    task = Task.create(task_name, context)
+    task.priority = priority
+    task.queue_name = queue_name or CONF.queue_name
+    backends = get_backends()
+    await backends.activity.acreate(task_name, CONF.activity_message_create, task.agent_id)
+    await backends.queue.push(task.to_envelope(task.queue_name), priority)
+    return task
+
+
+async def enqueue_many(
+    items: Sequence[tuple[str, BaseModel] | tuple[str, BaseModel, Priority]],
+    queue_name: str | None = None,
+) -> list[Task]:
+    """Queue many tasks with one activity transaction and one queue round trip."""
+    tasks: list[Task] = []
+    for item in items:
+        task_name, context = item[0], item[1]
+        priority = item[2] if len(item) > 2 else Priority.LOW  # type: ignore[misc]
+        _check(task_name, context, priority)
+        task = Task.create(task_name, context)
+        task.priority = priority
+        task.queue_name = queue_name or CONF.queue_name
+        tasks.append(task)
+    if not tasks:
+        return tasks
+    backends = get_backends()
+    await backends.activity.acreate_many(
+        [(t.agent_id, t.task_name, CONF.activity_message_create) for t in tasks]
+    )
+    await backends.queue.push_many([t.to_envelope(t.queue_name or CONF.queue_name) for t in tasks])
+    return tasks
+
+
+async def get_result(
+    task: Task | UUID | str, timeout: float = 300, result_type: type[Any] | None = None
+) -> Any:
+    """The task's return value once it finishes.
+
+    Raises ``TimeoutError`` after ``timeout`` seconds, and :class:`agentexec.TaskFailedError` as
+    soon as the task has failed for good.
+    """
+    agent_id = task.agent_id if isinstance(task, Task) else UUID(str(task))
+    data = await get_backends().results.wait(agent_id, timeout)
+    return Outcome.decode(data).unwrap(agent_id, result_type)
+
+
+async def gather(*tasks: Task, timeout: float = 300) -> tuple[Any, ...]:
+    """The results of ``tasks``, in order. The first failure is raised."""
+    results: list[Any] = [None] * len(tasks)
+
+    async def one(i: int, t: Task) -> None:
+        results[i] = await get_result(t, timeout)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for i, t in enumerate(tasks):
+                tg.start_soon(one, i, t)
+    except BaseExceptionGroup as group:  # surface the task's own error, not anyio's wrapper
+        raise group.exceptions[0] from None
+    return tuple(results)

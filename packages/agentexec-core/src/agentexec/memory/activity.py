@@ -1,0 +1,195 @@
+"""In-process reference activity store."""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from agentexec.activity.schemas import (
+    ActivityDetailSchema,
+    ActivityListItemSchema,
+    ActivityListSchema,
+    ActivityLogSchema,
+)
+from agentexec.activity.status import Status
+from agentexec.backends import LogEntry, UnknownActivityError, validate_percentage
+
+
+@dataclass
+class _Record:
+    agent_id: UUID
+    agent_type: str
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, Any] | None
+    logs: builtins.list[ActivityLogSchema] = field(default_factory=builtins.list)
+
+    @property
+    def status(self) -> Status:
+        return self.logs[-1].status
+
+    @property
+    def latest_percentage(self) -> int | None:
+        return next((log.percentage for log in reversed(self.logs) if log.percentage is not None), None)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+class MemoryActivityStore:
+    cross_process = False
+
+    def __init__(self, url: Any = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._records: dict[UUID, _Record] = {}
+        self._ids = itertools.count(1)
+
+    # -- sync --------------------------------------------------------------------------
+    def create(
+        self,
+        task_name: str,
+        message: str,
+        agent_id: UUID | None = None,
+        session: Any = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> UUID:
+        agent_id = _uuid(agent_id) if agent_id is not None else uuid.uuid4()
+        now = _now()
+        with self._lock:
+            if agent_id in self._records:
+                raise ValueError(f"an activity with agent_id {agent_id} already exists")
+            rec = _Record(agent_id, task_name, now, now, metadata)
+            rec.logs.append(ActivityLogSchema(
+                id=next(self._ids), message=message, status=Status.QUEUED, percentage=0, created_at=now
+            ))
+            self._records[agent_id] = rec
+        return agent_id
+
+    def append(
+        self,
+        agent_id: UUID,
+        message: str,
+        status: Status | None = None,
+        percentage: int | None = None,
+        session: Any = None,
+    ) -> None:
+        validate_percentage(percentage)
+        agent_id = _uuid(agent_id)
+        with self._lock:
+            rec = self._records.get(agent_id)
+            if rec is None:
+                raise UnknownActivityError(agent_id)
+            now = _now()
+            rec.logs.append(ActivityLogSchema(
+                id=next(self._ids), message=message, status=status or rec.status,
+                percentage=percentage, created_at=now,
+            ))
+            rec.updated_at = now
+
+    def cancel_pending(self, session: Any = None) -> int:
+        with self._lock:
+            pending = [r for r in self._records.values() if r.status in Status.pending()]
+        for rec in pending:
+            self.append(rec.agent_id, "Canceled.", Status.CANCELED)
+        return len(pending)
+
+    def list(
+        self,
+        session: Any = None,
+        page: int = 1,
+        page_size: int = 50,
+        status: Status | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ActivityListSchema:
+        if page < 1 or page_size < 1:
+            raise ValueError(f"page and page_size must be >= 1, got page={page}, page_size={page_size}")
+        with self._lock:
+            records = sorted(self._records.values(), key=lambda r: r.created_at, reverse=True)
+            if status is not None:
+                records = [r for r in records if r.status == status]
+            if metadata:
+                records = [r for r in records if r.metadata and all(r.metadata.get(k) == v for k, v in metadata.items())]
+            total = len(records)
+            chunk = records[(page - 1) * page_size : page * page_size]
+            items = [
+                ActivityListItemSchema(
+                    agent_id=r.agent_id, agent_type=r.agent_type, created_at=r.created_at,
+                    updated_at=r.updated_at, status=r.status, latest_log=r.logs[-1].message,
+                    latest_percentage=r.latest_percentage,
+                )
+                for r in chunk
+            ]
+        return ActivityListSchema(
+            items=items, total=total, page=page, page_size=page_size,
+            pages=ActivityListSchema.page_count(total, page_size),
+        )
+
+    def detail(self, agent_id: UUID | str, session: Any = None) -> ActivityDetailSchema | None:
+        with self._lock:
+            rec = self._records.get(_uuid(agent_id))
+            if rec is None:
+                return None
+            return ActivityDetailSchema(
+                agent_id=rec.agent_id, agent_type=rec.agent_type, created_at=rec.created_at,
+                updated_at=rec.updated_at, status=rec.status,
+                latest_percentage=rec.latest_percentage, logs=builtins.list(rec.logs),
+            )
+
+    # -- async twins -------------------------------------------------------------------
+    async def acreate(
+        self,
+        task_name: str,
+        message: str,
+        agent_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> UUID:
+        return self.create(task_name, message, agent_id, metadata=metadata)
+
+    async def acreate_many(self, items: Sequence[tuple[UUID, str, str]]) -> None:
+        for agent_id, task_name, message in items:
+            self.create(task_name, message, agent_id)
+
+    async def aappend(
+        self,
+        agent_id: UUID,
+        message: str,
+        status: Status | None = None,
+        percentage: int | None = None,
+    ) -> None:
+        self.append(agent_id, message, status, percentage)
+
+    async def aappend_many(self, entries: Sequence[LogEntry]) -> None:
+        with self._lock:
+            for e in entries:
+                validate_percentage(e.percentage)
+                if _uuid(e.agent_id) not in self._records:
+                    raise UnknownActivityError(e.agent_id)
+        for e in entries:
+            self.append(e.agent_id, e.message, e.status, e.percentage)
+
+    async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None:
+        return self.detail(agent_id)
+
+    async def alist(
+        self, page: int = 1, page_size: int = 50, status: Status | None = None
+    ) -> ActivityListSchema:
+        return self.list(page=page, page_size=page_size, status=status)
+
+    async def acancel_pending(self) -> int:
+        return self.cancel_pending()
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,66 @@
+"""In-process reference result store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from uuid import UUID
+
+from agentexec.memory._wakeup import Waiters
+
+
+class MemoryResults:
+    cross_process = False
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._values: dict[UUID, tuple[bytes, float]] = {}
+        self._waiters: dict[UUID, Waiters] = {}
+
+    def _live(self, agent_id: UUID) -> bytes | None:
+        item = self._values.get(agent_id)
+        if item is None:
+            return None
+        if item[1] < time.monotonic():
+            del self._values[agent_id]
+            return None
+        return item[0]
+
+    async def set(self, agent_id: UUID, data: bytes, ttl: int) -> None:
+        with self._lock:
+            self._values[agent_id] = (bytes(data), time.monotonic() + ttl)
+            waiters = self._waiters.pop(agent_id, None)
+        if waiters:
+            waiters.wake_all()
+
+    async def get(self, agent_id: UUID) -> bytes | None:
+        with self._lock:
+            return self._live(agent_id)
+
+    async def wait(self, agent_id: UUID, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                value = self._live(agent_id)
+                if value is not None:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no result for {agent_id} within {timeout}s")
+                fut = self._waiters.setdefault(agent_id, Waiters()).add()
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except TimeoutError:
+                with self._lock:
+                    w = self._waiters.get(agent_id)
+                    if w:
+                        w.discard(fut)
+
+    async def delete(self, agent_id: UUID) -> None:
+        with self._lock:
+            self._values.pop(agent_id, None)
+
+    async def close(self) -> None:
+        return None

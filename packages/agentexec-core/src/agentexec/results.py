@@ -1,0 +1,95 @@
+"""Task outcomes: how a handler's return value (or its failure) is stored and read back.
+
+Values are JSON. A pydantic model is stored with its ``module:qualname`` and rebuilt only from a
+class the reading process already has (or the caller names with ``result_type=``): we never import
+a module because stored data names it, since whoever can write to the result store would then
+choose code to run.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, TypeAdapter
+
+_any = TypeAdapter(Any)
+
+
+class TaskFailedError(Exception):
+    """The task failed for good: its handler raised, or it was dead-lettered."""
+
+    def __init__(self, task_name: str, agent_id: UUID | str, error: str, attempts: int = 1) -> None:
+        self.task_name = task_name
+        self.agent_id = agent_id
+        self.error = error
+        self.attempts = attempts
+        super().__init__(
+            f"task {task_name!r} ({agent_id}) failed after {attempts} attempt(s): {error}"
+        )
+
+
+class Outcome(BaseModel):
+    """What the result store holds for one task."""
+
+    status: Literal["ok", "error"]
+    task_name: str = ""
+    value: Any = None
+    model: str | None = None  # module:qualname of a pydantic result
+    error: str | None = None
+    attempts: int = 1
+
+    @classmethod
+    def ok(cls, task_name: str, value: Any, attempts: int = 1) -> Outcome:
+        if isinstance(value, BaseModel):
+            cls_ = type(value)
+            return cls(
+                status="ok",
+                task_name=task_name,
+                value=value.model_dump(mode="json"),
+                model=f"{cls_.__module__}:{cls_.__qualname__}",
+                attempts=attempts,
+            )
+        return cls(
+            status="ok", task_name=task_name, value=_any.dump_python(value, mode="json"),
+            attempts=attempts,
+        )
+
+    @classmethod
+    def failed(cls, task_name: str, error: str, attempts: int = 1) -> Outcome:
+        return cls(status="error", task_name=task_name, error=error, attempts=attempts)
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> Outcome:
+        return cls.model_validate_json(data)
+
+    def unwrap(self, agent_id: UUID | str, result_type: type[Any] | None = None) -> Any:
+        """The value, rebuilt as its model where that is safe; raises TaskFailedError on failure."""
+        if self.status == "error":
+            raise TaskFailedError(self.task_name, agent_id, self.error or "unknown error", self.attempts)
+        if result_type is not None:
+            return TypeAdapter(result_type).validate_python(self.value)
+        if self.model:
+            model_cls = _known_model(self.model)
+            if model_cls is not None:
+                return model_cls.model_validate(self.value)
+        return self.value
+
+
+def _known_model(path: str) -> type[BaseModel] | None:
+    module_name, _, qualname = path.partition(":")
+    module = sys.modules.get(module_name)
+    if module is None and module_name == "__main__":
+        module = sys.modules.get("__mp_main__")
+    if module is None:
+        return None
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj if isinstance(obj, type) and issubclass(obj, BaseModel) else None

@@ -1,0 +1,152 @@
+"""Which backends this process uses: explicit objects first, then CONF names/URLs, then defaults.
+
+With nothing configured, agentexec runs on one SQLite file (``CONF.embedded_db_path``) for queue,
+results, events and activity, and says so once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+from agentexec.backends import ActivityStore, EventBackend, QueueBackend, ResultBackend
+from agentexec.config import CONF
+from agentexec.plugins import BackendKind, get_registry
+
+log = logging.getLogger("agentexec")
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The four backends one process talks to."""
+
+    queue: QueueBackend
+    results: ResultBackend
+    events: EventBackend
+    activity: ActivityStore
+    #: False when any backend lives only inside this process (``memory://``)
+    cross_process: bool = True
+    #: the URLs (or names) they were built from, so worker processes can rebuild them
+    urls: dict[str, str] | None = None
+
+    def with_(self, **changes: Any) -> Backends:
+        return replace(self, **changes)
+
+    async def aclose(self) -> None:
+        for backend in (self.queue, self.results, self.events):
+            await backend.close()
+        await self.activity.aclose()
+
+
+def embedded_url() -> str:
+    return f"sqlite:///{CONF.embedded_db_path}"
+
+
+_announced = False
+
+
+def configured_urls(database_url: str | None = None) -> dict[BackendKind, str]:
+    """The name or URL each kind of backend comes from, per CONF (and an explicit database URL)."""
+    global _announced
+    db = database_url or CONF.database_url
+    transport = CONF.redis_url or db
+    if transport is None or db is None:
+        if not _announced:
+            _announced = True
+            log.info(
+                "agentexec: no redis_url or database_url configured; using the embedded SQLite "
+                "file %s for %s", CONF.embedded_db_path,
+                "queue, results, events and activity" if transport is None and db is None else
+                "activity" if db is None else "queue, results and events",
+            )
+        transport = transport or embedded_url()
+        db = db or embedded_url()
+    return {
+        "queue": CONF.queue_backend or transport,
+        "results": CONF.results_backend or transport,
+        "events": CONF.events_backend or transport,
+        "activity": CONF.activity_backend or db,
+    }
+
+
+def build_backends(
+    urls: dict[BackendKind, str] | None = None,
+    *,
+    activity_source: Any = None,
+    **explicit: Any,
+) -> Backends:
+    """Backends from explicit objects, else from ``urls`` (default: :func:`configured_urls`).
+
+    ``activity_source`` (a SQLAlchemy engine, say) is handed to the activity store's factory
+    instead of its URL.
+    """
+    urls = dict(urls or configured_urls())
+    registry = get_registry()
+    built: dict[str, Any] = {}
+    cross = True
+    for kind in ("queue", "results", "events", "activity"):
+        obj = explicit.get(kind)
+        if obj is None:
+            spec = registry.find(kind, urls[kind])
+            source: Any = urls[kind]
+            if kind == "activity" and activity_source is not None:
+                source = activity_source
+            obj = spec.load()(source)
+            cross = cross and spec.cross_process
+        else:
+            cross = cross and getattr(obj, "cross_process", True)
+        built[kind] = obj
+    return Backends(
+        queue=built["queue"],
+        results=built["results"],
+        events=built["events"],
+        activity=built["activity"],
+        cross_process=cross,
+        urls={k: v for k, v in urls.items()},
+    )
+
+
+_lock = threading.Lock()
+_current: Backends | None = None
+
+
+def get_backends() -> Backends:
+    """The process's backends, built from CONF on first use."""
+    global _current
+    if _current is None:
+        with _lock:
+            if _current is None:
+                _current = build_backends()
+    return _current
+
+
+def set_backends(backends: Backends | None) -> None:
+    """Make ``backends`` this process's (``None`` forgets them; the next use rebuilds from CONF)."""
+    global _current, _activity_store
+    with _lock:
+        _current = backends
+        _activity_store = None
+
+
+def has_backends() -> bool:
+    return _current is not None
+
+
+_activity_store: Any = None
+
+
+def get_activity_store() -> ActivityStore:
+    """The activity store ``ax.activity`` uses: the process's backends' if built, else one from CONF
+    (so a web process that only reads activity does not open a queue connection)."""
+    global _activity_store
+    if _current is not None:
+        return _current.activity
+    if _activity_store is None:
+        with _lock:
+            if _activity_store is None:
+                url = configured_urls()["activity"]
+                _activity_store = get_registry().find("activity", url).load()(url)
+    store: ActivityStore = _activity_store
+    return store

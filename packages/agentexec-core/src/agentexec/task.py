@@ -1,0 +1,157 @@
+"""Tasks: what a handler is (``TaskDefinition``), one queued run of it (``Task``), and ``Priority``."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import typing
+import uuid
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SerializeAsAny
+
+EXPECTED_SIGNATURE = "async def handler(agent_id: UUID, context: MyContext) -> Any  # MyContext(BaseModel)"
+
+
+class Priority(Enum):
+    """Task priority: HIGH goes to the front of the queue, LOW (the default) to the back."""
+
+    HIGH = "high"
+    LOW = "low"
+
+
+Handler = Callable[[UUID, Any], Awaitable[Any]] | Callable[[UUID, Any], Any]
+
+
+class TaskDefinition:
+    """A registered handler: its name, the callable, and the pydantic model its context must be."""
+
+    __slots__ = ("context_class", "handler", "is_async", "name")
+
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        context_class: type[BaseModel] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a task name must be a non-empty str, got {name!r}")
+        self.name = name
+        self.handler = handler
+        self.context_class = context_class or infer_context_class(name, handler)
+        self.is_async = inspect.iscoroutinefunction(handler)
+
+    def __repr__(self) -> str:
+        return f"TaskDefinition(name={self.name!r}, context_class={self.context_class.__qualname__})"
+
+    def validate_context(self, context: Any) -> BaseModel:
+        """The context as an instance of ``context_class`` (from a model, or a dict off the wire)."""
+        if isinstance(context, self.context_class):
+            return context
+        if isinstance(context, BaseModel):
+            context = context.model_dump(mode="json")
+        return self.context_class.model_validate(context)
+
+
+def infer_context_class(name: str, handler: Callable[..., Any]) -> type[BaseModel]:
+    """The pydantic model annotated on the handler's ``context`` parameter, or a TypeError that shows the fix."""
+    if not callable(handler):
+        raise TypeError(f"task {name!r}: the handler must be callable, got {handler!r}")
+    try:
+        params = inspect.signature(handler).parameters
+    except (TypeError, ValueError) as exc:  # builtins without a signature
+        raise TypeError(f"task {name!r}: cannot read the handler's signature ({exc})") from exc
+    where = f"task {name!r} ({getattr(handler, '__qualname__', handler)!r})"
+    if "context" not in params:
+        raise TypeError(
+            f"{where}: the handler needs a `context` parameter annotated with a pydantic model. "
+            f"Expected signature: {EXPECTED_SIGNATURE}"
+        )
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception as exc:  # an annotation that names something undefined
+        raise TypeError(
+            f"{where}: cannot resolve the handler's annotations ({exc}). "
+            f"Expected signature: {EXPECTED_SIGNATURE}"
+        ) from exc
+    annotation = hints.get("context")
+    if annotation is None:
+        raise TypeError(
+            f"{where}: `context` has no type annotation, so agentexec cannot validate it. "
+            f"Expected signature: {EXPECTED_SIGNATURE}"
+        )
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        raise TypeError(
+            f"{where}: `context` is annotated {annotation!r}, which is not a pydantic BaseModel subclass. "
+            f"Expected signature: {EXPECTED_SIGNATURE}"
+        )
+    return annotation
+
+
+class Envelope(BaseModel):
+    """The wire form of a queued task: JSON, never pickle."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: int = 1
+    agent_id: UUID
+    task_name: str
+    context: dict[str, Any]
+    priority: Priority = Priority.LOW
+    queue_name: str
+    attempts: int = 0
+    enqueued_at: float = 0.0
+    #: set by the pool for pipeline steps and other internal work; never by users
+    kind: str = "task"
+
+    def next_attempt(self) -> Envelope:
+        return self.model_copy(update={"attempts": self.attempts + 1})
+
+
+class Task(BaseModel):
+    """One queued run of a registered task, as returned by :func:`agentexec.enqueue`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    agent_id: UUID
+    task_name: str
+    context: SerializeAsAny[BaseModel]
+    queue_name: str | None = None
+    priority: Priority = Priority.LOW
+    attempts: int = 0
+
+    _definition: TaskDefinition | None = PrivateAttr(default=None)
+
+    @classmethod
+    def create(cls, task_name: str, context: BaseModel) -> Task:
+        """A new task with a fresh ``agent_id`` (called by ``enqueue()``)."""
+        if not isinstance(context, BaseModel):
+            raise TypeError(
+                f"the context of task {task_name!r} must be a pydantic BaseModel instance, "
+                f"got {type(context).__name__}. Define `class MyContext(BaseModel): ...` and pass "
+                f"MyContext(...)."
+            )
+        return cls(agent_id=uuid.uuid4(), task_name=task_name, context=context)
+
+    def to_envelope(self, queue_name: str) -> Envelope:
+        return Envelope(
+            agent_id=self.agent_id,
+            task_name=self.task_name,
+            context=self.context.model_dump(mode="json"),
+            priority=self.priority,
+            queue_name=queue_name,
+            attempts=self.attempts,
+            enqueued_at=time.time(),
+        )
+
+    async def execute(self) -> Any:
+        """Run the handler through the whole lifecycle (RUNNING → COMPLETE/ERROR, result stored).
+
+        Called by workers; returns the handler's value, raises what the handler raised.
+        """
+        from agentexec.worker.lifecycle import execute_task
+
+        return await execute_task(self)

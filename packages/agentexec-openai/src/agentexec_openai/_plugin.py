@@ -1,0 +1,1 @@
+"""Registers the OpenAI runner with agentexec (imports nothing heavy)."""

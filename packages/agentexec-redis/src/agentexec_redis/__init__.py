@@ -1,0 +1,1 @@
+"""agentexec redis adapter."""

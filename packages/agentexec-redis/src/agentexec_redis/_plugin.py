@@ -1,0 +1,1 @@
+"""Registers the Redis backends with agentexec (imports nothing heavy)."""

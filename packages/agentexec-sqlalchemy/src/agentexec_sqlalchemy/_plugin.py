@@ -1,0 +1,1 @@
+"""Registers the SQLAlchemy backends with agentexec (imports nothing heavy)."""
