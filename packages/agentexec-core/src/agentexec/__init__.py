@@ -19,7 +19,7 @@ from agentexec.results import TaskFailedError
 from agentexec.task import Priority, Task, TaskDefinition
 
 if TYPE_CHECKING:
-    from agentexec_openai import OpenAIRunner  # noqa: TID251 - for type checkers only
+    from agentexec_openai.runner import OpenAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_redis.client import close_redis  # noqa: TID251 - for type checkers only
     from agentexec_sqlalchemy.models import Base  # noqa: TID251 - for type checkers only
 

@@ -161,6 +161,13 @@ class ResultBackend(Protocol):
         """Forget the outcome."""
         ...
 
+    async def claim(self, key: str, ttl: int) -> bool:
+        """Set-if-absent: True for exactly one caller per ``key`` within ``ttl`` seconds.
+
+        Schedulers in several pools use it so that each due firing is enqueued once.
+        """
+        ...
+
     async def close(self) -> None: ...
 
 

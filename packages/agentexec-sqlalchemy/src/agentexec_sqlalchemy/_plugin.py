@@ -1,1 +1,49 @@
-"""Registers the SQLAlchemy backends with agentexec (imports nothing heavy)."""
+"""Registers the SQLAlchemy backends with agentexec. Imports nothing heavy: ``sqlalchemy`` is
+imported by the loaders, when agentexec selects one of these backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from agentexec.hookspecs import BackendSpec, NameSpec, hookimpl
+
+SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def _attr(module: str, name: str) -> Callable[[], Any]:
+    def load() -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(f"agentexec_sqlalchemy.{module}"), name)
+
+    return load
+
+
+@hookimpl
+def agentexec_activity_stores() -> Iterator[BackendSpec]:
+    yield BackendSpec("sqlalchemy", SCHEMES, _attr("store", "SQLActivityStore"), "activity on SQL")
+
+
+@hookimpl
+def agentexec_queue_backends() -> Iterator[BackendSpec]:
+    yield BackendSpec("sqlalchemy", SCHEMES, _attr("queue", "SQLQueue"), "embedded queue on SQL")
+
+
+@hookimpl
+def agentexec_result_backends() -> Iterator[BackendSpec]:
+    yield BackendSpec("sqlalchemy", SCHEMES, _attr("results", "SQLResults"), "results on SQL")
+
+
+@hookimpl
+def agentexec_event_backends() -> Iterator[BackendSpec]:
+    yield BackendSpec("sqlalchemy", SCHEMES, _attr("events", "SQLEvents"), "events on SQL")
+
+
+@hookimpl
+def agentexec_names() -> Iterator[NameSpec]:
+    yield NameSpec("agentexec", "Base", _attr("models", "Base"))
+    for name in ("Activity", "ActivityLog", "Base"):
+        yield NameSpec("agentexec.activity.models", name, _attr("models", name))
+    for name in ("set_global_session", "get_global_session", "remove_global_session"):
+        yield NameSpec("agentexec.core.db", name, _attr("session", name))

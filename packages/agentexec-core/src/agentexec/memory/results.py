@@ -18,6 +18,7 @@ class MemoryResults:
         self._lock = threading.Lock()
         self._values: dict[UUID, tuple[bytes, float]] = {}
         self._waiters: dict[UUID, Waiters] = {}
+        self._claims: dict[str, float] = {}
 
     def _live(self, agent_id: UUID) -> bytes | None:
         item = self._values.get(agent_id)
@@ -61,6 +62,14 @@ class MemoryResults:
     async def delete(self, agent_id: UUID) -> None:
         with self._lock:
             self._values.pop(agent_id, None)
+
+    async def claim(self, key: str, ttl: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self._claims.get(key, 0.0) > now:
+                return False
+            self._claims[key] = now + ttl
+            return True
 
     async def close(self) -> None:
         return None
