@@ -1,0 +1,187 @@
+"""The scheduler loop every pool runs: fire due schedules, each tick enqueued by exactly one pool.
+
+High availability without a leader: every pool computes the same fire times (they are pure
+functions of the clock, see :mod:`agentexec.schedule.timing`) and, for each due tick, asks the
+result backend to ``claim`` the key ``schedule:<queue>:<name>:<timestamp>``. The claim is a
+set-if-absent, so exactly one pool wins and enqueues the task; the others move on. Pool clocks
+may disagree by up to the claim's lifetime (minutes) without a tick running twice.
+
+Ticks are computed from the previous *intended* time, never from "now", so they do not drift.
+A tick more than ``misfire_grace`` seconds late (the process was stopped, the loop stalled) is
+skipped rather than run in a burst; a pool starting up begins with the next tick to come.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import anyio
+
+from agentexec.config import CONF
+from agentexec.runtime import Backends
+from agentexec.schedule.schedule import Schedule, ScheduleError
+from agentexec.task import Task
+
+log = logging.getLogger("agentexec.schedule")
+
+#: how long a tick's claim outlives the tick beyond its grace period (covers clock skew)
+CLAIM_MARGIN = 300
+#: the repeat budget of a schedule is kept this long (set-if-absent keys need a lifetime)
+BUDGET_TTL = 10 * 365 * 86400
+#: longest sleep between two looks at the clock (picks up new schedules and clock jumps)
+MAX_SLEEP = 1.0
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One tick this scheduler enqueued."""
+
+    schedule: str
+    fire_time: datetime
+    task: Task
+
+
+class Scheduler:
+    """The schedules of one pool, and the loop that fires them (``await scheduler.run(backends)``)."""
+
+    def __init__(self, schedules: Iterable[Schedule] = (), *, queue_name: str | None = None) -> None:
+        self.queue_name = queue_name
+        self.schedules: dict[str, Schedule] = {}
+        self._next: dict[str, datetime] = {}
+        self._budget_floor: dict[str, int] = {}
+        self._exhausted: set[str] = set()
+        for schedule in schedules:
+            self.add(schedule)
+
+    # -- registry -----------------------------------------------------------------------
+    def add(self, schedule: Schedule) -> Schedule:
+        if schedule.name in self.schedules:
+            raise ScheduleError(
+                f"a schedule named {schedule.name!r} already exists (task "
+                f"{self.schedules[schedule.name].task_name!r}); pass name='...' to tell them apart",
+                "name",
+            )
+        self.schedules[schedule.name] = schedule
+        return schedule
+
+    def remove(self, name: str) -> None:
+        self.schedules.pop(name, None)
+        self._next.pop(name, None)
+
+    def __iter__(self) -> Iterator[Schedule]:
+        return iter(list(self.schedules.values()))
+
+    def __len__(self) -> int:
+        return len(self.schedules)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.schedules
+
+    def queue_for(self, schedule: Schedule) -> str:
+        return schedule.queue_name or self.queue_name or CONF.queue_name
+
+    def exhausted(self, name: str) -> bool:
+        """True once this scheduler has seen the schedule's repeat budget used up."""
+        return name in self._exhausted
+
+    # -- the loop -----------------------------------------------------------------------
+    async def run(self, backends: Backends, stop: anyio.Event | None = None) -> None:
+        """Fire due schedules until ``stop`` is set (forever without one). Never raises for a
+        failed firing: it is logged and the next tick is tried."""
+        stop = stop or anyio.Event()
+        if self.schedules:
+            log.info("scheduler: %d schedule(s): %s", len(self), ", ".join(self.schedules))
+        while not stop.is_set():
+            delay = await self.tick(backends)
+            with anyio.move_on_after(delay):
+                await stop.wait()
+
+    async def tick(self, backends: Backends, now: datetime | None = None) -> float:
+        """Fire what is due at ``now``; returns the seconds until the next look."""
+        now = now or datetime.now(UTC)
+        for schedule in self:
+            if not schedule.enabled or schedule.name in self._exhausted:
+                continue
+            due = self._due(schedule, now)
+            if due is not None:
+                try:
+                    await self.fire(backends, schedule, due)
+                except Exception:
+                    log.exception("scheduler: schedule %r could not enqueue its %s tick",
+                                  schedule.name, due.isoformat())
+        pending = [
+            (self._next[s.name] - now).total_seconds()
+            for s in self
+            if s.enabled and s.name in self._next and s.name not in self._exhausted
+        ]
+        return max(0.0, min([MAX_SLEEP, *pending]))
+
+    def _due(self, schedule: Schedule, now: datetime) -> datetime | None:
+        """The one tick to fire now (the latest one within the grace period), advancing the plan."""
+        planned = self._next.get(schedule.name)
+        if planned is None:  # first look: start with the next tick to come, never a past one
+            self._next[schedule.name] = schedule.next_fire(now)
+            return None
+        if planned > now:
+            return None
+        grace = timedelta(seconds=schedule.misfire_grace)
+        tick = planned
+        if now - tick > grace:
+            tick = schedule.next_fire(now - grace)
+        while tick <= now and (later := schedule.next_fire(tick)) <= now:
+            tick = later
+        if tick != planned:
+            log.warning(
+                "scheduler: schedule %r skipped ticks from %s (more than %ss late)",
+                schedule.name, planned.isoformat(), schedule.misfire_grace,
+            )
+        if tick > now:
+            self._next[schedule.name] = tick
+            return None
+        self._next[schedule.name] = schedule.next_fire(tick)
+        return tick
+
+    # -- one firing ---------------------------------------------------------------------
+    async def fire(self, backends: Backends, schedule: Schedule, tick: datetime) -> Firing | None:
+        """Enqueue the task for ``tick`` unless another scheduler already has (or the budget is spent)."""
+        queue_name = self.queue_for(schedule)
+        key = f"schedule:{queue_name}:{schedule.name}:{int(tick.timestamp())}"
+        if not await backends.results.claim(key, int(schedule.misfire_grace) + CLAIM_MARGIN):
+            return None
+        if schedule.repeat is not None and not await self._spend_budget(backends, schedule, queue_name):
+            return None
+        task = Task.create(schedule.task_name, schedule.context)
+        task.priority = schedule.priority
+        task.queue_name = queue_name
+        await backends.activity.acreate(
+            schedule.task_name, CONF.activity_message_create, task.agent_id,
+            metadata={"schedule": schedule.name, "scheduled_for": tick.isoformat()},
+        )
+        await backends.queue.push(task.to_envelope(queue_name), schedule.priority)
+        log.info("scheduler: %r enqueued %r (%s) for %s", schedule.name, schedule.task_name,
+                 task.agent_id, tick.isoformat())
+        return Firing(schedule.name, tick, task)
+
+    async def _spend_budget(self, backends: Backends, schedule: Schedule, queue_name: str) -> bool:
+        """Take the lowest free firing slot 1..repeat, shared by every pool; False when none is left."""
+        assert schedule.repeat is not None
+        prefix = f"schedule:{queue_name}:{schedule.name}:{schedule.fingerprint}:run"
+        slot = self._budget_floor.get(schedule.name, 1)
+        while slot <= schedule.repeat:
+            won = await backends.results.claim(f"{prefix}:{slot}", BUDGET_TTL)
+            slot += 1
+            self._budget_floor[schedule.name] = slot
+            if won:
+                if slot > schedule.repeat:
+                    self._finish(schedule)
+                return True
+        self._finish(schedule)
+        return False
+
+    def _finish(self, schedule: Schedule) -> None:
+        self._exhausted.add(schedule.name)
+        log.info("scheduler: schedule %r has fired its %d time(s); it is done", schedule.name,
+                 schedule.repeat or 0)
