@@ -1,0 +1,1 @@
+"""An example third-party agentexec backend (``thirdparty://``). Imports nothing on its own."""
