@@ -13,6 +13,7 @@ skipped rather than run in a burst; a pool starting up begins with the next tick
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
+from agentexec.activity.status import Status
 from agentexec.config import CONF
 from agentexec.runtime import Backends
 from agentexec.schedule.schedule import Schedule, ScheduleError
@@ -160,7 +162,14 @@ class Scheduler:
             schedule.task_name, CONF.activity_message_create, task.agent_id,
             metadata={"schedule": schedule.name, "scheduled_for": tick.isoformat()},
         )
-        await backends.queue.push(task.to_envelope(queue_name), schedule.priority)
+        try:
+            await backends.queue.push(task.to_envelope(queue_name), schedule.priority)
+        except Exception as exc:  # never leave a QUEUED activity for a task that is not queued
+            with contextlib.suppress(Exception):
+                await backends.activity.aappend(
+                    task.agent_id, f"Scheduler could not enqueue the task: {exc}", Status.ERROR
+                )
+            raise
         log.info("scheduler: %r enqueued %r (%s) for %s", schedule.name, schedule.task_name,
                  task.agent_id, tick.isoformat())
         return Firing(schedule.name, tick, task)
