@@ -1,0 +1,176 @@
+"""What the SQL queue, results and events share: engine, schema, transactions, waiting.
+
+Async path: the process's *sync* engine (the one the activity store uses, from
+:func:`agentexec_sqlalchemy.engine.get_engine`) called through ``anyio.to_thread``. SQLite has no
+real async driver (aiosqlite is a thread per connection anyway), psycopg's sync API in a worker
+thread costs some tens of microseconds per call, and one code path then serves both dialects.
+Only the idle wait is special per dialect: PostgreSQL ``LISTEN/NOTIFY`` (:mod:`.notify`) or a
+SQLite poll with back-off, plus an in-process wake-up on both.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from agentexec_sqlalchemy.engine import get_engine, is_sqlite
+from agentexec_sqlalchemy.notify import (
+    HUB,
+    SAFETY_RECHECK,
+    PgListener,
+    channel,
+    get_listener,
+    poll_delays,
+    wait_woken,
+)
+from agentexec_sqlalchemy.transport_models import TRANSPORT_TABLES
+
+T = TypeVar("T")
+
+#: a SQLite writer that still finds the file locked after busy_timeout retries this often
+LOCKED_RETRIES = 5
+
+_schema_lock = threading.Lock()
+_schema_ready: set[tuple[int, str]] = set()
+
+
+def _is_locked(exc: sa.exc.OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+class SQLTransport:
+    """Base of :class:`SQLQueue`, :class:`SQLResults` and :class:`SQLEvents`."""
+
+    cross_process = True
+
+    def __init__(self, url: str | Engine) -> None:
+        self.engine: Engine = get_engine(url)
+        self.url = url if isinstance(url, str) else self.engine.url.render_as_string()
+        self.is_sqlite = is_sqlite(self.engine)
+        #: names this database in the process-wide wake-up hub
+        self.database = self.engine.url.render_as_string(hide_password=True)
+        self._insert: Callable[..., Any] = sqlite.insert if self.is_sqlite else postgresql.insert
+
+    # -- schema --------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create the transport tables that are missing (once per process and database).
+
+        Concurrent first starts are serialised: an advisory lock on PostgreSQL, the write lock on
+        SQLite (whose DDL is transactional), so two processes never race to create a table.
+        """
+        key = (os.getpid(), self.database)
+        if key in _schema_ready:
+            return
+        with _schema_lock:
+            if key in _schema_ready:
+                return
+            with self.write() as conn:
+                if not self.is_sqlite:
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x61676578)))
+                TRANSPORT_TABLES[0].metadata.create_all(conn, tables=list(TRANSPORT_TABLES))
+            _schema_ready.add(key)
+
+    # -- running SQL ---------------------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` (one whole transaction) in a worker thread, retried if SQLite stays locked."""
+        return await anyio.to_thread.run_sync(functools.partial(self.run_sync, fn, *args))
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        self.ensure_schema()
+        for attempt in range(LOCKED_RETRIES):
+            try:
+                return fn(*args)
+            except sa.exc.OperationalError as exc:
+                if not (self.is_sqlite and _is_locked(exc)) or attempt == LOCKED_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One short write transaction. On SQLite it starts with ``BEGIN IMMEDIATE``: the write
+        lock is taken up front, so a read-then-write never fails half-way with SQLITE_BUSY."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def notify(self, conn: Connection, kind: str, name: str) -> None:
+        """Inside a write transaction: wake other processes' waiters when it commits (PostgreSQL)."""
+        if not self.is_sqlite:
+            conn.execute(sa.select(sa.func.pg_notify(channel(kind), name)))
+
+    def wake_local(self, kind: str, name: str) -> None:
+        """After a commit: wake this process's waiters now."""
+        HUB.wake((self.database, kind, name))
+
+    # -- waiting -------------------------------------------------------------------------
+    async def listener(self) -> PgListener | None:
+        """PostgreSQL: the process's LISTEN thread, once it listens (None on SQLite)."""
+        if self.is_sqlite:
+            return None
+        listener = get_listener(self.engine.url, self.database)
+        if not listener.healthy:
+            await anyio.to_thread.run_sync(listener.wait_ready, 5.0)
+        return listener
+
+    async def wait_for(
+        self,
+        kind: str,
+        name: str,
+        attempt: Callable[[], Awaitable[T | None]],
+        timeout: float,
+        probe: Callable[[], Awaitable[bool]] | None = None,
+    ) -> T | None:
+        """``await attempt()`` until it gives a value or ``timeout`` passes (then ``None``).
+
+        Between attempts it sleeps until a wake-up for ``(kind, name)``: a NOTIFY on PostgreSQL
+        (re-checking every few seconds in case a connection died), the in-process hub, or on
+        SQLite the next step of the poll back-off. After a silent poll step the cheap read-only
+        ``probe`` decides whether ``attempt`` (usually a write) is worth running.
+        """
+        deadline = time.monotonic() + max(timeout, 0.0)
+        listener = await self.listener()
+        key = (self.database, kind, name)
+        delays = poll_delays()
+        woken = True
+        while True:
+            fut = HUB.register(key)
+            try:
+                if woken or probe is None or await probe():
+                    value = await attempt()
+                    if value is not None:
+                        return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                if listener is not None and listener.healthy:
+                    delay = min(remaining, SAFETY_RECHECK)
+                else:
+                    delay = min(remaining, next(delays))
+                woken = await wait_woken(fut, delay)
+                if woken:
+                    delays = poll_delays()
+            finally:
+                HUB.discard(key, fut)

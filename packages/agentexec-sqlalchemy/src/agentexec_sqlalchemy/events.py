@@ -1,0 +1,121 @@
+"""Publish/subscribe on a SQL table: every event is a row; subscribers read rows after an id.
+
+The table keeps the last :data:`RETENTION` events, so a subscriber can resume from an id it saw
+(``last_id``). On PostgreSQL ``publish`` also NOTIFYs, and publishes are serialised by a
+transaction-scoped advisory lock so ids become visible in increasing order (a reader that has
+seen id N never later finds a smaller id committing).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from agentexec.backends import Event
+
+from agentexec_sqlalchemy._transport import SQLTransport
+from agentexec_sqlalchemy.transport_models import event_table
+
+E = event_table
+
+#: events kept for replay; older rows are trimmed
+RETENTION = 10_000
+#: every this many publishes of one process also trim the table
+TRIM_EVERY = 100
+#: rows read per round trip by a subscriber
+BATCH = 500
+_PUBLISH_LOCK = 0x61676576
+
+
+class SQLEvents(SQLTransport):
+    """:class:`agentexec.backends.EventBackend` on a SQL database."""
+
+    def __init__(self, url: str | sa.Engine) -> None:
+        super().__init__(url)
+        self._published = itertools.count(1)
+
+    async def publish(self, channel: str, data: str) -> str | None:
+        trim = next(self._published) % TRIM_EVERY == 0
+        event_id = await self.run(self._publish, channel, data, trim)
+        self.wake_local("event", "")
+        return str(event_id)
+
+    def _publish(self, channel: str, data: str, trim: bool) -> int:
+        with self.write() as conn:
+            if not self.is_sqlite:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PUBLISH_LOCK)))
+            event_id = int(
+                conn.execute(
+                    E.insert().values(channel=channel, data=data, created_at=time.time()).returning(E.c.id)
+                ).scalar_one()
+            )
+            if trim:
+                conn.execute(E.delete().where(E.c.id <= event_id - RETENTION))
+            self.notify(conn, "event", "")
+        return event_id
+
+    def _last_id(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0))).scalar_one())
+
+    def _after(self, cursor: int) -> list[tuple[int, str, str]]:
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(E.c.id, E.c.channel, E.c.data)
+                .where(E.c.id > cursor)
+                .order_by(E.c.id)
+                .limit(BATCH)
+            )
+            return list(rows)
+
+    @asynccontextmanager
+    async def subscribe(
+        self, patterns: Sequence[str], *, last_id: str | None = None
+    ) -> AsyncIterator[AsyncIterator[Event]]:
+        """Events published after entering (or after ``last_id``) on channels matching
+        ``patterns`` (``*`` wildcards, as :func:`fnmatch.fnmatchcase`)."""
+        cursor = int(last_id) if last_id is not None else await self.run(self._last_id)
+        yield _Subscription(self, tuple(patterns), cursor)
+
+    async def close(self) -> None:
+        """Nothing to release: the engine is the process's, shared with the activity store."""
+        return None
+
+
+class _Subscription:
+    """The async iterator a subscription yields; reads batches after its cursor."""
+
+    def __init__(self, backend: SQLEvents, patterns: tuple[str, ...], cursor: int) -> None:
+        self._backend = backend
+        self._patterns = patterns
+        self._cursor = cursor
+        self._pending: list[Event] = []
+
+    def __aiter__(self) -> _Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._pending:
+            await self._backend.wait_for("event", "", self._fetch, timeout=3600.0)
+        return self._pending.pop(0)
+
+    async def _fetch(self) -> bool | None:
+        """True once something matched; None when the table has nothing newer."""
+        while True:
+            rows = await self._backend.run(self._backend._after, self._cursor)
+            if not rows:
+                return None
+            self._cursor = rows[-1][0]
+            self._pending.extend(
+                Event(channel, data, str(event_id))
+                for event_id, channel, data in rows
+                if any(fnmatch.fnmatchcase(channel, p) for p in self._patterns)
+            )
+            if self._pending:
+                return True
+            if len(rows) < BATCH:
+                return None

@@ -1,0 +1,410 @@
+"""The embedded queue: a table of waiting and leased tasks (SQLite file or PostgreSQL).
+
+One row per task. Waiting rows have ``consumer_id`` NULL and are taken in the order
+``rank`` (HIGH first), ``front`` (released/reaped tasks first, latest first), ``id`` (FIFO).
+``reserve`` leases the first waiting row in one short transaction: on PostgreSQL
+``SELECT … FOR UPDATE SKIP LOCKED`` inside ``UPDATE … RETURNING``, so concurrent consumers
+never wait for each other; on SQLite the same statement under ``BEGIN IMMEDIATE`` (SQLite has
+one writer at a time anyway). Consumers heartbeat in the consumer table; ``reap`` gives the
+leases of silent consumers back or dead-letters them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from agentexec.backends import DeadLetter, Lease, QueueStats, ReapReport
+from agentexec.config import CONF
+from agentexec.task import Envelope, Priority
+from pydantic import ValidationError
+from sqlalchemy.engine import Connection, Engine
+
+from agentexec_sqlalchemy._transport import SQLTransport
+from agentexec_sqlalchemy.transport_models import (
+    RANK_HIGH,
+    RANK_LOW,
+    consumer_table,
+    dead_letter_table,
+    queue_table,
+)
+
+Q = queue_table
+D = dead_letter_table
+C = consumer_table
+
+
+def _rank(priority: Priority) -> int:
+    return RANK_HIGH if priority is Priority.HIGH else RANK_LOW
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+    return f"{loc}: {err.get('msg', 'invalid')}"
+
+
+def _lock_key(queue_name: str) -> Any:
+    return sa.func.hashtext(f"agentexec-reap:{queue_name}")
+
+
+class SQLQueue(SQLTransport):
+    """:class:`agentexec.backends.QueueBackend` on a SQL database.
+
+    ``lease_timeout`` and ``max_attempts`` follow ``CONF`` until assigned; each operation reads
+    them afresh, so tests can shorten them.
+    """
+
+    def __init__(self, url: str | Engine) -> None:
+        super().__init__(url)
+        self._lease_timeout: float | None = None
+        self._max_attempts: int | None = None
+
+    @property
+    def lease_timeout(self) -> float:
+        return CONF.lease_timeout if self._lease_timeout is None else self._lease_timeout
+
+    @lease_timeout.setter
+    def lease_timeout(self, value: float) -> None:
+        self._lease_timeout = value
+
+    @property
+    def max_attempts(self) -> int:
+        return CONF.max_attempts if self._max_attempts is None else self._max_attempts
+
+    @max_attempts.setter
+    def max_attempts(self, value: int) -> None:
+        self._max_attempts = value
+
+    # -- push ----------------------------------------------------------------------------
+    async def push(self, envelope: Envelope, priority: Priority | None = None) -> None:
+        await self.run(self._push_rows, [self._row(envelope, priority)])
+        self.wake_local("queue", envelope.queue_name)
+
+    async def push_many(self, envelopes: Sequence[Envelope]) -> None:
+        if not envelopes:
+            return
+        await self.run(self._push_rows, [self._row(env, None) for env in envelopes])
+        for name in {env.queue_name for env in envelopes}:
+            self.wake_local("queue", name)
+
+    def push_raw(self, queue_name: str, payload: str, priority: Priority = Priority.LOW) -> None:
+        """Push a payload as-is (tests use it to push malformed data). Blocking."""
+        row = {
+            "queue_name": queue_name,
+            "rank": _rank(priority),
+            "front": 0,
+            "payload": payload,
+            "attempts": 0,
+            "enqueued_at": time.time(),
+        }
+        self.run_sync(self._push_rows, [row])
+        self.wake_local("queue", queue_name)
+
+    @staticmethod
+    def _row(envelope: Envelope, priority: Priority | None) -> dict[str, Any]:
+        return {
+            "queue_name": envelope.queue_name,
+            "rank": _rank(priority or envelope.priority),
+            "front": 0,
+            "payload": envelope.model_dump_json(),
+            "attempts": envelope.attempts,
+            "enqueued_at": envelope.enqueued_at or time.time(),
+        }
+
+    def _push_rows(self, rows: list[dict[str, Any]]) -> None:
+        with self.write() as conn:
+            conn.execute(Q.insert(), rows)
+            for name in sorted({row["queue_name"] for row in rows}):
+                self.notify(conn, "queue", name)
+
+    # -- reserve -------------------------------------------------------------------------
+    async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
+        async def attempt() -> Lease | None:
+            return await self.run(self._take, queue_name, consumer_id)
+
+        async def probe() -> bool:
+            return await self.run(self._has_waiting, queue_name)
+
+        # SQLite polls with a read (no write lock) before trying to take
+        return await self.wait_for(
+            "queue", queue_name, attempt, timeout, probe if self.is_sqlite else None
+        )
+
+    def _has_waiting(self, queue_name: str) -> bool:
+        query = sa.select(Q.c.id).where(Q.c.queue_name == queue_name, Q.c.consumer_id.is_(None))
+        with self.read() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
+    def _take(self, queue_name: str, consumer_id: str) -> Lease | None:
+        now = time.time()
+        with self.write() as conn:
+            self._beat(conn, queue_name, consumer_id, now)
+            while True:
+                nxt = (
+                    sa.select(Q.c.id)
+                    .where(Q.c.queue_name == queue_name, Q.c.consumer_id.is_(None))
+                    .order_by(Q.c.rank, Q.c.front.desc(), Q.c.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                    .scalar_subquery()
+                )
+                row = conn.execute(
+                    Q.update()
+                    .where(Q.c.id == nxt)
+                    .values(consumer_id=consumer_id, leased_at=now)
+                    .returning(Q.c.id, Q.c.payload, Q.c.attempts)
+                ).first()
+                if row is None:
+                    return None
+                try:
+                    env = Envelope.model_validate_json(row.payload)
+                except ValidationError as exc:
+                    conn.execute(Q.delete().where(Q.c.id == row.id))
+                    self._bury(conn, queue_name, row.payload, f"malformed payload: {_first_error(exc)}", now)
+                    continue
+                if env.attempts != row.attempts:
+                    env = env.model_copy(update={"attempts": row.attempts})
+                return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
+
+    def _beat(self, conn: Connection, queue_name: str, consumer_id: str, now: float) -> None:
+        stmt = self._insert(C).values(queue_name=queue_name, consumer_id=consumer_id, heartbeat_at=now)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[C.c.queue_name, C.c.consumer_id],
+                set_={"heartbeat_at": stmt.excluded.heartbeat_at},
+            )
+        )
+
+    def _bury(self, conn: Connection, queue_name: str, payload: str, reason: str, now: float) -> int:
+        return int(
+            conn.execute(
+                D.insert()
+                .values(queue_name=queue_name, reason=reason, payload=payload, failed_at=now)
+                .returning(D.c.id)
+            ).scalar_one()
+        )
+
+    # -- ack / release / heartbeat -------------------------------------------------------
+    @staticmethod
+    def _mine(lease: Lease) -> Any:
+        """The row is still this lease's: same consumer, and not reaped since (attempts)."""
+        row_id, attempts = lease.token
+        return sa.and_(Q.c.id == row_id, Q.c.consumer_id == lease.consumer_id, Q.c.attempts == attempts)
+
+    async def ack(self, lease: Lease) -> None:
+        await self.run(self._ack, lease)
+
+    def _ack(self, lease: Lease) -> None:
+        with self.write() as conn:
+            conn.execute(Q.delete().where(self._mine(lease)))
+
+    async def release(self, lease: Lease) -> None:
+        if await self.run(self._release, lease):
+            self.wake_local("queue", lease.queue_name)
+
+    def _release(self, lease: Lease) -> bool:
+        with self.write() as conn:
+            done = conn.execute(
+                Q.update()
+                .where(self._mine(lease))
+                .values(consumer_id=None, leased_at=None, front=time.time_ns())
+            ).rowcount
+            if done:
+                self.notify(conn, "queue", lease.queue_name)
+            return bool(done)
+
+    async def heartbeat(self, queue_name: str, consumer_id: str) -> None:
+        await self.run(self._heartbeat, queue_name, consumer_id)
+
+    def _heartbeat(self, queue_name: str, consumer_id: str) -> None:
+        with self.write() as conn:
+            self._beat(conn, queue_name, consumer_id, time.time())
+
+    # -- reap ----------------------------------------------------------------------------
+    async def reap(self, queue_name: str) -> ReapReport:
+        return await self._reaped(queue_name, None)
+
+    async def reap_consumer(self, queue_name: str, consumer_id: str) -> ReapReport:
+        """Hand out again the tasks of one consumer known to be dead, whatever its last
+        heartbeat (the pool calls it when a worker process dies), with ``reap``'s rules."""
+        return await self._reaped(queue_name, consumer_id)
+
+    async def _reaped(self, queue_name: str, consumer_id: str | None) -> ReapReport:
+        report = await self.run(
+            self._reap, queue_name, consumer_id, self.lease_timeout, self.max_attempts
+        )
+        if report.requeued:
+            self.wake_local("queue", queue_name)
+        return report
+
+    def _reap(
+        self, queue_name: str, consumer_id: str | None, lease_timeout: float, max_attempts: int
+    ) -> ReapReport:
+        now = time.time()
+        cutoff = now - lease_timeout
+        if consumer_id is None:
+            stale = sa.select(C.c.consumer_id).where(
+                C.c.queue_name == queue_name, C.c.heartbeat_at < cutoff
+            )
+            known = sa.select(C.c.consumer_id).where(C.c.queue_name == queue_name)
+            expired: Any = sa.or_(
+                Q.c.consumer_id.in_(stale),
+                # a lease whose consumer row is gone: judge it by its own age
+                sa.and_(Q.c.consumer_id.not_in(known), Q.c.leased_at < cutoff),
+            )
+            gone: Any = sa.and_(C.c.queue_name == queue_name, C.c.heartbeat_at < cutoff)
+        else:
+            expired = Q.c.consumer_id == consumer_id
+            gone = sa.and_(C.c.queue_name == queue_name, C.c.consumer_id == consumer_id)
+        with self.write() as conn:
+            if not self.is_sqlite:  # one reaper per queue at a time
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(queue_name))))
+            rows = conn.execute(
+                sa.select(Q.c.id, Q.c.payload, Q.c.attempts)
+                .where(Q.c.queue_name == queue_name, Q.c.consumer_id.is_not(None), expired)
+                .order_by(Q.c.id)
+                .with_for_update()  # an ack racing this reap waits, then finds the row moved
+            ).all()
+            conn.execute(C.delete().where(gone))
+            requeued: list[Envelope] = []
+            dead: list[DeadLetter] = []
+            for row in rows:
+                env = Envelope.model_validate_json(row.payload).model_copy(
+                    update={"attempts": row.attempts}
+                )
+                if row.attempts + 1 >= max_attempts:
+                    reason = (
+                        f"lease expired {row.attempts + 1} times (max_attempts={max_attempts}): "
+                        f"the worker running it stopped heartbeating"
+                    )
+                    payload = env.model_dump_json()
+                    conn.execute(Q.delete().where(Q.c.id == row.id))
+                    dl_id = self._bury(conn, queue_name, payload, reason, now)
+                    dead.append(DeadLetter(str(dl_id), queue_name, reason, payload, env, now))
+                else:
+                    conn.execute(
+                        Q.update()
+                        .where(Q.c.id == row.id)
+                        .values(
+                            consumer_id=None,
+                            leased_at=None,
+                            attempts=row.attempts + 1,
+                            front=time.time_ns(),
+                        )
+                    )
+                    requeued.append(env.next_attempt())
+            if requeued:
+                self.notify(conn, "queue", queue_name)
+        return ReapReport(tuple(requeued), tuple(dead))
+
+    # -- inspection ----------------------------------------------------------------------
+    async def length(self, queue_name: str) -> int:
+        return await self.run(self._length, queue_name)
+
+    def _length(self, queue_name: str) -> int:
+        query = sa.select(sa.func.count()).where(
+            Q.c.queue_name == queue_name, Q.c.consumer_id.is_(None)
+        )
+        with self.read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    async def stats(self, queue_name: str) -> QueueStats:
+        return await self.run(self._stats, queue_name)
+
+    def _stats(self, queue_name: str) -> QueueStats:
+        waiting = sa.case((Q.c.consumer_id.is_(None), Q.c.rank), else_=-1)
+        with self.read() as conn:
+            counts: dict[int, int] = {
+                int(kind): int(n)
+                for kind, n in conn.execute(
+                    sa.select(waiting, sa.func.count())
+                    .where(Q.c.queue_name == queue_name)
+                    .group_by(waiting)
+                )
+            }
+            dead = conn.execute(
+                sa.select(sa.func.count()).where(D.c.queue_name == queue_name)
+            ).scalar_one()
+            beats = conn.execute(
+                sa.select(C.c.consumer_id, C.c.heartbeat_at).where(C.c.queue_name == queue_name)
+            )
+            now = time.time()
+            consumers = {cid: max(0.0, now - beat) for cid, beat in beats}
+        return QueueStats(
+            queue_name,
+            high=int(counts.get(RANK_HIGH, 0)),
+            low=int(counts.get(RANK_LOW, 0)),
+            in_flight=int(counts.get(-1, 0)),
+            dead=int(dead),
+            consumers=consumers,
+        )
+
+    # -- dead letters --------------------------------------------------------------------
+    async def dead_letters(self, queue_name: str, limit: int = 100) -> list[DeadLetter]:
+        return await self.run(self._dead_letters, queue_name, limit)
+
+    def _dead_letters(self, queue_name: str, limit: int) -> list[DeadLetter]:
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(D).where(D.c.queue_name == queue_name).order_by(D.c.id).limit(limit)
+            ).all()
+        return [
+            DeadLetter(str(r.id), r.queue_name, r.reason, r.payload, _envelope(r.payload), r.failed_at)
+            for r in rows
+        ]
+
+    async def requeue_dead(self, queue_name: str, ids: Sequence[str] | None = None) -> int:
+        count = await self.run(self._requeue_dead, queue_name, ids)
+        if count:
+            self.wake_local("queue", queue_name)
+        return count
+
+    def _requeue_dead(self, queue_name: str, ids: Sequence[str] | None) -> int:
+        query = sa.select(D.c.id, D.c.payload).where(D.c.queue_name == queue_name)
+        if ids is not None:
+            wanted = [int(i) for i in ids if str(i).isdigit()]
+            query = query.where(D.c.id.in_(wanted))
+        with self.write() as conn:
+            rows = conn.execute(query.order_by(D.c.id)).all()
+            moved: list[int] = []
+            for row in rows:
+                env = _envelope(row.payload)
+                if env is None:  # not a task: nothing to run, it stays for inspection
+                    continue
+                env = env.model_copy(update={"attempts": 0})
+                conn.execute(
+                    Q.insert().values(
+                        queue_name=queue_name,
+                        rank=_rank(env.priority),
+                        front=time.time_ns(),  # back at the front, as the reference does
+                        payload=env.model_dump_json(),
+                        attempts=0,
+                        enqueued_at=time.time(),
+                    )
+                )
+                moved.append(row.id)
+            if moved:
+                conn.execute(D.delete().where(D.c.id.in_(moved)))
+                self.notify(conn, "queue", queue_name)
+        return len(moved)
+
+    async def purge_dead(self, queue_name: str) -> int:
+        return await self.run(self._purge_dead, queue_name)
+
+    def _purge_dead(self, queue_name: str) -> int:
+        with self.write() as conn:
+            return int(conn.execute(D.delete().where(D.c.queue_name == queue_name)).rowcount)
+
+    async def close(self) -> None:
+        """Nothing to release: the engine is the process's, shared with the activity store."""
+        return None
+
+
+def _envelope(payload: str) -> Envelope | None:
+    try:
+        return Envelope.model_validate_json(payload)
+    except ValidationError:
+        return None

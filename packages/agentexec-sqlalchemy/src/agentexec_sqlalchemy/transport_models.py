@@ -1,0 +1,105 @@
+"""Tables of the embedded SQL transport: queue, dead letters, consumers, results, events.
+
+They live on the activity tables' ``Base`` (same ``CONF.table_prefix``), so
+``ax.Base.metadata.create_all(engine)`` creates everything agentexec needs. Plain Core tables:
+the backends speak SQL expressions, not ORM objects, to keep each round trip one statement.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from agentexec.config import CONF
+
+try:  # TEMPORARY until models.py lands
+    from agentexec_sqlalchemy.models import Base
+except ImportError:  # pragma: no cover
+    from sqlalchemy.orm import DeclarativeBase
+
+    class Base(DeclarativeBase):  # type: ignore[no-redef]
+        pass
+
+P = CONF.table_prefix
+_META = Base.metadata
+
+# SQLite needs INTEGER (not BIGINT) for an autoincrementing rowid primary key
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+#: rank of each priority: lower is taken first
+RANK_HIGH = 0
+RANK_LOW = 1
+
+queue_table = sa.Table(
+    f"{P}queue",
+    _META,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("queue_name", sa.String(255), nullable=False),
+    sa.Column("rank", sa.SmallInteger, nullable=False),
+    # 0 for a normal push (FIFO by id); a nanosecond stamp when released or reaped, so the task
+    # goes back to the front of its priority, the latest first
+    sa.Column("front", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("payload", sa.Text, nullable=False),
+    # deliveries before this one; authoritative over the payload's own ``attempts``
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("consumer_id", sa.String(255), nullable=True),  # NULL while waiting
+    sa.Column("leased_at", sa.Float, nullable=True),
+    sa.Column("enqueued_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+# the reserve query walks this index: waiting rows of one queue in take order
+sa.Index(
+    f"ix_{P}queue_waiting",
+    queue_table.c.queue_name,
+    queue_table.c.rank,
+    queue_table.c.front.desc(),
+    queue_table.c.id,
+    postgresql_where=queue_table.c.consumer_id.is_(None),
+    sqlite_where=queue_table.c.consumer_id.is_(None),
+)
+sa.Index(
+    f"ix_{P}queue_leased",
+    queue_table.c.queue_name,
+    queue_table.c.consumer_id,
+    postgresql_where=queue_table.c.consumer_id.is_not(None),
+    sqlite_where=queue_table.c.consumer_id.is_not(None),
+)
+
+dead_letter_table = sa.Table(
+    f"{P}dead_letter",
+    _META,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("queue_name", sa.String(255), nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("failed_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+consumer_table = sa.Table(
+    f"{P}consumer",
+    _META,
+    sa.Column("queue_name", sa.String(255), primary_key=True),
+    sa.Column("consumer_id", sa.String(255), primary_key=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+
+result_table = sa.Table(
+    f"{P}result",
+    _META,
+    # str(agent_id) for results, "claim:<key>" for claims
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+event_table = sa.Table(
+    f"{P}event",
+    _META,
+    # never reused (AUTOINCREMENT on SQLite): subscribers resume after an id
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(255), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+TRANSPORT_TABLES = (queue_table, dead_letter_table, consumer_table, result_table, event_table)
