@@ -205,21 +205,40 @@ def new_registry(*, load_entry_points: bool = True) -> PluginRegistry:
     registry = PluginRegistry(pm)
     if load_entry_points:
         load_entry_points_into(registry)
-    pm.check_pending()
+    check_hooks(registry)
     return registry
+
+
+def check_hooks(registry: PluginRegistry) -> None:
+    """Fail loudly, naming the plugin and its distribution, when a plugin implements a hook
+    agentexec does not define (a misspelled ``agentexec_*`` name, most often)."""
+    try:
+        registry.pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        plugin = registry.pm.get_name(exc.plugin) or repr(exc.plugin)
+        dist = registry.distributions.get(plugin, plugin)
+        raise PluginError(
+            f"agentexec plugin {plugin!r} (distribution {dist}): {exc}. Compare the hook names "
+            f"with agentexec.hookspecs, or disable it with AGENTEXEC_DISABLED_PLUGINS={plugin}"
+        ) from exc
 
 
 def load_entry_points_into(registry: PluginRegistry) -> None:
     allowed = _split(CONF.plugins)
     disabled = _split(CONF.disabled_plugins) or set()
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # entry-point name -> distribution
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in seen:  # the same distribution seen twice on sys.path
-            continue
-        seen.add(ep.name)
         if ep.name in disabled or (allowed is not None and ep.name not in allowed):
             continue
         dist = ep.dist.name if ep.dist is not None else ep.value.split(".", 1)[0]
+        if ep.name in seen:
+            if seen[ep.name] == dist:  # the same distribution seen twice on sys.path
+                continue
+            raise PluginConflictError(
+                f"two distributions declare the agentexec plugin {ep.name!r}: {seen[ep.name]} "
+                f"and {dist}. Uninstall one of them"
+            )
+        seen[ep.name] = dist
         registry.distributions[ep.name] = dist
         try:
             module = ep.load()

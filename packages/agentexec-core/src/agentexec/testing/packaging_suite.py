@@ -14,7 +14,14 @@ import pytest
 
 from agentexec.backends import ActivityStore, EventBackend, QueueBackend, ResultBackend
 from agentexec.hookspecs import BackendSpec
-from agentexec.plugins import ENTRY_POINT_GROUP, KINDS, BackendKind, PluginRegistry, new_registry
+from agentexec.plugins import (
+    ENTRY_POINT_GROUP,
+    KINDS,
+    BackendKind,
+    PluginRegistry,
+    check_hooks,
+    new_registry,
+)
 from agentexec.testing._suite import Suite
 
 PROTOCOLS: dict[BackendKind, type[Any]] = {
@@ -88,7 +95,7 @@ class PluginPackagingSuite(Suite):
         registry = new_registry(load_entry_points=False)
         for ep in self._entry_points():
             registry.register(ep.load(), ep.name, self.distribution)
-        registry.pm.check_pending()
+        check_hooks(registry)
         return registry
 
     def _backend_specs(self) -> list[tuple[BackendKind, BackendSpec]]:
