@@ -8,7 +8,7 @@ from typing import Any
 
 from agentexec.hookspecs import BackendSpec, NameSpec, hookimpl
 
-SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def _queue() -> Any:

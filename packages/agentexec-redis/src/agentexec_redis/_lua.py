@@ -1,0 +1,141 @@
+"""The queue's multi-step changes as Lua scripts, so no interleaving loses or duplicates a task.
+
+Every script declares all its keys, and every key of one call shares the queue's hash slot
+(see :mod:`agentexec_redis.keys`), so the scripts run unchanged on Redis Cluster. Time comes from
+the server (``TIME``), so consumers on machines with skewed clocks agree on lease expiry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+_COMMON = """
+local function now_seconds()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function bury(dead, seq, queue_name, now, raw, reason)
+  local id = tostring(redis.call('INCR', seq))
+  local record = cjson.encode({id = id, queue = queue_name, reason = reason,
+                               payload = raw, failed_at = now})
+  redis.call('RPUSH', dead, record)
+  return record
+end
+"""
+
+
+class Script:
+    """A Lua script run by SHA (EVALSHA), loaded on first use on each server (EVAL)."""
+
+    def __init__(self, body: str) -> None:
+        self.body = _COMMON + body
+        self.sha = hashlib.sha1(self.body.encode()).hexdigest()
+
+    async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.body, len(keys), *keys, *args)
+
+
+#: KEYS: consumers. ARGV: consumer id. The consumer is alive now (server time).
+HEARTBEAT = Script("""
+redis.call('ZADD', KEYS[1], now_seconds(), ARGV[1])
+return 1
+""")
+
+#: KEYS: consumers. ARGV: lease timeout. The consumers whose last heartbeat is older than it.
+EXPIRED = Script("""
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now_seconds() - tonumber(ARGV[1])))
+""")
+
+#: KEYS: queue, consumers, inflight, dead, dead_seq.
+#: ARGV: consumer id, lease timeout, max attempts, force ("1": reap even if alive), queue name.
+#: Hands the consumer's in-flight tasks back to the FRONT of the queue (RPUSH, oldest first)
+#: with attempts + 1, or dead-letters those whose attempts + 1 reach max attempts.
+#: Returns {requeued payloads, dead-letter records}.
+#:
+#: In-flight payloads are always in the canonical form ``Envelope.model_dump_json()`` writes
+#: (``reserve`` rewrites other forms), where the top-level ``"attempts":N`` is the one
+#: followed by ``,"enqueued_at":``; a nested ``attempts`` inside ``context`` comes earlier,
+#: so the greedy match below finds the top-level field.
+REAP = Script("""
+local now = now_seconds()
+if ARGV[4] ~= '1' then
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if score and tonumber(score) > now - tonumber(ARGV[2]) then
+    return {{}, {}}
+  end
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+local max_attempts = tonumber(ARGV[3])
+local requeued, dead = {}, {}
+while true do
+  local raw = redis.call('RPOP', KEYS[3])
+  if not raw then break end
+  local head, n, tail = string.match(raw, '^(.*"attempts":)(%-?%d+)(,"enqueued_at":.*)$')
+  if not head then
+    table.insert(dead, bury(KEYS[4], KEYS[5], ARGV[5], now, raw,
+      'lease expired and the in-flight payload is not a canonical task envelope'))
+  else
+    local attempts = tonumber(n) + 1
+    if attempts >= max_attempts then
+      table.insert(dead, bury(KEYS[4], KEYS[5], ARGV[5], now, raw, string.format(
+        'lease expired %d times (max_attempts=%d): the worker running it stopped heartbeating',
+        attempts, max_attempts)))
+    else
+      local again = head .. string.format('%d', attempts) .. tail
+      redis.call('RPUSH', KEYS[1], again)
+      table.insert(requeued, again)
+    end
+  end
+end
+return {requeued, dead}
+""")
+
+#: KEYS: inflight, dead, dead_seq. ARGV: payload, reason, queue name.
+#: Moves a payload the consumer cannot run from its in-flight list to the dead letters.
+BURY = Script("""
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return false end
+return bury(KEYS[2], KEYS[3], ARGV[3], now_seconds(), ARGV[1], ARGV[2])
+""")
+
+#: KEYS: inflight. ARGV: payload as taken, its canonical form. 1 when swapped, 0 when the
+#: payload was no longer ours (a reaper took it back).
+CANONICALIZE = Script("""
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[2])
+return 1
+""")
+
+#: KEYS: inflight, queue. ARGV: payload. Back to the front of the queue, attempts unchanged.
+RELEASE = Script("""
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1
+""")
+
+#: KEYS: dead, queue. ARGV: record1, payload1, record2, payload2, ... Each record still in the
+#: dead letters is removed and its payload pushed to the front. Returns how many.
+REQUEUE_DEAD = Script("""
+local count = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+    count = count + 1
+  end
+end
+return count
+""")
+
+#: KEYS: dead. Deletes the dead letters; returns how many there were.
+PURGE_DEAD = Script("""
+local n = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return n
+""")

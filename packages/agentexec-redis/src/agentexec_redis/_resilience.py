@@ -1,0 +1,91 @@
+"""Riding out a Redis outage: exponential backoff, and at most one log line per second."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+from redis.exceptions import ClusterDownError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("agentexec.redis")
+
+#: errors after which the same call may succeed once Redis is back (includes BusyLoadingError,
+#: a subclass of ConnectionError, raised while a restarted Redis loads its AOF)
+TRANSIENT: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    ConnectionError,
+)
+
+FIRST_DELAY = 0.05
+MAX_DELAY = 1.0
+LOG_INTERVAL = 1.0
+
+_T = TypeVar("_T")
+
+
+class _OutageLog:
+    """Process-wide: many consumers failing at once still print one line per second."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.down = False
+        self.suppressed = 0
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        self.down = True
+        now = time.monotonic()
+        if now - self.last < LOG_INTERVAL:
+            self.suppressed += 1
+            return
+        more = f" ({self.suppressed} more failures since the last message)" if self.suppressed else ""
+        self.last, self.suppressed = now, 0
+        log.warning("agentexec: Redis unavailable during %s: %s; retrying%s", what, exc, more)
+
+    def ok(self) -> None:
+        if self.down:
+            self.down = False
+            log.info("agentexec: Redis reachable again")
+
+
+outage = _OutageLog()
+
+
+class Backoff:
+    """Delays for consecutive failures: 50 ms doubling up to 1 s."""
+
+    def __init__(self) -> None:
+        self.delay = FIRST_DELAY
+
+    async def sleep(self, limit: float | None = None) -> None:
+        delay = self.delay if limit is None else max(0.0, min(self.delay, limit))
+        self.delay = min(self.delay * 2, MAX_DELAY)
+        await anyio.sleep(delay)
+
+    def reset(self) -> None:
+        self.delay = FIRST_DELAY
+
+
+async def retrying(what: str, call: Callable[[], Awaitable[_T]], within: float) -> _T:
+    """``await call()``, retried on transient errors for up to ``within`` seconds, then re-raised."""
+    deadline = time.monotonic() + within
+    backoff = Backoff()
+    while True:
+        try:
+            result = await call()
+        except TRANSIENT as exc:
+            outage.failed(what, exc)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            await backoff.sleep(remaining)
+        else:
+            outage.ok()
+            return result

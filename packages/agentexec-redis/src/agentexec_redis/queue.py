@@ -1,0 +1,361 @@
+"""``RedisQueue``: the spec's Redis list queue, made reliable.
+
+Layout (key names in :mod:`agentexec_redis.keys`):
+
+- the queue is a list under its bare name; LOW is LPUSHed (back), HIGH is RPUSHed (front), and
+  consumers take from the right, exactly as ``spec/task-lifecycle.md`` describes;
+- a take is ``BLMOVE queue -> {queue}:inflight:<consumer>``: one atomic step, so a task is
+  either waiting or held by exactly one consumer;
+- ``ack`` removes the payload from the consumer's in-flight list;
+- consumers record their last heartbeat (server time) in the sorted set ``{queue}:consumers``;
+  ``reap`` runs a Lua script per silent consumer that moves its in-flight tasks back to the
+  front with ``attempts + 1``, or to the dead-letter list ``{queue}:dead`` past ``max_attempts``.
+
+Why per-consumer lists rather than a stream consumer group: the queue stays the spec's plain
+list (``LLEN`` works, ``redis-cli LPUSH`` works, priorities are the two ends of one list), a
+take is one BLMOVE, and a reap is one script per dead consumer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from agentexec.backends import DeadLetter, Lease, QueueStats, ReapReport
+from agentexec.config import CONF
+from agentexec.task import Envelope, Priority
+from pydantic import ValidationError
+
+from agentexec_redis import _lua
+from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record, text
+from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
+from agentexec_redis.client import async_client, close_redis, resolve_url
+from agentexec_redis.keys import QueueKeys, queue_keys
+
+#: shortest BLMOVE timeout sent; Redis reads a timeout that rounds to 0 ms as "block forever"
+_MIN_BLOCK = 0.01
+_STATS_CHUNK = 1000
+
+_Pair = tuple[str, str]  # (queue name, consumer id)
+
+
+class _Again:
+    """``_take_one`` found a payload it could not hand out (dead-lettered or lost to a reaper)."""
+
+
+_AGAIN = _Again()
+
+
+async def _command(r: aioredis.Redis, *args: Any) -> Any:
+    """A raw command (redis-py types BLMOVE's timeout as int; Redis takes fractional seconds)."""
+    return await r.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+class RedisQueue:
+    """A reliable priority queue on Redis lists. ``RedisQueue(url)``; see the module doc."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = resolve_url(url)
+        self.lease_timeout: float = CONF.lease_timeout
+        self.max_attempts: int = CONF.max_attempts
+        #: what this instance handed out and was not yet acked/released, per consumer
+        self._held: dict[_Pair, Counter[bytes]] = {}
+        #: monotonic time of the last heartbeat this instance sent, per consumer
+        self._beats: dict[_Pair, float] = {}
+        #: consumers whose BLMOVE failed midway: a task may have moved without us seeing it
+        self._dirty: set[_Pair] = set()
+        #: consumers whose earlier incarnation's in-flight tasks this instance already reaped
+        self._started: set[_Pair] = set()
+
+    def _redis(self) -> aioredis.Redis:
+        return async_client(self.url)
+
+    @staticmethod
+    def _op_window() -> float:
+        return float(max(CONF.redis_pool_timeout, 1))
+
+    # -- producing ---------------------------------------------------------------------------
+    async def push(self, envelope: Envelope, priority: Priority | None = None) -> None:
+        await self.push_raw(
+            envelope.queue_name, envelope.model_dump_json(), priority or envelope.priority
+        )
+
+    async def push_raw(
+        self, queue_name: str, payload: str | bytes, priority: Priority = Priority.LOW
+    ) -> None:
+        """Push a payload as-is, as ``redis-cli LPUSH``/``RPUSH`` would (tests push bad data)."""
+        key = queue_keys(queue_name).queue
+        command = "RPUSH" if priority is Priority.HIGH else "LPUSH"
+        await retrying("push", lambda: _command(self._redis(), command, key, payload), self._op_window())
+
+    async def push_many(self, envelopes: Sequence[Envelope]) -> None:
+        """One round trip: runs of the same queue and priority become one variadic push."""
+        batches: list[tuple[str, str, list[str]]] = []
+        for env in envelopes:
+            key = queue_keys(env.queue_name).queue
+            command = "RPUSH" if env.priority is Priority.HIGH else "LPUSH"
+            if batches and batches[-1][0] == command and batches[-1][1] == key:
+                batches[-1][2].append(env.model_dump_json())
+            else:
+                batches.append((command, key, [env.model_dump_json()]))
+        if not batches:
+            return
+
+        async def send() -> None:
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for command, key, payloads in batches:
+                    pipe.execute_command(command, key, *payloads)
+                await pipe.execute()
+
+        await retrying("push_many", send, self._op_window())
+
+    # -- consuming ---------------------------------------------------------------------------
+    async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
+        """Take the next task into ``consumer_id``'s in-flight list, waiting up to ``timeout`` s.
+
+        While Redis is unreachable this backs off and retries (logging at most once a second)
+        until ``timeout``, then returns ``None``, so a worker loop never crash-loops.
+        """
+        keys = queue_keys(queue_name)
+        pair = (queue_name, consumer_id)
+        deadline = time.monotonic() + max(timeout, 0.0)
+        backoff = Backoff()
+        while True:
+            try:
+                got = await self._take_one(keys, pair, deadline)
+            except TRANSIENT as exc:
+                self._dirty.add(pair)
+                outage.failed("reserve", exc)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                await backoff.sleep(remaining)
+                continue
+            except BaseException:
+                # cancelled mid-BLMOVE: the server may still have moved a task to us
+                self._dirty.add(pair)
+                raise
+            outage.ok()
+            if not isinstance(got, _Again):
+                return got
+
+    async def _take_one(self, keys: QueueKeys, pair: _Pair, deadline: float) -> Lease | _Again | None:
+        r = self._redis()
+        inflight = keys.inflight(pair[1])
+        if pair not in self._started:
+            # a consumer id reused after a crash: its old in-flight tasks go back (attempts + 1)
+            await _lua.REAP(r, self._reap_keys(keys, pair[1]), self._reap_args(keys, pair[1], True))
+            self._started.add(pair)
+        await self._beat_if_due(r, keys, pair)
+        if pair in self._dirty:
+            orphan = await self._orphan(r, inflight, pair)
+            if orphan is not None:
+                return await self._lease(r, keys, pair, orphan)
+            self._dirty.discard(pair)
+        remaining = deadline - time.monotonic()
+        if remaining < _MIN_BLOCK:
+            raw = await _command(r, "LMOVE", keys.queue, inflight, "RIGHT", "LEFT")
+        else:
+            raw = await _command(
+                r, "BLMOVE", keys.queue, inflight, "RIGHT", "LEFT", f"{remaining:.3f}"
+            )
+        if raw is None:
+            return None
+        return await self._lease(r, keys, pair, raw)
+
+    async def _lease(
+        self, r: aioredis.Redis, keys: QueueKeys, pair: _Pair, raw: bytes
+    ) -> Lease | _Again:
+        inflight = keys.inflight(pair[1])
+        try:
+            envelope = Envelope.model_validate_json(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValidationError) as exc:
+            await _lua.BURY(
+                r, [inflight, keys.dead, keys.dead_seq], [raw, malformed_reason(exc), keys.queue]
+            )
+            return _AGAIN
+        canonical = envelope.model_dump_json().encode()
+        if canonical != raw:
+            # the reaper edits the attempts field of the canonical form only
+            if not await _lua.CANONICALIZE(r, [inflight], [raw, canonical]):
+                return _AGAIN
+            raw = canonical
+        self._held.setdefault(pair, Counter())[raw] += 1
+        return Lease(envelope, pair[1], keys.queue, raw)
+
+    async def _orphan(self, r: aioredis.Redis, inflight: str, pair: _Pair) -> bytes | None:
+        """A payload in our in-flight list that this instance never handed out, oldest first."""
+        items: list[bytes] = await _command(r, "LRANGE", inflight, 0, -1)
+        held = Counter(self._held.get(pair, Counter()))
+        for raw in reversed(items):
+            if held[raw] > 0:
+                held[raw] -= 1
+            else:
+                return raw
+        return None
+
+    def _forget(self, lease: Lease) -> None:
+        held = self._held.get((lease.queue_name, lease.consumer_id))
+        if held is not None and held[lease.token] > 0:
+            held[lease.token] -= 1
+            if held[lease.token] == 0:
+                del held[lease.token]
+
+    async def ack(self, lease: Lease) -> None:
+        inflight = queue_keys(lease.queue_name).inflight(lease.consumer_id)
+        await retrying(
+            "ack",
+            lambda: self._redis().lrem(inflight, 1, lease.token),
+            max(self.lease_timeout, 1.0),
+        )
+        self._forget(lease)
+
+    async def release(self, lease: Lease) -> None:
+        keys = queue_keys(lease.queue_name)
+        inflight = keys.inflight(lease.consumer_id)
+        await retrying(
+            "release",
+            lambda: _lua.RELEASE(self._redis(), [inflight, keys.queue], [lease.token]),
+            max(self.lease_timeout, 1.0),
+        )
+        self._forget(lease)
+
+    # -- liveness ----------------------------------------------------------------------------
+    async def heartbeat(self, queue_name: str, consumer_id: str) -> None:
+        """Refresh the consumer's liveness. An outage is logged and retried for half a lease."""
+        keys = queue_keys(queue_name)
+        try:
+            await retrying(
+                "heartbeat",
+                lambda: self._beat(self._redis(), keys, (queue_name, consumer_id)),
+                self.lease_timeout / 2,
+            )
+        except TRANSIENT:
+            pass  # logged by `retrying`; the next heartbeat tries again
+
+    async def _beat(self, r: aioredis.Redis, keys: QueueKeys, pair: _Pair) -> None:
+        sent = time.monotonic()
+        await _lua.HEARTBEAT(r, [keys.consumers], [pair[1]])
+        self._beats[pair] = sent
+
+    async def _beat_if_due(self, r: aioredis.Redis, keys: QueueKeys, pair: _Pair) -> None:
+        # A reaper drops a consumer only after a full lease of silence, which this instance
+        # would have seen as more than a quarter lease: the consumer is re-registered before
+        # its next take, so no task is ever moved to an in-flight list nobody watches.
+        last = self._beats.get(pair)
+        if last is None or time.monotonic() - last >= self.lease_timeout / 4:
+            await self._beat(r, keys, pair)
+
+    def _reap_keys(self, keys: QueueKeys, consumer_id: str) -> list[str]:
+        return [keys.queue, keys.consumers, keys.inflight(consumer_id), keys.dead, keys.dead_seq]
+
+    def _reap_args(self, keys: QueueKeys, consumer_id: str, force: bool) -> list[Any]:
+        return [consumer_id, self.lease_timeout, self.max_attempts, "1" if force else "0", keys.queue]
+
+    async def reap(self, queue_name: str) -> ReapReport:
+        keys = queue_keys(queue_name)
+
+        async def run() -> ReapReport:
+            r = self._redis()
+            requeued: list[Envelope] = []
+            dead: list[DeadLetter] = []
+            expired = await _lua.EXPIRED(r, [keys.consumers], [self.lease_timeout])
+            for consumer in expired:
+                consumer_id = text(consumer)
+                again, buried = await _lua.REAP(
+                    r, self._reap_keys(keys, consumer_id), self._reap_args(keys, consumer_id, False)
+                )
+                requeued.extend(Envelope.model_validate_json(p) for p in again)
+                dead.extend(parse_record(rec, queue_name) for rec in buried)
+            return ReapReport(tuple(requeued), tuple(dead))
+
+        return await retrying("reap", run, self._op_window())
+
+    # -- inspection --------------------------------------------------------------------------
+    async def length(self, queue_name: str) -> int:
+        key = queue_keys(queue_name).queue
+        return int(await retrying("length", lambda: self._redis().llen(key), self._op_window()))
+
+    async def stats(self, queue_name: str) -> QueueStats:
+        keys = queue_keys(queue_name)
+        return await retrying("stats", lambda: self._stats(keys), self._op_window())
+
+    async def _stats(self, keys: QueueKeys) -> QueueStats:
+        r = self._redis()
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zrange(keys.consumers, 0, -1, withscores=True)
+            pipe.llen(keys.dead)
+            (secs, micros), beats, dead = await pipe.execute()
+        now = secs + micros / 1e6
+        consumers = {text(member): max(0.0, now - float(score)) for member, score in beats}
+        in_flight = 0
+        if consumers:
+            async with r.pipeline(transaction=False) as pipe:
+                for consumer in consumers:
+                    pipe.llen(keys.inflight(consumer))
+                in_flight = sum(await pipe.execute())
+        high = low = 0
+        start = 0
+        while True:
+            chunk: list[bytes] = await _command(
+                r, "LRANGE", keys.queue, start, start + _STATS_CHUNK - 1
+            )
+            for raw in chunk:
+                envelope = parse_envelope(raw)
+                if envelope is None:
+                    continue  # malformed: dead-lettered when a consumer reaches it
+                if envelope.priority is Priority.HIGH:
+                    high += 1
+                else:
+                    low += 1
+            if len(chunk) < _STATS_CHUNK:
+                break
+            start += _STATS_CHUNK
+        return QueueStats(keys.queue, high, low, in_flight, int(dead), consumers)
+
+    async def dead_letters(self, queue_name: str, limit: int = 100) -> list[DeadLetter]:
+        keys = queue_keys(queue_name)
+        if limit <= 0:
+            return []
+        records = await retrying(
+            "dead_letters", lambda: self._redis().lrange(keys.dead, 0, limit - 1), self._op_window()
+        )
+        return [parse_record(rec, queue_name) for rec in records]
+
+    async def requeue_dead(self, queue_name: str, ids: Sequence[str] | None = None) -> int:
+        """Push dead letters (all, or ``ids``) back to the front with attempts 0.
+
+        Records whose payload is not a task (malformed payloads) stay where they are.
+        """
+        keys = queue_keys(queue_name)
+        wanted = None if ids is None else {str(i) for i in ids}
+
+        async def run() -> int:
+            r = self._redis()
+            args: list[Any] = []
+            for record in await _command(r, "LRANGE", keys.dead, 0, -1):
+                dl = parse_record(record, queue_name)
+                if dl.envelope is None or (wanted is not None and dl.id not in wanted):
+                    continue
+                args += [record, dl.envelope.model_copy(update={"attempts": 0}).model_dump_json()]
+            if not args:
+                return 0
+            return int(await _lua.REQUEUE_DEAD(r, [keys.dead, keys.queue], args))
+
+        return await retrying("requeue_dead", run, self._op_window())
+
+    async def purge_dead(self, queue_name: str) -> int:
+        keys = queue_keys(queue_name)
+        return int(
+            await retrying(
+                "purge_dead", lambda: _lua.PURGE_DEAD(self._redis(), [keys.dead]), self._op_window()
+            )
+        )
+
+    async def close(self) -> None:
+        """Close this process's connection pool for the URL; the next call reconnects."""
+        await close_redis(self.url)

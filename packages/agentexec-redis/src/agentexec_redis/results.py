@@ -1,0 +1,197 @@
+"""``RedisResults``: per-task outcomes with ``CONF.result_ttl``, and a ``wait`` woken by ``set``.
+
+``set`` stores the bytes (``SET ... EX ttl``) and then appends the agent id to the
+``agentexec:results:done`` stream. Every waiting coroutine of a process shares ONE listener that
+tails that stream (``XREAD BLOCK``) and wakes the waiters of each id it reads, so a
+``gather`` of a thousand tasks uses one connection, not a thousand. No race: the listener's
+starting position is taken before the waiter's first ``GET``, so a ``set`` that lands after
+that ``GET`` is always read. After a connection error every waiter re-checks with ``GET``, and
+each also re-checks every few seconds as a safety net (never the main path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+from agentexec.config import CONF
+
+from agentexec_redis import _streams, keys
+from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
+from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
+
+#: how often a waiter re-reads its key even without a wake-up (lost-notification safety net)
+RECHECK_INTERVAL = 2.0
+#: how long the listener blocks per XREAD before checking whether anyone still waits
+_BLOCK_MS = 1000
+
+
+class _DoneListener:
+    """Tails the results-done stream for the waiters of one event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.get_running_loop()
+        self.waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self.cursor = "0-0"
+        self.task: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
+
+    def register(self, agent_id: str) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self.waiters.setdefault(agent_id, set()).add(fut)
+        return fut
+
+    def unregister(self, agent_id: str, fut: asyncio.Future[None]) -> None:
+        futs = self.waiters.get(agent_id)
+        if futs is not None:
+            futs.discard(fut)
+            if not futs:
+                del self.waiters[agent_id]
+
+    async def ensure_running(self) -> None:
+        """Start tailing (from the stream's current end) unless already tailing."""
+        if self.task is not None:
+            return
+        async with self._starting:
+            if self.task is not None:
+                return
+            r = async_client(self.url)
+            self.cursor = await retrying(
+                "wait", lambda: _streams.last_id(r, keys.RESULTS_DONE), float(CONF.redis_pool_timeout)
+            )
+            self.task = self.loop.create_task(self._run())
+
+    def _wake(self, agent_id: str) -> None:
+        for fut in self.waiters.get(agent_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    def _wake_all(self) -> None:
+        for agent_id in list(self.waiters):
+            self._wake(agent_id)
+
+    async def _run(self) -> None:
+        backoff = Backoff()
+        try:
+            while self.waiters:
+                try:
+                    entries = await _streams.read_after(
+                        async_client(self.url), keys.RESULTS_DONE, self.cursor, _BLOCK_MS
+                    )
+                except TRANSIENT as exc:
+                    outage.failed("result wait", exc)
+                    self._wake_all()  # notifications may have been missed: everyone re-reads
+                    await backoff.sleep()
+                    continue
+                backoff.reset()
+                for entry_id, fields in entries:
+                    self.cursor = entry_id
+                    agent_id = fields.get(b"id")
+                    if agent_id is not None:
+                        self._wake(agent_id.decode())
+        finally:
+            # no await between the last `while` check and this: a waiter registering now sees
+            # `task is None` and starts a new listener
+            if self.task is asyncio.current_task():
+                self.task = None
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._wake_all()
+
+
+class RedisResults:
+    """Outcome bytes under ``agentexec:result:<agent_id>``; ``RedisResults(url)``."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = resolve_url(url)
+        self._listener: _DoneListener | None = None
+
+    def _listener_for_loop(self) -> _DoneListener:
+        listener = self._listener
+        if listener is None or listener.loop is not asyncio.get_running_loop():
+            listener = self._listener = _DoneListener(self.url)
+        return listener
+
+    @staticmethod
+    def _window() -> float:
+        return float(max(CONF.redis_pool_timeout, 1))
+
+    async def set(self, agent_id: UUID, data: bytes, ttl: int) -> None:
+        key = keys.result(agent_id)
+        fields = {"id": str(agent_id)}
+
+        async def store() -> None:
+            r = async_client(self.url)
+            if is_cluster(r):
+                # the two keys live on different nodes: the value must be there before the wake-up
+                await r.set(key, data, ex=ttl)
+                await _streams.append(r, keys.RESULTS_DONE, fields)
+                return
+            async with r.pipeline(transaction=False) as pipe:
+                pipe.set(key, data, ex=ttl)
+                pipe.xadd(keys.RESULTS_DONE, fields, maxlen=keys.STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                await pipe.execute()
+
+        await retrying("result set", store, self._window())
+
+    async def get(self, agent_id: UUID) -> bytes | None:
+        key = keys.result(agent_id)
+        value: Any = await retrying(
+            "result get", lambda: async_client(self.url).get(key), self._window()
+        )
+        return None if value is None else bytes(value)
+
+    async def wait(self, agent_id: UUID, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        value = await self.get(agent_id)
+        if value is not None:
+            return value
+        listener = self._listener_for_loop()
+        name = str(agent_id)
+        fut = listener.register(name)
+        try:
+            await listener.ensure_running()
+            while True:
+                value = await self.get(agent_id)
+                if value is not None:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no result for {agent_id} within {timeout}s")
+                try:
+                    await asyncio.wait_for(asyncio.shield(fut), min(remaining, RECHECK_INTERVAL))
+                except TimeoutError:
+                    pass
+                if fut.done():
+                    listener.unregister(name, fut)
+                    fut = listener.register(name)
+                    await listener.ensure_running()
+        finally:
+            listener.unregister(name, fut)
+
+    async def delete(self, agent_id: UUID) -> None:
+        key = keys.result(agent_id)
+        await retrying("result delete", lambda: async_client(self.url).delete(key), self._window())
+
+    async def claim(self, key: str, ttl: int) -> bool:
+        name = keys.claim(key)
+        done = await retrying(
+            "claim", lambda: async_client(self.url).set(name, b"1", nx=True, ex=ttl), self._window()
+        )
+        return bool(done)
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None and listener.loop is asyncio.get_running_loop():
+            await listener.stop()
+        await close_redis(self.url)

@@ -1,0 +1,40 @@
+"""The Redis queue, results and events pass the conformance kit (real Redis in CI, else fakeredis)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from agentexec.testing import EventsSuite, PluginPackagingSuite, QueueSuite, ResultsSuite
+from agentexec_redis.events import RedisEvents
+from agentexec_redis.queue import RedisQueue
+from agentexec_redis.results import RedisResults
+
+
+class TestRedisQueue(QueueSuite):
+    @pytest.fixture
+    async def queue(self, redis_url: str) -> AsyncIterator[RedisQueue]:
+        q = RedisQueue(redis_url)
+        yield q
+        await q.close()
+
+
+class TestRedisResults(ResultsSuite):
+    @pytest.fixture
+    async def results(self, redis_url: str) -> AsyncIterator[RedisResults]:
+        r = RedisResults(redis_url)
+        yield r
+        await r.close()
+
+
+class TestRedisEvents(EventsSuite):
+    @pytest.fixture
+    async def events(self, redis_url: str) -> AsyncIterator[RedisEvents]:
+        e = RedisEvents(redis_url)
+        yield e
+        await e.close()
+
+
+class TestRedisPackaging(PluginPackagingSuite):
+    distribution = "agentexec-redis"
+    heavy_modules = ("redis",)
