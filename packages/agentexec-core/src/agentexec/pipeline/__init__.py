@@ -11,7 +11,7 @@ so a step awaiting ``ax.gather`` on its children never occupies a slot those chi
 
 from agentexec.pipeline._checkpoint import CheckpointError
 from agentexec.pipeline._engine import PipelineStepError
-from agentexec.pipeline._pipeline import KIND, LANE, Pipeline, PipelineBase, lane_queue_name
+from agentexec.pipeline._pipeline import KIND, LANE, Pipeline, PipelineBase
 from agentexec.pipeline._steps import PipelineDefinitionError, StepDefinition
 
 __all__ = [
@@ -23,5 +23,4 @@ __all__ = [
     "PipelineDefinitionError",
     "PipelineStepError",
     "StepDefinition",
-    "lane_queue_name",
 ]

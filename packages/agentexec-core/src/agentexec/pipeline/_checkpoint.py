@@ -68,21 +68,31 @@ async def latest(
 ) -> Checkpoint | None:
     """The checkpoint of the last finished step, or None when no step has finished.
 
-    Searched from the last step backwards, so a fresh run costs one read per step only when it is
-    a redelivery (callers skip this on a first delivery). A checkpoint whose step name no longer
-    matches (the pipeline's code changed between deliveries) is not trusted.
+    The first step's checkpoint is read first: without it no step has finished, so a fresh run
+    costs one read. Otherwise the search goes from the last step backwards. A checkpoint whose
+    step name no longer matches (the pipeline's code changed between deliveries) is not trusted.
     """
-    for index in range(len(step_names) - 1, -1, -1):
-        data = await results.get(checkpoint_id(agent_id, index))
-        if data is None:
-            continue
-        try:
-            found = decode(data)
-        except ValueError:
-            continue
-        if found.index == index and found.step == step_names[index]:
+    first = await _read(results, agent_id, 0, step_names)
+    if first is None:
+        return None
+    for index in range(len(step_names) - 1, 0, -1):
+        found = await _read(results, agent_id, index, step_names)
+        if found is not None:
             return found
-    return None
+    return first
+
+
+async def _read(
+    results: ResultBackend, agent_id: UUID, index: int, step_names: list[str]
+) -> Checkpoint | None:
+    data = await results.get(checkpoint_id(agent_id, index))
+    if data is None:
+        return None
+    try:
+        found = decode(data)
+    except ValueError:
+        return None
+    return found if found.index == index and found.step == step_names[index] else None
 
 
 def coerce(value: Any, annotation: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 from collections.abc import Callable
@@ -210,7 +209,7 @@ class Pipeline:
             progress=progress,
             agent_id=agent_id,
             checkpoints=backends.results,
-            resume=_redelivered(agent_id),
+            resume=True,
         )
 
     async def enqueue(self, context: BaseModel, priority: Priority = Priority.LOW) -> Task:
@@ -238,34 +237,13 @@ class Pipeline:
             raise TypeError(f"priority must be ax.Priority.HIGH or ax.Priority.LOW, got {priority!r}")
         task = Task.create(self.name, self._definition.validate_context(context))
         task.priority = priority
-        task.queue_name = lane_queue_name(self.pool)
-        backends = get_backends()
+        task.queue_name = self.pool.lane_queue_name(LANE)
+        # the pool's own stores: the ones its workers take this pipeline from
+        backends = getattr(self.pool, "backends", None) or get_backends()
         await backends.activity.acreate(self.name, CONF.activity_message_create, task.agent_id)
         envelope = task.to_envelope(task.queue_name).model_copy(update={"kind": KIND})
         await backends.queue.push(envelope, priority)
         return task
-
-
-def lane_queue_name(pool: Any) -> str:
-    """The queue a pool's workers take pipeline runs from."""
-    return f"{pool.queue_name}:{LANE}"
-
-
-def _redelivered(agent_id: UUID) -> bool:
-    """Whether this run is a redelivery, so checkpoints are worth looking for.
-
-    Unknown (no running task in context) counts as a redelivery: looking costs a few reads,
-    while not looking would repeat finished steps.
-    """
-    try:
-        lifecycle = importlib.import_module("agentexec.worker.lifecycle")
-    except ImportError:
-        return True
-    current_task = getattr(lifecycle, "current_task", None)
-    task = current_task() if callable(current_task) else None
-    if task is None or task.agent_id != agent_id:
-        return True
-    return bool(task.attempts > 0)
 
 
 def _uuid(agent_id: UUID | str) -> UUID:
