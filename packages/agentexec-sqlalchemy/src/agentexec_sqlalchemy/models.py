@@ -1,0 +1,197 @@
+"""``ax.Base`` and the activity tables: ``{prefix}activity`` and ``{prefix}activity_log``.
+
+Create them once with ``ax.Base.metadata.create_all(engine)`` (``prefix`` is
+``CONF.table_prefix``, read when this module is first imported). An activity's status is not a
+column: it is the status of its latest log entry (by time, then id), so the log is the one
+source of truth and concurrent writers never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from agentexec.activity.status import Status
+from agentexec.backends import validate_percentage
+from agentexec.config import CONF
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    select,
+)
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    object_session,
+    relationship,
+)
+
+from agentexec_sqlalchemy.types import JSONType, UTCDateTime, utcnow
+
+PREFIX = CONF.table_prefix
+ACTIVITY_TABLE = f"{PREFIX}activity"
+ACTIVITY_LOG_TABLE = f"{PREFIX}activity_log"
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every agentexec table: ``ax.Base.metadata.create_all(engine)``."""
+
+
+def _uuid(agent_id: str | uuid.UUID) -> uuid.UUID:
+    return agent_id if isinstance(agent_id, uuid.UUID) else uuid.UUID(str(agent_id))
+
+
+class Activity(Base):
+    """One task's activity record; its history is ``logs``, oldest first."""
+
+    __tablename__ = ACTIVITY_TABLE
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    agent_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, index=True)
+    agent_type: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: free-form JSON for filtering (tenant, user ...); column "metadata", which DeclarativeBase
+    #: reserves as an attribute name. Not part of the API schemas.
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType, default=None)
+
+    logs: Mapped[list[ActivityLog]] = relationship(
+        back_populates="activity",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by=lambda: (ActivityLog.created_at, ActivityLog.id),
+    )
+
+    __table_args__ = (
+        # list(): newest first, one index range scan per page
+        Index(f"ix_{ACTIVITY_TABLE}_created_at_id", "created_at", "id"),
+        # metadata filter: JSONB containment (@>) on PostgreSQL
+        Index(f"ix_{ACTIVITY_TABLE}_metadata", "metadata", postgresql_using="gin").ddl_if(
+            dialect="postgresql"
+        ),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Activity agent_id={self.agent_id} agent_type={self.agent_type!r}>"
+
+    # -- derived from the loaded logs ------------------------------------------------------
+    @property
+    def status(self) -> Status:
+        """The status of the latest log entry (QUEUED for an activity without logs)."""
+        return self.logs[-1].status if self.logs else Status.QUEUED
+
+    @property
+    def latest_percentage(self) -> int | None:
+        return next((log.percentage for log in reversed(self.logs) if log.percentage is not None), None)
+
+    @property
+    def latest_log(self) -> str | None:
+        return self.logs[-1].message if self.logs else None
+
+    # -- queries ---------------------------------------------------------------------------
+    @classmethod
+    def get_by_agent_id(
+        cls, agent_id: str | uuid.UUID, session: Session | None = None
+    ) -> Activity | None:
+        """The activity of ``agent_id`` or ``None``; ``session`` defaults to the global session."""
+        if session is None:
+            from agentexec_sqlalchemy.session import get_global_session
+
+            session = get_global_session()
+        return session.scalars(select(cls).where(cls.agent_id == _uuid(agent_id))).one_or_none()
+
+    @classmethod
+    def get_list(
+        cls, session: Session, page: int = 1, page_size: int = 50
+    ) -> tuple[list[Activity], int]:
+        """A page of activities, newest first, and the total count. Two statements."""
+        from agentexec_sqlalchemy import queries
+
+        queries.check_page(page, page_size)
+        total = int(session.scalar(queries.count_activities()) or 0)
+        stmt = (
+            select(cls)
+            .order_by(*queries.NEWEST_FIRST)
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        return list(session.scalars(stmt)), total
+
+    @classmethod
+    def get_pending_ids(cls, session: Session) -> list[uuid.UUID]:
+        """The agent_ids of the activities whose latest status is QUEUED or RUNNING."""
+        from agentexec_sqlalchemy import queries
+
+        return list(session.scalars(select(cls.agent_id).where(queries.is_pending(cls.id))))
+
+    def append_log(
+        self, message: str, status: Status | None = None, percentage: int | None = None
+    ) -> None:
+        """Add a log entry (``status=None`` keeps the current status) and commit it.
+
+        Like ``ax.activity.update``, the entry is committed at once when the activity belongs to
+        a session, so other processes see the progress; a detached activity just gains the entry.
+        """
+        validate_percentage(percentage)
+        now = utcnow()
+        self.logs.append(
+            ActivityLog(
+                message=message,
+                status=status if status is not None else self.status,
+                percentage=percentage,
+                created_at=now,
+            )
+        )
+        self.updated_at = now
+        session = object_session(self)
+        if session is not None:
+            try:
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+
+class ActivityLog(Base):
+    """One entry of an activity's history: a message, the status at that time, a percentage."""
+
+    __tablename__ = ACTIVITY_LOG_TABLE
+
+    # BIGINT on PostgreSQL (logs outgrow 2**31); SQLite needs INTEGER to autoincrement
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    activity_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey(f"{ACTIVITY_TABLE}.id", ondelete="CASCADE")
+    )
+    message: Mapped[str] = mapped_column(Text)
+    status: Mapped[Status] = mapped_column(
+        Enum(Status, native_enum=False, length=16, create_constraint=True,
+             name=f"{PREFIX}activity_status")
+    )
+    percentage: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    activity: Mapped[Activity] = relationship(back_populates="logs")
+
+    __table_args__ = (
+        # an activity's history in order, and its latest entry, are one index range scan
+        Index(f"ix_{ACTIVITY_LOG_TABLE}_activity_created_id", "activity_id", "created_at", "id"),
+        CheckConstraint(
+            "percentage IS NULL OR (percentage >= 0 AND percentage <= 100)",
+            name=f"ck_{ACTIVITY_LOG_TABLE}_percentage",
+        ),
+    )
+
+    def __repr__(self) -> str:
+        return f"<ActivityLog id={self.id} status={self.status} message={self.message!r}>"

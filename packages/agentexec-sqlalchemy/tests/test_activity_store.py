@@ -1,0 +1,265 @@
+"""``SQLActivityStore`` beyond the API: SQL statement counts, transactions, concurrency, errors."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+import sqlalchemy as sa
+from agentexec.activity.status import Status
+from agentexec.backends import ActivityStore, LogEntry
+from agentexec_sqlalchemy.errors import MissingTablesError
+from agentexec_sqlalchemy.models import Activity, ActivityLog
+from agentexec_sqlalchemy.store import CANCELED_MESSAGE, SQLActivityStore
+from sqlalchemy.engine import Engine
+
+
+def _seed(store: SQLActivityStore, count: int) -> list[uuid.UUID]:
+    ids = []
+    for i in range(count):
+        agent_id = store.create("seed", f"m{i}", metadata={"tenant": "acme" if i % 2 else "other"})
+        store.append(agent_id, "go", Status.RUNNING if i % 3 else Status.COMPLETE, i % 101)
+        store.append(agent_id, "note")
+        ids.append(agent_id)
+    return ids
+
+
+def test_is_an_activity_store(store: SQLActivityStore) -> None:
+    assert isinstance(store, ActivityStore)
+
+
+def test_list_runs_a_constant_number_of_statements(
+    store: SQLActivityStore, statement_counter: Any
+) -> None:
+    _seed(store, 30)
+    counts = {}
+    for page_size in (1, 10, 30):
+        for status, metadata in ((None, None), (Status.RUNNING, None), (None, {"tenant": "acme"})):
+            with statement_counter(store.engine) as counter:
+                result = store.list(page_size=page_size, status=status, metadata=metadata)
+            assert len(result.items) == min(page_size, result.total)
+            counts[(page_size, status, str(metadata))] = counter.count
+    assert set(counts.values()) == {2}, counts  # one COUNT, one page query
+
+
+def test_list_items_match_detail(store: SQLActivityStore) -> None:
+    ids = _seed(store, 12)
+    listing = store.list(page_size=100)
+    assert [item.agent_id for item in listing.items] == ids[::-1]
+    for item in listing.items:
+        detail = store.detail(item.agent_id)
+        assert detail is not None
+        assert item.status == detail.status
+        assert item.latest_percentage == detail.latest_percentage
+        assert item.latest_log == detail.logs[-1].message == "note"
+        assert (item.created_at, item.updated_at) == (detail.created_at, detail.updated_at)
+
+
+def test_detail_is_one_statement_whatever_the_log_length(
+    store: SQLActivityStore, statement_counter: Any
+) -> None:
+    agent_id = store.create("t", "m")
+    for i in range(40):
+        store.append(agent_id, f"log {i}")
+    with statement_counter(store.engine) as counter:
+        detail = store.detail(agent_id)
+    assert detail is not None and len(detail.logs) == 41
+    assert counter.count == 1
+
+
+@pytest.mark.anyio
+async def test_batches_are_one_transaction_each(store: SQLActivityStore, statement_counter: Any) -> None:
+    commits: list[object] = []
+
+    def on_commit(conn: object) -> None:
+        commits.append(conn)
+
+    sa.event.listen(store.engine, "commit", on_commit)
+    try:
+        items = [(uuid.uuid4(), "bulk", f"queued {i}") for i in range(200)]
+        with statement_counter(store.engine) as created:
+            await store.acreate_many(items)
+        assert len(commits) == 1
+        entries = [LogEntry(agent_id, f"run {agent_id}", Status.RUNNING, 5) for agent_id, _, _ in items]
+        with statement_counter(store.engine) as appended:
+            await store.aappend_many(entries)
+        assert len(commits) == 2
+    finally:
+        sa.event.remove(store.engine, "commit", on_commit)
+    # statement counts do not grow with the batch: no per-row round trips
+    assert created.count <= 2, created.statements
+    assert appended.count <= 4, appended.statements
+    assert store.list(status=Status.RUNNING).total == 200
+
+
+@pytest.mark.anyio
+async def test_acreate_many_with_a_taken_id_creates_none(store: SQLActivityStore) -> None:
+    taken = store.create("t", "first")
+    fresh = uuid.uuid4()
+    with pytest.raises(ValueError, match=str(taken)):
+        await store.acreate_many([(fresh, "t", "m"), (taken, "t", "m")])
+    assert store.detail(fresh) is None
+    with pytest.raises(ValueError, match=str(fresh)):
+        await store.acreate_many([(fresh, "t", "m"), (fresh, "t", "m")])
+    assert store.list().total == 1
+
+
+@pytest.mark.anyio
+async def test_aappend_many_keeps_order_within_one_activity(store: SQLActivityStore) -> None:
+    agent_id = store.create("t", "queued")
+    await store.aappend_many(
+        [LogEntry(agent_id, f"step {i}", Status.RUNNING if i == 0 else None, i) for i in range(50)]
+    )
+    detail = store.detail(agent_id)
+    assert detail is not None
+    assert [log.message for log in detail.logs] == ["queued"] + [f"step {i}" for i in range(50)]
+    assert all(log.status is Status.RUNNING for log in detail.logs[1:])
+    times = [log.created_at for log in detail.logs]
+    assert times == sorted(times) and len(set(times)) == len(times)
+
+
+def test_append_with_an_invalid_status_writes_nothing(store: SQLActivityStore) -> None:
+    agent_id = store.create("t", "queued")
+    with pytest.raises(ValueError):
+        store.append(agent_id, "x", status="NOT_A_STATUS")  # type: ignore[arg-type]
+    detail = store.detail(agent_id)
+    assert detail is not None and len(detail.logs) == 1
+
+
+def test_cancel_pending_writes_one_canceled_log_each(store: SQLActivityStore) -> None:
+    ids = _seed(store, 9)  # i % 3 == 0 COMPLETE, others RUNNING
+    pending = [agent_id for i, agent_id in enumerate(ids) if i % 3]
+    assert store.cancel_pending() == len(pending)
+    for agent_id in pending:
+        detail = store.detail(agent_id)
+        assert detail is not None
+        assert [(log.message, log.status) for log in detail.logs[-2:]] == [
+            ("note", Status.RUNNING), (CANCELED_MESSAGE, Status.CANCELED),
+        ]
+
+
+def test_concurrent_writers_on_one_activity_keep_every_log_in_order(
+    store: SQLActivityStore, db_engine: Engine
+) -> None:
+    """20 threads x 50 updates on PostgreSQL (fewer on SQLite, whose writers queue anyway)."""
+    threads, updates = (20, 50) if db_engine.dialect.name == "postgresql" else (4, 25)
+    agent_id = store.create("t", "queued")
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def writer(n: int) -> None:
+        try:
+            start.wait(timeout=10)
+            for i in range(updates):
+                store.append(agent_id, f"{n}:{i}", Status.RUNNING, i * 100 // updates)
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not errors, errors[:3]
+    detail = store.detail(agent_id)
+    assert detail is not None
+    logs = detail.logs[1:]
+    assert len(logs) == threads * updates
+    # every writer's updates appear, in the order it made them
+    for n in range(threads):
+        assert [log.message for log in logs if log.message.startswith(f"{n}:")] == [
+            f"{n}:{i}" for i in range(updates)
+        ]
+    # one order: by time, then id, and ids agree with it (writers were serialised by the lock)
+    ids = [log.id for log in detail.logs]
+    assert ids == sorted(ids)
+    assert [log.created_at for log in detail.logs] == sorted(log.created_at for log in detail.logs)
+    assert detail.updated_at == detail.logs[-1].created_at
+
+
+@pytest.mark.anyio
+async def test_concurrent_async_calls_on_memory_sqlite(tmp_path: Any) -> None:
+    from agentexec_sqlalchemy.engine import create_engine
+    from agentexec_sqlalchemy.models import Base
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    store = SQLActivityStore(engine)
+    assert store.cross_process is False
+    ids = [uuid.uuid4() for _ in range(10)]
+    await store.acreate_many([(agent_id, "t", "queued") for agent_id in ids])
+
+    async def work(agent_id: uuid.UUID) -> None:
+        for i in range(5):
+            await store.aappend(agent_id, f"step {i}", Status.RUNNING, i * 10)
+        await store.adetail(agent_id)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for agent_id in ids:
+                tg.start_soon(work, agent_id)
+    listing = await store.alist(page_size=20, status=Status.RUNNING)
+    assert listing.total == 10 and {i.latest_percentage for i in listing.items} == {40}
+    engine.dispose()
+
+
+def test_missing_tables_say_how_to_create_them(tmp_path: Any) -> None:
+    bare = SQLActivityStore(f"sqlite:///{tmp_path}/bare.db")
+    with pytest.raises(MissingTablesError, match=r"ax\.Base\.metadata\.create_all\(engine\)"):
+        bare.create("t", "m")
+    with pytest.raises(MissingTablesError):
+        bare.list()
+    with pytest.raises(MissingTablesError):
+        bare.append(uuid.uuid4(), "m")
+
+
+def test_missing_tables_on_postgresql(postgres_server_url: str) -> None:
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    schema = f"bare_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine = sa.create_engine(postgres_server_url, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        with pytest.raises(MissingTablesError, match="create_all"):
+            SQLActivityStore(engine).detail(uuid.uuid4())
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_url_source_and_repr_hide_the_password(postgres_server_url: str) -> None:
+    url = postgres_server_url.replace("postgres@", "postgres:s3cret@")
+    store = SQLActivityStore(url)
+    assert "s3cret" not in repr(store) and "s3cret" not in store.url
+    assert store.engine.dialect.driver == "psycopg"
+    assert store.cross_process is True
+
+
+def test_postgres_scheme_uses_psycopg_3() -> None:
+    store = SQLActivityStore("postgresql://user@127.0.0.1:1/db")  # builds, never connects
+    assert store.engine.dialect.driver == "psycopg"
+
+
+def test_tables_and_indexes(db_engine: Engine) -> None:
+    inspector = sa.inspect(db_engine)
+    activity, log = Activity.__tablename__, ActivityLog.__tablename__
+    assert (activity, log) == ("agentexec_activity", "agentexec_activity_log")
+    assert {c["name"] for c in inspector.get_columns(activity)} == {
+        "id", "agent_id", "agent_type", "created_at", "updated_at", "metadata",
+    }
+    assert {c["name"] for c in inspector.get_columns(log)} == {
+        "id", "activity_id", "message", "status", "percentage", "created_at",
+    }
+    unique = [i for i in inspector.get_indexes(activity) if i["column_names"] == ["agent_id"]]
+    assert unique and unique[0]["unique"]
+    assert any(
+        i["column_names"] == ["activity_id", "created_at", "id"] for i in inspector.get_indexes(log)
+    )
+    assert any(i["column_names"] == ["created_at", "id"] for i in inspector.get_indexes(activity))
+    (fk,) = inspector.get_foreign_keys(log)
+    assert (fk["referred_table"], fk["referred_columns"]) == (activity, ["id"])
