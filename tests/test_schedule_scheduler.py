@@ -15,8 +15,9 @@ from uuid import UUID
 import anyio
 import pytest
 from agentexec.activity.status import Status
+from agentexec.plugins import get_registry
 from agentexec.runtime import Backends, build_backends
-from agentexec.schedule import Schedule, ScheduleError, Scheduler, SchedulingMixin
+from agentexec.schedule import Schedule, ScheduleError, Scheduler, SchedulingMixin, build_schedule
 from agentexec.task import Envelope, Priority, TaskDefinition
 from pydantic import BaseModel
 
@@ -59,6 +60,35 @@ class FakePool(SchedulingMixin):
 def backends(unique_name: str) -> Iterator[Backends]:
     url = f"memory://{unique_name}"
     yield build_backends({"queue": url, "results": url, "events": url, "activity": url})
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "redis"])
+def pool_backends(request: pytest.FixtureRequest, unique_name: str, tmp_path: Any) -> Callable[[], Backends]:
+    """Factory of one pool's backends: each call is another pool's own connections (claims and
+    queue on the backend under test; activity in a shared in-process store, so it can be read)."""
+    shared = f"memory://{unique_name}"
+    if request.param == "memory":
+        url = shared
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/sched.db"
+    elif request.param == "postgresql":
+        url = request.getfixturevalue("postgres_server_url")
+    else:
+        url = request.getfixturevalue("redis_server_url")
+        if url is None:
+            pytest.skip("no Redis server reachable (CI always has one)")
+    registry = get_registry()
+
+    def make() -> Backends:
+        base = build_backends({"queue": shared, "results": shared, "events": shared, "activity": shared})
+        if url == shared:
+            return base
+        return base.with_(
+            queue=registry.find("queue", url).load()(url),
+            results=registry.find("results", url).load()(url),
+        )
+
+    return make
 
 
 @pytest.fixture
@@ -139,14 +169,17 @@ async def test_a_firing_is_an_ordinary_task_with_its_own_activity(pool: FakePool
     assert await scheduled(backends, "report") == [str(envelope.agent_id)]
 
 
-async def test_three_schedulers_enqueue_each_tick_once(pool: FakePool, backends: Backends, unique_name: str) -> None:
+async def test_three_schedulers_enqueue_each_tick_once(
+    pool: FakePool, pool_backends: Callable[[], Backends], unique_name: str
+) -> None:
     pool.add_schedule("report", every="1 second")
-    schedulers = [Scheduler(pool.scheduler, queue_name=unique_name) for _ in range(3)]
-    for s in schedulers:
-        await s.tick(backends, at(0.1))
+    pools = [(Scheduler(pool.scheduler, queue_name=unique_name), pool_backends()) for _ in range(3)]
+    for s, b in pools:
+        await s.tick(b, at(0.1))
     for step in range(1, 11):  # 10 ticks, each scheduler looking slightly off the tick
-        for i, s in enumerate(schedulers):
-            await s.tick(backends, at(step + 0.05 * i))
+        for i, (s, b) in enumerate(pools):
+            await s.tick(b, at(step + 0.05 * i))
+    backends = pools[0][1]
     envelopes = await queued(backends, unique_name)
     assert len(envelopes) == 10
     assert len(await scheduled(backends, "report")) == 10
@@ -201,20 +234,29 @@ async def test_a_new_scheduler_never_fires_a_past_tick(pool: FakePool, backends:
     assert _fire_times(backends, schedule) == []
 
 
-async def test_repeat_budget_is_shared_by_every_scheduler(pool: FakePool, backends: Backends, unique_name: str) -> None:
+async def test_repeat_budget_is_shared_by_every_scheduler(
+    pool: FakePool, pool_backends: Callable[[], Backends], unique_name: str
+) -> None:
     pool.add_schedule("report", every="1 second", repeat=3)
-    schedulers = [Scheduler(pool.scheduler, queue_name=unique_name) for _ in range(3)]
+    pools = [(Scheduler(pool.scheduler, queue_name=unique_name), pool_backends()) for _ in range(3)]
     for step in range(0, 8):
-        for s in schedulers:
-            await s.tick(backends, at(step + 0.5))
+        for s, b in pools:
+            await s.tick(b, at(step + 0.5))
+    backends = pools[0][1]
     assert len(await queued(backends, unique_name)) == 3
     # the one that fired last knows at once; the others when they next win a tick
-    assert any(s.exhausted("report") for s in schedulers)
-    # a restarted pool does not get a fresh budget for the same schedule...
+    assert any(s.exhausted("report") for s, _ in pools)
+    # a restarted pool does not get a fresh budget for the same schedule
     again = Scheduler(pool.scheduler, queue_name=unique_name)
     for step in range(20, 24):
         await again.tick(backends, at(step + 0.5))
     assert await queued(backends, unique_name) == []
+    # an edited schedule (other context) is a new schedule with a fresh budget
+    edited = Scheduler(queue_name=unique_name)
+    edited.add(build_schedule(pool.tasks["report"], every="1 second", repeat=1, context={"limit": 1}))
+    for step in range(30, 33):
+        await edited.tick(backends, at(step + 0.5))
+    assert len(await queued(backends, unique_name)) == 1
 
 
 async def test_disabled_schedules_never_fire(pool: FakePool, backends: Backends) -> None:
