@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import agentexec as ax
@@ -73,3 +74,26 @@ class TestOpenAIRunner(RunnerSuite):
             return ScriptedOutcome(result.final_output, [_seen(c) for c in model.calls])
 
         return run
+
+
+class TestOpenAIRunnerOnSQLite(TestOpenAIRunner):
+    """The same suite with the activity in the SQLAlchemy store on a SQLite file."""
+
+    @pytest.fixture
+    def runner_backends(self, tmp_path: Path) -> Iterator[Any]:
+        from agentexec.runtime import build_backends
+        from agentexec_sqlalchemy import engine as engines
+        from agentexec_sqlalchemy.models import Base
+        from agentexec_sqlalchemy.session import clear_global_session
+        from agentexec_sqlalchemy.store import SQLActivityStore
+
+        engine = engines.create_engine(f"sqlite:///{tmp_path}/activity.db")
+        Base.metadata.create_all(engine)
+        url = "memory://openai-sqlite"
+        backends = build_backends(
+            {"queue": url, "results": url, "events": url, "activity": url},
+            activity=SQLActivityStore(engine),
+        )
+        yield backends
+        clear_global_session()
+        engine.dispose()
