@@ -138,6 +138,20 @@ class QueueBackend(Protocol):
 
 
 @runtime_checkable
+class ConsumerReaper(Protocol):
+    """Optional queue capability: hand out again the tasks of one consumer known to be dead.
+
+    The pool calls it when a worker process exits unexpectedly or is killed at shutdown, so its
+    tasks go back to the queue at once instead of after ``lease_timeout``. Same rules as ``reap``
+    (attempts incremented, dead-lettered past ``max_attempts``), applied to ``consumer_id`` only,
+    whatever the age of its last heartbeat. A queue without it still works: the periodic ``reap``
+    hands the tasks out once the lease expires.
+    """
+
+    async def reap_consumer(self, queue_name: str, consumer_id: str) -> ReapReport: ...
+
+
+@runtime_checkable
 class ResultBackend(Protocol):
     """Per-task outcomes, stored as opaque bytes (core encodes them) with a time to live."""
 

@@ -75,6 +75,12 @@ class Config(BaseSettings):
     worker_concurrency: int = Field(
         default=1, ge=1, description="Tasks one worker process runs at once on its event loop."
     )
+    pipeline_concurrency: int = Field(
+        default=64,
+        ge=1,
+        description="Pipeline runs one worker process runs at once, on its own lane, so a "
+        "pipeline awaiting its children never holds a slot they need.",
+    )
     timezone: str = Field(default="UTC", description="Timezone of cron schedules.")
 
 

@@ -124,14 +124,24 @@ def get_backends() -> Backends:
 
 def set_backends(backends: Backends | None) -> None:
     """Make ``backends`` this process's (``None`` forgets them; the next use rebuilds from CONF)."""
-    global _current, _activity_store
+    global _current, _activity_store, _explicit
     with _lock:
         _current = backends
         _activity_store = None
+        _explicit = backends is not None
 
 
 def has_backends() -> bool:
     return _current is not None
+
+
+_explicit = False
+
+
+def has_explicit_backends() -> bool:
+    """Whether this process's backends were set with :func:`set_backends` (not built from CONF on
+    first use), so a new ``ax.Pool`` leaves them alone."""
+    return _current is not None and _explicit
 
 
 _activity_store: Any = None

@@ -105,30 +105,39 @@ class MemoryQueue:
             self._beats[(queue_name, consumer_id)] = time.monotonic()
 
     async def reap(self, queue_name: str) -> ReapReport:
-        requeued: list[Envelope] = []
-        dead: list[DeadLetter] = []
         now = time.monotonic()
         with self._lock:
-            for key, beat in list(self._beats.items()):
-                if key[0] != queue_name or now - beat <= self.lease_timeout:
-                    continue
-                items = self._inflight.pop(key, [])
-                del self._beats[key]
-                for raw in items:
-                    env = Envelope.model_validate_json(raw)
-                    if env.attempts + 1 >= self.max_attempts:
-                        dead.append(self._bury(
-                            queue_name, raw,
-                            f"lease expired {env.attempts + 1} times (max_attempts={self.max_attempts}): "
-                            f"the worker running it stopped heartbeating",
-                            env,
-                        ))
-                    else:
-                        nxt = env.next_attempt()
-                        self._q(queue_name).append(nxt.model_dump_json())
-                        requeued.append(nxt)
-            if requeued:
-                self._waiters.setdefault(queue_name, Waiters()).wake_all()
+            expired = [
+                key for key, beat in self._beats.items()
+                if key[0] == queue_name and now - beat > self.lease_timeout
+            ]
+            return self._reap_locked(queue_name, expired)
+
+    async def reap_consumer(self, queue_name: str, consumer_id: str) -> ReapReport:
+        with self._lock:
+            return self._reap_locked(queue_name, [(queue_name, consumer_id)])
+
+    def _reap_locked(self, queue_name: str, keys: list[tuple[str, str]]) -> ReapReport:
+        requeued: list[Envelope] = []
+        dead: list[DeadLetter] = []
+        for key in keys:
+            items = self._inflight.pop(key, [])
+            self._beats.pop(key, None)
+            for raw in items:
+                env = Envelope.model_validate_json(raw)
+                if env.attempts + 1 >= self.max_attempts:
+                    dead.append(self._bury(
+                        queue_name, raw,
+                        f"lease expired {env.attempts + 1} times (max_attempts={self.max_attempts}): "
+                        f"the worker running it stopped heartbeating",
+                        env,
+                    ))
+                else:
+                    nxt = env.next_attempt()
+                    self._q(queue_name).append(nxt.model_dump_json())
+                    requeued.append(nxt)
+        if requeued:
+            self._waiters.setdefault(queue_name, Waiters()).wake_all()
         return ReapReport(tuple(requeued), tuple(dead))
 
     async def length(self, queue_name: str) -> int:

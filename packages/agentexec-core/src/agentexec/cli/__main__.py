@@ -1,0 +1,5 @@
+import sys
+
+from agentexec.cli import main
+
+sys.exit(main())

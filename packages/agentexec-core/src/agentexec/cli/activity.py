@@ -1,0 +1,135 @@
+"""``agentexec activity list|show``: the activity records, a page at a time or one as a timeline."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+from uuid import UUID
+
+from rich.markup import escape
+from rich.table import Table
+
+from agentexec.activity.status import Status
+from agentexec.cli._ops import (
+    CommandError,
+    add_json_flag,
+    bar,
+    console,
+    local_time,
+    open_backends,
+    plain,
+    print_json,
+    run_command,
+    since,
+    styled_status,
+)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "activity", help="list activities or show one's log timeline",
+        description="Read the activity records of tasks.",
+    )
+    commands = parser.add_subparsers(dest="activity_command", metavar="{list,show}", required=True)
+
+    lister = commands.add_parser("list", help="a page of activities, newest first")
+    lister.add_argument(
+        "--status", type=_status, metavar="STATUS",
+        help=f"only activities whose current status is this ({', '.join(s.value for s in Status)})",
+    )
+    lister.add_argument("--page", type=_positive, default=1, help="page number (default 1)")
+    lister.add_argument("--page-size", type=_positive, default=20, help="rows per page (default 20)")
+    add_json_flag(lister)
+    lister.set_defaults(func=lambda args: run_command(_list, args))
+
+    show = commands.add_parser("show", help="one activity's log as a timeline with percentages")
+    show.add_argument("agent_id", type=_agent_id, metavar="AGENT_ID")
+    add_json_flag(show)
+    show.set_defaults(func=lambda args: run_command(_show, args))
+
+
+def _status(value: str) -> Status:
+    try:
+        return Status(value.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown status {value!r}; choose from {', '.join(s.value for s in Status)}"
+        ) from None
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return number
+
+
+def _agent_id(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an agent id (a UUID): {value!r}") from None
+
+
+async def _list(args: argparse.Namespace) -> int:
+    async with open_backends() as backends:
+        page = await backends.activity.alist(page=args.page, page_size=args.page_size, status=args.status)
+    if args.json:
+        print_json(page.model_dump(mode="json"))
+        return 0
+    out = console()
+    status = f" {args.status.value}" if args.status else ""
+    table = Table(
+        title=f"Activities{status}: page {page.page} of {page.pages} ({page.total} in all)",
+        title_justify="left",
+    )
+    table.add_column("agent id", no_wrap=True, min_width=36)
+    table.add_column("task", no_wrap=True, min_width=8)
+    table.add_column("status", no_wrap=True, min_width=8)
+    table.add_column("%", justify="right", no_wrap=True)
+    table.add_column("updated", justify="right", no_wrap=True)
+    table.add_column("latest log", overflow="ellipsis", no_wrap=True, ratio=1)
+    for item in page.items:
+        pct = "" if item.latest_percentage is None else str(item.latest_percentage)
+        table.add_row(
+            str(item.agent_id), plain(item.agent_type), styled_status(item.status.value), pct,
+            f"{since(item.updated_at)} ago", plain(item.latest_log),
+        )
+    out.print(table)
+    if page.page < page.pages:
+        out.print(f"[dim]next: agentexec activity list --page {page.page + 1}[/]")
+    return 0
+
+
+async def _show(args: argparse.Namespace) -> int:
+    async with open_backends() as backends:
+        detail = await backends.activity.adetail(args.agent_id)
+    if detail is None:
+        raise CommandError(f"no activity with agent id {args.agent_id} (check AGENTEXEC_* points at the right database)")
+    if args.json:
+        print_json(detail.model_dump(mode="json"))
+        return 0
+    out = console()
+    out.print(f"[bold]{escape(detail.agent_type)}[/]  {detail.agent_id}")
+    out.print(
+        f"status {styled_status(detail.status.value)}   progress {bar(detail.latest_percentage)}   "
+        f"created {local_time(detail.created_at)}   updated {since(detail.updated_at)} ago"
+    )
+    table = Table(title="Timeline", title_justify="left")
+    table.add_column("time", no_wrap=True)
+    table.add_column("+elapsed", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("progress", no_wrap=True)
+    table.add_column("message", ratio=1)
+    start = detail.logs[0].created_at if detail.logs else detail.created_at
+    for log in detail.logs:
+        elapsed = (log.created_at - start).total_seconds()
+        table.add_row(
+            local_time(log.created_at), f"{elapsed:.3f}s", styled_status(log.status.value),
+            bar(log.percentage), plain(log.message),
+        )
+    out.print(table)
+    return 0

@@ -1,0 +1,120 @@
+"""``agentexec run module:pool``: run a worker pool until SIGTERM or Ctrl+C."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from agentexec.config import CONF
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a worker pool",
+        description="Import MODULE and run its pool until SIGTERM or Ctrl+C (both graceful).",
+    )
+    parser.add_argument(
+        "target", metavar="MODULE:POOL",
+        help="where the pool is: `myapp.worker:pool` (a file works too: `worker.py:pool`)",
+    )
+    parser.add_argument("--workers", type=_positive, metavar="N", help="worker processes (AGENTEXEC_NUM_WORKERS)")
+    parser.add_argument(
+        "--concurrency", type=_positive, metavar="N",
+        help="tasks each worker runs at once (AGENTEXEC_WORKER_CONCURRENCY)",
+    )
+    parser.add_argument(
+        "--create-tables", action="store_true",
+        help="create agentexec's database tables first, if they do not exist",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # set before the import: a module may call pool.run() itself while being imported
+    if args.workers:
+        CONF.num_workers = args.workers
+    if args.concurrency:
+        CONF.worker_concurrency = args.concurrency
+    try:
+        pool = load_pool(args.target)
+    except (ImportError, LookupError, TypeError, ValueError) as exc:
+        print(f"agentexec run: {exc}", file=sys.stderr)
+        return 2
+    if args.create_tables:
+        create_tables(pool)
+    pool.run()
+    return 0
+
+
+def load_pool(target: str) -> Any:
+    """The ``Pool`` named by ``module:attribute`` (a zero-argument factory works too)."""
+    from agentexec.worker.pool import Pool
+
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected MODULE:POOL (for example myapp.worker:pool), got {target!r}")
+    module = _import(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            pools = [n for n, v in vars(module).items() if isinstance(v, Pool)]
+            hint = f"; pools defined there: {', '.join(pools)}" if pools else ""
+            raise LookupError(f"{module_name} has no attribute {attr!r}{hint}") from None
+    if not isinstance(obj, Pool) and callable(obj) and not inspect.isclass(obj):
+        obj = obj()
+    if not isinstance(obj, Pool):
+        raise TypeError(f"{target} is a {type(obj).__name__}, not an ax.Pool")
+    return obj
+
+
+def _import(module_name: str) -> ModuleType:
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)  # like `python -m`: modules of the current directory import
+    if module_name.endswith(".py"):
+        path = Path(module_name).resolve()
+        if not path.is_file():
+            raise ImportError(f"no such file: {module_name}")
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {module_name}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(module_name)
+
+
+def create_tables(pool: Any) -> None:
+    """agentexec's tables on the pool's database (``ax.Base.metadata.create_all``), plus any
+    tables its backends keep (the SQL queue's, for instance)."""
+    engine = pool.engine if pool.engine is not None else getattr(pool.backends.activity, "engine", None)
+    if engine is not None:
+        import agentexec
+
+        agentexec.Base.metadata.create_all(engine)
+    for backend in (pool.backends.queue, pool.backends.results, pool.backends.events, pool.backends.activity):
+        create = getattr(backend, "create_tables", None)
+        if callable(create) and not inspect.iscoroutinefunction(create):
+            create()
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number

@@ -1,0 +1,127 @@
+"""``agentexec tail``: follow worker logs (``logs:<queue>``) and bus events (``events:<type>``) live."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from rich.markup import escape
+
+from agentexec.backends import Event
+from agentexec.cli._ops import CommandError, add_json_flag, console, open_backends, run_command
+from agentexec.config import CONF
+from agentexec.events import CHANNEL_PREFIX, decode
+from agentexec.worker.channels import logs_channel
+
+LEVEL_STYLE = {"DEBUG": "dim", "INFO": "", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "tail", help="follow worker logs and events live (Ctrl+C to stop)",
+        description="Print worker log lines of the pools on the given queues and events from "
+        "the event bus as they happen.",
+    )
+    parser.add_argument(
+        "--queue", "-q", action="append", dest="queues", metavar="NAME",
+        help=f"whose worker logs to follow (repeatable; default {CONF.queue_name!r})",
+    )
+    parser.add_argument(
+        "--events", "-e", action="append", metavar="PATTERN",
+        help="event types to follow, '*' wildcards (repeatable; default: every event)",
+    )
+    parser.add_argument("--no-logs", action="store_true", help="events only")
+    parser.add_argument("--no-events", action="store_true", help="worker logs only")
+    parser.add_argument("--since", metavar="ID", help="first replay what came after this event id")
+    parser.add_argument("--count", "-n", type=int, metavar="N", help="stop after N lines")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long")
+    add_json_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_command(_tail, args)
+
+
+def channels(args: argparse.Namespace) -> list[str]:
+    patterns: list[str] = []
+    if not args.no_logs:
+        patterns += [logs_channel(q) for q in (args.queues or [CONF.queue_name])]
+    if not args.no_events:
+        patterns += [CHANNEL_PREFIX + p for p in (args.events or ["*"])]
+    if not patterns:
+        raise CommandError("--no-logs and --no-events together leave nothing to follow", 2)
+    return patterns
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    patterns = channels(args)
+    out = console()
+    if not args.json:
+        out.print(f"[dim]following {', '.join(patterns)} (Ctrl+C to stop)[/]")
+    printed = 0
+    with anyio.move_on_after(args.timeout if args.timeout is not None else float("inf")):
+        async with open_backends() as backends, \
+                backends.events.subscribe(patterns, last_id=args.since) as stream:
+            async for raw in stream:
+                record = render(raw)
+                if record is None:
+                    continue
+                if args.json:
+                    sys.stdout.write(json.dumps(record, default=str) + "\n")
+                    sys.stdout.flush()
+                else:
+                    out.print(record["text"])
+                printed += 1
+                if args.count is not None and printed >= args.count:
+                    break
+    return 0
+
+
+def render(raw: Event) -> dict[str, Any] | None:
+    """A printable record of one message: ``kind`` (log/event), its fields, and ``text``."""
+    if raw.channel.startswith(CHANNEL_PREFIX):
+        event = decode(raw)
+        if event is None:
+            return None
+        when = event.time.astimezone().strftime("%H:%M:%S")
+        payload = json.dumps(event.payload, default=str) if event.payload is not None else ""
+        source = f" from {escape(event.source)}" if event.source else ""
+        return {
+            "kind": "event", "id": raw.id, **event.model_dump(mode="json", exclude={"id"}),
+            "text": f"{when} [magenta]event[/] [bold]{escape(event.event_type)}[/]{source} {escape(payload)}",
+        }
+    try:
+        msg = json.loads(raw.data)
+    except ValueError:
+        msg = None
+    if not isinstance(msg, dict):
+        return {"kind": "log", "channel": raw.channel, "message": raw.data,
+                "text": f"[dim]{escape(raw.channel)}[/] {escape(raw.data)}"}
+    worker = msg.get("worker", "?")
+    when = _clock(msg.get("time"))
+    if msg.get("event") == "exit":
+        text = f"{when} \\[Worker {worker}] [dim]exited (pid {msg.get('pid')})[/]"
+    else:
+        level = str(msg.get("level", "INFO")).upper()
+        style = LEVEL_STYLE.get(level, "")
+        line = f"{level:<7} {escape(str(msg.get('message', '')))}"
+        text = f"{when} \\[Worker {worker}] " + (f"[{style}]{line}[/]" if style else line)
+    return {"kind": "log", "channel": raw.channel, **msg, "text": text}
+
+
+def _clock(value: Any) -> str:
+    try:
+        if isinstance(value, int | float):
+            moment = datetime.fromtimestamp(value, UTC)
+        elif isinstance(value, str):
+            moment = datetime.fromisoformat(value)
+        else:
+            raise ValueError
+    except (ValueError, OverflowError, OSError):
+        moment = datetime.now(UTC)
+    return moment.astimezone().strftime("%H:%M:%S")

@@ -1,0 +1,40 @@
+"""Event channels a pool uses, shared with ``agentexec`` CLI commands.
+
+- ``logs:<queue>``: one JSON object per worker log record (``worker``, ``pid``, ``level``,
+  ``logger``, ``message``, ``time``); the pool's main process prints them as ``[Worker N] ...``.
+  A worker announces its exit with ``{"worker": N, "pid": P, "event": "exit"}``.
+- ``control:<queue>``: ``{"action": "shutdown", "pool": <pool id or null>}`` asks the workers of
+  that pool (every pool on the queue when ``pool`` is null) to finish their tasks and exit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SHUTDOWN = "shutdown"
+
+
+def logs_channel(queue_name: str) -> str:
+    return f"logs:{queue_name}"
+
+
+def control_channel(queue_name: str) -> str:
+    return f"control:{queue_name}"
+
+
+def shutdown_message(pool_id: str | None = None) -> str:
+    return json.dumps({"action": SHUTDOWN, "pool": pool_id})
+
+
+def is_shutdown_for(data: str, pool_id: str) -> bool:
+    """Whether a control message asks the pool ``pool_id`` to shut down."""
+    try:
+        msg: Any = json.loads(data)
+    except ValueError:
+        return False
+    return (
+        isinstance(msg, dict)
+        and msg.get("action") == SHUTDOWN
+        and msg.get("pool") in (None, pool_id)
+    )

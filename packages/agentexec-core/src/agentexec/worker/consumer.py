@@ -1,0 +1,238 @@
+"""The worker loop: take tasks from each lane, run them in slots, heartbeat, stop cleanly.
+
+One ``Worker`` runs on one anyio event loop (a worker process's, or the pool's own thread for
+in-process backends). Per lane it keeps ``lane.slots`` tasks running at most; a few fetchers
+reserve tasks whenever a slot is free. Stopping lets running tasks finish, takes nothing new,
+and returns once every finished task's activity, outcome and acknowledgement are written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import anyio
+from anyio.abc import TaskGroup
+
+from agentexec.activity.status import Status
+from agentexec.backends import Lease, LogEntry
+from agentexec.results import Outcome
+from agentexec.runtime import Backends
+from agentexec.task import Task, TaskDefinition
+from agentexec.worker.channels import control_channel, is_shutdown_for
+from agentexec.worker.lanes import Lane
+from agentexec.worker.lifecycle import execute_task, reject, set_sink, unknown_task_error
+from agentexec.worker.reaping import RELEASED_MESSAGE
+from agentexec.worker.writer import ActivityWriter, WorkerSink
+
+log = logging.getLogger("agentexec.worker")
+
+#: concurrent ``reserve`` calls per lane: enough to fill many free slots quickly, few enough
+#: that idle workers do not tie up many blocking backend connections
+MAX_FETCHERS = 4
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        index: int,
+        consumer_id: str,
+        pool_id: str,
+        queue_name: str,
+        lanes: Sequence[Lane],
+        definitions: Mapping[str, TaskDefinition],
+        backends: Backends,
+        listen_for_shutdown: bool = False,
+    ) -> None:
+        self.index = index
+        self.consumer_id = consumer_id
+        self.pool_id = pool_id
+        self.queue_name = queue_name
+        self.lanes = list(lanes)
+        self.definitions = definitions
+        self.backends = backends
+        self.listen_for_shutdown = listen_for_shutdown
+        self.stopping = False
+        self.running = 0
+        self._waiting_scopes: set[anyio.CancelScope] = set()
+        self._tasks_scope: anyio.CancelScope | None = None
+        self._stopped = anyio.Event()
+
+    # -- control (call from the worker's event loop) -----------------------------------------
+    def stop(self) -> None:
+        """Finish the running tasks, take no more."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for scope in list(self._waiting_scopes):
+            scope.cancel()
+
+    def abort(self) -> None:
+        """Cancel the running tasks too; each goes back to its queue, attempts unchanged."""
+        self.stop()
+        if self._tasks_scope is not None:
+            self._tasks_scope.cancel()
+
+    @property
+    def poll_interval(self) -> float:
+        # bounds how long a stop waits for a blocked reserve to return
+        return min(1.0, self.backends.queue.lease_timeout / 3)
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        writer = ActivityWriter(self.backends.activity, self.backends.results)
+        self.sink = WorkerSink(writer)
+        set_sink(self.sink)  # inherited by every task started below
+        try:
+            async with anyio.create_task_group() as services:
+                services.start_soon(writer.run)
+                services.start_soon(self._heartbeat)
+                if self.listen_for_shutdown:
+                    services.start_soon(self._listen_for_shutdown)
+                with anyio.CancelScope() as self._tasks_scope:
+                    async with anyio.create_task_group() as tasks:
+                        for lane in self.lanes:
+                            slots = anyio.Semaphore(lane.slots)
+                            for _ in range(min(lane.slots, MAX_FETCHERS)):
+                                tasks.start_soon(self._fetch, lane, slots, tasks)
+                await writer.close()
+                services.cancel_scope.cancel()
+        finally:
+            set_sink(None)
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _fetch(self, lane: Lane, slots: anyio.Semaphore, tasks: TaskGroup) -> None:
+        queue = self.backends.queue
+        backoff = 0.1
+        while not self.stopping:
+            with anyio.CancelScope() as waiting:
+                self._waiting_scopes.add(waiting)
+                try:
+                    await slots.acquire()
+                finally:
+                    self._waiting_scopes.discard(waiting)
+            if waiting.cancelled_caught:
+                return
+            if self.stopping:
+                slots.release()
+                return
+            try:
+                lease = await queue.reserve(lane.queue_name, self.consumer_id, self.poll_interval)
+            except Exception as exc:
+                slots.release()
+                log.error(
+                    "taking a task from %r failed (%s: %s); retrying in %.1fs",
+                    lane.queue_name, type(exc).__name__, exc, backoff,
+                )
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if lease is None:
+                slots.release()
+                continue
+            if self.stopping:  # taken while a stop came in: give it straight back
+                await queue.release(lease)
+                slots.release()
+                return
+            tasks.start_soon(self._run, lease, slots)
+
+    async def _run(self, lease: Lease, slots: anyio.Semaphore) -> None:
+        env = lease.envelope
+        task = Task.model_construct(
+            agent_id=env.agent_id,
+            task_name=env.task_name,
+            context=env.context,  # validated into the handler's model by the lifecycle
+            queue_name=env.queue_name,
+            priority=env.priority,
+            attempts=env.attempts,
+        )
+        definition = self.definitions.get(env.task_name)
+        task._definition = definition
+        queue = self.backends.queue
+
+        async def ack() -> None:
+            await queue.ack(lease)
+
+        self.sink.acks[env.agent_id] = ack
+        self.running += 1
+        try:
+            if env.attempts and await self._finished_before(task):
+                return
+            if definition is None:
+                await reject(task, unknown_task_error(
+                    env.task_name, sorted(self.definitions), lease.queue_name
+                ), self.sink)
+                return
+            try:
+                await execute_task(task)
+            except Exception:
+                pass  # the lifecycle recorded it (activity ERROR, failed outcome) and logged it
+        except anyio.get_cancelled_exc_class():
+            # aborted: unless its outcome is already on its way, the task goes back to the queue
+            if self.sink.acks.pop(env.agent_id, None) is not None:
+                self._give_back(lease)
+            raise
+        finally:
+            self.running -= 1
+            slots.release()
+            if self.sink.acks.pop(env.agent_id, None) is not None:
+                log.error("task %s ended without an outcome; giving it back", env.agent_id)
+                self._give_back(lease)
+
+    async def _finished_before(self, task: Task) -> bool:
+        """A redelivered task whose outcome is already stored finished before its worker died
+        (between storing and acknowledging): acknowledge it instead of running it again."""
+        data = await self.backends.results.get(task.agent_id)
+        if data is None:
+            return False
+        try:
+            Outcome.decode(data)
+        except ValueError:
+            return False
+        log.info("Task %s (%s) already finished; not running it again", task.task_name, task.agent_id)
+        self.sink.writer.submit(None, after=self.sink.acks.pop(task.agent_id))
+        return True
+
+    def _give_back(self, lease: Lease) -> None:
+        queue = self.backends.queue
+
+        async def release() -> None:
+            await queue.release(lease)
+
+        # the QUEUED line is written before the release, so a worker that takes the task
+        # again writes its RUNNING line after it
+        self.sink.writer.submit(
+            LogEntry(lease.envelope.agent_id, RELEASED_MESSAGE, Status.QUEUED), after=release
+        )
+
+    async def _heartbeat(self) -> None:
+        queue = self.backends.queue
+        while True:
+            for lane in self.lanes:
+                try:
+                    await queue.heartbeat(lane.queue_name, self.consumer_id)
+                except Exception as exc:
+                    log.warning("heartbeat on %r failed: %s", lane.queue_name, exc)
+            await anyio.sleep(max(queue.lease_timeout / 3, 0.01))
+
+    async def _listen_for_shutdown(self) -> None:
+        delay = 0.1
+        while not self.stopping:
+            try:
+                async with self.backends.events.subscribe([control_channel(self.queue_name)]) as stream:
+                    delay = 0.1
+                    async for event in stream:
+                        if is_shutdown_for(event.data, self.pool_id):
+                            log.info("Shutdown requested; finishing %d running task(s)", self.running)
+                            self.stop()
+                            return
+            except Exception as exc:
+                log.warning("listening for shutdown failed (%s); retrying in %.1fs", exc, delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+

@@ -1,0 +1,161 @@
+"""One task's lifecycle: RUNNING, the handler, the outcome stored, then COMPLETE or ERROR.
+
+``Task.execute()`` calls :func:`execute_task`. Inside a worker, activity lines and outcomes go
+through the worker's batching writer (a :class:`LifecycleSink` set in a context variable);
+anywhere else they are written directly.
+
+The order is what callers can rely on: the RUNNING line is durable before the handler starts
+(so the handler's own ``ax.activity.update`` lines come after it), and the COMPLETE/ERROR line is
+durable before the outcome is stored (so once ``ax.get_result`` returns, the activity already
+says COMPLETE).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+import anyio
+from pydantic import ValidationError
+
+from agentexec.activity.status import Status
+from agentexec.backends import LogEntry
+from agentexec.config import CONF
+from agentexec.results import Outcome
+from agentexec.task import Task, TaskDefinition
+
+log = logging.getLogger("agentexec.worker")
+
+
+class LifecycleSink(Protocol):
+    """Where a task's activity lines and outcome go."""
+
+    async def started(self, entry: LogEntry) -> None:
+        """Write the RUNNING line; durable when this returns."""
+        ...
+
+    async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
+        """Write the final line, then store the outcome (in that order). A worker's sink may
+        return before both are done; it acknowledges the task only after they are."""
+        ...
+
+
+class DirectSink:
+    """Writes straight to the process's backends (``Task.execute()`` outside a worker)."""
+
+    async def started(self, entry: LogEntry) -> None:
+        from agentexec.runtime import get_backends
+
+        await get_backends().activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
+
+    async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
+        from agentexec.runtime import get_backends
+
+        backends = get_backends()
+        await backends.activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
+        await backends.results.set(task.agent_id, outcome.encode(), CONF.result_ttl)
+
+
+_sink: ContextVar[LifecycleSink | None] = ContextVar("agentexec_lifecycle_sink", default=None)
+_current: ContextVar[Task | None] = ContextVar("agentexec_current_task", default=None)
+
+
+def set_sink(sink: LifecycleSink | None) -> None:
+    """Route the lifecycle writes of tasks run in this context (and its children) to ``sink``."""
+    _sink.set(sink)
+
+
+def current_task() -> Task | None:
+    """The task whose handler is running in this context, if any."""
+    return _current.get()
+
+
+def error_text(exc: BaseException) -> str:
+    """What ``{error}`` becomes in ``CONF.activity_message_error``."""
+    return str(exc) or type(exc).__name__
+
+
+def unknown_task_error(task_name: str, registered: list[str], queue_name: str | None = None) -> str:
+    where = f" on queue {queue_name!r}" if queue_name else ""
+    return (
+        f"unknown task {task_name!r}: no handler is registered under that name{where}. "
+        f"Registered tasks: {', '.join(registered) if registered else 'none'}. Register it with "
+        f"@pool.task({task_name!r}) in the module the workers run."
+    )
+
+
+def invalid_context_error(definition: TaskDefinition, exc: ValidationError) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err.get('loc', ())) or 'context'}: {err.get('msg', 'invalid')}"
+        for err in exc.errors()
+    )
+    return (
+        f"the context of task {definition.name!r} is not a valid "
+        f"{definition.context_class.__qualname__}: {problems}"
+    )
+
+
+async def reject(task: Task, error: str, sink: LifecycleSink | None = None) -> None:
+    """End a task that cannot run (unknown name, invalid context) as ERROR with a failed outcome."""
+    log.error("Task rejected: %s", error)
+    await (sink or _sink.get() or DirectSink()).finished(
+        task,
+        LogEntry(task.agent_id, CONF.activity_message_error.format(error=error), Status.ERROR),
+        Outcome.failed(task.task_name, error, task.attempts + 1),
+    )
+
+
+async def call_handler(definition: TaskDefinition, agent_id: Any, context: Any) -> Any:
+    if definition.is_async:
+        return await definition.handler(agent_id, context)  # type: ignore[misc]
+    # a sync handler runs in a thread so it cannot stall heartbeats and the other slots
+    result = await anyio.to_thread.run_sync(functools.partial(definition.handler, agent_id, context))
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def execute_task(task: Task) -> Any:
+    """Run ``task`` through its whole lifecycle; return the handler's value or raise its error."""
+    from agentexec.worker.registry import find_definition, registered_names
+
+    sink = _sink.get() or DirectSink()
+    definition = task._definition or find_definition(task.task_name)
+    if definition is None:
+        error = unknown_task_error(task.task_name, registered_names(), task.queue_name)
+        await reject(task, error, sink)
+        raise LookupError(error)
+    try:
+        context = definition.validate_context(task.context)
+    except ValidationError as exc:
+        await reject(task, invalid_context_error(definition, exc), sink)
+        raise
+    attempts = task.attempts + 1
+    token = _current.set(task)
+    try:
+        await sink.started(LogEntry(task.agent_id, CONF.activity_message_started, Status.RUNNING))
+        log.info("Processing task: %s", task.task_name)
+        try:
+            value = await call_handler(definition, task.agent_id, context)
+            outcome = Outcome.ok(task.task_name, value, attempts)
+        except Exception as exc:
+            error = error_text(exc)
+            log.error("Task failed: %s: %s", type(exc).__name__, error, exc_info=True)
+            await sink.finished(
+                task,
+                LogEntry(task.agent_id, CONF.activity_message_error.format(error=error), Status.ERROR),
+                Outcome.failed(task.task_name, error, attempts),
+            )
+            raise
+        await sink.finished(
+            task,
+            LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100),
+            outcome,
+        )
+        log.info("Task completed: %s", task.task_name)
+        return value
+    finally:
+        _current.reset(token)

@@ -1,0 +1,159 @@
+"""Worker log records travel to the pool's main process, which prints them as ``[Worker N] ...``.
+
+In a worker process every record that the inherited logging configuration lets through is sent,
+once, on the ``logs:<queue>`` channel. The main process hands each one to the logger of the same
+name, so the user's handlers, formats and levels apply as if the record had been logged there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import anyio
+
+from agentexec.backends import EventBackend
+
+#: records kept while the events backend is slow; past this the oldest are dropped (and counted)
+BUFFER = 10_000
+
+
+class LogForwarder(logging.Handler):
+    """In a worker process: sends log records to the main process over the events backend."""
+
+    def __init__(self, worker_index: int) -> None:
+        super().__init__(logging.NOTSET)
+        self.worker_index = worker_index
+        self.pid = os.getpid()
+        self._buffer: deque[str] = deque(maxlen=BUFFER)
+        self._dropped = 0
+        self._wake: anyio.Event | None = None
+        self._loop_thread: int | None = None
+        self._formatter = logging.Formatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + self._formatter.formatException(record.exc_info)
+            elif record.exc_text:
+                message += "\n" + record.exc_text
+            if record.stack_info:
+                message += "\n" + self._formatter.formatStack(record.stack_info)
+            if len(self._buffer) == self._buffer.maxlen:
+                self._dropped += 1
+            self._buffer.append(json.dumps({
+                "worker": self.worker_index,
+                "pid": self.pid,
+                "level": record.levelno,
+                "logger": record.name,
+                "message": message,
+                "time": record.created,
+            }))
+            wake = self._wake
+            if wake is not None and threading.get_ident() == self._loop_thread:
+                wake.set()  # records from other threads are picked up by the next poll
+        except Exception:
+            self.handleError(record)
+
+    async def publish(self, events: EventBackend, channel: str) -> None:
+        """Send buffered records until cancelled (run it in the worker's task group)."""
+        self._loop_thread = threading.get_ident()
+        while True:
+            self._wake = anyio.Event()
+            if not self._buffer:
+                with anyio.move_on_after(0.05):
+                    await self._wake.wait()
+            await self.flush_to(events, channel)
+
+    async def flush_to(self, events: EventBackend, channel: str) -> None:
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            self._buffer.appendleft(json.dumps({
+                "worker": self.worker_index, "pid": self.pid, "level": logging.WARNING,
+                "logger": "agentexec.worker", "time": time.time(),
+                "message": f"{dropped} log record(s) dropped: the events backend was too slow",
+            }))
+        while self._buffer:
+            data = self._buffer[0]
+            try:
+                await events.publish(channel, data)
+            except Exception as exc:
+                _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); {data}")
+            self._buffer.popleft()
+
+
+def install_forwarder(worker_index: int) -> LogForwarder:
+    """Route this (worker) process's log records to a :class:`LogForwarder`, each record once.
+
+    Handlers inherited from the main process would print from the worker directly; they are
+    replaced. A logger that does not propagate keeps forwarding its own records.
+    """
+    forwarder = LogForwarder(worker_index)
+    root = logging.getLogger()
+    loggers = [root] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        had_handlers = bool(lg.handlers)
+        for handler in list(lg.handlers):
+            lg.removeHandler(handler)
+        if lg is root or (had_handlers and not lg.propagate):
+            lg.addHandler(forwarder)
+    return forwarder
+
+
+def emit_worker_record(data: str) -> dict[str, Any] | None:
+    """In the main process: re-emit one forwarded record through the user's logging config.
+    Returns the decoded message (``None`` if it was not one)."""
+    try:
+        msg = json.loads(data)
+        if not isinstance(msg, dict):
+            return None
+        if msg.get("event"):
+            return msg
+        name = str(msg.get("logger") or "agentexec.worker")
+        level = int(msg.get("level", logging.INFO))
+        text = f"[Worker {msg.get('worker', '?')}] {msg.get('message', '')}"
+    except (ValueError, TypeError):
+        return None
+    logger = logging.getLogger(name)
+    if logger.isEnabledFor(level):
+        record = logger.makeRecord(name, level, "(worker)", 0, text, (), None)
+        created = msg.get("time")
+        if isinstance(created, int | float):
+            record.created = float(created)
+            record.msecs = (record.created - int(record.created)) * 1000
+        if isinstance(msg.get("pid"), int):
+            record.process = msg["pid"]
+        record.worker = msg.get("worker")
+        logger.handle(record)
+    return msg
+
+
+def ensure_console_logging() -> None:
+    """With no logging configured at all, print agentexec's INFO lines (``[Worker 0] Processing
+    task: ...``) on stdout, as the spec shows. Any configuration of the user's wins."""
+    root = logging.getLogger()
+    ours = logging.getLogger("agentexec")
+    if root.handlers or ours.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours.addHandler(handler)
+    if ours.level == logging.NOTSET:
+        ours.setLevel(logging.INFO)
+
+
+def _stderr(text: str) -> None:
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass

@@ -1,0 +1,73 @@
+"""What the pool writes when the queue hands a task out again or gives up on it."""
+
+from __future__ import annotations
+
+import logging
+
+from agentexec.activity.status import Status
+from agentexec.backends import ConsumerReaper, ReapReport, UnknownActivityError
+from agentexec.config import CONF
+from agentexec.results import Outcome
+from agentexec.runtime import Backends
+
+log = logging.getLogger("agentexec.worker")
+
+REQUEUED_MESSAGE = "Its worker stopped before the task finished; queued again (attempt {attempt} of {max})."
+RELEASED_MESSAGE = "The worker shut down before the task finished; queued again."
+
+
+async def settle(backends: Backends, report: ReapReport) -> None:
+    """Record a reap: requeued tasks read QUEUED again, dead-lettered ones ERROR with a failed
+    outcome (so ``ax.get_result`` raises ``TaskFailedError`` instead of waiting)."""
+    activity = backends.activity
+    for env in report.requeued:
+        log.warning(
+            "Task %s (%s) handed out again: its worker stopped (attempt %d of %d)",
+            env.task_name, env.agent_id, env.attempts + 1, backends.queue.max_attempts,
+        )
+        try:
+            # only a RUNNING activity goes back to QUEUED: if a worker already took the task
+            # again and finished it, its COMPLETE must stay the last word
+            current = await activity.adetail(env.agent_id)
+            if current is not None and current.status is Status.RUNNING:
+                await activity.aappend(
+                    env.agent_id,
+                    REQUEUED_MESSAGE.format(attempt=env.attempts + 1, max=backends.queue.max_attempts),
+                    Status.QUEUED,
+                )
+        except UnknownActivityError:
+            pass
+        except Exception as exc:
+            log.error("recording the requeue of %s failed: %s", env.agent_id, exc)
+    for dead in report.dead:
+        log.error("Task dead-lettered on %s: %s", dead.queue_name, dead.reason)
+        if dead.envelope is None:
+            continue
+        env = dead.envelope
+        try:
+            await activity.aappend(
+                env.agent_id, CONF.activity_message_error.format(error=dead.reason), Status.ERROR
+            )
+        except UnknownActivityError:
+            pass
+        except Exception as exc:
+            log.error("recording the dead letter of %s failed: %s", env.agent_id, exc)
+        try:
+            outcome = Outcome.failed(env.task_name, dead.reason, env.attempts + 1)
+            await backends.results.set(env.agent_id, outcome.encode(), CONF.result_ttl)
+        except Exception as exc:
+            log.error("storing the failure of %s failed: %s", env.agent_id, exc)
+
+
+async def reap_consumer(backends: Backends, queue_name: str, consumer_id: str) -> bool:
+    """Hand out again, now, the tasks a dead consumer held; False when the queue cannot (its
+    tasks then return after ``lease_timeout``, through the periodic reap)."""
+    queue = backends.queue
+    if not isinstance(queue, ConsumerReaper):
+        return False
+    await settle(backends, await queue.reap_consumer(queue_name, consumer_id))
+    return True
+
+
+async def reap(backends: Backends, queue_name: str) -> None:
+    await settle(backends, await backends.queue.reap(queue_name))
