@@ -16,6 +16,11 @@ from agentexec._version import __version__
 
 COMMAND_MODULES: list[str] = [
     "agentexec.cli.run",
+    "agentexec.cli.status",
+    "agentexec.cli.activity",
+    "agentexec.cli.tail",
+    "agentexec.cli.schedules",
+    "agentexec.cli.dead_letter",
 ]
 
 

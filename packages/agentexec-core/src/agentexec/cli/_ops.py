@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -140,25 +139,6 @@ def bar(percentage: int | None, width: int = 20) -> str:
         return " " * (width + 6)
     filled = round(width * percentage / 100)
     return f"[green]{'█' * filled}[/][dim]{'░' * (width - filled)}[/] {percentage:>3}%"
-
-
-def import_object(spec: str, what: str = "pool") -> Any:
-    """``module:attribute`` (``module.sub:obj.attr`` works too), imported from the working directory."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise CommandError(f"expected MODULE:{what.upper()} (e.g. 'myapp.workers:{what}'), got {spec!r}", 2)
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CommandError(f"cannot import module {module_name!r}: {exc}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise CommandError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj
 
 
 def plain(value: object) -> Text:

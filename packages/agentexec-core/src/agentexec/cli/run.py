@@ -34,6 +34,10 @@ def add_parser(subparsers: Any) -> None:
         "--create-tables", action="store_true",
         help="create agentexec's database tables first, if they do not exist",
     )
+    parser.add_argument(
+        "--schedules", action="append", metavar="FILE",
+        help="add the schedules of this YAML file to the pool (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,6 +52,14 @@ def run(args: argparse.Namespace) -> int:
     except (ImportError, LookupError, TypeError, ValueError) as exc:
         print(f"agentexec run: {exc}", file=sys.stderr)
         return 2
+    for path in args.schedules or []:
+        from agentexec.schedule import ScheduleError
+
+        try:
+            pool.load_schedules(path)
+        except ScheduleError as exc:
+            print(f"agentexec run: {exc}", file=sys.stderr)
+            return 2
     if args.create_tables:
         create_tables(pool)
     pool.run()

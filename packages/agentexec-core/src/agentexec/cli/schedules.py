@@ -13,7 +13,6 @@ from agentexec.cli._ops import (
     add_json_flag,
     age,
     console,
-    import_object,
     plain,
     print_json,
 )
@@ -49,9 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_pool_schedules(spec: str, files: list[str] | None) -> list[Schedule]:
-    pool = import_object(spec)
-    if not hasattr(pool, "scheduler"):
-        raise CommandError(f"{spec} is a {type(pool).__name__}, not an agentexec Pool")
+    from agentexec.cli.run import load_pool
+
+    try:
+        pool = load_pool(spec)
+    except (ImportError, LookupError, TypeError, ValueError) as exc:
+        raise CommandError(str(exc), 2) from None
     for path in files or []:
         try:
             pool.load_schedules(path)

@@ -1,0 +1,192 @@
+"""Pool registration, lanes, log forwarding and the ``agentexec run`` command line, in isolation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from pydantic import BaseModel
+
+import agentexec as ax
+from agentexec.cli import COMMAND_MODULES, build_parser, main
+from agentexec.cli.run import load_pool
+from agentexec.config import CONF
+from agentexec.runtime import Backends, build_backends, set_backends
+from agentexec.task import TaskDefinition
+from agentexec.worker.channels import (
+    control_channel,
+    is_shutdown_for,
+    logs_channel,
+    shutdown_message,
+)
+from agentexec.worker.lanes import lane_queue_name
+from agentexec.worker.logs import LogForwarder, emit_worker_record, install_forwarder
+
+
+class Ctx(BaseModel):
+    value: int = 0
+
+
+@pytest.fixture
+def backends() -> Iterator[Backends]:
+    url = f"memory://{uuid.uuid4().hex}"
+    built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
+    set_backends(built)
+    yield built
+    set_backends(None)
+
+
+def test_task_decorator_registers_a_definition_with_the_inferred_context(backends: Backends) -> None:
+    pool = ax.Pool(backends=backends)
+
+    @pool.task("research")
+    async def research(agent_id: UUID, context: Ctx) -> str:
+        return "result"
+
+    definition = pool.tasks["research"]
+    assert isinstance(definition, TaskDefinition)
+    assert definition.name == "research"
+    assert definition.handler is research  # the decorator hands the function back unchanged
+    assert definition.context_class is Ctx
+    assert pool.queue_name == CONF.queue_name
+
+
+def test_registration_errors_say_what_to_do(backends: Backends) -> None:
+    pool = ax.Pool(backends=backends, queue_name="q")
+
+    @pool.task("dup")
+    async def first(agent_id: UUID, context: Ctx) -> None: ...
+
+    with pytest.raises(ValueError, match="already registered"):
+        pool.task("dup")(_other)
+    with pytest.raises(TypeError, match="context"):
+
+        @pool.task("untyped")
+        async def untyped(agent_id, context):  # type: ignore[no-untyped-def]
+            ...
+
+    with pytest.raises(TypeError, match="queue_name"):
+        ax.Pool(backends=backends, queue_name="")
+
+
+async def _other(agent_id: UUID, context: Ctx) -> None: ...
+
+
+def test_lanes(backends: Backends, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CONF, "worker_concurrency", 3)
+    pool = ax.Pool(backends=backends, queue_name="jobs")
+    assert [(lane.name, lane.queue_name, lane.slots) for lane in pool.lanes()] == [("default", "jobs", 3)]
+    pool._register(TaskDefinition("pipe", _other), lane="pipelines")
+    assert [(lane.name, lane.queue_name, lane.slots) for lane in pool.lanes()] == [
+        ("default", "jobs", 3),
+        ("pipelines", "jobs:pipelines", CONF.pipeline_concurrency),
+    ]
+    assert pool.lane_queue_name("pipelines") == "jobs:pipelines" == lane_queue_name("jobs", "pipelines")
+    assert CONF.pipeline_concurrency == 64
+    with pytest.raises(ValueError, match="unknown lane"):
+        pool._register(TaskDefinition("other", _other), lane="express")
+
+
+def test_registering_after_start_is_refused(backends: Backends, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CONF, "num_workers", 1)
+    pool = ax.Pool(backends=backends, queue_name=f"q{uuid.uuid4().hex[:6]}")
+    pool.start()
+    try:
+        with pytest.raises(RuntimeError, match="already started"):
+            pool.task("late")(_other)
+        with pytest.raises(RuntimeError, match="already been started"):
+            pool.start()
+    finally:
+        pool.shutdown(timeout=1)
+    assert not pool.running
+
+
+def test_channels() -> None:
+    assert logs_channel("q") == "logs:q"
+    assert control_channel("q") == "control:q"
+    assert is_shutdown_for(shutdown_message("p1"), "p1")
+    assert is_shutdown_for(shutdown_message(None), "p1")  # every pool on the queue
+    assert not is_shutdown_for(shutdown_message("p2"), "p1")
+    assert not is_shutdown_for("not json", "p1")
+
+
+def test_forwarded_records_are_reemitted_through_the_users_config(caplog: pytest.LogCaptureFixture) -> None:
+    forwarder = LogForwarder(worker_index=3)
+    logger = logging.getLogger("myapp.agents")
+    record = logger.makeRecord("myapp.agents", logging.WARNING, __file__, 1, "hello %s", ("world",), None)
+    forwarder.emit(record)
+    data = forwarder._buffer.popleft()
+    assert json.loads(data)["message"] == "hello world"
+    with caplog.at_level(logging.INFO):
+        emit_worker_record(data)
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("myapp.agents", "WARNING", "[Worker 3] hello world")
+    ]
+    caplog.clear()
+    logging.getLogger("myapp.agents").setLevel(logging.ERROR)
+    try:
+        emit_worker_record(data)  # below the level the main process configured: dropped
+    finally:
+        logging.getLogger("myapp.agents").setLevel(logging.NOTSET)
+    assert caplog.records == []
+
+
+def test_install_forwarder_forwards_each_record_once() -> None:
+    root = logging.getLogger()
+    quiet = logging.getLogger("test_pool_units.quiet")
+    saved = (list(root.handlers), list(quiet.handlers), quiet.propagate)
+    try:
+        root.addHandler(logging.NullHandler())
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+        forwarder = install_forwarder(0)
+        assert root.handlers == [forwarder] and quiet.handlers == [forwarder]
+        logging.getLogger("test_pool_units.loud").warning("one")
+        quiet.warning("two")
+        assert [json.loads(d)["message"] for d in forwarder._buffer] == ["one", "two"]
+    finally:
+        root.handlers[:] = saved[0]
+        quiet.handlers[:] = saved[1]
+        quiet.propagate = saved[2]
+
+
+def test_cli_parser_and_pool_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "agentexec.cli.run" in COMMAND_MODULES
+    args = build_parser().parse_args(["run", "app:pool", "--workers", "2", "--concurrency", "8", "--create-tables"])
+    assert (args.target, args.workers, args.concurrency, args.create_tables) == ("app:pool", 2, 8, True)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "app:pool", "--workers", "0"])
+    name = f"cli_app_{uuid.uuid4().hex[:6]}"
+    (tmp_path / f"{name}.py").write_text(
+        "import agentexec as ax\n"
+        "from agentexec.runtime import build_backends\n"
+        "pool = ax.Pool(backends=build_backends({k: 'memory://cli' for k in "
+        "('queue', 'results', 'events', 'activity')}))\n"
+        "not_a_pool = 3\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert isinstance(load_pool(f"{name}:pool"), ax.Pool)
+        with pytest.raises(LookupError, match="pools defined there: pool"):
+            load_pool(f"{name}:missing")
+        with pytest.raises(TypeError, match=r"not an ax\.Pool"):
+            load_pool(f"{name}:not_a_pool")
+        with pytest.raises(ValueError, match="MODULE:POOL"):
+            load_pool(name)
+        assert main(["run", f"{name}:missing"]) == 2
+        assert "pools defined there" in capsys.readouterr().err
+    finally:
+        sys.modules.pop(name, None)
+        set_backends(None)
+
+
+def test_cli_without_a_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "run" in capsys.readouterr().err
+
