@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from agentexec_sqlalchemy._statements import NOTIFY
 from agentexec_sqlalchemy.engine import get_engine, is_sqlite
 from agentexec_sqlalchemy.notify import (
     HUB,
@@ -61,6 +62,7 @@ class SQLTransport:
         #: names this database in the process-wide wake-up hub
         self.database = self.engine.url.render_as_string(hide_password=True)
         self._insert: Callable[..., Any] = sqlite.insert if self.is_sqlite else postgresql.insert
+        self._dialect = "sqlite" if self.is_sqlite else "postgresql"
 
     # -- schema --------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -116,10 +118,14 @@ class SQLTransport:
         with self.engine.connect() as conn:
             yield conn
 
+    def dialect_sql(self, statements: dict[str, Any]) -> Any:
+        """This database's version of a dialect-specific statement from :mod:`._statements`."""
+        return statements[self._dialect]
+
     def notify(self, conn: Connection, kind: str, name: str) -> None:
         """Inside a write transaction: wake other processes' waiters when it commits (PostgreSQL)."""
         if not self.is_sqlite:
-            conn.execute(sa.select(sa.func.pg_notify(channel(kind), name)))
+            conn.execute(NOTIFY, {"channel": channel(kind), "payload": name})
 
     def wake_local(self, kind: str, name: str) -> None:
         """After a commit: wake this process's waiters now."""

@@ -17,10 +17,8 @@ from contextlib import asynccontextmanager
 import sqlalchemy as sa
 from agentexec.backends import Event
 
+from agentexec_sqlalchemy import _statements as sql
 from agentexec_sqlalchemy._transport import SQLTransport
-from agentexec_sqlalchemy.transport_models import event_table
-
-E = event_table
 
 #: events kept for replay; older rows are trimmed
 RETENTION = 10_000
@@ -48,29 +46,21 @@ class SQLEvents(SQLTransport):
         with self.write() as conn:
             if not self.is_sqlite:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PUBLISH_LOCK)))
-            event_id = int(
-                conn.execute(
-                    E.insert().values(channel=channel, data=data, created_at=time.time()).returning(E.c.id)
-                ).scalar_one()
-            )
+            params = {"channel": channel, "data": data, "ts": time.time()}
+            event_id = int(conn.execute(sql.PUBLISH, params).scalar_one())
             if trim:
-                conn.execute(E.delete().where(E.c.id <= event_id - RETENTION))
+                conn.execute(sql.TRIM_EVENTS, {"upto": event_id - RETENTION})
             self.notify(conn, "event", "")
         return event_id
 
     def _last_id(self) -> int:
         with self.read() as conn:
-            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0))).scalar_one())
+            return int(conn.execute(sql.LAST_EVENT).scalar_one())
 
     def _after(self, cursor: int) -> list[tuple[int, str, str]]:
         with self.read() as conn:
-            rows = conn.execute(
-                sa.select(E.c.id, E.c.channel, E.c.data)
-                .where(E.c.id > cursor)
-                .order_by(E.c.id)
-                .limit(BATCH)
-            )
-            return list(rows)
+            rows = conn.execute(sql.EVENTS_AFTER, {"cursor": cursor, "n": BATCH})
+            return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     @asynccontextmanager
     async def subscribe(

@@ -195,3 +195,6 @@ class ActivityLog(Base):
 
     def __repr__(self) -> str:
         return f"<ActivityLog id={self.id} status={self.status} message={self.message!r}>"
+
+
+from agentexec_sqlalchemy import transport_models as _transport_models  # noqa: E402,F401

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -76,6 +77,10 @@ class Hub:
             items = self._waiters.pop(key, [])
         _resolve_all(items)
 
+    def has_waiters(self, database: str) -> bool:
+        with self._lock:
+            return any(k[0] == database for k in self._waiters)
+
     def wake_database(self, database: str) -> None:
         """Wake every waiter of one database (the listener reconnected: they must re-check)."""
         with self._lock:
@@ -114,11 +119,10 @@ class PgListener:
 
     def __init__(self, url: sa.URL, database: str) -> None:
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._database = database
+        self.database = database
         self._channels = {channel(kind): kind for kind in KINDS}
         self._ready = threading.Event()
         self._failed: str | None = None
-        self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"agentexec-pg-listen-{database}", daemon=True
         )
@@ -132,14 +136,11 @@ class PgListener:
     def wait_ready(self, timeout: float) -> bool:
         return self._ready.wait(timeout)
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def _run(self) -> None:
         import psycopg
 
         backoff = 0.1
-        while not self._stop.is_set():
+        while True:
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     for name in self._channels:
@@ -147,24 +148,36 @@ class PgListener:
                     self._ready.set()
                     backoff = 0.1
                     # anything sent while we were not listening is lost: make everyone re-check
-                    HUB.wake_database(self._database)
-                    while not self._stop.is_set():
+                    HUB.wake_database(self.database)
+                    while True:
                         for note in conn.notifies(timeout=1.0):
                             kind = self._channels.get(note.channel)
                             if kind is not None:
-                                HUB.wake((self._database, kind, note.payload))
+                                HUB.wake((self.database, kind, note.payload))
             except Exception as exc:  # the server went away: poll until we are back
                 self._ready.clear()
+                if not HUB.has_waiters(self.database):
+                    # nobody is waiting (a dropped test database, a server restart at night):
+                    # stop; the next waiter starts a new listener
+                    _forget(self)
+                    return
+                HUB.wake_database(self.database)  # they fall back to polling meanwhile
                 if self._failed != str(exc):
                     self._failed = str(exc)
                     log.warning("agentexec: PostgreSQL LISTEN connection lost (%s); retrying", exc)
-                HUB.wake_database(self._database)
-                self._stop.wait(backoff)
+                time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
 
 _listeners: dict[tuple[int, str], PgListener] = {}
 _listeners_lock = threading.Lock()
+
+
+def _forget(listener: PgListener) -> None:
+    with _listeners_lock:
+        key = (os.getpid(), listener.database)
+        if _listeners.get(key) is listener:
+            del _listeners[key]
 
 
 def get_listener(url: sa.URL, database: str) -> PgListener:

@@ -22,6 +22,7 @@ from agentexec.task import Envelope, Priority
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
+from agentexec_sqlalchemy import _statements as sql
 from agentexec_sqlalchemy._transport import SQLTransport
 from agentexec_sqlalchemy.transport_models import (
     RANK_HIGH,
@@ -116,7 +117,7 @@ class SQLQueue(SQLTransport):
 
     def _push_rows(self, rows: list[dict[str, Any]]) -> None:
         with self.write() as conn:
-            conn.execute(Q.insert(), rows)
+            conn.execute(sql.PUSH, rows)
             for name in sorted({row["queue_name"] for row in rows}):
                 self.notify(conn, "queue", name)
 
@@ -134,35 +135,22 @@ class SQLQueue(SQLTransport):
         )
 
     def _has_waiting(self, queue_name: str) -> bool:
-        query = sa.select(Q.c.id).where(Q.c.queue_name == queue_name, Q.c.consumer_id.is_(None))
         with self.read() as conn:
-            return conn.execute(query.limit(1)).first() is not None
+            return conn.execute(sql.HAS_WAITING, {"qn": queue_name}).first() is not None
 
     def _take(self, queue_name: str, consumer_id: str) -> Lease | None:
         now = time.time()
         with self.write() as conn:
             self._beat(conn, queue_name, consumer_id, now)
+            params = {"qn": queue_name, "cid": consumer_id, "ts": now}
             while True:
-                nxt = (
-                    sa.select(Q.c.id)
-                    .where(Q.c.queue_name == queue_name, Q.c.consumer_id.is_(None))
-                    .order_by(Q.c.rank, Q.c.front.desc(), Q.c.id)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                    .scalar_subquery()
-                )
-                row = conn.execute(
-                    Q.update()
-                    .where(Q.c.id == nxt)
-                    .values(consumer_id=consumer_id, leased_at=now)
-                    .returning(Q.c.id, Q.c.payload, Q.c.attempts)
-                ).first()
+                row = conn.execute(sql.TAKE, params).first()
                 if row is None:
                     return None
                 try:
                     env = Envelope.model_validate_json(row.payload)
                 except ValidationError as exc:
-                    conn.execute(Q.delete().where(Q.c.id == row.id))
+                    conn.execute(sql.DELETE_TASK, {"row_id": row.id})
                     self._bury(conn, queue_name, row.payload, f"malformed payload: {_first_error(exc)}", now)
                     continue
                 if env.attempts != row.attempts:
@@ -170,36 +158,25 @@ class SQLQueue(SQLTransport):
                 return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
 
     def _beat(self, conn: Connection, queue_name: str, consumer_id: str, now: float) -> None:
-        stmt = self._insert(C).values(queue_name=queue_name, consumer_id=consumer_id, heartbeat_at=now)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[C.c.queue_name, C.c.consumer_id],
-                set_={"heartbeat_at": stmt.excluded.heartbeat_at},
-            )
-        )
+        conn.execute(self.dialect_sql(sql.BEAT), {"qn": queue_name, "cid": consumer_id, "ts": now})
 
     def _bury(self, conn: Connection, queue_name: str, payload: str, reason: str, now: float) -> int:
-        return int(
-            conn.execute(
-                D.insert()
-                .values(queue_name=queue_name, reason=reason, payload=payload, failed_at=now)
-                .returning(D.c.id)
-            ).scalar_one()
-        )
+        params = {"qn": queue_name, "reason": reason, "payload": payload, "ts": now}
+        return int(conn.execute(sql.BURY, params).scalar_one())
 
     # -- ack / release / heartbeat -------------------------------------------------------
     @staticmethod
-    def _mine(lease: Lease) -> Any:
-        """The row is still this lease's: same consumer, and not reaped since (attempts)."""
+    def _mine(lease: Lease) -> dict[str, Any]:
+        """Parameters matching the row only while it is still this lease's."""
         row_id, attempts = lease.token
-        return sa.and_(Q.c.id == row_id, Q.c.consumer_id == lease.consumer_id, Q.c.attempts == attempts)
+        return {"row_id": row_id, "cid": lease.consumer_id, "att": attempts}
 
     async def ack(self, lease: Lease) -> None:
         await self.run(self._ack, lease)
 
     def _ack(self, lease: Lease) -> None:
         with self.write() as conn:
-            conn.execute(Q.delete().where(self._mine(lease)))
+            conn.execute(sql.ACK, self._mine(lease))
 
     async def release(self, lease: Lease) -> None:
         if await self.run(self._release, lease):
@@ -207,11 +184,7 @@ class SQLQueue(SQLTransport):
 
     def _release(self, lease: Lease) -> bool:
         with self.write() as conn:
-            done = conn.execute(
-                Q.update()
-                .where(self._mine(lease))
-                .values(consumer_id=None, leased_at=None, front=time.time_ns())
-            ).rowcount
+            done = conn.execute(sql.RELEASE, {**self._mine(lease), "front": time.time_ns()}).rowcount
             if done:
                 self.notify(conn, "queue", lease.queue_name)
             return bool(done)
@@ -281,7 +254,7 @@ class SQLQueue(SQLTransport):
                         f"the worker running it stopped heartbeating"
                     )
                     payload = env.model_dump_json()
-                    conn.execute(Q.delete().where(Q.c.id == row.id))
+                    conn.execute(sql.DELETE_TASK, {"row_id": row.id})
                     dl_id = self._bury(conn, queue_name, payload, reason, now)
                     dead.append(DeadLetter(str(dl_id), queue_name, reason, payload, env, now))
                 else:
@@ -305,11 +278,8 @@ class SQLQueue(SQLTransport):
         return await self.run(self._length, queue_name)
 
     def _length(self, queue_name: str) -> int:
-        query = sa.select(sa.func.count()).where(
-            Q.c.queue_name == queue_name, Q.c.consumer_id.is_(None)
-        )
         with self.read() as conn:
-            return int(conn.execute(query).scalar_one())
+            return int(conn.execute(sql.LENGTH, {"qn": queue_name}).scalar_one())
 
     async def stats(self, queue_name: str) -> QueueStats:
         return await self.run(self._stats, queue_name)

@@ -8,10 +8,8 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+from agentexec_sqlalchemy import _statements as sql
 from agentexec_sqlalchemy._transport import SQLTransport
-from agentexec_sqlalchemy.transport_models import result_table
-
-R = result_table
 
 #: every this many ``set`` calls also delete the expired rows of the whole table
 PURGE_EVERY = 200
@@ -35,16 +33,10 @@ class SQLResults(SQLTransport):
 
     def _set(self, key: str, data: bytes, ttl: int, purge: bool) -> None:
         now = time.time()
-        stmt = self._insert(R).values(key=key, data=data, expires_at=now + ttl)
         with self.write() as conn:
             if purge:
-                conn.execute(R.delete().where(R.c.expires_at <= now))
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[R.c.key],
-                    set_={"data": stmt.excluded.data, "expires_at": stmt.excluded.expires_at},
-                )
-            )
+                conn.execute(sql.PURGE_RESULTS, {"ts": now})
+            conn.execute(self.dialect_sql(sql.SET_RESULT), {"key": key, "data": data, "exp": now + ttl})
             self.notify(conn, "result", key)
 
     async def get(self, agent_id: UUID) -> bytes | None:
@@ -52,12 +44,12 @@ class SQLResults(SQLTransport):
 
     def _get(self, key: str) -> bytes | None:
         with self.read() as conn:
-            row = conn.execute(sa.select(R.c.data, R.c.expires_at).where(R.c.key == key)).first()
+            row = conn.execute(sql.GET_RESULT, {"key": key}).first()
         if row is None:
             return None
         if row.expires_at <= time.time():
             with self.write() as conn:  # expired: forget it now rather than at the next purge
-                conn.execute(R.delete().where(R.c.key == key, R.c.expires_at <= time.time()))
+                conn.execute(sql.DELETE_EXPIRED_RESULT, {"key": key, "ts": time.time()})
             return None
         return bytes(row.data)
 
@@ -77,7 +69,7 @@ class SQLResults(SQLTransport):
 
     def _delete(self, key: str) -> None:
         with self.write() as conn:
-            conn.execute(R.delete().where(R.c.key == key))
+            conn.execute(sql.DELETE_RESULT, {"key": key})
 
     async def claim(self, key: str, ttl: int) -> bool:
         return await self.run(self._claim, f"claim:{key}", ttl)
@@ -86,13 +78,8 @@ class SQLResults(SQLTransport):
         now = time.time()
         with self.write() as conn:
             # an expired claim no longer counts; the primary key then lets exactly one insert win
-            conn.execute(R.delete().where(R.c.key == key, R.c.expires_at <= now))
-            won = conn.execute(
-                self._insert(R)
-                .values(key=key, data=b"", expires_at=now + ttl)
-                .on_conflict_do_nothing(index_elements=[R.c.key])
-                .returning(R.c.key)  # (psycopg reports no rowcount for INSERT)
-            ).first()
+            conn.execute(sql.DELETE_EXPIRED_RESULT, {"key": key, "ts": now})
+            won = conn.execute(self.dialect_sql(sql.CLAIM), {"key": key, "exp": now + ttl}).first()
         return won is not None
 
     async def close(self) -> None:

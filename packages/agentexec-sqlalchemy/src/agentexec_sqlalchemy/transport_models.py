@@ -10,13 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from agentexec.config import CONF
 
-try:  # TEMPORARY until models.py lands
-    from agentexec_sqlalchemy.models import Base
-except ImportError:  # pragma: no cover
-    from sqlalchemy.orm import DeclarativeBase
-
-    class Base(DeclarativeBase):  # type: ignore[no-redef]
-        pass
+from agentexec_sqlalchemy.models import Base
 
 P = CONF.table_prefix
 _META = Base.metadata

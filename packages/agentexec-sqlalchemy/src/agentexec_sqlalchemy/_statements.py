@@ -1,0 +1,106 @@
+"""The transport's hot-path statements, built once with bind parameters.
+
+Building a SQLAlchemy expression and its cache key costs more than running it on SQLite (about
+0.3 ms per statement, measured); built once, each execution reuses the memoized cache key and
+the compiled SQL. Dialect-specific ones (upserts) come in a dict keyed by dialect name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agentexec_sqlalchemy.transport_models import consumer_table as C
+from agentexec_sqlalchemy.transport_models import dead_letter_table as D
+from agentexec_sqlalchemy.transport_models import event_table as E
+from agentexec_sqlalchemy.transport_models import queue_table as Q
+from agentexec_sqlalchemy.transport_models import result_table as R
+
+_INSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+B = sa.bindparam
+
+
+def _per_dialect(build: Any) -> dict[str, Any]:
+    return {name: build(insert) for name, insert in _INSERTS.items()}
+
+
+NOTIFY = sa.select(sa.func.pg_notify(B("channel"), B("payload")))
+
+# -- queue ----------------------------------------------------------------------------------
+PUSH = Q.insert()
+
+_NEXT_WAITING = (
+    sa.select(Q.c.id)
+    .where(Q.c.queue_name == B("qn"), Q.c.consumer_id.is_(None))
+    .order_by(Q.c.rank, Q.c.front.desc(), Q.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock already
+    .scalar_subquery()
+)
+TAKE = (
+    Q.update()
+    .where(Q.c.id == _NEXT_WAITING)
+    .values(consumer_id=B("cid"), leased_at=B("ts"))
+    .returning(Q.c.id, Q.c.payload, Q.c.attempts)
+)
+HAS_WAITING = (
+    sa.select(Q.c.id).where(Q.c.queue_name == B("qn"), Q.c.consumer_id.is_(None)).limit(1)
+)
+LENGTH = sa.select(sa.func.count()).where(Q.c.queue_name == B("qn"), Q.c.consumer_id.is_(None))
+DELETE_TASK = Q.delete().where(Q.c.id == B("row_id"))
+
+# the row is still this lease's: same consumer, and not reaped since (attempts)
+_MINE = sa.and_(Q.c.id == B("row_id"), Q.c.consumer_id == B("cid"), Q.c.attempts == B("att"))
+ACK = Q.delete().where(_MINE)
+RELEASE = Q.update().where(_MINE).values(consumer_id=None, leased_at=None, front=B("front"))
+
+
+def _beat(insert: Any) -> Any:
+    stmt = insert(C).values(queue_name=B("qn"), consumer_id=B("cid"), heartbeat_at=B("ts"))
+    return stmt.on_conflict_do_update(
+        index_elements=[C.c.queue_name, C.c.consumer_id],
+        set_={"heartbeat_at": stmt.excluded.heartbeat_at},
+    )
+
+
+BEAT = _per_dialect(_beat)
+BURY = D.insert().values(
+    queue_name=B("qn"), reason=B("reason"), payload=B("payload"), failed_at=B("ts")
+).returning(D.c.id)
+
+# -- results --------------------------------------------------------------------------------
+
+
+def _set_result(insert: Any) -> Any:
+    stmt = insert(R).values(key=B("key"), data=B("data"), expires_at=B("exp"))
+    return stmt.on_conflict_do_update(
+        index_elements=[R.c.key],
+        set_={"data": stmt.excluded.data, "expires_at": stmt.excluded.expires_at},
+    )
+
+
+def _claim(insert: Any) -> Any:
+    return (
+        insert(R)
+        .values(key=B("key"), data=b"", expires_at=B("exp"))
+        .on_conflict_do_nothing(index_elements=[R.c.key])
+        .returning(R.c.key)  # psycopg reports no rowcount for INSERT
+    )
+
+
+SET_RESULT = _per_dialect(_set_result)
+CLAIM = _per_dialect(_claim)
+GET_RESULT = sa.select(R.c.data, R.c.expires_at).where(R.c.key == B("key"))
+DELETE_RESULT = R.delete().where(R.c.key == B("key"))
+DELETE_EXPIRED_RESULT = R.delete().where(R.c.key == B("key"), R.c.expires_at <= B("ts"))
+PURGE_RESULTS = R.delete().where(R.c.expires_at <= B("ts"))
+
+# -- events ---------------------------------------------------------------------------------
+PUBLISH = E.insert().values(channel=B("channel"), data=B("data"), created_at=B("ts")).returning(E.c.id)
+EVENTS_AFTER = (
+    sa.select(E.c.id, E.c.channel, E.c.data).where(E.c.id > B("cursor")).order_by(E.c.id).limit(B("n"))
+)
+LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0))
+TRIM_EVENTS = E.delete().where(E.c.id <= B("upto"))

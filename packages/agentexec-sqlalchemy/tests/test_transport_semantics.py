@@ -1,0 +1,188 @@
+"""What the conformance kit does not pin down: stale leases, schema, retention, wiring."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+import sqlalchemy as sa
+from agentexec.config import CONF
+from agentexec.plugins import get_registry
+from agentexec.task import Envelope, Priority
+from agentexec_sqlalchemy import events as events_module
+from agentexec_sqlalchemy.engine import get_engine
+from agentexec_sqlalchemy.events import SQLEvents
+from agentexec_sqlalchemy.models import Base
+from agentexec_sqlalchemy.queue import SQLQueue
+from agentexec_sqlalchemy.results import SQLResults
+from agentexec_sqlalchemy.transport_models import TRANSPORT_TABLES, consumer_table, result_table
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'semantics.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    if request.param == "sqlite":
+        return sqlite_url
+    return str(request.getfixturevalue("postgres_server_url"))
+
+
+def _env(queue_name: str, n: int = 0, priority: Priority = Priority.LOW) -> Envelope:
+    return Envelope(
+        agent_id=uuid.uuid4(), task_name="t", context={"n": n}, priority=priority,
+        queue_name=queue_name, enqueued_at=time.time(),
+    )
+
+
+async def test_tables_live_on_the_activity_base_with_the_prefix(sqlite_url: str) -> None:
+    names = {t.name for t in TRANSPORT_TABLES}
+    assert names == {
+        f"{CONF.table_prefix}{n}" for n in ("queue", "dead_letter", "consumer", "result", "event")
+    }
+    assert names <= set(Base.metadata.tables)
+    engine = get_engine(sqlite_url)
+    Base.metadata.create_all(engine)
+    assert names <= set(sa.inspect(engine).get_table_names())
+    queue = SQLQueue(sqlite_url)  # ensure_schema on tables that already exist is a no-op
+    await queue.push(_env("q"))
+    assert await queue.length("q") == 1
+
+
+async def test_backends_create_their_tables_on_first_use(sqlite_url: str) -> None:
+    queue = SQLQueue(sqlite_url)
+    await queue.push(_env("q"))
+    tables = set(sa.inspect(queue.engine).get_table_names())
+    assert {t.name for t in TRANSPORT_TABLES} <= tables
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "postgresql", "postgres"])
+def test_plugin_selects_the_sql_backends_by_scheme(scheme: str) -> None:
+    registry = get_registry()
+    url = f"{scheme}://x/y"
+    assert registry.find("queue", url).load() is SQLQueue
+    assert registry.find("results", url).load() is SQLResults
+    assert registry.find("events", url).load() is SQLEvents
+
+
+async def test_a_lease_reaped_away_cannot_be_acked_or_released(url: str) -> None:
+    queue = SQLQueue(url)
+    queue.lease_timeout = 0.2
+    name = f"stale-{uuid.uuid4().hex[:8]}"
+    await queue.push(_env(name, 1))
+    old = await queue.reserve(name, "slow", 1.0)
+    assert old is not None
+    await anyio.sleep(0.3)
+    assert len((await queue.reap(name)).requeued) == 1
+    new = await queue.reserve(name, "other", 1.0)
+    assert new is not None and new.envelope.attempts == 1
+    await queue.ack(old)  # the slow consumer finally finishes: the redelivery stays
+    await queue.release(old)
+    stats = await queue.stats(name)
+    assert (stats.in_flight, stats.low) == (1, 0)
+    await queue.ack(new)
+    assert (await queue.stats(name)).in_flight == 0
+
+
+async def test_reap_consumer_hands_back_at_once(url: str) -> None:
+    queue = SQLQueue(url)
+    queue.max_attempts = 2
+    name = f"killed-{uuid.uuid4().hex[:8]}"
+    for n in (1, 2):
+        await queue.push(_env(name, n))
+    assert await queue.reserve(name, "killed", 1.0) is not None
+    assert await queue.reserve(name, "alive", 1.0) is not None
+    report = await queue.reap_consumer(name, "killed")  # fresh heartbeat, reaped anyway
+    assert [e.context["n"] for e in report.requeued] == [1]
+    lease = await queue.reserve(name, "killed-again", 1.0)
+    assert lease is not None and lease.envelope.attempts == 1
+    report = await queue.reap_consumer(name, "killed-again")
+    assert report.requeued == () and len(report.dead) == 1
+    assert "max_attempts=2" in report.dead[0].reason
+    assert (await queue.stats(name)).in_flight == 1  # "alive" keeps its task
+
+
+async def test_a_lease_without_a_consumer_row_expires_by_its_age(sqlite_url: str) -> None:
+    queue = SQLQueue(sqlite_url)
+    queue.lease_timeout = 0.2
+    name = f"orphan-{uuid.uuid4().hex[:8]}"
+    await queue.push(_env(name, 1))
+    assert await queue.reserve(name, "gone", 1.0) is not None
+    with queue.write() as conn:
+        conn.execute(consumer_table.delete())
+    assert (await queue.reap(name)).requeued == ()  # too young yet
+    await anyio.sleep(0.3)
+    assert len((await queue.reap(name)).requeued) == 1
+
+
+async def test_push_priority_argument_wins_and_release_goes_to_the_front(sqlite_url: str) -> None:
+    queue = SQLQueue(sqlite_url)
+    name = f"order-{uuid.uuid4().hex[:8]}"
+    await queue.push(_env(name, 1))
+    await queue.push(_env(name, 2), Priority.HIGH)
+    await queue.push(_env(name, 3, Priority.HIGH))
+    await queue.push(_env(name, 4))
+    first = await queue.reserve(name, "c", 1.0)
+    assert first is not None and first.envelope.context["n"] == 2
+    second = await queue.reserve(name, "c", 1.0)
+    assert second is not None and second.envelope.context["n"] == 3
+    await queue.release(second)
+    await queue.release(first)  # the latest released is taken first, HIGH still before LOW
+    order = []
+    while (lease := await queue.reserve(name, "c", 0)) is not None:
+        order.append(lease.envelope.context["n"])
+        await queue.ack(lease)
+    assert order == [2, 3, 1, 4]
+
+
+async def test_same_process_push_wakes_a_sqlite_consumer_without_waiting_for_the_poll(
+    sqlite_url: str,
+) -> None:
+    queue = SQLQueue(sqlite_url)
+    name = f"local-{uuid.uuid4().hex[:8]}"
+    woke: list[float] = []
+
+    async def consume() -> None:
+        assert await queue.reserve(name, "c", 5.0) is not None
+        woke.append(time.monotonic())
+
+    with anyio.fail_after(6):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.sleep(0.9)  # the poll has backed off to 200 ms steps by now
+            await queue.push(_env(name))
+            pushed = time.monotonic()
+    assert woke[0] - pushed < 0.1
+
+
+async def test_expired_results_are_deleted(sqlite_url: str) -> None:
+    results = SQLResults(sqlite_url)
+    old, fresh = uuid.uuid4(), uuid.uuid4()
+    await results.set(old, b"x", 0)
+    await results.set(fresh, b"y", 60)
+    assert await results.get(old) is None  # expired: also deleted on read
+    with results.read() as conn:
+        keys = set(conn.execute(sa.select(result_table.c.key)).scalars())
+    assert str(old) not in keys and str(fresh) in keys
+    with pytest.raises(TimeoutError, match=str(old)):
+        await results.wait(old, 0.05)
+
+
+async def test_events_keep_a_bounded_history(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events_module, "RETENTION", 5)
+    monkeypatch.setattr(events_module, "TRIM_EVERY", 1)
+    events = SQLEvents(sqlite_url)
+    ids = [await events.publish("ch", str(i)) for i in range(12)]
+    with events.read() as conn:
+        kept = conn.execute(sa.select(sa.func.count()).select_from(events_module.sql.E)).scalar_one()
+    assert kept == 5
+    async with events.subscribe(["ch"], last_id=ids[0]) as stream:  # older ones are gone
+        with anyio.fail_after(2):
+            assert (await anext(stream)).data == "7"

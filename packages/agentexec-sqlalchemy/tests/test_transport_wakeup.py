@@ -1,0 +1,154 @@
+"""Idle waiters wake on a write from another process: at once on PostgreSQL (LISTEN/NOTIFY,
+no polling while idle), within the poll back-off on SQLite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from agentexec_sqlalchemy.queue import SQLQueue
+from agentexec_sqlalchemy.results import SQLResults
+
+# Another process: on each line from stdin it pushes one task or sets one result, then prints
+# the wall-clock time its transaction committed.
+WRITER = """
+import sys, time, uuid, anyio
+from agentexec.task import Envelope
+from agentexec_sqlalchemy.queue import SQLQueue
+from agentexec_sqlalchemy.results import SQLResults
+
+url = sys.argv[1]
+
+async def main() -> None:
+    queue, results = SQLQueue(url), SQLResults(url)
+    queue.ensure_schema()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        kind, name = line.split()
+        if kind == "push":
+            await queue.push(Envelope(agent_id=uuid.uuid4(), task_name="t", context={}, queue_name=name))
+        else:
+            await results.set(uuid.UUID(name), b"done", 60)
+        print(time.time(), flush=True)
+
+anyio.run(main)
+"""
+
+
+class Writer:
+    def __init__(self, url: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def send(self, kind: str, name: str) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{kind} {name}\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('wake') / 'wake.db'}"
+    return str(request.getfixturevalue("postgres_server_url"))
+
+
+@pytest.fixture(scope="module")
+def writer(url: str) -> Iterator[Writer]:
+    w = Writer(url)
+    yield w
+    w.close()
+
+
+def _counting(obj: Any, name: str, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the time of every call of ``obj.name`` (a sync method run in a worker thread)."""
+    calls: list[float] = []
+    original = getattr(obj, name)
+
+    def wrapper(*args: Any) -> Any:
+        calls.append(time.monotonic())
+        return original(*args)
+
+    monkeypatch.setattr(obj, name, wrapper)
+    return calls
+
+
+# generous bounds for a loaded 2-core CI box; typical figures are in benchmarks/sql_queue.py
+BOUND = {"postgresql": 0.15, "sqlite": 0.5}
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_idle_consumer_wakes_on_a_push_from_another_process(
+    url: str, writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = SQLQueue(url)
+    queue_name = f"wake-{uuid.uuid4().hex[:8]}"
+    takes = _counting(queue, "_take", monkeypatch)
+    probes = _counting(queue, "_has_waiting", monkeypatch)
+    got: list[tuple[Any, float]] = []
+
+    async def consume() -> None:
+        lease = await queue.reserve(queue_name, "idle", 5.0)
+        got.append((lease, time.time()))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.sleep(1.0)  # idle for a while
+            idle_takes, idle_probes = len(takes), len(probes)
+            pushed_at = await anyio.to_thread.run_sync(writer.send, "push", queue_name)
+    lease, woke_at = got[0]
+    assert lease is not None
+    latency = woke_at - pushed_at
+    assert latency < BOUND[queue.engine.dialect.name], f"woke {latency * 1000:.0f} ms after the push"
+    if queue.is_sqlite:
+        # a bounded poll: reads that back off to 200 ms, never write transactions
+        assert idle_takes == 1 and 5 <= idle_probes <= 20, (idle_takes, idle_probes)
+    else:
+        # no polling at all while idle: one attempt, then sleep until the NOTIFY
+        assert idle_takes == 1 and idle_probes == 0, (idle_takes, idle_probes)
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_result_waiter_wakes_on_a_set_from_another_process(
+    url: str, writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = SQLResults(url)
+    agent_id = uuid.uuid4()
+    reads = _counting(results, "_get", monkeypatch)
+    got: list[tuple[bytes, float]] = []
+
+    async def wait() -> None:
+        got.append((await results.wait(agent_id, 5.0), time.time()))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.sleep(1.0)
+            idle_reads = len(reads)
+            set_at = await anyio.to_thread.run_sync(writer.send, "set", str(agent_id))
+    value, woke_at = got[0]
+    assert value == b"done"
+    latency = woke_at - set_at
+    assert latency < BOUND[results.engine.dialect.name], f"woke {latency * 1000:.0f} ms after the set"
+    assert idle_reads == 1 if not results.is_sqlite else idle_reads <= 20, idle_reads
