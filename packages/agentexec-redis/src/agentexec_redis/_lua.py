@@ -98,11 +98,12 @@ end
 return {requeued, dead}
 """)
 
-#: KEYS: inflight, dead, dead_seq. ARGV: payload, reason, queue name.
-#: Moves a payload the consumer cannot run from its in-flight list to the dead letters.
+#: KEYS: inflight, dead, dead_seq. ARGV: payload, reason, queue name, payload as UTF-8 text.
+#: Moves a payload the consumer cannot run from its in-flight list to the dead letters (the
+#: record keeps the text form: JSON holds text, and a malformed payload may be any bytes).
 BURY = Script("""
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return false end
-return bury(KEYS[2], KEYS[3], ARGV[3], now_seconds(), ARGV[1], ARGV[2])
+return bury(KEYS[2], KEYS[3], ARGV[3], now_seconds(), ARGV[4], ARGV[2])
 """)
 
 #: KEYS: inflight. ARGV: payload as taken, its canonical form. 1 when swapped, 0 when the

@@ -147,7 +147,7 @@ class RedisQueue:
         inflight = keys.inflight(pair[1])
         if pair not in self._started:
             # a consumer id reused after a crash: its old in-flight tasks go back (attempts + 1)
-            await _lua.REAP(r, self._reap_keys(keys, pair[1]), self._reap_args(keys, pair[1], True))
+            await self._reap_one(r, keys, pair[1], force=True)
             self._started.add(pair)
         await self._beat_if_due(r, keys, pair)
         if pair in self._dirty:
@@ -174,7 +174,8 @@ class RedisQueue:
             envelope = Envelope.model_validate_json(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValidationError) as exc:
             await _lua.BURY(
-                r, [inflight, keys.dead, keys.dead_seq], [raw, malformed_reason(exc), keys.queue]
+                r, [inflight, keys.dead, keys.dead_seq],
+                [raw, malformed_reason(exc), keys.queue, text(raw)],
             )
             return _AGAIN
         canonical = envelope.model_dump_json().encode()
@@ -255,6 +256,17 @@ class RedisQueue:
     def _reap_args(self, keys: QueueKeys, consumer_id: str, force: bool) -> list[Any]:
         return [consumer_id, self.lease_timeout, self.max_attempts, "1" if force else "0", keys.queue]
 
+    async def _reap_one(
+        self, r: aioredis.Redis, keys: QueueKeys, consumer_id: str, force: bool
+    ) -> ReapReport:
+        again, buried = await _lua.REAP(
+            r, self._reap_keys(keys, consumer_id), self._reap_args(keys, consumer_id, force)
+        )
+        return ReapReport(
+            tuple(Envelope.model_validate_json(p) for p in again),
+            tuple(parse_record(rec, keys.queue) for rec in buried),
+        )
+
     async def reap(self, queue_name: str) -> ReapReport:
         keys = queue_keys(queue_name)
 
@@ -262,17 +274,23 @@ class RedisQueue:
             r = self._redis()
             requeued: list[Envelope] = []
             dead: list[DeadLetter] = []
-            expired = await _lua.EXPIRED(r, [keys.consumers], [self.lease_timeout])
-            for consumer in expired:
-                consumer_id = text(consumer)
-                again, buried = await _lua.REAP(
-                    r, self._reap_keys(keys, consumer_id), self._reap_args(keys, consumer_id, False)
-                )
-                requeued.extend(Envelope.model_validate_json(p) for p in again)
-                dead.extend(parse_record(rec, queue_name) for rec in buried)
+            for consumer in await _lua.EXPIRED(r, [keys.consumers], [self.lease_timeout]):
+                report = await self._reap_one(r, keys, text(consumer), force=False)
+                requeued += report.requeued
+                dead += report.dead
             return ReapReport(tuple(requeued), tuple(dead))
 
         return await retrying("reap", run, self._op_window())
+
+    async def reap_consumer(self, queue_name: str, consumer_id: str) -> ReapReport:
+        """Hand out again the tasks of one consumer known to be dead, whatever its heartbeat age
+        (the pool calls it when a worker process dies); same rules as :meth:`reap`."""
+        keys = queue_keys(queue_name)
+        return await retrying(
+            "reap_consumer",
+            lambda: self._reap_one(self._redis(), keys, consumer_id, force=True),
+            self._op_window(),
+        )
 
     # -- inspection --------------------------------------------------------------------------
     async def length(self, queue_name: str) -> int:

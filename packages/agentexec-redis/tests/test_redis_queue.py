@@ -1,0 +1,146 @@
+"""RedisQueue behaviour beyond the conformance kit: key layout, the reaper's edits, recovery."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import anyio
+import pytest
+from agentexec.task import Envelope, Priority
+from agentexec_redis.client import get_redis
+from agentexec_redis.keys import queue_keys, slot_prefix
+from agentexec_redis.queue import RedisQueue
+from redis.crc import key_slot
+
+pytestmark = pytest.mark.anyio
+
+LEASE = 0.3
+
+
+def envelope(queue_name: str, n: int, priority: Priority = Priority.LOW, **context: object) -> Envelope:
+    return Envelope(
+        agent_id=uuid.uuid4(), task_name="t", context={"n": n, **context}, priority=priority,
+        queue_name=queue_name, enqueued_at=1.5,
+    )
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> RedisQueue:
+    q = RedisQueue(redis_url)
+    q.lease_timeout = LEASE
+    return q
+
+
+def test_companion_keys_share_the_queue_slot() -> None:
+    for name in ("agentexec_tasks", "jobs:{tenant-1}:high", "a{b", "x.y-z"):
+        keys = queue_keys(name)
+        assert keys.queue == name, "the list keeps the bare queue name (spec: llen(queue_name))"
+        for companion in (keys.consumers, keys.dead, keys.dead_seq, keys.inflight("w-1")):
+            assert key_slot(companion.encode()) == key_slot(name.encode()), (name, companion)
+    assert queue_keys("agentexec_tasks").inflight("w1") == "{agentexec_tasks}:inflight:w1"
+    with pytest.raises(ValueError, match="braces"):
+        slot_prefix("odd}name")
+
+
+async def test_the_queue_is_the_spec_list(queue: RedisQueue, redis_url: str, unique_name: str) -> None:
+    """LOW is LPUSHed, HIGH RPUSHed, and ``llen(queue_name)`` counts what waits."""
+    await queue.push(envelope(unique_name, 1), Priority.LOW)
+    await queue.push(envelope(unique_name, 2, Priority.HIGH), Priority.HIGH)
+    r = await get_redis(redis_url)
+    assert await r.llen(unique_name) == 2
+    left, right = await r.lrange(unique_name, 0, -1)
+    assert json.loads(left)["context"]["n"] == 1 and json.loads(right)["context"]["n"] == 2
+    lease = await queue.reserve(unique_name, "c1", 1)
+    assert lease is not None and lease.envelope.context["n"] == 2
+    assert await r.llen(unique_name) == 1
+    assert await r.llen(queue_keys(unique_name).inflight("c1")) == 1
+    await queue.ack(lease)
+    assert await r.llen(queue_keys(unique_name).inflight("c1")) == 0
+
+
+async def test_push_many_equals_pushing_one_by_one(queue: RedisQueue, unique_name: str) -> None:
+    other = unique_name + "-b"
+    batch = [
+        envelope(unique_name, 1), envelope(unique_name, 2), envelope(other, 3),
+        envelope(unique_name, 4, Priority.HIGH), envelope(unique_name, 5, Priority.HIGH),
+        envelope(unique_name, 6),
+    ]
+    await queue.push_many(batch)
+    got = []
+    while (lease := await queue.reserve(unique_name, "c1", 0.05)) is not None:
+        got.append(lease.envelope.context["n"])
+    # HIGH pushes go to the front one after another (RPUSH), so the later HIGH comes first
+    assert got == [5, 4, 1, 2, 6]
+    assert await queue.length(other) == 1
+
+
+async def test_reaper_rewrites_only_the_top_level_attempts(
+    queue: RedisQueue, redis_url: str, unique_name: str
+) -> None:
+    """A payload pushed in another JSON form, whose context holds its own ``attempts`` keys, is
+    redelivered with ``attempts + 1`` and an untouched context."""
+    context = {"n": 1, "attempts": 99, "nested": {"attempts": 5}, "empty": [], "s": '"attempts":7'}
+    sent = envelope(unique_name, 1, **{k: v for k, v in context.items() if k != "n"})
+    data = sent.model_dump(mode="json")
+    foreign = json.dumps(dict(reversed(list(data.items()))), indent=1)  # other order, spaces
+    await queue.push_raw(unique_name, foreign, Priority.LOW)
+    lease = await queue.reserve(unique_name, "dies", 1)
+    assert lease is not None and lease.envelope == sent
+    await anyio.sleep(LEASE + 0.2)
+    report = await queue.reap(unique_name)
+    assert [e.attempts for e in report.requeued] == [1]
+    again = await queue.reserve(unique_name, "c2", 1)
+    assert again is not None
+    assert again.envelope == sent.model_copy(update={"attempts": 1})
+    assert again.envelope.context == context
+
+
+async def test_task_moved_during_a_cancelled_take_is_not_lost(
+    queue: RedisQueue, redis_url: str, unique_name: str
+) -> None:
+    """When a take is cancelled the server may still move a task into the consumer's in-flight
+    list; the consumer's next take hands that task out instead of leaving it stranded."""
+    with anyio.move_on_after(0.1):
+        await queue.reserve(unique_name, "c1", 5)
+    # what the server does when a task arrives just before it sees the client go away
+    r = await get_redis(redis_url)
+    sent = envelope(unique_name, 1)
+    await r.lpush(queue_keys(unique_name).inflight("c1"), sent.model_dump_json())
+    lease = await queue.reserve(unique_name, "c1", 0.2)
+    assert lease is not None and lease.envelope == sent and lease.envelope.attempts == 0
+    await queue.ack(lease)
+    assert (await queue.stats(unique_name)).in_flight == 0
+
+
+async def test_consumer_id_reused_after_a_crash_gets_its_old_tasks_back(
+    redis_url: str, unique_name: str
+) -> None:
+    """A worker restarted under the same consumer id heartbeats at once, so the reaper would never
+    see its predecessor's tasks: the first take of a new instance returns them to the queue."""
+    crashed = RedisQueue(redis_url)
+    await crashed.push(envelope(unique_name, 1), Priority.LOW)
+    assert await crashed.reserve(unique_name, "worker-0", 1) is not None
+    restarted = RedisQueue(redis_url)
+    lease = await restarted.reserve(unique_name, "worker-0", 1)
+    assert lease is not None and lease.envelope.context["n"] == 1
+    assert lease.envelope.attempts == 1, "a delivery that may have crashed its worker counts"
+
+
+async def test_reap_consumer_takes_back_a_live_consumers_tasks(
+    queue: RedisQueue, unique_name: str
+) -> None:
+    await queue.push(envelope(unique_name, 1), Priority.LOW)
+    assert await queue.reserve(unique_name, "killed", 1) is not None
+    await queue.heartbeat(unique_name, "killed")
+    assert (await queue.reap(unique_name)).requeued == ()
+    report = await queue.reap_consumer(unique_name, "killed")
+    assert [e.context["n"] for e in report.requeued] == [1]
+    assert "killed" not in (await queue.stats(unique_name)).consumers
+
+
+async def test_stats_counts_priorities_and_skips_malformed(queue: RedisQueue, unique_name: str) -> None:
+    await queue.push_many([envelope(unique_name, 1, Priority.HIGH), envelope(unique_name, 2)])
+    await queue.push_raw(unique_name, "garbage", Priority.LOW)
+    stats = await queue.stats(unique_name)
+    assert (stats.high, stats.low, stats.in_flight, stats.dead) == (1, 1, 0, 0)
