@@ -25,10 +25,8 @@ class PipelineStepError(Exception):
         self.index = index
         self.total = total
         self.error = error
-        super().__init__(
-            f"pipeline {pipeline!r} stopped at step {step!r} ({index + 1}/{total}): "
-            f"{type(error).__name__}: {error}"
-        )
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        super().__init__(f"pipeline {pipeline!r} stopped at step {step!r} ({index + 1}/{total}): {detail}")
 
 
 def arguments(value: Any) -> tuple[Any, ...]:

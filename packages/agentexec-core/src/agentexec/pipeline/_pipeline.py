@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -21,6 +21,9 @@ from agentexec.pipeline._steps import (
     mark,
 )
 from agentexec.task import Priority, Task, TaskDefinition
+
+if TYPE_CHECKING:
+    from agentexec.worker.pool import Pool
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,7 +76,7 @@ class Pipeline:
     tuple unpacked into positional arguments and anything else as one argument.
     """
 
-    def __init__(self, pool: Any = None, *, name: str | None = None) -> None:
+    def __init__(self, pool: Pool | None = None, *, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"Pipeline(name=...) must be a non-empty str, got {name!r}")
         self.pool = pool
@@ -218,8 +221,6 @@ class Pipeline:
         The value of the last step is what ``ax.get_result(task)`` returns; a failing step makes
         it raise :class:`agentexec.TaskFailedError` naming the step.
         """
-        from agentexec.runtime import get_backends
-
         self._require_class()
         if self._definition is None:
             first = self._steps[0]
@@ -239,7 +240,7 @@ class Pipeline:
         task.priority = priority
         task.queue_name = self.pool.lane_queue_name(LANE)
         # the pool's own stores: the ones its workers take this pipeline from
-        backends = getattr(self.pool, "backends", None) or get_backends()
+        backends = self.pool.backends
         await backends.activity.acreate(self.name, CONF.activity_message_create, task.agent_id)
         envelope = task.to_envelope(task.queue_name).model_copy(update={"kind": KIND})
         await backends.queue.push(envelope, priority)
