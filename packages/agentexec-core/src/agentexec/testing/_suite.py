@@ -45,6 +45,13 @@ class Suite:
             return
         _check_overrides(cls)
 
+    @pytest.fixture(scope="session")
+    @classmethod
+    def anyio_backend(cls) -> str:
+        """Suites run on asyncio whatever the project's own ``anyio_backend`` says (backends use
+        asyncio client libraries). Session scope, so session-scoped async fixtures still work."""
+        return "asyncio"
+
     def require(self, capability: str) -> None:
         """Skip the running test unless the backend declares ``capability``."""
         if capability not in Capabilities.names():
