@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import uuid
 from pathlib import Path
@@ -186,3 +187,45 @@ async def test_events_keep_a_bounded_history(sqlite_url: str, monkeypatch: pytes
     async with events.subscribe(["ch"], last_id=ids[0]) as stream:  # older ones are gone
         with anyio.fail_after(2):
             assert (await anext(stream)).data == "7"
+
+
+def _connection_id(queue: SQLQueue) -> object:
+    """Which server connection (PostgreSQL backend pid) or SQLite handle the engine hands out."""
+    with queue.engine.connect() as conn:
+        if queue.is_sqlite:
+            return id(conn.connection.driver_connection)
+        return conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def _child_takes_and_pushes(queue: SQLQueue, name: str, parent_connection: object) -> None:
+    assert _connection_id(queue) != parent_connection, "the child reused the parent's connection"
+
+    async def work() -> None:
+        lease = await queue.reserve(name, "child", 2.0)
+        assert lease is not None and lease.envelope.context["n"] == 1
+        await queue.ack(lease)
+        await queue.push(_env(name, 2))
+
+    anyio.run(work)
+
+
+async def test_a_forked_process_uses_the_inherited_backend_on_its_own_connections(url: str) -> None:
+    """The pool forks workers that inherit the backend objects built in the parent."""
+    queue = SQLQueue(url)
+    name = f"fork-{uuid.uuid4().hex[:8]}"
+    await queue.push(_env(name, 1))
+    parent_connection = _connection_id(queue)  # pooled, open, inherited by the child
+
+    def fork_and_join() -> int | None:  # from a thread with no event loop, like the pool's forker
+        child = multiprocessing.get_context("fork").Process(
+            target=_child_takes_and_pushes, args=(queue, name, parent_connection)
+        )
+        child.start()
+        child.join(20)
+        return child.exitcode
+
+    assert await anyio.to_thread.run_sync(fork_and_join) == 0
+    lease = await queue.reserve(name, "parent", 2.0)
+    assert lease is not None and lease.envelope.context["n"] == 2
+    await queue.ack(lease)
+    assert await queue.length(name) == 0

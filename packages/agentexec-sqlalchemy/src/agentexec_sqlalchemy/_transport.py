@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy._statements import NOTIFY
@@ -56,13 +55,25 @@ class SQLTransport:
     cross_process = True
 
     def __init__(self, url: str | Engine) -> None:
-        self.engine: Engine = get_engine(url)
-        self.url = url if isinstance(url, str) else self.engine.url.render_as_string()
-        self.is_sqlite = is_sqlite(self.engine)
+        self._source = url
+        self._pid = os.getpid()
+        self._engine: Engine = get_engine(url)
+        self.url = url if isinstance(url, str) else self._engine.url.render_as_string()
+        self.is_sqlite = is_sqlite(self._engine)
         #: names this database in the process-wide wake-up hub
-        self.database = self.engine.url.render_as_string(hide_password=True)
-        self._insert: Callable[..., Any] = sqlite.insert if self.is_sqlite else postgresql.insert
+        self.database = self._engine.url.render_as_string(hide_password=True)
         self._dialect = "sqlite" if self.is_sqlite else "postgresql"
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of *this* process: a forked worker inherits the backend object, but must
+        not share the parent's pooled connections, so it gets its own."""
+        if self._pid != os.getpid():
+            if isinstance(self._source, Engine):
+                self._source.dispose(close=False)  # drop the parent's connections, unclosed
+            self._engine = get_engine(self._source)
+            self._pid = os.getpid()
+        return self._engine
 
     # -- schema --------------------------------------------------------------------------
     def ensure_schema(self) -> None:
