@@ -18,6 +18,9 @@ class Capabilities:
     #: the queue has ``push_raw(queue_name, payload: str, priority)`` (sync or async) that stores
     #: a payload as-is, so the kit can check that malformed payloads are dead-lettered
     raw_payloads: bool = True
+    #: the queue implements :class:`agentexec.backends.ConsumerReaper` (``reap_consumer``), so a
+    #: dead worker's tasks go back at once instead of after ``lease_timeout``
+    reap_consumer: bool = True
     #: ``EventBackend.subscribe(..., last_id=...)`` replays the events published after ``last_id``
     replay: bool = True
     #: ``ActivityStore.create(metadata=...)`` stores metadata and ``list(metadata=...)`` filters by it

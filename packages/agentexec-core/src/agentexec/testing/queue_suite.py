@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
-from agentexec.backends import Lease
+from agentexec.backends import Lease, ReapReport
 from agentexec.task import Envelope, Priority
 from agentexec.testing._helpers import envelope, numbers, push_raw, unique
 from agentexec.testing._suite import Suite
@@ -259,6 +259,35 @@ class QueueSuite(Suite):
         report = await queue.reap(queue_name)
         assert numbers(list(report.requeued)) == [1]
         assert (await queue.stats(queue_name)).in_flight == 1
+
+    async def test_reap_consumer_hands_back_one_consumers_tasks_at_once(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """``reap_consumer`` returns one consumer's tasks to the front now, whatever its heartbeat.
+
+        Needs ``Capabilities.reap_consumer``. Troubleshooting: apply ``reap``'s rules (attempts + 1
+        to the front, dead-letter past ``max_attempts``) to that consumer's in-flight record only,
+        without checking its heartbeat age; leave other consumers alone.
+        """
+        self.require("reap_consumer")
+        if not callable(getattr(queue, "reap_consumer", None)):
+            pytest.fail(
+                "Capabilities.reap_consumer is on but the queue has no reap_consumer(queue_name, "
+                "consumer_id). Add it, or declare `capabilities = Capabilities(reap_consumer=False)`."
+            )
+        queue.lease_timeout = 30.0
+        queue.max_attempts = 3
+        for n in (1, 2, 3):
+            await queue.push(envelope(queue_name, n), Priority.LOW)
+        await self._take(queue, queue_name, 1, consumer="killed")
+        await self._take(queue, queue_name, 1, consumer="alive")
+        report = await queue.reap_consumer(queue_name, "killed")
+        assert numbers(list(report.requeued)) == [1] and report.dead == ()
+        assert report.requeued[0].attempts == 1
+        assert (await queue.stats(queue_name)).in_flight == 1, "the live consumer keeps its task"
+        got = await self._drain(queue, queue_name, consumer="c2")
+        assert numbers(got) == [1, 3] and got[0].attempts == 1
+        assert (await queue.reap_consumer(queue_name, "nobody")) == ReapReport()
 
     async def test_dead_letter_after_max_attempts(self, queue: Any, queue_name: str) -> None:
         """When a delivery would exceed ``max_attempts``, the task is dead-lettered with a reason.
