@@ -31,7 +31,7 @@ from agentexec.testing.queue_suite import QueueSuite
 from agentexec.testing.results_suite import ResultsSuite
 
 if TYPE_CHECKING:
-    from agentexec.testing.runner_suite import RunnerSuite  # type: ignore[import-not-found,unused-ignore]
+    from agentexec.testing.runner_suite import RunnerSuite
 
 __all__ = [
     "ActivityStoreSuite",
@@ -49,7 +49,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # RunnerSuite imports the runner base class, which the queue/store suites do not need.
     if name == "RunnerSuite":
-        from agentexec.testing.runner_suite import RunnerSuite  # type: ignore[import-not-found,unused-ignore]
+        from agentexec.testing.runner_suite import RunnerSuite
 
         return RunnerSuite
     raise AttributeError(f"module 'agentexec.testing' has no attribute {name!r}")
