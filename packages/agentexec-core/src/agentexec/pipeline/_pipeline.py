@@ -159,7 +159,8 @@ class Pipeline:
 
         With an ``agent_id`` the run is tracked in that activity (created if absent): a log line
         per step, then COMPLETE, or ERROR naming the step that failed. With ``None`` nothing is
-        recorded. A failing step's own exception is raised.
+        recorded. A failing step's own exception is raised. Inline runs are not checkpointed:
+        nothing redelivers them (``enqueue`` is the way to get resume after a crash).
         """
         if context is _MISSING:
             if agent_id is None or isinstance(agent_id, UUID | str):
