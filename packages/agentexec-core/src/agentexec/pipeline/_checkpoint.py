@@ -19,7 +19,8 @@ from pydantic_core import PydanticSerializationError
 from agentexec.backends import ResultBackend
 from agentexec.results import Outcome
 
-_UNSET = object()
+#: no annotation to shape a resumed value by
+UNSET: Any = object()
 
 
 class CheckpointError(TypeError):
@@ -101,12 +102,10 @@ def coerce(value: Any, annotation: Any) -> Any:
     Checkpoints hold JSON, so a model whose class the reading process lacks, or a model nested in
     a container, comes back as a dict; the step's annotation says what it should be.
     """
-    if annotation is _UNSET or annotation is Any:
+    if annotation is UNSET or annotation is Any:
         return value
     try:
         return TypeAdapter(annotation).validate_python(value)
     except Exception:  # the annotation is not something pydantic can build; keep the JSON value
         return value
 
-
-UNSET = _UNSET
