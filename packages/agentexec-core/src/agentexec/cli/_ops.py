@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from agentexec.config import CONF
@@ -96,10 +97,18 @@ def run_command(func: Callable[[argparse.Namespace], Awaitable[int]], args: argp
     try:
         return anyio.run(func, args)
     except CommandError as exc:
-        err_console().print(f"[red]error:[/red] {exc}")
+        err_console().print(f"[red]error:[/red] {escape(str(exc))}")
         return exc.status
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a backend that is down or misconfigured: say so, no traceback
+        if os.environ.get("AGENTEXEC_DEBUG"):
+            raise
+        err_console().print(
+            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}\n"
+            "[dim](set AGENTEXEC_DEBUG=1 to see the traceback)[/]"
+        )
+        return 1
 
 
 def age(seconds: float) -> str:

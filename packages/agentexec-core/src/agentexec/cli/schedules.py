@@ -6,6 +6,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from agentexec.cli._ops import (
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _list(args)
     except CommandError as exc:
-        err_console().print(f"[red]error:[/red] {exc}")
+        err_console().print(f"[red]error:[/red] {escape(str(exc))}")
         return exc.status
 
 
