@@ -213,8 +213,8 @@ class QueueSuite(Suite):
         queue.lease_timeout = SHORT_LEASE
         await queue.push(envelope(queue_name, 1), Priority.LOW)
         await self._take(queue, queue_name, 1)
-        for _ in range(8):  # 0.8 s, well past one lease timeout
-            await anyio.sleep(0.1)
+        for _ in range(8):  # well past two lease timeouts, heartbeating three times per timeout
+            await anyio.sleep(SHORT_LEASE / 3)
             await queue.heartbeat(queue_name, "c1")
             report = await queue.reap(queue_name)
             assert report.requeued == () and report.dead == (), "a heartbeating consumer lost its lease"
@@ -253,8 +253,8 @@ class QueueSuite(Suite):
         await queue.push(envelope(queue_name, 2), Priority.LOW)
         await self._take(queue, queue_name, 1, consumer="dies")
         await self._take(queue, queue_name, 1, consumer="lives")
-        for _ in range(6):
-            await anyio.sleep(0.1)
+        for _ in range(6):  # past one lease timeout
+            await anyio.sleep(SHORT_LEASE / 3)
             await queue.heartbeat(queue_name, "lives")
         report = await queue.reap(queue_name)
         assert numbers(list(report.requeued)) == [1]
