@@ -19,6 +19,8 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis.asyncio as aioredis
+from agentexec.config import CONF
 from agentexec_redis import client
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -65,8 +67,11 @@ async def redis_url(
         real_async, real_sync = client._new_async, client._new_sync
 
         def new_async(url: str) -> Any:
-            if url == FAKE_URL:
-                return fakeredis.FakeAsyncRedis(server=fake_server)
+            if url == FAKE_URL:  # a blocking pool of the configured size, as in production
+                return fakeredis.FakeAsyncRedis(
+                    server=fake_server, connection_pool_class=aioredis.BlockingConnectionPool,
+                    max_connections=CONF.redis_pool_size,
+                )
             return real_async(url)
 
         def new_sync(url: str) -> Any:
@@ -153,8 +158,10 @@ def redis_process(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
         pytest.skip("redis-server/redis-cli not installed (apt-get install redis-server)")
     started: list[RedisProcess] = []
 
-    def make(*args: str, name: str | None = None, start: bool = True) -> RedisProcess:
-        server = RedisProcess(tmp_path / (name or f"redis{len(started)}"), *args)
+    def make(
+        *args: str, name: str | None = None, start: bool = True, port: int | None = None
+    ) -> RedisProcess:
+        server = RedisProcess(tmp_path / (name or f"redis{len(started)}"), *args, port=port)
         started.append(server)
         return server.start() if start else server
 

@@ -49,6 +49,13 @@ redis.call('ZADD', KEYS[1], now_seconds(), ARGV[1])
 return 1
 """)
 
+#: KEYS: consumers, dead. {server time, {consumer, last beat, ...}, dead-letter count}; time as
+#: a string because Redis truncates Lua numbers to integers.
+STATS = Script("""
+return {tostring(now_seconds()), redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES'),
+        redis.call('LLEN', KEYS[2])}
+""")
+
 #: KEYS: consumers. ARGV: lease timeout. The consumers whose last heartbeat is older than it.
 EXPIRED = Script("""
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now_seconds() - tonumber(ARGV[1])))

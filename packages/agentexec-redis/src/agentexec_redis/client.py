@@ -67,6 +67,11 @@ def _retry() -> Any:
     return aioredis.retry.Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), 3)
 
 
+def _socket_options(url: str) -> dict[str, Any]:
+    # keepalive notices a peer that vanished without closing (TCP only; unix sockets refuse it)
+    return {} if url.lower().startswith("unix:") else {"socket_keepalive": True}
+
+
 def _new_async(url: str) -> aioredis.Redis:
     plain = cluster_url(url)
     if plain is not None:
@@ -80,9 +85,9 @@ def _new_async(url: str) -> aioredis.Redis:
         url,
         max_connections=CONF.redis_pool_size,
         timeout=CONF.redis_pool_timeout,
-        socket_keepalive=True,
         health_check_interval=30,
         retry=_retry(),
+        **_socket_options(url),
     )
     return aioredis.Redis.from_pool(pool)
 
@@ -95,8 +100,8 @@ def _new_sync(url: str) -> redis.Redis:
         url,
         max_connections=CONF.redis_pool_size,
         timeout=CONF.redis_pool_timeout,
-        socket_keepalive=True,
         health_check_interval=30,
+        **_socket_options(url),
     )
     return redis.Redis.from_pool(pool)
 

@@ -303,13 +303,10 @@ class RedisQueue:
 
     async def _stats(self, keys: QueueKeys) -> QueueStats:
         r = self._redis()
-        async with r.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.zrange(keys.consumers, 0, -1, withscores=True)
-            pipe.llen(keys.dead)
-            (secs, micros), beats, dead = await pipe.execute()
-        now = secs + micros / 1e6
-        consumers = {text(member): max(0.0, now - float(score)) for member, score in beats}
+        now, beats, dead = await _lua.STATS(r, [keys.consumers, keys.dead])
+        consumers = {
+            text(beats[i]): max(0.0, float(now) - float(beats[i + 1])) for i in range(0, len(beats), 2)
+        }
         in_flight = 0
         if consumers:
             async with r.pipeline(transaction=False) as pipe:

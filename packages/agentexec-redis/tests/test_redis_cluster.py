@@ -1,0 +1,137 @@
+"""The adapter on a 3-node Redis Cluster started by the test (``redis+cluster://`` URLs)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import pytest
+from agentexec.task import Envelope, Priority
+from agentexec_redis.client import close_redis, get_redis
+from agentexec_redis.events import RedisEvents
+from agentexec_redis.queue import RedisQueue
+from agentexec_redis.results import RedisResults
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster-bus ports (port + 10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 < 65536 and _free(port + 10000) and port not in ports:
+            ports.append(port)
+    return ports
+
+
+@pytest.fixture
+def cluster(redis_process: Callable[..., Any]) -> str:
+    """Three fresh cluster nodes sharing the 16384 slots; the URL of one of them."""
+    nodes = [
+        redis_process("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                      "--cluster-node-timeout", "2000", "--appendonly", "no", port=port)
+        for port in cluster_ports(3)
+    ]
+    subprocess.run(
+        ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
+         "--cluster-replicas", "0", "--cluster-yes"],
+        check=True, capture_output=True, timeout=30,
+    )
+    deadline = time.monotonic() + 15
+    while not all("cluster_state:ok" in n.cli("cluster", "info") for n in nodes):
+        assert time.monotonic() < deadline, "the test cluster did not reach cluster_state:ok"
+        time.sleep(0.1)
+    return f"redis+cluster://127.0.0.1:{nodes[0].port}/0"
+
+
+@pytest.fixture
+async def cluster_url(cluster: str) -> AsyncIterator[str]:
+    yield cluster
+    await close_redis(cluster)
+
+
+def envelope(queue_name: str, n: int, priority: Priority = Priority.LOW) -> Envelope:
+    return Envelope(
+        agent_id=uuid.uuid4(), task_name="t", context={"n": n}, priority=priority, queue_name=queue_name
+    )
+
+
+async def test_queue_results_and_events_on_a_cluster(cluster_url: str) -> None:
+    client = await get_redis(cluster_url)
+    assert isinstance(client, RedisCluster)
+    # queue names chosen to land on different slots (and so, most likely, different nodes)
+    names = [f"cq-{i}" for i in range(3)]
+    assert len({key_slot(n.encode()) for n in names}) == 3
+    queue = RedisQueue(cluster_url)
+    queue.lease_timeout, queue.max_attempts = 0.3, 2
+    with anyio.fail_after(15):
+        # push_many across slots: the cluster pipeline splits it per node
+        await queue.push_many([envelope(name, n, Priority.HIGH if n == 2 else Priority.LOW)
+                               for name in names for n in range(3)])
+        assert [await client.llen(name) for name in names] == [3, 3, 3]
+        for name in names:
+            # take + ack (BLMOVE and LREM in the queue's slot), HIGH first
+            first = await queue.reserve(name, "c1", 1)
+            assert first is not None and first.envelope.context["n"] == 2
+            await queue.ack(first)
+            # reap: a consumer that dies; its task comes back with attempts + 1 ...
+            dying = await queue.reserve(name, "dies", 1)
+            assert dying is not None
+            await anyio.sleep(0.45)
+            report = await queue.reap(name)
+            assert [e.agent_id for e in report.requeued] == [dying.envelope.agent_id]
+            # ... and is dead-lettered once it reaches max_attempts
+            again = await queue.reserve(name, "dies-too", 1)
+            assert again is not None and again.envelope.attempts == 1
+            await anyio.sleep(0.45)
+            assert len((await queue.reap(name)).dead) == 1
+            assert len(await queue.dead_letters(name)) == 1
+            # malformed payloads are dead-lettered by the take (Lua BURY in the slot)
+            await queue.push_raw(name, "garbage", Priority.HIGH)
+            last = await queue.reserve(name, "c1", 1)
+            assert last is not None and last.envelope.context["n"] == 1
+            await queue.release(last)
+            stats = await queue.stats(name)
+            assert (stats.low, stats.in_flight, stats.dead) == (1, 0, 2)
+            assert await queue.requeue_dead(name) == 1
+            assert await queue.purge_dead(name) == 1
+
+        results = RedisResults(cluster_url)
+        agent_id = uuid.uuid4()
+        got: list[bytes] = []
+
+        async def waiter() -> None:
+            got.append(await results.wait(agent_id, 10))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.1)
+            await results.set(agent_id, b"from the cluster", 60)
+        assert got == [b"from the cluster"]
+        assert await results.claim("cluster-fire", 10) is True
+        assert await results.claim("cluster-fire", 10) is False
+
+        events = RedisEvents(cluster_url)
+        async with events.subscribe(["logs:*"]) as stream:
+            event_id = await events.publish("logs:cq", "hello")
+            event = await anext(stream)
+        assert (event.channel, event.data, event.id) == ("logs:cq", "hello", event_id)
