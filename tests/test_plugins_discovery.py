@@ -126,6 +126,18 @@ def test_misspelled_hook_fails_loudly_naming_the_distribution(fake_dist: MakeDis
     assert "agentexec.hookspecs" in str(info.value)
 
 
+def test_hook_with_a_wrong_signature_fails_loudly_naming_the_distribution(fake_dist: MakeDist) -> None:
+    fake_dist("acme-args", "acmeargs", """
+        from agentexec.hookspecs import hookimpl
+
+        @hookimpl
+        def agentexec_queue_backends(config):
+            return []
+    """)
+    with pytest.raises(PluginError, match=r"(?s)acme-args.*config"):
+        new_registry()
+
+
 def test_backend_name_conflict_names_both_distributions(fake_dist: MakeDist) -> None:
     fake_dist("acme-one", "acmeone", QUEUE_PLUGIN.format(name="acme", schemes=("acme1",)))
     fake_dist("acme-two", "acmetwo", QUEUE_PLUGIN.format(name="acme", schemes=("acme2",)))

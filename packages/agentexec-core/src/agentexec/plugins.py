@@ -245,7 +245,14 @@ def load_entry_points_into(registry: PluginRegistry) -> None:
         except Exception as exc:
             registry._fail(ep.name, f"importing {ep.value!r} failed: {exc!r}")
             continue
-        registry.register(module, ep.name, dist)
+        try:
+            registry.register(module, ep.name, dist)
+        except pluggy.PluginValidationError as exc:  # a hook with parameters its spec lacks
+            raise PluginError(
+                f"agentexec plugin {ep.name!r} (distribution {dist}): {exc}. Compare the hook "
+                f"signatures with agentexec.hookspecs, or disable it with "
+                f"AGENTEXEC_DISABLED_PLUGINS={ep.name}"
+            ) from exc
 
 
 _lock = threading.Lock()
