@@ -10,8 +10,8 @@ import sys
 HEAVY = ("redis", "sqlalchemy", "openai", "agents")
 
 
-def _imported_after(code: str) -> list[str]:
-    probe = code + f"\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+def _imported_after(code: str, watched: tuple[str, ...] = HEAVY) -> list[str]:
+    probe = code + f"\nimport json, sys\nprint(json.dumps([m for m in {watched!r} if m in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return list(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -19,6 +19,11 @@ def _imported_after(code: str) -> list[str]:
 
 def test_import_agentexec_imports_no_backend_library() -> None:
     assert _imported_after("import agentexec") == []
+
+
+def test_only_the_conformance_kit_imports_pytest() -> None:
+    assert _imported_after("import agentexec, agentexec.runtime, agentexec.client", ("pytest",)) == []
+    assert _imported_after("import agentexec.testing", ("pytest",)) == ["pytest"]
 
 
 def test_discovering_every_plugin_imports_no_backend_library() -> None:
