@@ -144,3 +144,47 @@ async def test_stats_counts_priorities_and_skips_malformed(queue: RedisQueue, un
     await queue.push_raw(unique_name, "garbage", Priority.LOW)
     stats = await queue.stats(unique_name)
     assert (stats.high, stats.low, stats.in_flight, stats.dead) == (1, 1, 0, 0)
+
+
+async def _drain_concurrently(queue: RedisQueue, queue_name: str, consumer: str, fetchers: int) -> list[Envelope]:
+    got: list[Envelope] = []
+
+    async def fetch() -> None:
+        while (lease := await queue.reserve(queue_name, consumer, 0.2)) is not None:
+            got.append(lease.envelope)
+            await queue.ack(lease)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for _ in range(fetchers):
+                tg.start_soon(fetch)
+    return got
+
+
+async def test_concurrent_first_takes_of_one_consumer_lose_and_repeat_nothing(
+    redis_url: str, unique_name: str
+) -> None:
+    """A worker runs several fetchers under one consumer id: the start-up reap of that id must
+    not take back the tasks its sibling fetchers have just taken."""
+    queue = RedisQueue(redis_url)
+    await queue.push_many([envelope(unique_name, n) for n in range(200)])
+    got = await _drain_concurrently(queue, unique_name, "worker-7", fetchers=8)
+    assert sorted(e.context["n"] for e in got) == list(range(200))
+    assert {e.attempts for e in got} == {0}
+
+
+async def test_stranded_task_is_recovered_once_with_concurrent_fetchers(
+    redis_url: str, unique_name: str
+) -> None:
+    """After a take was cut off (here: its effect, a task in the in-flight list without a lease),
+    sibling fetchers recover the stranded task exactly once, while new takes are in flight."""
+    queue = RedisQueue(redis_url)
+    await queue.push_many([envelope(unique_name, n) for n in range(1, 101)])
+    r = await get_redis(redis_url)
+    stranded = envelope(unique_name, 0)
+    await r.lpush(queue_keys(unique_name).inflight("w"), stranded.model_dump_json())
+    state = queue._consumer((unique_name, "w"))
+    state.started, state.dirty = True, True
+    got = await _drain_concurrently(queue, unique_name, "w", fetchers=6)
+    assert sorted(e.context["n"] for e in got) == list(range(101))
+    assert {e.attempts for e in got} == {0}

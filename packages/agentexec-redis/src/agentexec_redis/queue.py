@@ -18,9 +18,11 @@ take is one BLMOVE, and a reap is one script per dead consumer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -49,6 +51,38 @@ class _Again:
 _AGAIN = _Again()
 
 
+@dataclass
+class _Consumer:
+    """What one instance knows about one consumer id on one queue."""
+
+    #: payloads handed out and not yet acked or released
+    held: Counter[bytes] = field(default_factory=Counter)
+    #: monotonic time of the last heartbeat sent
+    last_beat: float | None = None
+    #: the in-flight tasks of an earlier process under this id have been reaped
+    started: bool = False
+    #: a take failed midway: a task may sit in the in-flight list without a lease
+    dirty: bool = False
+    #: takes between their BLMOVE and their lease (their task is in the list, not yet held)
+    busy: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    #: serializes the start-up reap and the recovery of stranded tasks
+    gate: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+async def _until_idle(state: _Consumer, deadline: float) -> bool:
+    """Wait until no take of the consumer is between its BLMOVE and its lease."""
+    while state.busy:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(state.idle.wait(), remaining)
+        except TimeoutError:
+            return False
+    return True
+
+
 async def _command(r: aioredis.Redis, *args: Any) -> Any:
     """A raw command (redis-py types BLMOVE's timeout as int; Redis takes fractional seconds)."""
     return await r.execute_command(*args)  # type: ignore[no-untyped-call]
@@ -61,14 +95,14 @@ class RedisQueue:
         self.url = resolve_url(url)
         self.lease_timeout: float = CONF.lease_timeout
         self.max_attempts: int = CONF.max_attempts
-        #: what this instance handed out and was not yet acked/released, per consumer
-        self._held: dict[_Pair, Counter[bytes]] = {}
-        #: monotonic time of the last heartbeat this instance sent, per consumer
-        self._beats: dict[_Pair, float] = {}
-        #: consumers whose BLMOVE failed midway: a task may have moved without us seeing it
-        self._dirty: set[_Pair] = set()
-        #: consumers whose earlier incarnation's in-flight tasks this instance already reaped
-        self._started: set[_Pair] = set()
+        self._consumers: dict[_Pair, _Consumer] = {}
+
+    def _consumer(self, pair: _Pair) -> _Consumer:
+        state = self._consumers.get(pair)
+        if state is None:
+            state = self._consumers[pair] = _Consumer()
+            state.idle.set()
+        return state
 
     def _redis(self) -> aioredis.Redis:
         return async_client(self.url)
@@ -120,14 +154,14 @@ class RedisQueue:
         until ``timeout``, then returns ``None``, so a worker loop never crash-loops.
         """
         keys = queue_keys(queue_name)
-        pair = (queue_name, consumer_id)
+        state = self._consumer((queue_name, consumer_id))
         deadline = time.monotonic() + max(timeout, 0.0)
         backoff = Backoff()
         while True:
             try:
-                got = await self._take_one(keys, pair, deadline)
+                got = await self._take_one(keys, consumer_id, state, deadline)
             except TRANSIENT as exc:
-                self._dirty.add(pair)
+                state.dirty = True
                 outage.failed("reserve", exc)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -136,40 +170,55 @@ class RedisQueue:
                 continue
             except BaseException:
                 # cancelled mid-BLMOVE: the server may still have moved a task to us
-                self._dirty.add(pair)
+                state.dirty = True
                 raise
             outage.ok()
             if not isinstance(got, _Again):
                 return got
 
-    async def _take_one(self, keys: QueueKeys, pair: _Pair, deadline: float) -> Lease | _Again | None:
+    async def _take_one(
+        self, keys: QueueKeys, consumer_id: str, state: _Consumer, deadline: float
+    ) -> Lease | _Again | None:
         r = self._redis()
-        inflight = keys.inflight(pair[1])
-        if pair not in self._started:
-            # a consumer id reused after a crash: its old in-flight tasks go back (attempts + 1)
-            await self._reap_one(r, keys, pair[1], force=True)
-            self._started.add(pair)
-        await self._beat_if_due(r, keys, pair)
-        if pair in self._dirty:
-            orphan = await self._orphan(r, inflight, pair)
-            if orphan is not None:
-                return await self._lease(r, keys, pair, orphan)
-            self._dirty.discard(pair)
-        remaining = deadline - time.monotonic()
-        if remaining < _MIN_BLOCK:
-            raw = await _command(r, "LMOVE", keys.queue, inflight, "RIGHT", "LEFT")
-        else:
-            raw = await _command(
-                r, "BLMOVE", keys.queue, inflight, "RIGHT", "LEFT", f"{remaining:.3f}"
-            )
-        if raw is None:
-            return None
-        return await self._lease(r, keys, pair, raw)
+        inflight = keys.inflight(consumer_id)
+        if not state.started or state.dirty:
+            # no take of this consumer runs meanwhile: the others queue on the gate
+            async with state.gate:
+                if not state.started:
+                    # a consumer id reused after a crash: its old tasks go back (attempts + 1)
+                    await self._reap_one(r, keys, consumer_id, force=True)
+                    state.started = True
+                if state.dirty:
+                    if not await _until_idle(state, deadline):
+                        return None
+                    orphan = await self._orphan(r, inflight, state)
+                    if orphan is not None:
+                        return await self._leased(r, keys, consumer_id, state, orphan)
+                    state.dirty = False
+        await self._beat_if_due(r, keys, consumer_id, state)
+        state.busy += 1
+        state.idle.clear()
+        try:
+            remaining = deadline - time.monotonic()
+            if remaining < _MIN_BLOCK:
+                raw = await _command(r, "LMOVE", keys.queue, inflight, "RIGHT", "LEFT")
+            else:
+                raw = await _command(
+                    r, "BLMOVE", keys.queue, inflight, "RIGHT", "LEFT", f"{remaining:.3f}"
+                )
+            if raw is None:
+                return None
+            return await self._leased(r, keys, consumer_id, state, raw)
+        finally:
+            state.busy -= 1
+            if state.busy == 0:
+                state.idle.set()
 
-    async def _lease(
-        self, r: aioredis.Redis, keys: QueueKeys, pair: _Pair, raw: bytes
+    async def _leased(
+        self, r: aioredis.Redis, keys: QueueKeys, consumer_id: str, state: _Consumer, raw: bytes
     ) -> Lease | _Again:
-        inflight = keys.inflight(pair[1])
+        """A lease for a payload now in the consumer's in-flight list (or a dead letter)."""
+        inflight = keys.inflight(consumer_id)
         try:
             envelope = Envelope.model_validate_json(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValidationError) as exc:
@@ -184,13 +233,13 @@ class RedisQueue:
             if not await _lua.CANONICALIZE(r, [inflight], [raw, canonical]):
                 return _AGAIN
             raw = canonical
-        self._held.setdefault(pair, Counter())[raw] += 1
-        return Lease(envelope, pair[1], keys.queue, raw)
+        state.held[raw] += 1
+        return Lease(envelope, consumer_id, keys.queue, raw)
 
-    async def _orphan(self, r: aioredis.Redis, inflight: str, pair: _Pair) -> bytes | None:
-        """A payload in our in-flight list that this instance never handed out, oldest first."""
+    async def _orphan(self, r: aioredis.Redis, inflight: str, state: _Consumer) -> bytes | None:
+        """A payload in the in-flight list that this instance never handed out, oldest first."""
         items: list[bytes] = await _command(r, "LRANGE", inflight, 0, -1)
-        held = Counter(self._held.get(pair, Counter()))
+        held = Counter(state.held)
         for raw in reversed(items):
             if held[raw] > 0:
                 held[raw] -= 1
@@ -199,11 +248,11 @@ class RedisQueue:
         return None
 
     def _forget(self, lease: Lease) -> None:
-        held = self._held.get((lease.queue_name, lease.consumer_id))
-        if held is not None and held[lease.token] > 0:
-            held[lease.token] -= 1
-            if held[lease.token] == 0:
-                del held[lease.token]
+        state = self._consumers.get((lease.queue_name, lease.consumer_id))
+        if state is not None and state.held[lease.token] > 0:
+            state.held[lease.token] -= 1
+            if state.held[lease.token] == 0:
+                del state.held[lease.token]
 
     async def ack(self, lease: Lease) -> None:
         inflight = queue_keys(lease.queue_name).inflight(lease.consumer_id)
@@ -228,27 +277,31 @@ class RedisQueue:
     async def heartbeat(self, queue_name: str, consumer_id: str) -> None:
         """Refresh the consumer's liveness. An outage is logged and retried for half a lease."""
         keys = queue_keys(queue_name)
+        state = self._consumer((queue_name, consumer_id))
         try:
             await retrying(
                 "heartbeat",
-                lambda: self._beat(self._redis(), keys, (queue_name, consumer_id)),
+                lambda: self._beat(self._redis(), keys, consumer_id, state),
                 self.lease_timeout / 2,
             )
         except TRANSIENT:
             pass  # logged by `retrying`; the next heartbeat tries again
 
-    async def _beat(self, r: aioredis.Redis, keys: QueueKeys, pair: _Pair) -> None:
+    async def _beat(
+        self, r: aioredis.Redis, keys: QueueKeys, consumer_id: str, state: _Consumer
+    ) -> None:
         sent = time.monotonic()
-        await _lua.HEARTBEAT(r, [keys.consumers], [pair[1]])
-        self._beats[pair] = sent
+        await _lua.HEARTBEAT(r, [keys.consumers], [consumer_id])
+        state.last_beat = sent
 
-    async def _beat_if_due(self, r: aioredis.Redis, keys: QueueKeys, pair: _Pair) -> None:
+    async def _beat_if_due(
+        self, r: aioredis.Redis, keys: QueueKeys, consumer_id: str, state: _Consumer
+    ) -> None:
         # A reaper drops a consumer only after a full lease of silence, which this instance
         # would have seen as more than a quarter lease: the consumer is re-registered before
         # its next take, so no task is ever moved to an in-flight list nobody watches.
-        last = self._beats.get(pair)
-        if last is None or time.monotonic() - last >= self.lease_timeout / 4:
-            await self._beat(r, keys, pair)
+        if state.last_beat is None or time.monotonic() - state.last_beat >= self.lease_timeout / 4:
+            await self._beat(r, keys, consumer_id, state)
 
     def _reap_keys(self, keys: QueueKeys, consumer_id: str) -> list[str]:
         return [keys.queue, keys.consumers, keys.inflight(consumer_id), keys.dead, keys.dead_seq]
