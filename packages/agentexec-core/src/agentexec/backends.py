@@ -70,7 +70,9 @@ class QueueBackend(Protocol):
     """A reliable priority queue.
 
     Contract:
-    - HIGH is taken before LOW; within a priority, first in first out.
+    - Spec semantics (LOW = LPUSH, HIGH = RPUSH, take = BRPOP): LOW joins the back, HIGH the
+      front, consumers take from the front. So HIGH is taken before LOW, LOW is first in
+      first out, and the newest HIGH is taken first.
     - ``reserve`` hands each task to exactly one consumer and records it as in flight for that
       consumer; ``ack`` forgets it; ``release`` puts it back at the front of its queue.
     - A consumer proves it is alive with ``heartbeat``. ``reap`` returns the in-flight tasks of
@@ -84,8 +86,8 @@ class QueueBackend(Protocol):
     lease_timeout: float
     max_attempts: int
 
-    async def push(self, envelope: Envelope, priority: Priority = Priority.LOW) -> None:
-        """Add one task to ``envelope.queue_name``."""
+    async def push(self, envelope: Envelope, priority: Priority | None = None) -> None:
+        """Add one task to ``envelope.queue_name`` (``priority`` defaults to ``envelope.priority``)."""
         ...
 
     async def push_many(self, envelopes: Sequence[Envelope]) -> None:
