@@ -26,10 +26,16 @@ def _per_dialect(build: Any) -> dict[str, Any]:
     return {name: build(insert) for name, insert in _INSERTS.items()}
 
 
-NOTIFY = sa.select(sa.func.pg_notify(B("channel"), B("payload")))
+NOTIFY = sa.select(sa.func.pg_notify(B("channel"), B("note")))
 
 # -- queue ----------------------------------------------------------------------------------
 PUSH = Q.insert()
+_PUSH_ONE = Q.insert().values(
+    queue_name=B("qn"), rank=B("rank"), front=0, payload=B("body"), attempts=B("att"),
+    enqueued_at=B("ts"),
+)
+# PostgreSQL: insert and NOTIFY in one statement (one round trip, atomic, notifies on commit)
+PUSH_ONE = {"sqlite": _PUSH_ONE, "postgresql": NOTIFY.add_cte(_PUSH_ONE.cte("pushed"))}
 
 _NEXT_WAITING = (
     sa.select(Q.c.id)
@@ -54,7 +60,13 @@ DELETE_TASK = Q.delete().where(Q.c.id == B("row_id"))
 # the row is still this lease's: same consumer, and not reaped since (attempts)
 _MINE = sa.and_(Q.c.id == B("row_id"), Q.c.consumer_id == B("cid"), Q.c.attempts == B("att"))
 ACK = Q.delete().where(_MINE)
-RELEASE = Q.update().where(_MINE).values(consumer_id=None, leased_at=None, front=B("front"))
+_RELEASE = Q.update().where(_MINE).values(consumer_id=None, leased_at=None, front=B("front"))
+_released = _RELEASE.returning(Q.c.id).cte("released")
+# a row comes back only when the lease was still ours (PostgreSQL: NOTIFY only then)
+RELEASE = {
+    "sqlite": _RELEASE.returning(Q.c.id),
+    "postgresql": sa.select(sa.func.pg_notify(B("channel"), B("note"))).select_from(_released),
+}
 
 
 def _beat(insert: Any) -> Any:
@@ -90,7 +102,10 @@ def _claim(insert: Any) -> Any:
     )
 
 
-SET_RESULT = _per_dialect(_set_result)
+SET_RESULT = {
+    "sqlite": _set_result(sqlite.insert),
+    "postgresql": NOTIFY.add_cte(_set_result(postgresql.insert).cte("stored")),
+}
 CLAIM = _per_dialect(_claim)
 GET_RESULT = sa.select(R.c.data, R.c.expires_at).where(R.c.key == B("key"))
 DELETE_RESULT = R.delete().where(R.c.key == B("key"))

@@ -125,9 +125,13 @@ class SQLTransport:
             conn.commit()
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection on which every statement commits by itself: for reads and for writes that
+        are one statement. On PostgreSQL that is one round trip instead of BEGIN, it, COMMIT."""
         with self.engine.connect() as conn:
-            yield conn
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    read = autocommit
 
     def dialect_sql(self, statements: dict[str, Any]) -> Any:
         """This database's version of a dialect-specific statement from :mod:`._statements`."""
@@ -136,7 +140,11 @@ class SQLTransport:
     def notify(self, conn: Connection, kind: str, name: str) -> None:
         """Inside a write transaction: wake other processes' waiters when it commits (PostgreSQL)."""
         if not self.is_sqlite:
-            conn.execute(NOTIFY, {"channel": channel(kind), "payload": name})
+            conn.execute(NOTIFY, self.note(kind, name))
+
+    def note(self, kind: str, name: str) -> dict[str, str]:
+        """Bind parameters of a NOTIFY built into a statement (see :mod:`._statements`)."""
+        return {"channel": channel(kind), "note": name}
 
     def wake_local(self, kind: str, name: str) -> None:
         """After a commit: wake this process's waiters now."""

@@ -62,6 +62,8 @@ class SQLQueue(SQLTransport):
         super().__init__(url)
         self._lease_timeout: float | None = None
         self._max_attempts: int | None = None
+        #: (queue, consumer) -> monotonic time of this process's last heartbeat write for it
+        self._beaten: dict[tuple[str, str], float] = {}
 
     @property
     def lease_timeout(self) -> float:
@@ -81,7 +83,7 @@ class SQLQueue(SQLTransport):
 
     # -- push ----------------------------------------------------------------------------
     async def push(self, envelope: Envelope, priority: Priority | None = None) -> None:
-        await self.run(self._push_rows, [self._row(envelope, priority)])
+        await self.run(self._push_one, self._row(envelope, priority))
         self.wake_local("queue", envelope.queue_name)
 
     async def push_many(self, envelopes: Sequence[Envelope]) -> None:
@@ -101,7 +103,7 @@ class SQLQueue(SQLTransport):
             "attempts": 0,
             "enqueued_at": time.time(),
         }
-        self.run_sync(self._push_rows, [row])
+        self.run_sync(self._push_one, row)
         self.wake_local("queue", queue_name)
 
     @staticmethod
@@ -115,7 +117,18 @@ class SQLQueue(SQLTransport):
             "enqueued_at": envelope.enqueued_at or time.time(),
         }
 
+    def _push_one(self, row: dict[str, Any]) -> None:
+        params = {
+            "qn": row["queue_name"], "rank": row["rank"], "body": row["payload"],
+            "att": row["attempts"], "ts": row["enqueued_at"],
+        }
+        if not self.is_sqlite:
+            params.update(self.note("queue", row["queue_name"]))
+        with self.autocommit() as conn:
+            conn.execute(self.dialect_sql(sql.PUSH_ONE), params)
+
     def _push_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Many rows in one transaction: all or none."""
         with self.write() as conn:
             conn.execute(sql.PUSH, rows)
             for name in sorted({row["queue_name"] for row in rows}):
@@ -139,9 +152,15 @@ class SQLQueue(SQLTransport):
             return conn.execute(sql.HAS_WAITING, {"qn": queue_name}).first() is not None
 
     def _take(self, queue_name: str, consumer_id: str) -> Lease | None:
+        """Lease the next task. Each statement is atomic by itself (the take is one
+        ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``), so no transaction
+        is needed around them: on PostgreSQL that saves the BEGIN and COMMIT round trips."""
         now = time.time()
-        with self.write() as conn:
-            self._beat(conn, queue_name, consumer_id, now)
+        with self.autocommit() as conn:
+            # reserving counts as a heartbeat; written at most every lease_timeout / 4
+            last = self._beaten.get((queue_name, consumer_id))
+            if last is None or time.monotonic() - last > self.lease_timeout / 4:
+                self._beat(conn, queue_name, consumer_id, now)
             params = {"qn": queue_name, "cid": consumer_id, "ts": now}
             while True:
                 row = conn.execute(sql.TAKE, params).first()
@@ -150,8 +169,10 @@ class SQLQueue(SQLTransport):
                 try:
                     env = Envelope.model_validate_json(row.payload)
                 except ValidationError as exc:
-                    conn.execute(sql.DELETE_TASK, {"row_id": row.id})
-                    self._bury(conn, queue_name, row.payload, f"malformed payload: {_first_error(exc)}", now)
+                    reason = f"malformed payload: {_first_error(exc)}"
+                    with self.write() as tx:
+                        tx.execute(sql.DELETE_TASK, {"row_id": row.id})
+                        self._bury(tx, queue_name, row.payload, reason, now)
                     continue
                 if env.attempts != row.attempts:
                     env = env.model_copy(update={"attempts": row.attempts})
@@ -159,6 +180,7 @@ class SQLQueue(SQLTransport):
 
     def _beat(self, conn: Connection, queue_name: str, consumer_id: str, now: float) -> None:
         conn.execute(self.dialect_sql(sql.BEAT), {"qn": queue_name, "cid": consumer_id, "ts": now})
+        self._beaten[(queue_name, consumer_id)] = time.monotonic()
 
     def _bury(self, conn: Connection, queue_name: str, payload: str, reason: str, now: float) -> int:
         params = {"qn": queue_name, "reason": reason, "payload": payload, "ts": now}
@@ -175,7 +197,7 @@ class SQLQueue(SQLTransport):
         await self.run(self._ack, lease)
 
     def _ack(self, lease: Lease) -> None:
-        with self.write() as conn:
+        with self.autocommit() as conn:
             conn.execute(sql.ACK, self._mine(lease))
 
     async def release(self, lease: Lease) -> None:
@@ -183,17 +205,17 @@ class SQLQueue(SQLTransport):
             self.wake_local("queue", lease.queue_name)
 
     def _release(self, lease: Lease) -> bool:
-        with self.write() as conn:
-            done = conn.execute(sql.RELEASE, {**self._mine(lease), "front": time.time_ns()}).rowcount
-            if done:
-                self.notify(conn, "queue", lease.queue_name)
-            return bool(done)
+        params = {**self._mine(lease), "front": time.time_ns()}
+        if not self.is_sqlite:
+            params.update(self.note("queue", lease.queue_name))
+        with self.autocommit() as conn:
+            return conn.execute(self.dialect_sql(sql.RELEASE), params).first() is not None
 
     async def heartbeat(self, queue_name: str, consumer_id: str) -> None:
         await self.run(self._heartbeat, queue_name, consumer_id)
 
     def _heartbeat(self, queue_name: str, consumer_id: str) -> None:
-        with self.write() as conn:
+        with self.autocommit() as conn:
             self._beat(conn, queue_name, consumer_id, time.time())
 
     # -- reap ----------------------------------------------------------------------------
@@ -206,6 +228,8 @@ class SQLQueue(SQLTransport):
         return await self._reaped(queue_name, consumer_id)
 
     async def _reaped(self, queue_name: str, consumer_id: str | None) -> ReapReport:
+        if consumer_id is not None:
+            self._beaten.pop((queue_name, consumer_id), None)
         report = await self.run(
             self._reap, queue_name, consumer_id, self.lease_timeout, self.max_attempts
         )
@@ -245,9 +269,14 @@ class SQLQueue(SQLTransport):
             requeued: list[Envelope] = []
             dead: list[DeadLetter] = []
             for row in rows:
-                env = Envelope.model_validate_json(row.payload).model_copy(
-                    update={"attempts": row.attempts}
-                )
+                parsed = _envelope(row.payload)
+                if parsed is None:  # leased by a consumer that died before burying it
+                    conn.execute(sql.DELETE_TASK, {"row_id": row.id})
+                    reason = "malformed payload: not a task envelope"
+                    dl_id = self._bury(conn, queue_name, row.payload, reason, now)
+                    dead.append(DeadLetter(str(dl_id), queue_name, reason, row.payload, None, now))
+                    continue
+                env = parsed.model_copy(update={"attempts": row.attempts})
                 if row.attempts + 1 >= max_attempts:
                     reason = (
                         f"lease expired {row.attempts + 1} times (max_attempts={max_attempts}): "
@@ -365,7 +394,7 @@ class SQLQueue(SQLTransport):
         return await self.run(self._purge_dead, queue_name)
 
     def _purge_dead(self, queue_name: str) -> int:
-        with self.write() as conn:
+        with self.autocommit() as conn:
             return int(conn.execute(D.delete().where(D.c.queue_name == queue_name)).rowcount)
 
     async def close(self) -> None:

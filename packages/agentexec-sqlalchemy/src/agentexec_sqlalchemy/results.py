@@ -33,11 +33,14 @@ class SQLResults(SQLTransport):
 
     def _set(self, key: str, data: bytes, ttl: int, purge: bool) -> None:
         now = time.time()
-        with self.write() as conn:
+        params: dict[str, object] = {"key": key, "data": data, "exp": now + ttl}
+        if not self.is_sqlite:
+            params.update(self.note("result", key))
+        with self.autocommit() as conn:
+            # one statement (the upsert, and on PostgreSQL its NOTIFY): atomic without BEGIN
+            conn.execute(self.dialect_sql(sql.SET_RESULT), params)
             if purge:
                 conn.execute(sql.PURGE_RESULTS, {"ts": now})
-            conn.execute(self.dialect_sql(sql.SET_RESULT), {"key": key, "data": data, "exp": now + ttl})
-            self.notify(conn, "result", key)
 
     async def get(self, agent_id: UUID) -> bytes | None:
         return await self.run(self._get, str(agent_id))
@@ -48,7 +51,7 @@ class SQLResults(SQLTransport):
         if row is None:
             return None
         if row.expires_at <= time.time():
-            with self.write() as conn:  # expired: forget it now rather than at the next purge
+            with self.autocommit() as conn:  # expired: forget it now, not at the next purge
                 conn.execute(sql.DELETE_EXPIRED_RESULT, {"key": key, "ts": time.time()})
             return None
         return bytes(row.data)
@@ -68,7 +71,7 @@ class SQLResults(SQLTransport):
         await self.run(self._delete, str(agent_id))
 
     def _delete(self, key: str) -> None:
-        with self.write() as conn:
+        with self.autocommit() as conn:
             conn.execute(sql.DELETE_RESULT, {"key": key})
 
     async def claim(self, key: str, ttl: int) -> bool:
@@ -76,7 +79,7 @@ class SQLResults(SQLTransport):
 
     def _claim(self, key: str, ttl: int) -> bool:
         now = time.time()
-        with self.write() as conn:
+        with self.autocommit() as conn:
             # an expired claim no longer counts; the primary key then lets exactly one insert win
             conn.execute(sql.DELETE_EXPIRED_RESULT, {"key": key, "ts": now})
             won = conn.execute(self.dialect_sql(sql.CLAIM), {"key": key, "exp": now + ttl}).first()
