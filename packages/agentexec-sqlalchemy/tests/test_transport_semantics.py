@@ -229,3 +229,42 @@ async def test_a_forked_process_uses_the_inherited_backend_on_its_own_connection
     assert lease is not None and lease.envelope.context["n"] == 2
     await queue.ack(lease)
     assert await queue.length(name) == 0
+
+
+async def test_sqlite_waiters_share_one_poll(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 result waiters cost one query per poll step, not 300: a write that bypasses this
+    process (as another process's would) wakes them all through the shared poller."""
+    from agentexec_sqlalchemy.watch_sqlite import SqlitePoller
+
+    results = SQLResults(sqlite_url)
+    polls: list[int] = []
+    original = SqlitePoller._poll
+
+    def counting(self: SqlitePoller, waiting: dict[str, list[str]]) -> list[tuple[str, str]]:
+        polls.append(len(waiting.get("result", [])))
+        return original(self, waiting)
+
+    monkeypatch.setattr(SqlitePoller, "_poll", counting)
+    reads: list[str] = []
+    get = results._get
+    monkeypatch.setattr(results, "_get", lambda key: reads.append(key) or get(key))
+    ids = [uuid.uuid4() for _ in range(300)]
+    got: list[bytes] = []
+
+    async def wait(agent_id: uuid.UUID) -> None:
+        got.append(await results.wait(agent_id, 10.0))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for agent_id in ids:
+                tg.start_soon(wait, agent_id)
+            await anyio.sleep(0.5)
+            assert len(reads) == 300  # each waiter checked once, then slept
+            polls_before = len(polls)
+            with results.write() as conn:  # not through the backend: no in-process wake-up
+                conn.execute(result_table.insert(), [
+                    {"key": str(i), "data": b"v", "expires_at": time.time() + 60} for i in ids
+                ])
+    assert got == [b"v"] * 300
+    assert len(reads) == 600  # and once more when woken
+    assert max(polls) == 300 and polls_before <= 15, polls_before  # ~8 steps of 5..100 ms

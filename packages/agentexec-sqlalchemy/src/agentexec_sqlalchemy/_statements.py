@@ -51,9 +51,6 @@ TAKE = (
     .values(consumer_id=B("cid"), leased_at=B("ts"))
     .returning(Q.c.id, Q.c.payload, Q.c.attempts)
 )
-HAS_WAITING = (
-    sa.select(Q.c.id).where(Q.c.queue_name == B("qn"), Q.c.consumer_id.is_(None)).limit(1)
-)
 LENGTH = sa.select(sa.func.count()).where(Q.c.queue_name == B("qn"), Q.c.consumer_id.is_(None))
 DELETE_TASK = Q.delete().where(Q.c.id == B("row_id"))
 

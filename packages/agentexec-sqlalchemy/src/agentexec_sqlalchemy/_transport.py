@@ -4,8 +4,8 @@ Async path: the process's *sync* engine (the one the activity store uses, from
 :func:`agentexec_sqlalchemy.engine.get_engine`) called through ``anyio.to_thread``. SQLite has no
 real async driver (aiosqlite is a thread per connection anyway), psycopg's sync API in a worker
 thread costs some tens of microseconds per call, and one code path then serves both dialects.
-Only the idle wait is special per dialect: PostgreSQL ``LISTEN/NOTIFY`` (:mod:`.notify`) or a
-SQLite poll with back-off, plus an in-process wake-up on both.
+Only the idle wait is special per dialect: PostgreSQL ``LISTEN/NOTIFY`` or one shared SQLite poll
+per process (:mod:`.watch`), plus an in-process wake-up on both (:mod:`.notify`).
 """
 
 from __future__ import annotations
@@ -24,16 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy._statements import NOTIFY
 from agentexec_sqlalchemy.engine import get_engine, is_sqlite
-from agentexec_sqlalchemy.notify import (
-    HUB,
-    SAFETY_RECHECK,
-    PgListener,
-    channel,
-    get_listener,
-    poll_delays,
-    wait_woken,
-)
+from agentexec_sqlalchemy.notify import HUB, SAFETY_RECHECK, channel, poll_delays, wait_woken
 from agentexec_sqlalchemy.transport_models import TRANSPORT_TABLES
+from agentexec_sqlalchemy.watch import Watcher, get_watcher
 
 T = TypeVar("T")
 
@@ -151,14 +144,12 @@ class SQLTransport:
         HUB.wake((self.database, kind, name))
 
     # -- waiting -------------------------------------------------------------------------
-    async def listener(self) -> PgListener | None:
-        """PostgreSQL: the process's LISTEN thread, once it listens (None on SQLite)."""
-        if self.is_sqlite:
-            return None
-        listener = get_listener(self.engine.url, self.database)
-        if not listener.healthy:
-            await anyio.to_thread.run_sync(listener.wait_ready, 5.0)
-        return listener
+    async def watcher(self) -> Watcher:
+        """The process's watcher of this database, once it delivers wake-ups."""
+        watcher = get_watcher(self.engine, self.database)
+        if not watcher.healthy:
+            await anyio.to_thread.run_sync(watcher.wait_ready, 5.0)
+        return watcher
 
     async def wait_for(
         self,
@@ -166,36 +157,29 @@ class SQLTransport:
         name: str,
         attempt: Callable[[], Awaitable[T | None]],
         timeout: float,
-        probe: Callable[[], Awaitable[bool]] | None = None,
     ) -> T | None:
         """``await attempt()`` until it gives a value or ``timeout`` passes (then ``None``).
 
-        Between attempts it sleeps until a wake-up for ``(kind, name)``: a NOTIFY on PostgreSQL
-        (re-checking every few seconds in case a connection died), the in-process hub, or on
-        SQLite the next step of the poll back-off. After a silent poll step the cheap read-only
-        ``probe`` decides whether ``attempt`` (usually a write) is worth running.
+        Between attempts it sleeps until a wake-up for ``(kind, name)``: from a writer in this
+        process, or from the watcher (a NOTIFY on PostgreSQL, the shared poll on SQLite). It
+        re-checks every few seconds anyway, and polls on its own while the watcher is down.
         """
         deadline = time.monotonic() + max(timeout, 0.0)
-        listener = await self.listener()
+        watcher = await self.watcher()
         key = (self.database, kind, name)
         delays = poll_delays()
-        woken = True
         while True:
             fut = HUB.register(key)
+            watcher.kick()
             try:
-                if woken or probe is None or await probe():
-                    value = await attempt()
-                    if value is not None:
-                        return value
+                value = await attempt()
+                if value is not None:
+                    return value
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                if listener is not None and listener.healthy:
-                    delay = min(remaining, SAFETY_RECHECK)
-                else:
-                    delay = min(remaining, next(delays))
-                woken = await wait_woken(fut, delay)
-                if woken:
+                delay = SAFETY_RECHECK if watcher.healthy else next(delays)
+                if await wait_woken(fut, min(remaining, delay)):
                     delays = poll_delays()
             finally:
                 HUB.discard(key, fut)

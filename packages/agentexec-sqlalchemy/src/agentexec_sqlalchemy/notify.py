@@ -1,39 +1,31 @@
-"""Wake-ups for idle consumers, result waiters and event subscribers.
+"""Wake-ups for idle consumers, result waiters and event subscribers: the process-local hub.
 
-Two layers:
+:class:`Hub` holds asyncio futures keyed by ``(database, kind, name)`` — kind ``queue`` (name: the
+queue), ``result`` (the agent id) or ``event`` (name ``""``: any event). It is woken
 
-- :class:`Hub` — process-local: a writer in this process wakes waiters of this process at once,
-  whatever event loop or thread they run on.
-- :class:`PgListener` — PostgreSQL only: one daemon thread per process and database holds one
-  connection that ``LISTEN``s on three channels (queue, result, event; the payload names the
-  queue, agent id or event channel) and forwards every ``NOTIFY`` to the hub. One fixed set of
-  channels means no ``LISTEN``/``UNLISTEN`` round trip per waiter, and queue names need not be
-  valid identifiers. A thread (not an async connection) because waiters live on many event loops
-  (one per test, several per worker process) and a connection belongs to one loop.
+- by a writer in this process, right after its commit, whatever loop or thread waits;
+- by the process's *watcher* of that database, for writes of other processes:
+  :class:`~agentexec_sqlalchemy.watch_pg.PgListener` (LISTEN/NOTIFY) on PostgreSQL,
+  :class:`~agentexec_sqlalchemy.watch_sqlite.SqlitePoller` (one batched poll) on SQLite.
 
-SQLite has no cross-process signal: waiters there poll with a back-off (see :func:`wait_woken`).
+Waiters register *before* checking the database, so a wake-up between check and sleep is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 
-import sqlalchemy as sa
 from agentexec.config import CONF
-
-log = logging.getLogger("agentexec.sqlalchemy")
 
 KINDS = ("queue", "result", "event")
 
-#: SQLite poll back-off: first re-check after 5 ms, doubling up to 200 ms
+#: poll back-off: first re-check after 5 ms, doubling up to 100 ms
 POLL_MIN = 0.005
-POLL_MAX = 0.2
-#: PostgreSQL: re-check this often even without a NOTIFY (a connection can die silently)
+POLL_MAX = 0.1
+#: with a healthy watcher, a waiter still re-checks this often (a connection can die silently)
 SAFETY_RECHECK = 5.0
 
 
@@ -81,6 +73,15 @@ class Hub:
         with self._lock:
             return any(k[0] == database for k in self._waiters)
 
+    def waiting(self, database: str) -> dict[str, list[str]]:
+        """The names waited on in one database, per kind (a snapshot)."""
+        out: dict[str, list[str]] = {}
+        with self._lock:
+            for db, kind, name in self._waiters:
+                if db == database:
+                    out.setdefault(kind, []).append(name)
+        return out
+
     def wake_database(self, database: str) -> None:
         """Wake every waiter of one database (the listener reconnected: they must re-check)."""
         with self._lock:
@@ -112,82 +113,6 @@ async def wait_woken(fut: asyncio.Future[None], delay: float) -> bool:
         return fut.done()
     done, _ = await asyncio.wait({fut}, timeout=delay)
     return bool(done)
-
-
-class PgListener:
-    """One ``LISTEN`` connection per process and database, forwarding NOTIFYs to :data:`HUB`."""
-
-    def __init__(self, url: sa.URL, database: str) -> None:
-        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.database = database
-        self._channels = {channel(kind): kind for kind in KINDS}
-        self._ready = threading.Event()
-        self._failed: str | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"agentexec-pg-listen-{database}", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def healthy(self) -> bool:
-        """LISTEN is in place: a waiter may sleep until a NOTIFY instead of polling."""
-        return self._ready.is_set()
-
-    def wait_ready(self, timeout: float) -> bool:
-        return self._ready.wait(timeout)
-
-    def _run(self) -> None:
-        import psycopg
-
-        backoff = 0.1
-        while True:
-            try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
-                    for name in self._channels:
-                        conn.execute(f'LISTEN "{name}"')  # type: ignore[arg-type]
-                    self._ready.set()
-                    backoff = 0.1
-                    # anything sent while we were not listening is lost: make everyone re-check
-                    HUB.wake_database(self.database)
-                    while True:
-                        for note in conn.notifies(timeout=1.0):
-                            kind = self._channels.get(note.channel)
-                            if kind is not None:
-                                HUB.wake((self.database, kind, note.payload))
-            except Exception as exc:  # the server went away: poll until we are back
-                self._ready.clear()
-                if not HUB.has_waiters(self.database):
-                    # nobody is waiting (a dropped test database, a server restart at night):
-                    # stop; the next waiter starts a new listener
-                    _forget(self)
-                    return
-                HUB.wake_database(self.database)  # they fall back to polling meanwhile
-                if self._failed != str(exc):
-                    self._failed = str(exc)
-                    log.warning("agentexec: PostgreSQL LISTEN connection lost (%s); retrying", exc)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-
-_listeners: dict[tuple[int, str], PgListener] = {}
-_listeners_lock = threading.Lock()
-
-
-def _forget(listener: PgListener) -> None:
-    with _listeners_lock:
-        key = (os.getpid(), listener.database)
-        if _listeners.get(key) is listener:
-            del _listeners[key]
-
-
-def get_listener(url: sa.URL, database: str) -> PgListener:
-    """The process's listener for ``database`` (started on first use; a fork starts its own)."""
-    key = (os.getpid(), database)
-    with _listeners_lock:
-        listener = _listeners.get(key)
-        if listener is None:
-            listener = _listeners[key] = PgListener(url, database)
-        return listener
 
 
 def poll_delays() -> Iterator[float]:

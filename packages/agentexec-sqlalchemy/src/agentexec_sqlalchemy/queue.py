@@ -139,17 +139,7 @@ class SQLQueue(SQLTransport):
         async def attempt() -> Lease | None:
             return await self.run(self._take, queue_name, consumer_id)
 
-        async def probe() -> bool:
-            return await self.run(self._has_waiting, queue_name)
-
-        # SQLite polls with a read (no write lock) before trying to take
-        return await self.wait_for(
-            "queue", queue_name, attempt, timeout, probe if self.is_sqlite else None
-        )
-
-    def _has_waiting(self, queue_name: str) -> bool:
-        with self.read() as conn:
-            return conn.execute(sql.HAS_WAITING, {"qn": queue_name}).first() is not None
+        return await self.wait_for("queue", queue_name, attempt, timeout)
 
     def _take(self, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task. Each statement is atomic by itself (the take is one
