@@ -105,7 +105,8 @@ def count_activities(*conditions: ColumnElement[bool]) -> Select[Any]:
 def list_page(
     page: int, page_size: int, *conditions: ColumnElement[bool]
 ) -> Select[Any]:
-    """One statement: the page's activities with their latest status, message and percentage.
+    """One statement: the page's activities with their latest status, message and percentage,
+    and the ``total`` of matching activities (an uncorrelated subquery, computed once).
 
     The page is cut first (an index scan in ``created_at`` order), so the per-activity
     subqueries run for ``page_size`` rows only, never for the rows ``OFFSET`` skips.
@@ -128,6 +129,7 @@ def list_page(
             latest.c.status,
             latest.c.message.label("latest_log"),
             latest_percentage(Activity.id).label("latest_percentage"),
+            count_activities(*conditions).correlate(None).scalar_subquery().label("total"),
         )
         .select_from(page_ids)
         .join(Activity, Activity.id == page_ids.c.id)

@@ -1,12 +1,12 @@
 """``SQLActivityStore``: the activity records behind ``ax.activity``, on SQLite or PostgreSQL.
 
-Each call is one transaction. Writers to one activity are serialised by a row lock (PostgreSQL
-``FOR NO KEY UPDATE``; SQLite's single writer lock), and take their timestamp only once they
-hold it, so an activity's log order is the order its writes committed in.
+Each call is one transaction of a few Core statements (see :mod:`agentexec_sqlalchemy.writes`
+for how concurrent writers to one activity are ordered, and :mod:`agentexec_sqlalchemy.queries`
+for the reads).
 
 The async twins run the same sync code in a worker thread (``anyio.to_thread``): one code path
-for both databases and drivers, the thread hop costs microseconds next to a database round
-trip, and a cancelled caller still lets the transaction finish or roll back whole.
+for both databases, the thread hop costs microseconds next to a database round trip, and a
+cancelled caller still lets the transaction commit or roll back whole.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from agentexec.activity.schemas import (
 )
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry, UnknownActivityError, validate_percentage
-from sqlalchemy import exc, insert, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy import exc, select
+from sqlalchemy.engine import Connection, Engine
 
-from agentexec_sqlalchemy import queries
+from agentexec_sqlalchemy import queries, writes
 from agentexec_sqlalchemy.engine import get_engine
 from agentexec_sqlalchemy.errors import is_unique_violation
 from agentexec_sqlalchemy.models import Activity, ActivityLog
@@ -44,15 +43,16 @@ CANCELED_MESSAGE = "Canceled."
 #: bound parameters per IN (...) list, well under SQLite's and PostgreSQL's limits
 _CHUNK = 500
 _TICK = timedelta(microseconds=1)
+_ActivityRow = tuple[UUID, str, str, "dict[str, Any] | None"]
 
 
 def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
+def _chunks(items: Sequence[T]) -> Iterable[builtins.list[T]]:
     for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+        yield builtins.list(items[start : start + _CHUNK])
 
 
 class SQLActivityStore:
@@ -82,8 +82,8 @@ class SQLActivityStore:
         metadata: dict[str, Any] | None = None,
     ) -> UUID:
         agent_id = _uuid(agent_id) if agent_id is not None else uuid.uuid4()
-        with self._uow(session, write=True) as s:
-            self._insert_activities(s, [(agent_id, task_name, message, metadata)])
+        with self._uow(session, write=True) as conn:
+            self._insert_activities(conn, [(agent_id, task_name, message, metadata)])
         return agent_id
 
     def append(
@@ -94,32 +94,15 @@ class SQLActivityStore:
         percentage: int | None = None,
         session: Any = None,
     ) -> None:
-        validate_percentage(percentage)  # before the session: a caller's session stays untouched
-        entries = [LogEntry(_uuid(agent_id), message, status, percentage)]
-        with self._uow(session, write=True) as s:
-            self._append_in(s, entries)
+        # checked before the transaction: a caller's session is left untouched
+        validate_percentage(percentage)
+        entry = LogEntry(_uuid(agent_id), message, Status(status) if status is not None else None, percentage)
+        with self._uow(session, write=True) as conn:
+            self._append_entries(conn, [entry])
 
     def cancel_pending(self, session: Any = None) -> int:
-        with self._uow(session, write=True) as s:
-            ids = [pk for (pk,) in self._lock(s, queries.is_pending(Activity.id))]
-            if ids:
-                now = utcnow()
-                s.execute(
-                    insert(ActivityLog),
-                    [
-                        {"activity_id": pk, "message": CANCELED_MESSAGE,
-                         "status": Status.CANCELED, "percentage": None, "created_at": now}
-                        for pk in ids
-                    ],
-                )
-                for chunk in _chunks(ids):
-                    s.execute(
-                        update(Activity)
-                        .where(Activity.id.in_(chunk))
-                        .values(updated_at=now)
-                        .execution_options(synchronize_session=False)
-                    )
-        return len(ids)
+        with self._uow(session, write=True) as conn:
+            return self._cancel_pending(conn)
 
     def list(
         self,
@@ -130,10 +113,105 @@ class SQLActivityStore:
         metadata: dict[str, Any] | None = None,
     ) -> ActivityListSchema:
         queries.check_page(page, page_size)
-        with self._uow(session, write=False) as s:
-            conditions = queries.filters(status, metadata, s.get_bind().dialect)
-            total = int(s.scalar(queries.count_activities(*conditions)) or 0)
-            rows = s.execute(queries.list_page(page, page_size, *conditions)).all()
+        with self._uow(session, write=False) as conn:
+            return self._list(conn, page, page_size, status, metadata)
+
+    def detail(self, agent_id: UUID, session: Any = None) -> ActivityDetailSchema | None:
+        with self._uow(session, write=False) as conn:
+            return self._detail(conn, _uuid(agent_id))
+
+    # -- async twins -----------------------------------------------------------------------
+    async def acreate(
+        self,
+        task_name: str,
+        message: str,
+        agent_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> UUID:
+        agent_id = _uuid(agent_id) if agent_id is not None else uuid.uuid4()
+        rows: builtins.list[_ActivityRow] = [(agent_id, task_name, message, metadata)]
+        await self._in_thread(lambda conn: self._insert_activities(conn, rows))
+        return agent_id
+
+    async def acreate_many(self, items: Sequence[tuple[UUID, str, str]]) -> None:
+        rows: builtins.list[_ActivityRow] = [
+            (_uuid(agent_id), task_name, message, None) for agent_id, task_name, message in items
+        ]
+        if rows:
+            await self._in_thread(lambda conn: self._insert_activities(conn, rows))
+
+    async def aappend(
+        self,
+        agent_id: UUID,
+        message: str,
+        status: Status | None = None,
+        percentage: int | None = None,
+    ) -> None:
+        await self.aappend_many([LogEntry(_uuid(agent_id), message, status, percentage)])
+
+    async def aappend_many(self, entries: Sequence[LogEntry]) -> None:
+        batch = builtins.list(entries)
+        for entry in batch:
+            validate_percentage(entry.percentage)
+        if batch:
+            await self._in_thread(lambda conn: self._append_entries(conn, batch))
+
+    async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None:
+        return await self._in_thread(lambda conn: self._detail(conn, _uuid(agent_id)), write=False)
+
+    async def alist(
+        self, page: int = 1, page_size: int = 50, status: Status | None = None
+    ) -> ActivityListSchema:
+        queries.check_page(page, page_size)
+        return await self._in_thread(
+            lambda conn: self._list(conn, page, page_size, status, None), write=False
+        )
+
+    async def acancel_pending(self) -> int:
+        return await self._in_thread(self._cancel_pending)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the engine is shared per URL (``engine.get_engine``)."""
+        return None
+
+    # -- internals -------------------------------------------------------------------------
+    async def _in_thread(self, call: Callable[[Connection], T], *, write: bool = True) -> T:
+        """``call`` in a worker thread, on a connection of its own (never a thread's global
+        session), one transaction."""
+
+        def run() -> T:
+            with self._uow.own(self._uow.engine_for_background(), write=write) as conn:
+                return call(conn)
+
+        return await anyio.to_thread.run_sync(run)
+
+    # -- the calls, inside one transaction on ``conn`` ---------------------------------------
+    def _cancel_pending(self, conn: Connection) -> int:
+        locked = conn.execute(writes.LOCK_PENDING, {"p_now": utcnow()}).all()
+        if locked:
+            conn.execute(writes.INSERT_LOG, [
+                {"activity_id": row.id, "message": CANCELED_MESSAGE, "status": Status.CANCELED,
+                 "percentage": None, "created_at": row.updated_at}
+                for row in locked
+            ])
+        return len(locked)
+
+    def _list(
+        self,
+        conn: Connection,
+        page: int,
+        page_size: int,
+        status: Status | None,
+        metadata: dict[str, Any] | None,
+    ) -> ActivityListSchema:
+        conditions = queries.filters(status, metadata, conn.dialect)
+        rows = conn.execute(queries.list_page(page, page_size, *conditions)).all()
+        if rows:
+            total = int(rows[0].total)
+        elif page == 1:
+            total = 0
+        else:  # past the last page: the total still counts
+            total = int(conn.scalar(queries.count_activities(*conditions)) or 0)
         items = [
             ActivityListItemSchema(
                 agent_id=row.agent_id,
@@ -154,7 +232,7 @@ class SQLActivityStore:
             pages=ActivityListSchema.page_count(total, page_size),
         )
 
-    def detail(self, agent_id: UUID, session: Any = None) -> ActivityDetailSchema | None:
+    def _detail(self, conn: Connection, agent_id: UUID) -> ActivityDetailSchema | None:
         log = ActivityLog
         stmt = (
             select(
@@ -163,11 +241,10 @@ class SQLActivityStore:
                 log.created_at.label("log_created_at"),
             )
             .outerjoin(log, log.activity_id == Activity.id)
-            .where(Activity.agent_id == _uuid(agent_id))
+            .where(Activity.agent_id == agent_id)
             .order_by(log.created_at, log.id)
         )
-        with self._uow(session, write=False) as s:
-            rows = s.execute(stmt).all()
+        rows = conn.execute(stmt).all()
         if not rows:
             return None
         logs = [
@@ -191,163 +268,79 @@ class SQLActivityStore:
             logs=logs,
         )
 
-    # -- async twins -----------------------------------------------------------------------
-    async def acreate(
-        self,
-        task_name: str,
-        message: str,
-        agent_id: UUID | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> UUID:
-        agent_id = _uuid(agent_id) if agent_id is not None else uuid.uuid4()
-        items = [(agent_id, task_name, message, metadata)]
-        await self._in_thread(lambda s: self._insert_activities(s, items))
-        return agent_id
-
-    async def acreate_many(self, items: Sequence[tuple[UUID, str, str]]) -> None:
-        rows = [(_uuid(agent_id), task_name, message, None) for agent_id, task_name, message in items]
-        if rows:
-            await self._in_thread(lambda s: self._insert_activities(s, rows))
-
-    async def aappend(
-        self,
-        agent_id: UUID,
-        message: str,
-        status: Status | None = None,
-        percentage: int | None = None,
-    ) -> None:
-        entries = [LogEntry(_uuid(agent_id), message, status, percentage)]
-        await self._in_thread(lambda s: self._append_in(s, entries))
-
-    async def aappend_many(self, entries: Sequence[LogEntry]) -> None:
-        batch = builtins.list(entries)
-        if batch:
-            await self._in_thread(lambda s: self._append_in(s, batch))
-
-    async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None:
-        return await self._in_thread(lambda s: self.detail(agent_id, s))
-
-    async def alist(
-        self, page: int = 1, page_size: int = 50, status: Status | None = None
-    ) -> ActivityListSchema:
-        return await self._in_thread(lambda s: self.list(s, page, page_size, status))
-
-    async def acancel_pending(self) -> int:
-        return await self._in_thread(self.cancel_pending)
-
-    async def aclose(self) -> None:
-        """Nothing to release: the engine is shared per URL (``engine.get_engine``)."""
-        return None
-
-    # -- internals -------------------------------------------------------------------------
-    async def _in_thread(self, call: Callable[[Session], T]) -> T:
-        """Run ``call`` in a worker thread on a short-lived session (never a thread's global one)."""
-
-        def run() -> T:
-            with self._uow.own(write=True, engine=self._uow.engine_for_background()) as s:
-                return call(s)
-
-        return await anyio.to_thread.run_sync(run)
-
-    def _insert_activities(
-        self, s: Session, items: Sequence[tuple[UUID, str, str, dict[str, Any] | None]]
-    ) -> None:
+    def _insert_activities(self, conn: Connection, items: Sequence[_ActivityRow]) -> None:
+        if len(items) > 1:
+            taken = [
+                agent_id for chunk in _chunks([item[0] for item in items])
+                for agent_id in conn.scalars(writes.EXISTING, {"p_agent_ids": chunk})
+            ]
+            seen: set[UUID] = set()
+            for agent_id, *_ in items:
+                if agent_id in seen or agent_id in taken:
+                    raise ValueError(f"an activity with agent_id {agent_id} already exists")
+                seen.add(agent_id)
         now = utcnow()
         activities: builtins.list[dict[str, Any]] = []
         logs: builtins.list[dict[str, Any]] = []
         for agent_id, task_name, message, metadata in items:
             pk = uuid.uuid4()
             activities.append({"id": pk, "agent_id": agent_id, "agent_type": task_name,
-                               "created_at": now, "updated_at": now, "metadata_": metadata})
+                               "created_at": now, "updated_at": now, "metadata": metadata})
             logs.append({"activity_id": pk, "message": message, "status": Status.QUEUED,
                          "percentage": 0, "created_at": now})
         try:
-            s.execute(insert(Activity), activities)
+            conn.execute(writes.INSERT_ACTIVITY, activities)
         except exc.IntegrityError as error:
             if not is_unique_violation(error):
                 raise
-            raise ValueError(
-                f"an activity with agent_id {self._duplicate(s, [a['agent_id'] for a in activities])} "
-                f"already exists"
-            ) from error
-        s.execute(insert(ActivityLog), logs)
+            which = items[0][0] if len(items) == 1 else "of this batch"
+            raise ValueError(f"an activity with agent_id {which} already exists") from error
+        conn.execute(writes.INSERT_LOG, logs)
 
-    @staticmethod
-    def _duplicate(s: Session, agent_ids: builtins.list[UUID]) -> UUID:
-        """The agent_id that broke the unique index (for the error message)."""
-        seen: set[UUID] = set()
-        for agent_id in agent_ids:
-            if agent_id in seen:
-                return agent_id
-            seen.add(agent_id)
-        s.rollback()
-        for chunk in _chunks(agent_ids):
-            found = s.scalar(select(Activity.agent_id).where(Activity.agent_id.in_(chunk)))
-            if found is not None:
-                return found
-        return agent_ids[0]
-
-    def _append_in(self, s: Session, entries: Sequence[LogEntry]) -> None:
-        """Append ``entries`` in order, all or nothing."""
-        for entry in entries:
-            validate_percentage(entry.percentage)
-        agent_ids = sorted({_uuid(e.agent_id) for e in entries})
+    def _append_entries(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
+        """Append ``entries`` in order, all or nothing (see :mod:`agentexec_sqlalchemy.writes`)."""
+        statuses = [Status(e.status) if e.status is not None else None for e in entries]
+        if len(entries) == 1:
+            (entry,) = entries
+            locked = conn.execute(
+                writes.LOCK_ONE, {"p_agent_id": _uuid(entry.agent_id), "p_now": utcnow()}
+            ).one_or_none()
+            if locked is None:
+                raise UnknownActivityError(entry.agent_id)
+            conn.execute(writes.INSERT_ONE, {
+                "p_activity_id": locked.id, "p_message": entry.message, "p_status": statuses[0],
+                "p_percentage": entry.percentage, "p_created_at": locked.updated_at,
+            })
+            return
         # lock in one global order (sorted agent_ids), so two batches never deadlock
-        pks: dict[UUID, UUID] = {}
-        for chunk in _chunks(agent_ids):
-            pks.update(self._lock_by_agent_id(s, chunk))
+        now = utcnow()
+        pks: dict[UUID, UUID] = {}  # agent_id -> activity id
+        locked_at: dict[UUID, datetime] = {}  # activity id -> updated_at set by the lock
+        for chunk in _chunks(sorted({_uuid(e.agent_id) for e in entries})):
+            for row in conn.execute(writes.LOCK_MANY, {"p_agent_ids": chunk, "p_now": now}):
+                pks[row.agent_id], locked_at[row.id] = row.id, row.updated_at
         for entry in entries:
             if _uuid(entry.agent_id) not in pks:
                 raise UnknownActivityError(entry.agent_id)
-        # the status an entry without one inherits: the latest, as of now that we hold the lock
+        # the status an entry without one inherits: the latest, read now that we hold the locks
         current: dict[UUID, Status] = {}
-        if any(e.status is None for e in entries):
-            for chunk in _chunks(builtins.list(pks.values())):
-                stmt = select(Activity.id, queries.latest_status(Activity.id)).where(
-                    Activity.id.in_(chunk)
-                )
-                current.update({pk: st or Status.QUEUED for pk, st in s.execute(stmt)})
-        rows: builtins.list[dict[str, Any]] = []
-        last: dict[UUID, datetime] = {}
-        for entry in entries:
+        if None in statuses:
+            for chunk in _chunks(builtins.list(locked_at)):
+                for pk, status in conn.execute(writes.CURRENT_STATUSES, {"p_ids": chunk}):
+                    current[pk] = status or Status.QUEUED
+        times: dict[UUID, datetime] = {}
+        logs: builtins.list[dict[str, Any]] = []
+        for entry, status in zip(entries, statuses, strict=True):
             pk = pks[_uuid(entry.agent_id)]
-            status = Status(entry.status) if entry.status is not None else current[pk]
-            current[pk] = status
-            # strictly increasing within an activity, even when the clock does not tick
-            now = utcnow()
-            if pk in last and now <= last[pk]:
-                now = last[pk] + _TICK
-            last[pk] = now
-            rows.append({"activity_id": pk, "message": entry.message, "status": status,
-                         "percentage": entry.percentage, "created_at": now})
-        s.execute(insert(ActivityLog), rows)
-        s.execute(update(Activity), [{"id": pk, "updated_at": ts} for pk, ts in last.items()])
-
-    def _lock_by_agent_id(self, s: Session, agent_ids: Sequence[UUID]) -> dict[UUID, UUID]:
-        """Lock the activities of ``agent_ids``: agent_id -> primary key of those that exist."""
-        rows = self._lock(s, Activity.agent_id.in_(agent_ids), Activity.agent_id)
-        return {agent_id: pk for agent_id, pk in rows}
-
-    def _lock(self, s: Session, condition: Any, *columns: Any) -> builtins.list[Any]:
-        """Lock the activities matching ``condition``, returning ``(*columns, id)`` of each."""
-        if s.get_bind().dialect.name == "sqlite":
-            # a write first takes SQLite's writer lock, before anything is read
-            stmt: Any = (
-                update(Activity)
-                .where(condition)
-                .values(updated_at=Activity.updated_at)
-                .returning(*columns, Activity.id)
-                .execution_options(synchronize_session=False)
-            )
-        else:
-            # sorted, so two transactions locking overlapping sets never deadlock
-            stmt = (
-                select(*columns, Activity.id)
-                .where(condition)
-                .order_by(Activity.agent_id)
-                .with_for_update(of=Activity, key_share=True)
-            )
-        return builtins.list(s.execute(stmt))
+            # strictly increasing within the batch, from the time the lock gave
+            times[pk] = times[pk] + _TICK if pk in times else locked_at[pk]
+            current[pk] = status if status is not None else current[pk]
+            logs.append({"activity_id": pk, "message": entry.message, "status": current[pk],
+                         "percentage": entry.percentage, "created_at": times[pk]})
+        conn.execute(writes.INSERT_LOG, logs)
+        moved = [{"p_id": pk, "p_updated_at": at} for pk, at in times.items() if at != locked_at[pk]]
+        if moved:
+            conn.execute(writes.SET_UPDATED_AT, moved)
 
 
 __all__ = ["CANCELED_MESSAGE", "SQLActivityStore"]

@@ -1,8 +1,9 @@
-"""Which session a store call runs on, and the one transaction around it.
+"""Which connection a store call runs on, and the one transaction around it.
 
 An explicit ``session`` wins (it is the caller's: writes are committed, reads leave it as it
 was); else the process-global session from ``set_global_session`` (committed either way, so it
-never idles inside a transaction); else a short-lived session of the store's own engine.
+never idles inside a transaction); else a connection of the store's own engine, one
+transaction. The store speaks Core SQL on the session's connection: no ORM bookkeeping per call.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from agentexec_sqlalchemy import session as global_session
@@ -36,33 +37,33 @@ class UnitOfWork:
         return global_session.global_engine() or self.engine
 
     @contextmanager
-    def __call__(self, session: Session | None = None, *, write: bool) -> Iterator[Session]:
-        if session is not None:
-            with self._serial:
-                yield from self._run(session, commit=write, close=False)
-        elif global_session.global_engine() is not None:
-            with self._serial:
-                yield from self._run(global_session.get_global_session(), commit=True, close=False)
-        else:
-            with self.own(write=write) as own:
-                yield own
+    def __call__(self, session: Session | None = None, *, write: bool) -> Iterator[Connection]:
+        if session is None and global_session.global_engine() is not None:
+            session, write = global_session.get_global_session(), True
+        if session is None:
+            with self.own(write=write) as conn:
+                yield conn
+            return
+        with self._serial:
+            try:
+                with explain_missing_tables(session.get_bind().engine):
+                    yield session.connection()
+                    if write:
+                        session.commit()
+            except BaseException:
+                session.rollback()
+                raise
 
     @contextmanager
-    def own(self, *, write: bool, engine: Engine | None = None) -> Iterator[Session]:
-        """A short-lived session of its own, one transaction."""
-        with self._serial:
-            yield from self._run(Session(engine or self.engine), commit=write, close=True)
-
-    @staticmethod
-    def _run(session: Session, *, commit: bool, close: bool) -> Iterator[Session]:
-        try:
-            with explain_missing_tables(session.get_bind().engine):
-                yield session
-                if commit:
-                    session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            if close:
-                session.close()
+    def own(self, engine: Engine | None = None, *, write: bool = True) -> Iterator[Connection]:
+        """A connection of its own (``engine`` or the store's): one transaction for a write; for
+        a read (one statement, consistent by itself) autocommit, which saves the BEGIN and
+        COMMIT round trips."""
+        engine = engine or self.engine
+        with self._serial, explain_missing_tables(engine):
+            if write:
+                with engine.begin() as conn:
+                    yield conn
+            else:
+                with engine.connect() as conn:
+                    yield conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -1,0 +1,83 @@
+"""The write statements of the activity store, built once (their compiled form is cached).
+
+Appending to an activity is two statements:
+
+1. ``UPDATE activity SET updated_at = max(updated_at, :now) WHERE agent_id = ... RETURNING id,
+   updated_at``. The UPDATE takes the row lock (PostgreSQL) or the writer lock (SQLite) before
+   anything is read, so writers to one activity queue up here. The returned ``updated_at`` is the
+   new entry's time: never earlier than the previous entry, even when a writer that read the
+   clock earlier got the lock later. Entries are ordered by ``(created_at, id)`` and ids are
+   drawn after the lock, so the log order is the order in which writes took the lock.
+2. ``INSERT`` the entry; when it has no status, it copies the latest entry's in the same statement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentexec.activity.status import Status
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
+
+from agentexec_sqlalchemy.models import Activity, ActivityLog
+from agentexec_sqlalchemy.queries import latest_status
+from agentexec_sqlalchemy.types import UTCDateTime
+
+activity: Table = Activity.__table__  # type: ignore[assignment]
+log: Table = ActivityLog.__table__  # type: ignore[assignment]
+
+_NOW = bindparam("p_now", type_=UTCDateTime())
+_STATUS_TYPE = log.c.status.type
+
+
+def lock(condition: Any) -> Any:
+    """UPDATE that locks the matching activities and moves ``updated_at`` up to ``:p_now``."""
+    return (
+        update(activity)
+        .where(condition)
+        .values(updated_at=case((activity.c.updated_at < _NOW, _NOW), else_=activity.c.updated_at))
+    )
+
+
+#: lock one activity by agent_id -> (id, updated_at)
+LOCK_ONE = lock(activity.c.agent_id == bindparam("p_agent_id")).returning(
+    activity.c.id, activity.c.updated_at
+)
+#: lock many activities by agent_id -> (agent_id, id, updated_at)
+LOCK_MANY = lock(activity.c.agent_id.in_(bindparam("p_agent_ids", expanding=True))).returning(
+    activity.c.agent_id, activity.c.id, activity.c.updated_at
+)
+
+#: one entry; a NULL :status inherits the latest entry's (QUEUED for an activity without logs)
+INSERT_ONE = insert(log).values(
+    activity_id=bindparam("p_activity_id"),
+    message=bindparam("p_message"),
+    status=func.coalesce(
+        bindparam("p_status", type_=_STATUS_TYPE),
+        latest_status(bindparam("p_activity_id")),
+        bindparam("p_queued", Status.QUEUED, type_=_STATUS_TYPE),
+        type_=_STATUS_TYPE,
+    ),
+    percentage=bindparam("p_percentage"),
+    created_at=bindparam("p_created_at", type_=UTCDateTime()),
+)
+
+#: the pending activities, locked -> (id, updated_at)
+LOCK_PENDING = lock(latest_status(activity.c.id).in_(Status.pending())).returning(
+    activity.c.id, activity.c.updated_at
+)
+EXISTING = select(activity.c.agent_id).where(
+    activity.c.agent_id.in_(bindparam("p_agent_ids", expanding=True))
+)
+INSERT_ACTIVITY = insert(activity)
+INSERT_LOG = insert(log)
+SET_UPDATED_AT = (
+    update(activity)
+    .where(activity.c.id == bindparam("p_id"))
+    .values(updated_at=bindparam("p_updated_at", type_=UTCDateTime()))
+)
+
+
+#: ``(id, latest status)`` of the activities with ids in ``:p_ids``
+CURRENT_STATUSES = select(activity.c.id, latest_status(activity.c.id)).where(
+    activity.c.id.in_(bindparam("p_ids", expanding=True))
+)
