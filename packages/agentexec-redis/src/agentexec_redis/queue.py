@@ -195,10 +195,12 @@ class RedisQueue:
                     if orphan is not None:
                         return await self._leased(r, keys, consumer_id, state, orphan)
                     state.dirty = False
-        await self._beat_if_due(r, keys, consumer_id, state)
+        # counted as busy from here (no await since the gate check), so a recovery that starts
+        # now waits for this take instead of mistaking its task for a stranded one
         state.busy += 1
         state.idle.clear()
         try:
+            await self._beat_if_due(r, keys, consumer_id, state)
             remaining = deadline - time.monotonic()
             if remaining < _MIN_BLOCK:
                 raw = await _command(r, "LMOVE", keys.queue, inflight, "RIGHT", "LEFT")
