@@ -104,12 +104,22 @@ class SQLTransport:
         raise AssertionError("unreachable")
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self, durable: bool = True) -> Iterator[Connection]:
         """One short write transaction. On SQLite it starts with ``BEGIN IMMEDIATE``: the write
-        lock is taken up front, so a read-then-write never fails half-way with SQLITE_BUSY."""
+        lock is taken up front, so a read-then-write never fails half-way with SQLITE_BUSY.
+
+        ``durable=False`` is for writes whose loss in a database *crash* only means a task is
+        delivered again (a lease, an ack, a heartbeat, a release): on PostgreSQL the commit then
+        does not wait for the WAL flush (``synchronous_commit`` off for this transaction only),
+        which is most of a commit's latency on a busy disk. Order is kept: a later durable commit
+        (a result, a push) flushes these too. SQLite in WAL mode with ``synchronous=NORMAL``
+        never waits for a sync at commit, so it changes nothing there.
+        """
         with self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif not durable:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             try:
                 yield conn
             except BaseException:

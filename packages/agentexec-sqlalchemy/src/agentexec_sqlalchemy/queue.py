@@ -142,11 +142,11 @@ class SQLQueue(SQLTransport):
         return await self.wait_for("queue", queue_name, attempt, timeout)
 
     def _take(self, queue_name: str, consumer_id: str) -> Lease | None:
-        """Lease the next task. Each statement is atomic by itself (the take is one
-        ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``), so no transaction
-        is needed around them: on PostgreSQL that saves the BEGIN and COMMIT round trips."""
+        """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
+        RETURNING``, one statement, in a transaction that need not be durable (lost in a crash,
+        the task is simply still waiting)."""
         now = time.time()
-        with self.autocommit() as conn:
+        with self.write(durable=False) as conn:
             # reserving counts as a heartbeat; written at most every lease_timeout / 4
             last = self._beaten.get((queue_name, consumer_id))
             if last is None or time.monotonic() - last > self.lease_timeout / 4:
@@ -160,9 +160,8 @@ class SQLQueue(SQLTransport):
                     env = Envelope.model_validate_json(row.payload)
                 except ValidationError as exc:
                     reason = f"malformed payload: {_first_error(exc)}"
-                    with self.write() as tx:
-                        tx.execute(sql.DELETE_TASK, {"row_id": row.id})
-                        self._bury(tx, queue_name, row.payload, reason, now)
+                    conn.execute(sql.DELETE_TASK, {"row_id": row.id})
+                    self._bury(conn, queue_name, row.payload, reason, now)
                     continue
                 if env.attempts != row.attempts:
                     env = env.model_copy(update={"attempts": row.attempts})
@@ -187,7 +186,8 @@ class SQLQueue(SQLTransport):
         await self.run(self._ack, lease)
 
     def _ack(self, lease: Lease) -> None:
-        with self.autocommit() as conn:
+        # not durable: an ack lost in a crash means one more delivery, which at-least-once allows
+        with self.write(durable=False) as conn:
             conn.execute(sql.ACK, self._mine(lease))
 
     async def release(self, lease: Lease) -> None:
@@ -198,14 +198,14 @@ class SQLQueue(SQLTransport):
         params = {**self._mine(lease), "front": time.time_ns()}
         if not self.is_sqlite:
             params.update(self.note("queue", lease.queue_name))
-        with self.autocommit() as conn:
+        with self.write(durable=False) as conn:
             return conn.execute(self.dialect_sql(sql.RELEASE), params).first() is not None
 
     async def heartbeat(self, queue_name: str, consumer_id: str) -> None:
         await self.run(self._heartbeat, queue_name, consumer_id)
 
     def _heartbeat(self, queue_name: str, consumer_id: str) -> None:
-        with self.autocommit() as conn:
+        with self.write(durable=False) as conn:
             self._beat(conn, queue_name, consumer_id, time.time())
 
     # -- reap ----------------------------------------------------------------------------
