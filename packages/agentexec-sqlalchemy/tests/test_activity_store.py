@@ -269,3 +269,41 @@ def test_tables_and_indexes(db_engine: Engine) -> None:
     assert any(i["column_names"] == ["created_at", "id"] for i in inspector.get_indexes(activity))
     (fk,) = inspector.get_foreign_keys(log)
     assert (fk["referred_table"], fk["referred_columns"]) == (activity, ["id"])
+
+
+def test_overlapping_batches_and_cancel_pending_do_not_deadlock(
+    store: SQLActivityStore, db_engine: Engine
+) -> None:
+    """Batches lock their activities in agent_id order, so overlapping ones queue up instead of
+    failing with a deadlock (PostgreSQL) while cancel_pending runs beside them."""
+    import random
+
+    ids = [uuid.uuid4() for _ in range(120)]
+    anyio.run(store.acreate_many, [(agent_id, "t", "queued") for agent_id in ids])
+    errors: list[BaseException] = []
+
+    def batches(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(8):
+                sample = rng.sample(ids, 60)
+                anyio.run(store.aappend_many, [LogEntry(a, "step", Status.RUNNING, 1) for a in sample])
+        except BaseException as error:
+            errors.append(error)
+
+    def cancels() -> None:
+        try:
+            for _ in range(8):
+                store.cancel_pending()
+        except BaseException as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=batches, args=(n,)) for n in range(3)]
+    workers.append(threading.Thread(target=cancels))
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not errors, errors[:2]
+    store.cancel_pending()
+    assert store.list(status=Status.CANCELED, page_size=1).total == len(ids)

@@ -9,10 +9,13 @@ Appending to an activity is two statements:
    clock earlier got the lock later. Entries are ordered by ``(created_at, id)`` and ids are
    drawn after the lock, so the log order is the order in which writes took the lock.
 2. ``INSERT`` the entry; when it has no status, it copies the latest entry's in the same statement.
+
+Batches and ``cancel_pending`` lock their activities the same way, in ``agent_id`` order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from agentexec.activity.status import Status
@@ -29,21 +32,37 @@ _NOW = bindparam("p_now", type_=UTCDateTime())
 _STATUS_TYPE = log.c.status.type
 
 
-def lock(condition: Any) -> Any:
-    """UPDATE that locks the matching activities and moves ``updated_at`` up to ``:p_now``."""
-    return (
-        update(activity)
-        .where(condition)
-        .values(updated_at=case((activity.c.updated_at < _NOW, _NOW), else_=activity.c.updated_at))
+def _move_updated_at(stmt: Any) -> Any:
+    return stmt.values(
+        updated_at=case((activity.c.updated_at < _NOW, _NOW), else_=activity.c.updated_at)
     )
 
 
+def lock_sorted(condition: Callable[[Any], Any]) -> Any:
+    """UPDATE that locks the activities matching ``condition(table)`` and moves ``updated_at``
+    up to ``:p_now``. The rows are locked in ``agent_id`` order first (PostgreSQL ``FOR NO KEY
+    UPDATE`` in a sorted subquery), so transactions locking overlapping sets queue up instead
+    of deadlocking."""
+    target = activity.alias("target")
+    ordered = (
+        select(target.c.id)
+        .where(condition(target))
+        .order_by(target.c.agent_id)
+        .with_for_update(key_share=True)
+    )
+    return _move_updated_at(update(activity).where(activity.c.id.in_(ordered)))
+
+
 #: lock one activity by agent_id -> (id, updated_at)
-LOCK_ONE = lock(activity.c.agent_id == bindparam("p_agent_id")).returning(
+LOCK_ONE = _move_updated_at(
+    update(activity).where(activity.c.agent_id == bindparam("p_agent_id"))
+).returning(
     activity.c.id, activity.c.updated_at
 )
 #: lock many activities by agent_id -> (agent_id, id, updated_at)
-LOCK_MANY = lock(activity.c.agent_id.in_(bindparam("p_agent_ids", expanding=True))).returning(
+LOCK_MANY = lock_sorted(
+    lambda table: table.c.agent_id.in_(bindparam("p_agent_ids", expanding=True))
+).returning(
     activity.c.agent_id, activity.c.id, activity.c.updated_at
 )
 
@@ -62,7 +81,7 @@ INSERT_ONE = insert(log).values(
 )
 
 #: the pending activities, locked -> (id, updated_at)
-LOCK_PENDING = lock(latest_status(activity.c.id).in_(Status.pending())).returning(
+LOCK_PENDING = lock_sorted(lambda table: latest_status(table.c.id).in_(Status.pending())).returning(
     activity.c.id, activity.c.updated_at
 )
 EXISTING = select(activity.c.agent_id).where(
