@@ -143,7 +143,8 @@ class Activity(Base):
         a session, so other processes see the progress; a detached activity just gains the entry.
         """
         validate_percentage(percentage)
-        now = utcnow()
+        # never before the previous entry, whatever this host's clock says (as the store does)
+        now = max(utcnow(), self.updated_at) if self.updated_at is not None else utcnow()
         self.logs.append(
             ActivityLog(
                 message=message,
