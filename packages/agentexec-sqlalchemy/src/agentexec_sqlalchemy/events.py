@@ -43,7 +43,8 @@ class SQLEvents(SQLTransport):
         return str(event_id)
 
     def _publish(self, channel: str, data: str, trim: bool) -> int:
-        with self.write() as conn:
+        # events are notices (log lines, shutdown broadcasts): no need to wait for the WAL flush
+        with self.write(durable=False) as conn:
             if not self.is_sqlite:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PUBLISH_LOCK)))
             params = {"channel": channel, "data": data, "ts": time.time()}
