@@ -270,10 +270,10 @@ class SQLActivityStore:
 
     def _insert_activities(self, conn: Connection, items: Sequence[_ActivityRow]) -> None:
         if len(items) > 1:
-            taken = [
+            taken = {
                 agent_id for chunk in _chunks([item[0] for item in items])
                 for agent_id in conn.scalars(writes.EXISTING, {"p_agent_ids": chunk})
-            ]
+            }
             seen: set[UUID] = set()
             for agent_id, *_ in items:
                 if agent_id in seen or agent_id in taken:
