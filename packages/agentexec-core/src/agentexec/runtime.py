@@ -55,9 +55,11 @@ def configured_urls(database_url: str | None = None) -> dict[BackendKind, str]:
     if transport is None or db is None:
         if not _announced:
             _announced = True
-            log.info(
+            # a warning so it shows with no logging configured: production should choose
+            log.warning(
                 "agentexec: no redis_url or database_url configured; using the embedded SQLite "
-                "file %s for %s", CONF.embedded_db_path,
+                "file %s for %s (set AGENTEXEC_REDIS_URL or AGENTEXEC_DATABASE_URL to choose)",
+                CONF.embedded_db_path,
                 "queue, results, events and activity" if transport is None and db is None else
                 "activity" if db is None else "queue, results and events",
             )
@@ -95,6 +97,11 @@ def build_backends(
                 source = activity_source
             obj = spec.load()(source)
             cross = cross and spec.cross_process
+            if source == embedded_url():
+                # the embedded default needs no set-up step: it creates what it uses
+                ensure = getattr(obj, "ensure_schema", None)
+                if callable(ensure):
+                    ensure()
         else:
             cross = cross and getattr(obj, "cross_process", True)
         built[kind] = obj
@@ -158,5 +165,7 @@ def get_activity_store() -> ActivityStore:
             if _activity_store is None:
                 url = configured_urls()["activity"]
                 _activity_store = get_registry().find("activity", url).load()(url)
+                if url == embedded_url() and callable(getattr(_activity_store, "ensure_schema", None)):
+                    _activity_store.ensure_schema()
     store: ActivityStore = _activity_store
     return store

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio.to_thread
+import sqlalchemy as sa
 from agentexec.activity.schemas import (
     ActivityDetailSchema,
     ActivityListItemSchema,
@@ -71,6 +72,18 @@ class SQLActivityStore:
 
     def __repr__(self) -> str:
         return f"SQLActivityStore({self.url!r})"
+
+    def ensure_schema(self) -> None:
+        """Create the activity tables that are missing (the embedded default calls this; with
+        your own database, prefer ``ax.Base.metadata.create_all(engine)`` or migrations)."""
+        from agentexec_sqlalchemy.models import Activity, ActivityLog
+
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x61676578)))
+            Activity.metadata.create_all(
+                conn, tables=[Activity.__table__, ActivityLog.__table__]  # type: ignore[list-item]
+            )
 
     # -- sync: the spec's API --------------------------------------------------------------
     def create(
