@@ -12,8 +12,11 @@ from typing import Any
 
 import anyio
 import pytest
+import sqlalchemy as sa
+from agentexec.task import Envelope
 from agentexec_sqlalchemy.queue import SQLQueue
 from agentexec_sqlalchemy.results import SQLResults
+from agentexec_sqlalchemy.transport_models import queue_table
 
 # Another process: on each line from stdin it pushes one task or sets one result, then prints
 # the wall-clock time its transaction committed.
@@ -148,3 +151,67 @@ async def test_result_waiter_wakes_on_a_set_from_another_process(
     latency = woke_at - set_at
     assert latency < BOUND[results.engine.dialect.name], f"woke {latency * 1000:.0f} ms after the set"
     assert idle_reads == 1, idle_reads  # the waiter itself never polls
+
+
+def _push_bypassing_this_process(queue: SQLQueue, queue_name: str) -> None:
+    """Insert a task as another process would: no in-process wake-up, only the database's."""
+    env = Envelope(agent_id=uuid.uuid4(), task_name="t", context={}, queue_name=queue_name)
+    row = queue._row(env, None)
+    with queue.write() as conn:
+        conn.execute(queue_table.insert(), [row])
+        queue.notify(conn, "queue", queue_name)
+
+
+@pytest.mark.anyio
+async def test_waiters_survive_a_lost_listen_connection(postgres_server_url: str) -> None:
+    queue = SQLQueue(postgres_server_url)
+    name = f"lost-{uuid.uuid4().hex[:8]}"
+    got: list[Any] = []
+
+    async def consume() -> None:
+        got.append(await queue.reserve(name, "c", 8.0))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.sleep(0.3)
+            with queue.autocommit() as conn:  # the server drops the listener's connection
+                killed = conn.execute(sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                )).scalars().all()
+            assert killed and all(killed)
+            await anyio.sleep(0.5)  # reconnected (first retry after 100 ms)
+            started = time.monotonic()
+            _push_bypassing_this_process(queue, name)
+    assert got[0] is not None
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.anyio
+async def test_an_idle_sqlite_poller_stops_and_a_new_one_starts(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentexec_sqlalchemy import watch_sqlite
+
+    monkeypatch.setattr(watch_sqlite, "IDLE_EXIT", 0.2)
+    queue = SQLQueue(f"sqlite:///{tmp_path / 'idle.db'}")
+    name = f"idle-{uuid.uuid4().hex[:8]}"
+    first = await queue.watcher()
+    assert await queue.reserve(name, "c", 0.05) is None
+    await anyio.sleep(1.0)  # idle past IDLE_EXIT: the thread ends
+    assert not first.healthy and not first._thread.is_alive()
+    got: list[Any] = []
+
+    async def consume() -> None:
+        got.append(await queue.reserve(name, "c", 5.0))
+
+    with anyio.fail_after(6):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.sleep(0.2)
+            started = time.monotonic()
+            _push_bypassing_this_process(queue, name)
+    assert got[0] is not None
+    assert time.monotonic() - started < 0.5
+    assert (await queue.watcher()) is not first

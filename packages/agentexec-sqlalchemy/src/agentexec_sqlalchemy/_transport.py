@@ -154,11 +154,12 @@ class SQLTransport:
         HUB.wake((self.database, kind, name))
 
     # -- waiting -------------------------------------------------------------------------
-    async def watcher(self) -> Watcher:
-        """The process's watcher of this database, once it delivers wake-ups."""
+    async def watcher(self, wait: float = 5.0) -> Watcher:
+        """The process's watcher of this database, after waiting up to ``wait`` seconds for it to
+        deliver wake-ups (a new PostgreSQL listener needs one round trip to LISTEN)."""
         watcher = get_watcher(self.engine, self.database)
-        if not watcher.healthy:
-            await anyio.to_thread.run_sync(watcher.wait_ready, 5.0)
+        if not watcher.healthy and wait > 0:
+            await anyio.to_thread.run_sync(watcher.wait_ready, wait)
         return watcher
 
     async def wait_for(
@@ -175,10 +176,12 @@ class SQLTransport:
         re-checks every few seconds anyway, and polls on its own while the watcher is down.
         """
         deadline = time.monotonic() + max(timeout, 0.0)
-        watcher = await self.watcher()
+        watcher = await self.watcher(min(5.0, timeout))
         key = (self.database, kind, name)
         delays = poll_delays()
         while True:
+            if not watcher.healthy:  # stopped or reconnecting: a new one, or poll on our own
+                watcher = await self.watcher(wait=0)
             fut = HUB.register(key)
             watcher.kick()
             try:

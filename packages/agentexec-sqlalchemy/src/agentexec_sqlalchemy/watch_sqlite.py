@@ -1,10 +1,12 @@
-"""SQLite watcher: one batched poll per process and database file, feeding the hub.
+"""SQLite watcher: one poll per process and database file, feeding the hub.
 
 SQLite has no cross-process signal, so something must poll. Rather than every waiter polling
-its own row (500 ``gather``-ed results would be 500 pollers), one daemon thread asks, per poll,
-one question per kind for *all* the waiters of this process: which of these queues have waiting
-tasks, which of these results exist, is there a newer event. It polls only while someone waits,
-backing off from 5 ms to 100 ms while nothing turns up, and wakes the hub for what it found.
+its own row (500 ``gather``-ed results would be 500 pollers), one daemon thread polls for all
+the waiters of this process, and only while someone waits. Each tick reads
+``PRAGMA data_version`` on its own connection — a counter that moves when *another* connection
+commits, costing microseconds and no table read — and only when it moved asks one question per
+kind: which of these queues have waiting tasks, which of these results exist, is there a newer
+event. Ticks back off from 1 ms to 25 ms while nothing changes.
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from agentexec_sqlalchemy.notify import HUB, poll_delays
+from agentexec_sqlalchemy.notify import HUB
 from agentexec_sqlalchemy.transport_models import event_table, queue_table, result_table
 from agentexec_sqlalchemy.watch import Watcher
 
 #: names per IN (...) list, well under SQLite's bound-parameter limit
 CHUNK = 500
+#: tick back-off while the database does not change (seconds)
+TICK_MIN = 0.001
+TICK_MAX = 0.025
+#: a poller nobody waited on for this long stops (and closes its connection)
+IDLE_EXIT = 30.0
 
 Q, R, E = queue_table, result_table, event_table
 
@@ -37,42 +44,63 @@ class SqlitePoller(Watcher):
         self._kicked.set()
 
     def _run(self) -> None:
-        delays = poll_delays()
+        while True:
+            try:
+                with self._engine.connect() as conn:
+                    if self._watch(conn):
+                        return
+            except sa.exc.SQLAlchemyError:  # locked past busy_timeout, file replaced: reconnect
+                time.sleep(TICK_MAX)
+
+    def _watch(self, conn: Connection) -> bool:
+        """Poll until nobody has waited for ``IDLE_EXIT`` seconds (then True: the thread ends,
+        and the next waiter starts a new poller)."""
+        version: int | None = None
+        delay = TICK_MIN
+        idle_since = time.monotonic()
         while True:
             waiting = HUB.waiting(self.database)
             if not waiting:
-                self._kicked.wait(1.0)  # idle: no query until someone waits
+                if time.monotonic() - idle_since > IDLE_EXIT:
+                    self._ready.clear()
+                    self.forget()
+                    HUB.wake_database(self.database)  # a waiter that raced in gets a new poller
+                    return True
+                self._kicked.wait(min(1.0, IDLE_EXIT))  # idle: no query until someone waits
                 self._kicked.clear()
-                delays = poll_delays()
+                version, delay = None, TICK_MIN  # new waiters: look once whatever the version
                 continue
-            try:
-                found = self._poll(waiting)
-            except sa.exc.OperationalError:  # locked for longer than busy_timeout: next round
-                found = []
-            for kind, name in found:
-                HUB.wake((self.database, kind, name))
-            if found:
-                delays = poll_delays()
-            time.sleep(next(delays))
+            idle_since = time.monotonic()
+            current = conn.exec_driver_sql("PRAGMA data_version").scalar_one()
+            conn.rollback()  # end the read transaction so the next tick sees new commits
+            if current != version:
+                version = current
+                for kind, name in self._poll(conn, waiting):
+                    HUB.wake((self.database, kind, name))
+                delay = TICK_MIN
+            else:
+                delay = min(delay * 2, TICK_MAX)
+            if self._kicked.wait(delay):  # a new waiter: check for it now
+                self._kicked.clear()
+                version = None
 
-    def _poll(self, waiting: dict[str, list[str]]) -> list[tuple[str, str]]:
+    def _poll(self, conn: Connection, waiting: dict[str, list[str]]) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
-        with self._engine.connect() as conn:
-            for chunk in _chunks(waiting.get("queue", [])):
-                rows = conn.execute(
-                    sa.select(Q.c.queue_name)
-                    .where(Q.c.queue_name.in_(chunk), Q.c.consumer_id.is_(None))
-                    .distinct()
-                )
-                found += [("queue", name) for (name,) in rows]
-            for chunk in _chunks(waiting.get("result", [])):
-                rows = conn.execute(
-                    sa.select(R.c.key).where(R.c.key.in_(chunk), R.c.expires_at > time.time())
-                )
-                found += [("result", key) for (key,) in rows]
-            if "event" in waiting and self._newer_event(conn):
-                found.append(("event", ""))
-            conn.rollback()
+        for chunk in _chunks(waiting.get("queue", [])):
+            rows = conn.execute(
+                sa.select(Q.c.queue_name)
+                .where(Q.c.queue_name.in_(chunk), Q.c.consumer_id.is_(None))
+                .distinct()
+            )
+            found += [("queue", name) for (name,) in rows]
+        for chunk in _chunks(waiting.get("result", [])):
+            rows = conn.execute(
+                sa.select(R.c.key).where(R.c.key.in_(chunk), R.c.expires_at > time.time())
+            )
+            found += [("result", key) for (key,) in rows]
+        if "event" in waiting and self._newer_event(conn):
+            found.append(("event", ""))
+        conn.rollback()  # end the read transaction
         return found
 
     def _newer_event(self, conn: Connection) -> bool:
