@@ -271,3 +271,10 @@ async def test_sqlite_waiters_share_one_poll(sqlite_url: str, monkeypatch: pytes
     # queries run only when the file changed (PRAGMA data_version) or a waiter arrived
     assert max(polls) == 300 and polls_before <= 10, polls
     assert len(polls) - polls_before <= 3, polls
+
+
+async def test_subscribe_rejects_a_foreign_last_id(sqlite_url: str) -> None:
+    events = SQLEvents(sqlite_url)
+    with pytest.raises(ValueError, match="not an id of this event backend"):
+        async with events.subscribe(["x"], last_id="1700000000000-0"):  # a Redis stream id
+            pass

@@ -37,6 +37,14 @@ _schema_lock = threading.Lock()
 _schema_ready: set[tuple[int, str]] = set()
 
 
+def _after_fork() -> None:
+    global _schema_lock
+    _schema_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def _is_locked(exc: sa.exc.OperationalError) -> bool:
     text = str(exc.orig).lower()
     return "database is locked" in text or "database is busy" in text

@@ -69,7 +69,15 @@ class SQLEvents(SQLTransport):
     ) -> AsyncIterator[AsyncIterator[Event]]:
         """Events published after entering (or after ``last_id``) on channels matching
         ``patterns`` (``*`` wildcards, as :func:`fnmatch.fnmatchcase`)."""
-        cursor = int(last_id) if last_id is not None else await self.run(self._last_id)
+        if last_id is None:
+            cursor = await self.run(self._last_id)
+        elif str(last_id).isdigit():
+            cursor = int(last_id)
+        else:
+            raise ValueError(
+                f"last_id={last_id!r} is not an id of this event backend: pass an Event.id "
+                f"received from SQLEvents (a decimal row id), or None for new events only"
+            )
         yield _Subscription(self, tuple(patterns), cursor)
 
     async def close(self) -> None:

@@ -41,17 +41,20 @@ class Hub:
     """asyncio futures keyed by (database, kind, name), woken from any thread."""
 
     def __init__(self) -> None:
+        self.reset()
+        # a forked child starts empty: the parent's loops are not its own (waking one would write
+        # to a self-pipe the parent shares), and a lock held by another thread at the fork
+        # would stay held forever
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
         self._lock = threading.Lock()
-        self._pid = os.getpid()
         self._waiters: dict[Key, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
 
     def register(self, key: Key) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's loops are not ours
-                self._pid = os.getpid()
-                self._waiters.clear()
             self._waiters.setdefault(key, []).append((loop, fut))
         return fut
 

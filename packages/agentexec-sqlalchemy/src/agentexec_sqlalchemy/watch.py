@@ -43,6 +43,15 @@ _watchers: dict[tuple[int, str], Watcher] = {}
 _lock = threading.Lock()
 
 
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _watchers.clear()  # their threads did not survive the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def get_watcher(engine: Engine, database: str) -> Watcher:
     key = (os.getpid(), database)
     with _lock:
