@@ -154,6 +154,33 @@ class ConsumerReaper(Protocol):
 
 
 @runtime_checkable
+class BatchAck(Protocol):
+    """Optional queue capability: acknowledge many leases in one round trip (same effect as
+    ``ack`` on each). Workers use it to acknowledge a batch of finished tasks at once."""
+
+    async def ack_many(self, leases: Sequence[Lease]) -> None: ...
+
+
+@runtime_checkable
+class BatchReserve(Protocol):
+    """Optional queue capability: take up to ``max_count`` tasks in one round trip, waiting up
+    to ``timeout`` seconds for the first; the same rules as ``reserve`` for each task taken.
+    Returns an empty list when nothing came."""
+
+    async def reserve_many(
+        self, queue_name: str, consumer_id: str, max_count: int, timeout: float
+    ) -> list[Lease]: ...
+
+
+@runtime_checkable
+class BatchResults(Protocol):
+    """Optional result capability: store many outcomes in one round trip (same effect as
+    ``set`` on each, waking each one's waiters)."""
+
+    async def set_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None: ...
+
+
+@runtime_checkable
 class ResultBackend(Protocol):
     """Per-task outcomes, stored as opaque bytes (core encodes them) with a time to live."""
 

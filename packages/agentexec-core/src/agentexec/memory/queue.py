@@ -94,6 +94,25 @@ class MemoryQueue:
         with self._lock:
             self._take_inflight(lease)
 
+    async def ack_many(self, leases: Sequence[Lease]) -> None:
+        with self._lock:
+            for lease in leases:
+                self._take_inflight(lease)
+
+    async def reserve_many(
+        self, queue_name: str, consumer_id: str, max_count: int, timeout: float
+    ) -> list[Lease]:
+        first = await self.reserve(queue_name, consumer_id, timeout)
+        if first is None:
+            return []
+        leases = [first]
+        while len(leases) < max_count:
+            more = await self.reserve(queue_name, consumer_id, 0)
+            if more is None:
+                break
+            leases.append(more)
+        return leases
+
     async def release(self, lease: Lease) -> None:
         with self._lock:
             if self._take_inflight(lease):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Sequence
 from uuid import UUID
 
 from agentexec.memory._wakeup import Waiters
@@ -35,6 +36,10 @@ class MemoryResults:
             waiters = self._waiters.pop(agent_id, None)
         if waiters:
             waiters.wake_all()
+
+    async def set_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
+        for agent_id, data in items:
+            await self.set(agent_id, data, ttl)
 
     async def get(self, agent_id: UUID) -> bytes | None:
         with self._lock:

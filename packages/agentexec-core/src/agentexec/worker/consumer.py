@@ -15,7 +15,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agentexec.activity.status import Status
-from agentexec.backends import Lease, LogEntry
+from agentexec.backends import BatchReserve, Lease, LogEntry
 from agentexec.results import Outcome
 from agentexec.runtime import Backends
 from agentexec.task import Task, TaskDefinition
@@ -29,7 +29,26 @@ log = logging.getLogger("agentexec.worker")
 
 #: concurrent ``reserve`` calls per lane: enough to fill many free slots quickly, few enough
 #: that idle workers do not tie up many blocking backend connections
-MAX_FETCHERS = 4
+MAX_FETCHERS = 2
+#: tasks one ``reserve_many`` call may take (queues that offer it), bounded by free slots
+MAX_RESERVE_BATCH = 16
+
+
+def _take_more(slots: anyio.Semaphore, most: int) -> int:
+    """Acquire up to ``most`` more free slots without waiting; returns how many."""
+    taken = 0
+    while taken < most:
+        try:
+            slots.acquire_nowait()
+        except anyio.WouldBlock:
+            break
+        taken += 1
+    return taken
+
+
+def _release(slots: anyio.Semaphore, count: int) -> None:
+    for _ in range(count):
+        slots.release()
 
 
 class Worker:
@@ -58,6 +77,8 @@ class Worker:
         self._waiting_scopes: set[anyio.CancelScope] = set()
         self._tasks_scope: anyio.CancelScope | None = None
         self._stopped = anyio.Event()
+        queue = backends.queue
+        self._reserve_many = queue.reserve_many if isinstance(queue, BatchReserve) else None
 
     # -- control (call from the worker's event loop) -----------------------------------------
     def stop(self) -> None:
@@ -81,7 +102,7 @@ class Worker:
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
-        writer = ActivityWriter(self.backends.activity, self.backends.results)
+        writer = ActivityWriter(self.backends.activity, self.backends.results, self.backends.queue)
         self.sink = WorkerSink(writer)
         set_sink(self.sink)  # inherited by every task started below
         try:
@@ -106,40 +127,50 @@ class Worker:
         await self._stopped.wait()
 
     async def _fetch(self, lane: Lane, slots: anyio.Semaphore, tasks: TaskGroup) -> None:
-        queue = self.backends.queue
         backoff = 0.1
         while not self.stopping:
+            # a stop cancels the wait for a slot and a blocked reserve alike, so shutdown is
+            # prompt; a task moved to us by a reserve cut off midway is in flight for this
+            # consumer, and the pool hands it out again as soon as this worker has exited
+            leases: list[Lease] = []
+            held = 0
             with anyio.CancelScope() as waiting:
                 self._waiting_scopes.add(waiting)
                 try:
                     await slots.acquire()
+                    held = 1 + _take_more(slots, MAX_RESERVE_BATCH - 1) if self._reserve_many else 1
+                    leases = await self._reserve(lane, held)
+                except anyio.get_cancelled_exc_class():
+                    _release(slots, held)
+                    raise
+                except Exception as exc:
+                    _release(slots, held)
+                    log.error(
+                        "taking a task from %r failed (%s: %s); retrying in %.1fs",
+                        lane.queue_name, type(exc).__name__, exc, backoff,
+                    )
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
                 finally:
                     self._waiting_scopes.discard(waiting)
             if waiting.cancelled_caught:
                 return
-            if self.stopping:
-                slots.release()
-                return
-            try:
-                lease = await queue.reserve(lane.queue_name, self.consumer_id, self.poll_interval)
-            except Exception as exc:
-                slots.release()
-                log.error(
-                    "taking a task from %r failed (%s: %s); retrying in %.1fs",
-                    lane.queue_name, type(exc).__name__, exc, backoff,
-                )
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
             backoff = 0.1
-            if lease is None:
-                slots.release()
-                continue
-            if self.stopping:  # taken while a stop came in: give it straight back
-                await queue.release(lease)
-                slots.release()
+            _release(slots, held - len(leases))
+            if self.stopping:  # taken while a stop came in: give them straight back
+                for lease in leases:
+                    await self.backends.queue.release(lease)
+                _release(slots, len(leases))
                 return
-            tasks.start_soon(self._run, lease, slots)
+            for lease in leases:
+                tasks.start_soon(self._run, lease, slots)
+
+    async def _reserve(self, lane: Lane, count: int) -> list[Lease]:
+        if self._reserve_many is not None and count > 1:
+            return await self._reserve_many(lane.queue_name, self.consumer_id, count, self.poll_interval)
+        lease = await self.backends.queue.reserve(lane.queue_name, self.consumer_id, self.poll_interval)
+        return [] if lease is None else [lease]
 
     async def _run(self, lease: Lease, slots: anyio.Semaphore) -> None:
         env = lease.envelope
@@ -153,12 +184,7 @@ class Worker:
         )
         definition = self.definitions.get(env.task_name)
         task._definition = definition
-        queue = self.backends.queue
-
-        async def ack() -> None:
-            await queue.ack(lease)
-
-        self.sink.acks[env.agent_id] = ack
+        self.sink.leases[env.agent_id] = lease
         self.running += 1
         try:
             if env.attempts and await self._finished_before(task):
@@ -174,13 +200,13 @@ class Worker:
                 pass  # the lifecycle recorded it (activity ERROR, failed outcome) and logged it
         except anyio.get_cancelled_exc_class():
             # aborted: unless its outcome is already on its way, the task goes back to the queue
-            if self.sink.acks.pop(env.agent_id, None) is not None:
+            if self.sink.leases.pop(env.agent_id, None) is not None:
                 self._give_back(lease)
             raise
         finally:
             self.running -= 1
             slots.release()
-            if self.sink.acks.pop(env.agent_id, None) is not None:
+            if self.sink.leases.pop(env.agent_id, None) is not None:
                 log.error("task %s ended without an outcome; giving it back", env.agent_id)
                 self._give_back(lease)
 
@@ -195,19 +221,14 @@ class Worker:
         except ValueError:
             return False
         log.info("Task %s (%s) already finished; not running it again", task.task_name, task.agent_id)
-        self.sink.writer.submit(None, after=self.sink.acks.pop(task.agent_id))
+        self.sink.writer.submit(None, ack=self.sink.leases.pop(task.agent_id))
         return True
 
     def _give_back(self, lease: Lease) -> None:
-        queue = self.backends.queue
-
-        async def release() -> None:
-            await queue.release(lease)
-
         # the QUEUED line is written before the release, so a worker that takes the task
         # again writes its RUNNING line after it
         self.sink.writer.submit(
-            LogEntry(lease.envelope.agent_id, RELEASED_MESSAGE, Status.QUEUED), after=release
+            LogEntry(lease.envelope.agent_id, RELEASED_MESSAGE, Status.QUEUED), release=lease
         )
 
     async def _heartbeat(self) -> None:

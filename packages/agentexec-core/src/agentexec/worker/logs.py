@@ -70,7 +70,8 @@ class LogForwarder(logging.Handler):
             if not self._buffer:
                 with anyio.move_on_after(0.05):
                     await self._wake.wait()
-            await self.flush_to(events, channel)
+            with anyio.CancelScope(shield=True):  # a record is sent whole, and only once
+                await self.flush_to(events, channel)
 
     async def flush_to(self, events: EventBackend, channel: str) -> None:
         if self._dropped:

@@ -328,7 +328,8 @@ class ProcessSupervisor(Supervisor):
     async def _shutdown(self, backends: Backends) -> None:
         live = [s for s in self.slots if s.pid is not None]
         for slot in self.slots:
-            slot.exit_seen = slot.pid is None  # only running workers will say goodbye
+            if slot.pid is None:
+                slot.exit_seen = True  # only running workers will say goodbye
         log.info("Shutting down %d worker(s)", len(live))
         with anyio.move_on_after(2):
             try:

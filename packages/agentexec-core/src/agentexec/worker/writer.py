@@ -1,25 +1,38 @@
-"""A worker process's activity writer: group commit, then outcomes, then acknowledgements.
+"""A worker process's writer: group commit of activity lines, then outcomes, then acks.
 
-Every lifecycle line of the process's tasks goes through one writer. Lines that arrive while a
-transaction is in progress are written together in the next one (``aappend_many``), so with many
-tasks in flight the database sees one transaction per batch instead of one per line, while a
-lone task pays one transaction and no added delay.
+Every lifecycle line of the process's tasks goes through one writer. Lines that arrive while
+transactions are in progress are written together in the next one (``aappend_many``), so with
+many tasks in flight the database sees one transaction per batch instead of one per line, while
+a lone task pays one transaction and no added delay. A few transactions may be in flight at
+once; two lines of one activity are never in flight together, so each activity's lines commit
+in the order they were written.
 
-After a batch commits, each finished task's outcome is stored and only then is the task
-acknowledged: a crash at any point leaves the task in flight, and the queue hands it out again
-(at-least-once). Nothing is dropped on shutdown: :meth:`close` returns once everything submitted
-is written, stored and acknowledged.
+After a batch commits, the outcomes of its finished tasks are stored and only then are those
+tasks acknowledged (in one round trip each where the backend offers ``set_many``/``ack_many``):
+a crash at any point leaves a task in flight, and the queue hands it out again (at-least-once).
+Nothing is dropped on shutdown: :meth:`close` returns once everything submitted is written,
+stored and acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 import anyio
 
-from agentexec.backends import ActivityStore, LogEntry, ResultBackend, UnknownActivityError
+from agentexec.backends import (
+    ActivityStore,
+    BatchAck,
+    BatchResults,
+    Lease,
+    LogEntry,
+    QueueBackend,
+    ResultBackend,
+    UnknownActivityError,
+)
 from agentexec.config import CONF
 from agentexec.results import Outcome
 from agentexec.task import Task
@@ -28,32 +41,39 @@ log = logging.getLogger("agentexec.worker")
 
 #: lines per transaction, so one burst cannot make a transaction arbitrarily large
 MAX_BATCH = 500
-#: outcome stores and acks in flight at once (each holds a backend connection)
-POST_CONCURRENCY = 8
+#: activity transactions in flight at once (each holds a database connection)
+MAX_COMMITS = 3
+#: outcome/ack steps in flight at once (each holds a backend connection)
+MAX_POSTS = 4
 MAX_BACKOFF = 5.0
-
-After = Callable[[], Awaitable[None]]
 
 
 @dataclass(slots=True)
 class _Item:
     entry: LogEntry | None
     done: anyio.Event | None = None
-    outcome: tuple[Task, bytes] | None = None
-    after: After | None = None
+    outcome: tuple[UUID, bytes] | None = None
+    ack: Lease | None = None
+    release: Lease | None = None
 
 
 class ActivityWriter:
-    def __init__(self, activity: ActivityStore, results: ResultBackend) -> None:
+    def __init__(self, activity: ActivityStore, results: ResultBackend, queue: QueueBackend) -> None:
         self._activity = activity
         self._results = results
+        self._queue = queue
         self._pending: list[_Item] = []
+        self._busy: set[UUID] = set()  # activities with a line in a transaction in flight
+        self._commits = 0
         self._wake = anyio.Event()
         self._closing = False
         self._finished = anyio.Event()
-        self._limiter = anyio.CapacityLimiter(POST_CONCURRENCY)
+        self._posts = anyio.CapacityLimiter(MAX_POSTS)
+        # optional batch capabilities, looked up once (protocol isinstance checks are slow)
+        self._set_many = results.set_many if isinstance(results, BatchResults) else None
+        self._ack_many = queue.ack_many if isinstance(queue, BatchAck) else None
 
-    # -- producers (the worker's event loop thread) ------------------------------------------
+    # -- producers (the worker's event loop) -------------------------------------------------
     async def write(self, entry: LogEntry) -> None:
         """Write one line; returns once it is committed."""
         done = anyio.Event()
@@ -64,11 +84,12 @@ class ActivityWriter:
         self,
         entry: LogEntry | None,
         *,
-        outcome: tuple[Task, bytes] | None = None,
-        after: After | None = None,
+        outcome: tuple[UUID, bytes] | None = None,
+        ack: Lease | None = None,
+        release: Lease | None = None,
     ) -> None:
-        """Queue a line; once committed, store ``outcome`` (task, encoded) and then call ``after``."""
-        self._push(_Item(entry, outcome=outcome, after=after))
+        """Queue a line; once committed, store ``outcome`` and then ack (or release) the lease."""
+        self._push(_Item(entry, outcome=outcome, ack=ack, release=release))
 
     def _push(self, item: _Item) -> None:
         if self._finished.is_set():
@@ -79,22 +100,17 @@ class ActivityWriter:
     # -- the writer task -----------------------------------------------------------------------
     async def run(self) -> None:
         try:
-            async with anyio.create_task_group() as posts:
+            async with anyio.create_task_group() as tg:
                 while True:
-                    if not self._pending:
-                        if self._closing:
-                            break
-                        await self._wake.wait()
-                        self._wake = anyio.Event()
+                    batch = self._take() if self._commits < MAX_COMMITS else []
+                    if batch:
+                        self._commits += 1
+                        tg.start_soon(self._commit_batch, batch, tg)
                         continue
-                    batch = self._pending[:MAX_BATCH]
-                    del self._pending[:MAX_BATCH]
-                    await self._commit([i.entry for i in batch if i.entry is not None])
-                    for item in batch:
-                        if item.done is not None:
-                            item.done.set()
-                        if item.outcome is not None or item.after is not None:
-                            posts.start_soon(self._post, item)
+                    if self._closing and not self._pending and not self._commits:
+                        break
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
         finally:
             self._finished.set()
 
@@ -103,6 +119,43 @@ class ActivityWriter:
         self._closing = True
         self._wake.set()
         await self._finished.wait()
+
+    def _take(self) -> list[_Item]:
+        """The next batch: pending items in order, skipping (for now) activities in flight."""
+        batch: list[_Item] = []
+        rest: list[_Item] = []
+        claimed: set[UUID] = set()
+        for item in self._pending:
+            agent = item.entry.agent_id if item.entry is not None else None
+            if len(batch) >= MAX_BATCH or (agent is not None and agent in self._busy):
+                rest.append(item)
+                continue
+            if agent is not None:
+                # a second line of the same activity stays behind its first one
+                if agent in claimed:
+                    rest.append(item)
+                    continue
+                claimed.add(agent)
+            batch.append(item)
+        self._pending = rest
+        self._busy |= claimed
+        return batch
+
+    async def _commit_batch(self, batch: list[_Item], tg: anyio.abc.TaskGroup) -> None:
+        try:
+            await self._commit([i.entry for i in batch if i.entry is not None])
+        finally:
+            self._commits -= 1
+            for item in batch:
+                if item.entry is not None:
+                    self._busy.discard(item.entry.agent_id)
+            self._wake.set()
+        for item in batch:
+            if item.done is not None:
+                item.done.set()
+        posts = [i for i in batch if i.outcome or i.ack or i.release]
+        if posts:
+            tg.start_soon(self._post, posts)
 
     async def _commit(self, entries: list[LogEntry]) -> None:
         if not entries:
@@ -133,25 +186,53 @@ class ActivityWriter:
                 log.warning("activity line for %s dropped: %s", e.agent_id, exc)
             entries = entries[1:]
 
-    async def _post(self, item: _Item) -> None:
-        delay = 0.05
-        async with self._limiter:
-            while True:
-                try:
-                    if item.outcome is not None:
-                        task, data = item.outcome
-                        await self._results.set(task.agent_id, data, CONF.result_ttl)
-                        item.outcome = None  # stored: a retry of the ack must not store it again
-                    if item.after is not None:
-                        await item.after()
-                    return
-                except Exception as exc:
-                    log.error(
-                        "storing the outcome / acknowledging a task failed (%s: %s); retrying in %.2fs",
-                        type(exc).__name__, exc, delay,
-                    )
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, MAX_BACKOFF)
+    async def _post(self, items: list[_Item]) -> None:
+        async with self._posts:
+            outcomes = [i.outcome for i in items if i.outcome is not None]
+            if outcomes:
+                await _retrying("storing outcomes", lambda: self._set_outcomes(outcomes))
+            acks = [i.ack for i in items if i.ack is not None]
+            if acks:
+                await _retrying("acknowledging tasks", lambda: self._ack(acks))
+            for item in items:
+                if item.release is not None:
+                    release = item.release
+                    await _retrying("giving a task back", lambda: self._queue.release(release))  # noqa: B023
+
+    async def _set_outcomes(self, outcomes: Sequence[tuple[UUID, bytes]]) -> None:
+        ttl = CONF.result_ttl
+        if self._set_many is not None:
+            await self._set_many(outcomes, ttl)
+        elif len(outcomes) == 1:
+            await self._results.set(outcomes[0][0], outcomes[0][1], ttl)
+        else:
+            async with anyio.create_task_group() as tg:
+                for agent_id, data in outcomes:
+                    tg.start_soon(self._results.set, agent_id, data, ttl)
+
+    async def _ack(self, leases: Sequence[Lease]) -> None:
+        if self._ack_many is not None:
+            await self._ack_many(leases)
+        elif len(leases) == 1:
+            await self._queue.ack(leases[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for lease in leases:
+                    tg.start_soon(self._queue.ack, lease)
+
+
+async def _retrying(what: str, call: Callable[[], Awaitable[None]]) -> None:
+    """Until it works: the outcome and the ack of a finished task must not be lost (both are
+    idempotent, so a retry after a partial failure is harmless)."""
+    delay = 0.05
+    while True:
+        try:
+            await call()
+            return
+        except Exception as exc:
+            log.error("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
 
 
 class WorkerSink:
@@ -160,13 +241,13 @@ class WorkerSink:
 
     def __init__(self, writer: ActivityWriter) -> None:
         self.writer = writer
-        #: agent_id -> acknowledgement of the lease being run, claimed by ``finished``
-        self.acks: dict[object, After] = {}
+        #: agent_id -> the lease being run, claimed (acknowledged) by ``finished``
+        self.leases: dict[UUID, Lease] = {}
 
     async def started(self, entry: LogEntry) -> None:
         await self.writer.write(entry)
 
     async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
         self.writer.submit(
-            entry, outcome=(task, outcome.encode()), after=self.acks.pop(task.agent_id, None)
+            entry, outcome=(task.agent_id, outcome.encode()), ack=self.leases.pop(task.agent_id, None)
         )

@@ -1,0 +1,227 @@
+"""A real ``ax.Pool`` end to end, activity tracking on: Redis queue/results/events, PostgreSQL
+activity (``--stack sqlite`` / ``--stack postgres`` run the embedded SQL transport instead).
+
+    uv run python benchmarks/pool.py                       # everything, Redis + PostgreSQL
+    uv run python benchmarks/pool.py --only drain --tasks 5000 --concurrency 32
+
+1. enqueue: ``--enqueues`` sequential ``ax.enqueue`` calls from one producer (each: the QUEUED
+   activity committed, then the push), tasks/s.
+2. bulk: ``ax.enqueue_many`` of ``--tasks`` tasks in batches of 1,000, tasks/s.
+3. drain: ``--tasks`` no-op tasks queued first, then a pool of 1 and of 2 processes (each with
+   ``--concurrency`` slots) started; timed from ``pool.start()`` returning until every task is
+   acknowledged (its RUNNING and COMPLETE lines committed and its result stored), tasks/s per
+   process.
+4. latency: ``--trials`` tasks enqueued one at a time into an idle 1-process pool; the handler
+   returns when it started; enqueue-call → handler-start p50/p99 (ms).
+5. io: 500 tasks that each ``await anyio.sleep(0.1)``, one process with 500 slots, timed from
+   ``enqueue_many`` returning until ``ax.gather`` has every result.
+
+Each pool runs in a fresh queue; PostgreSQL in a fresh database (created and dropped) on the
+server of ``--pg-url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import agentexec as ax
+import anyio
+import sqlalchemy as sa
+from agentexec.config import CONF
+from agentexec.runtime import Backends, build_backends, set_backends
+from pydantic import BaseModel
+
+WAIT = 300
+
+
+class Noop(BaseModel):
+    sleep: float = 0.0
+
+
+@contextmanager
+def fresh_postgres(base_url: str) -> Iterator[str]:
+    name = f"agentexec_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def make_pool(queue_name: str, backends: Backends) -> ax.Pool:
+    pool = ax.Pool(queue_name=queue_name, backends=backends)
+
+    @pool.task("noop")
+    async def noop(agent_id: UUID, context: Noop) -> float:
+        started = time.time()
+        if context.sleep:
+            await anyio.sleep(context.sleep)
+        return started
+
+    return pool
+
+
+async def drained(backends: Backends, queue_name: str) -> None:
+    with anyio.fail_after(WAIT):
+        while True:
+            stats = await backends.queue.stats(queue_name)
+            if stats.high + stats.low + stats.in_flight == 0:
+                return
+            await anyio.sleep(0.005)
+
+
+def run_pool(backends: Backends, queue_name: str, workers: int, concurrency: int,
+             body: Callable[[], Any]) -> Any:
+    CONF.num_workers = workers
+    CONF.worker_concurrency = concurrency
+    pool = make_pool(queue_name, backends)
+    pool.start()
+    try:
+        return body()
+    finally:
+        pool.shutdown(timeout=30)
+
+
+def bench_enqueue(backends: Backends, count: int) -> float:
+    queue_name = f"bench_{uuid.uuid4().hex[:8]}"
+
+    async def go() -> float:
+        await ax.enqueue("noop", Noop(), queue_name=queue_name)  # connections warm
+        started = time.perf_counter()
+        for _ in range(count):
+            await ax.enqueue("noop", Noop(), queue_name=queue_name)
+        return count / (time.perf_counter() - started)
+
+    return anyio.run(go)
+
+
+def bench_bulk(backends: Backends, count: int) -> float:
+    queue_name = f"bench_{uuid.uuid4().hex[:8]}"
+
+    async def go() -> float:
+        await ax.enqueue_many([("noop", Noop())] * 10, queue_name=queue_name)
+        started = time.perf_counter()
+        for start in range(0, count, 1000):
+            await ax.enqueue_many([("noop", Noop())] * min(1000, count - start), queue_name=queue_name)
+        return count / (time.perf_counter() - started)
+
+    return anyio.run(go)
+
+
+def bench_drain(backends: Backends, count: int, workers: int, concurrency: int) -> float:
+    queue_name = f"bench_{uuid.uuid4().hex[:8]}"
+
+    async def fill() -> None:
+        for start in range(0, count, 1000):
+            await ax.enqueue_many([("noop", Noop())] * min(1000, count - start), queue_name=queue_name)
+
+    anyio.run(fill)
+
+    def body() -> float:
+        started = time.perf_counter()
+        anyio.run(drained, backends, queue_name)
+        return count / (time.perf_counter() - started) / workers
+
+    rate: float = run_pool(backends, queue_name, workers, concurrency, body)
+    return rate
+
+
+def bench_latency(backends: Backends, trials: int) -> tuple[float, float]:
+    queue_name = f"bench_{uuid.uuid4().hex[:8]}"
+
+    def body() -> tuple[float, float]:
+        async def go() -> list[float]:
+            samples = []
+            for i in range(trials + 20):
+                sent = time.time()
+                task = await ax.enqueue("noop", Noop(), queue_name=queue_name)
+                started = await ax.get_result(task, timeout=WAIT)
+                if i >= 20:  # the first ones warm connections up
+                    samples.append((started - sent) * 1000)
+                await anyio.sleep(0.002)
+            return samples
+
+        samples = sorted(anyio.run(go))
+        return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+    result: tuple[float, float] = run_pool(backends, queue_name, 1, 1, body)
+    return result
+
+
+def bench_io(backends: Backends) -> float:
+    queue_name = f"bench_{uuid.uuid4().hex[:8]}"
+
+    def body() -> float:
+        async def go() -> float:
+            warm = await ax.enqueue("noop", Noop(), queue_name=queue_name)
+            await ax.get_result(warm, timeout=WAIT)
+            tasks = await ax.enqueue_many([("noop", Noop(sleep=0.1))] * 500, queue_name=queue_name)
+            started = time.perf_counter()
+            await ax.gather(*tasks, timeout=WAIT)
+            return time.perf_counter() - started
+
+        return float(anyio.run(go))
+
+    result: float = run_pool(backends, queue_name, 1, 500, body)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], default="redis")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--enqueues", type=int, default=2000)
+    parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=32, help="slots per process for drain")
+    parser.add_argument("--only", choices=["enqueue", "bulk", "drain", "latency", "io"], action="append")
+    args = parser.parse_args()
+    only = set(args.only or ["enqueue", "bulk", "drain", "latency", "io"])
+
+    with fresh_postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
+        if args.stack == "sqlite":
+            db, transport = f"sqlite:///{Path(tmp) / 'bench.db'}", None
+        else:
+            db, transport = pg_url, (args.redis_url if args.stack == "redis" else None)
+        urls = {k: transport or db for k in ("queue", "results", "events")} | {"activity": db}
+        backends = build_backends(urls)  # type: ignore[arg-type]
+        ax.Base.metadata.create_all(backends.activity.engine)  # type: ignore[attr-defined]
+        set_backends(backends)
+        print(f"stack: queue {urls['queue'].split('://')[0]}, activity {db.split('://')[0]}")
+        if "enqueue" in only:
+            print(f"enqueue (one producer): {bench_enqueue(backends, args.enqueues):,.0f} tasks/s")
+        if "bulk" in only:
+            print(f"enqueue_many (1,000 per call): {bench_bulk(backends, args.tasks):,.0f} tasks/s")
+        if "drain" in only:
+            for workers in (1, 2):
+                rate = bench_drain(backends, args.tasks, workers, args.concurrency)
+                print(f"drain {args.tasks} no-op tasks, {workers} process(es) x {args.concurrency} "
+                      f"slots: {rate:,.0f} tasks/s per process")
+        if "latency" in only:
+            p50, p99 = bench_latency(backends, args.trials)
+            print(f"enqueue -> start latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        if "io" in only:
+            print(f"500 x sleep(0.1), 1 process x 500 slots: {bench_io(backends):.3f} s")
+        set_backends(None)
+
+
+if __name__ == "__main__":
+    main()

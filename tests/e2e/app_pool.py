@@ -1,0 +1,57 @@
+"""The pool the end-to-end tests run as a real program (``python app_pool.py`` or
+``agentexec run app_pool:pool``), configured through environment variables:
+``AGENTEXEC_*`` for agentexec itself, ``E2E_QUEUE`` and ``E2E_JOURNAL`` for the test."""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import signal
+from uuid import UUID
+
+import agentexec as ax
+import anyio
+from pydantic import BaseModel
+from sqlalchemy import create_engine
+
+# a stuck test dumps every thread of the pool and its workers (inherited through fork)
+faulthandler.register(signal.SIGUSR2, all_threads=True)
+
+DATABASE_URL = os.environ["AGENTEXEC_DATABASE_URL"]
+JOURNAL = os.environ["E2E_JOURNAL"]
+
+engine = create_engine(DATABASE_URL)
+ax.Base.metadata.create_all(engine)
+
+pool = ax.Pool(engine=engine, database_url=DATABASE_URL, queue_name=os.environ["E2E_QUEUE"])
+
+
+class Job(BaseModel):
+    label: str = ""
+    seconds: float = 0.0
+    fail: bool = False
+
+
+def note(event: str, agent_id: UUID, label: str) -> None:
+    line = json.dumps({
+        "event": event, "agent_id": str(agent_id), "label": label, "pid": os.getpid(),
+        "queue": pool.queue_name,
+    })
+    with open(JOURNAL, "a") as f:  # one short O_APPEND write per line: lines never interleave
+        f.write(line + "\n")
+
+
+@pool.task("job")
+async def job(agent_id: UUID, context: Job) -> str:
+    note("start", agent_id, context.label)
+    if context.seconds:
+        await anyio.sleep(context.seconds)
+    if context.fail:
+        raise ValueError(f"boom {context.label}")
+    note("end", agent_id, context.label)
+    return context.label
+
+
+if __name__ == "__main__":
+    pool.run()

@@ -1,0 +1,187 @@
+"""Helpers for the end-to-end pool tests: a running pool process, its output, its journal.
+
+A pool under test runs in its own process tree exactly as a user runs one (``python app.py``
+or ``agentexec run app:pool``). The test process is the producer: it talks to the same
+backends through URLs, and reads a journal file the handlers append to (one JSON line per
+event, with the pid of the worker that wrote it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+APP = HERE / "app_pool.py"
+#: every wait in these tests is bounded by this (seconds)
+WAIT = 30.0
+
+
+@dataclass
+class Stack:
+    """One backend configuration: what a pool process and the producer connect to."""
+
+    name: str
+    database_url: str
+    redis_url: str | None
+
+    def env(self) -> dict[str, str]:
+        env = {"AGENTEXEC_DATABASE_URL": self.database_url}
+        if self.redis_url:
+            env["AGENTEXEC_REDIS_URL"] = self.redis_url
+        return env
+
+    def urls(self) -> dict[str, str]:
+        transport = self.redis_url or self.database_url
+        return {"queue": transport, "results": transport, "events": transport, "activity": self.database_url}
+
+
+@dataclass
+class PoolProcess:
+    """A pool started in a subprocess; its combined output is collected as it comes."""
+
+    proc: subprocess.Popen[str]
+    journal: Path
+    lines: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    @classmethod
+    def start(
+        cls,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        journal: Path,
+        cwd: Path = HERE,
+        wait_ready: bool = True,
+    ) -> PoolProcess:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTEXEC_")}
+        full_env.update({"PYTHONUNBUFFERED": "1", "E2E_JOURNAL": str(journal)})
+        full_env.update(env)
+        proc = subprocess.Popen(
+            list(argv), cwd=cwd, env=full_env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        pool = cls(proc, journal)
+        pool._reader = threading.Thread(target=pool._read, daemon=True)
+        pool._reader.start()
+        if wait_ready:
+            pool.wait_output("Pool started")
+        return pool
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_output(self, text: str, timeout: float = WAIT) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.proc.poll() is not None and text not in self.output:
+                time.sleep(0.2)  # let the reader catch up with the last lines
+                if text in self.output:
+                    return
+                raise AssertionError(f"pool exited ({self.proc.returncode}) before {text!r}:\n{self.output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output}")
+            time.sleep(0.02)
+
+    def stop(self, sig: int | None = signal.SIGTERM, timeout: float = WAIT) -> int:
+        """Signal the pool (``None``: signal nothing) and wait for it to exit; returns the exit code."""
+        if sig is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"pool did not exit within {timeout}s:\n{self.output}") from None
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        """Last resort for a test that failed midway: the whole process group."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def dump_stacks(self) -> str:
+        """Every thread's stack of the pool and its workers (app_pool registers SIGUSR2)."""
+        for pid in [self.proc.pid, *self.workers()]:
+            try:
+                os.kill(pid, signal.SIGUSR2)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
+        return self.output
+
+    def wait_event(self, event: str = "start", count: int = 1, timeout: float = WAIT) -> None:
+        """Wait until the handlers journaled ``count`` ``event`` lines."""
+        try:
+            wait_until(lambda: sum(e["event"] == event for e in self.events()) >= count, timeout, event)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.dump_stacks()}") from None
+
+    def workers(self) -> list[int]:
+        return children(self.proc.pid)
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.journal.exists():
+            return []
+        return [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name may contain spaces; fields after the closing parenthesis are fixed
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def python_app(*extra: str) -> list[str]:
+    return [sys.executable, str(APP), *extra]
+
+
+def agentexec_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "agentexec.cli", *args]

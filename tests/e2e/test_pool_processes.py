@@ -1,0 +1,191 @@
+"""The worker pool as users run it: real processes, real signals, on Redis (activity on
+PostgreSQL), on the embedded SQL transport over SQLite, and over PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import agentexec as ax
+import pytest
+from agentexec.activity.status import Status
+from agentexec.config import CONF
+from agentexec.runtime import Backends
+from e2e_support import WAIT, PoolProcess, Stack, agentexec_cli, alive, python_app
+from pydantic import BaseModel
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+RunPool = Callable[..., PoolProcess]
+
+
+class Job(BaseModel):
+    """The context of app_pool's ``job`` task (the workers validate it into their own model)."""
+
+    label: str = ""
+    seconds: float = 0.0
+    fail: bool = False
+
+
+def logs(agent_id: UUID) -> list[tuple[Status, str]]:
+    detail = ax.activity.detail(agent_id)
+    assert detail is not None
+    return [(log.status, log.message) for log in detail.logs]
+
+
+def assert_none_running(tasks: list[ax.Task]) -> None:
+    running = [t.task_name for t in tasks if logs(t.agent_id)[-1][0] is Status.RUNNING]
+    assert not running, f"{len(running)} task(s) left RUNNING"
+
+
+async def enqueue(queue_name: str, label: str = "", **kw: Any) -> ax.Task:
+    priority = kw.pop("priority", ax.Priority.LOW)
+    return await ax.enqueue("job", Job(label=label, **kw), priority=priority, queue_name=queue_name)
+
+
+async def test_lifecycle_messages_errors_and_worker_logs(
+    producer: Backends, run_pool: RunPool, queue_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = {
+        "activity_message_create": "Queued up.",
+        "activity_message_started": "Off we go.",
+        "activity_message_complete": "All done.",
+        "activity_message_error": "Broke: {error}",
+    }
+    for key, value in messages.items():
+        monkeypatch.setattr(CONF, key, value)
+    pool = run_pool(python_app(), **{f"AGENTEXEC_{k.upper()}": v for k, v in messages.items()})
+
+    ok = await enqueue(queue_name, "first")
+    assert await ax.get_result(ok, timeout=WAIT) == "first"
+    assert logs(ok.agent_id) == [
+        (Status.QUEUED, "Queued up."), (Status.RUNNING, "Off we go."), (Status.COMPLETE, "All done."),
+    ]
+
+    bad = await enqueue(queue_name, "second", fail=True)
+    with pytest.raises(ax.TaskFailedError) as caught:
+        await ax.get_result(bad, timeout=WAIT)
+    assert caught.value.error == "boom second"
+    assert logs(bad.agent_id)[-1] == (Status.ERROR, "Broke: boom second")
+
+    after = await enqueue(queue_name, "third")
+    assert await ax.get_result(after, timeout=WAIT) == "third"
+    starts = [e["pid"] for e in pool.events() if e["event"] == "start"]
+    assert len(starts) == 3 and len(set(starts)) == 1  # the same worker went on after the failure
+
+    pool.wait_output("[Worker 0] Task failed: ValueError: boom second")
+    assert "[Worker 0] Processing task: job" in pool.output
+    assert pool.stop() == 0
+
+
+async def test_high_priority_first(producer: Backends, run_pool: RunPool, queue_name: str) -> None:
+    lows = [await enqueue(queue_name, f"low{i}") for i in range(5)]
+    high = await enqueue(queue_name, "high", priority=ax.Priority.HIGH)
+    pool = run_pool(python_app())
+    await ax.gather(*lows, high, timeout=WAIT)
+    order = [e["label"] for e in pool.events() if e["event"] == "start"]
+    assert order == ["high", "low0", "low1", "low2", "low3", "low4"]
+    assert pool.stop() == 0
+
+
+async def test_sigterm_lets_the_running_task_finish(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    pool = run_pool(python_app())
+    task = await enqueue(queue_name, "long", seconds=3)
+    pool.wait_event("start")
+    started = time.monotonic()
+    assert pool.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started >= 2  # it waited for the task rather than killing it
+    assert logs(task.agent_id)[-1][0] is Status.COMPLETE
+    assert await ax.get_result(task, timeout=1) == "long"
+    assert_none_running([task])
+
+
+async def test_a_killed_worker_is_replaced_and_its_task_runs_again(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    pool = run_pool(python_app())
+    [first_worker] = pool.workers()
+    task = await enqueue(queue_name, "victim", seconds=1)
+    pool.wait_event("start")
+    pool_pid = pool.proc.pid
+    os.kill(first_worker, signal.SIGKILL)
+    assert await ax.get_result(task, timeout=WAIT) == "victim"
+    starts = [e for e in pool.events() if e["event"] == "start"]
+    assert 1 < len(starts) <= 2 and starts[0]["pid"] == first_worker != starts[-1]["pid"]
+    assert [w for w in pool.workers() if w != first_worker], "no replacement worker"
+    assert alive(pool_pid)
+    assert logs(task.agent_id)[-1][0] is Status.COMPLETE
+    assert_none_running([task])
+    assert pool.stop() == 0
+
+
+async def test_shutdown_timeout_kills_and_gives_the_task_back(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    pool = run_pool(python_app(), AGENTEXEC_GRACEFUL_SHUTDOWN_TIMEOUT=1)
+    task = await enqueue(queue_name, "endless", seconds=60)
+    waiting = await enqueue(queue_name, "waiting")
+    pool.wait_event("start")
+    worker = pool.workers()[0]
+    assert pool.stop(signal.SIGTERM) == 0
+    assert not alive(worker)
+    # the cut-off task is queued again, first in line; the one that never started stays queued
+    assert logs(task.agent_id)[-1][0] is Status.QUEUED
+    assert logs(waiting.agent_id) == [(Status.QUEUED, CONF.activity_message_create)]
+    assert await producer.queue.length(queue_name) == 2
+    assert (await producer.queue.stats(queue_name)).in_flight == 0
+
+
+async def test_pools_on_different_queues_never_share_tasks(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    other = queue_name + "_other"
+    pool_a = run_pool(python_app(), queue=queue_name)
+    pool_b = run_pool(python_app(), queue=other)
+    on_a = [await enqueue(queue_name, f"a{i}") for i in range(10)]
+    on_b = [await enqueue(other, f"b{i}") for i in range(10)]
+    assert await ax.gather(*on_a, *on_b, timeout=WAIT) == tuple(
+        [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(10)]
+    )
+    assert {e["label"][0] for e in pool_a.events()} == {"a"}
+    assert {e["label"][0] for e in pool_b.events()} == {"b"}
+    assert pool_a.stop() == 0 and pool_b.stop() == 0
+
+
+async def test_many_io_bound_tasks_in_one_process(
+    stack: Stack, producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    pool = run_pool(python_app(), AGENTEXEC_WORKER_CONCURRENCY=500)
+    warm = await enqueue(queue_name, "warm")
+    await ax.get_result(warm, timeout=WAIT)
+    tasks = await ax.enqueue_many([("job", Job(seconds=0.1))] * 500, queue_name=queue_name)
+    started = time.perf_counter()
+    await ax.gather(*tasks, timeout=WAIT)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2.0, f"500 x 0.1 s took {elapsed:.2f}s on {stack.name}"
+    assert pool.stop() == 0
+
+
+async def test_cli_runs_a_pool_and_ctrl_c_is_graceful(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    pool = run_pool(agentexec_cli("run", "app_pool:pool", "--workers", "2", "--concurrency", "3"))
+    pool.wait_output("2 worker(s)")
+    assert len(pool.workers()) == 2
+    tasks = [await enqueue(queue_name, f"t{i}", seconds=0.2) for i in range(6)]
+    pool.wait_event("start")
+    os.killpg(pool.proc.pid, signal.SIGINT)  # Ctrl+C reaches the whole process group
+    assert pool.stop(None) == 0
+    done = [logs(t.agent_id)[-1][0] for t in tasks]
+    # whatever had started finished; the rest wait in the queue for the next start
+    started = {e["agent_id"] for e in pool.events() if e["event"] == "start"}
+    for t, status in zip(tasks, done, strict=True):
+        expected = Status.COMPLETE if str(t.agent_id) in started else Status.QUEUED
+        assert status is expected, (logs(t.agent_id), pool.events(), pool.output)
+    assert_none_running(tasks)
