@@ -59,6 +59,9 @@ def ops(redis_server_url: str | None, tmp_path_factory: pytest.TempPathFactory) 
         "AGENTEXEC_NUM_WORKERS": "1",
         "AGENTEXEC_MAX_ATTEMPTS": "2",
         "AGENTEXEC_GRACEFUL_SHUTDOWN_TIMEOUT": "5",
+        # heartbeats every 2 s: the first one can be undone by the Redis queue's start-up
+        # recovery of the consumer id, and the test waits for a live worker
+        "AGENTEXEC_LEASE_TIMEOUT": "6",
     }
     proc = subprocess.Popen(
         [SCRIPT, "run", "cli_ops_app:pool"], cwd=HERE, env={**os.environ, **env},

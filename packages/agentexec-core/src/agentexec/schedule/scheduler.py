@@ -33,6 +33,8 @@ log = logging.getLogger("agentexec.schedule")
 CLAIM_MARGIN = 300
 #: the repeat budget of a schedule is kept this long (set-if-absent keys need a lifetime)
 BUDGET_TTL = 10 * 365 * 86400
+#: longest a firing may take (claim, activity, push) before it is abandoned
+FIRE_TIMEOUT = 30.0
 #: longest sleep between two looks at the clock (picks up new schedules and clock jumps)
 MAX_SLEEP = 1.0
 
@@ -148,13 +150,29 @@ class Scheduler:
 
     # -- one firing ---------------------------------------------------------------------
     async def fire(self, backends: Backends, schedule: Schedule, tick: datetime) -> Firing | None:
-        """Enqueue the task for ``tick`` unless another scheduler already has (or the budget is spent)."""
+        """Enqueue the task for ``tick`` unless another scheduler already has (or the budget is spent).
+
+        Shielded from cancellation: a claimed tick belongs to this scheduler alone, so a pool
+        shutting down finishes enqueueing it rather than lose it (or leave a QUEUED activity with
+        no task behind it). ``FIRE_TIMEOUT`` bounds the wait on a backend that hangs.
+        """
+        with anyio.move_on_after(FIRE_TIMEOUT, shield=True) as scope:
+            return await self._fire(backends, schedule, tick)
+        if scope.cancelled_caught:
+            log.error("scheduler: schedule %r gave up on its %s tick after %ss (backend too slow)",
+                      schedule.name, tick.isoformat(), FIRE_TIMEOUT)
+        return None
+
+    async def _fire(self, backends: Backends, schedule: Schedule, tick: datetime) -> Firing | None:
         queue_name = self.queue_for(schedule)
         key = f"schedule:{queue_name}:{schedule.name}:{int(tick.timestamp())}"
         if not await backends.results.claim(key, int(schedule.misfire_grace) + CLAIM_MARGIN):
             return None
         if schedule.repeat is not None and not await self._spend_budget(backends, schedule, queue_name):
             return None
+        return await self._enqueue(backends, schedule, tick, queue_name)
+
+    async def _enqueue(self, backends: Backends, schedule: Schedule, tick: datetime, queue_name: str) -> Firing:
         task = Task.create(schedule.task_name, schedule.context)
         task.priority = schedule.priority
         task.queue_name = queue_name
