@@ -37,9 +37,16 @@ _schema_lock = threading.Lock()
 _schema_ready: set[tuple[int, str]] = set()
 
 
+#: SQLite: one writer at a time per process and file. Threads of one process queue on this lock
+#: (woken the moment it is free) instead of on SQLite's busy handler, which sleeps 1, 2, 5, 10 …
+#: ms between retries; other processes still meet the busy handler.
+_sqlite_writers: dict[str, threading.Lock] = {}
+
+
 def _after_fork() -> None:
     global _schema_lock
     _schema_lock = threading.Lock()  # another thread may have held it at the fork
+    _sqlite_writers.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -48,6 +55,15 @@ os.register_at_fork(after_in_child=_after_fork)
 def _is_locked(exc: sa.exc.OperationalError) -> bool:
     text = str(exc.orig).lower()
     return "database is locked" in text or "database is busy" in text
+
+
+def _committed(conn: Connection) -> Iterator[Connection]:
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 class SQLTransport:
@@ -123,26 +139,39 @@ class SQLTransport:
         (a result, a push) flushes these too. SQLite in WAL mode with ``synchronous=NORMAL``
         never waits for a sync at commit, so it changes nothing there.
         """
-        with self.engine.connect() as conn:
-            if self.is_sqlite:
+        if self.is_sqlite:
+            with self._sqlite_writer(), self.engine.connect() as conn:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-            elif not durable:
+                yield from _committed(conn)
+            return
+        with self.engine.connect() as conn:
+            if not durable:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+            yield from _committed(conn)
+
+    def _sqlite_writer(self) -> threading.Lock:
+        lock = _sqlite_writers.get(self.database)
+        if lock is None:
+            lock = _sqlite_writers.setdefault(self.database, threading.Lock())
+        return lock
 
     @contextmanager
     def autocommit(self) -> Iterator[Connection]:
-        """A connection on which every statement commits by itself: for reads and for writes that
-        are one statement. On PostgreSQL that is one round trip instead of BEGIN, it, COMMIT."""
+        """For a write that is one statement. On PostgreSQL each statement commits by itself: one
+        round trip instead of BEGIN, it, COMMIT. On SQLite it is :meth:`write` (no round trips
+        to save, and the in-process writer lock to take)."""
+        if self.is_sqlite:
+            with self.write() as conn:
+                yield conn
+            return
         with self.engine.connect() as conn:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
-    read = autocommit
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """For reads: autocommit, so PostgreSQL needs no BEGIN/ROLLBACK round trips."""
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def dialect_sql(self, statements: dict[str, Any]) -> Any:
         """This database's version of a dialect-specific statement from :mod:`._statements`."""
