@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import anyio
+import anyio.to_thread
 import pytest
 from agentexec.activity.status import Status
 from agentexec.plugins import get_registry
@@ -287,6 +288,20 @@ async def test_a_failing_backend_is_logged_and_the_loop_goes_on(
     assert len(await queued(backends, pool.queue_name)) == 2
     statuses = [i.status for i in backends.activity.list(metadata={"schedule": schedule.name}).items]
     assert sorted(statuses) == [Status.ERROR, Status.QUEUED, Status.QUEUED]  # none left dangling
+
+
+async def test_stop_from_another_thread_ends_the_loop_and_firing(pool: FakePool, backends: Backends) -> None:
+    schedule = pool.add_schedule("report", every="1 second")
+    scheduler = pool.scheduler
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(scheduler.run, backends)
+            await anyio.sleep(0.1)
+            await anyio.to_thread.run_sync(scheduler.stop)  # as Pool.shutdown does
+    # stopped: even a due tick is not fired any more
+    await scheduler.tick(backends, datetime.now(UTC) + timedelta(seconds=5))
+    await scheduler.tick(backends, datetime.now(UTC) + timedelta(seconds=10))
+    assert _fire_times(backends, schedule) == []
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,7 @@ class Scheduler:
         self._next: dict[str, datetime] = {}
         self._budget_floor: dict[str, int] = {}
         self._exhausted: set[str] = set()
+        self._stopping = threading.Event()
         for schedule in schedules:
             self.add(schedule)
 
@@ -92,13 +94,19 @@ class Scheduler:
         return name in self._exhausted
 
     # -- the loop -----------------------------------------------------------------------
+    def stop(self) -> None:
+        """Fire nothing more; :meth:`run` returns within a second. Safe from any thread: a pool
+        calls it when its shutdown begins, so ticks during a long drain are not queued up for a
+        burst at the next start."""
+        self._stopping.set()
+
     async def run(self, backends: Backends, stop: anyio.Event | None = None) -> None:
-        """Fire due schedules until ``stop`` is set (forever without one). Never raises for a
-        failed firing: it is logged and the next tick is tried."""
+        """Fire due schedules until ``stop`` is set or :meth:`stop` is called (forever without
+        either). Never raises for a failed firing: it is logged and the next tick is tried."""
         stop = stop or anyio.Event()
         if self.schedules:
             log.info("scheduler: %d schedule(s): %s", len(self), ", ".join(self.schedules))
-        while not stop.is_set():
+        while not (stop.is_set() or self._stopping.is_set()):
             delay = await self.tick(backends)
             with anyio.move_on_after(delay):
                 await stop.wait()
@@ -107,6 +115,8 @@ class Scheduler:
         """Fire what is due at ``now``; returns the seconds until the next look."""
         now = now or datetime.now(UTC)
         for schedule in self:
+            if self._stopping.is_set():
+                break
             if not schedule.enabled or schedule.name in self._exhausted:
                 continue
             due = self._due(schedule, now)

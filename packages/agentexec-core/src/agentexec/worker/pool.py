@@ -177,6 +177,7 @@ class Pool(SchedulingMixin):
         supervisor = self._supervisor
         if supervisor is None or self._finished:
             return
+        self.scheduler.stop()  # no new ticks while draining: they would run in a burst later
         supervisor.request_stop(CONF.graceful_shutdown_timeout if timeout is None else timeout)
         supervisor.join()
         self._finished = True
