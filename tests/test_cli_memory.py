@@ -4,6 +4,7 @@ commands' generic paths (the real-process, real-Redis run is ``test_cli_ops.py``
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,8 +98,14 @@ def test_status_and_activity_pages(pool: Any, backends: Backends, capsys: pytest
         return list(await ax.gather(*tasks, timeout=WAIT))
 
     assert anyio.run(run_some) == [0, 2, 4, 6, 8]
-    data = run_json(capsys, "status")
-    [queue] = [q for q in data["queues"] if q["queue"] == pool.queue_name]
+    # results reach waiters before the worker's batched ack lands: wait (bounded) for it
+    deadline = time.monotonic() + WAIT
+    while True:
+        data = run_json(capsys, "status")
+        [queue] = [q for q in data["queues"] if q["queue"] == pool.queue_name]
+        if queue["in_flight"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert queue["queued"] == 0 and queue["in_flight"] == 0
     assert any(w["alive"] and w["queue"] == pool.queue_name for w in data["workers"])
     assert data["activities"]["COMPLETE"] == 5
