@@ -175,7 +175,7 @@ async def test_waiters_survive_a_lost_listen_connection(postgres_server_url: str
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
             await anyio.sleep(0.3)
-            with queue.autocommit() as conn:  # the server drops the listener's connection
+            with queue.read() as conn:  # the server drops the listener's connection
                 killed = conn.execute(sa.text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND query LIKE 'LISTEN%'"

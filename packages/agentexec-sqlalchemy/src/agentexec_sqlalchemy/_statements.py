@@ -100,7 +100,10 @@ def _claim(insert: Any) -> Any:
 
 
 SET_RESULT = {
-    "sqlite": _set_result(sqlite.insert),
+    # REPLACE: a new row, so a new id (see result_table)
+    "sqlite": sqlite.insert(R)
+    .prefix_with("OR REPLACE")
+    .values(key=B("key"), data=B("data"), expires_at=B("exp")),
     "postgresql": NOTIFY.add_cte(_set_result(postgresql.insert).cte("stored")),
 }
 CLAIM = _per_dialect(_claim)

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy._statements import NOTIFY
+from agentexec_sqlalchemy.batching import get_writer, writer_lock
 from agentexec_sqlalchemy.engine import get_engine, is_sqlite
 from agentexec_sqlalchemy.notify import HUB, SAFETY_RECHECK, channel, poll_delays, wait_woken
 from agentexec_sqlalchemy.transport_models import TRANSPORT_TABLES
@@ -30,31 +31,16 @@ from agentexec_sqlalchemy.watch import Watcher, get_watcher
 
 T = TypeVar("T")
 
-#: a SQLite writer that still finds the file locked after busy_timeout retries this often
-LOCKED_RETRIES = 5
-
 _schema_lock = threading.Lock()
 _schema_ready: set[tuple[int, str]] = set()
-
-
-#: SQLite: one writer at a time per process and file. Threads of one process queue on this lock
-#: (woken the moment it is free) instead of on SQLite's busy handler, which sleeps 1, 2, 5, 10 …
-#: ms between retries; other processes still meet the busy handler.
-_sqlite_writers: dict[str, threading.Lock] = {}
 
 
 def _after_fork() -> None:
     global _schema_lock
     _schema_lock = threading.Lock()  # another thread may have held it at the fork
-    _sqlite_writers.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)
-
-
-def _is_locked(exc: sa.exc.OperationalError) -> bool:
-    text = str(exc.orig).lower()
-    return "database is locked" in text or "database is busy" in text
 
 
 def _committed(conn: Connection) -> Iterator[Connection]:
@@ -113,19 +99,36 @@ class SQLTransport:
 
     # -- running SQL ---------------------------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` (one whole transaction) in a worker thread, retried if SQLite stays locked."""
-        return await anyio.to_thread.run_sync(functools.partial(self.run_sync, fn, *args))
+        """``fn(*args)`` (reads: it opens its own connection) in a worker thread."""
+        if not self.schema_ready:
+            await anyio.to_thread.run_sync(self.ensure_schema)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args))
 
-    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run_write(self, fn: Callable[..., T], *args: Any, durable: bool = True) -> T:
+        """``fn(conn, *args)`` inside a write transaction; returns what it returned, once committed.
+
+        It runs on the process's batching writer thread (:mod:`.batching`), in one transaction
+        with whatever other writes are queued. ``durable=False`` marks writes whose loss in a
+        database *crash* only means a task runs again (see :meth:`write`).
+        """
+        if not self.schema_ready:
+            await anyio.to_thread.run_sync(self.ensure_schema)
+        fut = get_writer(self.engine).submit(fn, *args, durable=durable)
+        # the write happens even if we are cancelled meanwhile: wait for it (milliseconds), so a
+        # lease it took is handed to the caller rather than lost
+        with anyio.CancelScope(shield=True):
+            result: T = await fut
+        return result
+
+    def run_write_sync(self, fn: Callable[..., T], *args: Any, durable: bool = True) -> T:
+        """:meth:`run_write` for sync callers (blocks)."""
         self.ensure_schema()
-        for attempt in range(LOCKED_RETRIES):
-            try:
-                return fn(*args)
-            except sa.exc.OperationalError as exc:
-                if not (self.is_sqlite and _is_locked(exc)) or attempt == LOCKED_RETRIES - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+        result: T = get_writer(self.engine).call(fn, *args, durable=durable)
+        return result
+
+    @property
+    def schema_ready(self) -> bool:
+        return (os.getpid(), self.database) in _schema_ready
 
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[Connection]:
@@ -140,7 +143,7 @@ class SQLTransport:
         never waits for a sync at commit, so it changes nothing there.
         """
         if self.is_sqlite:
-            with self._sqlite_writer(), self.engine.connect() as conn:
+            with writer_lock(self.database), self.engine.connect() as conn:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield from _committed(conn)
             return
@@ -148,24 +151,6 @@ class SQLTransport:
             if not durable:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             yield from _committed(conn)
-
-    def _sqlite_writer(self) -> threading.Lock:
-        lock = _sqlite_writers.get(self.database)
-        if lock is None:
-            lock = _sqlite_writers.setdefault(self.database, threading.Lock())
-        return lock
-
-    @contextmanager
-    def autocommit(self) -> Iterator[Connection]:
-        """For a write that is one statement. On PostgreSQL each statement commits by itself: one
-        round trip instead of BEGIN, it, COMMIT. On SQLite it is :meth:`write` (no round trips
-        to save, and the in-process writer lock to take)."""
-        if self.is_sqlite:
-            with self.write() as conn:
-                yield conn
-            return
-        with self.engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
 from agentexec.backends import Event
+from sqlalchemy.engine import Connection
 
 from agentexec_sqlalchemy import _statements as sql
 from agentexec_sqlalchemy._transport import SQLTransport
@@ -38,20 +39,20 @@ class SQLEvents(SQLTransport):
 
     async def publish(self, channel: str, data: str) -> str | None:
         trim = next(self._published) % TRIM_EVERY == 0
-        event_id = await self.run(self._publish, channel, data, trim)
+        event_id = await self.run_write(self._publish, channel, data, trim, durable=False)
         self.wake_local("event", "")
         return str(event_id)
 
-    def _publish(self, channel: str, data: str, trim: bool) -> int:
-        # events are notices (log lines, shutdown broadcasts): no need to wait for the WAL flush
-        with self.write(durable=False) as conn:
-            if not self.is_sqlite:
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PUBLISH_LOCK)))
-            params = {"channel": channel, "data": data, "ts": time.time()}
-            event_id = int(conn.execute(sql.PUBLISH, params).scalar_one())
-            if trim:
-                conn.execute(sql.TRIM_EVENTS, {"upto": event_id - RETENTION})
-            self.notify(conn, "event", "")
+    def _publish(self, conn: Connection, channel: str, data: str, trim: bool) -> int:
+        # relaxed: events are notices (log lines, shutdown broadcasts), no need to wait for the
+        # WAL flush
+        if not self.is_sqlite:
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PUBLISH_LOCK)))
+        params = {"channel": channel, "data": data, "ts": time.time()}
+        event_id = int(conn.execute(sql.PUBLISH, params).scalar_one())
+        if trim:
+            conn.execute(sql.TRIM_EVENTS, {"upto": event_id - RETENTION})
+        self.notify(conn, "event", "")
         return event_id
 
     def _last_id(self) -> int:

@@ -83,13 +83,13 @@ class SQLQueue(SQLTransport):
 
     # -- push ----------------------------------------------------------------------------
     async def push(self, envelope: Envelope, priority: Priority | None = None) -> None:
-        await self.run(self._push_one, self._row(envelope, priority))
+        await self.run_write(self._push_one, self._row(envelope, priority))
         self.wake_local("queue", envelope.queue_name)
 
     async def push_many(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
             return
-        await self.run(self._push_rows, [self._row(env, None) for env in envelopes])
+        await self.run_write(self._push_rows, [self._row(env, None) for env in envelopes])
         for name in {env.queue_name for env in envelopes}:
             self.wake_local("queue", name)
 
@@ -103,7 +103,7 @@ class SQLQueue(SQLTransport):
             "attempts": 0,
             "enqueued_at": time.time(),
         }
-        self.run_sync(self._push_one, row)
+        self.run_write_sync(self._push_one, row)
         self.wake_local("queue", queue_name)
 
     @staticmethod
@@ -117,55 +117,52 @@ class SQLQueue(SQLTransport):
             "enqueued_at": envelope.enqueued_at or time.time(),
         }
 
-    def _push_one(self, row: dict[str, Any]) -> None:
+    def _push_one(self, conn: Connection, row: dict[str, Any]) -> None:
         params = {
             "qn": row["queue_name"], "rank": row["rank"], "body": row["payload"],
             "att": row["attempts"], "ts": row["enqueued_at"],
         }
         if not self.is_sqlite:
             params.update(self.note("queue", row["queue_name"]))
-        with self.autocommit() as conn:
-            conn.execute(self.dialect_sql(sql.PUSH_ONE), params)
+        conn.execute(self.dialect_sql(sql.PUSH_ONE), params)
 
-    def _push_rows(self, rows: list[dict[str, Any]]) -> None:
+    def _push_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Many rows in one transaction: all or none."""
-        with self.write() as conn:
-            conn.execute(sql.PUSH, rows)
-            for name in sorted({row["queue_name"] for row in rows}):
-                self.notify(conn, "queue", name)
+        conn.execute(sql.PUSH, rows)
+        for name in sorted({row["queue_name"] for row in rows}):
+            self.notify(conn, "queue", name)
 
     # -- reserve -------------------------------------------------------------------------
     async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
         async def attempt() -> Lease | None:
-            return await self.run(self._take, queue_name, consumer_id)
+            return await self.run_write(self._take, queue_name, consumer_id, durable=False)
 
         return await self.wait_for("queue", queue_name, attempt, timeout)
 
-    def _take(self, queue_name: str, consumer_id: str) -> Lease | None:
+    def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
         RETURNING``, one statement, in a transaction that need not be durable (lost in a crash,
         the task is simply still waiting)."""
         now = time.time()
-        with self.write(durable=False) as conn:
-            # reserving counts as a heartbeat; written at most every lease_timeout / 4
-            last = self._beaten.get((queue_name, consumer_id))
-            if last is None or time.monotonic() - last > self.lease_timeout / 4:
-                self._beat(conn, queue_name, consumer_id, now)
-            params = {"qn": queue_name, "cid": consumer_id, "ts": now}
-            while True:
-                row = conn.execute(sql.TAKE, params).first()
-                if row is None:
-                    return None
-                try:
-                    env = Envelope.model_validate_json(row.payload)
-                except ValidationError as exc:
-                    reason = f"malformed payload: {_first_error(exc)}"
-                    conn.execute(sql.DELETE_TASK, {"row_id": row.id})
-                    self._bury(conn, queue_name, row.payload, reason, now)
-                    continue
-                if env.attempts != row.attempts:
-                    env = env.model_copy(update={"attempts": row.attempts})
-                return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
+        # reserving counts as a heartbeat; written at most every lease_timeout / 4
+        last = self._beaten.get((queue_name, consumer_id))
+        if last is None or time.monotonic() - last > self.lease_timeout / 4:
+            self._beat(conn, queue_name, consumer_id, now)
+        params = {"qn": queue_name, "cid": consumer_id, "ts": now}
+        while True:
+            row = conn.execute(sql.TAKE, params).first()
+            if row is None:
+                return None
+            try:
+                env = Envelope.model_validate_json(row.payload)
+            except ValidationError as exc:
+                reason = f"malformed payload: {_first_error(exc)}"
+                conn.execute(sql.DELETE_TASK, {"row_id": row.id})
+                self._bury(conn, queue_name, row.payload, reason, now)
+                continue
+            if env.attempts != row.attempts:
+                env = env.model_copy(update={"attempts": row.attempts})
+            return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
 
     def _beat(self, conn: Connection, queue_name: str, consumer_id: str, now: float) -> None:
         conn.execute(self.dialect_sql(sql.BEAT), {"qn": queue_name, "cid": consumer_id, "ts": now})
@@ -183,30 +180,27 @@ class SQLQueue(SQLTransport):
         return {"row_id": row_id, "cid": lease.consumer_id, "att": attempts}
 
     async def ack(self, lease: Lease) -> None:
-        await self.run(self._ack, lease)
+        await self.run_write(self._ack, lease, durable=False)
 
-    def _ack(self, lease: Lease) -> None:
-        # not durable: an ack lost in a crash means one more delivery, which at-least-once allows
-        with self.write(durable=False) as conn:
-            conn.execute(sql.ACK, self._mine(lease))
+    def _ack(self, conn: Connection, lease: Lease) -> None:
+        # relaxed: an ack lost in a crash means one more delivery, which at-least-once allows
+        conn.execute(sql.ACK, self._mine(lease))
 
     async def release(self, lease: Lease) -> None:
-        if await self.run(self._release, lease):
+        if await self.run_write(self._release, lease, durable=False):
             self.wake_local("queue", lease.queue_name)
 
-    def _release(self, lease: Lease) -> bool:
+    def _release(self, conn: Connection, lease: Lease) -> bool:
         params = {**self._mine(lease), "front": time.time_ns()}
         if not self.is_sqlite:
             params.update(self.note("queue", lease.queue_name))
-        with self.write(durable=False) as conn:
-            return conn.execute(self.dialect_sql(sql.RELEASE), params).first() is not None
+        return conn.execute(self.dialect_sql(sql.RELEASE), params).first() is not None
 
     async def heartbeat(self, queue_name: str, consumer_id: str) -> None:
-        await self.run(self._heartbeat, queue_name, consumer_id)
+        await self.run_write(self._heartbeat, queue_name, consumer_id, durable=False)
 
-    def _heartbeat(self, queue_name: str, consumer_id: str) -> None:
-        with self.write(durable=False) as conn:
-            self._beat(conn, queue_name, consumer_id, time.time())
+    def _heartbeat(self, conn: Connection, queue_name: str, consumer_id: str) -> None:
+        self._beat(conn, queue_name, consumer_id, time.time())
 
     # -- reap ----------------------------------------------------------------------------
     async def reap(self, queue_name: str) -> ReapReport:
@@ -220,7 +214,7 @@ class SQLQueue(SQLTransport):
     async def _reaped(self, queue_name: str, consumer_id: str | None) -> ReapReport:
         if consumer_id is not None:
             self._beaten.pop((queue_name, consumer_id), None)
-        report = await self.run(
+        report = await self.run_write(
             self._reap, queue_name, consumer_id, self.lease_timeout, self.max_attempts
         )
         if report.requeued:
@@ -228,7 +222,12 @@ class SQLQueue(SQLTransport):
         return report
 
     def _reap(
-        self, queue_name: str, consumer_id: str | None, lease_timeout: float, max_attempts: int
+        self,
+        conn: Connection,
+        queue_name: str,
+        consumer_id: str | None,
+        lease_timeout: float,
+        max_attempts: int,
     ) -> ReapReport:
         now = time.time()
         cutoff = now - lease_timeout
@@ -246,50 +245,49 @@ class SQLQueue(SQLTransport):
         else:
             expired = Q.c.consumer_id == consumer_id
             gone = sa.and_(C.c.queue_name == queue_name, C.c.consumer_id == consumer_id)
-        with self.write() as conn:
-            if not self.is_sqlite:  # one reaper per queue at a time
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(queue_name))))
-            rows = conn.execute(
-                sa.select(Q.c.id, Q.c.payload, Q.c.attempts)
-                .where(Q.c.queue_name == queue_name, Q.c.consumer_id.is_not(None), expired)
-                .order_by(Q.c.id)
-                .with_for_update()  # an ack racing this reap waits, then finds the row moved
-            ).all()
-            conn.execute(C.delete().where(gone))
-            requeued: list[Envelope] = []
-            dead: list[DeadLetter] = []
-            for row in rows:
-                parsed = _envelope(row.payload)
-                if parsed is None:  # leased by a consumer that died before burying it
-                    conn.execute(sql.DELETE_TASK, {"row_id": row.id})
-                    reason = "malformed payload: not a task envelope"
-                    dl_id = self._bury(conn, queue_name, row.payload, reason, now)
-                    dead.append(DeadLetter(str(dl_id), queue_name, reason, row.payload, None, now))
-                    continue
-                env = parsed.model_copy(update={"attempts": row.attempts})
-                if row.attempts + 1 >= max_attempts:
-                    reason = (
-                        f"lease expired {row.attempts + 1} times (max_attempts={max_attempts}): "
-                        f"the worker running it stopped heartbeating"
+        if not self.is_sqlite:  # one reaper per queue at a time
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(queue_name))))
+        rows = conn.execute(
+            sa.select(Q.c.id, Q.c.payload, Q.c.attempts)
+            .where(Q.c.queue_name == queue_name, Q.c.consumer_id.is_not(None), expired)
+            .order_by(Q.c.id)
+            .with_for_update()  # an ack racing this reap waits, then finds the row moved
+        ).all()
+        conn.execute(C.delete().where(gone))
+        requeued: list[Envelope] = []
+        dead: list[DeadLetter] = []
+        for row in rows:
+            parsed = _envelope(row.payload)
+            if parsed is None:  # leased by a consumer that died before burying it
+                conn.execute(sql.DELETE_TASK, {"row_id": row.id})
+                reason = "malformed payload: not a task envelope"
+                dl_id = self._bury(conn, queue_name, row.payload, reason, now)
+                dead.append(DeadLetter(str(dl_id), queue_name, reason, row.payload, None, now))
+                continue
+            env = parsed.model_copy(update={"attempts": row.attempts})
+            if row.attempts + 1 >= max_attempts:
+                reason = (
+                    f"lease expired {row.attempts + 1} times (max_attempts={max_attempts}): "
+                    f"the worker running it stopped heartbeating"
+                )
+                payload = env.model_dump_json()
+                conn.execute(sql.DELETE_TASK, {"row_id": row.id})
+                dl_id = self._bury(conn, queue_name, payload, reason, now)
+                dead.append(DeadLetter(str(dl_id), queue_name, reason, payload, env, now))
+            else:
+                conn.execute(
+                    Q.update()
+                    .where(Q.c.id == row.id)
+                    .values(
+                        consumer_id=None,
+                        leased_at=None,
+                        attempts=row.attempts + 1,
+                        front=time.time_ns(),
                     )
-                    payload = env.model_dump_json()
-                    conn.execute(sql.DELETE_TASK, {"row_id": row.id})
-                    dl_id = self._bury(conn, queue_name, payload, reason, now)
-                    dead.append(DeadLetter(str(dl_id), queue_name, reason, payload, env, now))
-                else:
-                    conn.execute(
-                        Q.update()
-                        .where(Q.c.id == row.id)
-                        .values(
-                            consumer_id=None,
-                            leased_at=None,
-                            attempts=row.attempts + 1,
-                            front=time.time_ns(),
-                        )
-                    )
-                    requeued.append(env.next_attempt())
-            if requeued:
-                self.notify(conn, "queue", queue_name)
+                )
+                requeued.append(env.next_attempt())
+        if requeued:
+            self.notify(conn, "queue", queue_name)
         return ReapReport(tuple(requeued), tuple(dead))
 
     # -- inspection ----------------------------------------------------------------------
@@ -346,46 +344,44 @@ class SQLQueue(SQLTransport):
         ]
 
     async def requeue_dead(self, queue_name: str, ids: Sequence[str] | None = None) -> int:
-        count = await self.run(self._requeue_dead, queue_name, ids)
+        count = await self.run_write(self._requeue_dead, queue_name, ids)
         if count:
             self.wake_local("queue", queue_name)
         return count
 
-    def _requeue_dead(self, queue_name: str, ids: Sequence[str] | None) -> int:
+    def _requeue_dead(self, conn: Connection, queue_name: str, ids: Sequence[str] | None) -> int:
         query = sa.select(D.c.id, D.c.payload).where(D.c.queue_name == queue_name)
         if ids is not None:
             wanted = [int(i) for i in ids if str(i).isdigit()]
             query = query.where(D.c.id.in_(wanted))
-        with self.write() as conn:
-            rows = conn.execute(query.order_by(D.c.id)).all()
-            moved: list[int] = []
-            for row in rows:
-                env = _envelope(row.payload)
-                if env is None:  # not a task: nothing to run, it stays for inspection
-                    continue
-                env = env.model_copy(update={"attempts": 0})
-                conn.execute(
-                    Q.insert().values(
-                        queue_name=queue_name,
-                        rank=_rank(env.priority),
-                        front=time.time_ns(),  # back at the front, as the reference does
-                        payload=env.model_dump_json(),
-                        attempts=0,
-                        enqueued_at=time.time(),
-                    )
+        rows = conn.execute(query.order_by(D.c.id)).all()
+        moved: list[int] = []
+        for row in rows:
+            env = _envelope(row.payload)
+            if env is None:  # not a task: nothing to run, it stays for inspection
+                continue
+            env = env.model_copy(update={"attempts": 0})
+            conn.execute(
+                Q.insert().values(
+                    queue_name=queue_name,
+                    rank=_rank(env.priority),
+                    front=time.time_ns(),  # back at the front, as the reference does
+                    payload=env.model_dump_json(),
+                    attempts=0,
+                    enqueued_at=time.time(),
                 )
-                moved.append(row.id)
-            if moved:
-                conn.execute(D.delete().where(D.c.id.in_(moved)))
-                self.notify(conn, "queue", queue_name)
+            )
+            moved.append(row.id)
+        if moved:
+            conn.execute(D.delete().where(D.c.id.in_(moved)))
+            self.notify(conn, "queue", queue_name)
         return len(moved)
 
     async def purge_dead(self, queue_name: str) -> int:
-        return await self.run(self._purge_dead, queue_name)
+        return await self.run_write(self._purge_dead, queue_name)
 
-    def _purge_dead(self, queue_name: str) -> int:
-        with self.autocommit() as conn:
-            return int(conn.execute(D.delete().where(D.c.queue_name == queue_name)).rowcount)
+    def _purge_dead(self, conn: Connection, queue_name: str) -> int:
+        return int(conn.execute(D.delete().where(D.c.queue_name == queue_name)).rowcount)
 
     async def close(self) -> None:
         """Nothing to release: the engine is the process's, shared with the activity store."""

@@ -7,6 +7,7 @@ import time
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from agentexec_sqlalchemy import _statements as sql
 from agentexec_sqlalchemy._transport import SQLTransport
@@ -28,39 +29,47 @@ class SQLResults(SQLTransport):
 
     async def set(self, agent_id: UUID, data: bytes, ttl: int) -> None:
         purge = next(self._sets) % PURGE_EVERY == 0
-        await self.run(self._set, str(agent_id), bytes(data), ttl, purge)
+        # relaxed: lost in a database crash (with the ack that follows it, which is written after
+        # it), the task simply runs again — at-least-once, like everything else here
+        await self.run_write(self._set, str(agent_id), bytes(data), ttl, purge, durable=False)
         self.wake_local("result", str(agent_id))
 
-    def _set(self, key: str, data: bytes, ttl: int, purge: bool) -> None:
+    def _set(self, conn: Connection, key: str, data: bytes, ttl: int, purge: bool) -> None:
         now = time.time()
         params: dict[str, object] = {"key": key, "data": data, "exp": now + ttl}
         if not self.is_sqlite:
             params.update(self.note("result", key))
-        with self.autocommit() as conn:
-            # one statement (the upsert, and on PostgreSQL its NOTIFY): atomic without BEGIN
-            conn.execute(self.dialect_sql(sql.SET_RESULT), params)
-            if purge:
-                conn.execute(sql.PURGE_RESULTS, {"ts": now})
+        conn.execute(self.dialect_sql(sql.SET_RESULT), params)
+        if purge:
+            conn.execute(sql.PURGE_RESULTS, {"ts": now})
 
     async def get(self, agent_id: UUID) -> bytes | None:
-        return await self.run(self._get, str(agent_id))
+        return await self._fetch(str(agent_id))
 
-    def _get(self, key: str) -> bytes | None:
+    async def _fetch(self, key: str) -> bytes | None:
+        value, expired = await self.run(self._get, key)
+        if expired:  # forget it now rather than at the next purge
+            await self.run_write(self._delete_expired, key)
+        return value
+
+    def _get(self, key: str) -> tuple[bytes | None, bool]:
+        """The live value, and whether an expired one is stored."""
         with self.read() as conn:
             row = conn.execute(sql.GET_RESULT, {"key": key}).first()
         if row is None:
-            return None
+            return None, False
         if row.expires_at <= time.time():
-            with self.autocommit() as conn:  # expired: forget it now, not at the next purge
-                conn.execute(sql.DELETE_EXPIRED_RESULT, {"key": key, "ts": time.time()})
-            return None
-        return bytes(row.data)
+            return None, True
+        return bytes(row.data), False
+
+    def _delete_expired(self, conn: Connection, key: str) -> None:
+        conn.execute(sql.DELETE_EXPIRED_RESULT, {"key": key, "ts": time.time()})
 
     async def wait(self, agent_id: UUID, timeout: float) -> bytes:
         key = str(agent_id)
 
         async def attempt() -> bytes | None:
-            return await self.run(self._get, key)
+            return await self._fetch(key)
 
         value = await self.wait_for("result", key, attempt, timeout)
         if value is None:
@@ -68,21 +77,19 @@ class SQLResults(SQLTransport):
         return value
 
     async def delete(self, agent_id: UUID) -> None:
-        await self.run(self._delete, str(agent_id))
+        await self.run_write(self._delete, str(agent_id))
 
-    def _delete(self, key: str) -> None:
-        with self.autocommit() as conn:
-            conn.execute(sql.DELETE_RESULT, {"key": key})
+    def _delete(self, conn: Connection, key: str) -> None:
+        conn.execute(sql.DELETE_RESULT, {"key": key})
 
     async def claim(self, key: str, ttl: int) -> bool:
-        return await self.run(self._claim, f"claim:{key}", ttl)
+        return await self.run_write(self._claim, f"claim:{key}", ttl)
 
-    def _claim(self, key: str, ttl: int) -> bool:
+    def _claim(self, conn: Connection, key: str, ttl: int) -> bool:
         now = time.time()
-        with self.autocommit() as conn:
-            # an expired claim no longer counts; the primary key then lets exactly one insert win
-            conn.execute(sql.DELETE_EXPIRED_RESULT, {"key": key, "ts": now})
-            won = conn.execute(self.dialect_sql(sql.CLAIM), {"key": key, "exp": now + ttl}).first()
+        # an expired claim no longer counts; the unique key then lets exactly one insert win
+        conn.execute(sql.DELETE_EXPIRED_RESULT, {"key": key, "ts": now})
+        won = conn.execute(self.dialect_sql(sql.CLAIM), {"key": key, "exp": now + ttl}).first()
         return won is not None
 
     async def close(self) -> None:

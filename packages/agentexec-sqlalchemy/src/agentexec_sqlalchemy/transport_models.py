@@ -79,10 +79,14 @@ consumer_table = sa.Table(
 result_table = sa.Table(
     f"{P}result",
     _META,
+    # a new id at every set, never reused (SQLite replaces the row): SQLite waiters' shared poll
+    # reads only the rows set since its last look
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
     # str(agent_id) for results, "claim:<key>" for claims
-    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(255), nullable=False, unique=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sqlite_autoincrement=True,
 )
 
 event_table = sa.Table(

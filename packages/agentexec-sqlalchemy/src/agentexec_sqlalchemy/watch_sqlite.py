@@ -30,6 +30,20 @@ TICK_MAX = 0.025
 IDLE_EXIT = 30.0
 
 Q, R, E = queue_table, result_table, event_table
+B = sa.bindparam
+
+# built once: building a statement costs more than running it (see _statements)
+QUEUES_WITH_WORK = (
+    sa.select(Q.c.queue_name)
+    .where(Q.c.queue_name.in_(B("names", expanding=True)), Q.c.consumer_id.is_(None))
+    .distinct()
+)
+RESULTS_STORED = sa.select(R.c.key).where(
+    R.c.key.in_(B("keys", expanding=True)), R.c.expires_at > B("now")
+)
+RESULTS_SINCE = sa.select(R.c.id, R.c.key, R.c.expires_at).where(R.c.id > B("last")).order_by(R.c.id)
+LAST_RESULT = sa.select(sa.func.coalesce(sa.func.max(R.c.id), 0))
+LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0))
 
 
 class SqlitePoller(Watcher):
@@ -37,6 +51,7 @@ class SqlitePoller(Watcher):
         self._engine = engine
         self._kicked = threading.Event()
         self._last_event: int | None = None
+        self._last_result: int | None = None
         super().__init__(database, name="agentexec-sqlite-poll")
         self._ready.set()
 
@@ -68,7 +83,8 @@ class SqlitePoller(Watcher):
                     return True
                 self._kicked.wait(min(1.0, IDLE_EXIT))  # idle: no query until someone waits
                 self._kicked.clear()
-                version, delay = None, TICK_MIN  # new waiters: look once whatever the version
+                # new waiters: look once whatever the version, results by their keys
+                version, delay, self._last_result = None, TICK_MIN, None
                 continue
             idle_since = time.monotonic()
             current = conn.exec_driver_sql("PRAGMA data_version").scalar_one()
@@ -87,24 +103,37 @@ class SqlitePoller(Watcher):
     def _poll(self, conn: Connection, waiting: dict[str, list[str]]) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         for chunk in _chunks(waiting.get("queue", [])):
-            rows = conn.execute(
-                sa.select(Q.c.queue_name)
-                .where(Q.c.queue_name.in_(chunk), Q.c.consumer_id.is_(None))
-                .distinct()
-            )
+            rows = conn.execute(QUEUES_WITH_WORK, {"names": chunk})
             found += [("queue", name) for (name,) in rows]
-        for chunk in _chunks(waiting.get("result", [])):
-            rows = conn.execute(
-                sa.select(R.c.key).where(R.c.key.in_(chunk), R.c.expires_at > time.time())
-            )
-            found += [("result", key) for (key,) in rows]
+        if "result" in waiting:
+            found += [("result", key) for key in self._new_results(conn, waiting["result"])]
         if "event" in waiting and self._newer_event(conn):
             found.append(("event", ""))
         conn.rollback()  # end the read transaction
         return found
 
+    def _new_results(self, conn: Connection, keys: list[str]) -> set[str]:
+        """The waited-for results set since the last look: the rows with a newer id (each set
+        gets a new one), so the cost follows the sets, not the number of waiters."""
+        now = time.time()
+        if self._last_result is None:  # first look: the waiters' keys themselves, once
+            self._last_result = int(conn.execute(LAST_RESULT).scalar_one())
+            stored = {
+                key
+                for chunk in _chunks(keys)
+                for (key,) in conn.execute(RESULTS_STORED, {"keys": chunk, "now": now})
+            }
+        else:
+            rows = conn.execute(RESULTS_SINCE, {"last": self._last_result}).all()
+            if rows:
+                self._last_result = rows[-1].id
+            stored = {row.key for row in rows if row.expires_at > now}
+        # who waits *now*: a waiter that registered after this query checked the table itself
+        # after registering, so it already saw these rows
+        return stored & set(HUB.waiting(self.database).get("result", []))
+
     def _newer_event(self, conn: Connection) -> bool:
-        last = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0))).scalar_one())
+        last = int(conn.execute(LAST_EVENT).scalar_one())
         # first sighting: an event may have landed between a subscriber's own check and now
         newer = self._last_event is None or last > self._last_event
         self._last_event = last

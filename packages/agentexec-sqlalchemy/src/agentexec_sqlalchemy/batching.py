@@ -1,0 +1,192 @@
+"""The transport's writes of one process and database: one writer thread, batched transactions.
+
+Every write operation (lease, ack, result, push, publish …) from any thread or event loop is
+queued to one thread per process and database, which runs whatever has queued up in ONE
+transaction on its own connection, then resolves each caller's future:
+
+- 500 tasks finishing together cost a handful of commits, not 1,500, and no worker thread or
+  pooled connection per write (a lease does not queue behind a pool of busy connections);
+- SQLite has one writer at a time. When two threads of a process collide, the loser waits in
+  SQLite's busy handler, which *sleeps* 1, 2, 5, 10 … ms between retries; one writer thread
+  avoids that inside the transport, and :func:`writer_lock` (one ``threading.Lock`` per file and
+  process, taken around every batch) lets other writers of the process queue instead;
+- PostgreSQL: a batch whose operations are all *relaxed* (see ``SQLTransport.write``) commits
+  without waiting for the WAL flush; one durable operation makes the whole batch durable.
+
+If one operation fails, the batch is rolled back and its operations run again one per
+transaction, so only the faulty one fails (its caller gets the exception).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+#: operations per transaction at most (each is one or two statements of some tens of µs)
+MAX_BATCH = 200
+#: retries of a transaction that still finds the file locked after busy_timeout
+LOCKED_RETRIES = 5
+
+_locks: dict[str, threading.Lock] = {}
+_writers: dict[str, BatchWriter] = {}
+_registry_lock = threading.Lock()
+
+
+def database_key(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def writer_lock(engine_or_key: Engine | str) -> threading.Lock:
+    """The process's write lock of one SQLite file (take it around any write transaction)."""
+    key = engine_or_key if isinstance(engine_or_key, str) else database_key(engine_or_key)
+    lock = _locks.get(key)
+    if lock is None:
+        with _registry_lock:
+            lock = _locks.setdefault(key, threading.Lock())
+    return lock
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+@dataclass
+class _Op:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    durable: bool
+    done: Callable[[bool, Any], None]
+
+
+class BatchWriter:
+    """One thread running queued write operations ``fn(conn, *args)`` in batched transactions."""
+
+    def __init__(self, engine: Engine, key: str) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._lock = writer_lock(key) if self._sqlite else None
+        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"agentexec-write-{key}", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, durable: bool = True) -> asyncio.Future[Any]:
+        """Queue ``fn(conn, *args)``; the future (of the running loop) gets its return value."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def done(ok: bool, value: Any) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, fut, ok, value)
+
+        self._queue.put(_Op(fn, args, durable, done))
+        return fut
+
+    def call(self, fn: Callable[..., Any], *args: Any, durable: bool = True) -> Any:
+        """Queue ``fn(conn, *args)`` and block until it ran (for sync callers)."""
+        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def done(ok: bool, value: Any) -> None:
+            if ok:
+                result.set_result(value)
+            else:
+                result.set_exception(value)
+
+        self._queue.put(_Op(fn, args, durable, done))
+        return result.result()
+
+    def _run(self) -> None:
+        conn: Connection | None = None
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                if conn is None or conn.closed or conn.invalidated:
+                    conn = self._engine.connect()
+                self._run_batch(conn, batch)
+            except Exception as exc:  # could not even connect: fail this batch, keep serving
+                for op in batch:
+                    op.done(False, exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+
+    def _run_batch(self, conn: Connection, batch: list[_Op]) -> None:
+        try:
+            results = self._transaction(conn, batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].done(False, exc)
+                return
+            for op in batch:  # find the faulty one: each alone in its own transaction
+                self._run_batch(conn, [op])
+            return
+        for op, value in zip(batch, results, strict=True):
+            op.done(True, value)
+
+    def _transaction(self, conn: Connection, batch: list[_Op]) -> list[Any]:
+        for attempt in range(LOCKED_RETRIES):
+            try:
+                with self._lock or contextlib.nullcontext():
+                    if self._sqlite:
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    elif not any(op.durable for op in batch):
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    try:
+                        results = [op.fn(conn, *op.args) for op in batch]
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                    conn.commit()
+                return results
+            except sa.exc.OperationalError as exc:
+                if not (self._sqlite and is_locked_error(exc)) or attempt == LOCKED_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():  # the caller was cancelled; the write happened anyway
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+def get_writer(engine: Engine) -> BatchWriter:
+    """The process's writer of the database of ``engine`` (started on first use)."""
+    key = database_key(engine)
+    writer = _writers.get(key)
+    if writer is None:
+        with _registry_lock:
+            writer = _writers.get(key)
+            if writer is None:
+                writer = _writers[key] = BatchWriter(engine, key)
+    return writer
+
+
+def _after_fork() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    _locks.clear()  # a lock held by another thread at the fork would stay held forever
+    _writers.clear()  # their threads did not survive the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
