@@ -259,18 +259,20 @@ async def test_sqlite_waiters_share_one_poll(sqlite_url: str, monkeypatch: pytes
         async with anyio.create_task_group() as tg:
             for agent_id in ids:
                 tg.start_soon(wait, agent_id)
-            await anyio.sleep(0.5)
-            assert len(reads) == 300  # each waiter checked once, then slept
+            while len(reads) < 300:  # each waiter checks once ...
+                await anyio.sleep(0.05)
+            await anyio.sleep(0.3)
+            assert len(reads) == 300  # ... then sleeps: no waiter polls on its own
             polls_before = len(polls)
             with results.write() as conn:  # not through the backend: no in-process wake-up
                 conn.execute(result_table.insert(), [
                     {"key": str(i), "data": b"v", "expires_at": time.time() + 60} for i in ids
                 ])
     assert got == [b"v"] * 300
-    assert len(reads) == 600  # and once more when woken
+    assert 600 <= len(reads) <= 900  # and once more when woken (rarely twice)
     # queries run only when the file changed (PRAGMA data_version) or a waiter arrived
-    assert max(polls) == 300 and polls_before <= 10, polls
-    assert len(polls) - polls_before <= 3, polls
+    assert max(polls) == 300 and polls_before <= 30, polls
+    assert len(polls) - polls_before <= 5, polls
 
 
 async def test_subscribe_rejects_a_foreign_last_id(sqlite_url: str) -> None:
