@@ -118,14 +118,23 @@ class BatchWriter:
                     break
             try:
                 if conn is None or conn.closed or conn.invalidated:
-                    conn = self._engine.connect()
+                    conn = self._connect()
                 self._run_batch(conn, batch)
             except Exception as exc:  # could not even connect: fail this batch, keep serving
                 for op in batch:
                     op.done(False, exc)
                 if conn is not None:
-                    conn.close()
+                    conn.invalidate()  # never back to the pool (it may carry our session settings)
                 conn = None
+
+    def _connect(self) -> Connection:
+        conn = self._engine.connect()
+        if not self._sqlite:
+            # this connection is the writer's alone: relaxed commits by default, and a durable
+            # batch switches its own transaction back (SET LOCAL), saving a round trip per batch
+            conn.exec_driver_sql("SET synchronous_commit TO OFF")
+            conn.commit()
+        return conn
 
     def _run_batch(self, conn: Connection, batch: list[_Op]) -> None:
         try:
@@ -146,8 +155,8 @@ class BatchWriter:
                 with self._lock or contextlib.nullcontext():
                     if self._sqlite:
                         conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    elif not any(op.durable for op in batch):
-                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    elif any(op.durable for op in batch):
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO ON")
                     try:
                         results = [op.fn(conn, *op.args) for op in batch]
                     except BaseException:

@@ -6,7 +6,7 @@ the waiters of this process, and only while someone waits. Each tick reads
 ``PRAGMA data_version`` on its own connection — a counter that moves when *another* connection
 commits, costing microseconds and no table read — and only when it moved asks one question per
 kind: which of these queues have waiting tasks, which of these results exist, is there a newer
-event. Ticks back off from 1 ms to 25 ms while nothing changes.
+event. Ticks back off from 1 ms to 10 ms while nothing changes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from agentexec_sqlalchemy.watch import Watcher
 CHUNK = 500
 #: tick back-off while the database does not change (seconds)
 TICK_MIN = 0.001
-TICK_MAX = 0.025
+TICK_MAX = 0.01
 #: a poller nobody waited on for this long stops (and closes its connection)
 IDLE_EXIT = 30.0
 
@@ -70,6 +70,8 @@ class SqlitePoller(Watcher):
     def _watch(self, conn: Connection) -> bool:
         """Poll until nobody has waited for ``IDLE_EXIT`` seconds (then True: the thread ends,
         and the next waiter starts a new poller)."""
+        raw = conn.connection.driver_connection
+        assert raw is not None
         version: int | None = None
         delay = TICK_MIN
         idle_since = time.monotonic()
@@ -87,8 +89,8 @@ class SqlitePoller(Watcher):
                 version, delay, self._last_result = None, TICK_MIN, None
                 continue
             idle_since = time.monotonic()
-            current = conn.exec_driver_sql("PRAGMA data_version").scalar_one()
-            conn.rollback()  # end the read transaction so the next tick sees new commits
+            # the raw cursor: this runs up to 1,000 times a second, and SQLite answers in µs
+            current = raw.execute("PRAGMA data_version").fetchone()
             if current != version:
                 version = current
                 for kind, name in self._poll(conn, waiting):
