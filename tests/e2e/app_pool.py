@@ -8,6 +8,7 @@ import faulthandler
 import json
 import os
 import signal
+import time
 from uuid import UUID
 
 import agentexec as ax
@@ -36,7 +37,7 @@ class Job(BaseModel):
 def note(event: str, agent_id: UUID, label: str) -> None:
     line = json.dumps({
         "event": event, "agent_id": str(agent_id), "label": label, "pid": os.getpid(),
-        "queue": pool.queue_name,
+        "queue": pool.queue_name, "t": time.time(),
     })
     with open(JOURNAL, "a") as f:  # one short O_APPEND write per line: lines never interleave
         f.write(line + "\n")

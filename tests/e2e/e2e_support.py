@@ -122,7 +122,7 @@ class PoolProcess:
 
     def dump_stacks(self) -> str:
         """Every thread's stack of the pool and its workers (app_pool registers SIGUSR2)."""
-        for pid in [self.proc.pid, *self.workers()]:
+        for pid in [self.proc.pid, *children(self.proc.pid), *self.workers()]:
             try:
                 os.kill(pid, signal.SIGUSR2)
             except ProcessLookupError:
@@ -138,7 +138,8 @@ class PoolProcess:
             raise AssertionError(f"{exc}\n{self.dump_stacks()}") from None
 
     def workers(self) -> list[int]:
-        return children(self.proc.pid)
+        """The worker processes: children of the pool's fork server, itself the pool's child."""
+        return sorted(pid for server in children(self.proc.pid) for pid in children(server))
 
     def events(self) -> list[dict[str, Any]]:
         if not self.journal.exists():

@@ -1,7 +1,8 @@
 """Event channels a pool uses, shared with ``agentexec`` CLI commands.
 
-- ``logs:<queue>``: one JSON object per worker log record (``worker``, ``pid``, ``level``,
-  ``logger``, ``message``, ``time``); the pool's main process prints them as ``[Worker N] ...``.
+- ``logs:<queue>``: one JSON object per worker log record (``worker``, ``pid``, ``level``
+  (the name, ``"INFO"``), ``levelno``, ``logger``, ``message``, ``time``); the pool's main
+  process prints them as ``[Worker N] ...``.
   A worker announces its exit with ``{"worker": N, "pid": P, "event": "exit"}``.
 - ``control:<queue>``: ``{"action": "shutdown", "pool": <pool id or null>}`` asks the workers of
   that pool (every pool on the queue when ``pool`` is null) to finish their tasks and exit.

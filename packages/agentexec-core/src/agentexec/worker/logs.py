@@ -51,7 +51,8 @@ class LogForwarder(logging.Handler):
             self._buffer.append(json.dumps({
                 "worker": self.worker_index,
                 "pid": self.pid,
-                "level": record.levelno,
+                "level": record.levelname,
+                "levelno": record.levelno,
                 "logger": record.name,
                 "message": message,
                 "time": record.created,
@@ -77,7 +78,8 @@ class LogForwarder(logging.Handler):
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             self._buffer.appendleft(json.dumps({
-                "worker": self.worker_index, "pid": self.pid, "level": logging.WARNING,
+                "worker": self.worker_index, "pid": self.pid, "level": "WARNING",
+                "levelno": logging.WARNING,
                 "logger": "agentexec.worker", "time": time.time(),
                 "message": f"{dropped} log record(s) dropped: the events backend was too slow",
             }))
@@ -120,7 +122,7 @@ def emit_worker_record(data: str) -> dict[str, Any] | None:
         if msg.get("event"):
             return msg
         name = str(msg.get("logger") or "agentexec.worker")
-        level = int(msg.get("level", logging.INFO))
+        level = _level(msg)
         text = f"[Worker {msg.get('worker', '?')}] {msg.get('message', '')}"
     except (ValueError, TypeError):
         return None
@@ -136,6 +138,14 @@ def emit_worker_record(data: str) -> dict[str, Any] | None:
         record.worker = msg.get("worker")
         logger.handle(record)
     return msg
+
+
+def _level(msg: dict[str, Any]) -> int:
+    levelno = msg.get("levelno")
+    if isinstance(levelno, int):
+        return levelno
+    named = logging.getLevelName(str(msg.get("level", "INFO")).upper())
+    return named if isinstance(named, int) else logging.INFO
 
 
 def ensure_console_logging() -> None:

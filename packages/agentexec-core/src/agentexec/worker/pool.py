@@ -185,6 +185,8 @@ class Pool(SchedulingMixin):
             atexit.unregister(self._at_exit)
         except Exception:
             pass
+        if supervisor.error is not None:
+            raise RuntimeError(f"the worker pool stopped on an error: {supervisor.error}") from supervisor.error
         log.info("Pool stopped")
 
     def _at_exit(self) -> None:

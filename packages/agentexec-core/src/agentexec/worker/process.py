@@ -8,17 +8,18 @@ process at the moment of the fork: every task registered with ``@pool.task`` is 
 nothing is imported again.
 
 Fork hazards, and what we do about them:
-- Only the forking thread exists in the child. Every worker is forked by the pool's *forker*
-  thread, which does nothing else, so the child never starts inside a lock or an event loop.
+- Only the forking thread exists in the child, with a copy of every lock other threads held at
+  that instant. Every worker is forked by the pool's fork server (:mod:`.forkserver`), a
+  single-threaded copy of the pool made at ``start()``, so no worker starts inside a lock or
+  an event loop.
 - Connections inherited from the parent must not be used or closed by the child: the child
   builds its own backends (engines are disposed without closing, per SQLAlchemy's advice) and
   keeps the inherited objects referenced so no finalizer touches a shared socket.
-- Signals: the forker thread blocks SIGINT/SIGTERM, so the child starts with them blocked and
-  unblocks them once its own handlers are in place. Ctrl+C reaches the whole terminal process
-  group, so workers ignore SIGINT and let the pool coordinate; SIGTERM means "finish and exit".
+- Signals: Ctrl+C reaches the whole terminal process group, so workers ignore SIGINT and let
+  the pool coordinate; SIGTERM means "finish the running tasks and exit".
 - Workers never outlive the pool: on Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` kills a worker
-  when the thread that forked it ends (the forker lives as long as the pool); elsewhere, and as a
-  second guard, a watchdog exits when the parent process is gone.
+  when its parent (the fork server) ends, and kills the fork server when the pool process ends;
+  elsewhere, and as a second guard, a watchdog exits when the parent process is gone.
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
         return False
 
 
-def fork_worker(spec: WorkerSpec) -> int:
-    """Fork a worker process running ``spec``; returns its pid (in the parent only)."""
+def fork_worker(spec: WorkerSpec, in_child: Callable[[], None] | None = None) -> int:
+    """Fork a worker process running ``spec``; returns its pid (in the parent only).
+    ``in_child`` runs first in the child (to close the parent's private descriptors)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()  # or the child would print the parent's buffered output again
@@ -92,6 +94,8 @@ def fork_worker(spec: WorkerSpec) -> int:
         return pid
     code = 70
     try:
+        if in_child is not None:
+            in_child()
         code = _child_main(spec)
     except BaseException:
         try:

@@ -15,15 +15,12 @@ the queue. Tasks still queued stay queued for the next start.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
-import queue
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +30,10 @@ from anyio.abc import TaskGroup
 from agentexec.runtime import Backends
 from agentexec.worker.channels import control_channel, logs_channel, shutdown_message
 from agentexec.worker.consumer import Worker
+from agentexec.worker.forkserver import ForkServer
 from agentexec.worker.lanes import Lane
 from agentexec.worker.logs import emit_worker_record
-from agentexec.worker.process import STOP_SIGNALS, WorkerSpec, fork_worker
+from agentexec.worker.process import WorkerSpec
 from agentexec.worker.reaping import reap, reap_consumer
 
 if TYPE_CHECKING:
@@ -92,6 +90,11 @@ class Supervisor:
                 return False
             self._thread.join(0.2 if remaining is None else min(0.2, remaining))
         return True
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the supervisor, if it did not stop on request."""
+        return self._error
 
     @property
     def alive(self) -> bool:
@@ -185,6 +188,7 @@ class _Slot:
     index: int
     generation: int = 0
     pid: int | None = None
+    spawning: bool = False
     consumer_id: str = ""
     started_at: float = 0.0
     restart_at: float = 0.0
@@ -192,86 +196,80 @@ class _Slot:
     exit_seen: bool = False
 
 
-class _Forker:
-    """A thread that only forks. Every worker is forked from it, so each child starts as a copy
-    of a thread holding no locks and running no event loop, and the parent-death signal (which
-    fires when the forking *thread* ends) is tied to a thread that lives as long as the pool."""
-
-    def __init__(self) -> None:
-        self._requests: queue.Queue[tuple[Callable[[], int], concurrent.futures.Future[int]] | None]
-        self._requests = queue.Queue()
-        self._thread = threading.Thread(target=self._serve, name="agentexec-forker", daemon=True)
-        self._thread.start()
-
-    def fork(self, fn: Callable[[], int]) -> int:
-        fut: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._requests.put((fn, fut))
-        return fut.result()
-
-    def close(self) -> None:
-        self._requests.put(None)
-        self._thread.join(5)
-
-    def _serve(self) -> None:
-        # children inherit this mask: they start with SIGINT/SIGTERM blocked until their handlers
-        # are installed, and the signals meant for the pool reach the main thread, not this one
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        while True:
-            item = self._requests.get()
-            if item is None:
-                return
-            fn, fut = item
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-
 class ProcessSupervisor(Supervisor):
-    """``num_workers`` forked worker processes."""
+    """``num_workers`` worker processes, forked by the pool's fork server."""
 
     def __init__(self, pool: Pool, num_workers: int, lanes: list[Lane]) -> None:
         super().__init__(pool, num_workers, lanes)
         self.slots = [_Slot(i) for i in range(num_workers)]
-        self._forker: _Forker | None = None
-        self._exits: dict[int, bool] = {}
+        self.forks = ForkServer(self._spec)
+        self._exited: list[tuple[_Slot, _Status]] = []
 
     @property
     def pids(self) -> list[int]:
         return [s.pid for s in self.slots if s.pid is not None]
 
-    def _spawn(self, slot: _Slot) -> None:
-        assert self._forker is not None
-        slot.generation += 1
-        slot.consumer_id = self._consumer_id(slot.index, slot.generation)
-        slot.exit_seen = False
-        spec = WorkerSpec(
-            index=slot.index,
-            consumer_id=slot.consumer_id,
+    def start(self, ready_timeout: float = 60.0) -> None:
+        # first, while this process runs none of our threads: see agentexec.worker.forkserver
+        self.forks.start()
+        try:
+            super().start(ready_timeout)
+        except BaseException:
+            self.forks.stop()
+            raise
+
+    def _spec(self, index: int, consumer_id: str, server_pid: int) -> WorkerSpec:
+        """Runs in the fork server, for each worker it forks."""
+        return WorkerSpec(
+            index=index,
+            consumer_id=consumer_id,
             pool_id=self.pool.id,
             queue_name=self.pool.queue_name,
             lanes=self.lanes,
             definitions=dict(self.pool.tasks),
             make_backends=self.pool._fresh_backends,
-            parent_pid=os.getpid(),
+            parent_pid=server_pid,
             engine=self.pool.engine,
         )
-        slot.pid = self._forker.fork(lambda: fork_worker(spec))
+
+    def _spawn(self, slot: _Slot) -> None:
+        slot.generation += 1
+        slot.consumer_id = self._consumer_id(slot.index, slot.generation)
+        slot.exit_seen = False
+        slot.spawning = True
         slot.started_at = time.monotonic()
-        log.debug("Worker %d started (pid %d)", slot.index, slot.pid)
+        self.forks.spawn(slot.index, slot.consumer_id)
+
+    def _receive(self) -> None:
+        """Apply the fork server's news: workers started, workers exited."""
+        for message in self.forks.read():
+            if message.get("op") == "spawned":
+                for slot in self.slots:
+                    if slot.index == message.get("index") and slot.spawning:
+                        slot.pid, slot.spawning = int(message["pid"]), False
+                        log.debug("Worker %d started (pid %d)", slot.index, slot.pid)
+            elif message.get("op") == "exited":
+                for slot in self.slots:
+                    if slot.pid == message.get("pid"):
+                        self._exited.append((slot, _Status(message.get("code"), message.get("signal"))))
 
     async def _main(self) -> None:
         backends = self.pool._fresh_backends()  # this loop's own connections
-        self._forker = _Forker()
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self._relay_logs, backends)
                 for slot in self.slots:
                     self._spawn(slot)
+                with anyio.fail_after(30):
+                    while any(s.spawning for s in self.slots):
+                        self._check_server()
+                        self._receive()
+                        await anyio.sleep(0.005)
                 tg.start_soon(self._reaper, backends)
                 self._start_scheduler(tg, backends)
                 self._ready.set()
                 while not self._stop_requested.is_set():
+                    self._check_server()
                     await self._check_children(backends, replace=True)
                     await anyio.sleep(POLL)
                 await self._shutdown(backends)
@@ -280,38 +278,41 @@ class ProcessSupervisor(Supervisor):
             with anyio.move_on_after(5, shield=True):
                 await backends.aclose()
 
+    def _check_server(self) -> None:
+        if not self.forks.alive():
+            raise RuntimeError(
+                "the pool's fork server exited unexpectedly; its workers exited with it"
+            )
+
     def closed(self) -> None:
-        for slot in self.slots:  # whatever happened above, no worker survives its supervisor
+        # the fork server kills any worker still there, then exits
+        for slot in self.slots:
             if slot.pid is not None:
                 _kill(slot.pid)
-                _wait(slot.pid, block=True)
-                slot.pid = None
-        if self._forker is not None:
-            self._forker.close()
+        self.forks.stop()
 
     async def _check_children(self, backends: Backends, *, replace: bool) -> list[_Slot]:
         """Collect exited workers; hand their tasks out again; start replacements if asked."""
+        self._receive()
         ended: list[_Slot] = []
         now = time.monotonic()
-        for slot in self.slots:
-            if slot.pid is None:
-                if replace and now >= slot.restart_at:
-                    self._spawn(slot)
-                continue
-            status = _wait(slot.pid)
-            if status is None:
-                continue
+        exited, self._exited = self._exited, []
+        for slot, status in exited:
             pid, slot.pid = slot.pid, None
             ended.append(slot)
             if replace:
                 log.error(
-                    "Worker %d (pid %d) %s; starting a replacement", slot.index, pid, _describe(status)
+                    "Worker %d (pid %s) %s; starting a replacement", slot.index, pid, _describe(status)
                 )
                 lived = now - slot.started_at
                 slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH else 0
                 delay = min(0.5 * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY) if slot.quick_deaths else 0.0
                 slot.restart_at = now + delay
             await self._reap_worker(backends, slot)
+        if replace:
+            for slot in self.slots:
+                if slot.pid is None and not slot.spawning and now >= slot.restart_at:
+                    self._spawn(slot)
         return ended
 
     async def _reap_worker(self, backends: Backends, slot: _Slot) -> None:
@@ -325,8 +326,17 @@ class ProcessSupervisor(Supervisor):
             except Exception as exc:
                 log.error("handing out worker %d's tasks again failed: %s", slot.index, exc)
 
+    def _live(self) -> list[_Slot]:
+        return [s for s in self.slots if s.pid is not None]
+
+    async def _wait_exits(self, backends: Backends, deadline: float) -> None:
+        while self._live() and time.monotonic() < deadline and not self._force.is_set():
+            await self._check_children(backends, replace=False)
+            if self._live():
+                await anyio.sleep(POLL)
+
     async def _shutdown(self, backends: Backends) -> None:
-        live = [s for s in self.slots if s.pid is not None]
+        live = self._live()
         for slot in self.slots:
             if slot.pid is None:
                 slot.exit_seen = True  # only running workers will say goodbye
@@ -340,24 +350,17 @@ class ProcessSupervisor(Supervisor):
                 log.warning("broadcasting the shutdown failed (%s); signalling workers directly", exc)
         for slot in live:
             _signal(slot.pid, signal.SIGTERM)  # the same request, in case the broadcast was missed
-        deadline = time.monotonic() + self._timeout
-        while any(s.pid is not None for s in self.slots):
-            await self._check_children(backends, replace=False)
-            if time.monotonic() >= deadline or self._force.is_set():
-                break
-            await anyio.sleep(POLL)
-        killed = [s for s in self.slots if s.pid is not None]
+        await self._wait_exits(backends, time.monotonic() + self._timeout)
+        killed = self._live()
         for slot in killed:
             log.warning("Worker %d (pid %s) did not finish in time; killing it", slot.index, slot.pid)
-            assert slot.pid is not None
             _kill(slot.pid)
+        self._force.clear()
+        await self._wait_exits(backends, time.monotonic() + 10)
         for slot in killed:
-            assert slot.pid is not None
-            _wait(slot.pid, block=True)
-            slot.pid = None
-            await self._reap_worker(backends, slot)
+            slot.exit_seen = True
         with anyio.move_on_after(LOG_GRACE):
-            while not all(s.exit_seen for s in self.slots if s not in killed):
+            while not all(s.exit_seen for s in self.slots):
                 await anyio.sleep(POLL)
 
     async def _relay_logs(self, backends: Backends, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -391,18 +394,6 @@ class _Status:
     signal: int | None = None
 
 
-def _wait(pid: int, *, block: bool = False) -> _Status | None:
-    try:
-        got, status = os.waitpid(pid, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        return _Status()
-    if got == 0:
-        return None
-    if os.WIFSIGNALED(status):
-        return _Status(signal=os.WTERMSIG(status))
-    return _Status(code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None)
-
-
 def _describe(status: _Status) -> str:
     if status.signal is not None:
         try:
@@ -422,5 +413,5 @@ def _signal(pid: int | None, sig: int) -> None:
         pass
 
 
-def _kill(pid: int) -> None:
+def _kill(pid: int | None) -> None:
     _signal(pid, signal.SIGKILL)
