@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from agentexec.activity.status import Status
 from agentexec.config import CONF
 from agentexec.runtime import Backends
-from e2e_support import WAIT, PoolProcess, Stack, agentexec_cli, alive, python_app
+from e2e_support import HERE, WAIT, PoolProcess, Stack, agentexec_cli, alive, python_app, wait_until
 from pydantic import BaseModel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -198,3 +199,21 @@ async def test_cli_runs_a_pool_and_ctrl_c_is_graceful(
         expected = Status.COMPLETE if str(t.agent_id) in started else Status.QUEUED
         assert status is expected, (logs(t.agent_id), pool.events(), pool.output)
     assert_none_running(tasks)
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_replacement_workers_start_cleanly_while_the_pool_process_uses_sqlite(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    """A fork while another thread is inside SQLite copies SQLite's locked mutex into the child,
+    which then hangs: workers are forked by the single-threaded fork server instead."""
+    pool = run_pool([sys.executable, str(HERE / "app_hammer.py")])
+    for round_ in range(5):
+        task = await enqueue(queue_name, f"r{round_}")
+        assert await ax.get_result(task, timeout=WAIT) == f"r{round_}"
+        [worker] = pool.workers()
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda w=worker: pool.workers() not in ([], [w]), what="a replacement worker")
+    last = await enqueue(queue_name, "last")
+    assert await ax.get_result(last, timeout=WAIT) == "last"
+    assert pool.stop() == 0

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentexec.worker")
 
 POLL = 0.05
-#: a worker that dies sooner than this after starting is restarted with a growing delay
+#: a worker that fails sooner than this after starting is restarted with a growing delay
 QUICK_DEATH = 2.0
 MAX_RESTART_DELAY = 30.0
 #: how long the main process waits for the last log lines of exited workers
@@ -304,8 +304,10 @@ class ProcessSupervisor(Supervisor):
                 log.error(
                     "Worker %d (pid %s) %s; starting a replacement", slot.index, pid, _describe(status)
                 )
-                lived = now - slot.started_at
-                slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH else 0
+                # a worker that fails right after starting would fail again at once: back off.
+                # SIGKILL comes from outside (an operator, the OOM killer): replace at once
+                quick = now - slot.started_at < QUICK_DEATH and status.signal != signal.SIGKILL
+                slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
                 delay = min(0.5 * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY) if slot.quick_deaths else 0.0
                 slot.restart_at = now + delay
             await self._reap_worker(backends, slot)
