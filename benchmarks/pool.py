@@ -79,11 +79,12 @@ def make_pool(queue_name: str, backends: Backends) -> ax.Pool:
 
 
 async def drained(backends: Backends, queue_name: str) -> None:
+    """Every task taken (LLEN, cheap) and then every lease acknowledged (stats reads the whole
+    queue, so it is only polled once the queue is empty)."""
     with anyio.fail_after(WAIT):
-        while True:
-            stats = await backends.queue.stats(queue_name)
-            if stats.high + stats.low + stats.in_flight == 0:
-                return
+        while await backends.queue.length(queue_name):
+            await anyio.sleep(0.005)
+        while (await backends.queue.stats(queue_name)).in_flight:
             await anyio.sleep(0.005)
 
 

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +16,7 @@ import agentexec as ax
 import pytest
 from agentexec.activity.status import Status
 from agentexec.config import CONF
-from agentexec.runtime import Backends
+from agentexec.runtime import Backends, set_backends
 from e2e_support import HERE, WAIT, PoolProcess, Stack, agentexec_cli, alive, python_app, wait_until
 from pydantic import BaseModel
 
@@ -217,3 +218,17 @@ async def test_replacement_workers_start_cleanly_while_the_pool_process_uses_sql
     last = await enqueue(queue_name, "last")
     assert await ax.get_result(last, timeout=WAIT) == "last"
     assert pool.stop() == 0
+
+
+def test_cli_create_tables_makes_the_activity_tables(tmp_path: Path) -> None:
+    from agentexec.cli.run import create_tables
+    from sqlalchemy import inspect
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    pool = ax.Pool(database_url=url, queue_name="create_tables_check")
+    try:
+        create_tables(pool)
+        names = set(inspect(pool.backends.activity.engine).get_table_names())  # type: ignore[attr-defined]
+        assert {f"{CONF.table_prefix}activity", f"{CONF.table_prefix}activity_log"} <= names
+    finally:
+        set_backends(None)

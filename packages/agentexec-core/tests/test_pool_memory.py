@@ -431,3 +431,13 @@ async def test_pool_backends_become_the_process_backends(monkeypatch: pytest.Mon
         assert get_backends() is explicit
     finally:
         set_backends(None)
+
+
+async def test_task_execute_of_an_unregistered_task_fails_loudly(make_pool: Any) -> None:
+    make_pool()  # a pool exists, but nothing registered under this name
+    task = await ax.enqueue("nobody_knows_me", Ctx())
+    with pytest.raises(LookupError, match="nobody_knows_me"):
+        await task.execute()
+    assert statuses(task.agent_id)[-1][0] is Status.ERROR
+    with pytest.raises(ax.TaskFailedError, match="nobody_knows_me"):
+        await ax.get_result(task, timeout=1)

@@ -1,0 +1,12 @@
+"""The worker pool (``ax.Pool``) and everything that runs tasks.
+
+- :mod:`.pool` — ``Pool``: registration, ``start``/``run``/``shutdown``.
+- :mod:`.supervisor` — the pool's main-process side: workers, replacements, reaper, log relay.
+- :mod:`.forkserver` — the single-threaded process that forks every worker.
+- :mod:`.process` — a worker process: start-up, signals, parent-death guard.
+- :mod:`.consumer` — the worker loop: lanes, slots, heartbeats, stopping.
+- :mod:`.lifecycle` — one task: RUNNING, handler, outcome, COMPLETE/ERROR (``Task.execute()``).
+- :mod:`.writer` — a worker's batched activity writes, outcomes and acknowledgements.
+- :mod:`.reaping` — what is recorded when a queue hands a task out again or gives up on it.
+- :mod:`.lanes`, :mod:`.channels`, :mod:`.logs`, :mod:`.registry` — small shared pieces.
+"""
