@@ -8,8 +8,8 @@ ONE transaction on its own connection, then resolves each caller's future:
   pooled connection per write (a lease does not queue behind a pool of busy connections);
 - SQLite has one writer at a time. When two threads of a process collide, the loser waits in
   SQLite's busy handler, which *sleeps* 1, 2, 5, 10 … ms between retries; one writer thread
-  avoids that inside the transport, and :func:`writer_lock` (one ``threading.Lock`` per file and
-  process, taken around every batch) lets other writers of the process queue instead;
+  avoids that inside the transport, and every batch takes the file's
+  :func:`~agentexec_sqlalchemy.sqlite_lock.writer_lock` so other writers queue instead;
 - PostgreSQL: a batch whose operations are all *relaxed* (see ``SQLTransport.write``) commits
   without waiting for the WAL flush; one durable operation makes the whole batch durable.
 
@@ -33,28 +33,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from agentexec_sqlalchemy.sqlite_lock import database_key, writer_lock
+
 #: operations per transaction at most (each is one or two statements of some tens of µs)
 MAX_BATCH = 200
 #: retries of a transaction that still finds the file locked after busy_timeout
 LOCKED_RETRIES = 5
 
-_locks: dict[str, threading.Lock] = {}
 _writers: dict[str, BatchWriter] = {}
 _registry_lock = threading.Lock()
-
-
-def database_key(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
-
-
-def writer_lock(engine_or_key: Engine | str) -> threading.Lock:
-    """The process's write lock of one SQLite file (take it around any write transaction)."""
-    key = engine_or_key if isinstance(engine_or_key, str) else database_key(engine_or_key)
-    lock = _locks.get(key)
-    if lock is None:
-        with _registry_lock:
-            lock = _locks.setdefault(key, threading.Lock())
-    return lock
 
 
 def is_locked_error(exc: BaseException) -> bool:
@@ -194,8 +181,7 @@ def get_writer(engine: Engine) -> BatchWriter:
 
 def _after_fork() -> None:
     global _registry_lock
-    _registry_lock = threading.Lock()
-    _locks.clear()  # a lock held by another thread at the fork would stay held forever
+    _registry_lock = threading.Lock()  # another thread may have held it at the fork
     _writers.clear()  # their threads did not survive the fork
 
 
