@@ -335,8 +335,12 @@ class ActivityStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-class UnknownActivityError(LookupError):
-    """``update``/``complete``/``error`` named an ``agent_id`` that has no activity."""
+class UnknownActivityError(LookupError, ValueError):
+    """``update``/``complete``/``error`` named an ``agent_id`` that has no activity.
+
+    Also a ``ValueError``: an unknown agent_id is a bad argument, and code written for the
+    original agentexec catches ``ValueError`` for it.
+    """
 
     def __init__(self, agent_id: UUID | str) -> None:
         self.agent_id = agent_id

@@ -78,12 +78,18 @@ async def publish(
     *,
     source: str | None = None,
     backend: EventBackend | None = None,
+    source_agent: str | None = None,
 ) -> str | None:
     """Publish an event; returns its id in the backend (``None`` if the backend keeps no ids).
 
-    ``payload`` is any JSON value or a pydantic model (sent as its JSON form).
+    ``payload`` is any JSON value or a pydantic model (sent as its JSON form). ``source_agent``
+    is the scheduler spec's name for ``source``.
     """
     _check_type(event_type)
+    if source_agent is not None:
+        if source is not None and source != source_agent:
+            raise TypeError("give source= or source_agent= (the same thing), not both")
+        source = source_agent
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json")
     event = BusEvent(event_type=event_type, payload=payload, source=source)
