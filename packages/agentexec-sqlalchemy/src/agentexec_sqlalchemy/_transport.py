@@ -1,10 +1,12 @@
 """What the SQL queue, results and events share: engine, schema, transactions, waiting.
 
 Async path: the process's *sync* engine (the one the activity store uses, from
-:func:`agentexec_sqlalchemy.engine.get_engine`) called through ``anyio.to_thread``. SQLite has no
-real async driver (aiosqlite is a thread per connection anyway), psycopg's sync API in a worker
-thread costs some tens of microseconds per call, and one code path then serves both dialects.
-Only the idle wait is special per dialect: PostgreSQL ``LISTEN/NOTIFY`` or one shared SQLite poll
+:func:`agentexec_sqlalchemy.engine.get_engine`), off the event loop. Reads run in a worker thread
+(``anyio.to_thread``); writes go to the process's batching writer thread (:mod:`.batching`),
+which commits whatever has queued up in one transaction. Not async drivers: SQLite has no real
+one (aiosqlite is a thread per connection anyway), an async psycopg connection belongs to one
+event loop while a process here runs several, and one code path then serves both dialects.
+Only the idle wait differs per dialect: PostgreSQL ``LISTEN/NOTIFY`` or one shared SQLite poll
 per process (:mod:`.watch`), plus an in-process wake-up on both (:mod:`.notify`).
 """
 
