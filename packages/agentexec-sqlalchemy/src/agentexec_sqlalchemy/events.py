@@ -27,7 +27,7 @@ RETENTION = 10_000
 TRIM_EVERY = 100
 #: rows read per round trip by a subscriber
 BATCH = 500
-_PUBLISH_LOCK = 0x61676576
+_TAKE_PUBLISH_LOCK = sa.select(sa.func.pg_advisory_xact_lock(0x61676576))
 
 
 class SQLEvents(SQLTransport):
@@ -47,7 +47,7 @@ class SQLEvents(SQLTransport):
         # relaxed: events are notices (log lines, shutdown broadcasts), no need to wait for the
         # WAL flush
         if not self.is_sqlite:
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PUBLISH_LOCK)))
+            conn.execute(_TAKE_PUBLISH_LOCK)
         params = {"channel": channel, "data": data, "ts": time.time()}
         event_id = int(conn.execute(sql.PUBLISH, params).scalar_one())
         if trim:

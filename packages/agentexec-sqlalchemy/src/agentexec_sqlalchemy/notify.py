@@ -119,7 +119,7 @@ async def wait_woken(fut: asyncio.Future[None], delay: float) -> bool:
 
 
 def poll_delays() -> Iterator[float]:
-    """The SQLite back-off sequence: 5 ms, 10 ms, ... 200 ms, 200 ms ..."""
+    """The back-off of a waiter polling on its own (its watcher is down): 5 ms doubling to 100 ms."""
     delay = POLL_MIN
     while True:
         yield delay
