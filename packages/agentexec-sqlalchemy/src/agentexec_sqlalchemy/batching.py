@@ -75,8 +75,10 @@ class BatchWriter:
         fut: asyncio.Future[Any] = loop.create_future()
 
         def done(ok: bool, value: Any) -> None:
-            if not loop.is_closed():
+            try:
                 loop.call_soon_threadsafe(_settle, fut, ok, value)
+            except RuntimeError:  # the caller's event loop is closed: nobody to tell
+                pass
 
         self._queue.put(_Op(fn, args, durable, done))
         return fut
