@@ -245,6 +245,14 @@ class EventBackend(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class BatchPublish(Protocol):
+    """Optional event capability: publish many messages to one channel in one round trip, in
+    order (same effect as ``publish`` on each). Worker log forwarding uses it."""
+
+    async def publish_many(self, channel: str, data: Sequence[str]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class LogEntry:
     """One activity log line to write (used by batched writers)."""

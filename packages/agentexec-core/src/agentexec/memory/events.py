@@ -35,6 +35,10 @@ class MemoryEvents:
                 loop.call_soon_threadsafe(queue.put_nowait, event)
         return event.id
 
+    async def publish_many(self, channel: str, data: Sequence[str]) -> None:
+        for item in data:
+            await self.publish(channel, item)
+
     @asynccontextmanager
     async def subscribe(
         self, patterns: Sequence[str], *, last_id: str | None = None

@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from agentexec.backends import EventBackend
+from agentexec.backends import BatchPublish, EventBackend
 
 #: records kept while the events backend is slow; past this the oldest are dropped (and counted)
 BUFFER = 10_000
@@ -83,13 +83,20 @@ class LogForwarder(logging.Handler):
                 "logger": "agentexec.worker", "time": time.time(),
                 "message": f"{dropped} log record(s) dropped: the events backend was too slow",
             }))
+        if isinstance(events, BatchPublish):
+            while self._buffer:
+                batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), 500))]
+                try:
+                    await events.publish_many(channel, batch)
+                except Exception as exc:
+                    _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); " + "\n".join(batch))
+            return
         while self._buffer:
-            data = self._buffer[0]
+            data = self._buffer.popleft()
             try:
                 await events.publish(channel, data)
             except Exception as exc:
                 _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); {data}")
-            self._buffer.popleft()
 
 
 def install_forwarder(worker_index: int) -> LogForwarder:

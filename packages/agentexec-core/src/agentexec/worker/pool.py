@@ -73,7 +73,9 @@ class Pool(SchedulingMixin):
             backends = build_backends(configured_urls(self.database_url), activity_source=engine)
         self.backends = backends
         if not has_explicit_backends():
-            set_backends(backends)  # so ax.enqueue / ax.activity in this process use the same stores
+            # so ax.enqueue / ax.activity in this process use the same stores; a later pool may
+            # take over (a suite building one pool per test), backends the user set stay
+            set_backends(backends, explicit=False)
         self._supervisor: Supervisor | None = None
         self._finished = False
         add_pool(self)

@@ -203,22 +203,18 @@ class ActivityWriter:
         ttl = CONF.result_ttl
         if self._set_many is not None:
             await self._set_many(outcomes, ttl)
-        elif len(outcomes) == 1:
-            await self._results.set(outcomes[0][0], outcomes[0][1], ttl)
-        else:
-            async with anyio.create_task_group() as tg:
-                for agent_id, data in outcomes:
-                    tg.start_soon(self._results.set, agent_id, data, ttl)
+            return
+        # one at a time: the concurrency is across posts (MAX_POSTS), which bounds how many
+        # backend connections outcomes and acks can hold, leaving some for the rest
+        for agent_id, data in outcomes:
+            await self._results.set(agent_id, data, ttl)
 
     async def _ack(self, leases: Sequence[Lease]) -> None:
         if self._ack_many is not None:
             await self._ack_many(leases)
-        elif len(leases) == 1:
-            await self._queue.ack(leases[0])
-        else:
-            async with anyio.create_task_group() as tg:
-                for lease in leases:
-                    tg.start_soon(self._queue.ack, lease)
+            return
+        for lease in leases:
+            await self._queue.ack(lease)
 
 
 async def _retrying(what: str, call: Callable[[], Awaitable[None]]) -> None:
