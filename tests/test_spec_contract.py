@@ -442,3 +442,59 @@ async def test_publish_with_the_spec_keywords(backends: Backends) -> None:
     )
     with pytest.raises(TypeError, match="not both"):
         await ax.events.publish("x.y", None, source="a", source_agent="b")
+
+
+# -- which backends ax.enqueue / ax.activity use when a suite changes its set-up between tests ------
+def _memory_backends() -> Backends:
+    url = f"memory://{uuid.uuid4().hex}"
+    return build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
+
+
+def test_backends_built_from_conf_follow_conf(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentexec.runtime import get_activity_store, get_backends
+
+    set_backends(None)
+    try:
+        for kind in ("queue", "results", "events", "activity"):
+            monkeypatch.setattr(CONF, f"{kind}_backend", "memory://spec-a")
+        first = get_backends()
+        assert get_backends() is first and get_activity_store() is first.activity
+        for kind in ("queue", "results", "events", "activity"):
+            monkeypatch.setattr(CONF, f"{kind}_backend", "memory://spec-b")
+        second = get_backends()
+        assert second is not first and second.urls == {k: "memory://spec-b" for k in second.urls}
+        assert get_activity_store() is second.activity
+        mine = _memory_backends()
+        set_backends(mine)  # the user's choice stays, whatever CONF says
+        monkeypatch.setattr(CONF, "queue_backend", "memory://spec-c")
+        assert get_backends() is mine and get_activity_store() is mine.activity
+    finally:
+        set_backends(None)
+
+
+def test_the_activity_store_alone_follows_conf(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentexec.runtime import get_activity_store
+
+    set_backends(None)
+    monkeypatch.setattr(CONF, "activity_backend", "memory://spec-d")
+    first = get_activity_store()
+    assert get_activity_store() is first
+    monkeypatch.setattr(CONF, "activity_backend", "memory://spec-e")
+    assert get_activity_store() is not first
+
+
+def test_each_new_pool_becomes_the_process_default() -> None:
+    """A suite that builds a pool per test (each on its own database) enqueues to the newest."""
+    from agentexec.runtime import get_backends
+
+    set_backends(None)
+    try:
+        ax.Pool(backends=_memory_backends())
+        second = ax.Pool(backends=_memory_backends())
+        assert get_backends() is second.backends
+        mine = _memory_backends()
+        set_backends(mine)
+        ax.Pool(backends=_memory_backends())
+        assert get_backends() is mine
+    finally:
+        set_backends(None)

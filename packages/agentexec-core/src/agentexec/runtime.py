@@ -117,55 +117,73 @@ def build_backends(
 
 _lock = threading.Lock()
 _current: Backends | None = None
+#: who chose ``_current``: built from CONF on first use ("conf"), adopted by an ``ax.Pool``
+#: ("pool"), or given to :func:`set_backends` ("user")
+_source: str | None = None
+
+
+def _stale(backends: Backends) -> bool:
+    """Backends built from CONF whose URLs CONF no longer names (a test changed CONF, say)."""
+    return _source == "conf" and backends.urls != configured_urls()
 
 
 def get_backends() -> Backends:
-    """The process's backends, built from CONF on first use."""
-    global _current
-    if _current is None:
+    """The process's backends, built from CONF on first use (and again when CONF's URLs change)."""
+    global _current, _source, _activity_store
+    current = _current
+    if current is None or _stale(current):
         with _lock:
-            if _current is None:
-                _current = build_backends()
-    return _current
+            if _current is None or _stale(_current):
+                # the replaced backends are not closed here (that needs their event loop)
+                _current, _source, _activity_store = build_backends(), "conf", None
+            current = _current
+    return current
 
 
-def set_backends(backends: Backends | None) -> None:
-    """Make ``backends`` this process's (``None`` forgets them; the next use rebuilds from CONF)."""
-    global _current, _activity_store, _explicit
+def set_backends(backends: Backends | None, *, explicit: bool = True) -> None:
+    """Make ``backends`` this process's (``None`` forgets them; the next use rebuilds from CONF).
+
+    ``explicit=False`` is for an ``ax.Pool`` adopting its backends as the process default: a
+    later pool may replace them (each test of a suite builds its own pool on its own database),
+    while backends the user set stay until the user changes them.
+    """
+    global _current, _activity_store, _source
     with _lock:
         _current = backends
         _activity_store = None
-        _explicit = backends is not None
+        _source = None if backends is None else "user" if explicit else "pool"
 
 
 def has_backends() -> bool:
     return _current is not None
 
 
-_explicit = False
-
-
 def has_explicit_backends() -> bool:
     """Whether this process's backends were set with :func:`set_backends` (not built from CONF on
-    first use), so a new ``ax.Pool`` leaves them alone."""
-    return _current is not None and _explicit
+    first use, nor adopted by an ``ax.Pool``), so a new ``ax.Pool`` leaves them alone."""
+    return _current is not None and _source == "user"
 
 
 _activity_store: Any = None
+_activity_url: str | None = None
 
 
 def get_activity_store() -> ActivityStore:
     """The activity store ``ax.activity`` uses: the process's backends' if built, else one from CONF
     (so a web process that only reads activity does not open a queue connection)."""
-    global _activity_store
-    if _current is not None:
-        return _current.activity
-    if _activity_store is None:
+    global _activity_store, _activity_url
+    current = _current
+    if current is not None and not _stale(current):
+        return current.activity
+    url = configured_urls()["activity"]
+    store = _activity_store
+    if store is None or _activity_url != url:
         with _lock:
-            if _activity_store is None:
-                url = configured_urls()["activity"]
-                _activity_store = get_registry().find("activity", url).load()(url)
-                if url == embedded_url() and callable(getattr(_activity_store, "ensure_schema", None)):
-                    _activity_store.ensure_schema()
-    store: ActivityStore = _activity_store
-    return store
+            if _activity_store is None or _activity_url != url:
+                store = get_registry().find("activity", url).load()(url)
+                if url == embedded_url() and callable(getattr(store, "ensure_schema", None)):
+                    store.ensure_schema()
+                _activity_store, _activity_url = store, url
+            store = _activity_store
+    result: ActivityStore = store
+    return result
