@@ -61,7 +61,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'agents.db'}"
     else:
-        url = request.getfixturevalue("pg_url")
+        # the spec's form, no driver named: SQLAlchemy's default PostgreSQL driver must be there
+        url = request.getfixturevalue("pg_url").replace("postgresql+psycopg://", "postgresql://")
     engine = create_engine(url)
     ax.Base.metadata.drop_all(engine)
     ax.Base.metadata.create_all(engine)
@@ -332,6 +333,23 @@ def test_model_queries(engine: Engine) -> None:
         ]
     # session=None: the global session
     assert Activity.get_by_agent_id(queued) is not None
+
+
+def test_activity_built_with_the_orm(engine: Engine) -> None:
+    agent_id = uuid.uuid4()
+    with Session(engine) as session:
+        activity = Activity(agent_id=agent_id, agent_type="manual")
+        activity.append_log("created by hand")  # not in a session yet: just gains the entry
+        session.add(activity)
+        session.commit()
+        activity.append_log("running", status=Status.RUNNING, percentage=5)
+    with Session(engine) as session:
+        detail = ax.activity.detail(session, agent_id)
+        assert detail is not None and detail.agent_type == "manual"
+        assert [(x.message, x.status, x.percentage) for x in detail.logs] == [
+            ("created by hand", Status.QUEUED, None), ("running", Status.RUNNING, 5)
+        ]
+        assert detail.status is Status.RUNNING and detail.latest_percentage == 5
 
 
 def test_updated_at_moves_with_each_log(engine: Engine) -> None:
