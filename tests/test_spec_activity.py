@@ -439,3 +439,35 @@ async def test_queue_depth_with_get_redis(
         await backends.aclose()
         await ax.close_redis()
         engine.dispose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", ["redis", "sqlite"])
+async def test_get_result_timeout_error_on_every_transport(
+    transport: str, redis_server_url: str | None, tmp_path: Path, unique_name: str
+) -> None:
+    import time
+
+    from agentexec.runtime import build_backends
+
+    db = f"sqlite:///{tmp_path / 'agents.db'}"
+    if transport == "redis":
+        if redis_server_url is None:
+            pytest.skip("needs a Redis server")
+        url = redis_server_url
+    else:
+        url = db
+    engine = create_engine(db)
+    ax.Base.metadata.create_all(engine)
+    backends = build_backends({"queue": url, "results": url, "events": url, "activity": db})
+    set_backends(backends)
+    try:
+        task = await ax.enqueue("never_run", ResearchContext(company="x"), queue_name=unique_name)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await ax.get_result(task, timeout=0.3)
+        assert 0.25 <= time.monotonic() - start < 5
+    finally:
+        set_backends(None)
+        await backends.aclose()
+        engine.dispose()
