@@ -70,6 +70,7 @@ class PoolProcess:
         proc = subprocess.Popen(
             list(argv), cwd=cwd, env=full_env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_the_test,
         )
         pool = cls(proc, journal)
         pool._reader = threading.Thread(target=pool._read, daemon=True)
@@ -145,6 +146,13 @@ class PoolProcess:
         if not self.journal.exists():
             return []
         return [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
+
+
+def _die_with_the_test() -> None:
+    """In the pool process before exec: a test run that is itself killed takes it along."""
+    from agentexec.worker.process import set_parent_death_signal
+
+    set_parent_death_signal()
 
 
 def children(pid: int) -> list[int]:
