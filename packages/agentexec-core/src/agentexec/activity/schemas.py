@@ -53,4 +53,5 @@ class ActivityListSchema(BaseModel):
 
     @staticmethod
     def page_count(total: int, page_size: int) -> int:
-        return max(1, -(-total // page_size)) if page_size > 0 else 1
+        """Pages needed for ``total`` items: ceil(total / page_size), so 0 when there are none."""
+        return -(-total // page_size) if page_size > 0 else 0

@@ -83,7 +83,7 @@ async def _list(args: argparse.Namespace) -> int:
     out = console()
     status = f" {args.status.value}" if args.status else ""
     table = Table(
-        title=f"Activities{status}: page {page.page} of {page.pages} ({page.total} in all)",
+        title=f"Activities{status}: page {page.page} of {max(page.pages, 1)} ({page.total} in all)",
         title_justify="left",
     )
     table.add_column("agent id", no_wrap=True, min_width=36)
