@@ -3,9 +3,9 @@
 Every lifecycle line of the process's tasks goes through one writer. Lines that arrive while
 transactions are in progress are written together in the next one (``aappend_many``), so with
 many tasks in flight the database sees one transaction per batch instead of one per line, while
-a lone task pays one transaction and no added delay. A few transactions may be in flight at
-once; two lines of one activity are never in flight together, so each activity's lines commit
-in the order they were written.
+a lone task pays one transaction and no added delay. Should several transactions be allowed
+in flight (``MAX_COMMITS``), two lines of one activity are never in flight together, so each
+activity's lines commit in the order they were written.
 
 After a batch commits, the outcomes of its finished tasks are stored and only then are those
 tasks acknowledged (in one round trip each where the backend offers ``set_many``/``ack_many``):
@@ -41,8 +41,11 @@ log = logging.getLogger("agentexec.worker")
 
 #: lines per transaction, so one burst cannot make a transaction arbitrarily large
 MAX_BATCH = 500
-#: activity transactions in flight at once (each holds a database connection)
-MAX_COMMITS = 3
+#: activity transactions in flight at once. One measured best: commits that overlap split the
+#: lines into smaller batches and contend with each other (and with the event loop, for the
+#: GIL) without finishing any sooner; one at a time, everything that arrives meanwhile rides
+#: in the next transaction
+MAX_COMMITS = 1
 #: outcome/ack steps in flight at once (each holds a backend connection)
 MAX_POSTS = 4
 MAX_BACKOFF = 5.0
