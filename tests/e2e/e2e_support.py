@@ -8,6 +8,7 @@ event, with the pid of the worker that wrote it).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -148,11 +149,14 @@ class PoolProcess:
         return [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
 
 
+# looked up here, not in the forked child: preexec_fn must not import or dlopen (locks)
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
 def _die_with_the_test() -> None:
     """In the pool process before exec: a test run that is itself killed takes it along."""
-    from agentexec.worker.process import set_parent_death_signal
-
-    set_parent_death_signal()
+    if _prctl is not None:
+        _prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def children(pid: int) -> list[int]:
