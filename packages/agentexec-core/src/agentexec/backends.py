@@ -71,8 +71,9 @@ class QueueBackend(Protocol):
 
     Contract:
     - Spec semantics (LOW = LPUSH, HIGH = RPUSH, take = BRPOP): LOW joins the back, HIGH the
-      front, consumers take from the front. So HIGH is taken before LOW, LOW is first in
-      first out, and the newest HIGH is taken first.
+      front, consumers take from the front. So HIGH is taken before LOW and LOW is first in
+      first out. Among waiting HIGH tasks the order is the backend's (Redis and memory: the
+      newest first, as RPUSH gives; SQL: the oldest first); the kit checks neither.
     - ``reserve`` hands each task to exactly one consumer and records it as in flight for that
       consumer; ``ack`` forgets it; ``release`` puts it back at the front of its queue.
     - A consumer proves it is alive with ``heartbeat``. ``reap`` returns the in-flight tasks of
