@@ -1,7 +1,8 @@
 """The worker pool (``ax.Pool``) and everything that runs tasks.
 
 - :mod:`.pool` — ``Pool``: registration, ``start``/``run``/``shutdown``.
-- :mod:`.supervisor` — the pool's main-process side: workers, replacements, reaper, log relay.
+- :mod:`.supervisor` — the pool's main-process side (and in-process workers for ``memory://``).
+- :mod:`.process_supervisor` — worker processes: replacements, reaper, log relay, stopping.
 - :mod:`.forkserver` — the single-threaded process that forks every worker.
 - :mod:`.process` — a worker process: start-up, signals, parent-death guard.
 - :mod:`.consumer` — the worker loop: lanes, slots, heartbeats, stopping.

@@ -32,8 +32,9 @@ from agentexec.schedule.pool_api import SchedulingMixin
 from agentexec.task import TaskDefinition
 from agentexec.worker.lanes import DEFAULT_LANE, Lane, check_lane, lane_queue_name
 from agentexec.worker.logs import ensure_console_logging
+from agentexec.worker.process_supervisor import ProcessSupervisor
 from agentexec.worker.registry import add_pool
-from agentexec.worker.supervisor import ProcessSupervisor, Supervisor, ThreadSupervisor
+from agentexec.worker.supervisor import Supervisor, ThreadSupervisor
 
 log = logging.getLogger("agentexec.worker")
 

@@ -2,9 +2,10 @@
 
 Two flavours share one shape, a thread running an anyio loop:
 
-- :class:`ProcessSupervisor` (cross-process backends): ``CONF.num_workers`` forked processes;
-  it relays their logs, replaces a worker that dies (its in-flight tasks go back to the queue at
-  once), and runs the reaper for leases of workers lost anywhere.
+- :class:`~agentexec.worker.process_supervisor.ProcessSupervisor` (cross-process backends):
+  ``CONF.num_workers`` forked processes; it relays their logs, replaces a worker that dies (its
+  in-flight tasks go back to the queue at once), and runs the reaper for leases of workers lost
+  anywhere.
 - :class:`ThreadSupervisor` (in-process backends such as ``memory://``): the workers run on the
   supervisor's own event loop, since other processes could not see the queue.
 
@@ -16,24 +17,17 @@ the queue. Tasks still queued stay queued for the next start.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
 
 from agentexec.runtime import Backends
-from agentexec.worker.channels import control_channel, logs_channel, shutdown_message
 from agentexec.worker.consumer import Worker
-from agentexec.worker.forkserver import ForkServer
 from agentexec.worker.lanes import Lane
-from agentexec.worker.logs import emit_worker_record
-from agentexec.worker.process import WorkerSpec
 from agentexec.worker.reaping import reap, reap_consumer
 
 if TYPE_CHECKING:
@@ -42,11 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentexec.worker")
 
 POLL = 0.05
-#: a worker that fails sooner than this after starting is restarted with a growing delay
-QUICK_DEATH = 2.0
-MAX_RESTART_DELAY = 30.0
-#: how long the main process waits for the last log lines of exited workers
-LOG_GRACE = 1.0
 
 
 class Supervisor:
@@ -181,239 +170,3 @@ class ThreadSupervisor(Supervisor):
                     await reap_consumer(backends, lane.queue_name, w.consumer_id)
                 except Exception as exc:
                     log.warning("reaping %s failed: %s", w.consumer_id, exc)
-
-
-@dataclass
-class _Slot:
-    index: int
-    generation: int = 0
-    pid: int | None = None
-    spawning: bool = False
-    consumer_id: str = ""
-    started_at: float = 0.0
-    restart_at: float = 0.0
-    quick_deaths: int = 0
-    exit_seen: bool = False
-
-
-class ProcessSupervisor(Supervisor):
-    """``num_workers`` worker processes, forked by the pool's fork server."""
-
-    def __init__(self, pool: Pool, num_workers: int, lanes: list[Lane]) -> None:
-        super().__init__(pool, num_workers, lanes)
-        self.slots = [_Slot(i) for i in range(num_workers)]
-        self.forks = ForkServer(self._spec)
-        self._exited: list[tuple[_Slot, _Status]] = []
-
-    @property
-    def pids(self) -> list[int]:
-        return [s.pid for s in self.slots if s.pid is not None]
-
-    def start(self, ready_timeout: float = 60.0) -> None:
-        # first, while this process runs none of our threads: see agentexec.worker.forkserver
-        self.forks.start()
-        try:
-            super().start(ready_timeout)
-        except BaseException:
-            self.forks.stop()
-            raise
-
-    def _spec(self, index: int, consumer_id: str, server_pid: int) -> WorkerSpec:
-        """Runs in the fork server, for each worker it forks."""
-        return WorkerSpec(
-            index=index,
-            consumer_id=consumer_id,
-            pool_id=self.pool.id,
-            queue_name=self.pool.queue_name,
-            lanes=self.lanes,
-            definitions=dict(self.pool.tasks),
-            make_backends=self.pool._fresh_backends,
-            parent_pid=server_pid,
-            engine=self.pool.engine,
-        )
-
-    def _spawn(self, slot: _Slot) -> None:
-        slot.generation += 1
-        slot.consumer_id = self._consumer_id(slot.index, slot.generation)
-        slot.exit_seen = False
-        slot.spawning = True
-        slot.started_at = time.monotonic()
-        self.forks.spawn(slot.index, slot.consumer_id)
-
-    def _receive(self) -> None:
-        """Apply the fork server's news: workers started, workers exited."""
-        for message in self.forks.read():
-            if message.get("op") == "spawned":
-                for slot in self.slots:
-                    if slot.index == message.get("index") and slot.spawning:
-                        slot.pid, slot.spawning = int(message["pid"]), False
-                        log.debug("Worker %d started (pid %d)", slot.index, slot.pid)
-            elif message.get("op") == "exited":
-                for slot in self.slots:
-                    if slot.pid == message.get("pid"):
-                        self._exited.append((slot, _Status(message.get("code"), message.get("signal"))))
-
-    async def _main(self) -> None:
-        backends = self.pool._fresh_backends()  # this loop's own connections
-        try:
-            async with anyio.create_task_group() as tg:
-                await tg.start(self._relay_logs, backends)
-                for slot in self.slots:
-                    self._spawn(slot)
-                with anyio.fail_after(30):
-                    while any(s.spawning for s in self.slots):
-                        self._check_server()
-                        self._receive()
-                        await anyio.sleep(0.005)
-                tg.start_soon(self._reaper, backends)
-                self._start_scheduler(tg, backends)
-                self._ready.set()
-                while not self._stop_requested.is_set():
-                    self._check_server()
-                    await self._check_children(backends, replace=True)
-                    await anyio.sleep(POLL)
-                await self._shutdown(backends)
-                tg.cancel_scope.cancel()
-        finally:
-            with anyio.move_on_after(5, shield=True):
-                await backends.aclose()
-
-    def _check_server(self) -> None:
-        if not self.forks.alive():
-            raise RuntimeError(
-                "the pool's fork server exited unexpectedly; its workers exited with it"
-            )
-
-    def closed(self) -> None:
-        # the fork server kills any worker still there, then exits
-        for slot in self.slots:
-            if slot.pid is not None:
-                _kill(slot.pid)
-        self.forks.stop()
-
-    async def _check_children(self, backends: Backends, *, replace: bool) -> list[_Slot]:
-        """Collect exited workers; hand their tasks out again; start replacements if asked."""
-        self._receive()
-        ended: list[_Slot] = []
-        now = time.monotonic()
-        exited, self._exited = self._exited, []
-        for slot, status in exited:
-            pid, slot.pid = slot.pid, None
-            ended.append(slot)
-            if replace:
-                log.error(
-                    "Worker %d (pid %s) %s; starting a replacement", slot.index, pid, _describe(status)
-                )
-                # a worker that fails right after starting would fail again at once: back off.
-                # SIGKILL comes from outside (an operator, the OOM killer): replace at once
-                quick = now - slot.started_at < QUICK_DEATH and status.signal != signal.SIGKILL
-                slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
-                delay = min(0.5 * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY) if slot.quick_deaths else 0.0
-                slot.restart_at = now + delay
-            await self._reap_worker(backends, slot)
-        if replace:
-            for slot in self.slots:
-                if slot.pid is None and not slot.spawning and now >= slot.restart_at:
-                    self._spawn(slot)
-        return ended
-
-    async def _reap_worker(self, backends: Backends, slot: _Slot) -> None:
-        for lane in self.lanes:
-            try:
-                if not await reap_consumer(backends, lane.queue_name, slot.consumer_id):
-                    log.warning(
-                        "the queue backend cannot hand out a dead worker's tasks at once; they "
-                        "return after the lease timeout (%ss)", backends.queue.lease_timeout,
-                    )
-            except Exception as exc:
-                log.error("handing out worker %d's tasks again failed: %s", slot.index, exc)
-
-    def _live(self) -> list[_Slot]:
-        return [s for s in self.slots if s.pid is not None]
-
-    async def _wait_exits(self, backends: Backends, deadline: float) -> None:
-        while self._live() and time.monotonic() < deadline and not self._force.is_set():
-            await self._check_children(backends, replace=False)
-            if self._live():
-                await anyio.sleep(POLL)
-
-    async def _shutdown(self, backends: Backends) -> None:
-        live = self._live()
-        for slot in self.slots:
-            if slot.pid is None:
-                slot.exit_seen = True  # only running workers will say goodbye
-        log.info("Shutting down %d worker(s)", len(live))
-        with anyio.move_on_after(2):
-            try:
-                await backends.events.publish(
-                    control_channel(self.pool.queue_name), shutdown_message(self.pool.id)
-                )
-            except Exception as exc:
-                log.warning("broadcasting the shutdown failed (%s); signalling workers directly", exc)
-        for slot in live:
-            _signal(slot.pid, signal.SIGTERM)  # the same request, in case the broadcast was missed
-        await self._wait_exits(backends, time.monotonic() + self._timeout)
-        killed = self._live()
-        for slot in killed:
-            log.warning("Worker %d (pid %s) did not finish in time; killing it", slot.index, slot.pid)
-            _kill(slot.pid)
-        self._force.clear()
-        await self._wait_exits(backends, time.monotonic() + 10)
-        for slot in killed:
-            slot.exit_seen = True
-        with anyio.move_on_after(LOG_GRACE):
-            while not all(s.exit_seen for s in self.slots):
-                await anyio.sleep(POLL)
-
-    async def _relay_logs(self, backends: Backends, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        started = False
-        delay = 0.1
-        while True:
-            try:
-                async with backends.events.subscribe([logs_channel(self.pool.queue_name)]) as stream:
-                    if not started:
-                        started = True
-                        task_status.started()
-                    delay = 0.1
-                    async for event in stream:
-                        msg = emit_worker_record(event.data)
-                        if msg and msg.get("event") == "exit":
-                            for slot in self.slots:
-                                if slot.index == msg.get("worker"):
-                                    slot.exit_seen = True
-            except Exception as exc:
-                if not started:
-                    started = True
-                    task_status.started()
-                log.warning("relaying worker logs failed (%s); retrying in %.1fs", exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-
-@dataclass
-class _Status:
-    code: int | None = None
-    signal: int | None = None
-
-
-def _describe(status: _Status) -> str:
-    if status.signal is not None:
-        try:
-            name = signal.Signals(status.signal).name
-        except ValueError:
-            name = str(status.signal)
-        return f"was killed by {name}"
-    return f"exited with code {status.code}"
-
-
-def _signal(pid: int | None, sig: int) -> None:
-    if pid is None:
-        return
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _kill(pid: int | None) -> None:
-    _signal(pid, signal.SIGKILL)
