@@ -441,3 +441,31 @@ async def test_task_execute_of_an_unregistered_task_fails_loudly(make_pool: Any)
     assert statuses(task.agent_id)[-1][0] is Status.ERROR
     with pytest.raises(ax.TaskFailedError, match="nobody_knows_me"):
         await ax.get_result(task, timeout=1)
+
+
+async def test_a_handler_enqueues_onto_its_own_pools_queue(
+    make_pool: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child enqueued without ``queue_name`` inside a handler goes to the running pool's queue,
+    not to ``CONF.queue_name`` where no worker of this pool would ever take it."""
+    monkeypatch.setattr(CONF, "worker_concurrency", 4)  # the parent holds a slot while it waits
+    pool = make_pool()
+    assert pool.queue_name != CONF.queue_name
+
+    @pool.task("child")
+    async def child(agent_id: UUID, context: Ctx) -> int:
+        return context.value * 10
+
+    @pool.task("parent")
+    async def parent(agent_id: UUID, context: Ctx) -> list[int]:
+        kids = [await ax.enqueue("child", Ctx(value=i)) for i in range(3)]
+        assert {k.queue_name for k in kids} == {pool.queue_name}
+        many = await ax.enqueue_many([("child", Ctx(value=7))])
+        assert many[0].queue_name == pool.queue_name
+        return list(await ax.gather(*kids, *many, timeout=WAIT))
+
+    pool.start()
+    task = await ax.enqueue("parent", Ctx(), queue_name=pool.queue_name)
+    assert await ax.get_result(task, timeout=WAIT) == [0, 10, 20, 70]
+    outside = await ax.enqueue("child", Ctx(value=1))
+    assert outside.queue_name == CONF.queue_name

@@ -15,6 +15,19 @@ from agentexec.runtime import get_backends
 from agentexec.task import Priority, Task
 
 
+def default_queue_name() -> str:
+    """Where a task goes when ``queue_name`` is not given: inside a handler, the queue of the pool
+    running it (so a pool on a custom queue runs the children its tasks and pipelines enqueue);
+    elsewhere ``CONF.queue_name``."""
+    from agentexec.worker.lanes import base_queue_name
+    from agentexec.worker.lifecycle import current_task
+
+    running = current_task()
+    if running is not None and running.queue_name:
+        return base_queue_name(running.queue_name)
+    return CONF.queue_name
+
+
 def _check(task_name: str, context: Any, priority: Any) -> None:
     if not isinstance(task_name, str) or not task_name:
         raise TypeError(f"task_name must be a non-empty str, got {task_name!r}")
@@ -38,7 +51,7 @@ async def enqueue(
     _check(task_name, context, priority)
     task = Task.create(task_name, context)
     task.priority = priority
-    task.queue_name = queue_name or CONF.queue_name
+    task.queue_name = queue_name or default_queue_name()
     backends = get_backends()
     await backends.activity.acreate(task_name, CONF.activity_message_create, task.agent_id)
     await backends.queue.push(task.to_envelope(task.queue_name), priority)
@@ -51,13 +64,14 @@ async def enqueue_many(
 ) -> list[Task]:
     """Queue many tasks with one activity transaction and one queue round trip."""
     tasks: list[Task] = []
+    queue_name = queue_name or default_queue_name()
     for item in items:
         task_name, context = item[0], item[1]
         priority = item[2] if len(item) > 2 else Priority.LOW  # type: ignore[misc]
         _check(task_name, context, priority)
         task = Task.create(task_name, context)
         task.priority = priority
-        task.queue_name = queue_name or CONF.queue_name
+        task.queue_name = queue_name
         tasks.append(task)
     if not tasks:
         return tasks
@@ -65,7 +79,7 @@ async def enqueue_many(
     await backends.activity.acreate_many(
         [(t.agent_id, t.task_name, CONF.activity_message_create) for t in tasks]
     )
-    await backends.queue.push_many([t.to_envelope(t.queue_name or CONF.queue_name) for t in tasks])
+    await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])
     return tasks
 
 

@@ -23,6 +23,15 @@ def lane_queue_name(queue_name: str, lane: str = DEFAULT_LANE) -> str:
     return queue_name if lane == DEFAULT_LANE else f"{queue_name}:{lane}"
 
 
+def base_queue_name(queue_name: str) -> str:
+    """The pool's own queue behind a lane's queue (``q:pipelines`` -> ``q``)."""
+    for lane in LANES:
+        suffix = f":{lane}"
+        if lane != DEFAULT_LANE and queue_name.endswith(suffix):
+            return queue_name[: -len(suffix)]
+    return queue_name
+
+
 def lane_slots(lane: str) -> int:
     """Tasks of this lane one worker process runs at once (read from CONF when workers start)."""
     check_lane(lane)
