@@ -21,36 +21,18 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import sqlalchemy as sa
+from _support import fresh_postgres
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry
 from agentexec_sqlalchemy.engine import create_engine
 from agentexec_sqlalchemy.models import Activity, ActivityLog, Base
 from agentexec_sqlalchemy.store import SQLActivityStore
-
-
-@contextmanager
-def fresh_postgres(base_url: str) -> Iterator[str]:
-    name = f"agentexec_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def lifecycle(store: SQLActivityStore, n: int) -> None:
