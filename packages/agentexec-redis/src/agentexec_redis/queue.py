@@ -19,6 +19,7 @@ take is one BLMOVE, and a reap is one script per dead consumer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from pydantic import ValidationError
 from agentexec_redis import _lua
 from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record, text
 from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
-from agentexec_redis.client import async_client, close_redis, resolve_url
+from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
 from agentexec_redis.keys import QueueKeys, queue_keys
 
 #: shortest BLMOVE timeout sent; Redis reads a timeout that rounds to 0 ms as "block forever"
@@ -216,6 +217,58 @@ class RedisQueue:
             if state.busy == 0:
                 state.idle.set()
 
+    async def reserve_many(
+        self, queue_name: str, consumer_id: str, max_count: int, timeout: float
+    ) -> list[Lease]:
+        """Up to ``max_count`` tasks: the first as :meth:`reserve` takes it (waiting up to
+        ``timeout``), the rest with pipelined ``LMOVE``s in one more round trip, each an atomic
+        move into the consumer's in-flight list. ``[]`` when nothing came."""
+        first = await self.reserve(queue_name, consumer_id, timeout)
+        if first is None:
+            return []
+        if max_count <= 1:
+            return [first]
+        keys = queue_keys(queue_name)
+        state = self._consumer((queue_name, consumer_id))
+        return [first, *await self._take_more(keys, consumer_id, state, max_count - 1)]
+
+    async def _take_more(
+        self, keys: QueueKeys, consumer_id: str, state: _Consumer, count: int
+    ) -> list[Lease]:
+        """Tasks already waiting, without blocking. A failure midway leaves the consumer dirty,
+        so its next take recovers whatever was moved but never leased (as after a cut-off
+        ``reserve``); the leases made so far are returned."""
+        leases: list[Lease] = []
+        if state.dirty or not state.started:
+            return leases  # a recovery is due or running: leave it to the next `reserve`
+        r = self._redis()
+        inflight = keys.inflight(consumer_id)
+        # counted as busy with no await since the check above (see `_take_one`)
+        state.busy += 1
+        state.idle.clear()
+        try:
+            async with r.pipeline(transaction=False) as pipe:
+                for _ in range(count):
+                    pipe.execute_command("LMOVE", keys.queue, inflight, "RIGHT", "LEFT")
+                taken: list[bytes | None] = await pipe.execute()
+            # a push may land between two LMOVEs: a miss is not the end of the batch
+            for raw in taken:
+                if raw is not None:
+                    got = await self._leased(r, keys, consumer_id, state, raw)
+                    if isinstance(got, Lease):
+                        leases.append(got)
+        except TRANSIENT as exc:
+            state.dirty = True
+            outage.failed("reserve", exc)
+        except BaseException:
+            state.dirty = True
+            raise
+        finally:
+            state.busy -= 1
+            if state.busy == 0:
+                state.idle.set()
+        return leases
+
     async def _leased(
         self, r: aioredis.Redis, keys: QueueKeys, consumer_id: str, state: _Consumer, raw: bytes
     ) -> Lease | _Again:
@@ -264,6 +317,27 @@ class RedisQueue:
             max(self.lease_timeout, 1.0),
         )
         self._forget(lease)
+
+    async def ack_many(self, leases: Sequence[Lease]) -> None:
+        """``ack`` of each lease in one pipelined round trip (one per queue on a cluster, where
+        each queue's keys share one hash slot)."""
+        if not leases:
+            return
+        r = self._redis()
+        groups: dict[str, list[Lease]] = {}
+        for lease in leases:
+            groups.setdefault(lease.queue_name if is_cluster(r) else "", []).append(lease)
+
+        async def send(group: Sequence[Lease]) -> None:
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for lease in group:
+                    pipe.lrem(queue_keys(lease.queue_name).inflight(lease.consumer_id), 1, lease.token)
+                await pipe.execute()
+
+        for group in groups.values():
+            await retrying("ack", functools.partial(send, group), max(self.lease_timeout, 1.0))
+            for lease in group:
+                self._forget(lease)
 
     async def release(self, lease: Lease) -> None:
         keys = queue_keys(lease.queue_name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -140,6 +141,30 @@ class RedisResults:
             async with r.pipeline(transaction=False) as pipe:
                 pipe.set(key, data, ex=ttl)
                 pipe.xadd(keys.RESULTS_DONE, fields, maxlen=keys.STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                await pipe.execute()
+
+        await retrying("result set", store, self._window())
+
+    async def set_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
+        """``set`` of each item in one pipelined round trip: every value, then every wake-up
+        (on a cluster two, since the values live on other nodes than the stream and must be
+        stored before their wake-ups are read)."""
+        if not items:
+            return
+
+        async def store() -> None:
+            r = async_client(self.url)
+            cluster = is_cluster(r)
+            async with r.pipeline(transaction=False) as pipe:
+                for agent_id, data in items:
+                    pipe.set(keys.result(agent_id), data, ex=ttl)
+                if cluster:
+                    await pipe.execute()
+                for agent_id, _data in items:
+                    pipe.xadd(
+                        keys.RESULTS_DONE, {"id": str(agent_id)},
+                        maxlen=keys.STREAM_MAXLEN, approximate=True,
+                    )
                 await pipe.execute()
 
         await retrying("result set", store, self._window())

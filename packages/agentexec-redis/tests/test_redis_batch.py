@@ -1,0 +1,224 @@
+"""The batch capabilities the worker pool uses when present: ack_many, reserve_many, set_many,
+publish_many, each one pipelined round trip with the same effect as the single call."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+from agentexec.backends import BatchAck, BatchPublish, BatchReserve, BatchResults, Lease
+from agentexec.task import Envelope, Priority
+from agentexec_redis import keys
+from agentexec_redis.client import get_redis
+from agentexec_redis.events import RedisEvents
+from agentexec_redis.keys import queue_keys
+from agentexec_redis.queue import RedisQueue
+from agentexec_redis.results import RECHECK_INTERVAL, RedisResults
+from test_redis_cluster import cluster, cluster_url  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.anyio
+
+LEASE = 0.3
+
+
+def envelope(queue_name: str, n: int, priority: Priority = Priority.LOW) -> Envelope:
+    return Envelope(
+        agent_id=uuid.uuid4(), task_name="t", context={"n": n}, priority=priority,
+        queue_name=queue_name, enqueued_at=1.5,
+    )
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> RedisQueue:
+    q = RedisQueue(redis_url)
+    q.lease_timeout = LEASE
+    return q
+
+
+class _Counting:
+    """Counts pipeline executions (round trips) of the client it wraps."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
+        self.executes = 0
+        real = client.pipeline
+
+        def pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = real(*args, **kwargs)
+            execute = pipe.execute
+
+            async def counted(*a: Any, **k: Any) -> Any:
+                self.executes += 1
+                return await execute(*a, **k)
+
+            pipe.execute = counted
+            return pipe
+
+        monkeypatch.setattr(client, "pipeline", pipeline)
+
+
+def test_the_redis_backends_offer_the_batch_capabilities() -> None:
+    assert isinstance(RedisQueue("redis://x"), BatchAck)
+    assert isinstance(RedisQueue("redis://x"), BatchReserve)
+    assert isinstance(RedisResults("redis://x"), BatchResults)
+    assert isinstance(RedisEvents("redis://x"), BatchPublish)
+
+
+async def test_ack_many_acks_across_queues_and_consumers(
+    queue: RedisQueue, redis_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = unique_name + "-b"
+    await queue.push_many([envelope(name, n) for name in (unique_name, other) for n in range(3)])
+    leases: list[Lease] = []
+    for name in (unique_name, other):
+        for consumer in ("c1", "c2"):
+            lease = await queue.reserve(name, consumer, 1)
+            assert lease is not None
+            leases.append(lease)
+    kept = await queue.reserve(unique_name, "c1", 1)
+    assert kept is not None
+    r = await get_redis(redis_url)
+    counting = _Counting(monkeypatch, r)
+    await queue.ack_many(leases)
+    assert counting.executes == 1, "one round trip for the whole batch"
+    assert await r.lrange(queue_keys(unique_name).inflight("c1"), 0, -1) == [kept.token]
+    for name, consumer in ((unique_name, "c2"), (other, "c1"), (other, "c2")):
+        assert await r.llen(queue_keys(name).inflight(consumer)) == 0
+    await queue.ack_many([])
+    assert counting.executes == 1
+    # the acked tasks are gone for good: a reap after the lease hands out only the unacked one
+    await anyio.sleep(LEASE + 0.15)
+    report = await queue.reap(unique_name)
+    assert [e.agent_id for e in report.requeued] == [kept.envelope.agent_id]
+    assert (await queue.reap(other)).requeued == ()
+
+
+async def test_reserve_many_takes_each_task_into_the_in_flight_list(
+    queue: RedisQueue, redis_url: str, unique_name: str
+) -> None:
+    r = await get_redis(redis_url)
+    with anyio.fail_after(10):
+        assert await queue.reserve_many(unique_name, "c1", 4, 0.05) == []
+        await queue.push_many([envelope(unique_name, n) for n in range(5)])
+        await queue.push(envelope(unique_name, 99, Priority.HIGH))
+        first = await queue.reserve_many(unique_name, "c1", 4, 1)
+        assert [lease.envelope.context["n"] for lease in first] == [99, 0, 1, 2]
+        assert all(lease.consumer_id == "c1" for lease in first)
+        inflight = queue_keys(unique_name).inflight("c1")
+        assert await r.llen(inflight) == 4 and await r.llen(unique_name) == 2
+        # fewer waiting than asked for: what waits, without waiting
+        rest = await queue.reserve_many(unique_name, "c1", 16, 1)
+        assert [lease.envelope.context["n"] for lease in rest] == [3, 4]
+        assert await r.llen(inflight) == 6 and await r.llen(unique_name) == 0
+        await queue.ack_many(first)
+        assert await r.llen(inflight) == 2
+        # still leases like any other: the reaper hands out again what was never acked
+        await anyio.sleep(LEASE + 0.15)
+        report = await queue.reap(unique_name)
+        assert sorted(e.context["n"] for e in report.requeued) == [3, 4]
+        assert all(e.attempts == 1 for e in report.requeued)
+
+
+async def test_reserve_many_dead_letters_a_malformed_payload_and_skips_it(
+    queue: RedisQueue, unique_name: str
+) -> None:
+    with anyio.fail_after(10):
+        await queue.push(envelope(unique_name, 1))
+        await queue.push_raw(unique_name, "not json")
+        await queue.push(envelope(unique_name, 2))
+        leases = await queue.reserve_many(unique_name, "c1", 3, 1)
+        assert [lease.envelope.context["n"] for lease in leases] == [1, 2]
+        dead = await queue.dead_letters(unique_name)
+        assert len(dead) == 1 and dead[0].envelope is None
+        await queue.ack_many(leases)
+        assert (await queue.stats(unique_name)).in_flight == 0
+
+
+async def test_set_many_stores_every_value_and_wakes_every_waiter(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = RedisResults(redis_url)
+    ids = [uuid.uuid4() for _ in range(5)]
+    got: dict[uuid.UUID, bytes] = {}
+
+    async def waiter(agent_id: uuid.UUID) -> None:
+        got[agent_id] = await results.wait(agent_id, 10)
+
+    r = await get_redis(redis_url)
+    try:
+        async with anyio.create_task_group() as tg:
+            for agent_id in ids:
+                tg.start_soon(waiter, agent_id)
+            await anyio.sleep(0.1)
+            counting = _Counting(monkeypatch, r)
+            # woken by the wake-ups, well before the waiters' periodic re-check
+            with anyio.fail_after(RECHECK_INTERVAL / 2):
+                await results.set_many([(a, f"v{i}".encode()) for i, a in enumerate(ids)], 60)
+                assert counting.executes == 1
+                while len(got) < len(ids):
+                    await anyio.sleep(0.01)
+        assert got == {a: f"v{i}".encode() for i, a in enumerate(ids)}
+        for agent_id in ids:
+            assert 0 < await r.ttl(keys.result(agent_id)) <= 60
+        await results.set_many([], 60)
+    finally:
+        await results.close()
+
+
+async def test_publish_many_delivers_in_order_on_one_channel(
+    redis_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = RedisEvents(redis_url)
+    channel = f"logs:{unique_name}"
+    r = await get_redis(redis_url)
+    with anyio.fail_after(5):
+        async with events.subscribe([channel]) as stream:
+            counting = _Counting(monkeypatch, r)
+            await events.publish_many(channel, [f"line {i}" for i in range(20)])
+            assert counting.executes == 1
+            await events.publish_many(channel, [])
+            received = [await anext(stream) for _ in range(20)]
+    assert [(e.channel, e.data) for e in received] == [(channel, f"line {i}") for i in range(20)]
+    ids = [e.id for e in received]
+    assert len(set(ids)) == 20
+
+
+@pytest.mark.slow
+async def test_batches_on_a_cluster(cluster_url: str) -> None:  # noqa: F811
+    """Queues on different slots, results spread over the nodes: each batch still lands."""
+    names = [f"bq-{uuid.uuid4().hex[:6]}-{i}" for i in range(3)]
+    queue = RedisQueue(cluster_url)
+    results = RedisResults(cluster_url)
+    events = RedisEvents(cluster_url)
+    client = await get_redis(cluster_url)
+    try:
+        with anyio.fail_after(15):
+            await queue.push_many([envelope(name, n) for name in names for n in range(3)])
+            leases: list[Lease] = []
+            for name in names:
+                taken = await queue.reserve_many(name, "c1", 3, 1)
+                assert [lease.envelope.context["n"] for lease in taken] == [0, 1, 2]
+                leases += taken
+            await queue.ack_many(leases)
+            for name in names:
+                assert (await queue.stats(name)).in_flight == 0
+
+            ids = [uuid.uuid4() for _ in range(20)]
+            got: list[bytes] = []
+
+            async def waiter() -> None:
+                got.append(await results.wait(ids[-1], 10))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await anyio.sleep(0.1)
+                await results.set_many([(a, a.bytes) for a in ids], 60)
+            assert got == [ids[-1].bytes]
+            assert [await client.get(keys.result(a)) for a in ids] == [a.bytes for a in ids]
+
+            async with events.subscribe(["batch:*"]) as stream:
+                await events.publish_many("batch:c", ["a", "b", "c"])
+                assert [(await anext(stream)).data for _ in range(3)] == ["a", "b", "c"]
+    finally:
+        await results.close()
