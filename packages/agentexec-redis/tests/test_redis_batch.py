@@ -135,6 +135,32 @@ async def test_reserve_many_dead_letters_a_malformed_payload_and_skips_it(
         assert (await queue.stats(unique_name)).in_flight == 0
 
 
+async def test_reserve_many_cut_off_midway_returns_what_it_leased_and_recovers_the_rest(
+    queue: RedisQueue, redis_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = queue._leased
+    calls = 0
+
+    async def failing(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first of the pipelined takes
+            raise RuntimeError("boom")
+        return await real(*args)
+
+    with anyio.fail_after(10):
+        await queue.push_many([envelope(unique_name, n) for n in range(3)])
+        monkeypatch.setattr(queue, "_leased", failing)
+        leases = await queue.reserve_many(unique_name, "c1", 3, 1)
+        assert [lease.envelope.context["n"] for lease in leases] == [0]
+        monkeypatch.setattr(queue, "_leased", real)
+        # the two moved but never leased are handed out by the consumer's next takes
+        again = [await queue.reserve(unique_name, "c1", 0.05) for _ in range(3)]
+        assert [lease.envelope.context["n"] if lease else None for lease in again] == [1, 2, None]
+        r = await get_redis(redis_url)
+        assert await r.llen(queue_keys(unique_name).inflight("c1")) == 3
+
+
 async def test_set_many_stores_every_value_and_wakes_every_waiter(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

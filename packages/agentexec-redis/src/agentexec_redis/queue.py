@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record
 from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
 from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
 from agentexec_redis.keys import QueueKeys, queue_keys
+
+log = logging.getLogger("agentexec.redis")
 
 #: shortest BLMOVE timeout sent; Redis reads a timeout that rounds to 0 ms as "block forever"
 _MIN_BLOCK = 0.01
@@ -257,9 +260,14 @@ class RedisQueue:
                     got = await self._leased(r, keys, consumer_id, state, raw)
                     if isinstance(got, Lease):
                         leases.append(got)
-        except TRANSIENT as exc:
+        except Exception as exc:
+            # the leases already made (the caller's first task among them) must still reach
+            # the caller: a raise here would strand them in flight under a live consumer
             state.dirty = True
-            outage.failed("reserve", exc)
+            if isinstance(exc, TRANSIENT):
+                outage.failed("reserve", exc)
+            else:
+                log.warning("taking more tasks from %r failed: %r", keys.queue, exc)
         except BaseException:
             state.dirty = True
             raise
