@@ -16,6 +16,7 @@ the queue. Tasks still queued stay queued for the next start.
 
 from __future__ import annotations
 
+import abc
 import logging
 import socket
 import threading
@@ -38,7 +39,7 @@ log = logging.getLogger("agentexec.worker")
 POLL = 0.05
 
 
-class Supervisor:
+class Supervisor(abc.ABC):
     """What :class:`~agentexec.worker.pool.Pool` drives: start, stop, wait."""
 
     def __init__(self, pool: Pool, num_workers: int, lanes: list[Lane]) -> None:
@@ -100,10 +101,11 @@ class Supervisor:
             self._ready.set()
             self.closed()
 
+    @abc.abstractmethod
     async def _main(self) -> None:
-        raise NotImplementedError
+        """The supervisor's whole life: start workers, watch them, stop them."""
 
-    def closed(self) -> None:
+    def closed(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called in the supervisor thread once it is done."""
 
     async def _wait_for_stop(self) -> None:
