@@ -359,6 +359,16 @@ class UnknownActivityError(LookupError, ValueError):
         )
 
 
+def as_uuid(agent_id: UUID | str) -> UUID:
+    """An agent_id as a UUID (its string form accepted), or a ValueError that says what it got."""
+    if isinstance(agent_id, UUID):
+        return agent_id
+    try:
+        return UUID(str(agent_id))
+    except ValueError:
+        raise ValueError(f"agent_id must be a UUID or its string form, got {agent_id!r}") from None
+
+
 def validate_percentage(percentage: int | None) -> int | None:
     """Shared check for every store: ``None`` or an int in 0..100."""
     if percentage is None:

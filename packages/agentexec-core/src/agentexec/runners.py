@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from agentexec.activity.status import Status
+from agentexec.backends import as_uuid
 
 log = logging.getLogger("agentexec.runners")
 
@@ -136,10 +137,8 @@ class TokenUsage:
 
 
 def _as_uuid(agent_id: UUID | str) -> UUID:
-    if isinstance(agent_id, UUID):
-        return agent_id
     try:
-        return UUID(str(agent_id))
+        return as_uuid(agent_id)
     except ValueError:
         raise ValueError(
             f"agent_id must be the task's UUID (the handler's agent_id argument), got {agent_id!r}"

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from agentexec.activity.status import Status
+from agentexec.backends import as_uuid as _uuid
 from agentexec.backends import validate_percentage
 from agentexec.config import CONF
 from sqlalchemy import (
@@ -45,10 +46,6 @@ ACTIVITY_LOG_TABLE = f"{PREFIX}activity_log"
 
 class Base(DeclarativeBase):
     """The declarative base of every agentexec table: ``ax.Base.metadata.create_all(engine)``."""
-
-
-def _uuid(agent_id: str | uuid.UUID) -> uuid.UUID:
-    return agent_id if isinstance(agent_id, uuid.UUID) else uuid.UUID(str(agent_id))
 
 
 class Activity(Base):

@@ -28,6 +28,7 @@ from agentexec.activity.schemas import (
 )
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry, UnknownActivityError, validate_percentage
+from agentexec.backends import as_uuid as _uuid
 from sqlalchemy import exc, select
 from sqlalchemy.engine import Connection, Engine
 
@@ -45,10 +46,6 @@ CANCELED_MESSAGE = "Canceled."
 _CHUNK = 500
 _TICK = timedelta(microseconds=1)
 _ActivityRow = tuple[UUID, str, str, "dict[str, Any] | None"]
-
-
-def _uuid(value: UUID | str) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 def _chunks(items: Sequence[T]) -> Iterable[builtins.list[T]]:

@@ -19,6 +19,7 @@ from agentexec.activity.schemas import (
 )
 from agentexec.activity.status import Status
 from agentexec.backends import ActivityStore
+from agentexec.backends import as_uuid as _uuid
 
 __all__ = [
     "ActivityDetailSchema",
@@ -47,15 +48,6 @@ def _store() -> ActivityStore:
     from agentexec.runtime import get_activity_store
 
     return get_activity_store()
-
-
-def _uuid(agent_id: str | UUID) -> UUID:
-    if isinstance(agent_id, UUID):
-        return agent_id
-    try:
-        return UUID(str(agent_id))
-    except ValueError:
-        raise ValueError(f"agent_id must be a UUID or its string form, got {agent_id!r}") from None
 
 
 def create(

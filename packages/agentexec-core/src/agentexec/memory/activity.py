@@ -20,6 +20,7 @@ from agentexec.activity.schemas import (
 )
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry, UnknownActivityError, validate_percentage
+from agentexec.backends import as_uuid as _uuid
 
 
 @dataclass
@@ -42,10 +43,6 @@ class _Record:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _uuid(value: UUID | str) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 class MemoryActivityStore:

@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from agentexec.activity.status import Status
+from agentexec.backends import as_uuid as _uuid
 from agentexec.config import CONF
 from agentexec.pipeline._engine import PipelineStepError, run_steps
 from agentexec.pipeline._steps import (
@@ -246,15 +247,6 @@ class Pipeline:
         envelope = task.to_envelope(task.queue_name).model_copy(update={"kind": KIND})
         await backends.queue.push(envelope, priority)
         return task
-
-
-def _uuid(agent_id: UUID | str) -> UUID:
-    if isinstance(agent_id, UUID):
-        return agent_id
-    try:
-        return UUID(str(agent_id))
-    except ValueError:
-        raise ValueError(f"agent_id must be a UUID or its string form, got {agent_id!r}") from None
 
 
 def _original(exc: PipelineStepError) -> BaseException:
