@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
+from agentexec.task import Envelope
 
 
 @contextmanager
@@ -26,3 +28,20 @@ def fresh_postgres(base_url: str) -> Iterator[str]:
             )
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+def envelopes(queue_name: str, count: int) -> list[Envelope]:
+    """``count`` task envelopes of ~150 bytes for ``queue_name``."""
+    return [
+        Envelope(agent_id=uuid.uuid4(), task_name="bench", context={"n": n, "text": "x" * 64},
+                 queue_name=queue_name, enqueued_at=time.time())
+        for n in range(count)
+    ]
+
+
+async def rate(label: str, count: int, work: Awaitable[object]) -> None:
+    """Await ``work`` and print how many of ``count`` tasks per second it did."""
+    started = time.perf_counter()
+    await work
+    elapsed = time.perf_counter() - started
+    print(f"  {label:<16} {count / elapsed:>9,.0f} tasks/s   ({count} in {elapsed:.2f}s)")

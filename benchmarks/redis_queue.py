@@ -16,31 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 import uuid
 
+from _support import envelopes, rate
 from agentexec.config import CONF
-from agentexec.task import Envelope, Priority
+from agentexec.task import Priority
 from agentexec_redis.client import close_redis, get_redis
 from agentexec_redis.keys import queue_keys
 from agentexec_redis.queue import RedisQueue
 
 BATCH = 1000
-
-
-def envelopes(queue_name: str, count: int) -> list[Envelope]:
-    return [
-        Envelope(agent_id=uuid.uuid4(), task_name="bench", context={"n": n, "text": "x" * 64},
-                 queue_name=queue_name, enqueued_at=time.time())
-        for n in range(count)
-    ]
-
-
-async def timed(label: str, count: int, work: object) -> None:
-    start = time.perf_counter()
-    await work  # type: ignore[misc]
-    elapsed = time.perf_counter() - start
-    print(f"{label:<16} {count / elapsed:>10,.0f} tasks/s   ({count} in {elapsed:.2f} s)")
 
 
 async def main(url: str, tasks: int) -> None:
@@ -73,22 +58,22 @@ async def main(url: str, tasks: int) -> None:
 
     async def wire_ceiling() -> None:
         inflight = queue_keys(name).inflight("raw")
-        for _ in range(0, tasks, BATCH):
+        for start in range(0, tasks, BATCH):
             async with r.pipeline(transaction=False) as pipe:
-                for _ in range(BATCH):
+                for _ in range(min(BATCH, tasks - start)):
                     pipe.lmove(name, inflight, "RIGHT", "LEFT")
                 moved = await pipe.execute()
             async with r.pipeline(transaction=False) as pipe:
-                for raw in moved:
+                for raw in filter(None, moved):
                     pipe.lrem(inflight, 1, raw)
                 await pipe.execute()
 
     try:
-        await timed("push", tasks, push())
-        await timed("take+ack", tasks, take_ack(tasks))
-        await timed("push_many", tasks, push_many())
-        await timed("wire ceiling", tasks, wire_ceiling())
-        await timed("push+take+ack", tasks, push_take_ack())
+        await rate("push", tasks, push())
+        await rate("take+ack", tasks, take_ack(tasks))
+        await rate("push_many", tasks, push_many())
+        await rate("wire ceiling", tasks, wire_ceiling())
+        await rate("push+take+ack", tasks, push_take_ack())
         assert await queue.length(name) == 0
     finally:
         keys = queue_keys(name)

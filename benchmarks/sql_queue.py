@@ -30,28 +30,10 @@ import time
 import uuid
 from pathlib import Path
 
-from _support import fresh_postgres
-from agentexec.task import Envelope
+from _support import envelopes, fresh_postgres, rate
 from agentexec_sqlalchemy.queue import SQLQueue
 
 BATCH = 1000
-
-
-
-
-def envelopes(queue_name: str, count: int) -> list[Envelope]:
-    return [
-        Envelope(agent_id=uuid.uuid4(), task_name="bench", context={"n": n, "text": "x" * 64},
-                 queue_name=queue_name, enqueued_at=time.time())
-        for n in range(count)
-    ]
-
-
-async def rate(label: str, count: int, work: object) -> None:
-    started = time.perf_counter()
-    await work  # type: ignore[misc]
-    elapsed = time.perf_counter() - started
-    print(f"  {label:<16} {count / elapsed:>9,.0f} tasks/s   ({count} in {elapsed:.2f}s)")
 
 
 async def throughput(queue: SQLQueue, tasks: int) -> None:
