@@ -10,7 +10,7 @@ import anyio
 import pytest
 from agentexec.backends import BatchAck, BatchPublish, BatchReserve, BatchResults, Lease
 from agentexec.task import Envelope, Priority
-from agentexec_redis import keys
+from agentexec_redis import _lua, keys
 from agentexec_redis.client import get_redis
 from agentexec_redis.events import RedisEvents
 from agentexec_redis.keys import queue_keys
@@ -38,11 +38,22 @@ async def queue(redis_url: str) -> RedisQueue:
 
 
 class _Counting:
-    """Counts pipeline executions (round trips) of the client it wraps."""
+    """Counts the round trips of the client it wraps: pipeline executions and single commands
+    (script calls among them)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, client: Any, ignore: tuple[str, ...] = ()
+    ) -> None:
         self.executes = 0
         real = client.pipeline
+        real_command = client.execute_command
+
+        async def command(*args: Any, **kwargs: Any) -> Any:
+            if str(args[0]).upper() not in ignore:  # e.g. the reads of concurrent waiters
+                self.executes += 1
+            return await real_command(*args, **kwargs)
+
+        monkeypatch.setattr(client, "execute_command", command)
 
         def pipeline(*args: Any, **kwargs: Any) -> Any:
             pipe = real(*args, **kwargs)
@@ -56,6 +67,15 @@ class _Counting:
             return pipe
 
         monkeypatch.setattr(client, "pipeline", pipeline)
+
+
+async def _loaded(client: Any) -> Any:
+    """``client`` once every script is in the server's cache (a first EVALSHA that finds no
+    script costs one more round trip: not what the counting tests count)."""
+    for script in vars(_lua).values():
+        if isinstance(script, _lua.Script):
+            await client.script_load(script.body)
+    return client
 
 
 def test_the_redis_backends_offer_the_batch_capabilities() -> None:
@@ -78,15 +98,15 @@ async def test_ack_many_acks_across_queues_and_consumers(
             leases.append(lease)
     kept = await queue.reserve(unique_name, "c1", 1)
     assert kept is not None
-    r = await get_redis(redis_url)
+    r = await _loaded(await get_redis(redis_url))
     counting = _Counting(monkeypatch, r)
     await queue.ack_many(leases)
     assert counting.executes == 1, "one round trip for the whole batch"
+    await queue.ack_many([])
+    assert counting.executes == 1
     assert await r.lrange(queue_keys(unique_name).inflight("c1"), 0, -1) == [kept.token]
     for name, consumer in ((unique_name, "c2"), (other, "c1"), (other, "c2")):
         assert await r.llen(queue_keys(name).inflight(consumer)) == 0
-    await queue.ack_many([])
-    assert counting.executes == 1
     # the acked tasks are gone for good: a reap after the lease hands out only the unacked one
     await anyio.sleep(LEASE + 0.15)
     report = await queue.reap(unique_name)
@@ -97,7 +117,7 @@ async def test_ack_many_acks_across_queues_and_consumers(
 async def test_reserve_many_takes_each_task_into_the_in_flight_list(
     queue: RedisQueue, redis_url: str, unique_name: str
 ) -> None:
-    r = await get_redis(redis_url)
+    r = await _loaded(await get_redis(redis_url))
     with anyio.fail_after(10):
         assert await queue.reserve_many(unique_name, "c1", 4, 0.05) == []
         await queue.push_many([envelope(unique_name, n) for n in range(5)])
@@ -135,6 +155,70 @@ async def test_reserve_many_dead_letters_a_malformed_payload_and_skips_it(
         assert (await queue.stats(unique_name)).in_flight == 0
 
 
+async def test_reserve_many_takes_a_waiting_batch_in_one_round_trip_and_buries_bad_ones(
+    queue: RedisQueue, redis_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A started consumer takes waiting tasks with one TAKE script call; a malformed payload
+    in the middle of the batch is dead-lettered, a non-canonical one rewritten, the rest run."""
+    r = await _loaded(await get_redis(redis_url))
+    keys_ = queue_keys(unique_name)
+    with anyio.fail_after(10):
+        await queue.push(envelope(unique_name, 0))
+        # the first take starts the consumer (start-up reap, heartbeat)
+        first = await queue.reserve_many(unique_name, "c1", 4, 1)
+        assert [lease.envelope.context["n"] for lease in first] == [0]
+        await queue.push(envelope(unique_name, 1))
+        await queue.push_raw(unique_name, b"\xff not utf-8")
+        await queue.push(envelope(unique_name, 2))
+        await queue.push_raw(unique_name, "{}")
+        spaced = envelope(unique_name, 3).model_dump_json().replace(",", ", ")
+        await queue.push_raw(unique_name, spaced)
+        await queue.push(envelope(unique_name, 4))
+        counting = _Counting(monkeypatch, r)
+        leases = await queue.reserve_many(unique_name, "c1", 16, 1)
+        assert [lease.envelope.context["n"] for lease in leases] == [1, 2, 3, 4]
+        # TAKE, a BURY per malformed payload, a CANONICALIZE for the spaced one
+        assert counting.executes == 4
+        assert all(lease.token == lease.envelope.model_dump_json().encode() for lease in leases)
+        dead = await queue.dead_letters(unique_name)
+        assert [d.envelope for d in dead] == [None, None]
+        assert "not UTF-8" in dead[0].reason
+        inflight = await r.lrange(keys_.inflight("c1"), 0, -1)
+        assert sorted(inflight) == sorted(lease.token for lease in first + leases)
+        assert await r.llen(unique_name) == 0
+        await queue.ack_many(leases)
+        assert await r.lrange(keys_.inflight("c1"), 0, -1) == [first[0].token]
+
+
+async def test_reserve_many_never_hands_one_task_to_two_consumers(
+    queue: RedisQueue, redis_url: str, unique_name: str
+) -> None:
+    total = 400
+    taken: dict[str, list[Lease]] = {f"c{i}": [] for i in range(4)}
+    r = await _loaded(await get_redis(redis_url))
+
+    async def consume(consumer: str) -> None:
+        while sum(len(v) for v in taken.values()) < total:
+            got = await queue.reserve_many(unique_name, consumer, 7, 0.05)
+            taken[consumer] += got
+            await queue.ack_many(got)
+
+    with anyio.fail_after(20):
+        # producers keep pushing while the consumers take, in small and big batches
+        async with anyio.create_task_group() as tg:
+            for consumer in taken:
+                tg.start_soon(consume, consumer)
+            for start in range(0, total, 25):
+                await queue.push_many([envelope(unique_name, n) for n in range(start, start + 25)])
+                await anyio.sleep(0.005)
+    ns = [lease.envelope.context["n"] for leases in taken.values() for lease in leases]
+    assert sorted(ns) == list(range(total)), "every task exactly once"
+    assert sum(1 for leases in taken.values() if leases) > 1, "the consumers shared the work"
+    for consumer in taken:
+        assert await r.llen(queue_keys(unique_name).inflight(consumer)) == 0
+    assert await r.llen(unique_name) == 0
+
+
 async def test_reserve_many_cut_off_midway_returns_what_it_leased_and_recovers_the_rest(
     queue: RedisQueue, redis_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -157,7 +241,7 @@ async def test_reserve_many_cut_off_midway_returns_what_it_leased_and_recovers_t
         # the two moved but never leased are handed out by the consumer's next takes
         again = [await queue.reserve(unique_name, "c1", 0.05) for _ in range(3)]
         assert [lease.envelope.context["n"] if lease else None for lease in again] == [1, 2, None]
-        r = await get_redis(redis_url)
+        r = await _loaded(await get_redis(redis_url))
         assert await r.llen(queue_keys(unique_name).inflight("c1")) == 3
 
 
@@ -171,13 +255,13 @@ async def test_set_many_stores_every_value_and_wakes_every_waiter(
     async def waiter(agent_id: uuid.UUID) -> None:
         got[agent_id] = await results.wait(agent_id, 10)
 
-    r = await get_redis(redis_url)
+    r = await _loaded(await get_redis(redis_url))
     try:
         async with anyio.create_task_group() as tg:
             for agent_id in ids:
                 tg.start_soon(waiter, agent_id)
             await anyio.sleep(0.1)
-            counting = _Counting(monkeypatch, r)
+            counting = _Counting(monkeypatch, r, ignore=("GET", "XREAD", "XREVRANGE"))
             # woken by the wake-ups, well before the waiters' periodic re-check
             with anyio.fail_after(RECHECK_INTERVAL / 2):
                 await results.set_many([(a, f"v{i}".encode()) for i, a in enumerate(ids)], 60)
@@ -197,7 +281,7 @@ async def test_publish_many_delivers_in_order_on_one_channel(
 ) -> None:
     events = RedisEvents(redis_url)
     channel = f"logs:{unique_name}"
-    r = await get_redis(redis_url)
+    r = await _loaded(await get_redis(redis_url))
     with anyio.fail_after(5):
         async with events.subscribe([channel]) as stream:
             counting = _Counting(monkeypatch, r)

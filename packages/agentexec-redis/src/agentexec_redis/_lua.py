@@ -105,6 +105,37 @@ end
 return {requeued, dead}
 """)
 
+#: KEYS: queue, inflight, consumers. ARGV: how many, heartbeat ("1": record the consumer as
+#: alive first, as HEARTBEAT does), consumer id. Moves up to that many payloads from the right
+#: of the queue into the in-flight list, as that many ``LMOVE queue inflight RIGHT LEFT`` would
+#: (one atomic step: each payload is either waiting or in flight), and returns them in the order
+#: taken (an empty array when none wait).
+TAKE = Script("""
+if ARGV[2] == '1' then
+  redis.call('ZADD', KEYS[3], now_seconds(), ARGV[3])
+end
+local items = redis.call('RPOP', KEYS[1], ARGV[1])
+if not items then return {} end
+for i = 1, #items, 1000 do
+  redis.call('LPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
+end
+return items
+""")
+
+#: KEYS: in-flight lists. ARGV: for each key in turn, a count n, then n payloads to remove from
+#: that list (``LREM list 1 payload`` each: what ``ack`` does for one lease).
+ACK = Script("""
+local a = 1
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  for i = a + 1, a + n do
+    redis.call('LREM', KEYS[k], 1, ARGV[i])
+  end
+  a = a + n + 1
+end
+return 1
+""")
+
 #: KEYS: inflight, dead, dead_seq. ARGV: payload, reason, queue name, payload as UTF-8 text.
 #: Moves a payload the consumer cannot run from its in-flight list to the dead letters (the
 #: record keeps the text form: JSON holds text, and a malformed payload may be any bytes).

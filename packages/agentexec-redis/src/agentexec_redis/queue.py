@@ -5,7 +5,8 @@ Layout (key names in :mod:`agentexec_redis.keys`):
 - the queue is a list under its bare name; LOW is LPUSHed (back), HIGH is RPUSHed (front), and
   consumers take from the right, exactly as ``spec/task-lifecycle.md`` describes;
 - a take is ``BLMOVE queue -> {queue}:inflight:<consumer>``: one atomic step, so a task is
-  either waiting or held by exactly one consumer;
+  either waiting or held by exactly one consumer (``reserve_many`` moves a batch of waiting
+  tasks with the ``TAKE`` script, likewise one atomic step);
 - ``ack`` removes the payload from the consumer's in-flight list;
 - consumers record their last heartbeat (server time) in the sorted set ``{queue}:consumers``;
   ``reap`` runs a Lua script per silent consumer that moves its in-flight tasks back to the
@@ -223,24 +224,31 @@ class RedisQueue:
     async def reserve_many(
         self, queue_name: str, consumer_id: str, max_count: int, timeout: float
     ) -> list[Lease]:
-        """Up to ``max_count`` tasks: the first as :meth:`reserve` takes it (waiting up to
-        ``timeout``), the rest with pipelined ``LMOVE``s in one more round trip, each an atomic
-        move into the consumer's in-flight list. ``[]`` when nothing came."""
-        first = await self.reserve(queue_name, consumer_id, timeout)
+        """Up to ``max_count`` tasks. While tasks wait this is one round trip: the ``TAKE``
+        script moves up to ``max_count`` of them into the consumer's in-flight list in one
+        atomic step. When none wait, the first is taken as :meth:`reserve` takes it (waiting up
+        to ``timeout``) and whatever arrived meanwhile with one more ``TAKE``. ``[]`` when
+        nothing came."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        keys = queue_keys(queue_name)
+        state = self._consumer((queue_name, consumer_id))
+        if max_count > 1 and state.started and not state.dirty:
+            leases = await self._take_more(keys, consumer_id, state, max_count)
+            if leases:
+                return leases
+        first = await self.reserve(queue_name, consumer_id, deadline - time.monotonic())
         if first is None:
             return []
         if max_count <= 1:
             return [first]
-        keys = queue_keys(queue_name)
-        state = self._consumer((queue_name, consumer_id))
         return [first, *await self._take_more(keys, consumer_id, state, max_count - 1)]
 
     async def _take_more(
         self, keys: QueueKeys, consumer_id: str, state: _Consumer, count: int
     ) -> list[Lease]:
-        """Tasks already waiting, without blocking. A failure midway leaves the consumer dirty,
-        so its next take recovers whatever was moved but never leased (as after a cut-off
-        ``reserve``); the leases made so far are returned."""
+        """Tasks already waiting, without blocking (one ``TAKE``). A failure midway leaves the
+        consumer dirty, so its next take recovers whatever was moved but never leased (as
+        after a cut-off ``reserve``); the leases made so far are returned."""
         leases: list[Lease] = []
         if state.dirty or not state.started:
             return leases  # a recovery is due or running: leave it to the next `reserve`
@@ -250,16 +258,18 @@ class RedisQueue:
         state.busy += 1
         state.idle.clear()
         try:
-            async with r.pipeline(transaction=False) as pipe:
-                for _ in range(count):
-                    pipe.execute_command("LMOVE", keys.queue, inflight, "RIGHT", "LEFT")
-                taken: list[bytes | None] = await pipe.execute()
-            # a push may land between two LMOVEs: a miss is not the end of the batch
+            # the consumer is re-registered before the take when due (see `_beat_if_due`)
+            sent = time.monotonic()
+            beat = state.last_beat is None or sent - state.last_beat >= self.lease_timeout / 4
+            taken: list[bytes] = await _lua.TAKE(
+                r, [keys.queue, inflight, keys.consumers], [count, "1" if beat else "0", consumer_id]
+            )
+            if beat:
+                state.last_beat = sent
             for raw in taken:
-                if raw is not None:
-                    got = await self._leased(r, keys, consumer_id, state, raw)
-                    if isinstance(got, Lease):
-                        leases.append(got)
+                got = await self._leased(r, keys, consumer_id, state, raw)
+                if isinstance(got, Lease):
+                    leases.append(got)
         except Exception as exc:
             # the leases already made (the caller's first task among them) must still reach
             # the caller: a raise here would strand them in flight under a live consumer
@@ -327,24 +337,30 @@ class RedisQueue:
         self._forget(lease)
 
     async def ack_many(self, leases: Sequence[Lease]) -> None:
-        """``ack`` of each lease in one pipelined round trip (one per queue on a cluster, where
-        each queue's keys share one hash slot)."""
+        """``ack`` of each lease in one round trip: one ``ACK`` script call (one per queue on a
+        cluster, where each queue's keys share one hash slot)."""
         if not leases:
             return
-        r = self._redis()
-        groups: dict[str, list[Lease]] = {}
+        cluster = is_cluster(self._redis())
+        # group -> in-flight list -> payloads to remove
+        groups: dict[str, tuple[dict[str, list[bytes]], list[Lease]]] = {}
         for lease in leases:
-            groups.setdefault(lease.queue_name if is_cluster(r) else "", []).append(lease)
+            lists, members = groups.setdefault(lease.queue_name if cluster else "", ({}, []))
+            lists.setdefault(queue_keys(lease.queue_name).inflight(lease.consumer_id), []).append(
+                lease.token
+            )
+            members.append(lease)
 
-        async def send(group: Sequence[Lease]) -> None:
-            async with self._redis().pipeline(transaction=False) as pipe:
-                for lease in group:
-                    pipe.lrem(queue_keys(lease.queue_name).inflight(lease.consumer_id), 1, lease.token)
-                await pipe.execute()
+        async def send(lists: dict[str, list[bytes]]) -> None:
+            args: list[Any] = []
+            for tokens in lists.values():
+                args.append(len(tokens))
+                args += tokens
+            await _lua.ACK(self._redis(), list(lists), args)
 
-        for group in groups.values():
-            await retrying("ack", functools.partial(send, group), max(self.lease_timeout, 1.0))
-            for lease in group:
+        for lists, members in groups.values():
+            await retrying("ack", functools.partial(send, lists), max(self.lease_timeout, 1.0))
+            for lease in members:
                 self._forget(lease)
 
     async def release(self, lease: Lease) -> None:
