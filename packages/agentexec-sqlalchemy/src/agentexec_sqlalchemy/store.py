@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -34,8 +35,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy import queries, writes
 from agentexec_sqlalchemy.engine import get_engine
-from agentexec_sqlalchemy.errors import is_unique_violation
+from agentexec_sqlalchemy.errors import MissingTablesError, is_unique_violation
 from agentexec_sqlalchemy.models import Activity, ActivityLog
+from agentexec_sqlalchemy.pg_writes import PgWriter
 from agentexec_sqlalchemy.types import utcnow
 from agentexec_sqlalchemy.unit_of_work import UnitOfWork
 
@@ -66,6 +68,12 @@ class SQLActivityStore:
         self._uow = UnitOfWork(self.engine)
         #: an in-memory SQLite database is invisible to other processes
         self.cross_process = not self._uow.in_memory
+        #: PostgreSQL through psycopg: the hot async writes skip the thread (see pg_writes)
+        self._pg = (
+            PgWriter(self.engine.url)
+            if self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg"
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"SQLActivityStore({self.url!r})"
@@ -139,6 +147,9 @@ class SQLActivityStore:
         metadata: dict[str, Any] | None = None,
     ) -> UUID:
         agent_id = _uuid(agent_id) if agent_id is not None else uuid.uuid4()
+        if self._pg is not None and metadata is None:
+            await self._fast(self._pg.create([(agent_id, task_name, message)]))
+            return agent_id
         rows: builtins.list[_ActivityRow] = [(agent_id, task_name, message, metadata)]
         await self._in_thread(lambda conn: self._insert_activities(conn, rows))
         return agent_id
@@ -147,8 +158,12 @@ class SQLActivityStore:
         rows: builtins.list[_ActivityRow] = [
             (_uuid(agent_id), task_name, message, None) for agent_id, task_name, message in items
         ]
-        if rows:
-            await self._in_thread(lambda conn: self._insert_activities(conn, rows))
+        if not rows:
+            return
+        if self._pg is not None:
+            await self._fast(self._pg.create([(a, t, m) for a, t, m, _ in rows]))
+            return
+        await self._in_thread(lambda conn: self._insert_activities(conn, rows))
 
     async def aappend(
         self,
@@ -163,8 +178,15 @@ class SQLActivityStore:
         batch = builtins.list(entries)
         for entry in batch:
             validate_percentage(entry.percentage)
-        if batch:
-            await self._in_thread(lambda conn: self._append_entries(conn, batch))
+        if not batch:
+            return
+        if self._pg is not None:
+            await self._fast(self._pg.append(
+                [e if isinstance(e.agent_id, UUID) else replace(e, agent_id=_uuid(e.agent_id))
+                 for e in batch]
+            ))
+            return
+        await self._in_thread(lambda conn: self._append_entries(conn, batch))
 
     async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None:
         return await self._in_thread(lambda conn: self._detail(conn, _uuid(agent_id)), write=False)
@@ -181,10 +203,20 @@ class SQLActivityStore:
         return await self._in_thread(self._cancel_pending)
 
     async def aclose(self) -> None:
-        """Nothing to release: the engine is shared per URL (``engine.get_engine``)."""
-        return None
+        """Close this event loop's async connections (the engine is shared per URL:
+        ``engine.get_engine``)."""
+        if self._pg is not None:
+            await self._pg.close()
 
     # -- internals -------------------------------------------------------------------------
+    async def _fast(self, write: Awaitable[None]) -> None:
+        import psycopg
+
+        try:
+            await write
+        except psycopg.errors.UndefinedTable as error:
+            raise MissingTablesError(self.engine) from error
+
     async def _in_thread(self, call: Callable[[Connection], T], *, write: bool = True) -> T:
         """``call`` in a worker thread, on a connection of its own (never a thread's global
         session), one transaction."""

@@ -1,0 +1,283 @@
+"""PostgreSQL activity writes on the caller's event loop: psycopg async, one statement per batch.
+
+The store's async twins would otherwise run SQLAlchemy in a worker thread: a thread hop, a
+pooled connection check-out with a ping, and three or four statements per batch, all
+competing with the event loop for the GIL. On PostgreSQL the hot writes (``acreate``,
+``acreate_many``, ``aappend_many``) instead run here, on a small pool of async connections
+per event loop:
+
+- creating activities is one ``INSERT`` of the activities and their QUEUED lines (a CTE),
+  the rows passed as arrays, so a thousand activities cost one statement;
+- appending is one round trip for ``BEGIN``, the lock (``UPDATE ... RETURNING`` on the
+  activities, in ``agent_id`` order, as :mod:`agentexec_sqlalchemy.writes` explains) and the
+  ``INSERT`` of every line, then ``COMMIT`` — or ``ROLLBACK`` when an ``agent_id`` is
+  unknown, so a batch is all or nothing, as the protocol says.
+
+Durability: connections default to ``synchronous_commit = off``: a commit is visible to every
+session at once and survives any client crash, but a PostgreSQL *server* crash may forget the
+last fraction of a second of such commits. A batch holding a final line (COMPLETE, ERROR,
+CANCELED) waits for the WAL flush (``SET LOCAL synchronous_commit TO on``), and the WAL is
+sequential, so once a final line is durable every line written before it is too. A worker
+acknowledges a task only after its final line is durable; a lost QUEUED or RUNNING line can
+only be followed by a redelivery, never by a lost task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from agentexec.activity.status import Status
+from agentexec.backends import LogEntry, UnknownActivityError
+
+from agentexec_sqlalchemy.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE
+from agentexec_sqlalchemy.types import utcnow
+
+log = logging.getLogger("agentexec.sqlalchemy")
+
+#: connections per event loop: the worker's writer uses one at a time, a busy web process more
+POOL_SIZE = 8
+FINAL = frozenset({Status.COMPLETE.value, Status.ERROR.value, Status.CANCELED.value})
+
+_A, _L = f'"{ACTIVITY_TABLE}"', f'"{ACTIVITY_LOG_TABLE}"'
+
+CREATE = f"""
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(agent_ids)s::uuid[], %(types)s::text[],
+                         %(messages)s::text[]) AS t(id, agent_id, agent_type, message)
+), created AS (
+    INSERT INTO {_A} (id, agent_id, agent_type, created_at, updated_at)
+    SELECT id, agent_id, agent_type, %(now)s, %(now)s FROM input
+    RETURNING id
+)
+INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
+SELECT input.id, input.message, 'QUEUED', 0, %(now)s FROM input JOIN created USING (id)
+"""
+
+EXISTING = f"SELECT agent_id FROM {_A} WHERE agent_id = ANY(%(agent_ids)s::uuid[])"
+
+#: lock the batch's activities in agent_id order, move updated_at past every new line, and
+#: return what the lines need: (agent_id, id, updated_at after the move, lines in the batch)
+LOCK = f"""
+WITH counts AS (
+    SELECT agent_id, count(*)::int AS n FROM unnest(%(agent_ids)s::uuid[]) AS t(agent_id)
+    GROUP BY agent_id
+), locked AS (
+    SELECT a.id FROM {_A} a JOIN counts USING (agent_id)
+    ORDER BY a.agent_id FOR NO KEY UPDATE OF a
+)
+UPDATE {_A} a
+SET updated_at = GREATEST(a.updated_at, %(now)s) + (c.n - 1) * interval '1 microsecond'
+FROM counts c
+WHERE a.agent_id = c.agent_id AND a.id IN (SELECT id FROM locked)
+RETURNING a.agent_id
+"""
+
+#: one line with a status: the batch statement's work without arrays, windows or sorts
+APPEND_ONE = f"""
+WITH moved AS (
+    UPDATE {_A} SET updated_at = GREATEST(updated_at, %(now)s)
+    WHERE agent_id = %(agent_id)s
+    RETURNING id, updated_at
+)
+INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
+SELECT id, %(message)s, %(status)s, %(percentage)s, updated_at FROM moved
+"""
+
+#: lines that all carry a status, in one statement: lock (agent_id order), move updated_at,
+#: insert in batch order; when an agent_id is unknown nothing is updated or inserted (the
+#: caller compares the row count)
+APPEND_WITH_STATUS = f"""
+WITH input AS (
+    SELECT * FROM unnest(%(agent_ids)s::uuid[], %(messages)s::text[], %(statuses)s::text[],
+                         %(percentages)s::int[]) WITH ORDINALITY AS t(agent_id, message, status,
+                                                                      percentage, ord)
+), counts AS (
+    SELECT agent_id, count(*)::int AS n FROM input GROUP BY agent_id
+), locked AS (
+    SELECT a.id FROM {_A} a JOIN counts USING (agent_id)
+    ORDER BY a.agent_id FOR NO KEY UPDATE OF a
+), moved AS (
+    UPDATE {_A} a
+    SET updated_at = GREATEST(a.updated_at, %(now)s) + (c.n - 1) * interval '1 microsecond'
+    FROM counts c
+    WHERE a.agent_id = c.agent_id AND a.id IN (SELECT id FROM locked)
+      AND (SELECT count(*) FROM locked) = (SELECT count(*) FROM counts)
+    RETURNING a.id, a.agent_id, a.updated_at, c.n
+)
+INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
+SELECT m.id, i.message, i.status, i.percentage,
+       m.updated_at
+       - (m.n - row_number() OVER (PARTITION BY i.agent_id ORDER BY i.ord)) * interval '1 microsecond'
+FROM input i JOIN moved m USING (agent_id)
+ORDER BY i.ord
+"""
+
+#: the lines, in batch order; a line without a status takes the one before it in the batch, or
+#: the activity's latest (read in this statement, after LOCK took the row locks)
+APPEND = f"""
+WITH input AS (
+    SELECT * FROM unnest(%(agent_ids)s::uuid[], %(messages)s::text[], %(statuses)s::text[],
+                         %(percentages)s::int[]) WITH ORDINALITY AS t(agent_id, message, status,
+                                                                      percentage, ord)
+), numbered AS (
+    SELECT i.*, a.id AS activity_id, a.updated_at,
+           count(*) OVER (PARTITION BY i.agent_id) AS n,
+           row_number() OVER (PARTITION BY i.agent_id ORDER BY i.ord) AS k
+    FROM input i JOIN {_A} a USING (agent_id)
+)
+INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
+SELECT activity_id, message,
+       COALESCE(
+           status,
+           (SELECT p.status FROM input p WHERE p.agent_id = numbered.agent_id
+              AND p.ord < numbered.ord AND p.status IS NOT NULL ORDER BY p.ord DESC LIMIT 1),
+           (SELECT l.status FROM {_L} l WHERE l.activity_id = numbered.activity_id
+              ORDER BY l.created_at DESC, l.id DESC LIMIT 1),
+           'QUEUED'),
+       percentage,
+       updated_at - (n - k) * interval '1 microsecond'
+FROM numbered ORDER BY ord
+"""
+
+
+def conninfo(url: Any) -> str:
+    """A libpq connection string for a SQLAlchemy URL (``postgresql+psycopg://`` and kin)."""
+    return str(url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+class _LoopPool:
+    """Idle connections of one event loop, at most ``POOL_SIZE`` in use at once."""
+
+    def __init__(self) -> None:
+        self.idle: list[Any] = []
+        self.slots = asyncio.Semaphore(POOL_SIZE)
+
+
+class PgWriter:
+    """The fast activity writes of one database (see the module doc)."""
+
+    def __init__(self, url: Any) -> None:
+        self._conninfo = conninfo(url)
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._pid = os.getpid()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        import psycopg
+
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+            self._pools = weakref.WeakKeyDictionary()
+            self._pid = os.getpid()
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = _LoopPool()
+        async with pool.slots:
+            conn = pool.idle.pop() if pool.idle else None
+            if conn is None or conn.closed:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, options="-c synchronous_commit=off"
+                )
+            try:
+                yield conn
+            finally:
+                if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    # cut off mid-statement or broken: never reuse it
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close())
+                else:
+                    pool.idle.append(conn)
+
+    async def close(self) -> None:
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        for conn in pool.idle if pool is not None else ():
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def create(self, items: Sequence[tuple[UUID, str, str]]) -> None:
+        """Activities ``(agent_id, task_name, message)``, each with its QUEUED line, in one
+        statement; ``ValueError`` naming the agent_ids that already exist (nothing is written)."""
+        import psycopg
+
+        agent_ids = [agent_id for agent_id, _, _ in items]
+        params = {
+            "ids": [uuid.uuid4() for _ in items],
+            "agent_ids": agent_ids,
+            "types": [task_name for _, task_name, _ in items],
+            "messages": [message for _, _, message in items],
+            "now": utcnow(),
+        }
+        try:
+            async with self._connection() as conn:
+                await conn.execute(CREATE, params)
+        except psycopg.errors.UniqueViolation as error:
+            raise ValueError(await self._taken(agent_ids)) from error
+
+    async def _taken(self, agent_ids: list[UUID]) -> str:
+        async with self._connection() as conn:
+            cur = await conn.execute(EXISTING, {"agent_ids": agent_ids})
+            taken = {row[0] for row in await cur.fetchall()}
+        repeated = {a for a in agent_ids if agent_ids.count(a) > 1} if len(agent_ids) > 1 else set()
+        which = sorted(str(a) for a in taken | repeated) or [str(agent_ids[0])]
+        if len(which) == 1:
+            return f"an activity with agent_id {which[0]} already exists"
+        return f"activities with these agent_ids already exist or repeat: {', '.join(which)}"
+
+    async def _first_unknown(self, agent_ids: list[UUID]) -> UUID:
+        async with self._connection() as conn:
+            cur = await conn.execute(EXISTING, {"agent_ids": agent_ids})
+            known = {row[0] for row in await cur.fetchall()}
+        return next((a for a in agent_ids if a not in known), agent_ids[0])
+
+    async def append(self, entries: Sequence[LogEntry]) -> None:
+        """Append the lines in order, all or nothing: :class:`UnknownActivityError` (nothing
+        written) when an ``agent_id`` has no activity."""
+        agent_ids = [e.agent_id for e in entries]
+        statuses = [Status(e.status).value if e.status is not None else None for e in entries]
+        now: datetime = utcnow()
+        durable = any(s in FINAL for s in statuses)
+        if None not in statuses:
+            statement, params = (APPEND_WITH_STATUS, {
+                "agent_ids": agent_ids, "now": now, "statuses": statuses,
+                "messages": [e.message for e in entries],
+                "percentages": [e.percentage for e in entries],
+            }) if len(entries) > 1 else (APPEND_ONE, {
+                "agent_id": agent_ids[0], "now": now, "status": statuses[0],
+                "message": entries[0].message, "percentage": entries[0].percentage,
+            })
+            async with self._connection() as conn:
+                if durable:
+                    # one round trip: the statement is all or nothing by itself
+                    async with conn.pipeline(), conn.transaction():
+                        await conn.execute("SET LOCAL synchronous_commit TO on")
+                        cur = await conn.execute(statement, params)
+                else:
+                    cur = await conn.execute(statement, params)
+            if cur.rowcount != len(entries):
+                raise UnknownActivityError(await self._first_unknown(agent_ids))
+            return
+        async with self._connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+            if durable:
+                await conn.execute("SET LOCAL synchronous_commit TO on")
+            locked = await conn.execute(LOCK, {"agent_ids": agent_ids, "now": now})
+            await conn.execute(APPEND, {
+                "agent_ids": agent_ids,
+                "messages": [e.message for e in entries],
+                "statuses": statuses,
+                "percentages": [e.percentage for e in entries],
+            })
+            await pipeline.sync()
+            found = {row[0] for row in await locked.fetchall()}
+            if len(found) != len(set(agent_ids)):
+                raise UnknownActivityError(next(a for a in agent_ids if a not in found))
