@@ -276,6 +276,49 @@ async def test_set_many_stores_every_value_and_wakes_every_waiter(
         await results.close()
 
 
+async def test_set_many_writes_one_wake_up_entry_and_waiters_read_both_forms(
+    redis_url: str,
+) -> None:
+    """A batch is one stream entry ``ids=<id>,<id>,...`` (one value: the single-id form that
+    ``set`` writes); the listener wakes waiters on either form, also when written by hand."""
+    results = RedisResults(redis_url)
+    r = await get_redis(redis_url)
+    ids = [uuid.uuid4() for _ in range(6)]
+    got: dict[uuid.UUID, bytes] = {}
+
+    async def waiter(agent_id: uuid.UUID) -> None:
+        got[agent_id] = await results.wait(agent_id, 10)
+
+    try:
+        newest = await r.xrevrange(keys.RESULTS_DONE, count=1)
+        start = newest[0][0] if newest else b"0-0"
+        await results.set_many([(a, b"x") for a in ids[:3]], 60)
+        await results.set_many([(ids[3], b"y")], 60)
+        ours = {str(a).encode() for a in ids}
+        entries = [  # other processes may share the stream: only the entries naming our ids
+            fields for _id, fields in await r.xrange(keys.RESULTS_DONE, min=b"(" + start)
+            if ours.intersection(v for f in fields.values() for v in f.split(b","))
+        ]
+        assert entries == [
+            {b"ids": ",".join(str(a) for a in ids[:3]).encode()}, {b"id": str(ids[3]).encode()}
+        ]
+        await r.delete(*[keys.result(a) for a in ids[:4]])
+        async with anyio.create_task_group() as tg:
+            for agent_id in ids:
+                tg.start_soon(waiter, agent_id)
+            await anyio.sleep(0.1)
+            with anyio.fail_after(RECHECK_INTERVAL / 2):  # woken, not found by the re-check
+                for i, agent_id in enumerate(ids):
+                    await r.set(keys.result(agent_id), f"v{i}".encode(), ex=60)
+                await r.xadd(keys.RESULTS_DONE, {"id": str(ids[0])})
+                await r.xadd(keys.RESULTS_DONE, {"ids": ",".join(str(a) for a in ids[1:])})
+                while len(got) < len(ids):
+                    await anyio.sleep(0.01)
+        assert got == {a: f"v{i}".encode() for i, a in enumerate(ids)}
+    finally:
+        await results.close()
+
+
 async def test_publish_many_delivers_in_order_on_one_channel(
     redis_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

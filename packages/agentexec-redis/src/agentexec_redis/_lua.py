@@ -136,6 +136,17 @@ end
 return 1
 """)
 
+#: KEYS: the results-done stream, then one result key per value. ARGV: ttl (seconds), the
+#: stream's approximate max length, the wake-up's field name and value, then the values. Stores
+#: every value (``SET ... EX ttl``), then appends ONE wake-up entry (``id=<id>`` for one value,
+#: ``ids=<id>,<id>,...`` for several). Only where all keys live on one server (not a cluster).
+SET_RESULTS = Script("""
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 3], 'EX', ARGV[1])
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[4])
+""")
+
 #: KEYS: inflight, dead, dead_seq. ARGV: payload, reason, queue name, payload as UTF-8 text.
 #: Moves a payload the consumer cannot run from its in-flight list to the dead letters (the
 #: record keeps the text form: JSON holds text, and a malformed payload may be any bytes).

@@ -14,7 +14,8 @@ from uuid import UUID
 
 PREFIX = "agentexec"
 
-#: stream of result-ready notifications (field ``id`` = agent id) that ``RedisResults.wait`` tails
+#: stream of result-ready notifications that ``RedisResults.wait`` tails: field ``id`` = one
+#: agent id, or field ``ids`` = several agent ids, comma-separated (one entry per batch)
 RESULTS_DONE = f"{PREFIX}:results:done"
 #: the one stream carrying every event channel (worker logs, shutdown, user events)
 EVENTS = f"{PREFIX}:events"
@@ -76,7 +77,7 @@ def queue_keys(queue_name: str) -> QueueKeys:
     )
 
 
-def result(agent_id: UUID) -> str:
+def result(agent_id: UUID | str) -> str:
     """Where the outcome of one task is stored (with ``CONF.result_ttl``)."""
     return f"{PREFIX}:result:{agent_id}"
 

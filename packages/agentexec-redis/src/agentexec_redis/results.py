@@ -1,7 +1,8 @@
 """``RedisResults``: per-task outcomes with ``CONF.result_ttl``, and a ``wait`` woken by ``set``.
 
 ``set`` stores the bytes (``SET ... EX ttl``) and then appends the agent id to the
-``agentexec:results:done`` stream. Every waiting coroutine of a process shares ONE listener that
+``agentexec:results:done`` stream (``set_many``: every value, then ONE entry naming every id).
+Every waiting coroutine of a process shares ONE listener that
 tails that stream (``XREAD BLOCK``) and wakes the waiters of each id it reads, so a
 ``gather`` of a thousand tasks uses one connection, not a thousand. No race: the listener's
 starting position is taken before the waiter's first ``GET``, so a ``set`` that lands after
@@ -19,7 +20,7 @@ from uuid import UUID
 
 from agentexec.config import CONF
 
-from agentexec_redis import _streams, keys
+from agentexec_redis import _lua, _streams, keys
 from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
 from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
 
@@ -93,6 +94,10 @@ class _DoneListener:
                     agent_id = fields.get(b"id")
                     if agent_id is not None:
                         self._wake(agent_id.decode())
+                    batch = fields.get(b"ids")  # `set_many`: one entry for the whole batch
+                    if batch is not None and self.waiters:
+                        for name in batch.decode().split(","):
+                            self._wake(name)
         finally:
             # no await between the last `while` check and this: a waiter registering now sees
             # `task is None` and starts a new listener
@@ -146,26 +151,29 @@ class RedisResults:
         await retrying("result set", store, self._window())
 
     async def set_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
-        """``set`` of each item in one pipelined round trip: every value, then every wake-up
-        (on a cluster two, since the values live on other nodes than the stream and must be
-        stored before their wake-ups are read)."""
+        """``set`` of each item in one round trip: the ``SET_RESULTS`` script stores every value,
+        then appends ONE wake-up entry naming every id (``ids=<id>,<id>,...``; ``id=<id>`` for
+        a single item). On a cluster the values live on other nodes than the stream and must be
+        stored before their wake-up is read: one pipeline of the values, then the XADD."""
         if not items:
             return
+        names = [str(agent_id) for agent_id, _ in items]
+        field, value = ("id", names[0]) if len(names) == 1 else ("ids", ",".join(names))
 
         async def store() -> None:
             r = async_client(self.url)
-            cluster = is_cluster(r)
-            async with r.pipeline(transaction=False) as pipe:
-                for agent_id, data in items:
-                    pipe.set(keys.result(agent_id), data, ex=ttl)
-                if cluster:
+            if is_cluster(r):
+                async with r.pipeline(transaction=False) as pipe:
+                    for name, (_, data) in zip(names, items, strict=True):
+                        pipe.set(keys.result(name), data, ex=ttl)
                     await pipe.execute()
-                for agent_id, _data in items:
-                    pipe.xadd(
-                        keys.RESULTS_DONE, {"id": str(agent_id)},
-                        maxlen=keys.STREAM_MAXLEN, approximate=True,
-                    )
-                await pipe.execute()
+                await _streams.append(r, keys.RESULTS_DONE, {field: value})
+                return
+            await _lua.SET_RESULTS(
+                r,
+                [keys.RESULTS_DONE, *[keys.result(name) for name in names]],
+                [ttl, keys.STREAM_MAXLEN, field, value, *[data for _, data in items]],
+            )
 
         await retrying("result set", store, self._window())
 
