@@ -133,22 +133,9 @@ class RedisResults:
         return float(max(CONF.redis_pool_timeout, 1))
 
     async def set(self, agent_id: UUID, data: bytes, ttl: int) -> None:
-        key = keys.result(agent_id)
-        fields = {"id": str(agent_id)}
-
-        async def store() -> None:
-            r = async_client(self.url)
-            if is_cluster(r):
-                # the two keys live on different nodes: the value must be there before the wake-up
-                await r.set(key, data, ex=ttl)
-                await _streams.append(r, keys.RESULTS_DONE, fields)
-                return
-            async with r.pipeline(transaction=False) as pipe:
-                pipe.set(key, data, ex=ttl)
-                pipe.xadd(keys.RESULTS_DONE, fields, maxlen=keys.STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
-                await pipe.execute()
-
-        await retrying("result set", store, self._window())
+        """Store the value, then append its wake-up ``id=<agent_id>`` (one script call; on a
+        cluster the SET, then the XADD: the two keys live on different nodes)."""
+        await self.set_many([(agent_id, data)], ttl)
 
     async def set_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
         """``set`` of each item in one round trip: the ``SET_RESULTS`` script stores every value,
