@@ -219,6 +219,47 @@ async def test_handler_updates_come_between_running_and_complete(make_pool: Any)
     ]
 
 
+async def test_a_handler_sees_its_activity_running(make_pool: Any) -> None:
+    """The worker starts a handler without waiting for its RUNNING line to commit: whatever
+    the handler reads or writes first (sync or async, before or after an await) comes after it."""
+    pool = make_pool()
+    seen: list[Any] = []
+
+    @pool.task("look")
+    async def look(agent_id: UUID, context: Ctx) -> None:
+        seen.append(ax.activity.detail(agent_id).status)  # type: ignore[union-attr]
+        ax.activity.update(agent_id, "sync at once")
+        await anyio.sleep(0)
+        ax.activity.update(agent_id, "sync after a yield")
+        seen.append((await ax.activity.adetail(agent_id)).status)  # type: ignore[union-attr]
+        await ax.activity.aupdate(agent_id, "async", percentage=50)
+
+    @pool.task("look_sync")
+    def look_sync(agent_id: UUID, context: Ctx) -> None:
+        seen.append(ax.activity.detail(agent_id).status)  # type: ignore[union-attr]
+        ax.activity.update(agent_id, "from a thread")
+
+    pool.start()
+    task = await ax.enqueue("look", Ctx(), queue_name=pool.queue_name)
+    await ax.get_result(task, timeout=WAIT)
+    assert statuses(task.agent_id) == [
+        (Status.QUEUED, CONF.activity_message_create),
+        (Status.RUNNING, CONF.activity_message_started),
+        (Status.RUNNING, "sync at once"),
+        (Status.RUNNING, "sync after a yield"),
+        (Status.RUNNING, "async"),
+        (Status.COMPLETE, CONF.activity_message_complete),
+    ]
+    task = await ax.enqueue("look_sync", Ctx(), queue_name=pool.queue_name)
+    await ax.get_result(task, timeout=WAIT)
+    assert statuses(task.agent_id)[1:] == [
+        (Status.RUNNING, CONF.activity_message_started),
+        (Status.RUNNING, "from a thread"),
+        (Status.COMPLETE, CONF.activity_message_complete),
+    ]
+    assert seen == [Status.RUNNING, Status.RUNNING, Status.RUNNING]
+
+
 async def test_high_priority_runs_first(make_pool: Any) -> None:
     pool = make_pool()
     order: list[str] = []

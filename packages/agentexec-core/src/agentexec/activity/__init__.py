@@ -18,7 +18,7 @@ from agentexec.activity.schemas import (
     ActivityLogSchema,
 )
 from agentexec.activity.status import Status
-from agentexec.backends import ActivityStore
+from agentexec.backends import ActivityStore, LogEntry, validate_percentage
 from agentexec.backends import as_uuid as _uuid
 
 __all__ = [
@@ -50,6 +50,31 @@ def _store() -> ActivityStore:
     return get_activity_store()
 
 
+def _written(
+    agent_id: str | UUID | None = None,
+    message: str | None = None,
+    status: Status | None = None,
+    percentage: int | None = None,
+    session: Any = None,
+) -> bool:
+    """Inside a worker, its own unwritten lines of the activity go first (see
+    ``lifecycle.lines_written_sync``); True when the line to write (``message``) was queued
+    behind them instead of being left to the caller."""
+    from agentexec.worker.lifecycle import lines_written_sync
+
+    agent = None if agent_id is None else _uuid(agent_id)
+    entry = None
+    if agent is not None and message is not None and session is None:
+        entry = LogEntry(agent, message, status, validate_percentage(percentage))
+    return lines_written_sync(agent, entry)
+
+
+async def _awritten(agent_id: str | UUID | None = None) -> None:
+    from agentexec.worker.lifecycle import lines_written
+
+    await lines_written(None if agent_id is None else _uuid(agent_id))
+
+
 def create(
     task_name: str,
     message: str,
@@ -71,23 +96,27 @@ def update(
     session: Any = None,
 ) -> None:
     """Add a log entry; ``status=None`` keeps the current status."""
-    _store().append(_uuid(agent_id), message, status, percentage, session)
+    if not _written(agent_id, message, status, percentage, session):
+        _store().append(_uuid(agent_id), message, status, percentage, session)
 
 
 def complete(
     agent_id: str | UUID, message: str, percentage: int = 100, session: Any = None
 ) -> None:
     """Mark the activity COMPLETE."""
-    _store().append(_uuid(agent_id), message, Status.COMPLETE, percentage, session)
+    if not _written(agent_id, message, Status.COMPLETE, percentage, session):
+        _store().append(_uuid(agent_id), message, Status.COMPLETE, percentage, session)
 
 
 def error(agent_id: str | UUID, message: str, session: Any = None) -> None:
     """Mark the activity ERROR."""
-    _store().append(_uuid(agent_id), message, Status.ERROR, None, session)
+    if not _written(agent_id, message, Status.ERROR, None, session):
+        _store().append(_uuid(agent_id), message, Status.ERROR, None, session)
 
 
 def cancel_pending(session: Any = None) -> int:
     """Mark every QUEUED or RUNNING activity CANCELED; returns how many."""
+    _written()
     return _store().cancel_pending(session)
 
 
@@ -99,6 +128,7 @@ def list(
     metadata: dict[str, Any] | None = None,
 ) -> ActivityListSchema:
     """A page of activities, newest first."""
+    _written()
     return _store().list(session, page, page_size, status, metadata)
 
 
@@ -109,6 +139,7 @@ def detail(session: Any = None, agent_id: str | UUID | None = None) -> ActivityD
             session, agent_id = None, session
         else:
             raise TypeError("detail() needs an agent_id: ax.activity.detail(session, agent_id)")
+    _written(agent_id)
     return _store().detail(_uuid(agent_id), session)
 
 
@@ -130,27 +161,33 @@ async def aupdate(
     percentage: int | None = None,
     status: Status | None = None,
 ) -> None:
+    await _awritten(agent_id)
     await _store().aappend(_uuid(agent_id), message, status, percentage)
 
 
 async def acomplete(agent_id: str | UUID, message: str, percentage: int = 100) -> None:
+    await _awritten(agent_id)
     await _store().aappend(_uuid(agent_id), message, Status.COMPLETE, percentage)
 
 
 async def aerror(agent_id: str | UUID, message: str) -> None:
+    await _awritten(agent_id)
     await _store().aappend(_uuid(agent_id), message, Status.ERROR, None)
 
 
 async def acancel_pending() -> int:
+    await _awritten()
     return await _store().acancel_pending()
 
 
 async def alist(
     page: int = 1, page_size: int = 50, status: Status | None = None
 ) -> ActivityListSchema:
+    await _awritten()
     return await _store().alist(page, page_size, status)
 
 
 async def adetail(agent_id: str | UUID) -> ActivityDetailSchema | None:
+    await _awritten(agent_id)
     return await _store().adetail(_uuid(agent_id))
 

@@ -22,6 +22,7 @@ from agentexec.pipeline._steps import (
     mark,
 )
 from agentexec.task import Priority, Task, TaskDefinition
+from agentexec.worker.lifecycle import lines_written
 
 if TYPE_CHECKING:
     from agentexec.worker.pool import Pool
@@ -204,6 +205,7 @@ class Pipeline:
         backends = get_backends()
 
         async def progress(message: str, percentage: int) -> None:
+            await lines_written(agent_id)  # after the pipeline's own RUNNING line
             await backends.activity.aappend(agent_id, message, Status.RUNNING, percentage)
 
         return await run_steps(

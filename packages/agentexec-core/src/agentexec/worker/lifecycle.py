@@ -17,8 +17,10 @@ import inspect
 import logging
 from contextvars import ContextVar
 from typing import Any, Protocol
+from uuid import UUID
 
 import anyio
+import anyio.from_thread
 from pydantic import ValidationError
 
 from agentexec.activity.status import Status
@@ -34,7 +36,18 @@ class LifecycleSink(Protocol):
     """Where a task's activity lines and outcome go."""
 
     async def started(self, entry: LogEntry) -> None:
-        """Write the RUNNING line; durable when this returns."""
+        """Write the RUNNING line (a worker's sink may return before it is committed: see
+        ``written``)."""
+        ...
+
+    async def written(self, agent_id: UUID | None = None) -> None:
+        """Returns once the lines given so far for ``agent_id`` (for every activity when
+        ``None``) are committed, so a write or read that follows sees them."""
+        ...
+
+    def settle(self, agent_id: UUID | None, entry: LogEntry | None = None) -> bool:
+        """The same for sync code on the sink's own event loop, which cannot wait: write what
+        is still queued at once; True when ``entry`` was queued behind lines in flight."""
         ...
 
     async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
@@ -50,6 +63,12 @@ class DirectSink:
         from agentexec.runtime import get_backends
 
         await get_backends().activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
+
+    async def written(self, agent_id: UUID | None = None) -> None:
+        return None
+
+    def settle(self, agent_id: UUID | None, entry: LogEntry | None = None) -> bool:
+        return False
 
     async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
         from agentexec.runtime import get_backends
@@ -71,6 +90,36 @@ def set_sink(sink: LifecycleSink | None) -> None:
 def current_task() -> Task | None:
     """The task whose handler is running in this context, if any."""
     return _current.get()
+
+
+async def lines_written(agent_id: UUID | None = None) -> None:
+    """Inside a worker, wait until the lifecycle lines it gave for ``agent_id`` (every activity
+    when ``None``) are committed; anywhere else, return at once.
+
+    The worker starts a handler without waiting for its RUNNING line to commit; the activity
+    API calls this first, so a handler's own updates come after that line and its reads see it.
+    """
+    sink = _sink.get()
+    if sink is not None:
+        await sink.written(agent_id)
+
+
+def lines_written_sync(agent_id: UUID | None = None, entry: LogEntry | None = None) -> bool:
+    """:func:`lines_written` for sync code, which is about to write ``entry`` (or read).
+
+    From a worker thread of the worker's loop (a sync handler) it waits for the lines. On the
+    loop itself (sync calls in an async handler) nothing can wait: the lines still queued are
+    written right here, and when a line of the activity is in flight, ``entry`` is queued
+    behind it instead; returns True then (the caller must not write ``entry`` itself).
+    """
+    sink = _sink.get()
+    if sink is None:
+        return False
+    try:
+        anyio.from_thread.run(sink.written, agent_id)
+        return False
+    except RuntimeError:  # not in a worker thread: on the loop itself
+        return sink.settle(agent_id, entry)
 
 
 def error_text(exc: BaseException) -> str:

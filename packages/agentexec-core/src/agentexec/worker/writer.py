@@ -17,8 +17,10 @@ stored and acknowledged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import count
 from uuid import UUID
 
 import anyio
@@ -54,7 +56,7 @@ MAX_BACKOFF = 5.0
 @dataclass(slots=True)
 class _Item:
     entry: LogEntry | None
-    done: anyio.Event | None = None
+    seq: int = 0
     outcome: tuple[UUID, bytes] | None = None
     ack: Lease | None = None
     release: Lease | None = None
@@ -63,10 +65,15 @@ class _Item:
 class ActivityWriter:
     def __init__(self, activity: ActivityStore, results: ResultBackend, queue: QueueBackend) -> None:
         self._activity = activity
+        self.activity = activity
         self._results = results
         self._queue = queue
         self._pending: list[_Item] = []
         self._busy: set[UUID] = set()  # activities with a line in a transaction in flight
+        #: per activity, the sequence numbers of its lines not yet committed (oldest first)
+        self._unwritten: dict[UUID, deque[int]] = {}
+        self._seq = count(1)
+        self._committed = anyio.Event()  # set (and replaced) after every batch
         self._commits = 0
         self._wake = anyio.Event()
         self._closing = False
@@ -77,11 +84,14 @@ class ActivityWriter:
         self._ack_many = queue.ack_many if isinstance(queue, BatchAck) else None
 
     # -- producers (the worker's event loop) -------------------------------------------------
-    async def write(self, entry: LogEntry) -> None:
-        """Write one line; returns once it is committed."""
-        done = anyio.Event()
-        self._push(_Item(entry, done=done))
-        await done.wait()
+    async def written(self, agent_ids: Iterable[UUID] | None = None) -> None:
+        """Returns once every line submitted so far for ``agent_ids`` (every activity when
+        ``None``) is committed, or failed for good."""
+        wanted = list(self._unwritten) if agent_ids is None else agent_ids
+        targets = [(a, q[-1]) for a in wanted if (q := self._unwritten.get(a))]
+        for agent_id, last in targets:
+            while (q := self._unwritten.get(agent_id)) and q[0] <= last:
+                await self._committed.wait()
 
     def submit(
         self,
@@ -94,9 +104,49 @@ class ActivityWriter:
         """Queue a line; once committed, store ``outcome`` and then ack (or release) the lease."""
         self._push(_Item(entry, outcome=outcome, ack=ack, release=release))
 
+    def steal(self, agent_id: UUID | None) -> list[LogEntry]:
+        """Take back the unwritten lines of ``agent_id`` (of every activity when ``None``) that
+        no transaction has taken yet, for a caller that writes them itself at once: sync code on
+        the worker's own event loop, which cannot wait for the writer. Per activity only the
+        leading run of plain lines is taken, and none of an activity with a line in flight, so
+        the caller writing them keeps each activity's order."""
+        stolen: list[_Item] = []
+        rest: list[_Item] = []
+        stopped: set[UUID] = set(self._busy)
+        for item in self._pending:
+            entry = item.entry
+            if entry is None or (agent_id is not None and entry.agent_id != agent_id):
+                rest.append(item)
+            elif entry.agent_id in stopped or item.outcome or item.ack or item.release:
+                stopped.add(entry.agent_id)
+                rest.append(item)
+            else:
+                stolen.append(item)
+        if stolen:
+            self._pending = rest
+            self._done(stolen)
+        return [item.entry for item in stolen if item.entry is not None]
+
+    def unwritten(self, agent_id: UUID) -> bool:
+        return agent_id in self._unwritten
+
+    def _done(self, items: list[_Item]) -> None:
+        for item in items:
+            if item.entry is not None:
+                agent_id = item.entry.agent_id
+                unwritten = self._unwritten[agent_id]
+                unwritten.remove(item.seq)
+                if not unwritten:
+                    del self._unwritten[agent_id]
+        self._committed.set()
+        self._committed = anyio.Event()
+
     def _push(self, item: _Item) -> None:
         if self._finished.is_set():
             raise RuntimeError("the activity writer is closed; the worker is shutting down")
+        if item.entry is not None:
+            item.seq = next(self._seq)
+            self._unwritten.setdefault(item.entry.agent_id, deque()).append(item.seq)
         self._pending.append(item)
         self._wake.set()
 
@@ -152,10 +202,8 @@ class ActivityWriter:
             for item in batch:
                 if item.entry is not None:
                     self._busy.discard(item.entry.agent_id)
+            self._done(batch)
             self._wake.set()
-        for item in batch:
-            if item.done is not None:
-                item.done.set()
         posts = [i for i in batch if i.outcome or i.ack or i.release]
         if posts:
             tg.start_soon(self._post, posts)
@@ -244,7 +292,26 @@ class WorkerSink:
         self.leases: dict[UUID, Lease] = {}
 
     async def started(self, entry: LogEntry) -> None:
-        await self.writer.write(entry)
+        # not awaited: the handler starts at once, and every later line of the activity, the
+        # handler's own ones included (see ``written``), is committed after this one
+        self.writer.submit(entry)
+
+    async def written(self, agent_id: UUID | None = None) -> None:
+        await self.writer.written(None if agent_id is None else (agent_id,))
+
+    def settle(self, agent_id: UUID | None, entry: LogEntry | None = None) -> bool:
+        """For sync code on the worker's event loop (which cannot wait): write the lines of
+        ``agent_id`` that are still queued right here; should some be in flight, hand ``entry``
+        to the writer behind them (returns True: the caller must not write it)."""
+        for line in self.writer.steal(agent_id):
+            try:
+                self.writer.activity.append(line.agent_id, line.message, line.status, line.percentage)
+            except (UnknownActivityError, ValueError) as exc:
+                log.warning("activity line for %s dropped: %s", line.agent_id, exc)
+        if entry is not None and self.writer.unwritten(entry.agent_id):
+            self.writer.submit(entry)
+            return True
+        return False
 
     async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
         self.writer.submit(
