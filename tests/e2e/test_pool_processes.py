@@ -14,6 +14,7 @@ from uuid import UUID
 
 import agentexec as ax
 import pytest
+from agentexec.activity.creates import CREATES
 from agentexec.activity.status import Status
 from agentexec.config import CONF
 from agentexec.runtime import Backends, set_backends
@@ -81,6 +82,63 @@ async def test_lifecycle_messages_errors_and_worker_logs(
 
     pool.wait_output("[Worker 0] Task failed: ValueError: boom second")
     assert "[Worker 0] Processing task: job" in pool.output
+    assert pool.stop() == 0
+
+
+async def test_detail_right_after_enqueue_says_queued(producer: Backends, queue_name: str) -> None:
+    """After the first, ``ax.enqueue`` writes its QUEUED activity behind the push (see
+    ``agentexec.activity.creates``); this process still reads it at once, whichever call."""
+    first = await enqueue(queue_name, "first")
+    assert CREATES.checked(producer.activity)  # the next ones go behind
+    assert logs(first.agent_id) == [(Status.QUEUED, CONF.activity_message_create)]
+    tasks = [first]
+    for i in range(60):
+        task = await enqueue(queue_name, f"n{i}")
+        tasks.append(task)
+        if i % 3 == 0:
+            assert logs(task.agent_id) == [(Status.QUEUED, CONF.activity_message_create)]
+        elif i % 3 == 1:
+            detail = await ax.activity.adetail(task.agent_id)
+            assert detail is not None and detail.status is Status.QUEUED
+        else:  # newest first: the one just enqueued
+            assert ax.activity.list(page_size=1).items[0].agent_id == task.agent_id
+    newest = ax.activity.list(page_size=len(tasks)).items
+    assert {i.agent_id for i in newest} == {t.agent_id for t in tasks}
+
+
+async def test_activities_of_tasks_taken_at_once_end_in_order(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    """A running pool takes a task within a fraction of a millisecond, often before the
+    producer's thread has created its activity: the worker waits for it (or creates it), and
+    every activity still reads QUEUED, RUNNING, COMPLETE, each once."""
+    pool = run_pool(python_app(), AGENTEXEC_WORKER_CONCURRENCY=8)
+    tasks = []
+    for i in range(150):
+        task = await enqueue(queue_name, f"t{i}")
+        assert ax.activity.detail(task.agent_id) is not None
+        tasks.append(task)
+    await ax.gather(*tasks, timeout=WAIT)
+    expected = [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
+    wrong = [(t.agent_id, logs(t.agent_id)) for t in tasks if [s for s, _ in logs(t.agent_id)] != expected]
+    assert not wrong, wrong[:3]
+    assert pool.stop() == 0
+
+
+async def test_a_worker_creates_the_activity_its_producer_never_wrote(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    """A producer that died between its push and its activity: the task is the source of truth."""
+    pool = run_pool(python_app())
+    task = ax.Task.create("job", Job(label="orphan"))
+    await producer.queue.push(task.to_envelope(queue_name))
+    assert await ax.get_result(task, timeout=WAIT) == "orphan"
+    assert logs(task.agent_id) == [
+        (Status.QUEUED, CONF.activity_message_create),
+        (Status.RUNNING, CONF.activity_message_started),
+        (Status.COMPLETE, CONF.activity_message_complete),
+    ]
+    pool.wait_output("had no activity; created it from the task")
     assert pool.stop() == 0
 
 

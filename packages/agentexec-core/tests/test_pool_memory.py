@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import anyio
+import anyio.lowlevel
 import pytest
 from pydantic import BaseModel
 
@@ -229,7 +230,7 @@ async def test_a_handler_sees_its_activity_running(make_pool: Any) -> None:
     async def look(agent_id: UUID, context: Ctx) -> None:
         seen.append(ax.activity.detail(agent_id).status)  # type: ignore[union-attr]
         ax.activity.update(agent_id, "sync at once")
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         ax.activity.update(agent_id, "sync after a yield")
         seen.append((await ax.activity.adetail(agent_id)).status)  # type: ignore[union-attr]
         await ax.activity.aupdate(agent_id, "async", percentage=50)

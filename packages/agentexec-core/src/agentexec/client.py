@@ -9,6 +9,7 @@ from uuid import UUID
 import anyio
 from pydantic import BaseModel
 
+from agentexec.activity.creates import CREATES
 from agentexec.config import CONF
 from agentexec.results import Outcome
 from agentexec.runtime import get_backends
@@ -47,13 +48,21 @@ async def enqueue(
     priority: Priority = Priority.LOW,
     queue_name: str | None = None,
 ) -> Task:
-    """Queue a task; its activity is QUEUED when this returns."""
+    """Queue a task; its activity is QUEUED when this returns (for this process at once; for
+    others within milliseconds: see :mod:`agentexec.activity.creates`)."""
     _check(task_name, context, priority)
     task = Task.create(task_name, context)
     task.priority = priority
     task.queue_name = queue_name or default_queue_name()
     backends = get_backends()
-    await backends.activity.acreate(task_name, CONF.activity_message_create, task.agent_id)
+    store = backends.activity
+    if CREATES.checked(store):
+        # written behind the push, read-your-writes in this process (activity.creates)
+        CREATES.submit(store, task.agent_id, task_name, CONF.activity_message_create)
+    else:
+        await store.acreate(task_name, CONF.activity_message_create, task.agent_id)
+        if backends.cross_process:  # in-process stores gain nothing from a writer thread
+            CREATES.mark_checked(store)
     await backends.queue.push(task.to_envelope(task.queue_name), priority)
     return task
 

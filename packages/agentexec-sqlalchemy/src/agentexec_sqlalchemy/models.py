@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from agentexec.activity.creates import created
 from agentexec.activity.status import Status
 from agentexec.backends import as_uuid as _uuid
 from agentexec.backends import validate_percentage
@@ -101,6 +102,7 @@ class Activity(Base):
         cls, agent_id: str | uuid.UUID, session: Session | None = None
     ) -> Activity | None:
         """The activity of ``agent_id`` or ``None``; ``session`` defaults to the global session."""
+        created(_uuid(agent_id))  # one this process's ax.enqueue has just queued
         if session is None:
             from agentexec_sqlalchemy.session import get_global_session
 
@@ -112,6 +114,7 @@ class Activity(Base):
         cls, session: Session, page: int = 1, page_size: int = 50
     ) -> tuple[list[Activity], int]:
         """A page of activities, newest first, and the total count. Two statements."""
+        created()
         from agentexec_sqlalchemy import queries
 
         queries.check_page(page, page_size)
@@ -127,6 +130,7 @@ class Activity(Base):
     @classmethod
     def get_pending_ids(cls, session: Session) -> list[uuid.UUID]:
         """The agent_ids of the activities whose latest status is QUEUED or RUNNING."""
+        created()
         from agentexec_sqlalchemy import queries
 
         return list(session.scalars(select(cls.agent_id).where(queries.is_pending(cls.id))))

@@ -60,9 +60,11 @@ def _written(
     """Inside a worker, its own unwritten lines of the activity go first (see
     ``lifecycle.lines_written_sync``); True when the line to write (``message``) was queued
     behind them instead of being left to the caller."""
+    from agentexec.activity.creates import created
     from agentexec.worker.lifecycle import lines_written_sync
 
     agent = None if agent_id is None else _uuid(agent_id)
+    created(agent)
     entry = None
     if agent is not None and message is not None and session is None:
         entry = LogEntry(agent, message, status, validate_percentage(percentage))
@@ -70,9 +72,12 @@ def _written(
 
 
 async def _awritten(agent_id: str | UUID | None = None) -> None:
+    from agentexec.activity.creates import acreated
     from agentexec.worker.lifecycle import lines_written
 
-    await lines_written(None if agent_id is None else _uuid(agent_id))
+    agent = None if agent_id is None else _uuid(agent_id)
+    await acreated(agent)
+    await lines_written(agent)
 
 
 def create(

@@ -185,6 +185,7 @@ class Worker:
         definition = self.definitions.get(env.task_name)
         task._definition = definition
         self.sink.leases[env.agent_id] = lease
+        self.sink.writer.task_names[env.agent_id] = env.task_name
         self.running += 1
         try:
             if env.attempts and await self._finished_before(task):

@@ -51,6 +51,8 @@ MAX_COMMITS = 1
 #: outcome/ack steps in flight at once (each holds a backend connection)
 MAX_POSTS = 4
 MAX_BACKOFF = 5.0
+#: how long a line waits for its activity to appear before the worker creates it
+UNKNOWN_GRACE = 1.0
 
 
 @dataclass(slots=True)
@@ -70,6 +72,8 @@ class ActivityWriter:
         self._queue = queue
         self._pending: list[_Item] = []
         self._busy: set[UUID] = set()  # activities with a line in a transaction in flight
+        #: agent_id -> task name of the tasks this worker runs (to create a missing activity)
+        self.task_names: dict[UUID, str] = {}
         #: per activity, the sequence numbers of its lines not yet committed (oldest first)
         self._unwritten: dict[UUID, deque[int]] = {}
         self._seq = count(1)
@@ -195,31 +199,67 @@ class ActivityWriter:
         return batch
 
     async def _commit_batch(self, batch: list[_Item], tg: anyio.abc.TaskGroup) -> None:
+        missing: set[UUID] = set()
         try:
-            await self._commit([i.entry for i in batch if i.entry is not None])
+            missing = await self._commit([i.entry for i in batch if i.entry is not None])
         finally:
             self._commits -= 1
-            for item in batch:
-                if item.entry is not None:
-                    self._busy.discard(item.entry.agent_id)
-            self._done(batch)
-            self._wake.set()
-        posts = [i for i in batch if i.outcome or i.ack or i.release]
+            # lines whose activity is missing wait aside (their activities stay busy), so the
+            # next batches go on meanwhile
+            later = [i for i in batch if i.entry is not None and i.entry.agent_id in missing]
+            self._finish([i for i in batch if i.entry is None or i.entry.agent_id not in missing], tg)
+            if later:
+                tg.start_soon(self._commit_missing, later, tg)
+
+    async def _commit_missing(self, items: list[_Item], tg: anyio.abc.TaskGroup) -> None:
+        try:
+            for item in items:
+                assert item.entry is not None
+                await self._create_missing(item.entry)
+        finally:
+            self._finish(items, tg)
+
+    def _finish(self, items: list[_Item], tg: anyio.abc.TaskGroup) -> None:
+        """The lines of ``items`` are written: their activities are free for the next lines,
+        their outcomes and acknowledgements go out."""
+        for item in items:
+            if item.entry is not None:
+                self._busy.discard(item.entry.agent_id)
+        self._done(items)
+        self._wake.set()
+        posts = [i for i in items if i.outcome or i.ack or i.release]
+        for item in posts:
+            lease = item.ack or item.release
+            if lease is not None:
+                self.task_names.pop(lease.envelope.agent_id, None)
         if posts:
             tg.start_soon(self._post, posts)
 
-    async def _commit(self, entries: list[LogEntry]) -> None:
-        if not entries:
-            return
+    async def _commit(self, entries: list[LogEntry]) -> set[UUID]:
+        """Write ``entries``; returns the agent_ids of the lines left for
+        :meth:`_create_missing` (tasks of this worker whose activity does not exist yet)."""
+        missing: set[UUID] = set()
         delay = 0.05
-        while True:
+        while entries:
             try:
                 try:
                     await self._activity.aappend_many(entries)
-                except (UnknownActivityError, ValueError):
+                except UnknownActivityError as exc:
+                    # set that line aside (or drop it, when it is not of a task of ours) and
+                    # write the rest: one more statement per missing activity, not per line
+                    unknown = exc.agent_id if isinstance(exc.agent_id, UUID) else None
+                    if not any(e.agent_id == unknown for e in entries):
+                        return missing | await self._commit_each(entries)
+                    if unknown in self.task_names:
+                        missing.add(unknown)
+                    else:
+                        log.warning("activity line for %s dropped: %s", unknown, exc)
+                    entries = [e for e in entries if e.agent_id != unknown]
+                    continue
+                except ValueError:
                     # one bad line must not sink the batch: write them one by one
-                    await self._commit_each(entries)
-                return
+                    return missing | await self._commit_each(entries)
+                return missing
             except Exception as exc:
                 log.error(
                     "writing %d activity line(s) failed (%s: %s); retrying in %.2fs",
@@ -227,15 +267,52 @@ class ActivityWriter:
                 )
                 await anyio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
+        return missing
 
-    async def _commit_each(self, entries: list[LogEntry]) -> None:
-        while entries:
-            e = entries[0]
+    async def _commit_each(self, entries: list[LogEntry]) -> set[UUID]:
+        missing: set[UUID] = set()
+        for e in entries:
             try:
                 await self._activity.aappend(e.agent_id, e.message, e.status, e.percentage)
-            except (UnknownActivityError, ValueError) as exc:
+            except UnknownActivityError as exc:
+                if e.agent_id in self.task_names:
+                    missing.add(e.agent_id)
+                else:
+                    log.warning("activity line for %s dropped: %s", e.agent_id, exc)
+            except ValueError as exc:
                 log.warning("activity line for %s dropped: %s", e.agent_id, exc)
-            entries = entries[1:]
+        return missing
+
+    async def _create_missing(self, e: LogEntry) -> None:
+        """A line of a task this worker runs, whose activity does not exist (yet): its producer
+        writes activities behind the push (``agentexec.activity.creates``), or died before it
+        did, or the database forgot it. Wait a little, then create it from the task itself."""
+        delay, waited = 0.001, 0.0
+        while True:
+            try:
+                await self._activity.aappend(e.agent_id, e.message, e.status, e.percentage)
+                return
+            except UnknownActivityError:
+                if waited >= UNKNOWN_GRACE:
+                    break
+            except Exception as exc:
+                log.warning("activity line for %s not written: %s", e.agent_id, exc)
+                return
+            await anyio.sleep(delay)
+            waited, delay = waited + delay, min(delay * 2, 0.2)
+        task_name = self.task_names.get(e.agent_id, "unknown")
+        try:
+            await self._activity.acreate(task_name, CONF.activity_message_create, e.agent_id)
+            log.warning("Task %s (%s) had no activity; created it from the task", task_name, e.agent_id)
+        except ValueError:
+            pass  # created meanwhile
+        except Exception as exc:
+            log.warning("activity of %s could not be created: %s", e.agent_id, exc)
+            return
+        try:
+            await self._activity.aappend(e.agent_id, e.message, e.status, e.percentage)
+        except Exception as exc:
+            log.warning("activity line for %s dropped: %s", e.agent_id, exc)
 
     async def _post(self, items: list[_Item]) -> None:
         async with self._posts:

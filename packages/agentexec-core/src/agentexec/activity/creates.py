@@ -1,0 +1,176 @@
+"""The QUEUED activities ``ax.enqueue`` creates, written behind the push by one thread.
+
+A single producer calling ``enqueue`` in a loop would otherwise wait for two round trips per
+task, one to the database and one to the queue. ``enqueue`` hands the activity to this writer
+and pushes the task at once; the writer's thread creates whatever has queued up with one
+``acreate_many`` per store, usually while the push is still on the wire.
+
+Nothing is lost and nothing reads stale in this process:
+
+- every ``ax.activity`` call of this process that could see the activity (``detail``,
+  ``list``, ``update`` ...) first waits for its creation (:func:`created` / :func:`acreated`),
+  so ``detail`` right after ``enqueue`` says QUEUED;
+- the task in the queue is the source of truth: a worker that takes it before its activity
+  exists waits briefly, then creates the activity from the task itself (see
+  ``agentexec.worker.writer``). That also covers a producer that dies before this thread has
+  written, and an activity a database crash forgot;
+- the first activity per store is created before ``enqueue`` returns, so a misconfigured
+  database (missing tables, wrong URL) fails the call that would have used it;
+- at interpreter exit everything queued is written (bounded by ``EXIT_TIMEOUT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import anyio
+import anyio.to_thread
+
+from agentexec.backends import ActivityStore
+
+log = logging.getLogger("agentexec")
+
+#: how long one batch is retried while the database fails (a worker creates the activities of
+#: tasks it takes meanwhile)
+RETRY_FOR = 30.0
+EXIT_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class _Batch:
+    items: dict[int, list[tuple[UUID, str, str]]] = field(default_factory=dict)
+    stores: dict[int, ActivityStore] = field(default_factory=dict)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class CreateBehind:
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        # a forked child starts empty: what its parent queued is the parent's to write
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._open = _Batch()
+        self._pending: dict[UUID, _Batch] = {}
+        self._thread: threading.Thread | None = None
+        self._checked: set[int] = set()
+
+    # -- producers -------------------------------------------------------------------------
+    def checked(self, store: ActivityStore) -> bool:
+        """Whether ``store`` has had one activity created before its ``enqueue`` returned."""
+        return id(store) in self._checked
+
+    def mark_checked(self, store: ActivityStore) -> None:
+        self._checked.add(id(store))
+
+    def submit(self, store: ActivityStore, agent_id: UUID, task_name: str, message: str) -> None:
+        with self._lock:
+            batch = self._open
+            batch.stores[id(store)] = store
+            batch.items.setdefault(id(store), []).append((agent_id, task_name, message))
+            self._pending[agent_id] = batch
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="agentexec-creates", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    # -- readers ---------------------------------------------------------------------------
+    def _batches(self, agent_id: UUID | None) -> list[_Batch]:
+        with self._lock:
+            if agent_id is None:
+                return list({id(b): b for b in self._pending.values()}.values())
+            batch = self._pending.get(agent_id)
+            return [] if batch is None else [batch]
+
+    def wait(self, agent_id: UUID | None = None, timeout: float = RETRY_FOR) -> None:
+        """Block until the activity of ``agent_id`` (every queued one when ``None``) is written."""
+        if threading.current_thread() is self._thread:
+            return
+        for batch in self._batches(agent_id):
+            batch.done.wait(timeout)
+
+    async def await_written(self, agent_id: UUID | None = None) -> None:
+        batches = self._batches(agent_id)
+        if batches:
+            await anyio.to_thread.run_sync(lambda: [b.done.wait(RETRY_FOR) for b in batches])
+
+    def flush(self, timeout: float = EXIT_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        for batch in self._batches(None):
+            batch.done.wait(max(0.0, deadline - time.monotonic()))
+
+    # -- the thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()  # the stores' async connections live on it
+        while True:
+            with self._lock:
+                while not self._open.items:
+                    self._wake.wait()
+                batch, self._open = self._open, _Batch()
+            try:
+                loop.run_until_complete(self._write(batch))
+            except BaseException as exc:  # never leave a waiter hanging
+                log.error("agentexec: creating queued activities failed: %r", exc)
+            finally:
+                with self._lock:
+                    for items in batch.items.values():
+                        for agent_id, _, _ in items:
+                            if self._pending.get(agent_id) is batch:
+                                del self._pending[agent_id]
+                batch.done.set()
+
+    async def _write(self, batch: _Batch) -> None:
+        for key, items in batch.items.items():
+            store = batch.stores[key]
+            deadline = time.monotonic() + RETRY_FOR
+            delay = 0.05
+            while True:
+                try:
+                    await _create(store, items)
+                    break
+                except Exception as exc:
+                    if time.monotonic() >= deadline:
+                        log.error(
+                            "agentexec: %d queued activities not created (%s: %s); workers create "
+                            "them when they take the tasks", len(items), type(exc).__name__, exc,
+                        )
+                        break
+                    log.warning("agentexec: creating %d queued activities failed (%s); retrying",
+                                len(items), exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+
+async def _create(store: ActivityStore, items: list[tuple[UUID, str, str]]) -> None:
+    try:
+        await store.acreate_many(items)
+    except ValueError:
+        # one already exists: the worker that took its task first created it (enqueue's
+        # agent_ids are fresh uuid4s); create the others one by one
+        for agent_id, task_name, message in items:
+            try:
+                await store.acreate(task_name, message, agent_id)
+            except ValueError:
+                pass
+
+
+CREATES = CreateBehind()
+atexit.register(CREATES.flush)
+
+
+def created(agent_id: UUID | None = None) -> None:
+    """Wait until this process's queued activity of ``agent_id`` (all, when ``None``) exists."""
+    CREATES.wait(agent_id)
+
+
+async def acreated(agent_id: UUID | None = None) -> None:
+    await CREATES.await_written(agent_id)
