@@ -4,8 +4,9 @@ activity (``--stack sqlite`` / ``--stack postgres`` run the embedded SQL transpo
     uv run python benchmarks/pool.py                       # everything, Redis + PostgreSQL
     uv run python benchmarks/pool.py --only drain --tasks 5000 --concurrency 32
 
-1. enqueue: ``--enqueues`` sequential ``ax.enqueue`` calls from one producer (each: the QUEUED
-   activity committed, then the push), tasks/s.
+1. enqueue: ``--enqueues`` sequential ``ax.enqueue`` calls from one producer (each: the push,
+   its QUEUED activity written behind it by the producer's writer thread), timed until the last
+   activity is written too, tasks/s.
 2. bulk: ``ax.enqueue_many`` of ``--tasks`` tasks in batches of 1,000, tasks/s.
 3. drain: ``--tasks`` no-op tasks queued first, then a pool of 1 and of 2 processes (each with
    ``--concurrency`` slots) started; timed from ``pool.start()`` returning until every task is
@@ -35,6 +36,7 @@ from uuid import UUID
 import agentexec as ax
 import anyio
 from _support import fresh_postgres
+from agentexec.activity.creates import acreated
 from agentexec.config import CONF
 from agentexec.runtime import Backends, build_backends, set_backends
 from pydantic import BaseModel
@@ -91,6 +93,7 @@ def bench_enqueue(backends: Backends, count: int) -> float:
         started = time.perf_counter()
         for _ in range(count):
             await ax.enqueue("noop", Noop(), queue_name=queue_name)
+        await acreated()  # timed until every activity is written too, not only queued
         return count / (time.perf_counter() - started)
 
     return anyio.run(go)

@@ -261,7 +261,7 @@ async def test_set_many_stores_every_value_and_wakes_every_waiter(
             for agent_id in ids:
                 tg.start_soon(waiter, agent_id)
             await anyio.sleep(0.1)
-            counting = _Counting(monkeypatch, r, ignore=("GET", "XREAD", "XREVRANGE"))
+            counting = _Counting(monkeypatch, r, ignore=("GET", "MGET", "XREAD", "XREVRANGE"))
             # woken by the wake-ups, well before the waiters' periodic re-check
             with anyio.fail_after(RECHECK_INTERVAL / 2):
                 await results.set_many([(a, f"v{i}".encode()) for i, a in enumerate(ids)], 60)
@@ -373,5 +373,42 @@ async def test_batches_on_a_cluster(cluster_url: str) -> None:  # noqa: F811
             async with events.subscribe(["batch:*"]) as stream:
                 await events.publish_many("batch:c", ["a", "b", "c"])
                 assert [(await anext(stream)).data for _ in range(3)] == ["a", "b", "c"]
+    finally:
+        await results.close()
+
+
+async def test_many_waiters_read_their_results_in_a_few_round_trips(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``gather`` of many tasks: the waiters' reads of one turn of the loop go out as one
+    MGET, before the results exist and again once the wake-up arrives (not a GET each)."""
+    results = RedisResults(redis_url)
+    ids = [uuid.uuid4() for _ in range(200)]
+    got: dict[uuid.UUID, bytes] = {}
+    r = await get_redis(redis_url)
+    reads: list[str] = []
+    real_command = r.execute_command
+
+    async def command(*args: Any, **kwargs: Any) -> Any:
+        if str(args[0]).upper() in ("GET", "MGET"):
+            reads.append(str(args[0]).upper())
+        return await real_command(*args, **kwargs)
+
+    monkeypatch.setattr(r, "execute_command", command)
+
+    async def waiter(agent_id: uuid.UUID) -> None:
+        got[agent_id] = await results.wait(agent_id, 10)
+
+    try:
+        with anyio.fail_after(RECHECK_INTERVAL / 2):
+            async with anyio.create_task_group() as tg:
+                for agent_id in ids:
+                    tg.start_soon(waiter, agent_id)
+                await anyio.sleep(0.1)
+                before = len(reads)
+                await results.set_many([(a, a.bytes) for a in ids], 60)
+        assert got == {a: a.bytes for a in ids}
+        assert set(reads) == {"MGET"}
+        assert before <= 4 and len(reads) - before <= 4, reads
     finally:
         await results.close()

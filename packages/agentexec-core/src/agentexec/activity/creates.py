@@ -41,6 +41,9 @@ log = logging.getLogger("agentexec")
 #: tasks it takes meanwhile)
 RETRY_FOR = 30.0
 EXIT_TIMEOUT = 10.0
+#: a batch that comes within BUSY seconds of the last one waits LINGER seconds for company
+BUSY = 0.002
+LINGER = 0.001
 
 
 @dataclass(eq=False)
@@ -111,10 +114,16 @@ class CreateBehind:
     # -- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
         loop = asyncio.new_event_loop()  # the stores' async connections live on it
+        last = 0.0
         while True:
             with self._lock:
                 while not self._open.items:
                     self._wake.wait()
+            if time.monotonic() - last < BUSY:
+                # a steady stream of enqueues: let a few more join this batch, which costs this
+                # thread (and the GIL it shares with the producers) less per activity
+                time.sleep(LINGER)
+            with self._lock:
                 batch, self._open = self._open, _Batch()
             try:
                 loop.run_until_complete(self._write(batch))
@@ -127,6 +136,7 @@ class CreateBehind:
                             if self._pending.get(agent_id) is batch:
                                 del self._pending[agent_id]
                 batch.done.set()
+                last = time.monotonic()
 
     async def _write(self, batch: _Batch) -> None:
         for key, items in batch.items.items():

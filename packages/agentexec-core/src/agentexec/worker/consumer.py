@@ -31,7 +31,7 @@ log = logging.getLogger("agentexec.worker")
 #: that idle workers do not tie up many blocking backend connections
 MAX_FETCHERS = 2
 #: tasks one ``reserve_many`` call may take (queues that offer it), bounded by free slots
-MAX_RESERVE_BATCH = 16
+MAX_RESERVE_BATCH = 64
 
 
 def _take_more(slots: anyio.Semaphore, most: int) -> int:

@@ -36,6 +36,7 @@ from typing import Any
 
 import anyio
 
+from agentexec.activity.creates import CREATES
 from agentexec.runtime import Backends, get_backends, has_backends, set_backends
 from agentexec.task import TaskDefinition
 from agentexec.worker.channels import logs_channel
@@ -141,6 +142,7 @@ def _child_main(spec: WorkerSpec) -> int:
     set_backends(backends)
     _open_global_session(spec.engine, backends)
     anyio.run(_serve, spec, backends, forwarder)
+    CREATES.flush()  # activities of tasks its handlers enqueued (the child skips atexit)
     return 0
 
 
