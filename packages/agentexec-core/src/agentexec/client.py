@@ -51,9 +51,7 @@ async def enqueue(
     """Queue a task; its activity is QUEUED when this returns (for this process at once; for
     others within milliseconds: see :mod:`agentexec.activity.creates`)."""
     _check(task_name, context, priority)
-    task = Task.create(task_name, context)
-    task.priority = priority
-    task.queue_name = queue_name or default_queue_name()
+    task = Task.queued(task_name, context, priority, queue_name or default_queue_name())
     backends = get_backends()
     store = backends.activity
     if CREATES.checked(store):
@@ -78,17 +76,17 @@ async def enqueue_many(
         task_name, context = item[0], item[1]
         priority = item[2] if len(item) > 2 else Priority.LOW  # type: ignore[misc]
         _check(task_name, context, priority)
-        task = Task.create(task_name, context)
-        task.priority = priority
-        task.queue_name = queue_name
-        tasks.append(task)
+        tasks.append(Task.queued(task_name, context, priority, queue_name))
     if not tasks:
         return tasks
     backends = get_backends()
-    await backends.activity.acreate_many(
-        [(t.agent_id, t.task_name, CONF.activity_message_create) for t in tasks]
-    )
-    await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])
+    created = [(t.agent_id, t.task_name, CONF.activity_message_create) for t in tasks]
+    envelopes = [t.to_envelope(queue_name) for t in tasks]
+    # both at once: a worker that takes a task before its activity exists waits for it
+    # (agentexec.worker.writer), so the order of the two writes does not matter
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(backends.activity.acreate_many, created)
+        tg.start_soon(backends.queue.push_many, envelopes)
     return tasks
 
 

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -50,32 +49,33 @@ FINAL = frozenset({Status.COMPLETE.value, Status.ERROR.value, Status.CANCELED.va
 _A, _L = f'"{ACTIVITY_TABLE}"', f'"{ACTIVITY_LOG_TABLE}"'
 
 CREATE = f"""
-WITH input AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(agent_ids)s::uuid[], %(types)s::text[],
-                         %(messages)s::text[]) AS t(id, agent_id, agent_type, message)
+WITH input AS MATERIALIZED (  -- one id per row, the same in both inserts
+    SELECT gen_random_uuid() AS id, t.*
+    FROM unnest(%(agent_ids)b::uuid[], %(types)b::text[], %(messages)b::text[])
+        AS t(agent_id, agent_type, message)
 ), created AS (
     INSERT INTO {_A} (id, agent_id, agent_type, created_at, updated_at)
-    SELECT id, agent_id, agent_type, %(now)s, %(now)s FROM input
+    SELECT id, agent_id, agent_type, %(now)b, %(now)b FROM input
     RETURNING id
 )
 INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
-SELECT input.id, input.message, 'QUEUED', 0, %(now)s FROM input JOIN created USING (id)
+SELECT input.id, input.message, 'QUEUED', 0, %(now)b FROM input JOIN created USING (id)
 """
 
-EXISTING = f"SELECT agent_id FROM {_A} WHERE agent_id = ANY(%(agent_ids)s::uuid[])"
+EXISTING = f"SELECT agent_id FROM {_A} WHERE agent_id = ANY(%(agent_ids)b::uuid[])"
 
 #: lock the batch's activities in agent_id order, move updated_at past every new line, and
 #: return what the lines need: (agent_id, id, updated_at after the move, lines in the batch)
 LOCK = f"""
 WITH counts AS (
-    SELECT agent_id, count(*)::int AS n FROM unnest(%(agent_ids)s::uuid[]) AS t(agent_id)
+    SELECT agent_id, count(*)::int AS n FROM unnest(%(agent_ids)b::uuid[]) AS t(agent_id)
     GROUP BY agent_id
 ), locked AS (
     SELECT a.id FROM {_A} a JOIN counts USING (agent_id)
     ORDER BY a.agent_id FOR NO KEY UPDATE OF a
 )
 UPDATE {_A} a
-SET updated_at = GREATEST(a.updated_at, %(now)s) + (c.n - 1) * interval '1 microsecond'
+SET updated_at = GREATEST(a.updated_at, %(now)b) + (c.n - 1) * interval '1 microsecond'
 FROM counts c
 WHERE a.agent_id = c.agent_id AND a.id IN (SELECT id FROM locked)
 RETURNING a.agent_id
@@ -84,12 +84,12 @@ RETURNING a.agent_id
 #: one line with a status: the batch statement's work without arrays, windows or sorts
 APPEND_ONE = f"""
 WITH moved AS (
-    UPDATE {_A} SET updated_at = GREATEST(updated_at, %(now)s)
-    WHERE agent_id = %(agent_id)s
+    UPDATE {_A} SET updated_at = GREATEST(updated_at, %(now)b)
+    WHERE agent_id = %(agent_id)b
     RETURNING id, updated_at
 )
 INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
-SELECT id, %(message)s, %(status)s, %(percentage)s, updated_at FROM moved
+SELECT id, %(message)b, %(status)b, %(percentage)b, updated_at FROM moved
 """
 
 #: lines that all carry a status, in one statement: lock (agent_id order), move updated_at,
@@ -97,8 +97,8 @@ SELECT id, %(message)s, %(status)s, %(percentage)s, updated_at FROM moved
 #: caller compares the row count)
 APPEND_WITH_STATUS = f"""
 WITH input AS (
-    SELECT * FROM unnest(%(agent_ids)s::uuid[], %(messages)s::text[], %(statuses)s::text[],
-                         %(percentages)s::int[]) WITH ORDINALITY AS t(agent_id, message, status,
+    SELECT * FROM unnest(%(agent_ids)b::uuid[], %(messages)b::text[], %(statuses)b::text[],
+                         %(percentages)b::int[]) WITH ORDINALITY AS t(agent_id, message, status,
                                                                       percentage, ord)
 ), counts AS (
     SELECT agent_id, count(*)::int AS n FROM input GROUP BY agent_id
@@ -107,7 +107,7 @@ WITH input AS (
     ORDER BY a.agent_id FOR NO KEY UPDATE OF a
 ), moved AS (
     UPDATE {_A} a
-    SET updated_at = GREATEST(a.updated_at, %(now)s) + (c.n - 1) * interval '1 microsecond'
+    SET updated_at = GREATEST(a.updated_at, %(now)b) + (c.n - 1) * interval '1 microsecond'
     FROM counts c
     WHERE a.agent_id = c.agent_id AND a.id IN (SELECT id FROM locked)
       AND (SELECT count(*) FROM locked) = (SELECT count(*) FROM counts)
@@ -125,8 +125,8 @@ ORDER BY i.ord
 #: the activity's latest (read in this statement, after LOCK took the row locks)
 APPEND = f"""
 WITH input AS (
-    SELECT * FROM unnest(%(agent_ids)s::uuid[], %(messages)s::text[], %(statuses)s::text[],
-                         %(percentages)s::int[]) WITH ORDINALITY AS t(agent_id, message, status,
+    SELECT * FROM unnest(%(agent_ids)b::uuid[], %(messages)b::text[], %(statuses)b::text[],
+                         %(percentages)b::int[]) WITH ORDINALITY AS t(agent_id, message, status,
                                                                       percentage, ord)
 ), numbered AS (
     SELECT i.*, a.id AS activity_id, a.updated_at,
@@ -212,7 +212,6 @@ class PgWriter:
 
         agent_ids = [agent_id for agent_id, _, _ in items]
         params = {
-            "ids": [uuid.uuid4() for _ in items],
             "agent_ids": agent_ids,
             "types": [task_name for _, task_name, _ in items],
             "messages": [message for _, _, message in items],
