@@ -51,7 +51,8 @@ async def enqueue(
     """Queue a task; its activity is QUEUED when this returns (for this process at once; for
     others within milliseconds: see :mod:`agentexec.activity.creates`)."""
     _check(task_name, context, priority)
-    task = Task.queued(task_name, context, priority, queue_name or default_queue_name())
+    queue_name = queue_name or default_queue_name()
+    task = Task.queued(task_name, context, priority, queue_name)
     backends = get_backends()
     store = backends.activity
     if CREATES.checked(store):
@@ -61,7 +62,7 @@ async def enqueue(
         await store.acreate(task_name, CONF.activity_message_create, task.agent_id)
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
-    await backends.queue.push(task.to_envelope(task.queue_name), priority)
+    await backends.queue.push(task.to_envelope(queue_name), priority)
     return task
 
 

@@ -53,6 +53,8 @@ MAX_POSTS = 4
 MAX_BACKOFF = 5.0
 #: how long a line waits for its activity to appear before the worker creates it
 UNKNOWN_GRACE = 1.0
+#: pauses before a batch with a missing activity is tried again whole (then split)
+ARRIVING = (0.001, 0.002, 0.005, 0.01, 0.02)
 
 
 @dataclass(slots=True)
@@ -240,16 +242,22 @@ class ActivityWriter:
         :meth:`_create_missing` (tasks of this worker whose activity does not exist yet)."""
         missing: set[UUID] = set()
         delay = 0.05
+        patience = list(ARRIVING)
         while entries:
             try:
                 try:
                     await self._activity.aappend_many(entries)
                 except UnknownActivityError as exc:
-                    # set that line aside (or drop it, when it is not of a task of ours) and
-                    # write the rest: one more statement per missing activity, not per line
                     unknown = exc.agent_id if isinstance(exc.agent_id, UUID) else None
                     if not any(e.agent_id == unknown for e in entries):
                         return missing | await self._commit_each(entries)
+                    if unknown in self.task_names and patience:
+                        # most likely its producer's write is a moment behind the push (and
+                        # many of this batch with it): the whole batch again, shortly
+                        await anyio.sleep(patience.pop(0))
+                        continue
+                    # set that line aside (or drop it, when it is not of a task of ours) and
+                    # write the rest: one more statement per missing activity, not per line
                     if unknown in self.task_names:
                         missing.add(unknown)
                     else:
