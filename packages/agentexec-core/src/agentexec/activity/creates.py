@@ -37,9 +37,10 @@ from agentexec.backends import ActivityStore
 
 log = logging.getLogger("agentexec")
 
-#: how long one batch is retried while the database fails (a worker creates the activities of
-#: tasks it takes meanwhile)
-RETRY_FOR = 30.0
+#: how long one batch is retried while its store fails, and so how long a reader of this
+#: process may wait for it; past that the batch is given up (logged), and the worker that takes
+#: each task creates its activity (agentexec.worker.writer)
+RETRY_FOR = 5.0
 EXIT_TIMEOUT = 10.0
 #: a batch that comes within BUSY seconds of the last one waits LINGER seconds for company
 BUSY = 0.002
