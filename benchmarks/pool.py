@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--tasks", type=int, default=5000)
-    parser.add_argument("--enqueues", type=int, default=2000)
+    parser.add_argument("--enqueues", type=int, default=10000)
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=32, help="slots per process for drain")
     parser.add_argument("--only", choices=["enqueue", "bulk", "drain", "latency", "io"], action="append")
