@@ -64,22 +64,33 @@ SELECT input.id, input.message, 'QUEUED', 0, %(now)b FROM input JOIN created USI
 
 EXISTING = f"SELECT agent_id FROM {_A} WHERE agent_id = ANY(%(agent_ids)b::uuid[])"
 
-#: lock the batch's activities in agent_id order, move updated_at past every new line, and
-#: return what the lines need: (agent_id, id, updated_at after the move, lines in the batch)
-LOCK = f"""
-WITH counts AS (
-    SELECT agent_id, count(*)::int AS n FROM unnest(%(agent_ids)b::uuid[]) AS t(agent_id)
-    GROUP BY agent_id
-), locked AS (
+#: the batch's lines, numbered (``ord``) in batch order, and each activity's line count ``n``
+_LINES = """
+input AS (
+    SELECT * FROM unnest(%(agent_ids)b::uuid[], %(messages)b::text[], %(statuses)b::text[],
+                         %(percentages)b::int[]) WITH ORDINALITY AS t(agent_id, message, status,
+                                                                      percentage, ord)
+), counts AS (
+    SELECT agent_id, count(*)::int AS n FROM input GROUP BY agent_id
+)"""
+
+#: lock the batch's activities in agent_id order (so overlapping batches queue instead of
+#: deadlocking) and move updated_at past every new line of the activity
+_LOCK_AND_MOVE = f"""
+locked AS (
     SELECT a.id FROM {_A} a JOIN counts USING (agent_id)
     ORDER BY a.agent_id FOR NO KEY UPDATE OF a
-)
-UPDATE {_A} a
-SET updated_at = GREATEST(a.updated_at, %(now)b) + (c.n - 1) * interval '1 microsecond'
-FROM counts c
-WHERE a.agent_id = c.agent_id AND a.id IN (SELECT id FROM locked)
-RETURNING a.agent_id
-"""
+), moved AS (
+    UPDATE {_A} a
+    SET updated_at = GREATEST(a.updated_at, %(now)b) + (c.n - 1) * interval '1 microsecond'
+    FROM counts c
+    WHERE a.agent_id = c.agent_id AND a.id IN (SELECT id FROM locked)
+      {{guard}}
+    RETURNING a.id, a.agent_id, a.updated_at, c.n
+)"""
+
+#: LOCK_AND_MOVE alone -> the agent_ids found (the lines follow in APPEND)
+LOCK = f"WITH {_LINES}, {_LOCK_AND_MOVE.format(guard='')} SELECT agent_id FROM moved"
 
 #: one line with a status: the batch statement's work without arrays, windows or sorts
 APPEND_ONE = f"""
@@ -96,23 +107,9 @@ SELECT id, %(message)b, %(status)b, %(percentage)b, updated_at FROM moved
 #: insert in batch order; when an agent_id is unknown nothing is updated or inserted (the
 #: caller compares the row count)
 APPEND_WITH_STATUS = f"""
-WITH input AS (
-    SELECT * FROM unnest(%(agent_ids)b::uuid[], %(messages)b::text[], %(statuses)b::text[],
-                         %(percentages)b::int[]) WITH ORDINALITY AS t(agent_id, message, status,
-                                                                      percentage, ord)
-), counts AS (
-    SELECT agent_id, count(*)::int AS n FROM input GROUP BY agent_id
-), locked AS (
-    SELECT a.id FROM {_A} a JOIN counts USING (agent_id)
-    ORDER BY a.agent_id FOR NO KEY UPDATE OF a
-), moved AS (
-    UPDATE {_A} a
-    SET updated_at = GREATEST(a.updated_at, %(now)b) + (c.n - 1) * interval '1 microsecond'
-    FROM counts c
-    WHERE a.agent_id = c.agent_id AND a.id IN (SELECT id FROM locked)
-      AND (SELECT count(*) FROM locked) = (SELECT count(*) FROM counts)
-    RETURNING a.id, a.agent_id, a.updated_at, c.n
-)
+WITH {_LINES}, {_LOCK_AND_MOVE.format(
+    guard="AND (SELECT count(*) FROM locked) = (SELECT count(*) FROM counts)"
+)}
 INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
 SELECT m.id, i.message, i.status, i.percentage,
        m.updated_at
@@ -124,15 +121,10 @@ ORDER BY i.ord
 #: the lines, in batch order; a line without a status takes the one before it in the batch, or
 #: the activity's latest (read in this statement, after LOCK took the row locks)
 APPEND = f"""
-WITH input AS (
-    SELECT * FROM unnest(%(agent_ids)b::uuid[], %(messages)b::text[], %(statuses)b::text[],
-                         %(percentages)b::int[]) WITH ORDINALITY AS t(agent_id, message, status,
-                                                                      percentage, ord)
-), numbered AS (
+WITH {_LINES}, numbered AS (
     SELECT i.*, a.id AS activity_id, a.updated_at,
-           count(*) OVER (PARTITION BY i.agent_id) AS n,
-           row_number() OVER (PARTITION BY i.agent_id ORDER BY i.ord) AS k
-    FROM input i JOIN {_A} a USING (agent_id)
+           c.n, row_number() OVER (PARTITION BY i.agent_id ORDER BY i.ord) AS k
+    FROM input i JOIN counts c USING (agent_id) JOIN {_A} a USING (agent_id)
 )
 INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
 SELECT activity_id, message,
@@ -269,13 +261,13 @@ class PgWriter:
         async with self._connection() as conn, conn.pipeline() as pipeline, conn.transaction():
             if durable:
                 await conn.execute("SET LOCAL synchronous_commit TO on")
-            locked = await conn.execute(LOCK, {"agent_ids": agent_ids, "now": now})
-            await conn.execute(APPEND, {
-                "agent_ids": agent_ids,
+            lines = {
+                "agent_ids": agent_ids, "now": now, "statuses": statuses,
                 "messages": [e.message for e in entries],
-                "statuses": statuses,
                 "percentages": [e.percentage for e in entries],
-            })
+            }
+            locked = await conn.execute(LOCK, lines)
+            await conn.execute(APPEND, lines)
             await pipeline.sync()
             found = {row[0] for row in await locked.fetchall()}
             if len(found) != len(set(agent_ids)):
