@@ -261,6 +261,30 @@ async def test_a_handler_sees_its_activity_running(make_pool: Any) -> None:
     assert seen == [Status.RUNNING, Status.RUNNING, Status.RUNNING]
 
 
+async def test_a_sync_update_first_thing_when_the_activity_is_not_there_yet(
+    make_pool: Any, backends: Backends
+) -> None:
+    """The producer's write of the activity is still behind its push (or never comes) and the
+    handler's first statement is a sync update on the loop, which nothing can make wait: the
+    worker creates the activity from the task, and the handler's line follows RUNNING."""
+    pool = make_pool()
+
+    @pool.task("eager")
+    async def eager(agent_id: UUID, context: Ctx) -> None:
+        ax.activity.update(agent_id, "first thing", percentage=10)
+
+    pool.start()
+    task = ax.Task.create("eager", Ctx())
+    await backends.queue.push(task.to_envelope(pool.queue_name))  # no activity written
+    await ax.get_result(task, timeout=WAIT)
+    assert statuses(task.agent_id) == [
+        (Status.QUEUED, CONF.activity_message_create),
+        (Status.RUNNING, CONF.activity_message_started),
+        (Status.RUNNING, "first thing"),
+        (Status.COMPLETE, CONF.activity_message_complete),
+    ]
+
+
 async def test_high_priority_runs_first(make_pool: Any) -> None:
     pool = make_pool()
     order: list[str] = []

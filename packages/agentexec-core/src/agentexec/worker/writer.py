@@ -12,6 +12,14 @@ tasks acknowledged (in one round trip each where the backend offers ``set_many``
 a crash at any point leaves a task in flight, and the queue hands it out again (at-least-once).
 Nothing is dropped on shutdown: :meth:`close` returns once everything submitted is written,
 stored and acknowledged.
+
+Lines are not awaited by the task that gives them (the RUNNING line included): the writer
+keeps, per activity, which lines are not written yet, so ``ax.activity`` calls in the worker can
+go after them (:meth:`written`, or :meth:`WorkerSink.settle` for sync code on the loop).
+
+A line whose activity does not exist (yet) is the task's own producer being a moment behind its
+push: its batch is tried again whole after short pauses, then the line is set aside (other
+batches go on) and, after ``UNKNOWN_GRACE``, the activity is created from the task.
 """
 
 from __future__ import annotations
@@ -68,7 +76,6 @@ class _Item:
 
 class ActivityWriter:
     def __init__(self, activity: ActivityStore, results: ResultBackend, queue: QueueBackend) -> None:
-        self._activity = activity
         self.activity = activity
         self._results = results
         self._queue = queue
@@ -246,7 +253,7 @@ class ActivityWriter:
         while entries:
             try:
                 try:
-                    await self._activity.aappend_many(entries)
+                    await self.activity.aappend_many(entries)
                 except UnknownActivityError as exc:
                     unknown = exc.agent_id if isinstance(exc.agent_id, UUID) else None
                     if not any(e.agent_id == unknown for e in entries):
@@ -281,7 +288,7 @@ class ActivityWriter:
         missing: set[UUID] = set()
         for e in entries:
             try:
-                await self._activity.aappend(e.agent_id, e.message, e.status, e.percentage)
+                await self.activity.aappend(e.agent_id, e.message, e.status, e.percentage)
             except UnknownActivityError as exc:
                 if e.agent_id in self.task_names:
                     missing.add(e.agent_id)
@@ -298,7 +305,7 @@ class ActivityWriter:
         delay, waited = 0.001, 0.0
         while True:
             try:
-                await self._activity.aappend(e.agent_id, e.message, e.status, e.percentage)
+                await self.activity.aappend(e.agent_id, e.message, e.status, e.percentage)
                 return
             except UnknownActivityError:
                 if waited >= UNKNOWN_GRACE:
@@ -310,7 +317,7 @@ class ActivityWriter:
             waited, delay = waited + delay, min(delay * 2, 0.2)
         task_name = self.task_names.get(e.agent_id, "unknown")
         try:
-            await self._activity.acreate(task_name, CONF.activity_message_create, e.agent_id)
+            await self.activity.acreate(task_name, CONF.activity_message_create, e.agent_id)
             log.warning("Task %s (%s) had no activity; created it from the task", task_name, e.agent_id)
         except ValueError:
             pass  # created meanwhile
@@ -318,7 +325,7 @@ class ActivityWriter:
             log.warning("activity of %s could not be created: %s", e.agent_id, exc)
             return
         try:
-            await self._activity.aappend(e.agent_id, e.message, e.status, e.percentage)
+            await self.activity.aappend(e.agent_id, e.message, e.status, e.percentage)
         except Exception as exc:
             log.warning("activity line for %s dropped: %s", e.agent_id, exc)
 
@@ -389,14 +396,31 @@ class WorkerSink:
         ``agent_id`` that are still queued right here; should some be in flight, hand ``entry``
         to the writer behind them (returns True: the caller must not write it)."""
         for line in self.writer.steal(agent_id):
-            try:
-                self.writer.activity.append(line.agent_id, line.message, line.status, line.percentage)
-            except (UnknownActivityError, ValueError) as exc:
-                log.warning("activity line for %s dropped: %s", line.agent_id, exc)
+            self._write_now(line)
         if entry is not None and self.writer.unwritten(entry.agent_id):
             self.writer.submit(entry)
             return True
         return False
+
+    def _write_now(self, line: LogEntry) -> None:
+        store = self.writer.activity
+        try:
+            try:
+                store.append(line.agent_id, line.message, line.status, line.percentage)
+                return
+            except UnknownActivityError:
+                task_name = self.writer.task_names.get(line.agent_id)
+                if task_name is None:
+                    raise
+            # the producer's write is behind its push, and nothing here can wait for it: create
+            # the activity from the task (the producer's write then finds it and skips it)
+            try:
+                store.create(task_name, CONF.activity_message_create, line.agent_id)
+            except ValueError:
+                pass  # it arrived meanwhile
+            store.append(line.agent_id, line.message, line.status, line.percentage)
+        except (UnknownActivityError, ValueError) as exc:
+            log.warning("activity line for %s dropped: %s", line.agent_id, exc)
 
     async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
         self.writer.submit(
