@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from agentexec.activity.creates import CREATES
 from agentexec.config import CONF
 from agentexec.runtime import (
     Backends,
@@ -136,6 +137,9 @@ class Pool(SchedulingMixin):
         if not self.tasks:
             log.warning("Pool on %r starts with no registered tasks; use @pool.task(name)", self.queue_name)
         cls = ProcessSupervisor if self.backends.cross_process else ThreadSupervisor
+        # activities this process enqueued are written first: the fork below must not copy the
+        # writer thread while it is inside a database driver (its locks would stay held)
+        CREATES.flush()
         self._supervisor = cls(self, CONF.num_workers, self.lanes())
         self._supervisor.start()
         atexit.register(self._at_exit)
