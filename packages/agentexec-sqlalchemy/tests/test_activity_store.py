@@ -328,3 +328,28 @@ def test_overlapping_batches_and_cancel_pending_do_not_deadlock(
     assert not errors, errors[:2]
     store.cancel_pending()
     assert store.list(status=Status.CANCELED, page_size=1).total == len(ids)
+
+
+@pytest.mark.anyio
+async def test_pg_writes_survive_their_idle_connection_being_cut(
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server restart (here: its backends terminated) while the async connections sat idle:
+    the next write checks the connection first and opens a new one, instead of failing."""
+    from agentexec_sqlalchemy import pg_writes
+
+    store = SQLActivityStore(pg_engine)
+    await store.acreate("t", "first")
+    with pg_engine.connect() as admin:
+        cut = admin.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND application_name = ''"
+        )).scalar()
+    assert cut
+    monkeypatch.setattr(pg_writes, "PING_AFTER", 0.0)
+    agent_id = await store.acreate("t", "after the cut")
+    await store.aappend_many([LogEntry(agent_id, "running", Status.RUNNING)])
+    detail = store.detail(agent_id)
+    assert detail is not None and detail.status is Status.RUNNING
+    await store.aclose()

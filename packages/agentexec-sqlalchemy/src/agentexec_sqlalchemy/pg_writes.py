@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -44,6 +45,8 @@ log = logging.getLogger("agentexec.sqlalchemy")
 
 #: connections per event loop: the worker's writer uses one at a time, a busy web process more
 POOL_SIZE = 8
+#: a connection idle for longer is checked with a round trip before use (a busy one never is)
+PING_AFTER = 5.0
 FINAL = frozenset({Status.COMPLETE.value, Status.ERROR.value, Status.CANCELED.value})
 
 _A, _L = f'"{ACTIVITY_TABLE}"', f'"{ACTIVITY_LOG_TABLE}"'
@@ -146,11 +149,22 @@ def conninfo(url: Any) -> str:
     return str(url.set(drivername="postgresql").render_as_string(hide_password=False))
 
 
+async def _alive(conn: Any) -> bool:
+    try:
+        await conn.execute("SELECT 1")
+        return True
+    except Exception:
+        with contextlib.suppress(Exception):
+            await conn.close()
+        return False
+
+
 class _LoopPool:
-    """Idle connections of one event loop, at most ``POOL_SIZE`` in use at once."""
+    """Idle connections of one event loop (with the time each went idle), at most
+    ``POOL_SIZE`` in use at once."""
 
     def __init__(self) -> None:
-        self.idle: list[Any] = []
+        self.idle: list[tuple[Any, float]] = []
         self.slots = asyncio.Semaphore(POOL_SIZE)
 
 
@@ -176,8 +190,12 @@ class PgWriter:
         if pool is None:
             pool = self._pools[loop] = _LoopPool()
         async with pool.slots:
-            conn = pool.idle.pop() if pool.idle else None
-            if conn is None or conn.closed:
+            conn = None
+            while pool.idle and conn is None:
+                conn, idle_since = pool.idle.pop()
+                if conn.closed or (time.monotonic() - idle_since > PING_AFTER and not await _alive(conn)):
+                    conn = None  # a server restart or a network cut while it sat idle
+            if conn is None:
                 conn = await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, options="-c synchronous_commit=off"
                 )
@@ -189,11 +207,11 @@ class PgWriter:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close())
                 else:
-                    pool.idle.append(conn)
+                    pool.idle.append((conn, time.monotonic()))
 
     async def close(self) -> None:
         pool = self._pools.pop(asyncio.get_running_loop(), None)
-        for conn in pool.idle if pool is not None else ():
+        for conn, _ in pool.idle if pool is not None else ():
             with contextlib.suppress(Exception):
                 await conn.close()
 
