@@ -117,9 +117,8 @@ class ActivityWriter:
         """Queue a line; once committed, store ``outcome`` and then ack (or release) the lease."""
         self._push(_Item(entry, outcome=outcome, ack=ack, release=release))
 
-    def steal(self, agent_id: UUID | None) -> list[LogEntry]:
-        """Take back the unwritten lines of ``agent_id`` (of every activity when ``None``) that
-        no transaction has taken yet, for a caller that writes them itself at once: sync code on
+    def steal(self, agent_id: UUID) -> list[LogEntry]:
+        """Take back the unwritten lines of ``agent_id`` that no transaction has taken yet, for a caller that writes them itself at once: sync code on
         the worker's own event loop, which cannot wait for the writer. Per activity only the
         leading run of plain lines is taken, and none of an activity with a line in flight, so
         the caller writing them keeps each activity's order."""
@@ -128,7 +127,7 @@ class ActivityWriter:
         stopped: set[UUID] = set(self._busy)
         for item in self._pending:
             entry = item.entry
-            if entry is None or (agent_id is not None and entry.agent_id != agent_id):
+            if entry is None or entry.agent_id != agent_id:
                 rest.append(item)
             elif entry.agent_id in stopped or item.outcome or item.ack or item.release:
                 stopped.add(entry.agent_id)
@@ -394,7 +393,13 @@ class WorkerSink:
     def settle(self, agent_id: UUID | None, entry: LogEntry | None = None) -> bool:
         """For sync code on the worker's event loop (which cannot wait): write the lines of
         ``agent_id`` that are still queued right here; should some be in flight, hand ``entry``
-        to the writer behind them (returns True: the caller must not write it)."""
+        to the writer behind them (returns True: the caller must not write it).
+
+        Without an ``agent_id`` (``list``, ``cancel_pending``) nothing is written here: a view
+        of every activity may lag this worker's other tasks by one transaction, which beats
+        writing hundreds of queued lines one by one on the loop."""
+        if agent_id is None:
+            return False
         for line in self.writer.steal(agent_id):
             self._write_now(line)
         if entry is not None and self.writer.unwritten(entry.agent_id):
