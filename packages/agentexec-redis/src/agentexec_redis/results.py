@@ -92,14 +92,17 @@ class _DoneListener:
         try:
             window = float(max(CONF.redis_pool_timeout, 1))
             values = await retrying("result get", lambda: self._mget(names), window)
-        except BaseException as exc:
+        except Exception as exc:
             for futs in reads.values():
                 for fut in futs:
                     if not fut.done():
                         fut.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
+        except BaseException:  # cancelled (the loop is closing): so are the reads
+            for futs in reads.values():
+                for fut in futs:
+                    fut.cancel()
+            raise
         for name, value in zip(names, values, strict=True):
             for fut in reads[name]:
                 if not fut.done():

@@ -66,15 +66,16 @@ class CreateBehind:
         self._open = _Batch()
         self._pending: dict[UUID, _Batch] = {}
         self._thread: threading.Thread | None = None
-        self._checked: set[int] = set()
+        # held, not only their ids: a store collected and its id reused must not pass as checked
+        self._checked: dict[int, ActivityStore] = {}
 
     # -- producers -------------------------------------------------------------------------
     def checked(self, store: ActivityStore) -> bool:
         """Whether ``store`` has had one activity created before its ``enqueue`` returned."""
-        return id(store) in self._checked
+        return self._checked.get(id(store)) is store
 
     def mark_checked(self, store: ActivityStore) -> None:
-        self._checked.add(id(store))
+        self._checked[id(store)] = store
 
     def submit(self, store: ActivityStore, agent_id: UUID, task_name: str, message: str) -> None:
         with self._lock:

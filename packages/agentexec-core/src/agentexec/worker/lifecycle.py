@@ -4,10 +4,11 @@
 through the worker's batching writer (a :class:`LifecycleSink` set in a context variable);
 anywhere else they are written directly.
 
-The order is what callers can rely on: the RUNNING line is durable before the handler starts
-(so the handler's own ``ax.activity.update`` lines come after it), and the COMPLETE/ERROR line is
-durable before the outcome is stored (so once ``ax.get_result`` returns, the activity already
-says COMPLETE).
+The order is what callers can rely on: the RUNNING line is given before the handler starts, and
+every ``ax.activity`` call of the handler's process goes after it (:func:`lines_written`; a
+worker does not wait for the commit itself), so the handler reads RUNNING and its own lines come
+after it; the COMPLETE/ERROR line is durable before the outcome is stored (so once
+``ax.get_result`` returns, the activity already says COMPLETE).
 """
 
 from __future__ import annotations
