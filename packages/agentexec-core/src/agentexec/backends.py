@@ -330,7 +330,9 @@ class ActivityStore(Protocol):
     ) -> None: ...
 
     async def aappend_many(self, entries: Sequence[LogEntry]) -> None:
-        """Append many log lines in one transaction (all or nothing)."""
+        """Append many log lines in one transaction (all or nothing). An unknown agent_id
+        raises ``UnknownActivityError(that agent_id)`` having written nothing: a worker then
+        sets that line aside and writes the rest in one more call."""
         ...
 
     async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None: ...
