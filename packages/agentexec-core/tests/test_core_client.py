@@ -123,3 +123,23 @@ async def test_gather_raises_the_first_failure_itself(backends: Backends) -> Non
     await backends.results.set(bad.agent_id, Outcome.failed("t", "bad input").encode(), 60)
     with pytest.raises(ax.TaskFailedError, match="bad input"):
         await ax.gather(ok, bad, timeout=1)
+
+
+async def test_a_failed_push_raises_and_leaves_no_activity_queued_forever(
+    backends: Backends, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("queue unreachable")
+
+    monkeypatch.setattr(backends.queue, "push", down)
+    monkeypatch.setattr(backends.queue, "push_many", down)
+    before = backends.activity.list(page_size=100).total
+    with pytest.raises(ConnectionError, match="queue unreachable"):
+        await ax.enqueue("research", Ctx(company="acme"), queue_name=unique_name)
+    with pytest.raises(ConnectionError, match="queue unreachable"):
+        await ax.enqueue_many([("research", Ctx(company="b")), ("research", Ctx(company="c"))],
+                              queue_name=unique_name)
+    page = backends.activity.list(page_size=100)
+    assert page.total == before + 3
+    assert {item.status for item in page.items} == {Status.ERROR}
+    assert all("not queued: queue unreachable" in (item.latest_log or "") for item in page.items)

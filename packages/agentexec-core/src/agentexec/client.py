@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,7 @@ from agentexec.results import Outcome
 from agentexec.runtime import get_backends
 from agentexec.task import Priority, Task
 
+log = logging.getLogger("agentexec")
 
 def default_queue_name() -> str:
     """Where a task goes when ``queue_name`` is not given: inside a handler, the queue of the pool
@@ -62,7 +64,11 @@ async def enqueue(
         await store.acreate(task_name, CONF.activity_message_create, task.agent_id)
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
-    await backends.queue.push(task.to_envelope(queue_name), priority)
+    try:
+        await backends.queue.push(task.to_envelope(queue_name), priority)
+    except Exception as exc:
+        await _not_queued([task], exc)
+        raise
     return task
 
 
@@ -81,14 +87,28 @@ async def enqueue_many(
     if not tasks:
         return tasks
     backends = get_backends()
-    created = [(t.agent_id, t.task_name, CONF.activity_message_create) for t in tasks]
-    envelopes = [t.to_envelope(queue_name) for t in tasks]
-    # both at once: a worker that takes a task before its activity exists waits for it
-    # (agentexec.worker.writer), so the order of the two writes does not matter
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(backends.activity.acreate_many, created)
-        tg.start_soon(backends.queue.push_many, envelopes)
+    await backends.activity.acreate_many(
+        [(t.agent_id, t.task_name, CONF.activity_message_create) for t in tasks]
+    )
+    try:
+        await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])
+    except Exception as exc:
+        await _not_queued(tasks, exc)
+        raise
     return tasks
+
+
+async def _not_queued(tasks: Sequence[Task], exc: Exception) -> None:
+    """The push failed (the caller gets the error): their activities say so instead of
+    QUEUED forever."""
+    from agentexec import activity
+
+    message = CONF.activity_message_error.format(error=f"not queued: {exc}")
+    for task in tasks:
+        try:
+            await activity.aerror(task.agent_id, message)
+        except Exception as error:  # the database may be down too; the caller knows
+            log.warning("could not mark %s as not queued: %s", task.agent_id, error)
 
 
 async def get_result(
