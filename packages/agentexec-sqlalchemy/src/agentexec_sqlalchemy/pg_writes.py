@@ -173,22 +173,25 @@ class PgWriter:
 
     def __init__(self, url: Any) -> None:
         self._conninfo = conninfo(url)
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
-            weakref.WeakKeyDictionary()
-        )
+        #: per event loop, the relaxed pool and the durable one (whose commits wait for the WAL
+        #: flush by the session's own setting: no SET LOCAL, no explicit transaction)
+        self._pools: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[_LoopPool, _LoopPool]
+        ] = weakref.WeakKeyDictionary()
         self._pid = os.getpid()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
+    async def _connection(self, durable: bool = False) -> AsyncIterator[Any]:
         import psycopg
 
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours
             self._pools = weakref.WeakKeyDictionary()
             self._pid = os.getpid()
         loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is None:
-            pool = self._pools[loop] = _LoopPool()
+        pools = self._pools.get(loop)
+        if pools is None:
+            pools = self._pools[loop] = (_LoopPool(), _LoopPool())
+        pool = pools[durable]
         async with pool.slots:
             conn = None
             while pool.idle and conn is None:
@@ -197,7 +200,8 @@ class PgWriter:
                     conn = None  # a server restart or a network cut while it sat idle
             if conn is None:
                 conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, options="-c synchronous_commit=off"
+                    self._conninfo, autocommit=True,
+                    options=f"-c synchronous_commit={'on' if durable else 'off'}",
                 )
             try:
                 yield conn
@@ -210,10 +214,10 @@ class PgWriter:
                     pool.idle.append((conn, time.monotonic()))
 
     async def close(self) -> None:
-        pool = self._pools.pop(asyncio.get_running_loop(), None)
-        for conn, _ in pool.idle if pool is not None else ():
-            with contextlib.suppress(Exception):
-                await conn.close()
+        for pool in self._pools.pop(asyncio.get_running_loop(), ()):
+            for conn, _ in pool.idle:
+                with contextlib.suppress(Exception):
+                    await conn.close()
 
     async def create(self, items: Sequence[tuple[UUID, str, str]]) -> None:
         """Activities ``(agent_id, task_name, message)``, each with its QUEUED line, in one
@@ -265,20 +269,13 @@ class PgWriter:
                 "agent_id": agent_ids[0], "now": now, "status": statuses[0],
                 "message": entries[0].message, "percentage": entries[0].percentage,
             })
-            async with self._connection() as conn:
-                if durable:
-                    # one round trip: the statement is all or nothing by itself
-                    async with conn.pipeline(), conn.transaction():
-                        await conn.execute("SET LOCAL synchronous_commit TO on")
-                        cur = await conn.execute(statement, params)
-                else:
-                    cur = await conn.execute(statement, params)
+            # one round trip, autocommit: the statement is all or nothing by itself
+            async with self._connection(durable) as conn:
+                cur = await conn.execute(statement, params)
             if cur.rowcount != len(entries):
                 raise UnknownActivityError(await self._first_unknown(agent_ids))
             return
-        async with self._connection() as conn, conn.pipeline() as pipeline, conn.transaction():
-            if durable:
-                await conn.execute("SET LOCAL synchronous_commit TO on")
+        async with self._connection(durable) as conn, conn.pipeline() as pipeline, conn.transaction():
             lines = {
                 "agent_ids": agent_ids, "now": now, "statuses": statuses,
                 "messages": [e.message for e in entries],
