@@ -8,18 +8,20 @@ per event loop:
 
 - creating activities is one ``INSERT`` of the activities and their QUEUED lines (a CTE),
   the rows passed as arrays, so a thousand activities cost one statement;
-- appending is one round trip for ``BEGIN``, the lock (``UPDATE ... RETURNING`` on the
-  activities, in ``agent_id`` order, as :mod:`agentexec_sqlalchemy.writes` explains) and the
-  ``INSERT`` of every line, then ``COMMIT`` — or ``ROLLBACK`` when an ``agent_id`` is
-  unknown, so a batch is all or nothing, as the protocol says.
+- appending lines that all carry a status (the worker's lifecycle lines) is one autocommit
+  statement: lock the activities in ``agent_id`` order (as :mod:`agentexec_sqlalchemy.writes`
+  explains), move ``updated_at``, insert every line — or nothing at all when an ``agent_id``
+  is unknown, so a batch is all or nothing, as the protocol says;
+- lines that inherit the current status take one round trip for ``BEGIN``, the lock and the
+  ``INSERT``, then ``COMMIT`` (or ``ROLLBACK`` on an unknown ``agent_id``).
 
-Durability: connections default to ``synchronous_commit = off``: a commit is visible to every
-session at once and survives any client crash, but a PostgreSQL *server* crash may forget the
-last fraction of a second of such commits. A batch holding a final line (COMPLETE, ERROR,
-CANCELED) waits for the WAL flush (``SET LOCAL synchronous_commit TO on``), and the WAL is
-sequential, so once a final line is durable every line written before it is too. A worker
-acknowledges a task only after its final line is durable; a lost QUEUED or RUNNING line can
-only be followed by a redelivery, never by a lost task.
+Durability: the relaxed connections run with ``synchronous_commit = off``: a commit is visible
+to every session at once and survives any client crash, but a PostgreSQL *server* crash may
+forget the last fraction of a second of such commits. A batch holding a final line (COMPLETE,
+ERROR, CANCELED) goes through the durable connections, whose commits wait for the WAL flush;
+the WAL is sequential, so once a final line is durable every line written before it is too. A
+worker acknowledges a task only after its final line is durable; a lost QUEUED or RUNNING line
+can only be followed by a redelivery, never by a lost task.
 """
 
 from __future__ import annotations
