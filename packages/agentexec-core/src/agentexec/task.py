@@ -138,16 +138,15 @@ class Task(BaseModel):
 
     @classmethod
     def queued(cls, task_name: str, context: BaseModel, priority: Priority, queue_name: str) -> Task:
-        """A new task from arguments ``enqueue`` has already checked (no validation pass: the
-        producer's hot path)."""
-        return cls.model_construct(
+        """A new task from arguments ``enqueue`` has already checked, in one constructor call
+        (pydantic's compiled validation is faster than ``model_construct`` here, measured)."""
+        return cls(
             agent_id=uuid.uuid4(), task_name=task_name, context=context,
-            queue_name=queue_name, priority=priority, attempts=0,
+            queue_name=queue_name, priority=priority,
         )
 
     def to_envelope(self, queue_name: str) -> Envelope:
-        # every field is already of its type: no validation pass
-        return Envelope.model_construct(
+        return Envelope(
             agent_id=self.agent_id,
             task_name=self.task_name,
             context=self.context.model_dump(mode="json"),
