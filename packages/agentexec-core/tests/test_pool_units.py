@@ -190,3 +190,41 @@ def test_cli_without_a_command_prints_help(capsys: pytest.CaptureFixture[str]) -
     assert main([]) == 2
     assert "run" in capsys.readouterr().err
 
+
+
+@pytest.mark.anyio
+async def test_a_task_aborted_before_its_first_step_goes_back_with_its_slot(backends: Backends) -> None:
+    """The worker runs tasks in plain asyncio tasks it tracks itself: one cancelled before it
+    ever ran (an abort right after the reserve) still frees its slot and gives its task back."""
+    import anyio
+
+    from agentexec.worker.consumer import Worker
+    from agentexec.worker.lanes import Lane
+    from agentexec.worker.writer import ActivityWriter, WorkerSink
+
+    queue = f"q{uuid.uuid4().hex[:8]}"
+
+    async def handler(agent_id: UUID, context: Ctx) -> None:
+        raise AssertionError("never runs")
+
+    worker = Worker(
+        index=0, consumer_id="c", pool_id="p", queue_name=queue, lanes=[Lane("default", queue, 1)],
+        definitions={"job": TaskDefinition("job", handler)}, backends=backends,
+    )
+    task = await ax.enqueue("job", Ctx(), queue_name=queue)
+    lease = await backends.queue.reserve(queue, "c", 1.0)
+    assert lease is not None and await backends.queue.length(queue) == 0
+    writer = ActivityWriter(backends.activity, backends.results, backends.queue)
+    worker.sink = WorkerSink(writer)
+    slots = anyio.Semaphore(1)
+    await slots.acquire()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        worker._start(lease, slots)
+        worker.abort()  # no await since the start: the run has not taken a step
+        await worker._runs_done()
+        await writer.close()
+    assert slots.value == 1
+    assert await backends.queue.length(queue) == 1
+    detail = ax.activity.detail(task.agent_id)
+    assert detail is not None and detail.status is ax.activity.Status.QUEUED

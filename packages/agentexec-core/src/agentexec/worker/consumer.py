@@ -8,11 +8,11 @@ and returns once every finished task's activity, outcome and acknowledgement are
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 
 import anyio
-from anyio.abc import TaskGroup
 
 from agentexec.activity.status import Status
 from agentexec.backends import BatchReserve, Lease, LogEntry
@@ -32,7 +32,6 @@ log = logging.getLogger("agentexec.worker")
 MAX_FETCHERS = 2
 #: tasks one ``reserve_many`` call may take (queues that offer it), bounded by free slots
 MAX_RESERVE_BATCH = 64
-TASK_NAME = "agentexec task"
 
 
 def _take_more(slots: anyio.Semaphore, most: int) -> int:
@@ -77,6 +76,8 @@ class Worker:
         self.running = 0
         self._waiting_scopes: set[anyio.CancelScope] = set()
         self._tasks_scope: anyio.CancelScope | None = None
+        #: the running tasks (plain asyncio tasks, see ``_start``) -> their lease and slots
+        self._runs: dict[asyncio.Task[None], tuple[Lease, anyio.Semaphore]] = {}
         self._stopped = anyio.Event()
         queue = backends.queue
         self._reserve_many = queue.reserve_many if isinstance(queue, BatchReserve) else None
@@ -95,6 +96,8 @@ class Worker:
         self.stop()
         if self._tasks_scope is not None:
             self._tasks_scope.cancel()
+        for run in self._runs:
+            run.cancel()
 
     @property
     def poll_interval(self) -> float:
@@ -113,11 +116,20 @@ class Worker:
                 if self.listen_for_shutdown:
                     services.start_soon(self._listen_for_shutdown)
                 with anyio.CancelScope() as self._tasks_scope:
-                    async with anyio.create_task_group() as tasks:
-                        for lane in self.lanes:
-                            slots = anyio.Semaphore(lane.slots)
-                            for _ in range(min(lane.slots, MAX_FETCHERS)):
-                                tasks.start_soon(self._fetch, lane, slots, tasks)
+                    try:
+                        async with anyio.create_task_group() as fetchers:
+                            for lane in self.lanes:
+                                slots = anyio.Semaphore(lane.slots)
+                                for _ in range(min(lane.slots, MAX_FETCHERS)):
+                                    fetchers.start_soon(self._fetch, lane, slots)
+                        await self._runs_done()  # stopped: the running tasks finish
+                    except BaseException:
+                        for run in self._runs:  # aborted or cancelled: so are they
+                            run.cancel()
+                        raise
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await self._runs_done()  # each gives its task back, if it must
                 await writer.close()
                 services.cancel_scope.cancel()
         finally:
@@ -127,7 +139,7 @@ class Worker:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    async def _fetch(self, lane: Lane, slots: anyio.Semaphore, tasks: TaskGroup) -> None:
+    async def _fetch(self, lane: Lane, slots: anyio.Semaphore) -> None:
         backoff = 0.1
         while not self.stopping:
             # a stop cancels the wait for a slot and a blocked reserve alike, so shutdown is
@@ -165,7 +177,33 @@ class Worker:
                 _release(slots, len(leases))
                 return
             for lease in leases:
-                tasks.start_soon(self._run, lease, slots, name=TASK_NAME)  # named: no lookup per task
+                self._start(lease, slots)
+
+    # -- running tasks ----------------------------------------------------------------------------
+    def _start(self, lease: Lease, slots: anyio.Semaphore) -> None:
+        """Run the task of ``lease`` in a plain asyncio task: anyio's ``start_soon`` costs ~19 us
+        per task, ``create_task`` ~3 (measured), and the worker keeps, aborts and awaits its
+        runs itself (``_runs``)."""
+        env = lease.envelope
+        self.sink.leases[env.agent_id] = lease
+        self.sink.writer.task_names[env.agent_id] = env.task_name
+        run = asyncio.get_running_loop().create_task(self._run(lease, slots))
+        self._runs[run] = (lease, slots)
+        run.add_done_callback(self._ran)
+
+    def _ran(self, run: asyncio.Task[None]) -> None:
+        lease, slots = self._runs.pop(run)
+        if run.cancelled():
+            if self.sink.leases.pop(lease.envelope.agent_id, None) is not None:
+                # cancelled before its first step: its slot and its task go back
+                slots.release()
+                self._give_back(lease)
+        elif run.exception() is not None:
+            log.error("running task %s failed", lease.envelope.agent_id, exc_info=run.exception())
+
+    async def _runs_done(self) -> None:
+        while self._runs:
+            await asyncio.wait(list(self._runs))
 
     async def _reserve(self, lane: Lane, count: int) -> list[Lease]:
         if self._reserve_many is not None and count > 1:
@@ -185,8 +223,6 @@ class Worker:
         )
         definition = self.definitions.get(env.task_name)
         task._definition = definition
-        self.sink.leases[env.agent_id] = lease
-        self.sink.writer.task_names[env.agent_id] = env.task_name
         self.running += 1
         try:
             if env.attempts and await self._finished_before(task):
