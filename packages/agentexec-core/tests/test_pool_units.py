@@ -204,8 +204,10 @@ async def test_a_task_aborted_before_its_first_step_goes_back_with_its_slot(back
 
     queue = f"q{uuid.uuid4().hex[:8]}"
 
+    ran: list[UUID] = []
+
     async def handler(agent_id: UUID, context: Ctx) -> None:
-        raise AssertionError("never runs")
+        ran.append(agent_id)
 
     worker = Worker(
         index=0, consumer_id="c", pool_id="p", queue_name=queue, lanes=[Lane("default", queue, 1)],
@@ -224,6 +226,7 @@ async def test_a_task_aborted_before_its_first_step_goes_back_with_its_slot(back
         worker.abort()  # no await since the start: the run has not taken a step
         await worker._runs_done()
         await writer.close()
+    assert not ran
     assert slots.value == 1
     assert await backends.queue.length(queue) == 1
     detail = ax.activity.detail(task.agent_id)

@@ -96,7 +96,7 @@ class Worker:
         self.stop()
         if self._tasks_scope is not None:
             self._tasks_scope.cancel()
-        for run in self._runs:
+        for run in self._runs:  # also those that have not taken a step yet
             run.cancel()
 
     @property
