@@ -446,6 +446,64 @@ async def test_a_redelivered_finished_task_is_not_run_again(
     assert await ax.get_result(agent_id, timeout=1) == "first run"
 
 
+async def test_a_redelivered_task_whose_activity_completed_runs_again_quietly(
+    make_pool: Any, backends: Backends
+) -> None:
+    """Its worker died after the COMPLETE line, before storing the value: the value is made
+    again by a quiet run, and nothing is written after the final line (the handler's own
+    updates included)."""
+    pool = make_pool()
+    runs: list[UUID] = []
+
+    @pool.task("again")
+    async def again(agent_id: UUID, context: Ctx) -> int:
+        runs.append(agent_id)
+        await ax.activity.aupdate(agent_id, "halfway", percentage=50)
+        ax.activity.update(agent_id, "sync halfway", percentage=60)
+        return context.value * 2
+
+    agent_id = uuid.uuid4()
+    await backends.activity.acreate("again", CONF.activity_message_create, agent_id)
+    await backends.activity.aappend(agent_id, CONF.activity_message_started, Status.RUNNING)
+    await backends.activity.aappend(agent_id, CONF.activity_message_complete, Status.COMPLETE, 100)
+    await backends.queue.push(Envelope(
+        agent_id=agent_id, task_name="again", context={"value": 21}, queue_name=pool.queue_name, attempts=1,
+    ))
+    pool.start()
+    assert await ax.get_result(agent_id, timeout=WAIT) == 42
+    assert runs == [agent_id]
+    assert [s for s, _ in statuses(agent_id)] == [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
+
+
+async def test_a_redelivered_task_whose_activity_failed_is_not_run_again(
+    make_pool: Any, backends: Backends
+) -> None:
+    """Its worker died after the ERROR line, before storing the failure: the failure is stored
+    from the activity's final line and the task acknowledged, not run."""
+    pool = make_pool()
+    runs: list[UUID] = []
+
+    @pool.task("failed")
+    async def failed(agent_id: UUID, context: Ctx) -> None:
+        runs.append(agent_id)
+
+    agent_id = uuid.uuid4()
+    await backends.activity.acreate("failed", CONF.activity_message_create, agent_id)
+    await backends.activity.aappend(agent_id, CONF.activity_message_started, Status.RUNNING)
+    await backends.activity.aappend(agent_id, "Task failed: boom", Status.ERROR)
+    await backends.queue.push(Envelope(
+        agent_id=agent_id, task_name="failed", context={}, queue_name=pool.queue_name, attempts=1,
+    ))
+    pool.start()
+    with pytest.raises(ax.TaskFailedError, match="boom"):
+        await ax.get_result(agent_id, timeout=WAIT)
+    assert runs == []
+    with anyio.fail_after(WAIT):
+        while (await backends.queue.stats(pool.queue_name)).in_flight:
+            await anyio.sleep(0.01)
+    assert [s for s, _ in statuses(agent_id)] == [Status.QUEUED, Status.RUNNING, Status.ERROR]
+
+
 async def test_current_task_is_visible_to_the_handler(make_pool: Any) -> None:
     from agentexec.worker.lifecycle import current_task
 

@@ -61,9 +61,11 @@ def _written(
     ``lifecycle.lines_written_sync``); True when the line to write (``message``) was queued
     behind them instead of being left to the caller."""
     from agentexec.activity.creates import created
-    from agentexec.worker.lifecycle import lines_written_sync
+    from agentexec.worker.lifecycle import lines_written_sync, silenced
 
     agent = None if agent_id is None else _uuid(agent_id)
+    if message is not None and silenced(agent):
+        return True  # a quiet re-run: the activity already ended
     created(agent)
     entry = None
     if agent is not None and message is not None and session is None:
@@ -71,13 +73,17 @@ def _written(
     return lines_written_sync(agent, entry)
 
 
-async def _awritten(agent_id: str | UUID | None = None) -> None:
+async def _awritten(agent_id: str | UUID | None = None, writing: bool = True) -> bool:
+    """The async :func:`_written`: False when the caller must not write (a quiet re-run)."""
     from agentexec.activity.creates import acreated
-    from agentexec.worker.lifecycle import lines_written
+    from agentexec.worker.lifecycle import lines_written, silenced
 
     agent = None if agent_id is None else _uuid(agent_id)
+    if writing and silenced(agent):
+        return False
     await acreated(agent)
     await lines_written(agent)
+    return True
 
 
 def create(
@@ -166,33 +172,33 @@ async def aupdate(
     percentage: int | None = None,
     status: Status | None = None,
 ) -> None:
-    await _awritten(agent_id)
-    await _store().aappend(_uuid(agent_id), message, status, percentage)
+    if await _awritten(agent_id):
+        await _store().aappend(_uuid(agent_id), message, status, percentage)
 
 
 async def acomplete(agent_id: str | UUID, message: str, percentage: int = 100) -> None:
-    await _awritten(agent_id)
-    await _store().aappend(_uuid(agent_id), message, Status.COMPLETE, percentage)
+    if await _awritten(agent_id):
+        await _store().aappend(_uuid(agent_id), message, Status.COMPLETE, percentage)
 
 
 async def aerror(agent_id: str | UUID, message: str) -> None:
-    await _awritten(agent_id)
-    await _store().aappend(_uuid(agent_id), message, Status.ERROR, None)
+    if await _awritten(agent_id):
+        await _store().aappend(_uuid(agent_id), message, Status.ERROR, None)
 
 
 async def acancel_pending() -> int:
-    await _awritten()
+    await _awritten(writing=False)
     return await _store().acancel_pending()
 
 
 async def alist(
     page: int = 1, page_size: int = 50, status: Status | None = None
 ) -> ActivityListSchema:
-    await _awritten()
+    await _awritten(writing=False)
     return await _store().alist(page, page_size, status)
 
 
 async def adetail(agent_id: str | UUID) -> ActivityDetailSchema | None:
-    await _awritten(agent_id)
+    await _awritten(agent_id, writing=False)
     return await _store().adetail(_uuid(agent_id))
 

@@ -225,15 +225,19 @@ class Worker:
         task._definition = definition
         self.running += 1
         try:
-            if env.attempts and await self._finished_before(task):
-                return
+            quiet = False
+            if env.attempts:
+                settled = await self._settled_before(task)
+                if settled == "done":
+                    return
+                quiet = settled == "quiet"
             if definition is None:
                 await reject(task, unknown_task_error(
                     env.task_name, sorted(self.definitions), lease.queue_name
                 ), self.sink)
                 return
             try:
-                await execute_task(task)
+                await execute_task(task, quiet=quiet)
             except Exception:
                 pass  # the lifecycle recorded it (activity ERROR, failed outcome) and logged it
         except anyio.get_cancelled_exc_class():
@@ -248,19 +252,44 @@ class Worker:
                 log.error("task %s ended without an outcome; giving it back", env.agent_id)
                 self._give_back(lease)
 
-    async def _finished_before(self, task: Task) -> bool:
-        """A redelivered task whose outcome is already stored finished before its worker died
-        (between storing and acknowledging): acknowledge it instead of running it again."""
+    async def _settled_before(self, task: Task) -> str:
+        """A redelivered task may have finished before its worker died (the steps after the
+        handler are: final line, outcome, ack). What is left to do, from what is stored:
+
+        - ``"done"``: its outcome is stored (only the ack was missing), or its activity ended
+          ERROR/CANCELED (the failure is stored as its outcome here): acknowledged, not run;
+        - ``"quiet"``: its activity says COMPLETE but the value is lost: run again for the value
+          only, writing no line after the final one;
+        - ``"run"``: it never finished; run it.
+        """
         data = await self.backends.results.get(task.agent_id)
-        if data is None:
-            return False
+        if data is not None:
+            try:
+                Outcome.decode(data)
+            except ValueError:
+                pass
+            else:
+                log.info("Task %s (%s) already finished; not running it again", task.task_name, task.agent_id)
+                self.sink.writer.submit(None, ack=self.sink.leases.pop(task.agent_id))
+                return "done"
         try:
-            Outcome.decode(data)
-        except ValueError:
-            return False
-        log.info("Task %s (%s) already finished; not running it again", task.task_name, task.agent_id)
-        self.sink.writer.submit(None, ack=self.sink.leases.pop(task.agent_id))
-        return True
+            detail = await self.backends.activity.adetail(task.agent_id)
+        except Exception as exc:
+            log.warning("reading the activity of redelivered task %s failed (%s); running it", task.agent_id, exc)
+            return "run"
+        status = None if detail is None else detail.status
+        if status is Status.COMPLETE:
+            return "quiet"
+        if status in (Status.ERROR, Status.CANCELED):
+            assert detail is not None
+            reason = detail.logs[-1].message if detail.logs else status.value
+            outcome = Outcome.failed(task.task_name, reason, task.attempts)
+            log.info("Task %s (%s) already ended %s; not running it again", task.task_name, task.agent_id, status.value)
+            self.sink.writer.submit(
+                None, outcome=(task.agent_id, outcome.encode()), ack=self.sink.leases.pop(task.agent_id)
+            )
+            return "done"
+        return "run"
 
     def _give_back(self, lease: Lease) -> None:
         # the QUEUED line is written before the release, so a worker that takes the task

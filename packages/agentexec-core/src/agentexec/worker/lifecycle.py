@@ -51,9 +51,9 @@ class LifecycleSink(Protocol):
         is still queued at once; True when ``entry`` was queued behind lines in flight."""
         ...
 
-    async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
-        """Write the final line, then store the outcome (in that order). A worker's sink may
-        return before both are done; it acknowledges the task only after they are."""
+    async def finished(self, task: Task, entry: LogEntry | None, outcome: Outcome) -> None:
+        """Write the final line (if any), then store the outcome (in that order). A worker's
+        sink may return before both are done; it acknowledges the task only after they are."""
         ...
 
 
@@ -71,16 +71,20 @@ class DirectSink:
     def settle(self, agent_id: UUID | None, entry: LogEntry | None = None) -> bool:
         return False
 
-    async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
+    async def finished(self, task: Task, entry: LogEntry | None, outcome: Outcome) -> None:
         from agentexec.runtime import get_backends
 
         backends = get_backends()
-        await backends.activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
+        if entry is not None:
+            await backends.activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
         await backends.results.set(task.agent_id, outcome.encode(), CONF.result_ttl)
 
 
 _sink: ContextVar[LifecycleSink | None] = ContextVar("agentexec_lifecycle_sink", default=None)
 _current: ContextVar[Task | None] = ContextVar("agentexec_current_task", default=None)
+#: the activity whose lines the running handler must not write: it is already final (see
+#: ``execute_task(quiet=True)``)
+_quiet: ContextVar[UUID | None] = ContextVar("agentexec_quiet_activity", default=None)
 
 
 def set_sink(sink: LifecycleSink | None) -> None:
@@ -91,6 +95,13 @@ def set_sink(sink: LifecycleSink | None) -> None:
 def current_task() -> Task | None:
     """The task whose handler is running in this context, if any."""
     return _current.get()
+
+
+def silenced(agent_id: UUID | None) -> bool:
+    """True inside a quiet re-run of the task owning ``agent_id``: its activity already ended,
+    so nothing may be written after its final line."""
+    quiet = _quiet.get()
+    return quiet is not None and quiet == agent_id
 
 
 async def lines_written(agent_id: UUID | None = None) -> None:
@@ -168,8 +179,12 @@ async def call_handler(definition: TaskDefinition, agent_id: Any, context: Any) 
     return result
 
 
-async def execute_task(task: Task) -> Any:
-    """Run ``task`` through its whole lifecycle; return the handler's value or raise its error."""
+async def execute_task(task: Task, *, quiet: bool = False) -> Any:
+    """Run ``task`` through its whole lifecycle; return the handler's value or raise its error.
+
+    ``quiet``: the task's activity already says COMPLETE but its value was never stored (its
+    worker died between the two): run the handler again for the value only. No line is written,
+    the handler's own ``ax.activity`` calls included, so the log never shows a second run."""
     from agentexec.worker.registry import find_definition, registered_names
 
     sink = _sink.get() or DirectSink()
@@ -185,8 +200,10 @@ async def execute_task(task: Task) -> Any:
         raise
     attempts = task.attempts + 1
     token = _current.set(task)
+    quiet_token = _quiet.set(task.agent_id if quiet else None)
     try:
-        await sink.started(LogEntry(task.agent_id, CONF.activity_message_started, Status.RUNNING))
+        if not quiet:
+            await sink.started(LogEntry(task.agent_id, CONF.activity_message_started, Status.RUNNING))
         log.info("Processing task: %s", task.task_name)
         try:
             value = await call_handler(definition, task.agent_id, context)
@@ -196,16 +213,19 @@ async def execute_task(task: Task) -> Any:
             log.error("Task failed: %s: %s", type(exc).__name__, error, exc_info=True)
             await sink.finished(
                 task,
-                LogEntry(task.agent_id, CONF.activity_message_error.format(error=error), Status.ERROR),
+                None if quiet else LogEntry(
+                    task.agent_id, CONF.activity_message_error.format(error=error), Status.ERROR
+                ),
                 Outcome.failed(task.task_name, error, attempts),
             )
             raise
         await sink.finished(
             task,
-            LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100),
+            None if quiet else LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100),
             outcome,
         )
         log.info("Task completed: %s", task.task_name)
         return value
     finally:
+        _quiet.reset(quiet_token)
         _current.reset(token)

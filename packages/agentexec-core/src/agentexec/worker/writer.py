@@ -427,7 +427,7 @@ class WorkerSink:
         except (UnknownActivityError, ValueError) as exc:
             log.warning("activity line for %s dropped: %s", line.agent_id, exc)
 
-    async def finished(self, task: Task, entry: LogEntry, outcome: Outcome) -> None:
+    async def finished(self, task: Task, entry: LogEntry | None, outcome: Outcome) -> None:
         self.writer.submit(
             entry, outcome=(task.agent_id, outcome.encode()), ack=self.leases.pop(task.agent_id, None)
         )
