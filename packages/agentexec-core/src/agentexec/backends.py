@@ -155,6 +155,19 @@ class ConsumerReaper(Protocol):
 
 
 @runtime_checkable
+class InFlightView(Protocol):
+    """Optional queue capability: the tasks ``consumer_id`` holds right now (in flight, not
+    acknowledged), oldest first, with the ``attempts`` they were handed out with.
+
+    The pool reads them before it reaps a dead worker, to write each running task's QUEUED line
+    *before* the task can be handed to another worker: that worker's RUNNING line then always
+    comes after it. Without it, the line is written after the reap and can land after the next
+    run's RUNNING line."""
+
+    async def in_flight(self, queue_name: str, consumer_id: str) -> list[Envelope]: ...
+
+
+@runtime_checkable
 class BatchAck(Protocol):
     """Optional queue capability: acknowledge many leases in one round trip (same effect as
     ``ack`` on each). Workers use it to acknowledge a batch of finished tasks at once."""

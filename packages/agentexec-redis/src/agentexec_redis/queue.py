@@ -435,6 +435,12 @@ class RedisQueue:
 
         return await retrying("reap", run, self._op_window())
 
+    async def in_flight(self, queue_name: str, consumer_id: str) -> list[Envelope]:
+        key = queue_keys(queue_name).inflight(consumer_id)
+        raw = await retrying("in_flight", lambda: self._redis().lrange(key, 0, -1), self._op_window())
+        # LPUSH on take: the list's tail is the oldest
+        return [env for p in reversed(raw) if (env := parse_envelope(p)) is not None]
+
     async def reap_consumer(self, queue_name: str, consumer_id: str) -> ReapReport:
         """Hand out again the tasks of one consumer known to be dead, whatever its heartbeat age
         (the pool calls it when a worker process dies); same rules as :meth:`reap`."""

@@ -206,6 +206,23 @@ class SQLQueue(SQLTransport):
     async def reap(self, queue_name: str) -> ReapReport:
         return await self._reaped(queue_name, None)
 
+    async def in_flight(self, queue_name: str, consumer_id: str) -> list[Envelope]:
+        def read() -> list[Envelope]:
+            with self.read() as conn:
+                rows = conn.execute(
+                    sa.select(Q.c.payload, Q.c.attempts)
+                    .where(Q.c.queue_name == queue_name, Q.c.consumer_id == consumer_id)
+                    .order_by(Q.c.id)
+                ).all()
+            found = []
+            for row in rows:
+                parsed = _envelope(row.payload)
+                if parsed is not None:
+                    found.append(parsed.model_copy(update={"attempts": row.attempts}))
+            return found
+
+        return await self.run(read)
+
     async def reap_consumer(self, queue_name: str, consumer_id: str) -> ReapReport:
         """Hand out again the tasks of one consumer known to be dead, whatever its last
         heartbeat (the pool calls it when a worker process dies), with ``reap``'s rules."""

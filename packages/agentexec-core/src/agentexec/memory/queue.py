@@ -132,6 +132,11 @@ class MemoryQueue:
             ]
             return self._reap_locked(queue_name, expired)
 
+    async def in_flight(self, queue_name: str, consumer_id: str) -> list[Envelope]:
+        with self._lock:
+            items = list(self._inflight.get((queue_name, consumer_id), []))
+        return [Envelope.model_validate_json(raw) for raw in items]
+
     async def reap_consumer(self, queue_name: str, consumer_id: str) -> ReapReport:
         with self._lock:
             return self._reap_locked(queue_name, [(queue_name, consumer_id)])

@@ -21,6 +21,9 @@ class Capabilities:
     #: the queue implements :class:`agentexec.backends.ConsumerReaper` (``reap_consumer``), so a
     #: dead worker's tasks go back at once instead of after ``lease_timeout``
     reap_consumer: bool = True
+    #: the queue implements :class:`agentexec.backends.InFlightView` (``in_flight``), so the pool
+    #: writes a dead worker's QUEUED lines before its tasks can run again
+    in_flight: bool = True
     #: ``EventBackend.subscribe(..., last_id=...)`` replays the events published after ``last_id``
     replay: bool = True
     #: ``ActivityStore.create(metadata=...)`` stores metadata and ``list(metadata=...)`` filters by it

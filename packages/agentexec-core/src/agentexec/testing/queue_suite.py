@@ -289,6 +289,40 @@ class QueueSuite(Suite):
         assert numbers(got) == [1, 3] and got[0].attempts == 1
         assert (await queue.reap_consumer(queue_name, "nobody")) == ReapReport()
 
+    async def test_in_flight_lists_one_consumers_tasks_oldest_first(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """``in_flight`` returns what one consumer holds now, oldest first, with the attempts it
+        was handed out with; acknowledged tasks and other consumers' tasks are not in it.
+
+        Needs ``Capabilities.in_flight``. Troubleshooting: read the consumer's in-flight record
+        without changing it; a redelivered task must show its incremented ``attempts``.
+        """
+        self.require("in_flight")
+        if not callable(getattr(queue, "in_flight", None)):
+            pytest.fail(
+                "Capabilities.in_flight is on but the queue has no in_flight(queue_name, "
+                "consumer_id). Add it, or declare `capabilities = Capabilities(in_flight=False)`."
+            )
+        queue.lease_timeout = 30.0
+        queue.max_attempts = 3
+        for n in (1, 2, 3, 4):
+            await queue.push(envelope(queue_name, n), Priority.LOW)
+        first = await self._take(queue, queue_name, 2, consumer="one")
+        await self._take(queue, queue_name, 1, consumer="other")
+        assert numbers(await queue.in_flight(queue_name, "one")) == [1, 2]
+        await queue.ack(first[0])
+        held = await queue.in_flight(queue_name, "one")
+        assert numbers(held) == [2] and held[0].attempts == 0
+        assert await queue.in_flight(queue_name, "nobody") == []
+        if callable(getattr(queue, "reap_consumer", None)):
+            await queue.reap_consumer(queue_name, "one")
+            assert await queue.in_flight(queue_name, "one") == []
+            again = await self._take(queue, queue_name, 1, consumer="three")
+            held = await queue.in_flight(queue_name, "three")
+            assert numbers(held) == numbers([lease.envelope for lease in again]) == [2]
+            assert held[0].attempts == 1
+
     async def test_dead_letter_after_max_attempts(self, queue: Any, queue_name: str) -> None:
         """When a delivery would exceed ``max_attempts``, the task is dead-lettered with a reason.
 

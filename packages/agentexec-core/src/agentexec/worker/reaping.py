@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from agentexec.activity.status import Status
-from agentexec.backends import ConsumerReaper, ReapReport, UnknownActivityError
+from agentexec.backends import ConsumerReaper, InFlightView, ReapReport, UnknownActivityError
 from agentexec.config import CONF
 from agentexec.results import Outcome
 from agentexec.runtime import Backends
+from agentexec.task import Envelope
 
 log = logging.getLogger("agentexec.worker")
 
@@ -16,11 +17,12 @@ REQUEUED_MESSAGE = "Its worker stopped before the task finished; queued again (a
 RELEASED_MESSAGE = "The worker shut down before the task finished; queued again."
 
 
-async def settle(backends: Backends, report: ReapReport) -> None:
+async def settle(backends: Backends, report: ReapReport, *, marked: bool = False) -> None:
     """Record a reap: requeued tasks read QUEUED again, dead-lettered ones ERROR with a failed
-    outcome (so ``ax.get_result`` raises ``TaskFailedError`` instead of waiting)."""
+    outcome (so ``ax.get_result`` raises ``TaskFailedError`` instead of waiting).
+    ``marked``: the QUEUED lines were written before the reap (:func:`mark_requeued`)."""
     activity = backends.activity
-    for env in report.requeued:
+    for env in () if marked else report.requeued:
         log.warning(
             "Task %s (%s) handed out again: its worker stopped (attempt %d of %d)",
             env.task_name, env.agent_id, env.attempts + 1, backends.queue.max_attempts,
@@ -59,13 +61,46 @@ async def settle(backends: Backends, report: ReapReport) -> None:
             log.error("storing the failure of %s failed: %s", env.agent_id, exc)
 
 
+async def mark_requeued(backends: Backends, held: list[Envelope]) -> None:
+    """Before a dead consumer's tasks are handed out again: the QUEUED line of each one whose
+    activity says RUNNING and that will be requeued (not dead-lettered). Written first, it
+    comes before the RUNNING line of whichever worker takes the task next; and the worker is
+    dead, so no line of its own can follow it."""
+    queue, activity = backends.queue, backends.activity
+    for env in held:
+        if env.attempts + 1 >= queue.max_attempts:
+            continue  # dead-lettered: settle() writes its ERROR line
+        try:
+            current = await activity.adetail(env.agent_id)
+            if current is not None and current.status is Status.RUNNING:
+                await activity.aappend(
+                    env.agent_id,
+                    REQUEUED_MESSAGE.format(attempt=env.attempts + 2, max=queue.max_attempts),
+                    Status.QUEUED,
+                )
+        except UnknownActivityError:
+            pass
+        except Exception as exc:
+            log.error("recording the requeue of %s failed: %s", env.agent_id, exc)
+
+
 async def reap_consumer(backends: Backends, queue_name: str, consumer_id: str) -> bool:
     """Hand out again, now, the tasks a dead consumer held; False when the queue cannot (its
     tasks then return after ``lease_timeout``, through the periodic reap)."""
     queue = backends.queue
     if not isinstance(queue, ConsumerReaper):
         return False
-    await settle(backends, await queue.reap_consumer(queue_name, consumer_id))
+    marked = False
+    if isinstance(queue, InFlightView):
+        await mark_requeued(backends, await queue.in_flight(queue_name, consumer_id))
+        marked = True
+    report = await queue.reap_consumer(queue_name, consumer_id)
+    for env in report.requeued if marked else ():
+        log.warning(
+            "Task %s (%s) handed out again: its worker stopped (attempt %d of %d)",
+            env.task_name, env.agent_id, env.attempts + 1, queue.max_attempts,
+        )
+    await settle(backends, report, marked=marked)
     return True
 
 
