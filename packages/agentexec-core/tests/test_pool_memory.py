@@ -475,6 +475,49 @@ async def test_a_redelivered_task_whose_activity_completed_runs_again_quietly(
     assert [s for s, _ in statuses(agent_id)] == [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
 
 
+async def test_a_redelivered_task_with_a_staged_outcome_is_finished_from_it_not_run(
+    make_pool: Any, backends: Backends
+) -> None:
+    """Its worker died after the handler returned (the outcome staged), before the COMPLETE
+    line committed: the next worker writes that line, stores the outcome and acks, without a
+    second run."""
+    pool = make_pool()
+    runs: list[UUID] = []
+
+    @pool.task("staged")
+    async def staged(agent_id: UUID, context: Ctx) -> int:
+        runs.append(agent_id)
+        return -1
+
+    agent_id = uuid.uuid4()
+    await backends.activity.acreate("staged", CONF.activity_message_create, agent_id)
+    await backends.activity.aappend(agent_id, CONF.activity_message_started, Status.RUNNING)
+    await backends.results.stage_many([(agent_id, Outcome.ok("staged", 7).encode())], 60)  # type: ignore[attr-defined]
+    await backends.queue.push(Envelope(
+        agent_id=agent_id, task_name="staged", context={}, queue_name=pool.queue_name, attempts=1,
+    ))
+    pool.start()
+    assert await ax.get_result(agent_id, timeout=WAIT) == 7
+    assert runs == []
+    assert [s for s, _ in statuses(agent_id)] == [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
+
+
+async def test_a_finished_task_stages_its_outcome(make_pool: Any, backends: Backends) -> None:
+    pool = make_pool()
+
+    @pool.task("stage_me")
+    async def stage_me(agent_id: UUID, context: Ctx) -> int:
+        return context.value
+
+    pool.start()
+    task = await ax.enqueue("stage_me", Ctx(value=5), queue_name=pool.queue_name)
+    assert await ax.get_result(task, timeout=WAIT) == 5
+    with anyio.fail_after(WAIT):
+        while (data := await backends.results.staged(task.agent_id)) is None:  # type: ignore[attr-defined]
+            await anyio.sleep(0.01)
+    assert Outcome.decode(data).unwrap(task.agent_id) == 5
+
+
 async def test_a_redelivered_task_whose_activity_failed_is_not_run_again(
     make_pool: Any, backends: Backends
 ) -> None:

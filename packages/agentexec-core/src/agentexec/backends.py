@@ -195,6 +195,22 @@ class BatchResults(Protocol):
 
 
 @runtime_checkable
+class StagedResults(Protocol):
+    """Optional result capability: keep a finished task's outcome where no waiter sees it yet.
+
+    A worker stages each outcome the moment its handler returns, beside (not before) the
+    final activity line; the real ``set`` still comes after that line commits, so ``get_result``
+    never returns ahead of the COMPLETE line. If the worker dies in between, the worker that
+    gets the task again finds the staged outcome and finishes the task from it — final line,
+    outcome, ack — instead of running the handler a second time. ``staged`` returns ``None``
+    for an id never staged or expired (``ttl`` seconds)."""
+
+    async def stage_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None: ...
+
+    async def staged(self, agent_id: UUID) -> bytes | None: ...
+
+
+@runtime_checkable
 class ResultBackend(Protocol):
     """Per-task outcomes, stored as opaque bytes (core encodes them) with a time to live."""
 

@@ -77,6 +77,11 @@ def queue_keys(queue_name: str) -> QueueKeys:
     )
 
 
+def staged(agent_id: UUID | str) -> str:
+    """Where a finished task's outcome waits, unseen by waiters, until it is ``result``."""
+    return f"{PREFIX}:staged:{agent_id}"
+
+
 def result(agent_id: UUID | str) -> str:
     """Where the outcome of one task is stored (with ``CONF.result_ttl``)."""
     return f"{PREFIX}:result:{agent_id}"

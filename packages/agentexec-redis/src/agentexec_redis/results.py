@@ -216,6 +216,24 @@ class RedisResults:
 
         await retrying("result set", store, self._window())
 
+    async def stage_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
+        """:class:`agentexec.backends.StagedResults`: one pipeline of ``SET staged:<id> EX``."""
+        if not items:
+            return
+
+        async def store() -> None:
+            async with async_client(self.url).pipeline(transaction=False) as pipe:
+                for agent_id, data in items:
+                    pipe.set(keys.staged(agent_id), data, ex=ttl)
+                await pipe.execute()
+
+        await retrying("result stage", store, self._window())
+
+    async def staged(self, agent_id: UUID) -> bytes | None:
+        key = keys.staged(agent_id)
+        value: Any = await retrying("result staged", lambda: async_client(self.url).get(key), self._window())
+        return None if value is None else bytes(value)
+
     async def get(self, agent_id: UUID) -> bytes | None:
         key = keys.result(agent_id)
         value: Any = await retrying(

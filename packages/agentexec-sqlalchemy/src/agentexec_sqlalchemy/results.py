@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -45,6 +46,24 @@ class SQLResults(SQLTransport):
 
     async def get(self, agent_id: UUID) -> bytes | None:
         return await self._fetch(str(agent_id))
+
+    async def stage_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
+        """:class:`agentexec.backends.StagedResults`: rows keyed ``staged:<agent_id>``, which no
+        waiter watches; relaxed, like ``set``."""
+        if items:
+            await self.run_write(self._stage, [(f"staged:{a}", bytes(d)) for a, d in items], ttl, durable=False)
+
+    def _stage(self, conn: Connection, rows: list[tuple[str, bytes]], ttl: int) -> None:
+        exp = time.time() + ttl
+        for key, data in rows:
+            params: dict[str, object] = {"key": key, "data": data, "exp": exp}
+            if not self.is_sqlite:  # the statement notifies; no waiter listens for a staged key
+                params.update(self.note("result", key))
+            conn.execute(self.dialect_sql(sql.SET_RESULT), params)
+
+    async def staged(self, agent_id: UUID) -> bytes | None:
+        return await self._fetch(f"staged:{agent_id}")
+
 
     async def _fetch(self, key: str) -> bytes | None:
         value, expired = await self.run(self._get, key)

@@ -18,6 +18,7 @@ class MemoryResults:
         self.url = url
         self._lock = threading.Lock()
         self._values: dict[UUID, tuple[bytes, float]] = {}
+        self._staged: dict[UUID, tuple[bytes, float]] = {}
         self._waiters: dict[UUID, Waiters] = {}
         self._claims: dict[str, float] = {}
 
@@ -40,6 +41,20 @@ class MemoryResults:
     async def set_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
         for agent_id, data in items:
             await self.set(agent_id, data, ttl)
+
+    async def stage_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
+        expires = time.monotonic() + ttl
+        with self._lock:
+            for agent_id, data in items:
+                self._staged[agent_id] = (bytes(data), expires)
+
+    async def staged(self, agent_id: UUID) -> bytes | None:
+        with self._lock:
+            item = self._staged.get(agent_id)
+            if item is None or item[1] <= time.monotonic():
+                self._staged.pop(agent_id, None)
+                return None
+            return item[0]
 
     async def get(self, agent_id: UUID) -> bytes | None:
         with self._lock:

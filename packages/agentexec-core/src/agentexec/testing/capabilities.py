@@ -24,6 +24,9 @@ class Capabilities:
     #: the queue implements :class:`agentexec.backends.InFlightView` (``in_flight``), so the pool
     #: writes a dead worker's QUEUED lines before its tasks can run again
     in_flight: bool = True
+    #: the results backend implements :class:`agentexec.backends.StagedResults`, so a worker
+    #: killed between a handler's return and its ack does not cost a second run
+    staged_results: bool = True
     #: ``EventBackend.subscribe(..., last_id=...)`` replays the events published after ``last_id``
     replay: bool = True
     #: ``ActivityStore.create(metadata=...)`` stores metadata and ``list(metadata=...)`` filters by it

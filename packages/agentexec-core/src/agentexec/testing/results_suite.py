@@ -44,6 +44,32 @@ class ResultsSuite(Suite):
         assert await results.get(agent_id) == data
         assert await results.get(uuid.uuid4()) is None
 
+    async def test_a_staged_outcome_is_kept_apart_from_results(self, results: Any) -> None:
+        """``stage_many`` keeps each value where ``staged`` finds it and no waiter sees it:
+        ``get`` still returns ``None`` and ``wait`` does not wake until ``set``.
+
+        Needs ``Capabilities.staged_results``. Troubleshooting: store staged values under keys of
+        their own (e.g. ``staged:<agent_id>``), never under the result's own key, and send no
+        wake-up for them.
+        """
+        self.require("staged_results")
+        if not callable(getattr(results, "stage_many", None)):
+            pytest.fail(
+                "Capabilities.staged_results is on but the results backend has no stage_many(items, "
+                "ttl) / staged(agent_id). Add them, or declare "
+                "`capabilities = Capabilities(staged_results=False)`."
+            )
+        one, two = uuid.uuid4(), uuid.uuid4()
+        await results.stage_many([(one, b"first"), (two, b"second")], 60)
+        assert await results.staged(one) == b"first"
+        assert await results.staged(two) == b"second"
+        assert await results.staged(uuid.uuid4()) is None
+        assert await results.get(one) is None, "a staged value must not be a result yet"
+        with pytest.raises(TimeoutError):
+            await results.wait(one, 0.2)
+        await results.set(one, b"final", 60)
+        assert await results.get(one) == b"final"
+
     async def test_set_overwrites(self, results: Any) -> None:
         """A second ``set`` for the same id replaces the first.
 

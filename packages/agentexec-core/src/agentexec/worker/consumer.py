@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 import anyio
 
 from agentexec.activity.status import Status
-from agentexec.backends import BatchReserve, Lease, LogEntry
+from agentexec.backends import BatchReserve, Lease, LogEntry, StagedResults
+from agentexec.config import CONF
 from agentexec.results import Outcome
 from agentexec.runtime import Backends
 from agentexec.task import Task, TaskDefinition
@@ -23,6 +24,7 @@ from agentexec.worker.channels import control_channel, is_shutdown_for
 from agentexec.worker.lanes import Lane
 from agentexec.worker.lifecycle import execute_task, reject, set_sink, unknown_task_error
 from agentexec.worker.reaping import RELEASED_MESSAGE
+from agentexec.worker.stager import Stager
 from agentexec.worker.writer import ActivityWriter, WorkerSink
 
 log = logging.getLogger("agentexec.worker")
@@ -107,11 +109,13 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
         writer = ActivityWriter(self.backends.activity, self.backends.results, self.backends.queue)
-        self.sink = WorkerSink(writer)
+        stager = Stager(self.backends.results)
+        self.sink = WorkerSink(writer, stager)
         set_sink(self.sink)  # inherited by every task started below
         try:
             async with anyio.create_task_group() as services:
                 services.start_soon(writer.run)
+                services.start_soon(stager.run)
                 services.start_soon(self._heartbeat)
                 if self.listen_for_shutdown:
                     services.start_soon(self._listen_for_shutdown)
@@ -278,6 +282,24 @@ class Worker:
             log.warning("reading the activity of redelivered task %s failed (%s); running it", task.agent_id, exc)
             return "run"
         status = None if detail is None else detail.status
+        staged = await self._staged(task)
+        if staged is not None:
+            # the handler returned before its worker died: finish from its staged outcome
+            entry = None
+            if status not in (Status.COMPLETE, Status.ERROR, Status.CANCELED):
+                entry = (
+                    LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100)
+                    if staged.status == "ok" else LogEntry(
+                        task.agent_id,
+                        CONF.activity_message_error.format(error=staged.error or "failed"),
+                        Status.ERROR,
+                    )
+                )
+            log.info("Task %s (%s) had finished; completing it from its staged outcome", task.task_name, task.agent_id)
+            self.sink.writer.submit(
+                entry, outcome=(task.agent_id, staged.encode()), ack=self.sink.leases.pop(task.agent_id)
+            )
+            return "done"
         if status is Status.COMPLETE:
             return "quiet"
         if status in (Status.ERROR, Status.CANCELED):
@@ -290,6 +312,17 @@ class Worker:
             )
             return "done"
         return "run"
+
+    async def _staged(self, task: Task) -> Outcome | None:
+        results = self.backends.results
+        if not isinstance(results, StagedResults):
+            return None
+        try:
+            data = await results.staged(task.agent_id)
+            return None if data is None else Outcome.decode(data)
+        except Exception as exc:
+            log.warning("reading the staged outcome of %s failed (%s)", task.agent_id, exc)
+            return None
 
     def _give_back(self, lease: Lease) -> None:
         # the QUEUED line is written before the release, so a worker that takes the task

@@ -46,6 +46,7 @@ from agentexec.backends import (
 from agentexec.config import CONF
 from agentexec.results import Outcome
 from agentexec.task import Task
+from agentexec.worker.stager import Stager
 
 log = logging.getLogger("agentexec.worker")
 
@@ -377,8 +378,9 @@ class WorkerSink:
     """The :class:`~agentexec.worker.lifecycle.LifecycleSink` of a worker: lines through the
     writer, and the task's acknowledgement once its final line and outcome are stored."""
 
-    def __init__(self, writer: ActivityWriter) -> None:
+    def __init__(self, writer: ActivityWriter, stager: Stager | None = None) -> None:
         self.writer = writer
+        self.stager = stager
         #: agent_id -> the lease being run, claimed (acknowledged) by ``finished``
         self.leases: dict[UUID, Lease] = {}
 
@@ -428,6 +430,7 @@ class WorkerSink:
             log.warning("activity line for %s dropped: %s", line.agent_id, exc)
 
     async def finished(self, task: Task, entry: LogEntry | None, outcome: Outcome) -> None:
-        self.writer.submit(
-            entry, outcome=(task.agent_id, outcome.encode()), ack=self.leases.pop(task.agent_id, None)
-        )
+        data = outcome.encode()
+        if entry is not None and self.stager is not None:
+            self.stager.add(task.agent_id, data)
+        self.writer.submit(entry, outcome=(task.agent_id, data), ack=self.leases.pop(task.agent_id, None))

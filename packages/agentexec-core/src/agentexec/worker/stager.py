@@ -1,0 +1,48 @@
+"""The outbox's safety copy: a finished task's outcome, staged the moment its handler returns.
+
+The outbox writes a finished task's final line, then its outcome, then its ack; until the line
+commits, the outcome cannot be published (``ax.get_result`` must not return before the activity
+says COMPLETE). A worker killed in that window used to cost a second run of the handler. So the
+outcome is also *staged* at once (:class:`agentexec.backends.StagedResults`, where the results
+backend offers it), in one round trip per turn of the event loop, beside the line's commit: the
+worker that gets the task again finishes it from the staged copy instead of running it again.
+
+Staging is best effort: a failure is logged and the task's finish goes on as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from uuid import UUID
+
+import anyio
+
+from agentexec.backends import ResultBackend, StagedResults
+from agentexec.config import CONF
+
+log = logging.getLogger("agentexec.worker")
+
+
+class Stager:
+    def __init__(self, results: ResultBackend) -> None:
+        self._stage_many = results.stage_many if isinstance(results, StagedResults) else None
+        self._pending: list[tuple[UUID, bytes]] = []
+        self._wake = anyio.Event()
+
+    def add(self, agent_id: UUID, data: bytes) -> None:
+        if self._stage_many is not None:
+            self._pending.append((agent_id, data))
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Stage what was added, one call per batch, until cancelled."""
+        if self._stage_many is None:
+            return
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            batch, self._pending = self._pending, []
+            try:
+                await self._stage_many(batch, CONF.result_ttl)
+            except Exception as exc:
+                log.warning("staging %d outcome(s) failed (%s: %s)", len(batch), type(exc).__name__, exc)
