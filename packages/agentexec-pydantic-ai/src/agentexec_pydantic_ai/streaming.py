@@ -75,7 +75,10 @@ class StreamedRun:
         # a consumer that stops early (break, error, cancellation) stops the run too
         self._task_group.cancel_scope.cancel()
         self._receive.close()
-        return await self._task_group.__aexit__(exc_type, exc, tb)
+        # the block's own exception is not handed to the task group (which would wrap it in an
+        # ExceptionGroup): the run task never raises, so the block's exception goes on as it is
+        await self._task_group.__aexit__(None, None, None)
+        return None
 
     def __aiter__(self) -> StreamedRun:
         return self
