@@ -91,7 +91,10 @@ async def test_prompt_is_added_once_to_an_agent_with_the_tool_only() -> None:
     runner = PydanticAIRunner(await new_activity())
     with_tool = ScriptedModel([[answer("a")]])
     await runner.run(make_agent(runner), TASK, model=with_tool)
-    assert with_tool.calls[0].instructions == f"You research companies.\n\n{DEFAULT_REPORT_STATUS_PROMPT}"
+    seen = with_tool.calls[0].instructions or ""
+    # pydantic-ai joins instruction parts with one or two newlines, depending on its version
+    assert seen.startswith("You research companies.\n") and seen.endswith(DEFAULT_REPORT_STATUS_PROMPT)
+    assert seen.count(DEFAULT_REPORT_STATUS_PROMPT) == 1
 
     already = ScriptedModel([[answer("a")]])
     agent = make_agent(runner, instructions=f"You research.\n\n{runner.prompts.report_status}")
@@ -119,9 +122,9 @@ async def test_prompt_joins_the_runs_own_instructions_and_a_run_time_toolset() -
         toolsets=[FunctionToolset([runner.tools.report_status])],
     )
     assert result.output == "done"
-    assert model.calls[0].instructions == (
-        f"You research companies.\n\nBe brief.\n\n{DEFAULT_REPORT_STATUS_PROMPT}"
-    )
+    parts = [p for p in (model.calls[0].instructions or "").split("\n") if p]
+    assert parts[:2] == ["You research companies.", "Be brief."]
+    assert "\n".join(parts[2:]) == DEFAULT_REPORT_STATUS_PROMPT
     assert "report_status" in model.calls[0].function_tools
 
 
@@ -347,7 +350,9 @@ async def test_constructor_model_is_the_default_and_a_call_can_override_it() -> 
 
 async def test_without_the_scripted_model_nothing_reaches_the_network() -> None:
     runner = PydanticAIRunner(await new_activity())
-    with pytest.raises(UserError, match="OPENAI_API_KEY"):
+    # no key: pydantic-ai refuses to build the OpenAI provider (or, without the openai
+    # package, to import it) before any request
+    with pytest.raises((UserError, ImportError), match=r"OPENAI_API_KEY|openai"):
         await runner.run(make_agent(runner), TASK)
 
 

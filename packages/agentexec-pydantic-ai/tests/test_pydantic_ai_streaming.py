@@ -218,8 +218,11 @@ async def test_leaving_a_stream_early_cancels_its_run() -> None:
 
 
 async def test_pydantic_ais_own_timeout_passes_through() -> None:
-    from pydantic_ai.exceptions import RunTimedOut
+    from pydantic_ai import exceptions
 
+    RunTimedOut = getattr(exceptions, "RunTimedOut", None)
+    if RunTimedOut is None:
+        pytest.skip("this pydantic-ai has no run timeout= (added in a later 2.x)")
     agent_id = await new_activity()
     runner = PydanticAIRunner(agent_id, max_turns_recovery=True)
     blocker = Blocker()
