@@ -121,7 +121,9 @@ async def test_misuse_is_reported_plainly() -> None:
 
     with pytest.raises(TypeError, match="event_stream_handler"):
         runner.run_stream_events(agent, TASK, event_stream_handler=handler)
-    stream = runner.run_stream_events(agent, TASK, model=ScriptedModel([[answer("x")]]))
+    stream = runner.run_stream_events(
+        agent, TASK, model=ScriptedModel([[answer("x")]]), event_stream_handler=None
+    )
     with pytest.raises(RuntimeError, match="async with"):
         await stream.__anext__()
     with anyio.fail_after(10):

@@ -123,7 +123,7 @@ class PydanticAIRunner(BaseAgentRunner):
         The run starts when the ``async with`` block is entered, and ``report_status`` records
         progress while it streams. Leaving the block before the stream ends cancels the run.
         """
-        if options.get("event_stream_handler") is not None:
+        if options.pop("event_stream_handler", None) is not None:
             raise TypeError(
                 "run_stream_events hands the run's events to its own stream; pass "
                 "event_stream_handler= to run() instead"
