@@ -15,7 +15,12 @@ MEMBERS = {
     for path in sorted((ROOT / "packages").glob("*/pyproject.toml"))
 }
 META = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-ADAPTERS = {"redis": "agentexec-redis", "sqlalchemy": "agentexec-sqlalchemy", "openai": "agentexec-openai"}
+ADAPTERS = {
+    "redis": "agentexec-redis",
+    "sqlalchemy": "agentexec-sqlalchemy",
+    "openai": "agentexec-openai",
+    "pydantic-ai": "agentexec-pydantic-ai",
+}
 
 
 def _pin(requirement: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("redis", "sqlalchemy", "openai", "agents")
+HEAVY = ("redis", "sqlalchemy", "openai", "agents", "pydantic_ai")
 
 
 def _imported_after(code: str, watched: tuple[str, ...] = HEAVY) -> list[str]:

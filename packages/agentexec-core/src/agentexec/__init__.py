@@ -1,7 +1,7 @@
 """agentexec: production orchestration for AI agents.
 
 ``import agentexec as ax``; see ``spec/core-api.md`` for the contract. Names an adapter provides
-(``ax.Base``, ``ax.OpenAIRunner``, ``ax.close_redis``) resolve lazily through the plugins; without
+(``ax.Base``, ``ax.OpenAIRunner``, ``ax.PydanticAIRunner``, ``ax.close_redis``) resolve lazily through the plugins; without
 the adapter, using one raises an ``ImportError`` that says what to install.
 """
 
@@ -20,6 +20,7 @@ from agentexec.task import Priority, Task, TaskDefinition
 
 if TYPE_CHECKING:
     from agentexec_openai.runner import OpenAIRunner  # noqa: TID251 - for type checkers only
+    from agentexec_pydantic_ai.runner import PydanticAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_redis.client import close_redis  # noqa: TID251 - for type checkers only
     from agentexec_sqlalchemy.models import Base  # noqa: TID251 - for type checkers only
 
@@ -37,6 +38,7 @@ __all__ = [
     "Pipeline",
     "Pool",
     "Priority",
+    "PydanticAIRunner",
     "Status",
     "Task",
     "TaskDefinition",
@@ -59,7 +61,12 @@ _CORE_LAZY = {
     "events": ("agentexec.events", None),
 }
 #: names adapters add, and the extra that provides each
-_PLUGIN_NAMES = {"Base": "sqlalchemy", "OpenAIRunner": "openai", "close_redis": "redis"}
+_PLUGIN_NAMES = {
+    "Base": "sqlalchemy",
+    "OpenAIRunner": "openai",
+    "PydanticAIRunner": "pydantic-ai",
+    "close_redis": "redis",
+}
 
 
 def __getattr__(name: str) -> Any:

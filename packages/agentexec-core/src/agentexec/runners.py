@@ -146,7 +146,7 @@ def _as_uuid(agent_id: UUID | str) -> UUID:
 
 
 class BaseAgentRunner:
-    """Base class of agent runners (``ax.OpenAIRunner`` is the reference implementation).
+    """Base class of agent runners (``ax.OpenAIRunner`` and ``ax.PydanticAIRunner`` extend it).
 
     Args:
         agent_id: the task's id; progress, recovery and token usage are logged on its activity.

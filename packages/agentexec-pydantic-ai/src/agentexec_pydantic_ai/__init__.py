@@ -1,0 +1,1 @@
+"""agentexec pydantic-ai adapter: ``ax.PydanticAIRunner`` (see :mod:`agentexec_pydantic_ai.runner`)."""
