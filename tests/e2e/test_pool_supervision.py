@@ -4,6 +4,8 @@ process group (systemd's KillMode=control-group) drains the pool gracefully."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -12,7 +14,7 @@ import agentexec as ax
 import pytest
 from agentexec.activity.status import Status
 from agentexec.runtime import Backends
-from e2e_support import WAIT, PoolProcess, python_app
+from e2e_support import WAIT, PoolProcess, alive, process_parent, python_app, wait_until
 from pydantic import BaseModel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -75,3 +77,65 @@ async def test_a_handler_that_exits_fails_its_task_and_the_worker_goes_on(
     assert pool.workers() == [worker]
     assert "starting a replacement" not in pool.output
     assert pool.stop() == 0
+
+
+def gone(pids: set[int]) -> bool:
+    return not any(alive(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("stack", ["redis", "sqlite"], indirect=True)
+async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2)
+    wait_until(lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
+    server, standby, workers = pool.server(), pool.standby(), pool.workers()
+    seen = {server, standby, *workers}
+    long = await enqueue(queue_name, "long", seconds=2)
+    pool.wait_event("start")
+
+    # 1. the fork server: its standby takes over, its workers carry on (the running task too)
+    os.kill(server, signal.SIGKILL)
+    wait_until(lambda: pool.named("fork") == [standby], what="the standby promoted")
+    assert await ax.get_result(long, timeout=WAIT) == "long"
+    assert [e["label"] for e in pool.events() if e["event"] == "start"] == ["long"]  # ran once
+    assert pool.workers() == workers  # none died with their server, none was replaced
+    assert all(process_parent(w) == pool.proc.pid for w in workers)  # adopted by the pool
+    wait_until(lambda: len(pool.named("spare")) == 1, what="a new standby")
+    server, standby = pool.server(), pool.standby()
+    seen |= {server, standby}
+    assert [await ax.get_result(await enqueue(queue_name, f"a{i}"), timeout=WAIT) for i in range(4)] == [
+        f"a{i}" for i in range(4)
+    ]
+
+    # 2. an adopted worker that dies is reaped and replaced by the new server
+    os.kill(workers[0], signal.SIGKILL)
+    wait_until(lambda: len(pool.workers()) == 2 and workers[0] not in pool.workers(), what="a replacement")
+    [new_worker] = set(pool.workers()) - set(workers)
+    assert process_parent(new_worker) == server
+    seen.add(new_worker)
+
+    # 3. the standby alone: its server forks another
+    os.kill(standby, signal.SIGKILL)
+    wait_until(lambda: pool.named("spare") not in ([], [standby]), what="a new standby")
+    standby = pool.standby()
+    seen.add(standby)
+
+    # 4. both at once: the last resort, a fork of the pool process
+    os.kill(standby, signal.SIGKILL)
+    os.kill(server, signal.SIGKILL)
+    wait_until(lambda: pool.named("fork") not in ([], [server]), what="a new fork server")
+    wait_until(lambda: len(pool.named("spare")) == 1, what="its standby")
+    seen |= {pool.server(), pool.standby()}
+    assert process_parent(pool.server()) == pool.proc.pid
+    pool.wait_output("a new fork of the pool process")
+    os.kill(new_worker, signal.SIGKILL)  # the new server forks its replacement
+    wait_until(lambda: len(pool.workers()) == 2 and new_worker not in pool.workers(), what="a replacement")
+    seen |= set(pool.workers())
+    tasks = [await enqueue(queue_name, f"b{i}", seconds=0.1) for i in range(6)]
+    assert await ax.gather(*tasks, timeout=WAIT) == tuple(f"b{i}" for i in range(6))
+
+    assert alive(pool.proc.pid)
+    assert "stopped on an error" not in pool.output
+    assert pool.stop() == 0
+    wait_until(lambda: gone(seen), timeout=5, what="every process of the pool to exit")
