@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -14,7 +15,7 @@ import agentexec as ax
 import pytest
 from agentexec.activity.status import Status
 from agentexec.runtime import Backends
-from e2e_support import WAIT, PoolProcess, alive, process_parent, python_app, wait_until
+from e2e_support import WAIT, PoolProcess, Stack, alive, process_parent, python_app, wait_until
 from pydantic import BaseModel
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -83,7 +84,7 @@ def gone(pids: set[int]) -> bool:
     return not any(alive(pid) for pid in pids)
 
 
-@pytest.mark.parametrize("stack", ["redis", "sqlite"], indirect=True)
+@pytest.mark.parametrize("stack", ["redis_sqlite", "sqlite"], indirect=True)
 async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
@@ -139,3 +140,38 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     assert "stopped on an error" not in pool.output
     assert pool.stop() == 0
     wait_until(lambda: gone(seen), timeout=5, what="every process of the pool to exit")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("stack", ["redis_sqlite", "sqlite"], indirect=True)
+async def test_a_signal_to_the_whole_process_group_drains_the_pool(
+    stack: Stack, producer: Backends, run_pool: RunPool, queue_name: str, sig: signal.Signals
+) -> None:
+    """What systemd (KillMode=control-group) and ``docker stop`` do: every process of the pool
+    gets the signal at once. The running tasks finish, nothing else starts, the pool exits 0
+    in about the time the tasks take, not the graceful timeout."""
+    pool = run_pool(
+        python_app(), AGENTEXEC_NUM_WORKERS=2, AGENTEXEC_WORKER_CONCURRENCY=2,
+        AGENTEXEC_GRACEFUL_SHUTDOWN_TIMEOUT=60,
+    )
+    task_seconds = 1.5
+    running = [await enqueue(queue_name, f"r{i}", seconds=task_seconds) for i in range(4)]
+    pool.wait_event("start", count=4)
+    waiting = [await enqueue(queue_name, f"q{i}") for i in range(6)]
+    members = {pool.server(), pool.standby(), *pool.workers()}
+    signalled = time.monotonic()
+    os.killpg(pool.proc.pid, sig)
+    assert pool.stop(None) == 0
+    took = time.monotonic() - signalled
+    assert took < task_seconds + 3, f"the pool took {took:.2f}s to drain"
+    assert all(not alive(pid) for pid in members)
+    started = {e["label"] for e in pool.events() if e["event"] == "start"}
+    assert started == {f"r{i}" for i in range(4)}, pool.output
+    for task in running:
+        assert [s for s, _ in logs(task.agent_id)] == [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
+    for task in waiting:
+        assert [s for s, _ in logs(task.agent_id)] == [Status.QUEUED]
+    assert await producer.queue.length(queue_name) == len(waiting)
+    assert (await producer.queue.stats(queue_name)).in_flight == 0
+    assert "fork server" not in pool.output and "replacement" not in pool.output, pool.output
+    print(f"group {sig.name} on {stack.name}: drained in {took:.2f}s")
