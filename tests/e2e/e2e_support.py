@@ -146,9 +146,14 @@ class PoolProcess:
 
     def server(self) -> int:
         """The pool's fork server (``agentexec:fork``)."""
-        found = [pid for pid in children(self.proc.pid) if process_name(pid) == "agentexec:fork"]
+        found = self.servers()
         assert len(found) == 1, f"fork servers: {found}"
         return found[0]
+
+    def servers(self) -> list[int]:
+        """The pool's fork servers: children of the pool process named ``agentexec:fork`` (a
+        worker or standby just forked bears its server's name for an instant: not a child)."""
+        return [pid for pid in children(self.proc.pid) if process_name(pid) == "agentexec:fork"]
 
     def standby(self) -> int:
         """The fork server's standby (``agentexec:spare``)."""

@@ -5,13 +5,17 @@ process group (systemd's KillMode=control-group) drains the pool gracefully."""
 from __future__ import annotations
 
 import os
+import random
+import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 import agentexec as ax
+import anyio
 import pytest
 from agentexec.activity.status import Status
 from agentexec.runtime import Backends
@@ -97,7 +101,7 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
 
     # 1. the fork server: its standby takes over, its workers carry on (the running task too)
     os.kill(server, signal.SIGKILL)
-    wait_until(lambda: pool.named("fork") == [standby], what="the standby promoted")
+    wait_until(lambda: pool.servers() == [standby], what="the standby promoted")
     assert await ax.get_result(long, timeout=WAIT) == "long"
     assert [e["label"] for e in pool.events() if e["event"] == "start"] == ["long"]  # ran once
     assert pool.workers() == workers  # none died with their server, none was replaced
@@ -125,7 +129,7 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     # 4. both at once: the last resort, a fork of the pool process
     os.kill(standby, signal.SIGKILL)
     os.kill(server, signal.SIGKILL)
-    wait_until(lambda: pool.named("fork") not in ([], [server]), what="a new fork server")
+    wait_until(lambda: pool.servers() not in ([], [server]), what="a new fork server")
     wait_until(lambda: len(pool.named("spare")) == 1, what="its standby")
     seen |= {pool.server(), pool.standby()}
     assert process_parent(pool.server()) == pool.proc.pid
@@ -175,3 +179,67 @@ async def test_a_signal_to_the_whole_process_group_drains_the_pool(
     assert (await producer.queue.stats(queue_name)).in_flight == 0
     assert "fork server" not in pool.output and "replacement" not in pool.output, pool.output
     print(f"group {sig.name} on {stack.name}: drained in {took:.2f}s")
+
+
+@pytest.mark.parametrize("stack", ["redis_sqlite", "sqlite"], indirect=True)
+async def test_chaos_killing_any_pool_process_every_half_second(
+    stack: Stack, producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    """The issue's soak, shortened: SIGKILL one random process of the pool (a worker, the fork
+    server or its standby) every 0.5 s while short tasks run. The pool keeps running and every
+    task completes; killing the fork server or its standby costs no run at all (its workers
+    carry on). What a killed worker costs (runs that finished but whose outcome it had not
+    written yet run again) is the worker's outbox's business, reported here, not judged."""
+    pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=4)
+    rng = random.Random(13)
+    tasks = await ax.enqueue_many(
+        [("job", Job(label=f"t{i}", seconds=rng.uniform(0.02, 0.08))) for i in range(400)],
+        queue_name=queue_name,
+    )
+    kills: list[tuple[int, str]] = []
+    for _ in range(12):
+        await anyio.sleep(0.5)
+        victims = (
+            [(pid, "worker") for pid in pool.workers()]
+            + [(pid, "fork") for pid in pool.servers()]
+            + [(pid, "spare") for pid in pool.named("spare")]
+        )
+        pid, role = rng.choice(victims)
+        os.kill(pid, signal.SIGKILL)
+        kills.append((pid, role))
+    results = await ax.gather(*tasks, timeout=60)
+    assert results == tuple(f"t{i}" for i in range(400))
+    assert alive(pool.proc.pid) and "stopped on an error" not in pool.output
+    roles = Counter(role for _, role in kills)
+    assert roles["fork"] and roles["spare"], roles  # the seed picks each kind at least once
+
+    starts: dict[str, list[int]] = {}
+    for e in pool.events():
+        if e["event"] == "start":
+            starts.setdefault(e["label"], []).append(e["pid"])
+    killed_workers = {pid for pid, role in kills if role == "worker"}
+    reruns = {label: pids for label, pids in starts.items() if len(pids) > 1}
+
+    def about(pids: list[int]) -> str:
+        return "\n".join(line for line in pool.lines if any(f"pid {p}" in line for p in pids))
+
+    # the pool saw exactly the workers it lost die, and none die with a fork server
+    replaced = {int(m) for m in re.findall(r"Worker \d+ \(pid (\d+)\) [^;\n]*; starting a replacement", pool.output)}
+    assert replaced <= killed_workers, f"replaced {replaced}, killed {kills}"
+    # a task runs again only when the worker that ran it was killed
+    for label, pids in reruns.items():
+        assert set(pids[:-1]) <= killed_workers, f"{label} ran in {pids}; killed {kills}\n{about(pids)}"
+    for task in tasks:
+        statuses = [s for s, _ in logs(task.agent_id)]
+        if statuses[-2:] == [Status.COMPLETE, Status.QUEUED]:
+            # the reap's known race (issue #13, item 1: the reaper reads RUNNING, the worker
+            # writes COMPLETE, the reaper writes QUEUED); not this test's subject
+            continue
+        label = task.context.label  # type: ignore[attr-defined]
+        assert statuses[-1] is Status.COMPLETE, (
+            f"{label}: {logs(task.agent_id)}, ran in {starts.get(label)}; killed {kills}\n"
+            f"{about(starts.get(label, []))}"
+        )
+    assert pool.stop() == 0
+    duplicates = sum(len(pids) - 1 for pids in reruns.values())
+    print(f"chaos on {stack.name}: kills {dict(roles)}, {duplicates} duplicate runs")
