@@ -88,6 +88,11 @@ def gone(pids: set[int]) -> bool:
     return not any(alive(pid) for pid in pids)
 
 
+def replaced(pool: PoolProcess, worker: int, count: int = 2) -> bool:
+    now = pool.workers()
+    return len(now) == count and worker not in now
+
+
 @pytest.mark.parametrize("stack", ["redis_sqlite", "sqlite"], indirect=True)
 async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     producer: Backends, run_pool: RunPool, queue_name: str
@@ -115,7 +120,7 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
 
     # 2. an adopted worker that dies is reaped and replaced by the new server
     os.kill(workers[0], signal.SIGKILL)
-    wait_until(lambda: len(pool.workers()) == 2 and workers[0] not in pool.workers(), what="a replacement")
+    wait_until(lambda: replaced(pool, workers[0]), what="a replacement")
     [new_worker] = set(pool.workers()) - set(workers)
     assert process_parent(new_worker) == server
     seen.add(new_worker)
@@ -135,7 +140,7 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     assert process_parent(pool.server()) == pool.proc.pid
     pool.wait_output("a new fork of the pool process")
     os.kill(new_worker, signal.SIGKILL)  # the new server forks its replacement
-    wait_until(lambda: len(pool.workers()) == 2 and new_worker not in pool.workers(), what="a replacement")
+    wait_until(lambda: replaced(pool, new_worker), what="a replacement")
     seen |= set(pool.workers())
     tasks = [await enqueue(queue_name, f"b{i}", seconds=0.1) for i in range(6)]
     assert await ax.gather(*tasks, timeout=WAIT) == tuple(f"b{i}" for i in range(6))
@@ -144,6 +149,29 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     assert "stopped on an error" not in pool.output
     assert pool.stop() == 0
     wait_until(lambda: gone(seen), timeout=5, what="every process of the pool to exit")
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_no_pool_process_outlives_the_pool_process(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    """Workers outlive their fork server, never the pool: SIGKILL of the pool process takes
+    every other process along, those it adopted from a dead server too."""
+    pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2)
+    wait_until(lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
+    standby = pool.standby()
+    os.kill(pool.server(), signal.SIGKILL)
+    wait_until(lambda: pool.servers() == [standby], what="the standby promoted")
+    wait_until(lambda: len(pool.named("spare")) == 1, what="a new standby")
+    task = await enqueue(queue_name, "long", seconds=30)
+    pool.wait_event("start")
+    members = set(pool.workers()) | {pool.server(), pool.standby()}
+    assert any(process_parent(w) == pool.proc.pid for w in pool.workers())  # adopted ones
+    killed = time.monotonic()
+    os.kill(pool.proc.pid, signal.SIGKILL)
+    wait_until(lambda: gone(members), timeout=5, what="every process of the pool to exit")
+    print(f"the pool's {len(members)} processes exited {time.monotonic() - killed:.2f}s after it")
+    assert logs(task.agent_id)[-1][0] is Status.RUNNING  # until a pool reaps its lease
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

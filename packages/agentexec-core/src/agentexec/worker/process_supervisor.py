@@ -156,10 +156,17 @@ class ProcessSupervisor(Supervisor):
                 tg.start_soon(self._reaper, backends)
                 self._start_scheduler(tg, backends)
                 self._ready.set()
+                delay = POLL
                 while not self._stop_requested.is_set():
-                    self._watch_server(replace=True)
-                    await self._check_children(backends, replace=True)
-                    await anyio.sleep(POLL)
+                    try:
+                        self._watch_server(replace=True)
+                        await self._check_children(backends, replace=True)
+                        delay = POLL
+                    except Exception:
+                        # only a deliberate stop ends the pool: whatever failed is tried again
+                        log.exception("supervising the workers failed; retrying in %.1fs", delay)
+                        delay = min(delay * 2 if delay > POLL else 0.5, 5.0)
+                    await anyio.sleep(delay)
                 await self._shutdown(backends)
                 tg.cancel_scope.cancel()
         finally:
@@ -181,15 +188,17 @@ class ProcessSupervisor(Supervisor):
                 # never announced, so never started: its gate closed with the server
                 slot.spawning = False
                 slot.restart_at = 0.0
-        self._sweep(force=True)
-        if not replace:
+        if dead:
             log.error("The pool's fork server (pid %d) exited; its workers carry on", dead)
+        self._sweep(force=bool(dead))
+        if not replace:
             return
+        # a fork that fails (EAGAIN, ENOMEM) raises: the next round tries again, meanwhile no
+        # slot waits for a server that is not there (server 0)
         how = self.forks.replace()
-        log.error(
-            "The pool's fork server (pid %d) exited; its workers carry on, and %s (pid %d) "
-            "starts the new ones",
-            dead, "its standby" if how == "standby" else "a new fork of the pool process", self.forks.pid,
+        log.warning(
+            "The pool's new fork server is %s (pid %d)",
+            "the old one's standby" if how == "standby" else "a new fork of the pool process", self.forks.pid,
         )
         if how == "fork":
             log.warning(
