@@ -8,6 +8,7 @@ import faulthandler
 import json
 import os
 import signal
+import sys
 import time
 from uuid import UUID
 
@@ -32,6 +33,21 @@ class Job(BaseModel):
     label: str = ""
     seconds: float = 0.0
     fail: bool = False
+    #: raise a BaseException that is not an Exception: "system_exit", "keyboard_interrupt", "base"
+    exit: str = ""
+
+
+class Bye(BaseException):
+    pass
+
+
+def leave(how: str) -> None:
+    if how == "system_exit":
+        sys.exit(3)
+    if how == "keyboard_interrupt":
+        raise KeyboardInterrupt
+    if how == "base":
+        raise Bye("so long")
 
 
 def note(event: str, agent_id: UUID, label: str) -> None:
@@ -50,6 +66,20 @@ async def job(agent_id: UUID, context: Job) -> str:
         await anyio.sleep(context.seconds)
     if context.fail:
         raise ValueError(f"boom {context.label}")
+    if context.exit:
+        leave(context.exit)
+    note("end", agent_id, context.label)
+    return context.label
+
+
+@pool.task("sync_job")
+def sync_job(agent_id: UUID, context: Job) -> str:
+    """A sync handler: it runs in a thread of its worker."""
+    note("start", agent_id, context.label)
+    if context.seconds:
+        time.sleep(context.seconds)
+    if context.exit:
+        leave(context.exit)
     note("end", agent_id, context.label)
     return context.label
 

@@ -30,6 +30,11 @@ def make_stack(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Sta
         if redis_url is None:
             pytest.skip("no real Redis server (worker processes cannot share fakeredis)")
         return Stack("redis", request.getfixturevalue("postgres_server_url"), redis_url)
+    if name == "redis_sqlite":  # the queue on Redis, activities in a SQLite file
+        redis_url = request.getfixturevalue("redis_server_url")
+        if redis_url is None:
+            pytest.skip("no real Redis server (worker processes cannot share fakeredis)")
+        return Stack("redis_sqlite", f"sqlite:///{tmp_path / 'agentexec.db'}", redis_url)
     if name == "sqlite":
         return Stack("sqlite", f"sqlite:///{tmp_path / 'agentexec.db'}", None)
     if name == "postgres":

@@ -140,8 +140,31 @@ class PoolProcess:
             raise AssertionError(f"{exc}\n{self.dump_stacks()}") from None
 
     def workers(self) -> list[int]:
-        """The worker processes: children of the pool's fork server, itself the pool's child."""
-        return sorted(pid for server in children(self.proc.pid) for pid in children(server))
+        """The worker processes (``agentexec:w<N>``): children of the pool's fork server, or of
+        the pool process itself once their fork server died."""
+        return self.named("w")
+
+    def server(self) -> int:
+        """The pool's fork server (``agentexec:fork``)."""
+        found = self.servers()
+        assert len(found) == 1, f"fork servers: {found}"
+        return found[0]
+
+    def servers(self) -> list[int]:
+        """The pool's fork servers: children of the pool process named ``agentexec:fork`` (a
+        worker or standby just forked bears its server's name for an instant: not a child)."""
+        return [pid for pid in children(self.proc.pid) if process_name(pid) == "agentexec:fork"]
+
+    def standby(self) -> int:
+        """The fork server's standby (``agentexec:spare``)."""
+        found = self.named("spare")
+        assert len(found) == 1, f"standbys: {found}"
+        return found[0]
+
+    def named(self, role: str) -> list[int]:
+        """The live pool processes named ``agentexec:<role>...`` (``w`` for workers)."""
+        prefix = "agentexec:" + role
+        return [pid for pid in descendants(self.proc.pid) if process_name(pid).startswith(prefix)]
 
     def events(self) -> list[dict[str, Any]]:
         if not self.journal.exists():
@@ -174,6 +197,33 @@ def children(pid: int) -> list[int]:
         if fields[0] != "Z" and int(fields[1]) == pid:
             found.append(int(entry.name))
     return sorted(found)
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid``, at any depth."""
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return sorted(found)
+
+
+def process_parent(pid: int) -> int:
+    """A live process's parent pid (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def process_name(pid: int) -> str:
+    """A process's name (``comm``: pool processes are named ``agentexec:...``)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def alive(pid: int) -> bool:

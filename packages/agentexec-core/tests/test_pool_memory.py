@@ -119,6 +119,63 @@ async def test_failure_is_error_and_the_same_worker_goes_on(make_pool: Any) -> N
     assert statuses(good.agent_id)[-1][0] is Status.COMPLETE
 
 
+class Leave(BaseException):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("raised", "reason"),
+    [(SystemExit(3), "SystemExit: 3"), (KeyboardInterrupt(), "KeyboardInterrupt"), (Leave("bye"), "Leave: bye")],
+)
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+async def test_a_base_exception_fails_only_its_task(
+    make_pool: Any, raised: BaseException, reason: str, sync: bool
+) -> None:
+    """sys.exit() or KeyboardInterrupt in a handler is the handler's failure, not a request to
+    stop the worker that runs it."""
+    pool = make_pool()
+
+    def body(context: Ctx) -> int:
+        if context.value < 0:
+            raise raised
+        return context.value
+
+    if sync:
+
+        @pool.task("leaver")
+        def leaver(agent_id: UUID, context: Ctx) -> int:
+            return body(context)
+    else:
+
+        @pool.task("leaver")
+        async def leaver_async(agent_id: UUID, context: Ctx) -> int:
+            return body(context)
+
+    pool.start()
+    bad = await ax.enqueue("leaver", Ctx(value=-1), queue_name=pool.queue_name)
+    good = await ax.enqueue("leaver", Ctx(value=7), queue_name=pool.queue_name)
+    with pytest.raises(ax.TaskFailedError) as caught:
+        await ax.get_result(bad, timeout=WAIT)
+    assert caught.value.error == reason
+    assert statuses(bad.agent_id)[-1] == (Status.ERROR, f"Task failed with error: {reason}")
+    assert await ax.get_result(good, timeout=WAIT) == 7
+    assert pool.running
+
+
+async def test_task_execute_outside_a_worker_lets_system_exit_through(make_pool: Any) -> None:
+    """Called from the application's own code, the task fails and sys.exit() still exits."""
+    pool = make_pool()
+
+    @pool.task("quitter")
+    async def quitter(agent_id: UUID, context: Ctx) -> int:
+        raise SystemExit(5)
+
+    task = await ax.enqueue("quitter", Ctx(), queue_name=pool.queue_name)
+    with pytest.raises(SystemExit):
+        await task.execute()
+    assert statuses(task.agent_id)[-1] == (Status.ERROR, "Task failed with error: SystemExit: 5")
+
+
 async def test_none_result_completes_waiters(make_pool: Any) -> None:
     pool = make_pool()
 

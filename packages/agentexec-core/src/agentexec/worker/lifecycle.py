@@ -9,6 +9,12 @@ every ``ax.activity`` call of the handler's process goes after it (:func:`lines_
 worker does not wait for the commit itself), so the handler reads RUNNING and its own lines come
 after it; the COMPLETE/ERROR line is durable before the outcome is stored (so once
 ``ax.get_result`` returns, the activity already says COMPLETE).
+
+A handler that raises ``SystemExit`` (``sys.exit(3)``), ``KeyboardInterrupt`` or any other
+``BaseException`` fails its task like an ``Exception`` does (ERROR, reason ``SystemExit: 3``);
+only the event loop's cancellation passes through untouched, since it means the worker is
+aborting the run and gives the task back. Inside a worker the exception is replaced by
+:class:`HandlerExit` so the worker process carries on with its next task.
 """
 
 from __future__ import annotations
@@ -139,6 +145,18 @@ def error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def exit_text(exc: BaseException) -> str:
+    """The reason a task fails with when its handler raised a ``BaseException`` that is not an
+    ``Exception``: ``SystemExit: 3``, ``KeyboardInterrupt``."""
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+class HandlerExit(Exception):
+    """A handler raised ``SystemExit``, ``KeyboardInterrupt`` or another ``BaseException`` that is
+    not cancellation, inside a worker: the task failed with it; the original is ``__cause__``."""
+
+
 def unknown_task_error(task_name: str, registered: list[str], queue_name: str | None = None) -> str:
     where = f" on queue {queue_name!r}" if queue_name else ""
     return (
@@ -187,6 +205,7 @@ async def execute_task(task: Task, *, quiet: bool = False) -> Any:
     the handler's own ``ax.activity`` calls included, so the log never shows a second run."""
     from agentexec.worker.registry import find_definition, registered_names
 
+    in_worker = _sink.get() is not None
     sink = _sink.get() or DirectSink()
     definition = task._definition or find_definition(task.task_name)
     if definition is None:
@@ -219,6 +238,23 @@ async def execute_task(task: Task, *, quiet: bool = False) -> Any:
                 Outcome.failed(task.task_name, error, attempts),
             )
             raise
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                raise  # the worker's abort or shutdown, not the handler's failure: the task goes back
+            # sys.exit(), KeyboardInterrupt and the like are the handler's doing, not a request to
+            # stop the process it happens to run in: they fail this task and nothing else
+            error = exit_text(exc)
+            log.error("Task failed: %s", error, exc_info=True)
+            await sink.finished(
+                task,
+                LogEntry(task.agent_id, CONF.activity_message_error.format(error=error), Status.ERROR),
+                Outcome.failed(task.task_name, error, attempts),
+            )
+            if in_worker:
+                # an Exception, so the worker loop treats it as any failed task; a SystemExit
+                # leaving an asyncio task would stop the worker's event loop
+                raise HandlerExit(error) from exc
+            raise  # Task.execute() in the caller's own code: Ctrl+C and sys.exit() still act
         await sink.finished(
             task,
             None if quiet else LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100),

@@ -4,6 +4,17 @@
 relays their logs, replaces a worker that dies (its in-flight tasks go back to the queue at
 once, through ``reap_consumer``), runs the reaper, and stops them: a shutdown broadcast plus
 SIGTERM, a wait up to the timeout, then SIGKILL for the rest, whose tasks go back to the queue.
+
+It survives the death of any process it owns; only a deliberate stop ends it. A dead worker is
+replaced. A dead fork server is replaced by its standby (or, if that is gone too, by a new fork
+of this process), and its workers carry on: this process is a child subreaper, so they become
+its own children, and it reaps them itself from then on (``_Slot.adopted``). A worker exiting
+0 by itself was asked to stop (SIGTERM sent to it, or to the whole process group: then the
+pool's own stop comes in a moment), so its replacement waits :data:`STOPPED_RESTART_DELAY`.
+
+Being a subreaper has one side effect for the application: a process that a handler starts
+and orphans (``cmd &`` in a shell) is adopted by the pool process rather than by init. Those
+named ``agentexec:...`` are reaped here; others stay zombies until the pool process exits.
 """
 
 from __future__ import annotations
@@ -19,10 +30,10 @@ import anyio
 
 from agentexec.runtime import Backends
 from agentexec.worker.channels import control_channel, logs_channel, shutdown_message
-from agentexec.worker.forkserver import ForkServer
+from agentexec.worker.forkserver import ForkServer, reap_strays
 from agentexec.worker.lanes import Lane
 from agentexec.worker.logs import emit_worker_record
-from agentexec.worker.process import WorkerSpec
+from agentexec.worker.process import WorkerSpec, is_child_subreaper, set_child_subreaper
 from agentexec.worker.reaping import reap_consumer
 from agentexec.worker.supervisor import POLL, Supervisor
 
@@ -36,6 +47,11 @@ QUICK_DEATH = 2.0
 MAX_RESTART_DELAY = 30.0
 #: how long the main process waits for the last log lines of exited workers
 LOG_GRACE = 1.0
+#: a worker that stopped by itself (exit code 0) is replaced after this long, unless the pool
+#: stops meanwhile: after a SIGTERM to the process group, so that no replacement takes a task
+STOPPED_RESTART_DELAY = 1.0
+#: how often dead processes left behind by a dead fork server are looked for
+STRAY_SWEEP = 5.0
 
 @dataclass
 class _Slot:
@@ -48,6 +64,10 @@ class _Slot:
     restart_at: float = 0.0
     quick_deaths: int = 0
     exit_seen: bool = False
+    #: the fork server that forked the worker (or is forking it)
+    server: int = 0
+    #: its fork server died: the worker is this process's child now, reaped here
+    adopted: bool = False
 
 
 class ProcessSupervisor(Supervisor):
@@ -58,21 +78,32 @@ class ProcessSupervisor(Supervisor):
         self.slots = [_Slot(i) for i in range(num_workers)]
         self.forks = ForkServer(self._spec)
         self._exited: list[tuple[_Slot, _Status]] = []
+        self._was_subreaper = False
+        self._swept_at = 0.0
 
     @property
     def pids(self) -> list[int]:
         return [s.pid for s in self.slots if s.pid is not None]
 
     def start(self, ready_timeout: float = 60.0) -> None:
+        # so the workers of a fork server that dies become our children, not init's
+        self._was_subreaper = is_child_subreaper()
+        if not self._was_subreaper and not set_child_subreaper(True):
+            log.debug("not a child subreaper (not Linux): a dead fork server takes its workers along")
         # first, while this process runs none of our threads: see agentexec.worker.forkserver
         self.forks.start()
         try:
             super().start(ready_timeout)
         except BaseException:
             self.forks.stop()
+            self._restore_subreaper()
             raise
 
-    def _spec(self, index: int, consumer_id: str, server_pid: int) -> WorkerSpec:
+    def _restore_subreaper(self) -> None:
+        if not self._was_subreaper:
+            set_child_subreaper(False)
+
+    def _spec(self, index: int, consumer_id: str, server_pid: int, pool_pid: int) -> WorkerSpec:
         """Runs in the fork server, for each worker it forks."""
         return WorkerSpec(
             index=index,
@@ -83,6 +114,7 @@ class ProcessSupervisor(Supervisor):
             definitions=dict(self.pool.tasks),
             make_backends=self.pool._fresh_backends,
             parent_pid=server_pid,
+            pool_pid=pool_pid,
             engine=self.pool.engine,
         )
 
@@ -91,6 +123,8 @@ class ProcessSupervisor(Supervisor):
         slot.consumer_id = self._consumer_id(slot.index, slot.generation)
         slot.exit_seen = False
         slot.spawning = True
+        slot.adopted = False
+        slot.server = self.forks.pid
         slot.started_at = time.monotonic()
         self.forks.spawn(slot.index, slot.consumer_id)
 
@@ -116,43 +150,98 @@ class ProcessSupervisor(Supervisor):
                     self._spawn(slot)
                 with anyio.fail_after(30):
                     while any(s.spawning for s in self.slots):
-                        self._check_server()
+                        self._watch_server(replace=True)
                         self._receive()
                         await anyio.sleep(0.005)
                 tg.start_soon(self._reaper, backends)
                 self._start_scheduler(tg, backends)
                 self._ready.set()
+                delay = POLL
                 while not self._stop_requested.is_set():
-                    self._check_server()
-                    await self._check_children(backends, replace=True)
-                    await anyio.sleep(POLL)
+                    try:
+                        self._watch_server(replace=True)
+                        await self._check_children(backends, replace=True)
+                        delay = POLL
+                    except Exception:
+                        # only a deliberate stop ends the pool: whatever failed is tried again
+                        log.exception("supervising the workers failed; retrying in %.1fs", delay)
+                        delay = min(delay * 2 if delay > POLL else 0.5, 5.0)
+                    await anyio.sleep(delay)
                 await self._shutdown(backends)
                 tg.cancel_scope.cancel()
         finally:
             with anyio.move_on_after(5, shield=True):
                 await backends.aclose()
 
-    def _check_server(self) -> None:
-        if not self.forks.alive():
-            raise RuntimeError(
-                "the pool's fork server exited unexpectedly; its workers exited with it"
+    def _watch_server(self, *, replace: bool) -> None:
+        """Notice a dead fork server: its workers are ours now; a new server takes over."""
+        if self.forks.alive():
+            return
+        self._receive()  # what it said before dying: workers it started or saw exit
+        dead = self.forks.lost()
+        for slot in self.slots:
+            if slot.server != dead:
+                continue
+            if slot.pid is not None:
+                slot.adopted = True
+            elif slot.spawning:
+                # never announced, so never started: its gate closed with the server
+                slot.spawning = False
+                slot.restart_at = 0.0
+        if dead:
+            log.error("The pool's fork server (pid %d) exited; its workers carry on", dead)
+        self._sweep(force=bool(dead))
+        if not replace:
+            return
+        # a fork that fails (EAGAIN, ENOMEM) raises: the next round tries again, meanwhile no
+        # slot waits for a server that is not there (server 0)
+        how = self.forks.replace()
+        log.warning(
+            "The pool's new fork server is %s (pid %d)",
+            "the old one's standby" if how == "standby" else "a new fork of the pool process", self.forks.pid,
+        )
+        if how == "fork":
+            log.warning(
+                "the fork server's standby was gone too, so the new server was forked from the "
+                "pool process while it runs threads (see agentexec.worker.forkserver)"
             )
 
+    def _sweep(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._swept_at >= STRAY_SWEEP:
+            self._swept_at = now
+            known = {s.pid for s in self.slots if s.pid is not None} | {self.forks.pid}
+            if self.forks.standby is not None:
+                known.add(self.forks.standby.pid)
+            for pid in reap_strays(known):
+                log.debug("reaped pid %d, left behind by a dead fork server", pid)
+
     def closed(self) -> None:
-        # the fork server kills any worker still there, then exits
+        # the fork server kills its workers, then exits; adopted ones are ours to kill and reap
         for slot in self.slots:
             if slot.pid is not None:
                 _kill(slot.pid)
         self.forks.stop()
+        for slot in self.slots:
+            if slot.pid is not None and slot.adopted:
+                try:
+                    os.waitpid(slot.pid, 0)
+                except ChildProcessError:
+                    pass
+        self._sweep(force=True)
+        self._restore_subreaper()
 
     async def _check_children(self, backends: Backends, *, replace: bool) -> list[_Slot]:
         """Collect exited workers; hand their tasks out again; start replacements if asked."""
         self._receive()
+        self._poll_adopted()
         ended: list[_Slot] = []
         now = time.monotonic()
         exited, self._exited = self._exited, []
         for slot, status in exited:
-            pid, slot.pid = slot.pid, None
+            if slot.pid is None:
+                continue  # reported twice: by its dying server and by waitpid here
+            pid, slot.pid, slot.adopted = slot.pid, None, False
             ended.append(slot)
             if replace:
                 log.error(
@@ -163,13 +252,35 @@ class ProcessSupervisor(Supervisor):
                 quick = now - slot.started_at < QUICK_DEATH and status.signal != signal.SIGKILL
                 slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
                 delay = min(0.5 * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY) if slot.quick_deaths else 0.0
+                if status.code == 0:
+                    delay = max(delay, STOPPED_RESTART_DELAY)
                 slot.restart_at = now + delay
             await self._reap_worker(backends, slot)
         if replace:
             for slot in self.slots:
+                if self._stop_requested.is_set():
+                    break
                 if slot.pid is None and not slot.spawning and now >= slot.restart_at:
                     self._spawn(slot)
+            self._sweep()
         return ended
+
+    def _poll_adopted(self) -> None:
+        """Collect the exits of workers whose fork server died (they are our children now)."""
+        reported = {id(slot) for slot, _ in self._exited}
+        for slot in self.slots:
+            if slot.pid is None or not slot.adopted or id(slot) in reported:
+                continue
+            try:
+                pid, status = os.waitpid(slot.pid, os.WNOHANG)
+            except ChildProcessError:
+                self._exited.append((slot, _Status()))  # its server reaped it before dying
+                continue
+            if pid:
+                if os.WIFSIGNALED(status):
+                    self._exited.append((slot, _Status(signal=os.WTERMSIG(status))))
+                else:
+                    self._exited.append((slot, _Status(code=os.waitstatus_to_exitcode(status))))
 
     async def _reap_worker(self, backends: Backends, slot: _Slot) -> None:
         for lane in self.lanes:
@@ -187,6 +298,7 @@ class ProcessSupervisor(Supervisor):
 
     async def _wait_exits(self, backends: Backends, deadline: float) -> None:
         while self._live() and time.monotonic() < deadline and not self._force.is_set():
+            self._watch_server(replace=False)
             await self._check_children(backends, replace=False)
             if self._live():
                 await anyio.sleep(POLL)
@@ -257,6 +369,8 @@ def _describe(status: _Status) -> str:
         except ValueError:
             name = str(status.signal)
         return f"was killed by {name}"
+    if status.code is None:
+        return "exited"
     return f"exited with code {status.code}"
 
 
