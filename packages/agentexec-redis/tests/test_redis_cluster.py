@@ -1,18 +1,14 @@
-"""The adapter on a 3-node Redis Cluster started by the test (``redis+cluster://`` URLs)."""
+"""The adapter on the session's 3-master Redis Cluster (``redis+cluster://`` URLs; the cluster
+is started once per session by ``redis_cluster_url`` in the root conftest)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import anyio
 import pytest
 from agentexec.task import Envelope, Priority
-from agentexec_redis.client import close_redis, get_redis
+from agentexec_redis.client import get_redis
 from agentexec_redis.events import RedisEvents
 from agentexec_redis.queue import RedisQueue
 from agentexec_redis.results import RedisResults
@@ -20,53 +16,6 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def cluster_ports(count: int) -> list[int]:
-    """Free ports whose cluster-bus ports (port + 10000) are free too."""
-    ports: list[int] = []
-    while len(ports) < count:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 10000 < 65536 and _free(port + 10000) and port not in ports:
-            ports.append(port)
-    return ports
-
-
-@pytest.fixture
-def cluster(redis_process: Callable[..., Any]) -> str:
-    """Three fresh cluster nodes sharing the 16384 slots; the URL of one of them."""
-    nodes = [
-        redis_process("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                      "--cluster-node-timeout", "2000", "--appendonly", "no", port=port)
-        for port in cluster_ports(3)
-    ]
-    subprocess.run(
-        ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
-         "--cluster-replicas", "0", "--cluster-yes"],
-        check=True, capture_output=True, timeout=30,
-    )
-    deadline = time.monotonic() + 15
-    while not all("cluster_state:ok" in n.cli("cluster", "info") for n in nodes):
-        assert time.monotonic() < deadline, "the test cluster did not reach cluster_state:ok"
-        time.sleep(0.1)
-    return f"redis+cluster://127.0.0.1:{nodes[0].port}/0"
-
-
-@pytest.fixture
-async def cluster_url(cluster: str) -> AsyncIterator[str]:
-    yield cluster
-    await close_redis(cluster)
 
 
 def envelope(queue_name: str, n: int, priority: Priority = Priority.LOW) -> Envelope:
@@ -135,3 +84,4 @@ async def test_queue_results_and_events_on_a_cluster(cluster_url: str) -> None:
             event_id = await events.publish("logs:cq", "hello")
             event = await anext(stream)
         assert (event.channel, event.data, event.id) == ("logs:cq", "hello", event_id)
+
