@@ -3,16 +3,19 @@ is started once per session by ``redis_cluster_url`` in the root conftest)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from typing import Any
 
 import anyio
 import pytest
+from agentexec.config import CONF
 from agentexec.task import Envelope, Priority
 from agentexec_redis.client import get_redis
 from agentexec_redis.events import RedisEvents
 from agentexec_redis.queue import RedisQueue
 from agentexec_redis.results import RedisResults
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import NodesManager, RedisCluster
 from redis.crc import key_slot
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -85,3 +88,26 @@ async def test_queue_results_and_events_on_a_cluster(cluster_url: str) -> None:
             event = await anext(stream)
         assert (event.channel, event.data, event.id) == ("logs:cq", "hello", event_id)
 
+
+async def test_a_new_client_routes_its_first_concurrent_commands_by_key(
+    cluster_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first commands of a new cluster client, issued at once, reach their keys' nodes.
+    redis-py sent the ones issued before it knew the slots to an arbitrary node; the MOVED
+    storm that followed broke connections in use (``AttributeError: 'NoneType' object has no
+    attribute 'writelines'``)."""
+    monkeypatch.setattr(CONF, "redis_pool_size", 64)  # this test is about routing, not pool size
+    client = await get_redis(cluster_url)
+    moved: list[str] = []
+    real = NodesManager.move_slot
+
+    async def move_slot(self: NodesManager, e: Any) -> None:
+        moved.append(str(e))
+        await real(self, e)
+
+    monkeypatch.setattr(NodesManager, "move_slot", move_slot)
+    prefix = uuid.uuid4().hex
+    with anyio.fail_after(10):
+        done = await asyncio.gather(*(client.set(f"{prefix}:{i}", i, ex=60) for i in range(40)))
+    assert done == [True] * 40
+    assert moved == []
