@@ -4,6 +4,7 @@ is started once per session by ``redis_cluster_url`` in the root conftest)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from agentexec_redis.queue import RedisQueue
 from agentexec_redis.results import RedisResults
 from redis.asyncio.cluster import NodesManager, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -111,3 +113,44 @@ async def test_a_new_client_routes_its_first_concurrent_commands_by_key(
         done = await asyncio.gather(*(client.set(f"{prefix}:{i}", i, ex=60) for i in range(40)))
     assert done == [True] * 40
     assert moved == []
+
+
+async def test_more_commands_than_the_pool_size_wait_for_a_connection(
+    cluster_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on one server (a blocking pool of ``redis_pool_size``), commands beyond the pool size
+    wait for a connection instead of failing: redis-py's cluster client raised
+    ``MaxConnectionsError`` at once, which the backends took for an outage."""
+    monkeypatch.setattr(CONF, "redis_pool_size", 3)
+    client = await get_redis(cluster_url)
+    tag = "{" + uuid.uuid4().hex + "}"  # one slot, so one node: the per-node limit is what counts
+
+    async def piped(i: int) -> list[Any]:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.set(f"{tag}:p{i}", i)
+            pipe.get(f"{tag}:p{i}")
+            return list(await pipe.execute())
+
+    with anyio.fail_after(10):
+        blocked = asyncio.gather(*(client.blpop([f"{tag}:empty{i}"], 0.2) for i in range(9)))
+        await anyio.sleep(0.05)  # the first three hold every connection
+        sets = asyncio.gather(*(client.set(f"{tag}:s{i}", i) for i in range(20)), *(piped(i) for i in range(5)))
+        assert await blocked == [None] * 9
+        assert await sets == [True] * 20 + [[True, str(i).encode()] for i in range(5)]
+
+
+async def test_a_command_waits_at_most_the_pool_timeout_for_a_connection(
+    cluster_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(CONF, "redis_pool_size", 1)
+    monkeypatch.setattr(CONF, "redis_pool_timeout", 1)
+    client = await get_redis(cluster_url)
+    key = uuid.uuid4().hex
+    with anyio.fail_after(10):
+        holder = asyncio.ensure_future(client.blpop([key], 1.4))
+        await anyio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(RedisConnectionError, match="No connection available"):
+            await client.get(key)
+        assert 0.9 < time.monotonic() - started < 1.35
+        assert await holder is None
