@@ -154,3 +154,37 @@ async def test_a_command_waits_at_most_the_pool_timeout_for_a_connection(
             await client.get(key)
         assert 0.9 < time.monotonic() - started < 1.35
         assert await holder is None
+
+
+async def test_many_waiters_on_a_cluster_read_their_results_by_slot(
+    cluster_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``gather`` of many tasks on a cluster: the waiters' reads go out as one pipeline of
+    MGETs per slot (not a GET each, which the pool size would serialize)."""
+    results = RedisResults(cluster_url)
+    ids = [uuid.uuid4() for _ in range(300)]
+    r = await get_redis(cluster_url)
+    commands: list[str] = []
+    real = r.execute_command
+
+    async def command(*args: Any, **kwargs: Any) -> Any:
+        commands.append(str(args[0]).upper())
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(r, "execute_command", command)
+    got: dict[uuid.UUID, bytes] = {}
+
+    async def waiter(agent_id: uuid.UUID) -> None:
+        got[agent_id] = await results.wait(agent_id, 10)
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for agent_id in ids:
+                    tg.start_soon(waiter, agent_id)
+                await anyio.sleep(0.2)
+                await results.set_many([(a, a.bytes) for a in ids], 60)
+        assert got == {a: a.bytes for a in ids}
+        assert "GET" not in commands
+    finally:
+        await results.close()
