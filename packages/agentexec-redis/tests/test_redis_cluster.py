@@ -12,10 +12,11 @@ import anyio
 import pytest
 from agentexec.config import CONF
 from agentexec.task import Envelope, Priority
-from agentexec_redis.client import get_redis
+from agentexec_redis.client import close_redis, get_redis, get_redis_sync
 from agentexec_redis.events import RedisEvents
 from agentexec_redis.queue import RedisQueue
 from agentexec_redis.results import RedisResults
+from redis import Redis
 from redis.asyncio.cluster import NodesManager, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -188,3 +189,27 @@ async def test_many_waiters_on_a_cluster_read_their_results_by_slot(
         assert "GET" not in commands
     finally:
         await results.close()
+
+
+async def test_close_redis_closes_every_connection_to_the_cluster(cluster_url: str) -> None:
+    """``close_redis`` leaves no connection open on any node, async or blocking client (the
+    blocking cluster client's ``close()`` left its nodes' pools connected)."""
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    url = f"{cluster_url}?client_name={name}"
+    ports = [node.port for node in (await (await get_redis(cluster_url)).initialize()).get_nodes()]
+    assert len(ports) == 3
+
+    def connections() -> int:
+        count = 0
+        for port in ports:
+            with Redis(host="127.0.0.1", port=port) as probe:
+                count += sum(c.get("name") == name for c in probe.client_list())
+        return count
+
+    client = await get_redis(url)
+    await asyncio.gather(*(client.set(f"{name}:{i}", i, ex=60) for i in range(30)))
+    sync = get_redis_sync(url)
+    assert [sync.get(f"{name}:{i}") for i in range(30)] == [str(i).encode() for i in range(30)]
+    assert connections() >= 3
+    await close_redis(url)
+    assert connections() == 0

@@ -254,4 +254,14 @@ async def close_redis(url: str | None = None) -> None:
     for client in to_close:
         await client.aclose()
     for sync in sync_close:
-        sync.close()
+        _close_sync(sync)
+
+
+def _close_sync(client: redis.Redis) -> None:
+    client.close()
+    if isinstance(client, RedisCluster):
+        # the cluster's close() leaves each node's pool connected (its node clients were given
+        # their pools, so they do not own them): disconnect them here
+        for node in client.get_nodes():
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
