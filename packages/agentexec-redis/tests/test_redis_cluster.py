@@ -17,9 +17,10 @@ from agentexec_redis.events import RedisEvents
 from agentexec_redis.queue import RedisQueue
 from agentexec_redis.results import RedisResults
 from redis import Redis
-from redis.asyncio.cluster import NodesManager, RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MovedError
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -102,13 +103,16 @@ async def test_a_new_client_routes_its_first_concurrent_commands_by_key(
     monkeypatch.setattr(CONF, "redis_pool_size", 64)  # this test is about routing, not pool size
     client = await get_redis(cluster_url)
     moved: list[str] = []
-    real = NodesManager.move_slot
+    real = ClusterNode.execute_command
 
-    async def move_slot(self: NodesManager, e: Any) -> None:
-        moved.append(str(e))
-        await real(self, e)
+    async def execute_command(self: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await real(self, *args, **kwargs)
+        except MovedError as e:
+            moved.append(str(e))
+            raise
 
-    monkeypatch.setattr(NodesManager, "move_slot", move_slot)
+    monkeypatch.setattr(ClusterNode, "execute_command", execute_command)
     prefix = uuid.uuid4().hex
     with anyio.fail_after(10):
         done = await asyncio.gather(*(client.set(f"{prefix}:{i}", i, ex=60) for i in range(40)))

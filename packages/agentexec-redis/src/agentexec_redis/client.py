@@ -134,16 +134,16 @@ class _AsyncCluster(AsyncRedisCluster):
             self.release_permit(token)
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
-        if shard_hint:
-            return super().pipeline(transaction, shard_hint)  # raises, as redis-py does
-        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py does
+        if transaction or shard_hint:  # as redis-py decides (the adapter never asks for these)
+            return super().pipeline(transaction, shard_hint)
+        return _ClusterPipeline(self)  # type: ignore[abstract]  # as redis-py does
 
 
 class _ClusterPipeline(AsyncClusterPipeline):
     """A cluster pipeline whose ``execute`` holds one of its client's permits."""
 
-    def __init__(self, client: _AsyncCluster, transaction: Any | None = None) -> None:
-        super().__init__(client, transaction)
+    def __init__(self, client: _AsyncCluster) -> None:
+        super().__init__(client)
         self.permit_client = client
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
