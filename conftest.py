@@ -3,14 +3,25 @@
 Order for each service: an explicit env var, then the local server, then a testcontainers
 container when Docker answers, then (outside CI) a fallback (fakeredis / SQLite) or a skip.
 With ``CI=true`` an unreachable Redis or PostgreSQL fails the run instead of falling back.
+
+``redis_cluster_url`` starts a real 3-master Redis Cluster once per test session (local
+``redis-server`` binaries; a failure to start it fails the tests in CI, a missing binary skips
+them elsewhere).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -98,6 +109,133 @@ def postgres_server_url() -> Iterator[str]:
             )
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+#: cluster nodes started by ``redis_cluster_url``; how long the cluster may take to form
+CLUSTER_NODES = 3
+CLUSTER_START_TIMEOUT = 20.0
+
+# looked up here, not in the forked child: preexec_fn must not import or dlopen
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with_the_tests() -> None:
+    """In a cluster node before exec: a test run that is itself killed takes the node along."""
+    if _prctl is not None:
+        _prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free loopback ports whose cluster-bus ports (port + 10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 < 65536 and port not in ports and _port_free(port + 10000):
+            ports.append(port)
+    return ports
+
+
+def _cli(port: int, *args: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+class _Cluster:
+    """``CLUSTER_NODES`` masters sharing the 16384 slots, each a ``redis-server`` child process
+    (not daemonized: it dies with the test run even when that is killed)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ports = _cluster_ports(CLUSTER_NODES)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def log(self, port: int) -> str:
+        path = self.directory / f"node-{port}.log"
+        return path.read_text(errors="replace")[-1500:] if path.exists() else "(no log)"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for port in self.ports:
+            self.procs.append(subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+                 "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                 "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no",
+                 "--daemonize", "no", "--logfile", f"node-{port}.log"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_the_tests,
+            ))
+        deadline = time.monotonic() + CLUSTER_START_TIMEOUT
+        for port, proc in zip(self.ports, self.procs, strict=True):
+            while _cli(port, "ping").stdout.strip() != "PONG":
+                if proc.poll() is not None:
+                    raise RuntimeError(f"cluster node on port {port} exited:\n{self.log(port)}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster node on port {port} did not answer:\n{self.log(port)}")
+                time.sleep(0.05)
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, timeout=CLUSTER_START_TIMEOUT,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}")
+        for port in self.ports:
+            while "cluster_state:ok" not in _cli(port, "cluster", "info").stdout:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"node {port} not at cluster_state:ok within {CLUSTER_START_TIMEOUT}s")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``redis+cluster://`` URL of a 3-master Redis Cluster started for this test session
+    (from ``redis-server --cluster-enabled yes`` and ``redis-cli --cluster create``), shut down
+    and removed after. With ``CI=true`` a cluster that cannot start fails the tests; elsewhere,
+    missing Redis binaries skip them."""
+    missing = [b for b in ("redis-server", "redis-cli") if shutil.which(b) is None]
+    if missing:
+        if IN_CI:
+            pytest.fail(f"CI=true but {', '.join(missing)} not installed (apt-get install redis-server)")
+        pytest.skip(f"{', '.join(missing)} not installed: no local Redis Cluster (apt-get install redis-server)")
+    errors: list[str] = []
+    for attempt in range(3):  # a port taken by someone else between the check and the bind
+        cluster = _Cluster(tmp_path_factory.mktemp(f"redis-cluster-{attempt}"))
+        try:
+            cluster.start()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            errors.append(str(exc))
+            cluster.stop()
+            continue
+        try:
+            yield f"redis+cluster://127.0.0.1:{cluster.ports[0]}/0"
+        finally:
+            cluster.stop()
+        return
+    pytest.fail("could not start a local Redis Cluster:\n" + "\n---\n".join(errors))
 
 
 @pytest.fixture

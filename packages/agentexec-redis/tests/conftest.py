@@ -2,7 +2,8 @@
 
 ``redis_url`` is the real Redis from the root conftest (always in CI), else a URL served by
 fakeredis (patched into ``agentexec_redis.client``), so every test runs either way.
-``redis_process`` starts private ``redis-server`` processes for restart, ACL, TLS and cluster tests.
+``redis_process`` starts private ``redis-server`` processes for restart, ACL and TLS tests;
+``cluster_url`` is the session's real Redis Cluster (``redis_cluster_url`` in the root conftest).
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def _fix_fakeredis_blmove() -> None:
 def fake_server() -> fakeredis.FakeServer:
     _fix_fakeredis_blmove()
     return fakeredis.FakeServer()
+
+
+@pytest.fixture
+async def cluster_url(redis_cluster_url: str) -> AsyncIterator[str]:
+    """The session's Redis Cluster (root conftest), as a ``redis+cluster://`` URL; this test's
+    pools are closed after it."""
+    yield redis_cluster_url
+    await client.close_redis(redis_cluster_url)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from agentexec_redis.events import RedisEvents
 from agentexec_redis.keys import queue_keys
 from agentexec_redis.queue import RedisQueue
 from agentexec_redis.results import RECHECK_INTERVAL, RedisResults
-from test_redis_cluster import cluster, cluster_url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.anyio
 
@@ -338,7 +337,7 @@ async def test_publish_many_delivers_in_order_on_one_channel(
 
 
 @pytest.mark.slow
-async def test_batches_on_a_cluster(cluster_url: str) -> None:  # noqa: F811
+async def test_batches_on_a_cluster(cluster_url: str) -> None:
     """Queues on different slots, results spread over the nodes: each batch still lands."""
     names = [f"bq-{uuid.uuid4().hex[:6]}-{i}" for i in range(3)]
     queue = RedisQueue(cluster_url)

@@ -1,4 +1,5 @@
-"""The Redis queue, results and events pass the conformance kit (real Redis in CI, else fakeredis)."""
+"""The Redis queue, results and events pass the conformance kit: on one server (real Redis in CI,
+else fakeredis) and on a real local 3-master Redis Cluster (``redis+cluster://``)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,28 @@ class TestRedisEvents(EventsSuite):
 class TestRedisPackaging(PluginPackagingSuite):
     distribution = "agentexec-redis"
     heavy_modules = ("redis",)
+
+
+# -- the same kit on a real 3-master Redis Cluster (`cluster_url`: started once per session) ----
+class TestRedisClusterQueue(QueueSuite):
+    @pytest.fixture
+    async def queue(self, cluster_url: str) -> AsyncIterator[RedisQueue]:
+        q = RedisQueue(cluster_url)
+        yield q
+        await q.close()
+
+
+class TestRedisClusterResults(ResultsSuite):
+    @pytest.fixture
+    async def results(self, cluster_url: str) -> AsyncIterator[RedisResults]:
+        r = RedisResults(cluster_url)
+        yield r
+        await r.close()
+
+
+class TestRedisClusterEvents(EventsSuite):
+    @pytest.fixture
+    async def events(self, cluster_url: str) -> AsyncIterator[RedisEvents]:
+        e = RedisEvents(cluster_url)
+        yield e
+        await e.close()

@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from contextvars import ContextVar, Token
 from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
 from agentexec.config import CONF
+from redis.asyncio.cluster import ClusterPipeline as AsyncClusterPipeline
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
@@ -72,13 +75,95 @@ def _socket_options(url: str) -> dict[str, Any]:
     return {} if url.lower().startswith("unix:") else {"socket_keepalive": True}
 
 
+#: the cluster clients whose connection permit the running task holds (its nested commands,
+#: such as a pipeline's redirected retries, do not wait for a second one)
+_permits_held: ContextVar[tuple[object, ...]] = ContextVar("agentexec_redis_permits", default=())
+
+
+class _AsyncCluster(AsyncRedisCluster):
+    """``redis.asyncio.RedisCluster`` made to behave like the single-server client. Both were
+    found on a real cluster (``tests/test_redis_cluster.py``):
+
+    - It learns the slots before routing a command. redis-py (8.1) routes by key only once it
+      knows a node; the commands a new (or re-initializing) client issues at once went to an
+      arbitrary node, drew MOVED, and the redirect handling of many at once disconnected
+      connections other commands were using (``'NoneType' object has no attribute
+      'writelines'``: 20 concurrent ``claim`` calls). ``initialize()`` returns at once when the
+      slots are known.
+    - At most ``CONF.redis_pool_size`` commands and pipelines of the process run at once; the
+      next waits up to ``CONF.redis_pool_timeout`` s for one to finish (then ``ConnectionError:
+      No connection available``), as with the single-server blocking pool. redis-py's cluster
+      nodes raise ``MaxConnectionsError`` at once instead, which the backends took for an
+      outage. Each command or pipeline uses at most one connection per node, so no node gets
+      more than the pool size (its own limit, twice that, leaves room for connections being
+      recycled after a topology change).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.permits = asyncio.Semaphore(CONF.redis_pool_size)
+        self.permit_timeout = float(CONF.redis_pool_timeout)
+
+    def holds_permit(self) -> bool:
+        return any(client is self for client in _permits_held.get())
+
+    async def acquire_permit(self) -> Token[tuple[object, ...]]:
+        if self.permits.locked():
+            try:
+                async with asyncio.timeout(self.permit_timeout):
+                    await self.permits.acquire()
+            except TimeoutError:
+                raise RedisConnectionError("No connection available.") from None
+        else:
+            await self.permits.acquire()  # free: returns without waiting
+        return _permits_held.set((*_permits_held.get(), self))
+
+    def release_permit(self, token: Token[tuple[object, ...]]) -> None:
+        _permits_held.reset(token)
+        self.permits.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self.holds_permit():
+            await self.initialize()
+            return await super().execute_command(*args, **kwargs)
+        token = await self.acquire_permit()
+        try:
+            await self.initialize()
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self.release_permit(token)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if transaction or shard_hint:  # as redis-py decides (the adapter never asks for these)
+            return super().pipeline(transaction, shard_hint)
+        return _ClusterPipeline(self)  # type: ignore[abstract]  # as redis-py does
+
+
+class _ClusterPipeline(AsyncClusterPipeline):
+    """A cluster pipeline whose ``execute`` holds one of its client's permits."""
+
+    def __init__(self, client: _AsyncCluster) -> None:
+        super().__init__(client)
+        self.permit_client = client
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        client = self.permit_client
+        if client.holds_permit():
+            return await super().execute(raise_on_error, allow_redirections)
+        token = await client.acquire_permit()
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        finally:
+            client.release_permit(token)
+
+
 def _new_async(url: str) -> aioredis.Redis:
     plain = cluster_url(url)
     if plain is not None:
         return cast(
             aioredis.Redis,
-            AsyncRedisCluster.from_url(
-                plain, max_connections=max(CONF.redis_pool_size, 2), socket_keepalive=True
+            _AsyncCluster.from_url(
+                plain, max_connections=2 * CONF.redis_pool_size, socket_keepalive=True
             ),
         )
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -169,4 +254,14 @@ async def close_redis(url: str | None = None) -> None:
     for client in to_close:
         await client.aclose()
     for sync in sync_close:
-        sync.close()
+        _close_sync(sync)
+
+
+def _close_sync(client: redis.Redis) -> None:
+    client.close()
+    if isinstance(client, RedisCluster):
+        # the cluster's close() leaves each node's pool connected (its node clients were given
+        # their pools, so they do not own them): disconnect them here
+        for node in client.get_nodes():
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
