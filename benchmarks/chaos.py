@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 E2E = ROOT / "tests" / "e2e"
 sys.path.insert(0, str(E2E))
 
-from e2e_support import PoolProcess, children, python_app  # noqa: E402
+from e2e_support import PoolProcess, children, process_name, python_app  # noqa: E402
 
 FINAL = {"COMPLETE", "ERROR", "CANCELED"}
 
@@ -104,16 +104,19 @@ class Report:
 
 
 def pool_processes(main_pid: int) -> dict[int, str]:
-    """Every descendant of the pool's main process, with its role by depth."""
+    """Every descendant of the pool's main process, with its role from its name
+    (``agentexec:w<N>`` workers, ``agentexec:fork`` the fork server, ``agentexec:spare`` its
+    standby)."""
     found: dict[int, str] = {}
-    frontier = [(main_pid, 0)]
+    frontier = [main_pid]
     while frontier:
-        pid, depth = frontier.pop()
-        for child in children(pid):
-            kids = children(child)
-            role = "worker" if depth >= 1 or not kids else "fork server"
+        for child in children(frontier.pop()):
+            name = process_name(child)
+            role = {"agentexec:fork": "fork server", "agentexec:spare": "standby"}.get(
+                name, "worker" if name.startswith("agentexec:w") else name
+            )
             found[child] = role
-            frontier.append((child, depth + 1))
+            frontier.append(child)
     return found
 
 
@@ -264,7 +267,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--only", choices=["worker", "fork server"], default=None,
+    parser.add_argument("--only", choices=["worker", "fork server", "standby"], default=None,
                         help="kill only processes of this role")
     args = parser.parse_args()
     failed = False
