@@ -157,7 +157,11 @@ def run(
 
     pool = PoolProcess.start(python_app(), env=env, journal=journal)
     try:
-        backends = build_backends()
+        transport = redis_url if stack == "redis" else database_url
+        # explicit URLs: CONF may have been read before this function set the environment
+        backends = build_backends(
+            {"queue": transport, "results": transport, "events": transport, "activity": database_url}
+        )
         set_backends(backends)
         engine = sa.create_engine(database_url)
 
