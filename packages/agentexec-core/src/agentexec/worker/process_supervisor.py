@@ -89,7 +89,7 @@ class ProcessSupervisor(Supervisor):
         # so the workers of a fork server that dies become our children, not init's
         self._was_subreaper = is_child_subreaper()
         if not self._was_subreaper and not set_child_subreaper(True):
-            log.debug("not a child subreaper (not Linux): a dead fork server takes its workers along")
+            log.debug("cannot be a child subreaper (not Linux): a dead fork server takes its workers along")
         # first, while this process runs none of our threads: see agentexec.worker.forkserver
         self.forks.start()
         try:
@@ -164,8 +164,8 @@ class ProcessSupervisor(Supervisor):
                         delay = POLL
                     except Exception:
                         # only a deliberate stop ends the pool: whatever failed is tried again
-                        log.exception("supervising the workers failed; retrying in %.1fs", delay)
                         delay = min(delay * 2 if delay > POLL else 0.5, 5.0)
+                        log.exception("supervising the workers failed; retrying in %.1fs", delay)
                     await anyio.sleep(delay)
                 await self._shutdown(backends)
                 tg.cancel_scope.cancel()
