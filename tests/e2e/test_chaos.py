@@ -26,7 +26,7 @@ def test_a_pool_keeps_every_promise_while_its_processes_are_killed(
         pytest.skip("needs a real Redis (worker processes cannot share fakeredis)")
     kills = 12
     report = chaos.run(
-        stack, tasks=400, workers=4, kills=kills, interval=0.3, seed=7, settle_timeout=90,
+        stack, tasks=400, workers=4, kills=kills, interval=0.5, seed=7, settle_timeout=90,
         workdir=tmp_path, redis_url=redis_server_url or "",
     )
     print(report.line())

