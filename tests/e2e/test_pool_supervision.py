@@ -88,6 +88,14 @@ def gone(pids: set[int]) -> bool:
     return not any(alive(pid) for pid in pids)
 
 
+def wait_for(pool: PoolProcess, predicate: Callable[[], bool], what: str) -> None:
+    """``wait_until``, with every pool process's stacks and the pool's output when it fails."""
+    try:
+        wait_until(predicate, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{pool.dump_stacks()}") from None
+
+
 def replaced(pool: PoolProcess, worker: int, count: int = 2) -> bool:
     now = pool.workers()
     return len(now) == count and worker not in now
@@ -98,7 +106,7 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
     pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2)
-    wait_until(lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
     server, standby, workers = pool.server(), pool.standby(), pool.workers()
     seen = {server, standby, *workers}
     long = await enqueue(queue_name, "long", seconds=2)
@@ -106,12 +114,12 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
 
     # 1. the fork server: its standby takes over, its workers carry on (the running task too)
     os.kill(server, signal.SIGKILL)
-    wait_until(lambda: pool.servers() == [standby], what="the standby promoted")
+    wait_for(pool, lambda: pool.servers() == [standby], what="the standby promoted")
     assert await ax.get_result(long, timeout=WAIT) == "long"
     assert [e["label"] for e in pool.events() if e["event"] == "start"] == ["long"]  # ran once
     assert pool.workers() == workers  # none died with their server, none was replaced
     assert all(process_parent(w) == pool.proc.pid for w in workers)  # adopted by the pool
-    wait_until(lambda: len(pool.named("spare")) == 1, what="a new standby")
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="a new standby")
     server, standby = pool.server(), pool.standby()
     seen |= {server, standby}
     assert [await ax.get_result(await enqueue(queue_name, f"a{i}"), timeout=WAIT) for i in range(4)] == [
@@ -120,33 +128,38 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
 
     # 2. an adopted worker that dies is reaped and replaced by the new server
     os.kill(workers[0], signal.SIGKILL)
-    wait_until(lambda: replaced(pool, workers[0]), what="a replacement")
+    wait_for(pool, lambda: replaced(pool, workers[0]), what="a replacement")
     [new_worker] = set(pool.workers()) - set(workers)
     assert process_parent(new_worker) == server
     seen.add(new_worker)
 
     # 3. the standby alone: its server forks another
     os.kill(standby, signal.SIGKILL)
-    wait_until(lambda: pool.named("spare") not in ([], [standby]), what="a new standby")
+    wait_for(pool, lambda: pool.named("spare") not in ([], [standby]), what="a new standby")
     standby = pool.standby()
     seen.add(standby)
 
     # 4. both at once: the last resort, a fork of the pool process
     os.kill(standby, signal.SIGKILL)
     os.kill(server, signal.SIGKILL)
-    wait_until(lambda: pool.servers() not in ([], [server]), what="a new fork server")
-    wait_until(lambda: len(pool.named("spare")) == 1, what="its standby")
+    wait_for(pool, lambda: pool.servers() not in ([], [server]), what="a new fork server")
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="its standby")
     seen |= {pool.server(), pool.standby()}
     assert process_parent(pool.server()) == pool.proc.pid
     pool.wait_output("a new fork of the pool process")
     os.kill(new_worker, signal.SIGKILL)  # the new server forks its replacement
-    wait_until(lambda: replaced(pool, new_worker), what="a replacement")
-    seen |= set(pool.workers())
-    tasks = [await enqueue(queue_name, f"b{i}", seconds=0.1) for i in range(6)]
+    wait_for(pool, lambda: replaced(pool, new_worker), what="a replacement")
+    [last_worker] = set(pool.workers()) - {workers[1]}
+    assert process_parent(last_worker) == pool.server()
+    seen.add(last_worker)
+    tasks = [await enqueue(queue_name, f"b{i}", seconds=0.3) for i in range(6)]
     assert await ax.gather(*tasks, timeout=WAIT) == tuple(f"b{i}" for i in range(6))
+    ran_in = {e["pid"] for e in pool.events() if e["label"].startswith("b")}
+    assert ran_in == {workers[1], last_worker}  # the last resort's worker takes tasks too
 
     assert alive(pool.proc.pid)
     assert "stopped on an error" not in pool.output
+    assert "Traceback" not in pool.output and "exited with code" not in pool.output, pool.output
     assert pool.stop() == 0
     wait_until(lambda: gone(seen), timeout=5, what="every process of the pool to exit")
 

@@ -43,6 +43,7 @@ every pool process exits when the pool process is gone (:func:`.process.tie_to_p
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -115,7 +116,9 @@ class ForkServer:
                 ours.close()
                 if self.standby is not None:
                     self.standby.sock.close()
-                code = _serve(theirs, self.make_spec, self.pool_pid)
+                # the last resort forks from inside the supervisor's event loop, whose context
+                # says "asyncio is running here" (sniffio): the workers' anyio.run would refuse
+                code = contextvars.Context().run(_serve, theirs, self.make_spec, self.pool_pid)
             except BaseException:
                 _print_exc()
             finally:
