@@ -165,6 +165,26 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
 
 
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_a_stuck_fork_server_is_replaced(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    """A fork server that does not answer (here: stopped with SIGSTOP) can neither report its
+    workers' exits nor start replacements: it is killed, and its standby takes over."""
+    pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2, E2E_SERVER_TIMEOUT=2)
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
+    server, standby, workers = pool.server(), pool.standby(), pool.workers()
+    os.kill(server, signal.SIGSTOP)
+    os.kill(workers[0], signal.SIGKILL)
+    wait_for(pool, lambda: pool.servers() == [standby], what="the standby promoted")
+    wait_for(pool, lambda: replaced(pool, workers[0]), what="a replacement")
+    assert not alive(server)
+    pool.wait_output(f"The pool's fork server (pid {server}) has not answered for")
+    tasks = [await enqueue(queue_name, f"t{i}", seconds=0.2) for i in range(4)]
+    assert await ax.gather(*tasks, timeout=WAIT) == tuple(f"t{i}" for i in range(4))
+    assert pool.stop() == 0
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 async def test_no_pool_process_outlives_the_pool_process(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:

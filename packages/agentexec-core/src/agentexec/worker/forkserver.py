@@ -32,8 +32,9 @@ Signals: the server and its standby ignore SIGINT and SIGTERM, which reach them 
 whole process group is signalled: the pool process decides, and stops them with ``quit``.
 
 Protocol, newline-delimited JSON over a socket pair:
-pool → server ``{"op": "spawn", "index": i, "consumer": id}``, ``{"op": "quit"}``;
-server → pool ``{"op": "spawned", "index": i, "pid": p}``,
+pool → server ``{"op": "spawn", "index": i, "consumer": id}``, ``{"op": "ping"}``,
+``{"op": "quit"}``;
+server → pool ``{"op": "spawned", "index": i, "pid": p}``, ``{"op": "pong"}``,
 ``{"op": "exited", "pid": p, "code": c, "signal": s}``,
 ``{"op": "standby", "pid": p}`` with the standby's socket attached;
 pool → standby ``{"op": "promote"}``, after which it is the server on that same socket.
@@ -100,6 +101,9 @@ class ForkServer:
         self.replacements: list[str] = []
         self._buffer = b""
         self._fds: deque[int] = deque()
+        #: when the unanswered ping was sent (None: none is), and when the last answer came
+        self.pinged_at: float | None = None
+        self.ponged_at = 0.0
 
     def start(self) -> None:
         """Fork the server (call before the pool starts any thread)."""
@@ -125,7 +129,11 @@ class ForkServer:
                 os._exit(code)
         theirs.close()
         ours.setblocking(False)
-        self.pid, self.sock, self._buffer = pid, ours, b""
+        self._serving(pid, ours)
+
+    def _serving(self, pid: int, sock: socket.socket) -> None:
+        self.pid, self.sock, self._buffer = pid, sock, b""
+        self.pinged_at, self.ponged_at = None, time.monotonic()
 
     def send(self, message: dict[str, Any]) -> None:
         if self.sock is None:
@@ -140,6 +148,11 @@ class ForkServer:
 
     def spawn(self, index: int, consumer_id: str) -> None:
         self.send({"op": "spawn", "index": index, "consumer": consumer_id})
+
+    def ping(self) -> None:
+        """Ask the server to answer (:meth:`read` notes the answer): a stuck one never does."""
+        self.pinged_at = time.monotonic()
+        self.send({"op": "ping"})
 
     def read(self) -> list[dict[str, Any]]:
         """Messages received so far (non-blocking); a new standby is taken in on the way."""
@@ -161,6 +174,8 @@ class ForkServer:
         for message in messages:
             if message.get("op") == "standby" and self._fds:
                 self._take_standby(int(message["pid"]), self._fds.popleft())
+            elif message.get("op") == "pong":
+                self.pinged_at, self.ponged_at = None, time.monotonic()
         return messages
 
     def _take_standby(self, pid: int, fd: int) -> None:
@@ -199,7 +214,7 @@ class ForkServer:
                 _stop_child(standby.pid, 0)
             else:
                 standby.sock.setblocking(False)
-                self.pid, self.sock, self._buffer = standby.pid, standby.sock, b""
+                self._serving(standby.pid, standby.sock)
                 self.replacements.append("standby")
                 return "standby"
         elif standby is not None:
@@ -327,6 +342,8 @@ def _serve(sock: socket.socket, make_spec: SpecFactory, pool_pid: int, buffer: b
                     if message.get("op") == "quit":
                         quit_ = True
                         break
+                    if message.get("op") == "ping":
+                        say({"op": "pong"})
                     if message.get("op") == "spawn":
                         spec = make_spec(
                             int(message["index"]), str(message["consumer"]), os.getpid(), pool_pid

@@ -52,6 +52,12 @@ LOG_GRACE = 1.0
 STOPPED_RESTART_DELAY = 1.0
 #: how often dead processes left behind by a dead fork server are looked for
 STRAY_SWEEP = 5.0
+#: the fork server is asked to answer a ping this often
+PING_INTERVAL = 2.0
+#: a fork server that has not answered a ping for this long is stuck (a last-resort server
+#: forked while another thread held a lock it needs, a stopped process): it is killed and
+#: replaced like a dead one; meanwhile it could neither start workers nor report their exits
+SERVER_TIMEOUT = 15.0
 
 @dataclass
 class _Slot:
@@ -176,6 +182,7 @@ class ProcessSupervisor(Supervisor):
     def _watch_server(self, *, replace: bool) -> None:
         """Notice a dead fork server: its workers are ours now; a new server takes over."""
         if self.forks.alive():
+            self._kill_stuck_server()
             return
         self._receive()  # what it said before dying: workers it started or saw exit
         dead = self.forks.lost()
@@ -205,6 +212,19 @@ class ProcessSupervisor(Supervisor):
                 "the fork server's standby was gone too, so the new server was forked from the "
                 "pool process while it runs threads (see agentexec.worker.forkserver)"
             )
+
+    def _kill_stuck_server(self) -> None:
+        now = time.monotonic()
+        if self.forks.pinged_at is None:
+            if now - self.forks.ponged_at >= PING_INTERVAL:
+                self.forks.ping()
+        elif now - self.forks.pinged_at > SERVER_TIMEOUT:
+            log.error(
+                "The pool's fork server (pid %d) has not answered for %.0fs; killing it",
+                self.forks.pid, now - self.forks.pinged_at,
+            )
+            _kill(self.forks.pid)  # the next round finds it dead and replaces it
+            self.forks.pinged_at = None
 
     def _sweep(self, *, force: bool = False) -> None:
         now = time.monotonic()
