@@ -22,7 +22,9 @@ workers must not die with it.
   dies the pool promotes the standby, which becomes the server and forks a standby of its own.
   A standby that dies is forked again by its server. Only when the server and its standby are
   both gone does the pool fork a new server from its own, threaded, process
-  (:meth:`ForkServer.replace`): the last resort, which carries the hazard above.
+  (:meth:`ForkServer.replace`): the last resort, which carries the hazard above. A server
+  stuck that way (or stopped) stops answering the pool's pings, and the pool kills it and
+  replaces it like a dead one.
 
 Why a standby rather than, say, re-executing the program: the pool is often built at module
 level of a script with no ``__main__`` guard (see :mod:`.process`), so a fresh interpreter
