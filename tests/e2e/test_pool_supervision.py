@@ -165,6 +165,29 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
 
 
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_sigterm_to_one_pool_process(producer: Backends, run_pool: RunPool, queue_name: str) -> None:
+    """The fork server and its standby ignore SIGTERM and SIGINT (the pool process decides); a
+    worker finishes its running task, exits 0 and is replaced a moment later."""
+    pool = run_pool(python_app())
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
+    server, standby, [worker] = pool.server(), pool.standby(), pool.workers()
+    for pid in (server, standby):
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+    task = await enqueue(queue_name, "long", seconds=1)
+    pool.wait_event("start")
+    os.kill(worker, signal.SIGTERM)
+    assert await ax.get_result(task, timeout=WAIT) == "long"
+    wait_for(pool, lambda: replaced(pool, worker, count=1), what="a replacement")
+    pool.wait_output(f"Worker 0 (pid {worker}) exited with code 0; starting a replacement")
+    assert pool.servers() == [server] and pool.named("spare") == [standby]
+    after = await enqueue(queue_name, "after")
+    assert await ax.get_result(after, timeout=WAIT) == "after"
+    assert [e["label"] for e in pool.events() if e["event"] == "start"] == ["long", "after"]
+    assert pool.stop() == 0
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 async def test_a_stuck_fork_server_is_replaced(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
