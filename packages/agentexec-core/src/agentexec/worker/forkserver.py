@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import logging
 import os
 import select
 import signal
@@ -70,8 +69,6 @@ from agentexec.worker.process import (
     set_process_name,
     tie_to_pool,
 )
-
-log = logging.getLogger("agentexec.worker")
 
 #: builds a worker's spec in the server: (index, consumer id, the server's pid, the pool's pid)
 SpecFactory = Callable[[int, str, int, int], WorkerSpec]
