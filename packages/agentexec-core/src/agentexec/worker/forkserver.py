@@ -96,8 +96,6 @@ class ForkServer:
         self.pool_pid = 0
         self.sock: socket.socket | None = None
         self.standby: Standby | None = None
-        #: how the servers after the first were made: "standby" or "fork" (the last resort)
-        self.replacements: list[str] = []
         self._buffer = b""
         self._fds: deque[int] = deque()
         #: when the unanswered ping was sent (None: none is), and when the last answer came
@@ -214,12 +212,10 @@ class ForkServer:
             else:
                 standby.sock.setblocking(False)
                 self._serving(standby.pid, standby.sock)
-                self.replacements.append("standby")
                 return "standby"
         elif standby is not None:
             standby.sock.close()
         self._fork_here()
-        self.replacements.append("fork")
         return "fork"
 
     def stop(self) -> None:
