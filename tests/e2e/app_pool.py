@@ -28,6 +28,11 @@ ax.Base.metadata.create_all(engine)
 
 pool = ax.Pool(engine=engine, database_url=DATABASE_URL, queue_name=os.environ["E2E_QUEUE"])
 
+if "E2E_SERVER_TIMEOUT" in os.environ:  # how long a stuck fork server has, in seconds
+    import agentexec.worker.process_supervisor
+
+    agentexec.worker.process_supervisor.SERVER_TIMEOUT = float(os.environ["E2E_SERVER_TIMEOUT"])
+
 
 class Job(BaseModel):
     label: str = ""

@@ -88,6 +88,14 @@ def gone(pids: set[int]) -> bool:
     return not any(alive(pid) for pid in pids)
 
 
+def wait_for(pool: PoolProcess, predicate: Callable[[], bool], what: str) -> None:
+    """``wait_until``, with every pool process's stacks and the pool's output when it fails."""
+    try:
+        wait_until(predicate, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{pool.dump_stacks()}") from None
+
+
 def replaced(pool: PoolProcess, worker: int, count: int = 2) -> bool:
     now = pool.workers()
     return len(now) == count and worker not in now
@@ -110,7 +118,7 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
     pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2)
-    wait_until(lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
     server, standby, workers = pool.server(), pool.standby(), pool.workers()
     seen = {server, standby, *workers}
     long = await enqueue(queue_name, "long", seconds=2)
@@ -118,12 +126,12 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
 
     # 1. the fork server: its standby takes over, its workers carry on (the running task too)
     os.kill(server, signal.SIGKILL)
-    wait_until(lambda: pool.servers() == [standby], what="the standby promoted")
+    wait_for(pool, lambda: pool.servers() == [standby], what="the standby promoted")
     assert await ax.get_result(long, timeout=WAIT) == "long"
     assert [e["label"] for e in pool.events() if e["event"] == "start"] == ["long"]  # ran once
     assert pool.workers() == workers  # none died with their server, none was replaced
     assert all(process_parent(w) == pool.proc.pid for w in workers)  # adopted by the pool
-    wait_until(lambda: len(pool.named("spare")) == 1, what="a new standby")
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="a new standby")
     server, standby = pool.server(), pool.standby()
     seen |= {server, standby}
     assert [await ax.get_result(await enqueue(queue_name, f"a{i}"), timeout=WAIT) for i in range(4)] == [
@@ -132,35 +140,83 @@ async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
 
     # 2. an adopted worker that dies is reaped and replaced by the new server
     os.kill(workers[0], signal.SIGKILL)
-    wait_until(lambda: replaced(pool, workers[0]), what="a replacement")
+    wait_for(pool, lambda: replaced(pool, workers[0]), what="a replacement")
     [new_worker] = set(pool.workers()) - set(workers)
     assert process_parent(new_worker) == server
     seen.add(new_worker)
 
     # 3. the standby alone: its server forks another
     os.kill(standby, signal.SIGKILL)
-    wait_until(lambda: pool.named("spare") not in ([], [standby]), what="a new standby")
+    wait_for(pool, lambda: pool.named("spare") not in ([], [standby]), what="a new standby")
     standby = pool.standby()
     seen.add(standby)
 
     # 4. both at once: the last resort, a fork of the pool process
     os.kill(standby, signal.SIGKILL)
     os.kill(server, signal.SIGKILL)
-    wait_until(lambda: pool.servers() not in ([], [server]), what="a new fork server")
-    wait_until(lambda: len(pool.named("spare")) == 1, what="its standby")
+    wait_for(pool, lambda: pool.servers() not in ([], [server]), what="a new fork server")
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="its standby")
     seen |= {pool.server(), pool.standby()}
     assert process_parent(pool.server()) == pool.proc.pid
     pool.wait_output("a new fork of the pool process")
     os.kill(new_worker, signal.SIGKILL)  # the new server forks its replacement
-    wait_until(lambda: replaced(pool, new_worker), what="a replacement")
-    seen |= set(pool.workers())
-    tasks = [await enqueue(queue_name, f"b{i}", seconds=0.1) for i in range(6)]
+    wait_for(pool, lambda: replaced(pool, new_worker), what="a replacement")
+    [last_worker] = set(pool.workers()) - {workers[1]}
+    assert process_parent(last_worker) == pool.server()
+    seen.add(last_worker)
+    tasks = [await enqueue(queue_name, f"b{i}", seconds=0.3) for i in range(6)]
     assert await ax.gather(*tasks, timeout=WAIT) == tuple(f"b{i}" for i in range(6))
+    ran_in = {e["pid"] for e in pool.events() if e["label"].startswith("b")}
+    assert ran_in == {workers[1], last_worker}  # the last resort's worker takes tasks too
 
     assert alive(pool.proc.pid)
     assert "stopped on an error" not in pool.output
+    assert "Traceback" not in pool.output and "exited with code" not in pool.output, pool.output
     assert pool.stop() == 0
     wait_until(lambda: gone(seen), timeout=5, what="every process of the pool to exit")
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_sigterm_to_one_pool_process(producer: Backends, run_pool: RunPool, queue_name: str) -> None:
+    """The fork server and its standby ignore SIGTERM and SIGINT (the pool process decides); a
+    worker finishes its running task, exits 0 and is replaced a moment later."""
+    pool = run_pool(python_app())
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
+    server, standby, [worker] = pool.server(), pool.standby(), pool.workers()
+    for pid in (server, standby):
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+    task = await enqueue(queue_name, "long", seconds=1)
+    pool.wait_event("start")
+    os.kill(worker, signal.SIGTERM)
+    assert await ax.get_result(task, timeout=WAIT) == "long"
+    wait_for(pool, lambda: replaced(pool, worker, count=1), what="a replacement")
+    pool.wait_output(f"Worker 0 (pid {worker}) exited with code 0; starting a replacement")
+    assert pool.servers() == [server] and pool.named("spare") == [standby]
+    after = await enqueue(queue_name, "after")
+    assert await ax.get_result(after, timeout=WAIT) == "after"
+    assert [e["label"] for e in pool.events() if e["event"] == "start"] == ["long", "after"]
+    assert pool.stop() == 0
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_a_stuck_fork_server_is_replaced(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    """A fork server that does not answer (here: stopped with SIGSTOP) can neither report its
+    workers' exits nor start replacements: it is killed, and its standby takes over."""
+    pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2, E2E_SERVER_TIMEOUT=2)
+    wait_for(pool, lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
+    server, standby, workers = pool.server(), pool.standby(), pool.workers()
+    os.kill(server, signal.SIGSTOP)
+    os.kill(workers[0], signal.SIGKILL)
+    wait_for(pool, lambda: pool.servers() == [standby], what="the standby promoted")
+    wait_for(pool, lambda: replaced(pool, workers[0]), what="a replacement")
+    assert not alive(server)
+    pool.wait_output(f"The pool's fork server (pid {server}) has not answered for")
+    tasks = [await enqueue(queue_name, f"t{i}", seconds=0.2) for i in range(4)]
+    assert await ax.gather(*tasks, timeout=WAIT) == tuple(f"t{i}" for i in range(4))
+    assert pool.stop() == 0
 
 
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
@@ -203,10 +259,10 @@ async def test_a_signal_to_the_whole_process_group_drains_the_pool(
     pool.wait_event("start", count=4)
     waiting = [await enqueue(queue_name, f"q{i}") for i in range(6)]
     members = {pool.server(), pool.standby(), *pool.workers()}
-    signalled = time.monotonic()
+    signalled, signalled_at = time.monotonic(), time.time()
     os.killpg(pool.proc.pid, sig)
     assert pool.stop(None) == 0
-    took = time.monotonic() - signalled
+    took, exited_at = time.monotonic() - signalled, time.time()
     assert took < task_seconds + 3, f"the pool took {took:.2f}s to drain"
     assert all(not alive(pid) for pid in members)
     started = {e["label"] for e in pool.events() if e["event"] == "start"}
@@ -218,7 +274,11 @@ async def test_a_signal_to_the_whole_process_group_drains_the_pool(
     assert await producer.queue.length(queue_name) == len(waiting)
     assert (await producer.queue.stats(queue_name)).in_flight == 0
     assert "fork server" not in pool.output and "replacement" not in pool.output, pool.output
-    print(f"group {sig.name} on {stack.name}: drained in {took:.2f}s")
+    last_end = max(e["t"] for e in pool.events() if e["event"] == "end")
+    print(
+        f"group {sig.name} on {stack.name}: exit {took:.2f}s after the signal, the last task ended "
+        f"{last_end - signalled_at:.2f}s after it, the pool exited {exited_at - last_end:.2f}s after that"
+    )
 
 
 @pytest.mark.parametrize("stack", ["redis_sqlite", "sqlite"], indirect=True)

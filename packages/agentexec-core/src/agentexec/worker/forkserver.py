@@ -22,7 +22,9 @@ workers must not die with it.
   dies the pool promotes the standby, which becomes the server and forks a standby of its own.
   A standby that dies is forked again by its server. Only when the server and its standby are
   both gone does the pool fork a new server from its own, threaded, process
-  (:meth:`ForkServer.replace`): the last resort, which carries the hazard above.
+  (:meth:`ForkServer.replace`): the last resort, which carries the hazard above. A server
+  stuck that way (or stopped) stops answering the pool's pings, and the pool kills it and
+  replaces it like a dead one.
 
 Why a standby rather than, say, re-executing the program: the pool is often built at module
 level of a script with no ``__main__`` guard (see :mod:`.process`), so a fresh interpreter
@@ -32,8 +34,9 @@ Signals: the server and its standby ignore SIGINT and SIGTERM, which reach them 
 whole process group is signalled: the pool process decides, and stops them with ``quit``.
 
 Protocol, newline-delimited JSON over a socket pair:
-pool → server ``{"op": "spawn", "index": i, "consumer": id}``, ``{"op": "quit"}``;
-server → pool ``{"op": "spawned", "index": i, "pid": p}``,
+pool → server ``{"op": "spawn", "index": i, "consumer": id}``, ``{"op": "ping"}``,
+``{"op": "quit"}``;
+server → pool ``{"op": "spawned", "index": i, "pid": p}``, ``{"op": "pong"}``,
 ``{"op": "exited", "pid": p, "code": c, "signal": s}``,
 ``{"op": "standby", "pid": p}`` with the standby's socket attached;
 pool → standby ``{"op": "promote"}``, after which it is the server on that same socket.
@@ -43,8 +46,8 @@ every pool process exits when the pool process is gone (:func:`.process.tie_to_p
 
 from __future__ import annotations
 
+import contextvars
 import json
-import logging
 import os
 import select
 import signal
@@ -66,8 +69,6 @@ from agentexec.worker.process import (
     set_process_name,
     tie_to_pool,
 )
-
-log = logging.getLogger("agentexec.worker")
 
 #: builds a worker's spec in the server: (index, consumer id, the server's pid, the pool's pid)
 SpecFactory = Callable[[int, str, int, int], WorkerSpec]
@@ -95,10 +96,11 @@ class ForkServer:
         self.pool_pid = 0
         self.sock: socket.socket | None = None
         self.standby: Standby | None = None
-        #: how the servers after the first were made: "standby" or "fork" (the last resort)
-        self.replacements: list[str] = []
         self._buffer = b""
         self._fds: deque[int] = deque()
+        #: when the unanswered ping was sent (None: none is), and when the last answer came
+        self.pinged_at: float | None = None
+        self.ponged_at = 0.0
 
     def start(self) -> None:
         """Fork the server (call before the pool starts any thread)."""
@@ -115,14 +117,20 @@ class ForkServer:
                 ours.close()
                 if self.standby is not None:
                     self.standby.sock.close()
-                code = _serve(theirs, self.make_spec, self.pool_pid)
+                # the last resort forks from inside the supervisor's event loop, whose context
+                # says "asyncio is running here" (sniffio): the workers' anyio.run would refuse
+                code = contextvars.Context().run(_serve, theirs, self.make_spec, self.pool_pid)
             except BaseException:
                 _print_exc()
             finally:
                 os._exit(code)
         theirs.close()
         ours.setblocking(False)
-        self.pid, self.sock, self._buffer = pid, ours, b""
+        self._serving(pid, ours)
+
+    def _serving(self, pid: int, sock: socket.socket) -> None:
+        self.pid, self.sock, self._buffer = pid, sock, b""
+        self.pinged_at, self.ponged_at = None, time.monotonic()
 
     def send(self, message: dict[str, Any]) -> None:
         if self.sock is None:
@@ -137,6 +145,11 @@ class ForkServer:
 
     def spawn(self, index: int, consumer_id: str) -> None:
         self.send({"op": "spawn", "index": index, "consumer": consumer_id})
+
+    def ping(self) -> None:
+        """Ask the server to answer (:meth:`read` notes the answer): a stuck one never does."""
+        self.pinged_at = time.monotonic()
+        self.send({"op": "ping"})
 
     def read(self) -> list[dict[str, Any]]:
         """Messages received so far (non-blocking); a new standby is taken in on the way."""
@@ -158,6 +171,8 @@ class ForkServer:
         for message in messages:
             if message.get("op") == "standby" and self._fds:
                 self._take_standby(int(message["pid"]), self._fds.popleft())
+            elif message.get("op") == "pong":
+                self.pinged_at, self.ponged_at = None, time.monotonic()
         return messages
 
     def _take_standby(self, pid: int, fd: int) -> None:
@@ -196,13 +211,11 @@ class ForkServer:
                 _stop_child(standby.pid, 0)
             else:
                 standby.sock.setblocking(False)
-                self.pid, self.sock, self._buffer = standby.pid, standby.sock, b""
-                self.replacements.append("standby")
+                self._serving(standby.pid, standby.sock)
                 return "standby"
         elif standby is not None:
             standby.sock.close()
         self._fork_here()
-        self.replacements.append("fork")
         return "fork"
 
     def stop(self) -> None:
@@ -324,6 +337,8 @@ def _serve(sock: socket.socket, make_spec: SpecFactory, pool_pid: int, buffer: b
                     if message.get("op") == "quit":
                         quit_ = True
                         break
+                    if message.get("op") == "ping":
+                        say({"op": "pong"})
                     if message.get("op") == "spawn":
                         spec = make_spec(
                             int(message["index"]), str(message["consumer"]), os.getpid(), pool_pid

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,12 @@ LOG_GRACE = 1.0
 STOPPED_RESTART_DELAY = 1.0
 #: how often dead processes left behind by a dead fork server are looked for
 STRAY_SWEEP = 5.0
+#: the fork server is asked to answer a ping this often
+PING_INTERVAL = 2.0
+#: a fork server that has not answered a ping for this long is stuck (a last-resort server
+#: forked while another thread held a lock it needs, a stopped process): it is killed and
+#: replaced like a dead one; meanwhile it could neither start workers nor report their exits
+SERVER_TIMEOUT = 15.0
 
 @dataclass
 class _Slot:
@@ -78,7 +85,6 @@ class ProcessSupervisor(Supervisor):
         self.slots = [_Slot(i) for i in range(num_workers)]
         self.forks = ForkServer(self._spec)
         self._exited: list[tuple[_Slot, _Status]] = []
-        self._was_subreaper = False
         self._swept_at = 0.0
 
     @property
@@ -87,21 +93,15 @@ class ProcessSupervisor(Supervisor):
 
     def start(self, ready_timeout: float = 60.0) -> None:
         # so the workers of a fork server that dies become our children, not init's
-        self._was_subreaper = is_child_subreaper()
-        if not self._was_subreaper and not set_child_subreaper(True):
-            log.debug("cannot be a child subreaper (not Linux): a dead fork server takes its workers along")
+        _SUBREAPER.take()
         # first, while this process runs none of our threads: see agentexec.worker.forkserver
         self.forks.start()
         try:
             super().start(ready_timeout)
         except BaseException:
             self.forks.stop()
-            self._restore_subreaper()
+            _SUBREAPER.give_back()
             raise
-
-    def _restore_subreaper(self) -> None:
-        if not self._was_subreaper:
-            set_child_subreaper(False)
 
     def _spec(self, index: int, consumer_id: str, server_pid: int, pool_pid: int) -> WorkerSpec:
         """Runs in the fork server, for each worker it forks."""
@@ -176,6 +176,7 @@ class ProcessSupervisor(Supervisor):
     def _watch_server(self, *, replace: bool) -> None:
         """Notice a dead fork server: its workers are ours now; a new server takes over."""
         if self.forks.alive():
+            self._kill_stuck_server()
             return
         self._receive()  # what it said before dying: workers it started or saw exit
         dead = self.forks.lost()
@@ -206,6 +207,19 @@ class ProcessSupervisor(Supervisor):
                 "pool process while it runs threads (see agentexec.worker.forkserver)"
             )
 
+    def _kill_stuck_server(self) -> None:
+        now = time.monotonic()
+        if self.forks.pinged_at is None:
+            if now - self.forks.ponged_at >= PING_INTERVAL:
+                self.forks.ping()
+        elif now - self.forks.pinged_at > SERVER_TIMEOUT:
+            log.error(
+                "The pool's fork server (pid %d) has not answered for %.0fs; killing it",
+                self.forks.pid, now - self.forks.pinged_at,
+            )
+            _kill(self.forks.pid)  # the next round finds it dead and replaces it
+            self.forks.pinged_at = None
+
     def _sweep(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._swept_at >= STRAY_SWEEP:
@@ -229,7 +243,7 @@ class ProcessSupervisor(Supervisor):
                 except ChildProcessError:
                     pass
         self._sweep(force=True)
-        self._restore_subreaper()
+        _SUBREAPER.give_back()
 
     async def _check_children(self, backends: Backends, *, replace: bool) -> list[_Slot]:
         """Collect exited workers; hand their tasks out again; start replacements if asked."""
@@ -354,6 +368,33 @@ class ProcessSupervisor(Supervisor):
                 log.warning("relaying worker logs failed (%s); retrying in %.1fs", exc, delay)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class _Subreaper:
+    """This process is a child subreaper while any pool of it runs processes (several may), and
+    goes back to what it was after the last one stops."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._was = False
+
+    def take(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._was = is_child_subreaper()
+                if not self._was and not set_child_subreaper(True):
+                    log.debug("cannot be a child subreaper (not Linux): a dead fork server takes its workers along")
+            self._users += 1
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and not self._was:
+                set_child_subreaper(False)
+
+
+_SUBREAPER = _Subreaper()
 
 
 @dataclass
