@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from agentexec import activity
 from agentexec._version import __version__
 from agentexec.activity.status import Status
-from agentexec.client import enqueue, enqueue_many, gather, get_result
+from agentexec.client import UnknownTaskError, enqueue, enqueue_many, gather, get_result
 from agentexec.config import CONF, Config
 from agentexec.results import TaskFailedError
 from agentexec.task import Priority, Task, TaskDefinition
@@ -41,6 +41,7 @@ __all__ = [
     "Task",
     "TaskDefinition",
     "TaskFailedError",
+    "UnknownTaskError",
     "__version__",
     "activity",
     "close_redis",
