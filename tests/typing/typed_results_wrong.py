@@ -26,7 +26,7 @@ async def research(agent_id: UUID, context: Research) -> str:
 async def producer() -> None:
     task = await ax.enqueue(research, Research(company="Acme"))
     n: int = await ax.get_result(task)  # error: [arg-type]
-    await ax.enqueue(reserch, Research(company="Acme"))  # error: [name-defined]
+    await ax.enqueue(reserch, Research(company="Acme"))  # noqa: F821  # error: [name-defined]
     await ax.enqueue(research, Other(name="Acme"))  # error: [arg-type]
     a, b = await ax.gather(task, task)
     flag: bool = a  # error: [assignment]
