@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
 
 import anyio
 from rich.console import Console
@@ -17,7 +22,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from agentexec.config import CONF
-from agentexec.runtime import Backends, build_backends, get_backends, has_backends
+from agentexec.runtime import Backends, build_backends, configured_urls, get_backends, has_backends
 from agentexec.worker.lanes import LANES, lane_queue_name
 
 STATUS_STYLE = {
@@ -45,7 +50,7 @@ def console() -> Console:
 
 
 def err_console() -> Console:
-    return Console(file=sys.stderr, highlight=False)
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)  # one line per error
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -78,18 +83,122 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+#: how long a command waits for a backend's server to answer before saying it is down
+CONNECT_TIMEOUT = 1.0
+_DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "postgresql": 5432, "postgres": 5432, "mysql": 3306}
+_SOURCE = "AGENTEXEC_REDIS_URL / AGENTEXEC_DATABASE_URL (or AGENTEXEC_<KIND>_BACKEND)"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (``redis://:***@host:6379/0``)."""
+    return re.sub(r"(?<=://)([^/@:]*):([^/@]*)@", r"\1:***@", url)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite://`` URL (``None`` for other URLs and in-memory databases)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("://", 1)[1] if "://" in url else ""
+    path = path[1:] if path.startswith("/") else path  # sqlite:///rel.db, sqlite:////abs.db
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file::memory:"):
+        return None
+    return Path(path)
+
+
+def require_existing_databases(urls: Mapping[Any, str]) -> None:
+    """Read-only commands never create a database: a SQLite file that does not exist is an
+    error that says where agentexec looked."""
+    for url in dict.fromkeys(urls.values()):
+        path = sqlite_file(url)
+        if path is not None and not path.exists():
+            raise CommandError(
+                f"no agentexec database at {path.resolve()} ({mask_url(url)}): run this command "
+                f"where your pool runs, or point {_SOURCE} at its database"
+            )
+
+
+def check_reachable(urls: Mapping[Any, str], timeout: float = CONNECT_TIMEOUT) -> None:
+    """Every server the backends live on accepts a connection within ``timeout`` seconds, or a
+    :class:`CommandError` names the URL (password masked) — instead of a client library's
+    retries and its raw exception."""
+    for kind, url in urls.items():
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+", 1)[0]
+        if scheme == "unix":
+            if not Path(parts.path).exists():
+                raise CommandError(f"cannot reach the {kind} backend at {mask_url(url)}: no such socket")
+            continue
+        if scheme not in _DEFAULT_PORTS or not parts.hostname:
+            continue
+        port = parts.port or _DEFAULT_PORTS[scheme]
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                pass
+        except OSError as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            raise CommandError(
+                f"cannot reach the {kind} backend at {mask_url(url)}: {reason} (is the server "
+                f"running? set {_SOURCE})"
+            ) from None
+
+
 @asynccontextmanager
-async def open_backends() -> AsyncIterator[Backends]:
+async def open_backends(*, read_only: bool = True) -> AsyncIterator[Backends]:
     """The process's backends when set explicitly (tests, embedding); otherwise fresh ones from
-    CONF, closed afterwards."""
+    CONF, closed afterwards. Before building them, the servers must answer (fast, see
+    :func:`check_reachable`) and, for ``read_only`` commands, SQLite files must exist."""
     if has_backends():
         yield get_backends()
         return
-    backends = build_backends()
+    urls = configured_urls()
+    check_reachable(urls)
+    if read_only:
+        require_existing_databases(urls)
+    backends = build_backends(urls)
     try:
         yield backends
     finally:
         await backends.aclose()
+
+
+async def resolve_agent_id(store: Any, text: str) -> UUID:
+    """A full agent id, or the unique agent id that starts with ``text`` (the short ids the
+    tables print)."""
+    try:
+        return UUID(text)
+    except ValueError:
+        pass
+    prefix = text.strip().lower()
+    if len(prefix) < 4 or not re.fullmatch(r"[0-9a-f-]+", prefix):
+        raise CommandError(
+            f"not an agent id: {text!r} (give the id, or at least its first 4 hex digits, as "
+            f"`agentexec activity list` prints it)", 2,
+        )
+    find = getattr(store, "afind_prefix", None)
+    if callable(find):
+        found: list[UUID] = list(await find(prefix, 2))
+    else:  # a store without prefix search: look through the newest activities
+        found, page = [], 1
+        while len(found) < 2 and page <= 20:
+            listing = await store.alist(page=page, page_size=500)
+            found += [i.agent_id for i in listing.items if str(i.agent_id).startswith(prefix)]
+            if page >= listing.pages:
+                break
+            page += 1
+    if not found:
+        raise CommandError(f"no activity whose agent id starts with {prefix!r}")
+    if len(found) > 1:
+        raise CommandError(
+            f"{prefix!r} is the start of several agent ids ({', '.join(str(f) for f in found)}, ...): "
+            f"give more of it"
+        )
+    return found[0]
+
+
+def short_id(agent_id: object) -> str:
+    """The first 8 hex digits of an agent id: what tables print (commands accept it)."""
+    return str(agent_id)[:8]
 
 
 def run_command(func: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
@@ -102,10 +211,10 @@ def run_command(func: Callable[[argparse.Namespace], Awaitable[int]], args: argp
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a backend that is down or misconfigured: say so, no traceback
-        if os.environ.get("AGENTEXEC_DEBUG"):
+        if CONF.debug or os.environ.get("AGENTEXEC_DEBUG", "").lower() in ("1", "true", "yes", "on"):
             raise
         err_console().print(
-            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}\n"
+            f"[red]error:[/red] {type(exc).__name__}: {escape(mask_url(str(exc)))}\n"
             "[dim](set AGENTEXEC_DEBUG=1 to see the traceback)[/]"
         )
         return 1
