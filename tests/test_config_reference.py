@@ -45,7 +45,8 @@ def test_an_invalid_value_exits_with_one_line(
     tmp_path: Path, variable: str, value: str, expected: str
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "import agentexec"], cwd=tmp_path, env=_env(**{variable: value}),
+        [sys.executable, "-c", "import agentexec as ax\nax.CONF"], cwd=tmp_path,
+        env=_env(**{variable: value}),
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1

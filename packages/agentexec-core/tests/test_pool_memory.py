@@ -344,8 +344,9 @@ async def test_pools_on_different_queues_keep_to_their_own(make_pool: Any) -> No
 
 
 async def test_graceful_shutdown_finishes_running_tasks_and_leaves_queued_ones(
-    make_pool: Any, backends: Backends
+    make_pool: Any, backends: Backends, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(CONF, "worker_concurrency", 1)  # one running, one left in the queue
     pool = make_pool()
     started = anyio.Event()
     token = anyio.lowlevel.current_token()

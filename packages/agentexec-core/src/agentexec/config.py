@@ -113,7 +113,11 @@ class Config(BaseSettings):
 
     # -- workers --------------------------------------------------------------------------
     worker_concurrency: int = Field(
-        default=1, ge=1, description="Tasks one worker process runs at once on its event loop."
+        default=10,
+        ge=1,
+        description="Tasks one worker process runs at once on its event loop (agent tasks wait on "
+        "LLM calls most of the time; see docs/worker-pool.md for why 10). Sync handlers each "
+        "take a thread.",
     )
     pipeline_concurrency: int = Field(
         default=64,
@@ -253,8 +257,9 @@ def reference() -> str:
         "tests/test_config_reference.py keeps it in sync -->",
         "",
         "Every setting is read from the environment variable `AGENTEXEC_<NAME>` (or a `.env` file "
-        "in the working directory) when `agentexec` is imported, and is `ax.CONF.<name>` in "
-        "Python (assignable: `ax.CONF.num_workers = 2`, validated the same way).",
+        "in the working directory) the first time agentexec needs its configuration (`ax.CONF`, "
+        "`ax.Pool()`, `ax.enqueue`, any `agentexec` command), and is `ax.CONF.<name>` in Python "
+        "(assignable: `ax.CONF.num_workers = 2`, validated the same way).",
         "",
         "- A value that does not validate stops the program with one line naming the variable, "
         "the value and what is allowed, e.g. `agentexec: AGENTEXEC_NUM_WORKERS='abc' is invalid "
