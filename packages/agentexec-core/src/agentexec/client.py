@@ -16,6 +16,8 @@ from agentexec.config import CONF
 from agentexec.results import Outcome
 from agentexec.runtime import get_backends
 from agentexec.task import Priority, Task
+from agentexec.worker.lanes import base_queue_name
+from agentexec.worker.registry import _pools
 
 log = logging.getLogger("agentexec")
 
@@ -63,8 +65,6 @@ def _task_name(task: Any) -> str:
     """The registered name of ``task``: a name, or a ``@pool.task`` handler of this process."""
     if isinstance(task, str) or not callable(task):
         return task  # type: ignore[no-any-return]  # _check reports a non-str
-    from agentexec.worker.registry import _pools
-
     names = {
         name for pool in list(_pools) for name, d in pool.tasks.items() if d.handler is task
     }
@@ -86,9 +86,8 @@ def _check_registered(task_name: str, queue_name: str) -> None:
     """When this process has pools on ``queue_name``, ``task_name`` must be one of their tasks:
     a misspelled name fails here instead of ending ERROR on a worker. A producer without pools
     (a web app that only enqueues) is not checked."""
-    from agentexec.worker.lanes import base_queue_name
-    from agentexec.worker.registry import _pools
-
+    if not _pools:
+        return
     base = base_queue_name(queue_name)
     pools = [pool for pool in list(_pools) if getattr(pool, "queue_name", None) == base]
     if not pools or any(task_name in pool.tasks for pool in pools):

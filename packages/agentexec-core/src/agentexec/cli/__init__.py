@@ -38,7 +38,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
         from agentexec._version import __version__
 
-        parser.exit(message=f"agentexec {__version__}\n")
+        sys.stdout.write(f"agentexec {__version__}\n")
+        parser.exit()
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
