@@ -13,6 +13,11 @@ import agentexec as ax
 import anyio
 import pytest
 from agentexec.backends import EventBackend
+from pydantic import BaseModel
+
+
+class Ping(BaseModel):
+    kind: str
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "redis"])
@@ -80,3 +85,36 @@ def test_the_blocking_calls_refuse_to_run_on_an_event_loop() -> None:
 def test_publish_sync_checks_the_event_type_first() -> None:
     with pytest.raises(ValueError, match="event_type must be a non-empty string"):
         ax.events.publish_sync("", 1)
+
+
+def test_a_sync_handler_listens_and_publishes_on_its_workers_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inside a sync handler (a worker thread) both calls go to the worker's own event loop,
+    where its backends live (in-process memory backends here: one loop owns them)."""
+    from agentexec.config import CONF
+    from agentexec.runtime import build_backends, set_backends
+
+    url = f"memory://{uuid.uuid4().hex}"
+    backends = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
+    set_backends(backends)
+    monkeypatch.setattr(CONF, "num_workers", 1)
+    pool = ax.Pool(queue_name=f"q{uuid.uuid4().hex[:8]}", backends=backends)
+
+    @pool.task("echo")
+    def echo(agent_id: uuid.UUID, context: Ping) -> object:
+        with ax.events.listen(f"{context.kind}.*") as events:
+            ax.events.publish_sync(f"{context.kind}.hello", {"from": "handler"})
+            event = events.get(timeout=5)
+        return None if event is None else event.payload
+
+    pool.start()
+    try:
+        async def run() -> object:
+            task = await ax.enqueue(echo, Ping(kind=f"k{uuid.uuid4().hex[:6]}"), queue_name=pool.queue_name)
+            return await ax.get_result(task, timeout=10)
+
+        assert anyio.run(run) == {"from": "handler"}
+    finally:
+        pool.shutdown(timeout=5)
+        set_backends(None)

@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from os import PathLike, fspath
 from typing import Any, Protocol
 
-
 from agentexec.schedule.schedule import Schedule, ScheduleError, build_schedule
 from agentexec.schedule.scheduler import Scheduler
 from agentexec.schedule.timing import parse_interval
