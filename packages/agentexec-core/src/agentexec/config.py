@@ -13,27 +13,65 @@ from __future__ import annotations
 import difflib
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AGENTEXEC_"
+ENV_FILE = ".env"
 #: variables the test suite reads (never agentexec itself); not reported as unknown
 RESERVED_PREFIXES = ("AGENTEXEC_TEST_",)
 
 
-class Config(BaseSettings):
-    """Every setting can be given as ``AGENTEXEC_<NAME>`` in the environment (or a ``.env`` file).
+def read_env_file(path: str | Path = ENV_FILE) -> dict[str, str]:
+    """``KEY=value`` lines of a ``.env`` file (``export``, quotes and ``#`` comments as in
+    python-dotenv's common subset); ``{}`` when there is none."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def environment() -> dict[str, str]:
+    """The ``AGENTEXEC_*`` variables in effect, upper-cased: the ``.env`` file of the working
+    directory, overridden by the process environment."""
+    merged = {**read_env_file(), **os.environ}
+    return {k.upper(): v for k, v in merged.items() if k.upper().startswith(ENV_PREFIX)}
+
+
+class Config(BaseModel):
+    """Every setting can be given as ``AGENTEXEC_<NAME>`` in the environment (or a ``.env`` file
+    in the working directory); keyword arguments override both.
 
     The first block is the documented contract of ``spec/core-api.md``; the rest are
-    agentexec's additions for backend selection, reliability and concurrency.
+    agentexec's additions for backend selection, reliability and concurrency. (A plain pydantic
+    model reading the environment itself: pydantic-settings cost ~50 ms on every start.)
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_assignment=True
-    )
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    def __init__(self, **values: Any) -> None:
+        env = environment()
+        from_env = {
+            field: env[env_name(field)] for field in type(self).model_fields
+            if env_name(field) in env
+        }
+        super().__init__(**{**from_env, **values})
 
     # -- spec/core-api.md ---------------------------------------------------------------
     redis_url: str | None = Field(
@@ -200,13 +238,13 @@ def allowed(info: FieldInfo) -> str:
 
 def describe_errors(exc: ValidationError, environ: dict[str, str] | None = None) -> str:
     """One line for every invalid setting in ``exc``: variable, value and what is allowed."""
-    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    environ = environment() if environ is None else environ
     fields = Config.model_fields
     parts = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error.get("loc") else "?"
         name = env_name(field)
-        value = environ.get(name, error.get("input"))  # type: ignore[union-attr]
+        value = environ.get(name, error.get("input"))
         info = fields.get(field)
         expected = allowed(info) if info is not None else "a valid value"
         reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
@@ -215,11 +253,12 @@ def describe_errors(exc: ValidationError, environ: dict[str, str] | None = None)
 
 
 def unknown_variables(environ: dict[str, str] | None = None) -> dict[str, str | None]:
-    """``AGENTEXEC_*`` variables that name no setting, each with its closest setting's name."""
-    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    """``AGENTEXEC_*`` variables that name no setting, each with its closest setting's name
+    (the process environment and the ``.env`` file by default)."""
+    environ = environment() if environ is None else environ
     known = {env_name(field) for field in Config.model_fields}
     out: dict[str, str | None] = {}
-    for name in environ:  # type: ignore[union-attr]
+    for name in environ:
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper in known or upper.startswith(RESERVED_PREFIXES):
             continue

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 def unreachable(pool: Any) -> str | None:
     """Why the pool's backends cannot be reached (a server that does not answer), or None."""
-    from agentexec.cli._ops import CommandError, check_reachable
+    from agentexec.cli._checks import CommandError, check_reachable
 
     try:
         check_reachable(pool.backends.urls or {})
@@ -86,7 +86,7 @@ def unreachable(pool: Any) -> str | None:
 def missing_tables(pool: Any, target: str) -> str | None:
     """Why the pool must not start for want of its activity tables (with the command that
     creates them), or None. A pool without them would start, then fail every task."""
-    from agentexec.cli._ops import mask_url
+    from agentexec.cli._checks import mask_url
 
     check = getattr(pool.backends.activity, "missing_tables", None)
     if not callable(check):
