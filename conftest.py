@@ -242,3 +242,15 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 def unique_name() -> str:
     """A name no other test uses (queue names, key prefixes)."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_pools_a_test_made() -> Iterator[None]:
+    """``ax.enqueue`` checks task names against the pools of this process on the target queue;
+    a pool a test made (or an app module it imported) must not stay registered for the next."""
+    yield
+    import sys
+
+    registry = sys.modules.get("agentexec.worker.registry")
+    if registry is not None:
+        registry._pools.clear()

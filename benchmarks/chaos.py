@@ -140,6 +140,9 @@ def run(
     env = {
         "AGENTEXEC_DATABASE_URL": database_url,
         "AGENTEXEC_NUM_WORKERS": str(workers),
+        # one slot each, as the soak was defined: a killed worker then cuts off at most one
+        # running task, and "duplicate runs <= kills" is the bound (with N slots it is N x kills)
+        "AGENTEXEC_WORKER_CONCURRENCY": "1",
         "AGENTEXEC_GRACEFUL_SHUTDOWN_TIMEOUT": "20",
         "E2E_QUEUE": queue,
     }

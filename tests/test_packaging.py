@@ -64,3 +64,49 @@ def test_members_are_installed_typed_and_registered(distribution: str) -> None:
     assert entry_points, f"{distribution} declares no `agentexec` entry point"
     package = "agentexec" if distribution == "agentexec-core" else distribution.replace("-", "_")
     assert (ROOT / "packages" / distribution / "src" / package / "py.typed").is_file()
+
+
+#: the original `agentexec` on the package index released 0.1.0 - 0.3.0; we succeed it
+ORIGINALS_LAST_RELEASE = (0, 3, 0)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.match(r"\d+(?:\.\d+)*", version).group(0).split("."))  # type: ignore[union-attr]
+
+
+def test_one_version_for_every_distribution() -> None:
+    """The root's version is the release's; members carry copies `scripts/set-version` writes."""
+    assert {name: project["version"] for name, project in MEMBERS.items()} == {
+        name: META["version"] for name in MEMBERS
+    }
+
+
+def test_version_is_above_the_original_projects_releases() -> None:
+    """`agentexec[...]==<ours>` must never resolve to the index's unrelated 0.1.0 - 0.3.0."""
+    assert _release(META["version"]) > ORIGINALS_LAST_RELEASE
+    assert f"=={META['version']}" in (ROOT / "README.md").read_text(), "README's install line"
+
+
+def test_the_test_fixture_plugin_is_not_a_release_member() -> None:
+    workspace = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]
+    assert workspace["members"] == ["packages/*"]
+    fixture = tomllib.loads(
+        (ROOT / "tests/plugins/agentexec-thirdparty-example/pyproject.toml").read_text()
+    )["project"]
+    assert "Private :: Do Not Upload" in fixture["classifiers"]
+
+
+@pytest.mark.parametrize("distribution", sorted(MEMBERS))
+def test_sdists_hold_only_the_package(distribution: str) -> None:
+    config = tomllib.loads((ROOT / "packages" / distribution / "pyproject.toml").read_text())
+    only = config["tool"]["hatch"]["build"]["targets"]["sdist"]["only-include"]
+    assert [p for p in only if p not in ("pyproject.toml", "README.md")] == [
+        f"src/{MEMBERS[distribution]['name'].replace('-core', '').replace('-', '_')}"
+    ]
+
+
+def test_meta_sdist_holds_only_its_metadata() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert config["tool"]["hatch"]["build"]["targets"]["sdist"]["only-include"] == [
+        "pyproject.toml", "README.md",
+    ]

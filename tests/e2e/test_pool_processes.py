@@ -145,7 +145,9 @@ async def test_a_worker_creates_the_activity_its_producer_never_wrote(
 async def test_high_priority_first(producer: Backends, run_pool: RunPool, queue_name: str) -> None:
     lows = [await enqueue(queue_name, f"low{i}") for i in range(5)]
     high = await enqueue(queue_name, "high", priority=ax.Priority.HIGH)
-    pool = run_pool(python_app())
+    # one slot: the start order is the order tasks are taken (with the default 10 slots all six
+    # start at once, in whatever order the worker's fetchers happen to run)
+    pool = run_pool(python_app(), AGENTEXEC_WORKER_CONCURRENCY=1)
     await ax.gather(*lows, high, timeout=WAIT)
     order = [e["label"] for e in pool.events() if e["event"] == "start"]
     assert order == ["high", "low0", "low1", "low2", "low3", "low4"]
@@ -188,7 +190,8 @@ async def test_a_killed_worker_is_replaced_and_its_task_runs_again(
 async def test_shutdown_timeout_kills_and_gives_the_task_back(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
-    pool = run_pool(python_app(), AGENTEXEC_GRACEFUL_SHUTDOWN_TIMEOUT=1)
+    # one slot, so the second task waits in the queue while the first runs
+    pool = run_pool(python_app(), AGENTEXEC_GRACEFUL_SHUTDOWN_TIMEOUT=1, AGENTEXEC_WORKER_CONCURRENCY=1)
     task = await enqueue(queue_name, "endless", seconds=60)
     waiting = await enqueue(queue_name, "waiting")
     pool.wait_event("start")

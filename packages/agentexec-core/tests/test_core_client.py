@@ -143,3 +143,53 @@ async def test_a_failed_push_raises_and_leaves_no_activity_queued_forever(
     assert page.total == before + 3
     assert {item.status for item in page.items} == {Status.ERROR}
     assert all("not queued: queue unreachable" in (item.latest_log or "") for item in page.items)
+
+
+async def test_enqueue_takes_the_handler_itself_and_its_result_comes_back(
+    backends: Backends, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ax.enqueue(handler, ctx)``: the typed form (tests/test_typing.py checks the types)."""
+    monkeypatch.setattr(ax.CONF, "num_workers", 1)
+    pool = ax.Pool(queue_name=unique_name, backends=backends)
+
+    @pool.task("research")
+    async def research(agent_id: uuid.UUID, context: Ctx) -> Answer:
+        return Answer(text=context.company.upper())
+
+    pool.start()
+    try:
+        task = await ax.enqueue(research, Ctx(company="acme"), queue_name=unique_name)
+        assert task.task_name == "research"
+        assert await ax.get_result(task, timeout=10) == Answer(text="ACME")
+        assert await research(task.agent_id, Ctx(company="x")) == Answer(text="X")  # still callable
+    finally:
+        pool.shutdown(timeout=2)
+
+
+async def test_a_function_that_is_not_a_task_is_refused(backends: Backends) -> None:
+    async def stray(agent_id: uuid.UUID, context: Ctx) -> None: ...
+
+    with pytest.raises(TypeError, match=r"stray is not a task of any pool .*@pool.task\('name'\)"):
+        await ax.enqueue(stray, Ctx(company="acme"))
+
+
+async def test_a_misspelled_task_name_fails_at_enqueue_when_a_pool_is_known(
+    backends: Backends, unique_name: str
+) -> None:
+    pool = ax.Pool(queue_name=unique_name, backends=backends)
+
+    @pool.task("research")
+    async def research(agent_id: uuid.UUID, context: Ctx) -> str:
+        return ""
+
+    with pytest.raises(ax.UnknownTaskError) as caught:
+        await ax.enqueue("reserch", Ctx(company="acme"), queue_name=unique_name)
+    message = str(caught.value)
+    assert "unknown task 'reserch'" in message and "Did you mean 'research'?" in message
+    assert f"queue {unique_name!r}" in message and "Registered tasks: research." in message
+    assert await backends.queue.length(unique_name) == 0  # nothing was pushed
+    with pytest.raises(ax.UnknownTaskError, match="reserch"):
+        await ax.enqueue_many([("reserch", Ctx(company="acme"))], queue_name=unique_name)
+    # a queue no pool of this process serves: a producer-only process, not checked
+    other = await ax.enqueue("anything", Ctx(company="acme"), queue_name=unique_name + "-other")
+    assert other.task_name == "anything"

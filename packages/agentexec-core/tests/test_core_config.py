@@ -40,7 +40,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
 def test_defaults_match_the_spec(clean_env: pytest.MonkeyPatch) -> None:
     conf = Config()
     assert {key: getattr(conf, key) for key in SPEC_DEFAULTS} == SPEC_DEFAULTS
-    assert (conf.max_attempts, conf.lease_timeout, conf.worker_concurrency) == (3, 30.0, 1)
+    assert (conf.max_attempts, conf.lease_timeout, conf.worker_concurrency) == (3, 30.0, 10)
     assert conf.plugins is None and conf.disabled_plugins is None and conf.strict_plugins is False
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("redis", "sqlalchemy", "openai", "agents", "pydantic_ai")
+SRC = Path(__file__).resolve().parents[1] / "src" / "agentexec"
 
 
 def _imported_after(code: str, watched: tuple[str, ...] = HEAVY) -> list[str]:
@@ -45,3 +47,49 @@ def test_the_memory_backends_run_without_backend_libraries() -> None:
         "asyncio.run(b.queue.length('q'))\n"
     )
     assert _imported_after(code) == []
+
+
+# -- start-up cost: what each entry point imports (deterministic, unlike timings; the timings
+# are benchmarks/startup.py) ------------------------------------------------------------------
+def test_import_agentexec_imports_nothing_heavy() -> None:
+    """Every ``ax.`` name loads on first use: ``import agentexec`` is a few milliseconds."""
+    watched = ("pydantic", "pydantic_settings", "anyio", "rich", "yaml", "croniter", "sqlalchemy")
+    assert _imported_after("import agentexec", watched) == []
+
+
+def test_a_pool_does_not_load_what_only_schedule_files_and_tables_need() -> None:
+    code = "import agentexec as ax\nax.Pool\nax.enqueue\nax.CONF\n"
+    assert _imported_after(code, ("yaml", "croniter", "rich.table")) == []
+    cron = "import agentexec as ax\nfrom agentexec.schedule import make_timing\nmake_timing(cron='0 9 * * *')\n"
+    assert _imported_after(cron, ("croniter",)) == ["croniter"]
+
+
+def test_agentexec_version_reads_no_configuration() -> None:
+    code = (
+        "import sys\nfrom agentexec.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+    )
+    assert _imported_after(code, ("pydantic", "agentexec.config", "rich")) == []
+
+
+CORE_MODULES = sorted(
+    "agentexec." + ".".join(p.relative_to(SRC).with_suffix("").parts)
+    for p in SRC.rglob("*.py")
+    if p.name != "__main__.py" and "testing" not in p.parts
+)
+
+
+def test_every_core_module_imports_first_in_a_fresh_interpreter() -> None:
+    """Lazy names must not hide an import cycle: each module imports on its own."""
+    script = (
+        "import importlib, subprocess, sys\n"
+        f"mods = {[m.removesuffix('.__init__') for m in CORE_MODULES]!r}\n"
+        "bad = []\n"
+        "for m in mods:\n"
+        "    r = subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True, text=True)\n"
+        "    if r.returncode: bad.append((m, r.stderr.strip().splitlines()[-1:]))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

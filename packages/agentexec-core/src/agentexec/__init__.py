@@ -1,8 +1,14 @@
 """agentexec: production orchestration for AI agents.
 
-``import agentexec as ax``; see ``spec/core-api.md`` for the contract. Names an adapter provides
-(``ax.Base``, ``ax.OpenAIRunner``, ``ax.PydanticAIRunner``, ``ax.close_redis``) resolve lazily through the plugins; without
-the adapter, using one raises an ``ImportError`` that says what to install.
+``import agentexec as ax``; the contract is ``spec/core-api.md`` (``ax.enqueue``, ``ax.Pool``,
+``ax.activity``, ``ax.CONF``, ...). Every name is imported on first use, so ``import agentexec``
+costs next to nothing and each command or process pays only for what it touches (a producer
+never imports the worker pool; ``agentexec --version`` imports neither). ``ax.CONF`` is read
+from the environment on first use: an invalid ``AGENTEXEC_*`` value stops the program there
+with one line (:class:`agentexec.config.ConfigError`).
+
+Names an adapter provides (``ax.Base``, ``ax.OpenAIRunner``, ``ax.PydanticAIRunner``,
+``ax.close_redis``) resolve through the plugins; without the adapter, using one raises an ``ImportError`` that says what to install.
 """
 
 from __future__ import annotations
@@ -10,23 +16,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from agentexec import activity
-from agentexec._version import __version__
-from agentexec.activity.status import Status
-from agentexec.client import enqueue, enqueue_many, gather, get_result
-from agentexec.config import CONF, Config
-from agentexec.results import TaskFailedError
-from agentexec.task import Priority, Task, TaskDefinition
-
 if TYPE_CHECKING:
     from agentexec_openai.runner import OpenAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_pydantic_ai.runner import PydanticAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_redis.client import close_redis  # noqa: TID251 - for type checkers only
     from agentexec_sqlalchemy.models import Base  # noqa: TID251 - for type checkers only
 
-    from agentexec import events
+    from agentexec import activity, events
+    from agentexec._version import __version__
+    from agentexec.activity.status import Status
+    from agentexec.client import UnknownTaskError, enqueue, enqueue_many, gather, get_result
+    from agentexec.config import CONF, Config
     from agentexec.pipeline import Pipeline
+    from agentexec.results import TaskFailedError
     from agentexec.runners import BaseAgentRunner
+    from agentexec.task import Priority, Task, TaskDefinition
     from agentexec.worker.pool import Pool
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "Task",
     "TaskDefinition",
     "TaskFailedError",
+    "UnknownTaskError",
     "__version__",
     "activity",
     "close_redis",
@@ -53,12 +58,26 @@ __all__ = [
     "get_result",
 ]
 
-#: core names imported on first use (they pull in more of core than a producer needs)
-_CORE_LAZY = {
+#: name -> (module, attribute; None for the module itself)
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "CONF": ("agentexec.config", "CONF"),
+    "Config": ("agentexec.config", "Config"),
+    "__version__": ("agentexec._version", "__version__"),
+    "activity": ("agentexec.activity", None),
+    "events": ("agentexec.events", None),
+    "Status": ("agentexec.activity.status", "Status"),
+    "enqueue": ("agentexec.client", "enqueue"),
+    "enqueue_many": ("agentexec.client", "enqueue_many"),
+    "gather": ("agentexec.client", "gather"),
+    "get_result": ("agentexec.client", "get_result"),
+    "UnknownTaskError": ("agentexec.client", "UnknownTaskError"),
+    "TaskFailedError": ("agentexec.results", "TaskFailedError"),
+    "Priority": ("agentexec.task", "Priority"),
+    "Task": ("agentexec.task", "Task"),
+    "TaskDefinition": ("agentexec.task", "TaskDefinition"),
     "Pool": ("agentexec.worker.pool", "Pool"),
     "Pipeline": ("agentexec.pipeline", "Pipeline"),
     "BaseAgentRunner": ("agentexec.runners", "BaseAgentRunner"),
-    "events": ("agentexec.events", None),
 }
 #: names adapters add, and the extra that provides each
 _PLUGIN_NAMES = {
@@ -70,8 +89,8 @@ _PLUGIN_NAMES = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CORE_LAZY:
-        module_name, attr = _CORE_LAZY[name]
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
         module = importlib.import_module(module_name)
         value = module if attr is None else getattr(module, attr)
     elif name in _PLUGIN_NAMES:

@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from agentexec.activity.schemas import ActivityDetailSchema, ActivityListSchema
 from agentexec.activity.status import Status
 from agentexec.task import Envelope, Priority
+
+if TYPE_CHECKING:
+    from agentexec.activity.schemas import ActivityDetailSchema, ActivityListSchema
 
 
 @dataclass(frozen=True, slots=True)

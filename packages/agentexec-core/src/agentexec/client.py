@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar, overload
 from uuid import UUID
 
 import anyio
@@ -15,8 +16,24 @@ from agentexec.config import CONF
 from agentexec.results import Outcome
 from agentexec.runtime import get_backends
 from agentexec.task import Priority, Task
+from agentexec.worker.lanes import base_queue_name
+from agentexec.worker.registry import _pools
 
 log = logging.getLogger("agentexec")
+
+C = TypeVar("C", bound=BaseModel)
+R = TypeVar("R")
+T = TypeVar("T")
+R1 = TypeVar("R1")
+R2 = TypeVar("R2")
+R3 = TypeVar("R3")
+R4 = TypeVar("R4")
+R5 = TypeVar("R5")
+
+
+class UnknownTaskError(LookupError):
+    """``enqueue`` of a task name that no pool of this process registers on that queue."""
+
 
 def default_queue_name() -> str:
     """Where a task goes when ``queue_name`` is not given: inside a handler, the queue of the pool
@@ -44,16 +61,86 @@ def _check(task_name: str, context: Any, priority: Any) -> None:
         raise TypeError(f"priority must be ax.Priority.HIGH or ax.Priority.LOW, got {priority!r}")
 
 
+def _task_name(task: Any) -> str:
+    """The registered name of ``task``: a name, or a ``@pool.task`` handler of this process."""
+    if isinstance(task, str) or not callable(task):
+        return task  # type: ignore[no-any-return]  # _check reports a non-str
+    names = {
+        name for pool in list(_pools) for name, d in pool.tasks.items() if d.handler is task
+    }
+    if len(names) == 1:
+        return names.pop()
+    what = getattr(task, "__qualname__", repr(task))
+    if names:
+        raise TypeError(
+            f"{what} is registered under several names ({', '.join(sorted(names))}); "
+            f"enqueue it by name, e.g. ax.enqueue({sorted(names)[0]!r}, ...)"
+        )
+    raise TypeError(
+        f"{what} is not a task of any pool in this process: decorate it with "
+        f"@pool.task('name') (and import that module here), or enqueue it by name"
+    )
+
+
+def _check_registered(task_name: str, queue_name: str) -> None:
+    """When this process has pools on ``queue_name``, ``task_name`` must be one of their tasks:
+    a misspelled name fails here instead of ending ERROR on a worker. A producer without pools
+    (a web app that only enqueues) is not checked."""
+    if not _pools:
+        return
+    base = base_queue_name(queue_name)
+    pools = [pool for pool in list(_pools) if getattr(pool, "queue_name", None) == base]
+    if not pools or any(task_name in pool.tasks for pool in pools):
+        return
+    names = sorted({name for pool in pools for name in pool.tasks})
+    close = difflib.get_close_matches(task_name, names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UnknownTaskError(
+        f"unknown task {task_name!r}: no pool of this process registers it on queue "
+        f"{base!r}.{hint} Registered tasks: {', '.join(names) or 'none'}. Register it with "
+        f"@pool.task({task_name!r}), or enqueue the handler itself: ax.enqueue(handler, context)"
+    )
+
+
+@overload
+async def enqueue(
+    task_name: Callable[[UUID, C], Coroutine[Any, Any, R]],
+    context: C,
+    priority: Priority = Priority.LOW,
+    queue_name: str | None = None,
+) -> Task[R]: ...
+@overload
+async def enqueue(
+    task_name: Callable[[UUID, C], R],
+    context: C,
+    priority: Priority = Priority.LOW,
+    queue_name: str | None = None,
+) -> Task[R]: ...
+@overload
 async def enqueue(
     task_name: str,
     context: BaseModel,
     priority: Priority = Priority.LOW,
     queue_name: str | None = None,
-) -> Task:
+) -> Task[Any]: ...
+async def enqueue(
+    task_name: str | Callable[..., Any],
+    context: BaseModel,
+    priority: Priority = Priority.LOW,
+    queue_name: str | None = None,
+) -> Task[Any]:
     """Queue a task; its activity is QUEUED when this returns (for this process at once; for
-    others within milliseconds: see :mod:`agentexec.activity.creates`)."""
+    others within milliseconds: see :mod:`agentexec.activity.creates`).
+
+    ``task_name`` is the registered name, or the ``@pool.task`` handler itself: then the
+    returned ``Task`` is typed with the handler's return type, so ``await ax.get_result(task)``
+    is too, and a type checker checks ``context`` against the handler's context model. When
+    this process has a pool on the queue, an unregistered name raises :class:`UnknownTaskError`.
+    """
+    task_name = _task_name(task_name)
     _check(task_name, context, priority)
     queue_name = queue_name or default_queue_name()
+    _check_registered(task_name, queue_name)
     task = Task.queued(task_name, context, priority, queue_name)
     backends = get_backends()
     store = backends.activity
@@ -75,14 +162,15 @@ async def enqueue(
 async def enqueue_many(
     items: Sequence[tuple[str, BaseModel] | tuple[str, BaseModel, Priority]],
     queue_name: str | None = None,
-) -> list[Task]:
+) -> list[Task[Any]]:
     """Queue many tasks with one activity transaction and one queue round trip."""
-    tasks: list[Task] = []
+    tasks: list[Task[Any]] = []
     queue_name = queue_name or default_queue_name()
     for item in items:
-        task_name, context = item[0], item[1]
+        task_name, context = _task_name(item[0]), item[1]
         priority = item[2] if len(item) > 2 else Priority.LOW  # type: ignore[misc]
         _check(task_name, context, priority)
+        _check_registered(task_name, queue_name)
         tasks.append(Task.queued(task_name, context, priority, queue_name))
     if not tasks:
         return tasks
@@ -98,7 +186,7 @@ async def enqueue_many(
     return tasks
 
 
-async def _not_queued(tasks: Sequence[Task], exc: Exception) -> None:
+async def _not_queued(tasks: Sequence[Task[Any]], exc: Exception) -> None:
     """The push failed (the caller gets the error): their activities say so instead of
     QUEUED forever."""
     from agentexec import activity
@@ -111,10 +199,21 @@ async def _not_queued(tasks: Sequence[Task], exc: Exception) -> None:
             log.warning("could not mark %s as not queued: %s", task.agent_id, error)
 
 
+@overload
+async def get_result(task: Task[R], timeout: float = 300, result_type: None = None) -> R: ...
+@overload
+async def get_result(task: UUID | str, timeout: float = 300, result_type: None = None) -> Any: ...
+@overload
+async def get_result(task: Task[Any] | UUID | str, timeout: float, result_type: type[T]) -> T: ...
+@overload
 async def get_result(
-    task: Task | UUID | str, timeout: float = 300, result_type: type[Any] | None = None
+    task: Task[Any] | UUID | str, timeout: float = 300, *, result_type: type[T]
+) -> T: ...
+async def get_result(
+    task: Task[Any] | UUID | str, timeout: float = 300, result_type: type[Any] | None = None
 ) -> Any:
-    """The task's return value once it finishes.
+    """The task's return value once it finishes, typed as its handler's return type when the
+    task came from ``ax.enqueue(handler, ...)`` (or as ``result_type``, which also rebuilds it).
 
     Raises ``TimeoutError`` after ``timeout`` seconds, and :class:`agentexec.TaskFailedError` as
     soon as the task has failed for good.
@@ -124,11 +223,31 @@ async def get_result(
     return Outcome.decode(data).unwrap(agent_id, result_type)
 
 
-async def gather(*tasks: Task, timeout: float = 300) -> tuple[Any, ...]:
-    """The results of ``tasks``, in order. The first failure is raised."""
+@overload
+async def gather(t1: Task[R1], /, *, timeout: float = 300) -> tuple[R1]: ...
+@overload
+async def gather(t1: Task[R1], t2: Task[R2], /, *, timeout: float = 300) -> tuple[R1, R2]: ...
+@overload
+async def gather(
+    t1: Task[R1], t2: Task[R2], t3: Task[R3], /, *, timeout: float = 300
+) -> tuple[R1, R2, R3]: ...
+@overload
+async def gather(
+    t1: Task[R1], t2: Task[R2], t3: Task[R3], t4: Task[R4], /, *, timeout: float = 300
+) -> tuple[R1, R2, R3, R4]: ...
+@overload
+async def gather(
+    t1: Task[R1], t2: Task[R2], t3: Task[R3], t4: Task[R4], t5: Task[R5], /, *,
+    timeout: float = 300,
+) -> tuple[R1, R2, R3, R4, R5]: ...
+@overload
+async def gather(*tasks: Task[R], timeout: float = 300) -> tuple[R, ...]: ...
+async def gather(*tasks: Task[Any], timeout: float = 300) -> tuple[Any, ...]:
+    """The results of ``tasks``, in order (each typed as its task's). The first failure is
+    raised."""
     results: list[Any] = [None] * len(tasks)
 
-    async def one(i: int, t: Task) -> None:
+    async def one(i: int, t: Task[Any]) -> None:
         results[i] = await get_result(t, timeout)
 
     try:

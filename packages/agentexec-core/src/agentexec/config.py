@@ -1,38 +1,116 @@
-"""``CONF``: agentexec's configuration, read from ``AGENTEXEC_*`` environment variables."""
+"""``CONF``: agentexec's configuration, read from ``AGENTEXEC_*`` environment variables.
+
+``docs/configuration.md`` lists every setting; it is generated from :class:`Config` by
+``scripts/gen-config-reference`` (a test keeps it in sync).
+
+A value that does not validate stops the program with one line naming the variable, the value
+and what is allowed (:class:`ConfigError`); an ``AGENTEXEC_*`` variable that names no setting
+is reported once, with the closest setting's name (:class:`ConfigWarning`).
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import difflib
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+
+ENV_PREFIX = "AGENTEXEC_"
+ENV_FILE = ".env"
+#: variables the test suite reads (never agentexec itself); not reported as unknown
+RESERVED_PREFIXES = ("AGENTEXEC_TEST_",)
 
 
-class Config(BaseSettings):
-    """Every setting can be given as ``AGENTEXEC_<NAME>`` in the environment (or a ``.env`` file).
+def read_env_file(path: str | Path = ENV_FILE) -> dict[str, str]:
+    """``KEY=value`` lines of a ``.env`` file (``export``, quotes and ``#`` comments as in
+    python-dotenv's common subset); ``{}`` when there is none."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def environment() -> dict[str, str]:
+    """The ``AGENTEXEC_*`` variables in effect, upper-cased: the ``.env`` file of the working
+    directory, overridden by the process environment."""
+    merged = {**read_env_file(), **os.environ}
+    return {k.upper(): v for k, v in merged.items() if k.upper().startswith(ENV_PREFIX)}
+
+
+class Config(BaseModel):
+    """Every setting can be given as ``AGENTEXEC_<NAME>`` in the environment (or a ``.env`` file
+    in the working directory); keyword arguments override both.
 
     The first block is the documented contract of ``spec/core-api.md``; the rest are
-    agentexec's additions for backend selection, reliability and concurrency.
+    agentexec's additions for backend selection, reliability and concurrency. (A plain pydantic
+    model reading the environment itself: pydantic-settings cost ~50 ms on every start.)
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="AGENTEXEC_", env_file=".env", extra="ignore", validate_assignment=True
-    )
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    def __init__(self, **values: Any) -> None:
+        env = environment()
+        from_env = {
+            field: env[env_name(field)] for field in type(self).model_fields
+            if env_name(field) in env
+        }
+        super().__init__(**{**from_env, **values})
 
     # -- spec/core-api.md ---------------------------------------------------------------
     redis_url: str | None = Field(
         default=None,
         description="Redis connection URL. When unset, agentexec runs on the embedded SQL backend.",
     )
-    queue_name: str = "agentexec_tasks"
-    table_prefix: str = "agentexec_"
-    num_workers: int = Field(default=4, ge=1)
-    graceful_shutdown_timeout: int = Field(default=300, ge=0)
-    redis_pool_size: int = Field(default=10, ge=1)
-    redis_pool_timeout: int = Field(default=5, ge=0)
-    result_ttl: int = Field(default=3600, ge=1)
-    activity_message_create: str = "Waiting to start."
-    activity_message_started: str = "Task started."
-    activity_message_complete: str = "Task completed successfully."
-    activity_message_error: str = "Task failed with error: {error}"
+    queue_name: str = Field(
+        default="agentexec_tasks", description="Default queue of `ax.enqueue` and `ax.Pool`."
+    )
+    table_prefix: str = Field(
+        default="agentexec_",
+        description="Prefix of agentexec's database tables (`{prefix}activity`, `{prefix}activity_log`).",
+    )
+    num_workers: int = Field(default=4, ge=1, description="Worker processes of a pool.")
+    graceful_shutdown_timeout: int = Field(
+        default=300,
+        ge=0,
+        description="Seconds a stopping pool waits for running tasks before killing the workers "
+        "(their tasks go back to the queue).",
+    )
+    redis_pool_size: int = Field(default=10, ge=1, description="Redis connection pool size.")
+    redis_pool_timeout: int = Field(
+        default=5, ge=0, description="Seconds to wait for a free Redis connection from the pool."
+    )
+    result_ttl: int = Field(default=3600, ge=1, description="Seconds a task's result is kept.")
+    activity_message_create: str = Field(
+        default="Waiting to start.", description="Message of the QUEUED line `ax.enqueue` writes."
+    )
+    activity_message_started: str = Field(
+        default="Task started.", description="Message of the RUNNING line a worker writes."
+    )
+    activity_message_complete: str = Field(
+        default="Task completed successfully.",
+        description="Message of the COMPLETE line written when a handler returns.",
+    )
+    activity_message_error: str = Field(
+        default="Task failed with error: {error}",
+        description="Message of the ERROR line written when a handler raises; `{error}` is the error.",
+    )
 
     # -- backend selection ---------------------------------------------------------------
     database_url: str | None = Field(
@@ -73,7 +151,11 @@ class Config(BaseSettings):
 
     # -- workers --------------------------------------------------------------------------
     worker_concurrency: int = Field(
-        default=1, ge=1, description="Tasks one worker process runs at once on its event loop."
+        default=10,
+        ge=1,
+        description="Tasks one worker process runs at once on its event loop (agent tasks wait on "
+        "LLM calls most of the time; see docs/worker-pool.md for why 10). Sync handlers each "
+        "take a thread.",
     )
     pipeline_concurrency: int = Field(
         default=64,
@@ -81,7 +163,161 @@ class Config(BaseSettings):
         description="Pipeline runs one worker process runs at once, on its own lane, so a "
         "pipeline awaiting its children never holds a slot they need.",
     )
-    timezone: str = Field(default="UTC", description="Timezone of cron schedules.")
+    timezone: str = Field(
+        default="UTC",
+        description="Timezone of cron schedules.",
+        json_schema_extra={"allowed": "an IANA timezone name such as Europe/Paris"},
+    )
+
+    # -- command line ---------------------------------------------------------------------
+    debug: bool = Field(
+        default=False,
+        description="The `agentexec` command prints the traceback of an error, not just its line.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA timezone name") from None
+        return value
 
 
-CONF = Config()
+class ConfigError(SystemExit, ValueError):
+    """An ``AGENTEXEC_*`` value that does not validate.
+
+    Uncaught, it ends the program with its one-line message (it is a ``SystemExit``); code that
+    wants to handle it catches it as the ``ValueError`` it also is.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigWarning(UserWarning):
+    """An ``AGENTEXEC_*`` variable that names no setting (a misspelling, usually)."""
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def allowed(info: FieldInfo) -> str:
+    """What a setting accepts, in words: ``"a whole number >= 1"``, ``"true or false"``."""
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("allowed"), str):
+        return str(extra["allowed"])
+    annotation = info.annotation
+    optional = False
+    args = getattr(annotation, "__args__", None)
+    if args and type(None) in args:
+        optional = True
+        annotation = next(a for a in args if a is not type(None))
+    names: dict[Any, str] = {
+        int: "a whole number", float: "a number", bool: "true or false (1/0, yes/no, on/off)",
+        str: "text",
+    }
+    words = names.get(annotation) or str(getattr(annotation, "__name__", annotation))
+    bounds = []
+    for item in info.metadata:
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(item, attr, None)
+            if value is not None:
+                bounds.append(f"{op} {value}")
+    text = " ".join([words, *bounds])
+    return f"{text} (or unset)" if optional else text
+
+
+def describe_errors(exc: ValidationError, environ: dict[str, str] | None = None) -> str:
+    """One line for every invalid setting in ``exc``: variable, value and what is allowed."""
+    environ = environment() if environ is None else environ
+    fields = Config.model_fields
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error.get("loc") else "?"
+        name = env_name(field)
+        value = environ.get(name, error.get("input"))
+        info = fields.get(field)
+        expected = allowed(info) if info is not None else "a valid value"
+        reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{name}={value!r} is invalid ({reason}): expected {expected}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> dict[str, str | None]:
+    """``AGENTEXEC_*`` variables that name no setting, each with its closest setting's name
+    (the process environment and the ``.env`` file by default)."""
+    environ = environment() if environ is None else environ
+    known = {env_name(field) for field in Config.model_fields}
+    out: dict[str, str | None] = {}
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper.startswith(RESERVED_PREFIXES):
+            continue
+        # compared without the shared prefix, which would make every name look close
+        stems = sorted(k.removeprefix(ENV_PREFIX) for k in known)
+        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), stems, n=1, cutoff=0.6)
+        out[name] = env_name(close[0]) if close else None
+    return out
+
+
+def warn_unknown_variables(environ: dict[str, str] | None = None) -> None:
+    for name, close in unknown_variables(environ).items():
+        hint = f"; did you mean {close}?" if close else "; see docs/configuration.md for the settings"
+        # reported as coming from "agentexec.config": one line, with no source line under it
+        warnings.warn_explicit(
+            f"{name} is not an agentexec setting{hint}", ConfigWarning, "agentexec.config", 0
+        )
+
+
+def load() -> Config:
+    """``Config()`` from the environment, or a :class:`ConfigError` with one line."""
+    warn_unknown_variables()
+    try:
+        return Config()
+    except ValidationError as exc:
+        raise ConfigError(f"agentexec: {describe_errors(exc)}") from None
+
+
+def reference() -> str:
+    """docs/configuration.md: every setting with its variable, type, default and meaning."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- generated from agentexec.config.Config by scripts/gen-config-reference; "
+        "tests/test_config_reference.py keeps it in sync -->",
+        "",
+        "Every setting is read from the environment variable `AGENTEXEC_<NAME>` (or a `.env` file "
+        "in the working directory) the first time agentexec needs its configuration (`ax.CONF`, "
+        "`ax.Pool()`, `ax.enqueue`, any `agentexec` command), and is `ax.CONF.<name>` in Python "
+        "(assignable: `ax.CONF.num_workers = 2`, validated the same way).",
+        "",
+        "- A value that does not validate stops the program with one line naming the variable, "
+        "the value and what is allowed, e.g. `agentexec: AGENTEXEC_NUM_WORKERS='abc' is invalid "
+        "(Input should be a valid integer, unable to parse string as an integer): expected a "
+        "whole number >= 1` (it is `agentexec.config.ConfigError`, a `SystemExit` that code "
+        "can catch as `ValueError`).",
+        "- An `AGENTEXEC_*` variable that names no setting is reported once, with the closest "
+        "setting: `AGENTEXEC_NUM_WORKER is not an agentexec setting; did you mean "
+        "AGENTEXEC_NUM_WORKERS?` (a `ConfigWarning`). `AGENTEXEC_TEST_*` variables belong to "
+        "agentexec's own test suite and are not reported.",
+        "",
+        "| Variable | Type | Default | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for field, info in Config.model_fields.items():
+        default = "unset" if info.default is None else f"`{info.default!r}`"
+        meaning = (info.description or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{env_name(field)}` | {allowed(info)} | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+CONF = load()

@@ -12,6 +12,15 @@ Events travel on the process's event backend, channel ``events:<event_type>``, a
 ``{"event_type", "payload", "source", "time", "uuid"}``. Patterns use ``*`` as a wildcard
 (``"email.*"``, ``"*.failed"``, ``"*"``).
 
+Synchronous code (a sync task handler, a script, a WSGI view) has :func:`publish_sync` and
+:func:`listen`::
+
+    ax.events.publish_sync("email.batch_processed", {"batch_size": 10}, source="email-agent")
+
+    with ax.events.listen("email.*") as events:
+        event = events.get(timeout=1.0)         # a BusEvent, or None after 1 s
+        for event in events: ...                # or block for each one
+
 Resuming: every received event carries the backend's ``id``. A subscriber that reconnects with
 ``subscribe(pattern, last_id=event.id)`` first receives what was published after that event
 (backends that keep history do: Redis streams within their retention bound, the SQL backend,
@@ -20,20 +29,37 @@ the in-memory one), then live events.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
+import os
+import queue
+import threading
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.from_thread
 from pydantic import BaseModel, Field
 
 from agentexec.backends import Event, EventBackend
 
-__all__ = ["CHANNEL_PREFIX", "BusEvent", "Subscription", "publish", "subscribe"]
+__all__ = [
+    "CHANNEL_PREFIX",
+    "BusEvent",
+    "Listener",
+    "Subscription",
+    "listen",
+    "publish",
+    "publish_sync",
+    "subscribe",
+]
 
 log = logging.getLogger("agentexec.events")
 
@@ -170,6 +196,204 @@ class Subscription:
                 self.last_id = raw.id
             if event is not None:
                 return event
+
+
+# -- synchronous API ------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+def _in_worker_thread() -> bool:
+    """Whether this thread was started by an event loop (``anyio.to_thread``: a sync task
+    handler runs in one), so calls can go to that loop, where its backends live."""
+    try:
+        anyio.from_thread.run_sync(lambda: None)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _refuse_on_a_running_loop(name: str, instead: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"ax.events.{name}() blocks, and this thread runs an event loop: use {instead} here"
+    )
+
+
+class _SyncLoop:
+    """One event loop on a daemon thread per process, for sync calls made outside any loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._pid = 0
+
+    def portal(self) -> anyio.from_thread.BlockingPortal:
+        with self._lock:
+            if self._portal is None or self._pid != os.getpid():  # a forked child starts anew
+                self._portal, self._pid = self._start(), os.getpid()
+            return self._portal
+
+    @staticmethod
+    def _start() -> anyio.from_thread.BlockingPortal:
+        ready = threading.Event()
+        box: list[anyio.from_thread.BlockingPortal] = []
+
+        async def main() -> None:
+            async with anyio.from_thread.BlockingPortal() as portal:
+                box.append(portal)
+                ready.set()
+                await portal.sleep_until_stopped()
+
+        threading.Thread(target=anyio.run, args=(main,), name="agentexec-sync", daemon=True).start()
+        if not ready.wait(10):  # pragma: no cover - a thread that cannot start
+            raise RuntimeError("agentexec: the event loop thread for sync calls did not start")
+        return box[0]
+
+
+_SYNC = _SyncLoop()
+
+
+def _call(func: Callable[[], Coroutine[Any, Any, T]], name: str, instead: str) -> T:
+    """Run ``func`` to completion from sync code: on the loop that started this thread (a sync
+    handler's worker loop), else on the process's sync loop."""
+    if _in_worker_thread():
+        result: T = anyio.from_thread.run(func)
+        return result
+    _refuse_on_a_running_loop(name, instead)
+    value: T = _SYNC.portal().call(func)
+    return value
+
+
+def publish_sync(
+    event_type: str,
+    payload: Mapping[str, Any] | BaseModel | Any = None,
+    *,
+    source: str | None = None,
+    backend: EventBackend | None = None,
+    source_agent: str | None = None,
+) -> str | None:
+    """:func:`publish` for synchronous code: a sync task handler (which runs in a worker
+    thread: the event goes out on its worker's loop), a script, a WSGI view. Returns the
+    event's id. Inside ``async def`` code, ``await ax.events.publish(...)`` instead."""
+    _check_type(event_type)
+    call = functools.partial(
+        publish, event_type, payload, source=source, backend=backend, source_agent=source_agent
+    )
+    return _call(call, "publish_sync", "await ax.events.publish(...)")
+
+
+def listen(
+    *patterns: str, last_id: str | None = None, backend: EventBackend | None = None
+) -> Listener:
+    """:func:`subscribe` for synchronous code::
+
+        with ax.events.listen("email.*") as events:
+            event = events.get(timeout=1.0)   # a BusEvent, or None when none came in time
+            for event in events: ...          # blocks for each event
+
+    Listening starts when the ``with`` block is entered (events published before are not
+    received, unless ``last_id`` names the event to resume after)."""
+    for pattern in patterns:
+        _check_type(pattern)
+    return Listener(patterns or ("*",), last_id, backend)
+
+
+_END = object()
+
+
+class Listener:
+    """A blocking subscription: ``get(timeout)`` or iteration; a context manager.
+
+    Events are read by a task on an event loop (the worker's loop inside a sync handler, else
+    the process's sync loop) into a queue this object reads, so a ``get`` that times out loses
+    nothing. ``last_id`` is the id of the last event returned, ready for a resume.
+    """
+
+    def __init__(
+        self, patterns: tuple[str, ...], last_id: str | None, backend: EventBackend | None
+    ) -> None:
+        self.patterns = patterns
+        self.last_id = last_id
+        self._backend = backend
+        self._events: queue.Queue[Any] = queue.Queue()
+        self._stop: Callable[[], object] | None = None
+        self._ended = False
+
+    def open(self) -> Listener:
+        """Start listening (entering the ``with`` block does this)."""
+        if self._stop is not None:
+            return self
+        opened: Future[None] = Future()
+        if _in_worker_thread():
+            task = anyio.from_thread.run_sync(
+                lambda: asyncio.get_running_loop().create_task(self._pump(opened))
+            )
+            self._stop = lambda: anyio.from_thread.run_sync(task.cancel)
+        else:
+            _refuse_on_a_running_loop("listen", "async with ax.events.subscribe(...)")
+            future = _SYNC.portal().start_task_soon(self._pump, opened)
+            self._stop = future.cancel
+        opened.result()  # subscribed (or the error that prevented it)
+        return self
+
+    async def _pump(self, opened: Future[None]) -> None:
+        subscription = Subscription(self.patterns, self.last_id, self._backend)
+        try:
+            async with subscription:
+                opened.set_result(None)
+                async for event in subscription:
+                    self._events.put(event)
+        except BaseException as exc:
+            if not opened.done():
+                opened.set_exception(exc)
+            elif not isinstance(exc, anyio.get_cancelled_exc_class() | GeneratorExit):
+                self._events.put(exc)
+            raise
+        finally:
+            self._events.put(_END)
+
+    def get(self, timeout: float | None = None) -> BusEvent | None:
+        """The next event; ``None`` if none arrives within ``timeout`` seconds (``None``: wait
+        as long as it takes) or the subscription has ended."""
+        self.open()
+        if self._ended:
+            return None
+        try:
+            item = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _END:
+            self._ended = True
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        event: BusEvent = item
+        if event.id is not None:
+            self.last_id = event.id
+        return event
+
+    def __iter__(self) -> Iterator[BusEvent]:
+        while True:
+            event = self.get()
+            if event is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
+
+    def __enter__(self) -> Listener:
+        return self.open()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 def decode(raw: Event) -> BusEvent | None:

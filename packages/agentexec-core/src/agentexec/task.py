@@ -8,10 +8,11 @@ import typing
 import uuid
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any
+from typing import Any, Generic
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SerializeAsAny
+from typing_extensions import TypeVar
 
 EXPECTED_SIGNATURE = "async def handler(agent_id: UUID, context: MyContext) -> Any  # MyContext(BaseModel)"
 
@@ -111,8 +112,19 @@ class Envelope(BaseModel):
         return self.model_copy(update={"attempts": self.attempts + 1})
 
 
-class Task(BaseModel):
-    """One queued run of a registered task, as returned by :func:`agentexec.enqueue`."""
+#: what a task's handler returns (``Task[str]`` for ``async def h(...) -> str``); a bare
+#: ``Task`` is ``Task[Any]``
+R = TypeVar("R", default=Any)
+
+
+class Task(BaseModel, Generic[R]):
+    """One queued run of a registered task, as returned by :func:`agentexec.enqueue`.
+
+    Generic over its handler's result type for type checkers: ``ax.enqueue(handler, ctx)``
+    (the ``@pool.task`` function itself) returns ``Task[<handler's return type>]`` and
+    ``await ax.get_result(task)`` has that type; ``ax.enqueue("name", ctx)`` returns
+    ``Task[Any]``. At run time every task is a plain ``Task``.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -126,7 +138,7 @@ class Task(BaseModel):
     _definition: TaskDefinition | None = PrivateAttr(default=None)
 
     @classmethod
-    def create(cls, task_name: str, context: BaseModel) -> Task:
+    def create(cls, task_name: str, context: BaseModel) -> Task[Any]:
         """A new task with a fresh ``agent_id`` (called by ``enqueue()``)."""
         if not isinstance(context, BaseModel):
             raise TypeError(
@@ -137,7 +149,9 @@ class Task(BaseModel):
         return cls(agent_id=uuid.uuid4(), task_name=task_name, context=context)
 
     @classmethod
-    def queued(cls, task_name: str, context: BaseModel, priority: Priority, queue_name: str) -> Task:
+    def queued(
+        cls, task_name: str, context: BaseModel, priority: Priority, queue_name: str
+    ) -> Task[Any]:
         """A new task from arguments ``enqueue`` has already checked, in one constructor call
         (pydantic's compiled validation is faster than ``model_construct`` here, measured)."""
         return cls(
@@ -156,11 +170,12 @@ class Task(BaseModel):
             enqueued_at=time.time(),
         )
 
-    async def execute(self) -> Any:
+    async def execute(self) -> R:
         """Run the handler through the whole lifecycle (RUNNING → COMPLETE/ERROR, result stored).
 
         Called by workers; returns the handler's value, raises what the handler raised.
         """
         from agentexec.worker.lifecycle import execute_task
 
-        return await execute_task(self)
+        result: R = await execute_task(self)
+        return result

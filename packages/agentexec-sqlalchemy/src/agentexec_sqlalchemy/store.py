@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from agentexec_sqlalchemy import queries, writes
 from agentexec_sqlalchemy.engine import get_engine
 from agentexec_sqlalchemy.errors import MissingTablesError, is_unique_violation
-from agentexec_sqlalchemy.models import Activity, ActivityLog
+from agentexec_sqlalchemy.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE, Activity, ActivityLog
 from agentexec_sqlalchemy.pg_writes import PgWriter
 from agentexec_sqlalchemy.types import utcnow
 from agentexec_sqlalchemy.unit_of_work import UnitOfWork
@@ -89,6 +89,33 @@ class SQLActivityStore:
             Activity.metadata.create_all(
                 conn, tables=[Activity.__table__, ActivityLog.__table__]  # type: ignore[list-item]
             )
+
+    def missing_tables(self) -> builtins.list[str]:
+        """The activity tables that do not exist yet (``agentexec run`` refuses to start
+        without them). Connects: raises the driver's error when the database is down."""
+        inspector = sa.inspect(self.engine)
+        names = [ACTIVITY_TABLE, ACTIVITY_LOG_TABLE]
+        return [name for name in names if not inspector.has_table(name)]
+
+    async def afind_prefix(self, prefix: str, limit: int = 2) -> builtins.list[UUID]:
+        """Up to ``limit`` agent ids that start with ``prefix`` (hex digits, dashes as printed),
+        for the CLI's short ids."""
+        text = prefix.lower()
+
+        def find(conn: Connection) -> builtins.list[UUID]:
+            column: sa.ColumnElement[str]
+            if conn.dialect.name == "postgresql":  # a native uuid: compare its text form
+                column = sa.cast(Activity.agent_id, sa.String)
+                pattern = text
+            else:  # stored as 32 hex digits
+                column = sa.type_coerce(Activity.agent_id, sa.String)
+                pattern = text.replace("-", "")
+            rows = conn.execute(
+                select(Activity.agent_id).where(column.like(pattern + "%")).limit(limit)
+            ).scalars()
+            return builtins.list(rows)
+
+        return await self._in_thread(find, write=False)
 
     # -- sync: the spec's API --------------------------------------------------------------
     def create(

@@ -8,7 +8,7 @@ are for async code such as task handlers, so the event loop never blocks on the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from agentexec.activity.schemas import (
@@ -18,8 +18,16 @@ from agentexec.activity.schemas import (
     ActivityLogSchema,
 )
 from agentexec.activity.status import Status
-from agentexec.backends import ActivityStore, LogEntry, validate_percentage
-from agentexec.backends import as_uuid as _uuid
+
+if TYPE_CHECKING:
+    from agentexec.backends import ActivityStore
+
+
+def _uuid(value: str | UUID) -> UUID:
+    # imported here: agentexec.backends imports this package's modules (a cycle at import time)
+    from agentexec.backends import as_uuid
+
+    return as_uuid(value)
 
 __all__ = [
     "ActivityDetailSchema",
@@ -61,6 +69,7 @@ def _written(
     ``lifecycle.lines_written_sync``); True when the line to write (``message``) was queued
     behind them instead of being left to the caller."""
     from agentexec.activity.creates import created
+    from agentexec.backends import LogEntry, validate_percentage
     from agentexec.worker.lifecycle import lines_written_sync, silenced
 
     agent = None if agent_id is None else _uuid(agent_id)

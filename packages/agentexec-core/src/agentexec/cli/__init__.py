@@ -11,8 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-
-from agentexec._version import __version__
+from typing import Any
 
 COMMAND_MODULES: list[str] = [
     "agentexec.cli.run",
@@ -24,20 +23,58 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_name(module: str) -> str:
+    """``agentexec.cli.dead_letter`` -> ``dead-letter``."""
+    return module.rsplit(".", 1)[-1].replace("_", "-")
+
+
+class _Version(argparse.Action):
+    """``--version``, reading the installed version only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from agentexec._version import __version__
+
+        sys.stdout.write(f"agentexec {__version__}\n")
+        parser.exit()
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only the module of the command it names is imported (each
+    command module imports what it needs, so ``agentexec run`` never loads the table renderer
+    and ``agentexec status`` never loads the worker pool)."""
     parser = argparse.ArgumentParser(
         prog="agentexec", description="Production orchestration for AI agents."
     )
-    parser.add_argument("--version", action="version", version=f"agentexec {__version__}")
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = _chosen(argv)
+    if chosen is None and argv is not None and "--version" in argv:
+        return parser  # nothing else to parse
     for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parser(subparsers)
+        if chosen is None or command_name(name) == chosen:
+            importlib.import_module(name).add_parser(subparsers)
     return parser
 
 
+def _chosen(argv: Sequence[str] | None) -> str | None:
+    """The command ``argv`` names, when it names exactly one we know (else None: load all)."""
+    if argv is None:
+        return None
+    names = {command_name(m) for m in COMMAND_MODULES}
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in names else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command ``argv`` names. An invalid ``AGENTEXEC_*`` value ends it with one line
+    and status 1 (:class:`agentexec.config.ConfigError` is a ``SystemExit``)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

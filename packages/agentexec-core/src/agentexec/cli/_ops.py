@@ -5,20 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import anyio
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from agentexec.cli._checks import (
+    CONNECT_TIMEOUT,
+    CommandError,
+    check_reachable,
+    mask_url,
+    require_existing_databases,
+    sqlite_file,
+)
 from agentexec.config import CONF
-from agentexec.runtime import Backends, build_backends, get_backends, has_backends
+from agentexec.runtime import Backends, build_backends, configured_urls, get_backends, has_backends
 from agentexec.worker.lanes import LANES, lane_queue_name
+
+__all__ = [
+    "CONNECT_TIMEOUT", "CommandError", "check_reachable", "mask_url", "require_existing_databases",
+    "sqlite_file",
+]
 
 STATUS_STYLE = {
     "QUEUED": "yellow",
@@ -29,14 +44,6 @@ STATUS_STYLE = {
 }
 
 
-class CommandError(Exception):
-    """A user error: printed without a traceback, exit status 1 (2 for usage errors)."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        self.status = status
-        super().__init__(message)
-
-
 def console() -> Console:
     # created per command so output goes to the sys.stdout of the moment (tests capture it);
     # piped output gets room for full agent ids instead of rich's 80-column default
@@ -45,7 +52,7 @@ def console() -> Console:
 
 
 def err_console() -> Console:
-    return Console(file=sys.stderr, highlight=False)
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)  # one line per error
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -79,17 +86,61 @@ def print_json(data: Any) -> None:
 
 
 @asynccontextmanager
-async def open_backends() -> AsyncIterator[Backends]:
+async def open_backends(*, read_only: bool = True) -> AsyncIterator[Backends]:
     """The process's backends when set explicitly (tests, embedding); otherwise fresh ones from
-    CONF, closed afterwards."""
+    CONF, closed afterwards. Before building them, the servers must answer (fast, see
+    :func:`check_reachable`) and, for ``read_only`` commands, SQLite files must exist."""
     if has_backends():
         yield get_backends()
         return
-    backends = build_backends()
+    urls = configured_urls()
+    check_reachable(urls)
+    if read_only:
+        require_existing_databases(urls)
+    backends = build_backends(urls)
     try:
         yield backends
     finally:
         await backends.aclose()
+
+
+async def resolve_agent_id(store: Any, text: str) -> UUID:
+    """A full agent id, or the unique agent id that starts with ``text`` (the short ids the
+    tables print)."""
+    try:
+        return UUID(text)
+    except ValueError:
+        pass
+    prefix = text.strip().lower()
+    if len(prefix) < 4 or not re.fullmatch(r"[0-9a-f-]+", prefix):
+        raise CommandError(
+            f"not an agent id: {text!r} (give the id, or at least its first 4 hex digits, as "
+            f"`agentexec activity list` prints it)", 2,
+        )
+    find = getattr(store, "afind_prefix", None)
+    if callable(find):
+        found: list[UUID] = list(await find(prefix, 2))
+    else:  # a store without prefix search: look through the newest activities
+        found, page = [], 1
+        while len(found) < 2 and page <= 20:
+            listing = await store.alist(page=page, page_size=500)
+            found += [i.agent_id for i in listing.items if str(i.agent_id).startswith(prefix)]
+            if page >= listing.pages:
+                break
+            page += 1
+    if not found:
+        raise CommandError(f"no activity whose agent id starts with {prefix!r}")
+    if len(found) > 1:
+        raise CommandError(
+            f"{prefix!r} is the start of several agent ids ({', '.join(str(f) for f in found)}, ...): "
+            f"give more of it"
+        )
+    return found[0]
+
+
+def short_id(agent_id: object) -> str:
+    """The first 8 hex digits of an agent id: what tables print (commands accept it)."""
+    return str(agent_id)[:8]
 
 
 def run_command(func: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
@@ -102,10 +153,10 @@ def run_command(func: Callable[[argparse.Namespace], Awaitable[int]], args: argp
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a backend that is down or misconfigured: say so, no traceback
-        if os.environ.get("AGENTEXEC_DEBUG"):
+        if CONF.debug or os.environ.get("AGENTEXEC_DEBUG", "").lower() in ("1", "true", "yes", "on"):
             raise
         err_console().print(
-            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}\n"
+            f"[red]error:[/red] {type(exc).__name__}: {escape(mask_url(str(exc)))}\n"
             "[dim](set AGENTEXEC_DEBUG=1 to see the traceback)[/]"
         )
         return 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
-from uuid import UUID
 
 from rich.markup import escape
 from rich.table import Table
@@ -19,7 +18,9 @@ from agentexec.cli._ops import (
     open_backends,
     plain,
     print_json,
+    resolve_agent_id,
     run_command,
+    short_id,
     since,
     styled_status,
 )
@@ -43,7 +44,10 @@ def add_parser(subparsers: Any) -> None:
     lister.set_defaults(func=lambda args: run_command(_list, args))
 
     show = commands.add_parser("show", help="one activity's log as a timeline with percentages")
-    show.add_argument("agent_id", type=_agent_id, metavar="AGENT_ID")
+    show.add_argument(
+        "agent_id", metavar="AGENT_ID",
+        help="the agent id, or its start (the short id `activity list` prints)",
+    )
     add_json_flag(show)
     show.set_defaults(func=lambda args: run_command(_show, args))
 
@@ -67,13 +71,6 @@ def _positive(value: str) -> int:
     return number
 
 
-def _agent_id(value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an agent id (a UUID): {value!r}") from None
-
-
 async def _list(args: argparse.Namespace) -> int:
     async with open_backends() as backends:
         page = await backends.activity.alist(page=args.page, page_size=args.page_size, status=args.status)
@@ -86,16 +83,22 @@ async def _list(args: argparse.Namespace) -> int:
         title=f"Activities{status}: page {page.page} of {max(page.pages, 1)} ({page.total} in all)",
         title_justify="left",
     )
-    table.add_column("agent id", no_wrap=True, min_width=36)
-    table.add_column("task", no_wrap=True, min_width=8)
-    table.add_column("status", no_wrap=True, min_width=8)
-    table.add_column("%", justify="right", no_wrap=True)
-    table.add_column("updated", justify="right", no_wrap=True)
-    table.add_column("latest log", overflow="ellipsis", no_wrap=True, ratio=1)
+    # fits 80 columns: short ids (accepted by `activity show`), every column at its width and
+    # the log in what is left (rich would otherwise squeeze the narrow columns to nothing)
+    task_width = min(20, max([4, *(len(i.agent_type) for i in page.items)]))
+    fixed = 8 + task_width + 8 + 3 + 10 + 6 * 3 + 1  # columns, then padding and rules
+    table.add_column("agent id", no_wrap=True, min_width=8)
+    table.add_column("task", no_wrap=True, width=task_width, overflow="ellipsis")
+    table.add_column("status", no_wrap=True, width=8)
+    table.add_column("%", justify="right", no_wrap=True, width=3)
+    table.add_column("updated", justify="right", no_wrap=True, width=10)
+    table.add_column(
+        "latest log", overflow="ellipsis", no_wrap=True, max_width=max(10, out.width - fixed)
+    )
     for item in page.items:
         pct = "" if item.latest_percentage is None else str(item.latest_percentage)
         table.add_row(
-            str(item.agent_id), plain(item.agent_type), styled_status(item.status.value), pct,
+            short_id(item.agent_id), plain(item.agent_type), styled_status(item.status.value), pct,
             f"{since(item.updated_at)} ago", plain(item.latest_log),
         )
     out.print(table)
@@ -106,30 +109,30 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _show(args: argparse.Namespace) -> int:
     async with open_backends() as backends:
-        detail = await backends.activity.adetail(args.agent_id)
+        agent_id = await resolve_agent_id(backends.activity, args.agent_id)
+        detail = await backends.activity.adetail(agent_id)
     if detail is None:
-        raise CommandError(f"no activity with agent id {args.agent_id} (check AGENTEXEC_* points at the right database)")
+        raise CommandError(f"no activity with agent id {agent_id} (check AGENTEXEC_* points at the right database)")
     if args.json:
         print_json(detail.model_dump(mode="json"))
         return 0
     out = console()
     out.print(f"[bold]{escape(detail.agent_type)}[/]  {detail.agent_id}")
-    out.print(
-        f"status {styled_status(detail.status.value)}   progress {bar(detail.latest_percentage)}   "
-        f"created {local_time(detail.created_at)}   updated {since(detail.updated_at)} ago"
-    )
+    out.print(f"status {styled_status(detail.status.value)}   progress {bar(detail.latest_percentage)}")
+    out.print(f"created {local_time(detail.created_at)}   updated {since(detail.updated_at)} ago")
+    # fits 80 columns: the day is in the header above, the message wraps
     table = Table(title="Timeline", title_justify="left")
-    table.add_column("time", no_wrap=True)
-    table.add_column("+elapsed", justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("progress", no_wrap=True)
-    table.add_column("message", ratio=1)
+    table.add_column("time", no_wrap=True, min_width=8)
+    table.add_column("+elapsed", justify="right", no_wrap=True, min_width=8)
+    table.add_column("status", no_wrap=True, min_width=8)
+    table.add_column("progress", no_wrap=True, min_width=16)
+    table.add_column("message", min_width=12)
     start = detail.logs[0].created_at if detail.logs else detail.created_at
     for log in detail.logs:
         elapsed = (log.created_at - start).total_seconds()
         table.add_row(
-            local_time(log.created_at), f"{elapsed:.3f}s", styled_status(log.status.value),
-            bar(log.percentage), plain(log.message),
+            local_time(log.created_at)[11:], f"{elapsed:.3f}s", styled_status(log.status.value),
+            bar(log.percentage, width=10), plain(log.message),
         )
     out.print(table)
     return 0

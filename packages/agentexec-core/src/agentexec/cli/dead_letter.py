@@ -29,6 +29,7 @@ from agentexec.cli._ops import (
     print_json,
     run_command,
     selected_queues,
+    short_id,
     since,
 )
 from agentexec.runtime import Backends
@@ -108,8 +109,8 @@ async def _list(args: argparse.Namespace) -> int:
     for dl, row in zip(letters, rows, strict=True):
         failed = f"{since(datetime.fromtimestamp(dl.failed_at, UTC))} ago" if dl.failed_at else ""
         task = plain(row["task"]) if row["task"] else "[red]not a task[/]"
-        table.add_row(plain(row["id"]), plain(row["queue"]), task, row["agent_id"] or "", failed,
-                      plain(row["reason"]))
+        agent = short_id(row["agent_id"]) if row["agent_id"] else ""
+        table.add_row(plain(row["id"]), plain(row["queue"]), task, agent, failed, plain(row["reason"]))
     out.print(table)
     out.print("[dim]agentexec dead-letter requeue ID... | --all   ·   agentexec dead-letter purge[/]")
     return 0
@@ -123,14 +124,8 @@ async def _requeue(args: argparse.Namespace) -> int:
     async with open_backends() as backends:
         letters = await _dead(backends, selected_queues(args))
         if args.ids:
-            known = {dl.id for dl in letters}
-            missing = [i for i in args.ids if i not in known]
-            if missing:
-                raise CommandError(
-                    f"no dead letter with id {', '.join(missing)} on {', '.join(selected_queues(args))} "
-                    "(see `agentexec dead-letter list`; use --queue for another queue)"
-                )
-            letters = [dl for dl in letters if dl.id in set(args.ids)]
+            wanted = {_match(letters, given, args) for given in args.ids}
+            letters = [dl for dl in letters if dl.id in wanted]
         not_tasks = [dl for dl in letters if dl.envelope is None]
         tasks = [dl for dl in letters if dl.envelope is not None]
         requeued = 0
@@ -154,6 +149,28 @@ async def _requeue(args: argparse.Namespace) -> int:
             "task): delete them with `agentexec dead-letter purge`[/]"
         )
     return 0
+
+
+def _match(letters: list[DeadLetter], given: str, args: argparse.Namespace) -> str:
+    """The dead letter ``given`` names: its id, the start of its id, or the (short) agent id
+    of its task, as `dead-letter list` prints them."""
+    exact = [dl.id for dl in letters if dl.id == given]
+    if exact:
+        return exact[0]
+    text = given.lower()
+    found = [
+        dl.id for dl in letters
+        if dl.id.lower().startswith(text)
+        or (dl.envelope is not None and len(text) >= 4 and str(dl.envelope.agent_id).startswith(text))
+    ]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise CommandError(f"{given!r} matches several dead letters ({', '.join(found)}): give more of it")
+    raise CommandError(
+        f"no dead letter with id {given} on {', '.join(selected_queues(args))} "
+        "(see `agentexec dead-letter list`; use --queue for another queue)"
+    )
 
 
 async def _reopen(backends: Backends, dl: DeadLetter) -> None:

@@ -60,10 +60,49 @@ def run(args: argparse.Namespace) -> int:
         except ScheduleError as exc:
             print(f"agentexec run: {exc}", file=sys.stderr)
             return 2
-    if args.create_tables:
+    problem = unreachable(pool)
+    if problem is None and args.create_tables:
         create_tables(pool)
+    elif problem is None:
+        problem = missing_tables(pool, args.target)
+    if problem is not None:
+        print(f"agentexec run: {problem}", file=sys.stderr)
+        return 2
     pool.run()
     return 0
+
+
+def unreachable(pool: Any) -> str | None:
+    """Why the pool's backends cannot be reached (a server that does not answer), or None."""
+    from agentexec.cli._checks import CommandError, check_reachable
+
+    try:
+        check_reachable(pool.backends.urls or {})
+    except CommandError as exc:
+        return str(exc)
+    return None
+
+
+def missing_tables(pool: Any, target: str) -> str | None:
+    """Why the pool must not start for want of its activity tables (with the command that
+    creates them), or None. A pool without them would start, then fail every task."""
+    from agentexec.cli._checks import mask_url
+
+    check = getattr(pool.backends.activity, "missing_tables", None)
+    if not callable(check):
+        return None
+    where = mask_url(str(getattr(pool.backends.activity, "url", "the database")))
+    try:
+        missing = check()
+    except Exception as exc:
+        return f"cannot reach the activity store at {where}: {type(exc).__name__}: {mask_url(str(exc))}"
+    if not missing:
+        return None
+    return (
+        f"the activity tables {', '.join(missing)} do not exist in {where}. Create them: "
+        f"`agentexec run {target} --create-tables` (or once, from Python: "
+        f"ax.Base.metadata.create_all(engine))"
+    )
 
 
 def load_pool(target: str) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 from rich.markup import escape
+from rich.text import Text
 
 from agentexec.backends import Event
 from agentexec.cli._ops import CommandError, add_json_flag, console, open_backends, run_command
@@ -71,7 +72,8 @@ async def _tail(args: argparse.Namespace) -> int:
                 record = render(raw)
                 if record is None:
                     continue
-                if args.json:
+                if args.json:  # plain text for scripts: the markup is for terminals
+                    record = {**record, "text": Text.from_markup(record["text"]).plain}
                     sys.stdout.write(json.dumps(record, default=str) + "\n")
                     sys.stdout.flush()
                 else:

@@ -55,6 +55,13 @@ class MemoryActivityStore:
         self._ids = itertools.count(1)
 
     # -- sync --------------------------------------------------------------------------
+    async def afind_prefix(self, prefix: str, limit: int = 2) -> list[UUID]:
+        """Up to ``limit`` agent ids that start with ``prefix`` (as printed, dashes included)."""
+        text = prefix.lower()
+        with self._lock:
+            found = [a for a in self._records if str(a).startswith(text)]
+        return found[:limit]
+
     def create(
         self,
         task_name: str,

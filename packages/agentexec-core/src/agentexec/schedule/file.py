@@ -31,8 +31,6 @@ from collections.abc import Mapping
 from os import PathLike, fspath
 from typing import Any, Protocol
 
-import yaml
-
 from agentexec.schedule.schedule import Schedule, ScheduleError, build_schedule
 from agentexec.schedule.scheduler import Scheduler
 from agentexec.schedule.timing import parse_interval
@@ -95,6 +93,8 @@ def parse_schedules(
 ) -> list[Schedule]:
     """The schedules a YAML document describes, checked against ``tasks``; raises
     :class:`ScheduleFileError` with every problem found."""
+    import yaml  # imported by the first schedule file
+
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -214,6 +214,8 @@ def _infer_type(spec: Any) -> str:
 
 def _entry_lines(root: Any) -> list[dict[str, int]]:
     """For each entry of the top-level `tasks:` list: the 1-based line of the entry ('') and of each field."""
+    import yaml
+
     if not isinstance(root, yaml.MappingNode):
         return []
     for key, value in root.value:

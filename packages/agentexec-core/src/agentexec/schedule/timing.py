@@ -13,8 +13,6 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter
-
 _UNITS = {
     "second": 1, "seconds": 1, "sec": 1, "secs": 1, "s": 1,
     "minute": 60, "minutes": 60, "min": 60, "mins": 60, "m": 60,
@@ -157,6 +155,8 @@ class CronTiming:
         object.__setattr__(self, "expression", expr)
         if not expr.startswith("@") and len(expr.split()) != 5:
             raise ValueError(f"invalid cron expression {self.expression!r}: {CRON_HELP}")
+        from croniter import CroniterError, croniter  # imported by the first cron schedule
+
         try:
             parsed = croniter(expr, datetime(2000, 1, 1, tzinfo=UTC))
         except (CroniterError, ValueError, KeyError) as exc:
@@ -168,6 +168,8 @@ class CronTiming:
             raise ValueError(f"cron expression {self.expression!r} never fires: {exc}") from None
 
     def next_after(self, moment: datetime) -> datetime:
+        from croniter import croniter
+
         local = moment.astimezone(self.tz)
         it = croniter(self.expression, local)
         while True:
