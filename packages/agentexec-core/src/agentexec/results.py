@@ -9,6 +9,7 @@ choose code to run.
 from __future__ import annotations
 
 import sys
+from types import MappingProxyType, ModuleType
 from typing import Any, Literal
 from uuid import UUID
 
@@ -81,15 +82,35 @@ class Outcome(BaseModel):
 
 
 def _known_model(path: str) -> type[BaseModel] | None:
+    """The model class ``module:qualname`` names, if the reading process already has it.
+
+    Looked up in the namespaces themselves (``vars()``), never with ``getattr``: a module's
+    ``__getattr__`` (``agentexec``'s lazy names, for one) or a class's metaclass would import
+    or run code the stored data chose (``agentexec:OpenAIRunner`` would import the OpenAI SDK).
+    """
     module_name, _, qualname = path.partition(":")
     module = sys.modules.get(module_name)
     if module is None and module_name == "__main__":
         module = sys.modules.get("__mp_main__")
-    if module is None:
+    if module is None or not qualname:
         return None
     obj: Any = module
     for part in qualname.split("."):
-        obj = getattr(obj, part, None)
+        namespace = _namespace(obj)
+        if namespace is None:
+            return None
+        obj = namespace.get(part)
         if obj is None:
             return None
     return obj if isinstance(obj, type) and issubclass(obj, BaseModel) else None
+
+
+def _namespace(obj: Any) -> dict[str, Any] | None:
+    """The attributes ``obj`` really holds (a module's or a class's ``__dict__``), or None."""
+    if not isinstance(obj, ModuleType | type):
+        return None
+    try:
+        namespace = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        return None
+    return namespace if isinstance(namespace, dict | MappingProxyType) else None
