@@ -48,6 +48,7 @@ import anyio
 import anyio.from_thread
 from pydantic import BaseModel, Field
 
+from agentexec._ratelimit import RateLimited
 from agentexec.backends import Event, EventBackend
 
 __all__ = [
@@ -397,7 +398,9 @@ class Listener:
 
 
 def decode(raw: Event) -> BusEvent | None:
-    """The :class:`BusEvent` in a backend message, or ``None`` (logged) if it is not one."""
+    """The :class:`BusEvent` in a backend message, or ``None`` if it is not one: a malformed
+    message (not JSON, not an object, nested too deep to parse, fields of the wrong type) is
+    skipped with a warning, at most one a minute per channel, and never stops a subscriber."""
     event_type = raw.channel[len(CHANNEL_PREFIX):] if raw.channel.startswith(CHANNEL_PREFIX) else raw.channel
     try:
         data = json.loads(raw.data)
@@ -406,6 +409,13 @@ def decode(raw: Event) -> BusEvent | None:
         data.setdefault("event_type", event_type)
         data["id"] = raw.id
         return BusEvent.model_validate(data)
-    except ValueError as exc:
-        log.warning("events: ignoring a malformed message on %s (id %s): %s", raw.channel, raw.id, exc)
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc).replace("\n", " ")
+        _skipped.warning(
+            raw.channel, "events: skipping a malformed message on %s (id %s): %s",
+            raw.channel, raw.id, reason[:300],
+        )
         return None
+
+
+_skipped = RateLimited(log, interval=60.0)

@@ -32,7 +32,7 @@ def is_shutdown_for(data: str, pool_id: str) -> bool:
     """Whether a control message asks the pool ``pool_id`` to shut down."""
     try:
         msg: Any = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return (
         isinstance(msg, dict)

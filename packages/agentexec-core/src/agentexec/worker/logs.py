@@ -131,7 +131,7 @@ def emit_worker_record(data: str) -> dict[str, Any] | None:
         name = str(msg.get("logger") or "agentexec.worker")
         level = _level(msg)
         text = f"[Worker {msg.get('worker', '?')}] {msg.get('message', '')}"
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # not a record: skipped
         return None
     logger = logging.getLogger(name)
     if logger.isEnabledFor(level):
