@@ -175,6 +175,13 @@ class Config(BaseModel):
         description="The `agentexec` command prints the traceback of an error, not just its line.",
     )
 
+    def __repr_args__(self) -> Any:
+        # URLs are shown with their password masked (``print(ax.CONF)`` in a log or a bug report)
+        from agentexec._redact import mask_url
+
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if isinstance(value, str) and "://" in value else value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -245,6 +252,10 @@ def describe_errors(exc: ValidationError, environ: dict[str, str] | None = None)
         field = str(error["loc"][0]) if error.get("loc") else "?"
         name = env_name(field)
         value = environ.get(name, error.get("input"))
+        if isinstance(value, str) and "://" in value:
+            from agentexec._redact import mask_url
+
+            value = mask_url(value)
         info = fields.get(field)
         expected = allowed(info) if info is not None else "a valid value"
         reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")

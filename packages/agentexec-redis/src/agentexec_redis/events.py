@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from agentexec._redact import mask_url
 from agentexec.backends import Event
 from agentexec.config import CONF
 
@@ -63,6 +64,9 @@ class RedisEvents:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
+
+    def __repr__(self) -> str:
+        return f"RedisEvents({mask_url(self.url)!r})"
 
     @staticmethod
     def _window() -> float:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from agentexec._redact import mask_url
 from agentexec.backends import DeadLetter, Lease, QueueStats, ReapReport
 from agentexec.config import CONF
 from agentexec.task import Envelope, Priority
@@ -101,6 +102,9 @@ class RedisQueue:
         self.lease_timeout: float = CONF.lease_timeout
         self.max_attempts: int = CONF.max_attempts
         self._consumers: dict[_Pair, _Consumer] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisQueue({mask_url(self.url)!r})"
 
     def _consumer(self, pair: _Pair) -> _Consumer:
         state = self._consumers.get(pair)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from agentexec._redact import mask_url
 from agentexec.config import CONF
 
 from agentexec_redis import _lua, _streams, keys
@@ -173,6 +174,9 @@ class RedisResults:
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
         self._listener: _DoneListener | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisResults({mask_url(self.url)!r})"
 
     def _listener_for_loop(self) -> _DoneListener:
         listener = self._listener

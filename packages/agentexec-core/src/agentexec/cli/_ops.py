@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from agentexec._redact import redact
 from agentexec.cli._checks import (
     CONNECT_TIMEOUT,
     CommandError,
@@ -148,7 +149,7 @@ def run_command(func: Callable[[argparse.Namespace], Awaitable[int]], args: argp
     try:
         return anyio.run(func, args)
     except CommandError as exc:
-        err_console().print(f"[red]error:[/red] {safe(mask_url(str(exc)))}")
+        err_console().print(f"[red]error:[/red] {safe(redact(exc))}")
         return exc.status
     except KeyboardInterrupt:
         return 130
@@ -156,7 +157,7 @@ def run_command(func: Callable[[argparse.Namespace], Awaitable[int]], args: argp
         if CONF.debug or os.environ.get("AGENTEXEC_DEBUG", "").lower() in ("1", "true", "yes", "on"):
             raise
         err_console().print(
-            f"[red]error:[/red] {type(exc).__name__}: {safe(mask_url(str(exc)))}\n"
+            f"[red]error:[/red] {type(exc).__name__}: {safe(redact(exc))}\n"
             "[dim](set AGENTEXEC_DEBUG=1 to see the traceback)[/]"
         )
         return 1
