@@ -24,7 +24,13 @@ Synchronous code (a sync task handler, a script, a WSGI view) has :func:`publish
 Resuming: every received event carries the backend's ``id``. A subscriber that reconnects with
 ``subscribe(pattern, last_id=event.id)`` first receives what was published after that event
 (backends that keep history do: Redis streams within their retention bound, the SQL backend,
-the in-memory one), then live events.
+the in-memory one), then live events. If events after ``last_id`` were trimmed away
+(``CONF.events_retention``), entering the subscription raises :class:`EventGapError` instead of
+silently replaying what is left; subscribe again with its ``resume_id`` to accept the gap.
+
+Limits: a published message (its JSON) is at most ``CONF.max_event_bytes``, else
+:class:`agentexec.limits.TooLargeError` (a ``ValueError``); a message a subscriber cannot read
+(not JSON, nested too deep) is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -49,11 +55,13 @@ import anyio.from_thread
 from pydantic import BaseModel, Field
 
 from agentexec._ratelimit import RateLimited
-from agentexec.backends import Event, EventBackend
+from agentexec.backends import Event, EventBackend, EventGapError
+from agentexec.limits import check_size, utf8_size
 
 __all__ = [
     "CHANNEL_PREFIX",
     "BusEvent",
+    "EventGapError",
     "Listener",
     "Subscription",
     "listen",
@@ -124,6 +132,11 @@ async def publish(
         data = event.model_dump_json(exclude={"id"})
     except Exception as exc:  # a payload that is not JSON-serialisable
         raise TypeError(f"event {event_type!r}: the payload must be JSON-serialisable ({exc})") from None
+    from agentexec.config import CONF
+
+    if len(data) > CONF.max_event_bytes // 4:
+        # raises TooLargeError (a ValueError): nothing is published
+        check_size(f"event {event_type!r}", utf8_size(data), CONF.max_event_bytes, "max_event_bytes")
     return await _backend(backend).publish(CHANNEL_PREFIX + event_type, data)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter
+from pydantic_core import to_json
 
 _any = TypeAdapter(Any)
 
@@ -43,19 +44,26 @@ class Outcome(BaseModel):
 
     @classmethod
     def ok(cls, task_name: str, value: Any, attempts: int = 1) -> Outcome:
+        """The outcome of a handler that returned ``value``; a value whose JSON is over
+        ``CONF.max_result_bytes`` raises :class:`agentexec.limits.TooLargeError` (the task
+        fails with it, instead of its result filling the result store)."""
         if isinstance(value, BaseModel):
             cls_ = type(value)
-            return cls(
+            outcome = cls(
                 status="ok",
                 task_name=task_name,
                 value=value.model_dump(mode="json"),
                 model=f"{cls_.__module__}:{cls_.__qualname__}",
                 attempts=attempts,
             )
-        return cls(
-            status="ok", task_name=task_name, value=_any.dump_python(value, mode="json"),
-            attempts=attempts,
-        )
+        else:
+            outcome = cls(
+                status="ok", task_name=task_name, value=_any.dump_python(value, mode="json"),
+                attempts=attempts,
+            )
+        if outcome.value is not None and not isinstance(outcome.value, bool | int | float):
+            _check_result_size(outcome.value)
+        return outcome
 
     @classmethod
     def failed(cls, task_name: str, error: str, attempts: int = 1) -> Outcome:
@@ -79,6 +87,20 @@ class Outcome(BaseModel):
             if model_cls is not None:
                 return model_cls.model_validate(self.value)
         return self.value
+
+
+def _check_result_size(value: Any) -> None:
+    from agentexec.config import CONF
+    from agentexec.limits import check_size
+
+    limit = CONF.max_result_bytes
+    if isinstance(value, str) and len(value) * 3 + 2 <= limit:
+        return  # fits, escapes aside: measuring it would cost a copy
+    try:
+        size = len(to_json(value))
+    except Exception:
+        return  # not encodable: the finish path reports that itself
+    check_size("result", size, limit, "max_result_bytes")
 
 
 def _known_model(path: str) -> type[BaseModel] | None:

@@ -19,9 +19,17 @@ PREFIX = "agentexec"
 #: stream of result-ready notifications that ``RedisResults.wait`` tails: field ``id`` = one
 #: agent id, or field ``ids`` = several agent ids, comma-separated (one entry per batch)
 RESULTS_DONE = f"{PREFIX}:results:done"
-#: the one stream carrying every event channel (worker logs, shutdown, user events)
+#: the stream of every event channel but worker logs (user events, shutdown broadcasts);
+#: trimmed to about ``CONF.events_retention`` entries
 EVENTS = f"{PREFIX}:events"
-#: approximate length bound (``XADD ... MAXLEN ~``) of both streams
+#: the stream of worker log channels (``logs:<queue>``), trimmed to about
+#: ``CONF.logs_retention`` on its own, so logs never evict events. Its hash tag is the events
+#: stream's name: both are in one cluster slot, so one XREAD reads both.
+LOGS = "{" + EVENTS + "}:logs"
+#: the last event id given out in either stream: ids are issued in one sequence across both
+#: (:data:`agentexec_redis.events.PUBLISH`), so one ``last_id`` resumes both exactly
+EVENT_SEQ = "{" + EVENTS + "}:seq"
+#: approximate length bound (``XADD ... MAXLEN ~``) of the result-ready stream
 STREAM_MAXLEN = 10_000
 
 
@@ -39,7 +47,7 @@ def _hash_tag(name: str) -> str | None:
 _COMPANION = re.compile(r"\{[^}]*\}(:(consumers|dead|dead:seq|inflight:.*)|#\d+:.*)", re.DOTALL)
 #: agentexec's other keys: a queue of that name would push onto a stream or a result
 _RESERVED = re.compile(
-    rf"{PREFIX}:(events|results:done|result:.*|staged:.*|claim:.*)|\{{{PREFIX}:events\}}:logs",
+    rf"{PREFIX}:(events|results:done|result:.*|staged:.*|claim:.*)|\{{{PREFIX}:events\}}:(logs|seq)",
     re.DOTALL,
 )
 

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from agentexec_redis import _lua
 from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record, text
 from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
-from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
+from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
 from agentexec_redis.keys import QueueKeys, queue_keys
 
 log = logging.getLogger("agentexec.redis")
@@ -210,7 +210,7 @@ class RedisQueue:
         state.idle.clear()
         try:
             await self._beat_if_due(r, keys, consumer_id, state)
-            remaining = deadline - time.monotonic()
+            remaining = block_for(r, deadline - time.monotonic())
             if remaining < _MIN_BLOCK:
                 raw = await _command(r, "LMOVE", keys.queue, inflight, "RIGHT", "LEFT")
             else:

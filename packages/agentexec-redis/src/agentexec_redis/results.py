@@ -23,7 +23,7 @@ from agentexec.config import CONF
 
 from agentexec_redis import _lua, _streams, keys
 from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
-from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
+from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
 
 #: how often a waiter re-reads its key even without a wake-up (lost-notification safety net)
 RECHECK_INTERVAL = 2.0
@@ -133,9 +133,9 @@ class _DoneListener:
         try:
             while self.waiters:
                 try:
-                    entries = await _streams.read_after(
-                        async_client(self.url), keys.RESULTS_DONE, self.cursor, _BLOCK_MS
-                    )
+                    client = async_client(self.url)
+                    block_ms = int(block_for(client, _BLOCK_MS / 1000) * 1000)
+                    entries = await _streams.read_after(client, keys.RESULTS_DONE, self.cursor, block_ms)
                 except TRANSIENT as exc:
                     outage.failed("result wait", exc)
                     self._wake_all()  # notifications may have been missed: everyone re-reads

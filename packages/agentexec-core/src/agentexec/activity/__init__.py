@@ -52,6 +52,16 @@ __all__ = [
 ]
 
 
+def _cap(message: str) -> str:
+    """A message within ``CONF.max_activity_message_bytes`` (cut, and saying so)."""
+    if not isinstance(message, str) or len(message) <= 64:
+        return message
+    from agentexec.config import CONF
+    from agentexec.limits import truncate
+
+    return truncate(message, CONF.max_activity_message_bytes)
+
+
 def _store() -> ActivityStore:
     from agentexec.runtime import get_activity_store
 
@@ -103,6 +113,7 @@ def create(
     metadata: dict[str, Any] | None = None,
 ) -> UUID:
     """Create an activity (status QUEUED) and return its agent_id."""
+    message = _cap(message)
     return _store().create(
         task_name, message, _uuid(agent_id) if agent_id is not None else None, session, metadata
     )
@@ -116,6 +127,7 @@ def update(
     session: Any = None,
 ) -> None:
     """Add a log entry; ``status=None`` keeps the current status."""
+    message = _cap(message)
     if not _written(agent_id, message, status, percentage, session):
         _store().append(_uuid(agent_id), message, status, percentage, session)
 
@@ -124,12 +136,14 @@ def complete(
     agent_id: str | UUID, message: str, percentage: int = 100, session: Any = None
 ) -> None:
     """Mark the activity COMPLETE."""
+    message = _cap(message)
     if not _written(agent_id, message, Status.COMPLETE, percentage, session):
         _store().append(_uuid(agent_id), message, Status.COMPLETE, percentage, session)
 
 
 def error(agent_id: str | UUID, message: str, session: Any = None) -> None:
     """Mark the activity ERROR."""
+    message = _cap(message)
     if not _written(agent_id, message, Status.ERROR, None, session):
         _store().append(_uuid(agent_id), message, Status.ERROR, None, session)
 
@@ -170,6 +184,7 @@ async def acreate(
     agent_id: UUID | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> UUID:
+    message = _cap(message)
     return await _store().acreate(
         task_name, message, _uuid(agent_id) if agent_id is not None else None, metadata
     )
@@ -181,16 +196,19 @@ async def aupdate(
     percentage: int | None = None,
     status: Status | None = None,
 ) -> None:
+    message = _cap(message)
     if await _awritten(agent_id):
         await _store().aappend(_uuid(agent_id), message, status, percentage)
 
 
 async def acomplete(agent_id: str | UUID, message: str, percentage: int = 100) -> None:
+    message = _cap(message)
     if await _awritten(agent_id):
         await _store().aappend(_uuid(agent_id), message, Status.COMPLETE, percentage)
 
 
 async def aerror(agent_id: str | UUID, message: str) -> None:
+    message = _cap(message)
     if await _awritten(agent_id):
         await _store().aappend(_uuid(agent_id), message, Status.ERROR, None)
 

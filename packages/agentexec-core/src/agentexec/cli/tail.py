@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+from rich.console import Console
 from rich.text import Text
 
-from agentexec.backends import Event
+from agentexec.backends import Event, EventGapError
 from agentexec.cli._ops import (
     CommandError,
     add_json_flag,
@@ -73,31 +75,44 @@ async def _tail(args: argparse.Namespace) -> int:
     if not args.json:
         out.print(f"[dim]following {', '.join(patterns)} (Ctrl+C to stop)[/]")
     printed = 0
+    since = args.since
     with anyio.move_on_after(args.timeout if args.timeout is not None else float("inf")):
-        async with open_backends() as backends, \
-                backends.events.subscribe(patterns, last_id=args.since) as stream:
-            async for raw in stream:
+        async with open_backends() as backends:
+            for _ in range(10):  # each gap is reported, then the replay starts after it
                 try:
-                    line = _line(raw, args.json)
-                except (ValueError, TypeError, RecursionError) as exc:
-                    # a message no one can print (nested too deep, say) is skipped, not fatal
-                    reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
-                    err_console().print(
-                        f"[yellow]skipped an unreadable message on {safe(raw.channel)} "
-                        f"(id {safe(raw.id)}): {safe(reason[:200])}[/]"
-                    )
-                    continue
-                if line is None:
-                    continue
-                if args.json:
-                    sys.stdout.write(line + "\n")
-                    sys.stdout.flush()
-                else:
-                    out.print(line)
-                printed += 1
-                if args.count is not None and printed >= args.count:
+                    async with backends.events.subscribe(patterns, last_id=since) as stream:
+                        printed = await _follow(stream, args, out, printed)
                     break
+                except EventGapError as gap:
+                    err_console().print(f"[yellow]gap: {safe(gap)}; showing what is kept from here[/]")
+                    since = gap.resume_id
     return 0
+
+
+async def _follow(stream: AsyncIterator[Event], args: argparse.Namespace, out: Console, printed: int) -> int:
+    """Print what ``stream`` brings until ``--count`` lines were printed; returns that count."""
+    async for raw in stream:
+        try:
+            line = _line(raw, args.json)
+        except (ValueError, TypeError, RecursionError) as exc:
+            # a message no one can print (nested too deep, say) is skipped, not fatal
+            reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            err_console().print(
+                f"[yellow]skipped an unreadable message on {safe(raw.channel)} "
+                f"(id {safe(raw.id)}): {safe(reason[:200])}[/]"
+            )
+            continue
+        if line is None:
+            continue
+        if args.json:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        else:
+            out.print(line)
+        printed += 1
+        if args.count is not None and printed >= args.count:
+            break
+    return printed
 
 
 def _line(raw: Event, as_json: bool) -> str | None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import logging
 import os
 import signal
@@ -242,7 +243,7 @@ def _child_main(spec: WorkerSpec) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
-    forwarder = install_forwarder(spec.index)
+    forwarder = install_forwarder(spec.index, spec.pool_id)
     if has_backends():
         _inherited.append(get_backends())
     if spec.engine is not None:
@@ -300,9 +301,9 @@ async def _serve(spec: WorkerSpec, backends: Backends, forwarder: LogForwarder) 
             tg.cancel_scope.cancel()
         with anyio.move_on_after(5):
             await forwarder.flush_to(backends.events, channel)
-            await backends.events.publish(
-                channel, f'{{"worker": {spec.index}, "pid": {os.getpid()}, "event": "exit"}}'
-            )
+            await backends.events.publish(channel, json.dumps(
+                {"worker": spec.index, "pool": spec.pool_id, "pid": os.getpid(), "event": "exit"}
+            ))
     finally:
         with anyio.move_on_after(5, shield=True):
             await backends.aclose()

@@ -356,7 +356,7 @@ class ProcessSupervisor(Supervisor):
                         task_status.started()
                     delay = 0.1
                     async for event in stream:
-                        msg = emit_worker_record(event.data)
+                        msg = emit_worker_record(event.data, self.pool.id)
                         if msg and msg.get("event") == "exit":
                             for slot in self.slots:
                                 if slot.index == msg.get("worker"):
