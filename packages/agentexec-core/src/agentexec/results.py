@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from types import MappingProxyType, ModuleType
+from collections.abc import Mapping
 from typing import Any, Literal
 from uuid import UUID
 
@@ -127,7 +128,7 @@ def _known_model(path: str) -> type[BaseModel] | None:
     return obj if isinstance(obj, type) and issubclass(obj, BaseModel) else None
 
 
-def _namespace(obj: Any) -> dict[str, Any] | None:
+def _namespace(obj: Any) -> Mapping[str, Any] | None:
     """The attributes ``obj`` really holds (a module's or a class's ``__dict__``), or None."""
     if not isinstance(obj, ModuleType | type):
         return None

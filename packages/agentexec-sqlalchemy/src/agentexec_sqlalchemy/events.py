@@ -18,6 +18,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import sqlalchemy as sa
 from agentexec.backends import Event, EventGapError
@@ -52,7 +53,7 @@ def _oldest_kept(stream: Stream) -> sa.Select[tuple[int]]:
     )
 
 
-def _marker(stream: Stream) -> sa.Select[tuple[int]]:
+def _marker(stream: Stream) -> sa.Select[Any]:
     return sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0)).where(E.c.channel == MARKERS[stream])
 
 
