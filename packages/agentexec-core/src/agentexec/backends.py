@@ -170,6 +170,15 @@ class InFlightView(Protocol):
 
 
 @runtime_checkable
+class DurabilityCheck(Protocol):
+    """Optional backend capability: what would lose data if its server restarted, in words
+    (``[]`` when nothing would, or when it cannot tell). A pool logs each line once at start,
+    e.g. a Redis with neither AOF nor RDB persistence: a restart loses every queued task."""
+
+    async def durability_warnings(self) -> list[str]: ...
+
+
+@runtime_checkable
 class BatchAck(Protocol):
     """Optional queue capability: acknowledge many leases in one round trip (same effect as
     ``ack`` on each). Workers use it to acknowledge a batch of finished tasks at once."""

@@ -26,8 +26,11 @@ from agentexec.cli._ops import (
 )
 from agentexec.config import CONF
 from agentexec.events import CHANNEL_PREFIX, decode
+from agentexec.limits import truncate
 from agentexec.worker.channels import logs_channel
 
+#: how much of a message that is not a log record is printed
+RAW_LIMIT = 2000
 LEVEL_STYLE = {"DEBUG": "dim", "INFO": "", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
@@ -143,9 +146,10 @@ def render(raw: Event) -> dict[str, Any] | None:
         msg = json.loads(raw.data)
     except (ValueError, RecursionError):  # printed as the raw text it is
         msg = None
-    if not isinstance(msg, dict):
-        return {"kind": "log", "channel": raw.channel, "message": raw.data,
-                "text": f"[dim]{safe(raw.channel)}[/] {safe(raw.data)}"}
+    if not isinstance(msg, dict):  # shown as the text it is, within a screenful
+        text = truncate(raw.data, RAW_LIMIT)
+        return {"kind": "log", "channel": raw.channel, "message": text,
+                "text": f"[dim]{safe(raw.channel)}[/] {safe(text)}"}
     worker = safe(msg.get("worker", "?"))
     when = _clock(msg.get("time"))
     if msg.get("event") == "exit":

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+import time
 from collections.abc import Mapping, Sequence
 
 import anyio
@@ -34,6 +37,25 @@ log = logging.getLogger("agentexec.worker")
 MAX_FETCHERS = 2
 #: tasks one ``reserve_many`` call may take (queues that offer it), bounded by free slots
 MAX_RESERVE_BATCH = 64
+#: a recycling worker reads its memory use at most this often (seconds)
+RSS_CHECK_INTERVAL = 1.0
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory in MiB (``/proc/self/statm``; the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            resident_pages = int(f.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
 def _take_more(slots: anyio.Semaphore, most: int) -> int:
@@ -65,6 +87,8 @@ class Worker:
         definitions: Mapping[str, TaskDefinition],
         backends: Backends,
         listen_for_shutdown: bool = False,
+        max_tasks: int | None = None,
+        max_rss_mb: int | None = None,
     ) -> None:
         self.index = index
         self.consumer_id = consumer_id
@@ -76,6 +100,14 @@ class Worker:
         self.listen_for_shutdown = listen_for_shutdown
         self.stopping = False
         self.running = 0
+        #: recycling (a worker process only): after this many tasks, or above this RSS, the
+        #: worker drains (finishes its running tasks, takes no more) and its run ends
+        self.max_tasks = max_tasks
+        self.max_rss_mb = max_rss_mb
+        self.finished = 0
+        #: why the worker drained itself, once it did (``None``: it did not)
+        self.recycled: str | None = None
+        self._rss_checked = 0.0
         self._waiting_scopes: set[anyio.CancelScope] = set()
         self._tasks_scope: anyio.CancelScope | None = None
         #: the running tasks (plain asyncio tasks, see ``_start``) -> their lease and slots
@@ -92,6 +124,30 @@ class Worker:
         self.stopping = True
         for scope in list(self._waiting_scopes):
             scope.cancel()
+
+    def drain(self, reason: str) -> None:
+        """Finish the running tasks, take no more, as :meth:`stop` does, but let a reserve in
+        progress end by itself (a task it brings is given straight back, attempts unchanged)."""
+        if self.stopping:
+            return
+        self.recycled = reason
+        self.stopping = True
+        log.info("Recycling this worker (%s): finishing %d running task(s), then it is replaced", reason, self.running)
+
+    def _check_recycle(self) -> None:
+        if self.stopping:
+            return
+        if self.max_tasks is not None and self.finished >= self.max_tasks:
+            self.drain(f"it ran {self.finished} tasks, max_tasks_per_worker={self.max_tasks}")
+            return
+        if self.max_rss_mb is not None:
+            now = time.monotonic()
+            if now - self._rss_checked < RSS_CHECK_INTERVAL:
+                return
+            self._rss_checked = now
+            rss = rss_mb()
+            if rss is not None and rss > self.max_rss_mb:
+                self.drain(f"its memory is {rss:.0f} MiB, max_worker_rss_mb={self.max_rss_mb}")
 
     def abort(self) -> None:
         """Cancel the running tasks too; each goes back to its queue, attempts unchanged."""
@@ -155,6 +211,9 @@ class Worker:
                 self._waiting_scopes.add(waiting)
                 try:
                     await slots.acquire()
+                    if self.stopping:  # drained while waiting for a slot
+                        slots.release()
+                        return
                     held = 1 + _take_more(slots, MAX_RESERVE_BATCH - 1) if self._reserve_many else 1
                     leases = await self._reserve(lane, held)
                 except anyio.get_cancelled_exc_class():
@@ -251,10 +310,13 @@ class Worker:
             raise
         finally:
             self.running -= 1
+            self.finished += 1
             slots.release()
             if self.sink.leases.pop(env.agent_id, None) is not None:
                 log.error("task %s ended without an outcome; giving it back", env.agent_id)
                 self._give_back(lease)
+            if self.max_tasks is not None or self.max_rss_mb is not None:
+                self._check_recycle()
 
     async def _settled_before(self, task: Task) -> str:
         """A redelivered task may have finished before its worker died (the steps after the
