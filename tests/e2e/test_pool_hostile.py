@@ -197,9 +197,9 @@ async def test_two_pools_on_one_queue_print_only_their_own_workers(
     tasks = [await enqueue(queue_name, label=f"t{i}", seconds=0.05) for i in range(20)]
     await ax.gather(*tasks, timeout=WAIT)
     await anyio.sleep(1)  # the last relayed lines
-    ran = {pool: sum(e["event"] == "end" for e in pool.events()) for pool in (first, second)}
-    assert sum(ran.values()) == 20
-    for pool, count in ran.items():
+    ran = [(pool, sum(e["event"] == "end" for e in pool.events())) for pool in (first, second)]
+    assert sum(count for _, count in ran) == 20
+    for pool, count in ran:
         printed = pool.output.count("[Worker 0] Task completed: job")
         assert printed == count, f"a pool printed {printed} task lines, its workers ran {count}"
     assert first.stop() == 0 and second.stop() == 0
@@ -211,7 +211,7 @@ async def test_workers_are_recycled_after_n_tasks_losing_nothing(
 ) -> None:
     pool = run_pool(APP, AGENTEXEC_MAX_TASKS_PER_WORKER=3, AGENTEXEC_WORKER_CONCURRENCY=2)
     tasks = [await enqueue(queue_name, label=f"t{i}", seconds=0.3) for i in range(10)]
-    assert await ax.gather(*tasks, timeout=WAIT) == [f"t{i}" for i in range(10)]
+    assert list(await ax.gather(*tasks, timeout=WAIT)) == [f"t{i}" for i in range(10)]
     starts = [e for e in pool.events() if e["event"] == "start"]
     assert sorted(e["label"] for e in starts) == sorted(f"t{i}" for i in range(10)), "a task ran twice"
     per_worker = Counter(e["pid"] for e in starts)
@@ -235,7 +235,7 @@ async def test_a_worker_over_its_memory_limit_is_recycled(
     limit = int(baseline + 100)
     pool = run_pool(APP, AGENTEXEC_WORKER_CONCURRENCY=1, AGENTEXEC_MAX_WORKER_RSS_MB=limit)
     tasks = [await enqueue(queue_name, "hoard", f"h{i}", size=64) for i in range(6)]
-    assert await ax.gather(*tasks, timeout=WAIT) == [f"h{i}" for i in range(6)]
+    assert list(await ax.gather(*tasks, timeout=WAIT)) == [f"h{i}" for i in range(6)]
     per_worker = Counter(e["pid"] for e in pool.events() if e["event"] == "start")
     assert len(per_worker) >= 2 and max(per_worker.values()) <= 2, (limit, per_worker)
     assert f"max_worker_rss_mb={limit}" in pool.output

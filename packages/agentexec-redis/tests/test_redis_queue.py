@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 import uuid
+from typing import Any
 
 import anyio
 import pytest

@@ -9,8 +9,8 @@ choose code to run.
 from __future__ import annotations
 
 import sys
-from types import MappingProxyType, ModuleType
 from collections.abc import Mapping
+from types import MappingProxyType, ModuleType
 from typing import Any, Literal
 from uuid import UUID
 

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 
 import anyio
@@ -37,8 +36,6 @@ log = logging.getLogger("agentexec.worker")
 MAX_FETCHERS = 2
 #: tasks one ``reserve_many`` call may take (queues that offer it), bounded by free slots
 MAX_RESERVE_BATCH = 64
-#: a recycling worker reads its memory use at most this often (seconds)
-RSS_CHECK_INTERVAL = 1.0
 
 
 def rss_mb() -> float | None:
@@ -104,10 +101,12 @@ class Worker:
         #: worker drains (finishes its running tasks, takes no more) and its run ends
         self.max_tasks = max_tasks
         self.max_rss_mb = max_rss_mb
-        self.finished = 0
+        #: tasks taken so far (a recycling worker takes no more than ``max_tasks``)
+        self.taken = 0
+        #: slots being filled by reserves in progress (counted against ``max_tasks`` too)
+        self._reserving = 0
         #: why the worker drained itself, once it did (``None``: it did not)
         self.recycled: str | None = None
-        self._rss_checked = 0.0
         self._waiting_scopes: set[anyio.CancelScope] = set()
         self._tasks_scope: anyio.CancelScope | None = None
         #: the running tasks (plain asyncio tasks, see ``_start``) -> their lease and slots
@@ -134,20 +133,23 @@ class Worker:
         self.stopping = True
         log.info("Recycling this worker (%s): finishing %d running task(s), then it is replaced", reason, self.running)
 
-    def _check_recycle(self) -> None:
-        if self.stopping:
+    def _check_memory(self) -> None:
+        """After each task (reading ``/proc/self/statm`` costs ~15 us): over the limit, drain."""
+        if self.stopping or self.max_rss_mb is None:
             return
-        if self.max_tasks is not None and self.finished >= self.max_tasks:
-            self.drain(f"it ran {self.finished} tasks, max_tasks_per_worker={self.max_tasks}")
-            return
-        if self.max_rss_mb is not None:
-            now = time.monotonic()
-            if now - self._rss_checked < RSS_CHECK_INTERVAL:
-                return
-            self._rss_checked = now
-            rss = rss_mb()
-            if rss is not None and rss > self.max_rss_mb:
-                self.drain(f"its memory is {rss:.0f} MiB, max_worker_rss_mb={self.max_rss_mb}")
+        rss = rss_mb()
+        if rss is not None and rss > self.max_rss_mb:
+            self.drain(f"its memory is {rss:.0f} MiB, max_worker_rss_mb={self.max_rss_mb}")
+
+    def _room(self, wanted: int) -> int:
+        """How many of ``wanted`` more tasks this worker may take (``max_tasks``); once it has
+        taken its last, it drains."""
+        if self.max_tasks is None:
+            return wanted
+        if self.taken >= self.max_tasks:
+            self.drain(f"it took {self.taken} tasks, max_tasks_per_worker={self.max_tasks}")
+            return 0
+        return max(0, min(wanted, self.max_tasks - self.taken - self._reserving))
 
     def abort(self) -> None:
         """Cancel the running tasks too; each goes back to its queue, attempts unchanged."""
@@ -211,11 +213,15 @@ class Worker:
                 self._waiting_scopes.add(waiting)
                 try:
                     await slots.acquire()
-                    if self.stopping:  # drained while waiting for a slot
+                    if self.stopping or not self._room(1):  # drained (or due to) meanwhile
                         slots.release()
                         return
-                    held = 1 + _take_more(slots, MAX_RESERVE_BATCH - 1) if self._reserve_many else 1
-                    leases = await self._reserve(lane, held)
+                    held = 1 + _take_more(slots, self._room(MAX_RESERVE_BATCH) - 1) if self._reserve_many else 1
+                    self._reserving += held
+                    try:
+                        leases = await self._reserve(lane, held)
+                    finally:
+                        self._reserving -= held
                 except anyio.get_cancelled_exc_class():
                     _release(slots, held)
                     raise
@@ -248,6 +254,9 @@ class Worker:
         per task, ``create_task`` ~3 (measured), and the worker keeps, aborts and awaits its
         runs itself (``_runs``)."""
         env = lease.envelope
+        self.taken += 1
+        if self.max_tasks is not None and self.taken >= self.max_tasks:
+            self._room(0)  # its last task: take no more
         self.sink.leases[env.agent_id] = lease
         self.sink.writer.task_names[env.agent_id] = env.task_name
         run = asyncio.get_running_loop().create_task(self._run(lease, slots))
@@ -310,13 +319,12 @@ class Worker:
             raise
         finally:
             self.running -= 1
-            self.finished += 1
             slots.release()
             if self.sink.leases.pop(env.agent_id, None) is not None:
                 log.error("task %s ended without an outcome; giving it back", env.agent_id)
                 self._give_back(lease)
-            if self.max_tasks is not None or self.max_rss_mb is not None:
-                self._check_recycle()
+            if self.max_rss_mb is not None:
+                self._check_memory()
 
     async def _settled_before(self, task: Task) -> str:
         """A redelivered task may have finished before its worker died (the steps after the
