@@ -88,9 +88,8 @@ def main() -> None:
 
 def _idle_subscriber(redis_url: str, database_url: str, seconds: float) -> list[str]:
     """An ``ax.events`` subscriber idle for ``seconds``; the warnings logged meanwhile."""
-    from agentexec.runtime import build_backends, set_backends
-
     import agentexec as ax
+    from agentexec.runtime import build_backends, set_backends
 
     caught: list[str] = []
 

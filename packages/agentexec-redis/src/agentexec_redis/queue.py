@@ -480,7 +480,9 @@ class RedisQueue:
         try:
             appendonly = await r.config_get("appendonly")
             save = await r.config_get("save")
-        except (ResponseError, *TRANSIENT):
+        except ResponseError:  # CONFIG refused: cannot tell
+            return []
+        except TRANSIENT:
             return []
         aof = str(_config_value(appendonly, "appendonly")).lower() in ("yes", "1")
         rdb = bool(str(_config_value(save, "save")).strip())
