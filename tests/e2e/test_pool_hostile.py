@@ -64,6 +64,19 @@ async def cli(stack: Stack, *args: str) -> tuple[int, str, str]:
     return await run(agentexec_cli(*args), env)
 
 
+async def count_after(backends: Backends, channel: str, since: str) -> int:
+    """How many messages ``channel`` holds after ``since`` (read until a second passes idle)."""
+    count = 0
+    async with backends.events.subscribe([channel], last_id=since) as stream:
+        while True:
+            got = None
+            with anyio.move_on_after(1):
+                got = await anext(stream)
+            if got is None:
+                return count
+            count += 1
+
+
 def warnings_in(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith(("WARNING", "ERROR", "CRITICAL"))]
 
@@ -118,8 +131,10 @@ async def test_hostile_data_ends_as_documented(
     # escape codes reach the terminal as text, through `activity show` and `tail`
     code, shown, err = await cli(stack, "activity", "show", str(escape.agent_id))
     assert code == 0, err
+    records = await count_after(producer, logs_channel, str(since))
     code, tailed, err = await cli(
-        stack, "tail", "--queue", queue_name, "--no-events", "--since", str(since), "--timeout", "10"
+        stack, "tail", "--queue", queue_name, "--no-events", "--since", str(since),
+        "--count", str(records), "--timeout", str(WAIT),
     )
     assert code == 0, err
     for output in (shown, tailed):
