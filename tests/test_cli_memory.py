@@ -139,3 +139,21 @@ def test_schedules_list_from_a_file_path(tmp_path: Path, capsys: pytest.CaptureF
 def test_tail_rejects_an_empty_selection(capsys: pytest.CaptureFixture[str], backends: Backends) -> None:
     assert main(["tail", "--no-logs", "--no-events"]) == 2
     assert "nothing to follow" in capsys.readouterr().err
+
+
+def test_tail_reports_a_trimmed_resume_point_and_goes_on(
+    backends: Backends, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--since`` an event that was trimmed away: a ``gap:`` line, then what is kept."""
+    monkeypatch.setattr(CONF, "events_retention", 3)
+
+    async def publish() -> list[str | None]:
+        return [await ax.events.publish("gap.test", {"n": n}) for n in range(6)]
+
+    ids = anyio.run(publish)
+    capsys.readouterr()
+    code = main(["tail", "--no-logs", "--since", str(ids[0]), "--count", "3", "--timeout", "5", "--json"])
+    out = capsys.readouterr()
+    assert code == 0
+    assert "gap: events after" in out.err and "were trimmed from the events stream" in out.err
+    assert [json.loads(line)["payload"]["n"] for line in out.out.splitlines()] == [3, 4, 5]
