@@ -175,6 +175,7 @@ async def test_queues_a_and_braced_a_keep_their_tasks_apart(
     braced_pool = run_pool(APP, queue=braced)
     stranded = await enqueue(braced, label="braced", seconds=3)
     braced_pool.wait_event("start")
+    await anyio.sleep(1)  # a heartbeat or two: its consumer is registered
     braced_pool.kill()  # the whole pool: only another pool's reaper could take the task now
     plain = await enqueue(queue_name, label="plain")
     assert await ax.get_result(plain, timeout=WAIT) == "plain"
