@@ -275,8 +275,9 @@ class EventGapError(LookupError):
         self.resume_id = resume_id
         self.stream = stream
         super().__init__(
-            f"events after {last_id} were trimmed from the {stream} stream (it keeps the newest "
-            f"CONF.{stream}_retention); resume with last_id={resume_id!r} to accept the gap"
+            f"events after {last_id} were trimmed from the {stream} stream: its oldest event "
+            f"kept is newer (it keeps the newest CONF.{stream}_retention); resume with "
+            f"last_id={resume_id!r} to accept the gap"
         )
 
 
