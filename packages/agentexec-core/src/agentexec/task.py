@@ -107,6 +107,9 @@ class Envelope(BaseModel):
     enqueued_at: float = 0.0
     #: set by the pool for pipeline steps and other internal work; never by users
     kind: str = "task"
+    #: the activity's metadata (tenancy), so a worker that has to create the activity itself
+    #: (its producer died, or is a moment behind) creates it with the right tenant
+    metadata: dict[str, Any] | None = None
 
     def next_attempt(self) -> Envelope:
         return self.model_copy(update={"attempts": self.attempts + 1})
@@ -134,6 +137,8 @@ class Task(BaseModel, Generic[R]):
     queue_name: str | None = None
     priority: Priority = Priority.LOW
     attempts: int = 0
+    #: the activity's metadata (``ax.enqueue(..., metadata=...)``)
+    metadata: dict[str, Any] | None = None
 
     _definition: TaskDefinition | None = PrivateAttr(default=None)
 
@@ -150,13 +155,23 @@ class Task(BaseModel, Generic[R]):
 
     @classmethod
     def queued(
-        cls, task_name: str, context: BaseModel, priority: Priority, queue_name: str
+        cls,
+        task_name: str,
+        context: BaseModel,
+        priority: Priority,
+        queue_name: str,
+        metadata: dict[str, Any] | None = None,
     ) -> Task[Any]:
         """A new task from arguments ``enqueue`` has already checked, in one constructor call
         (pydantic's compiled validation is faster than ``model_construct`` here, measured)."""
+        if metadata is None:
+            return cls(
+                agent_id=uuid.uuid4(), task_name=task_name, context=context,
+                queue_name=queue_name, priority=priority,
+            )
         return cls(
             agent_id=uuid.uuid4(), task_name=task_name, context=context,
-            queue_name=queue_name, priority=priority,
+            queue_name=queue_name, priority=priority, metadata=metadata,
         )
 
     def to_envelope(self, queue_name: str) -> Envelope:
@@ -168,6 +183,7 @@ class Task(BaseModel, Generic[R]):
             queue_name=queue_name,
             attempts=self.attempts,
             enqueued_at=time.time(),
+            metadata=self.metadata,
         )
 
     async def execute(self) -> R:
