@@ -213,6 +213,19 @@ class StagedResults(Protocol):
 
 
 @runtime_checkable
+class Counters(Protocol):
+    """Optional result capability: named integer counters shared by every process (``ax.Tracker``).
+
+    ``incr`` adds ``amount`` (negative to decrement) atomically and returns the new value, a
+    counter that does not exist starting at 0; every ``incr`` keeps it ``ttl`` more seconds.
+    ``counter`` reads it (0 when it does not exist or expired)."""
+
+    async def incr(self, key: str, amount: int, ttl: int) -> int: ...
+
+    async def counter(self, key: str) -> int: ...
+
+
+@runtime_checkable
 class ResultBackend(Protocol):
     """Per-task outcomes, stored as opaque bytes (core encodes them) with a time to live."""
 

@@ -249,7 +249,17 @@ async def get_result(
     """
     agent_id = task.agent_id if isinstance(task, Task) else UUID(str(task))
     data = await get_backends().results.wait(agent_id, timeout)
-    return Outcome.decode(data).unwrap(agent_id, result_type)
+    outcome = Outcome.decode(data)
+    return outcome.unwrap(agent_id, result_type, _registered_result_type(outcome.task_name))
+
+
+def _registered_result_type(task_name: str) -> type[BaseModel] | None:
+    """The ``result_type`` a pool of this process declares for ``task_name`` (one, or none)."""
+    found = {
+        d.result_type for pool in list(_pools)
+        if (d := pool.tasks.get(task_name)) is not None and d.result_type is not None
+    }
+    return found.pop() if len(found) == 1 else None
 
 
 @overload

@@ -30,19 +30,36 @@ Handler = Callable[[UUID, Any], Awaitable[Any]] | Callable[[UUID, Any], Any]
 class TaskDefinition:
     """A registered handler: its name, the callable, and the pydantic model its context must be."""
 
-    __slots__ = ("context_class", "handler", "is_async", "name")
+    __slots__ = ("context_class", "handler", "is_async", "name", "result_type")
 
     def __init__(
         self,
         name: str,
         handler: Handler,
         context_class: type[BaseModel] | None = None,
+        result_type: type[BaseModel] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a task name must be a non-empty str, got {name!r}")
+        if context_class is not None and not (
+            isinstance(context_class, type) and issubclass(context_class, BaseModel)
+        ):
+            raise TypeError(
+                f"task {name!r}: the context type must be a pydantic BaseModel subclass, got "
+                f"{context_class!r}"
+            )
+        if result_type is not None and not (
+            isinstance(result_type, type) and issubclass(result_type, BaseModel)
+        ):
+            raise TypeError(
+                f"task {name!r}: result_type must be a pydantic BaseModel subclass, got {result_type!r}"
+            )
         self.name = name
         self.handler = handler
         self.context_class = context_class or infer_context_class(name, handler)
+        #: the model ``get_result`` rebuilds the handler's value as (the return annotation's,
+        #: when it is one, unless given)
+        self.result_type = result_type or infer_result_type(handler)
         self.is_async = inspect.iscoroutinefunction(handler)
 
     def __repr__(self) -> str:
@@ -90,6 +107,15 @@ def infer_context_class(name: str, handler: Callable[..., Any]) -> type[BaseMode
             f"Expected signature: {EXPECTED_SIGNATURE}"
         )
     return annotation
+
+
+def infer_result_type(handler: Callable[..., Any]) -> type[BaseModel] | None:
+    """The pydantic model the handler's return is annotated with, or ``None``."""
+    try:
+        annotation = typing.get_type_hints(handler).get("return")
+    except Exception:
+        return None
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 class Envelope(BaseModel):

@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from agentexec.activity.creates import CREATES
 from agentexec.config import CONF
 from agentexec.runtime import (
@@ -96,6 +98,20 @@ class Pool(SchedulingMixin):
             return handler
 
         return decorator
+
+    def add_task(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        *,
+        context_type: type[BaseModel] | None = None,
+        result_type: type[BaseModel] | None = None,
+    ) -> None:
+        """Register ``func`` under ``name`` without a decorator (the original agentexec's form):
+        ``context_type`` when the handler's ``context`` is not annotated with it, and
+        ``result_type``, the model ``ax.get_result`` rebuilds the value as (default: the return
+        annotation, when it is a model). A name taken on this pool raises ``ValueError``."""
+        self._register(TaskDefinition(name, func, context_type, result_type))
 
     def _register(self, definition: TaskDefinition, lane: str = DEFAULT_LANE) -> None:
         """Register a definition on a lane (``"default"`` or ``"pipelines"``)."""
