@@ -28,6 +28,7 @@ import agentexec as ax
 import anyio
 import pytest
 import sqlalchemy as sa
+from agentexec.activity.creates import CREATES
 from agentexec.runtime import Backends, build_backends, set_backends
 from agentexec.task import Task
 from pydantic import BaseModel
@@ -105,6 +106,10 @@ async def test_enqueue_with_metadata_then_filter_list_and_detail(
     ]
     theirs = await ax.enqueue("process_document", Doc(), metadata=other)
     assert tasks[0].metadata == {**mine, "user_id": "user-456"}
+    # after the first enqueue, activities are written behind the push (metadata or not)
+    assert CREATES.checked(backends.activity)
+    plain = await ax.enqueue("process_document", Doc())
+    assert ax.activity.detail(agent_id=plain.agent_id) is not None
 
     activities = ax.activity.list(metadata_filter=mine)
     assert {i.agent_id for i in activities.items} == {t.agent_id for t in tasks}

@@ -161,10 +161,11 @@ async def enqueue(
     if CREATES.checked(store):
         # written behind the push, read-your-writes in this process (activity.creates)
         CREATES.submit(store, task.agent_id, task_name, CONF.activity_message_create, metadata)
-    elif metadata is None:
-        await store.acreate(task_name, CONF.activity_message_create, task.agent_id)
     else:
-        await store.acreate(task_name, CONF.activity_message_create, task.agent_id, metadata)
+        if metadata is None:
+            await store.acreate(task_name, CONF.activity_message_create, task.agent_id)
+        else:
+            await store.acreate(task_name, CONF.activity_message_create, task.agent_id, metadata)
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
     try:

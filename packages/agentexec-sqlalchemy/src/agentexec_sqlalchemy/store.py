@@ -89,6 +89,18 @@ class SQLActivityStore:
     def __repr__(self) -> str:
         return f"SQLActivityStore({self.url!r})"
 
+    def rebind_global_session(self) -> None:
+        """When the process-global session (``set_global_session``) is bound to another
+        database, bind it to this store's engine instead. ``ax.Pool(engine=...)`` calls it, as
+        the original agentexec's ``Pool`` binds the global session to the engine it is given;
+        without it, ``ax.activity`` kept writing to the earlier engine. A process that never
+        set a global session keeps none (this store uses its own engine)."""
+        from agentexec_sqlalchemy import session as global_session
+
+        bound = global_session.global_engine()
+        if bound is not None and bound is not self.engine:
+            global_session.set_global_session(self.engine)
+
     def ensure_schema(self) -> None:
         """Create the activity tables that are missing (the embedded default calls this; with
         your own database, prefer ``ax.Base.metadata.create_all(engine)`` or migrations)."""

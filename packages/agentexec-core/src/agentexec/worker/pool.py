@@ -76,6 +76,9 @@ class Pool(SchedulingMixin):
         if backends is None:
             backends = build_backends(configured_urls(self.database_url), activity_source=engine)
         self.backends = backends
+        rebind = getattr(backends.activity, "rebind_global_session", None)
+        if engine is not None and callable(rebind):
+            rebind()  # the original binds the global session to the pool's engine
         if not has_explicit_backends():
             # so ax.enqueue / ax.activity in this process use the same stores; a later pool may
             # take over (a suite building one pool per test), backends the user set stay
