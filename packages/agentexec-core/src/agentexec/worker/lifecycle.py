@@ -82,9 +82,8 @@ class DirectSink:
         return False
 
     async def finished(self, task: Task, entry: LogEntry | None, outcome: Outcome) -> None:
-        from agentexec.runtime import get_backends
-
         from agentexec.activity.creates import acreated
+        from agentexec.runtime import get_backends
 
         backends = get_backends()
         if entry is not None:
