@@ -213,6 +213,19 @@ class StagedResults(Protocol):
 
 
 @runtime_checkable
+class Counters(Protocol):
+    """Optional result capability: named integer counters shared by every process (``ax.Tracker``).
+
+    ``incr`` adds ``amount`` (negative to decrement) atomically and returns the new value, a
+    counter that does not exist starting at 0; every ``incr`` keeps it ``ttl`` more seconds.
+    ``counter`` reads it (0 when it does not exist or expired)."""
+
+    async def incr(self, key: str, amount: int, ttl: int) -> int: ...
+
+    async def counter(self, key: str) -> int: ...
+
+
+@runtime_checkable
 class ResultBackend(Protocol):
     """Per-task outcomes, stored as opaque bytes (core encodes them) with a time to live."""
 
@@ -295,6 +308,15 @@ class LogEntry:
     percentage: int | None = None
 
 
+#: one activity for ``acreate_many``: ``(agent_id, task_name, message)``, or with its metadata
+ActivityItem = tuple[UUID, str, str] | tuple[UUID, str, str, dict[str, Any] | None]
+
+
+def activity_item_metadata(item: ActivityItem) -> dict[str, Any] | None:
+    """The metadata of an ``acreate_many`` item (``None`` for a three-element item)."""
+    return item[3] if len(item) > 3 else None  # type: ignore[misc]
+
+
 @runtime_checkable
 class ActivityStore(Protocol):
     """The activity records behind ``ax.activity``.
@@ -302,6 +324,13 @@ class ActivityStore(Protocol):
     Status is derived from the latest log entry; ``latest_percentage`` is the latest non-null
     percentage. ``append`` on an unknown ``agent_id`` raises :class:`UnknownActivityError`;
     a percentage outside 0-100 raises ``ValueError``. Every call is one transaction.
+
+    Metadata (``create(metadata=...)``, the optional fourth item of ``acreate_many``) and the
+    ``metadata`` filter of ``list``/``detail``/``alist``/``adetail`` follow the rules of
+    :mod:`agentexec.activity.metadata`: every pair of the filter must match, JSON-typed; the
+    list items and details carry the activity's metadata (``.metadata``). Core passes the
+    ``metadata`` arguments only when the caller gave one, so a store without metadata support
+    still serves every other call.
 
     The sync methods take an optional backend-specific ``session`` (a SQLAlchemy ``Session`` for
     the SQL store); the async twins are what workers use so a handler never blocks its loop.
@@ -337,7 +366,12 @@ class ActivityStore(Protocol):
         metadata: dict[str, Any] | None = None,
     ) -> ActivityListSchema: ...
 
-    def detail(self, agent_id: UUID, session: Any = None) -> ActivityDetailSchema | None: ...
+    def detail(
+        self, agent_id: UUID, session: Any = None, metadata: dict[str, Any] | None = None
+    ) -> ActivityDetailSchema | None:
+        """The activity with its whole log; ``None`` when there is none, or when ``metadata``
+        (a filter) does not match it."""
+        ...
 
     # -- async twins -----------------------------------------------------------------------
     async def acreate(
@@ -348,8 +382,9 @@ class ActivityStore(Protocol):
         metadata: dict[str, Any] | None = None,
     ) -> UUID: ...
 
-    async def acreate_many(self, items: Sequence[tuple[UUID, str, str]]) -> None:
-        """Create many activities ``(agent_id, task_name, message)`` in one transaction."""
+    async def acreate_many(self, items: Sequence[ActivityItem]) -> None:
+        """Create many activities ``(agent_id, task_name, message)`` in one transaction; an item
+        may carry a fourth element, the activity's metadata (a dict or ``None``)."""
         ...
 
     async def aappend(
@@ -366,15 +401,32 @@ class ActivityStore(Protocol):
         sets that line aside and writes the rest in one more call."""
         ...
 
-    async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None: ...
+    async def adetail(
+        self, agent_id: UUID, metadata: dict[str, Any] | None = None
+    ) -> ActivityDetailSchema | None: ...
 
     async def alist(
-        self, page: int = 1, page_size: int = 50, status: Status | None = None
+        self,
+        page: int = 1,
+        page_size: int = 50,
+        status: Status | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> ActivityListSchema: ...
 
     async def acancel_pending(self) -> int: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ActiveCount(Protocol):
+    """Optional activity-store capability: how many activities are QUEUED or RUNNING (of those
+    matching ``metadata``, a filter, when given), in one query. Without it
+    ``ax.activity.count_active`` adds up the totals of two filtered ``list`` calls."""
+
+    def count_active(self, session: Any = None, metadata: dict[str, Any] | None = None) -> int: ...
+
+    async def acount_active(self, metadata: dict[str, Any] | None = None) -> int: ...
 
 
 class UnknownActivityError(LookupError, ValueError):

@@ -49,9 +49,42 @@ def read_env_file(path: str | Path = ENV_FILE) -> dict[str, str]:
 
 def environment() -> dict[str, str]:
     """The ``AGENTEXEC_*`` variables in effect, upper-cased: the ``.env`` file of the working
-    directory, overridden by the process environment."""
+    directory, overridden by the process environment. The original agentexec's unprefixed
+    names (:data:`ALIASES`) are included too."""
     merged = {**read_env_file(), **os.environ}
-    return {k.upper(): v for k, v in merged.items() if k.upper().startswith(ENV_PREFIX)}
+    return {
+        k.upper(): v for k, v in merged.items()
+        if k.upper().startswith(ENV_PREFIX) or k.upper() in ALIASES
+    }
+
+
+#: the original agentexec's names for settings, read when ours (``AGENTEXEC_<NAME>``) is not set
+ALIASES: dict[str, str] = {
+    "REDIS_URL": "redis_url",
+    "REDIS_POOL_SIZE": "redis_pool_size",
+    "REDIS_POOL_TIMEOUT": "redis_pool_timeout",
+    "AGENTEXEC_SCHEDULER_TIMEZONE": "timezone",
+    "AGENTEXEC_QUEUE_PREFIX": "queue_name",
+}
+
+#: the original agentexec's settings that have no counterpart here, and why
+ORIGINAL_ONLY: dict[str, str] = {
+    "AGENTEXEC_STATE_BACKEND": "backends are chosen by URL: AGENTEXEC_REDIS_URL, AGENTEXEC_DATABASE_URL",
+    "AGENTEXEC_KEY_PREFIX": "Redis keys are named after the queue (AGENTEXEC_QUEUE_NAME)",
+    "AGENTEXEC_SCHEDULER_POLL_INTERVAL": "the scheduler wakes at each schedule's next tick",
+    "AGENTEXEC_MAX_TASK_RETRIES": "a task whose worker dies is handed out again up to "
+    "AGENTEXEC_MAX_ATTEMPTS times; a handler that raises ends ERROR",
+    "AGENTEXEC_LOCK_TTL": "per-key task locks are not available yet",
+}
+
+
+def source_variable(field: str, environ: dict[str, str]) -> str:
+    """The variable a setting was read from: ``AGENTEXEC_<NAME>``, or the original's alias
+    that supplied it."""
+    name = env_name(field)
+    if name in environ:
+        return name
+    return next((alias for alias, f in ALIASES.items() if f == field and alias in environ), name)
 
 
 class Config(BaseModel):
@@ -68,10 +101,36 @@ class Config(BaseModel):
     def __init__(self, **values: Any) -> None:
         env = environment()
         from_env = {
-            field: env[env_name(field)] for field in type(self).model_fields
-            if env_name(field) in env
+            field: env[source_variable(field, env)] for field in type(self).model_fields
+            if source_variable(field, env) in env
         }
         super().__init__(**{**from_env, **values})
+
+    # -- the original agentexec's names ---------------------------------------------------
+    @property
+    def scheduler_timezone(self) -> str:
+        """The original agentexec's name of :attr:`timezone` (``AGENTEXEC_SCHEDULER_TIMEZONE``)."""
+        return self.timezone
+
+    @scheduler_timezone.setter
+    def scheduler_timezone(self, value: str) -> None:
+        self.timezone = value
+
+    @property
+    def scheduler_tz(self) -> Any:
+        """:attr:`timezone` as a ``ZoneInfo`` (the original agentexec's ``CONF.scheduler_tz``)."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
+
+    @property
+    def queue_prefix(self) -> str:
+        """The original agentexec's (0.3) name of :attr:`queue_name`."""
+        return self.queue_name
+
+    @queue_prefix.setter
+    def queue_prefix(self, value: str) -> None:
+        self.queue_name = value
 
     # -- spec/core-api.md ---------------------------------------------------------------
     redis_url: str | None = Field(
@@ -243,7 +302,7 @@ def describe_errors(exc: ValidationError, environ: dict[str, str] | None = None)
     parts = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error.get("loc") else "?"
-        name = env_name(field)
+        name = source_variable(field, environ)
         value = environ.get(name, error.get("input"))
         info = fields.get(field)
         expected = allowed(info) if info is not None else "a valid value"
@@ -256,7 +315,7 @@ def unknown_variables(environ: dict[str, str] | None = None) -> dict[str, str | 
     """``AGENTEXEC_*`` variables that name no setting, each with its closest setting's name
     (the process environment and the ``.env`` file by default)."""
     environ = environment() if environ is None else environ
-    known = {env_name(field) for field in Config.model_fields}
+    known = {env_name(field) for field in Config.model_fields} | set(ALIASES) | set(ORIGINAL_ONLY)
     out: dict[str, str | None] = {}
     for name in environ:
         upper = name.upper()
@@ -270,6 +329,15 @@ def unknown_variables(environ: dict[str, str] | None = None) -> dict[str, str | 
 
 
 def warn_unknown_variables(environ: dict[str, str] | None = None) -> None:
+    environ = environment() if environ is None else environ
+    for name in environ:
+        reason = ORIGINAL_ONLY.get(name.upper())
+        if reason is not None:
+            warnings.warn_explicit(
+                f"{name} is a setting of the original agentexec that this one does not use "
+                f"({reason}); see docs/migrating-from-agentexec.md",
+                ConfigWarning, "agentexec.config", 0,
+            )
     for name, close in unknown_variables(environ).items():
         hint = f"; did you mean {close}?" if close else "; see docs/configuration.md for the settings"
         # reported as coming from "agentexec.config": one line, with no source line under it
@@ -317,6 +385,16 @@ def reference() -> str:
         default = "unset" if info.default is None else f"`{info.default!r}`"
         meaning = (info.description or "").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| `{env_name(field)}` | {allowed(info)} | {default} | {meaning} |")
+    lines += [
+        "",
+        "The original agentexec's names are read too, when ours is not set (see "
+        "docs/migrating-from-agentexec.md): "
+        + ", ".join(f"`{alias}` for `{env_name(field)}`" for alias, field in ALIASES.items())
+        + ". In Python, `ax.CONF.scheduler_timezone` and `ax.CONF.queue_prefix` are "
+        "`timezone` and `queue_name`. Its settings without a counterpart here ("
+        + ", ".join(f"`{name}`" for name in ORIGINAL_ONLY)
+        + ") are reported once, saying why.",
+    ]
     return "\n".join(lines) + "\n"
 
 

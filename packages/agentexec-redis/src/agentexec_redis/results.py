@@ -282,6 +282,25 @@ class RedisResults:
         )
         return bool(done)
 
+    async def incr(self, key: str, amount: int, ttl: int) -> int:
+        """:class:`agentexec.backends.Counters`: INCRBY and EXPIRE in one round trip (MULTI)."""
+        name = keys.counter(key)
+
+        async def step() -> int:
+            async with async_client(self.url).pipeline(transaction=True) as pipe:
+                pipe.incrby(name, amount)
+                pipe.expire(name, ttl)
+                value, _ = await pipe.execute()
+            return int(value)
+
+        # not retried: an INCRBY that reached Redis before the connection broke would count twice
+        return await step()
+
+    async def counter(self, key: str) -> int:
+        name = keys.counter(key)
+        value = await retrying("counter", lambda: async_client(self.url).get(name), self._window())
+        return int(value) if value is not None else 0
+
     async def close(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None and listener.loop is asyncio.get_running_loop():

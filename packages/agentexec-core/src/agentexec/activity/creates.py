@@ -28,12 +28,13 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import anyio
 import anyio.to_thread
 
-from agentexec.backends import ActivityStore
+from agentexec.backends import ActivityItem, ActivityStore
 
 log = logging.getLogger("agentexec")
 
@@ -49,7 +50,7 @@ LINGER = 0.001
 
 @dataclass(eq=False)
 class _Batch:
-    items: dict[int, list[tuple[UUID, str, str]]] = field(default_factory=dict)
+    items: dict[int, list[ActivityItem]] = field(default_factory=dict)
     stores: dict[int, ActivityStore] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -77,11 +78,22 @@ class CreateBehind:
     def mark_checked(self, store: ActivityStore) -> None:
         self._checked[id(store)] = store
 
-    def submit(self, store: ActivityStore, agent_id: UUID, task_name: str, message: str) -> None:
+    def submit(
+        self,
+        store: ActivityStore,
+        agent_id: UUID,
+        task_name: str,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        item: ActivityItem = (
+            (agent_id, task_name, message) if metadata is None
+            else (agent_id, task_name, message, metadata)
+        )
         with self._lock:
             batch = self._open
             batch.stores[id(store)] = store
-            batch.items.setdefault(id(store), []).append((agent_id, task_name, message))
+            batch.items.setdefault(id(store), []).append(item)
             self._pending[agent_id] = batch
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="agentexec-creates", daemon=True)
@@ -134,9 +146,9 @@ class CreateBehind:
             finally:
                 with self._lock:
                     for items in batch.items.values():
-                        for agent_id, _, _ in items:
-                            if self._pending.get(agent_id) is batch:
-                                del self._pending[agent_id]
+                        for item in items:
+                            if self._pending.get(item[0]) is batch:
+                                del self._pending[item[0]]
                 batch.done.set()
                 last = time.monotonic()
 
@@ -162,15 +174,18 @@ class CreateBehind:
                     delay = min(delay * 2, 2.0)
 
 
-async def _create(store: ActivityStore, items: list[tuple[UUID, str, str]]) -> None:
+async def _create(store: ActivityStore, items: list[ActivityItem]) -> None:
     try:
         await store.acreate_many(items)
     except ValueError:
         # one already exists: the worker that took its task first created it (enqueue's
         # agent_ids are fresh uuid4s); create the others one by one
-        for agent_id, task_name, message in items:
+        for item in items:
             try:
-                await store.acreate(task_name, message, agent_id)
+                if len(item) > 3:
+                    await store.acreate(item[1], item[2], item[0], item[3])  # type: ignore[misc]
+                else:
+                    await store.acreate(item[1], item[2], item[0])
             except ValueError:
                 pass
 

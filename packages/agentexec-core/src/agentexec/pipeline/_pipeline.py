@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from agentexec.activity.metadata import validate_metadata
 from agentexec.activity.status import Status
 from agentexec.backends import as_uuid as _uuid
 from agentexec.config import CONF
@@ -219,8 +220,15 @@ class Pipeline:
             resume=True,
         )
 
-    async def enqueue(self, context: BaseModel, priority: Priority = Priority.LOW) -> Task:
-        """Queue a run on the pool's pipeline lane; its activity is QUEUED when this returns.
+    async def enqueue(
+        self,
+        context: BaseModel,
+        priority: Priority = Priority.LOW,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> Task:
+        """Queue a run on the pool's pipeline lane; its activity is QUEUED when this returns
+        (with ``metadata``, as ``ax.enqueue`` stores it).
 
         The value of the last step is what ``ax.get_result(task)`` returns; a failing step makes
         it raise :class:`agentexec.TaskFailedError` naming the step.
@@ -240,12 +248,19 @@ class Pipeline:
             )
         if not isinstance(priority, Priority):
             raise TypeError(f"priority must be ax.Priority.HIGH or ax.Priority.LOW, got {priority!r}")
+        metadata = validate_metadata(metadata)
         task = Task.create(self.name, self._definition.validate_context(context))
         task.priority = priority
         task.queue_name = self.pool.lane_queue_name(LANE)
+        task.metadata = metadata
         # the pool's own stores: the ones its workers take this pipeline from
         backends = self.pool.backends
-        await backends.activity.acreate(self.name, CONF.activity_message_create, task.agent_id)
+        if metadata is None:
+            await backends.activity.acreate(self.name, CONF.activity_message_create, task.agent_id)
+        else:
+            await backends.activity.acreate(
+                self.name, CONF.activity_message_create, task.agent_id, metadata
+            )
         envelope = task.to_envelope(task.queue_name).model_copy(update={"kind": KIND})
         await backends.queue.push(envelope, priority)
         return task

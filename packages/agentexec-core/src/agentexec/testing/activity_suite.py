@@ -250,3 +250,60 @@ class ActivityStoreSuite(Suite):
         activity_store.create("t", "m")
         listing = activity_store.list(metadata={"org": "acme"})
         assert [i.agent_id for i in listing.items] == [mine] and listing.total == 1
+
+    async def test_metadata_filters_are_typed_exact_and_carried(self, activity_store: Any) -> None:
+        """The metadata filter of ``list``/``detail``/``alist``/``adetail`` follows
+        :mod:`agentexec.activity.metadata`: every pair must match, JSON-typed (``1`` is neither
+        ``True`` nor ``"1"``; ``None`` matches a null value, not a missing key; lists and
+        objects match whole); a NUL character and an empty filter ``{}`` raise ``ValueError``;
+        list items and details carry the activity's ``.metadata``; ``acreate_many`` takes an
+        optional fourth item, the metadata.
+
+        Needs ``Capabilities.activity_metadata``. Troubleshooting: compare the JSON types, not
+        text (``str(value)``, SQLite's ``json_extract`` alone and ``->>`` all make ``1`` equal
+        ``true`` or ``"1"``); check arguments with ``validate_metadata`` /
+        ``validate_metadata_filter``; pass ``metadata`` to the schemas
+        (``Schema(...).with_metadata(m)``).
+        """
+        self.require("activity_metadata")
+        ids = {
+            "int": activity_store.create("t", "m", metadata={"k": 1, "org": "a"}),
+            "bool": activity_store.create("t", "m", metadata={"k": True, "org": "a"}),
+            "text": activity_store.create("t", "m", metadata={"k": "1", "org": "b"}),
+            "null": activity_store.create("t", "m", metadata={"k": None}),
+            "obj": activity_store.create("t", "m", metadata={"k": {"y": [1, 2], "x": "v"}}),
+            "none": activity_store.create("t", "m"),
+        }
+        many = uuid.uuid4()
+        await activity_store.acreate_many([(many, "t", "m", {"k": ["a", 2]})])
+
+        def found(flt: dict[str, Any]) -> set[str]:
+            listed = {i.agent_id for i in activity_store.list(page_size=50, metadata=flt).items}
+            return {name for name, agent_id in ids.items() if agent_id in listed}
+
+        assert found({"k": 1}) == {"int"}
+        assert found({"k": 1.0}) == {"int"}
+        assert found({"k": True}) == {"bool"}
+        assert found({"k": "1"}) == {"text"}
+        assert found({"k": None}) == {"null"}
+        assert found({"k": {"x": "v", "y": [1, 2]}}) == {"obj"}
+        assert found({"k": {"x": "v"}}) == set()
+        assert found({"k": 1, "org": "a"}) == {"int"}
+        assert found({"org": "a"}) == {"int", "bool"}
+        assert [i.agent_id for i in activity_store.list(metadata={"k": ["a", 2]}).items] == [many]
+
+        item = activity_store.list(metadata={"k": "1"}).items[0]
+        assert item.metadata == {"k": "1", "org": "b"}
+        assert "metadata" not in item.model_dump()
+        detail = activity_store.detail(ids["text"], metadata={"org": "b"})
+        assert detail is not None and detail.metadata == {"k": "1", "org": "b"}
+        assert activity_store.detail(ids["text"], metadata={"org": "a"}) is None
+        assert activity_store.detail(ids["none"]) is not None
+        assert (await activity_store.adetail(ids["int"], metadata={"org": "b"})) is None
+        assert [i.agent_id for i in (await activity_store.alist(metadata={"k": True})).items] == [ids["bool"]]
+
+        for bad in ({}, {"org": "a\x00b"}):
+            with pytest.raises(ValueError):
+                activity_store.list(metadata=bad)
+        with pytest.raises(ValueError):
+            activity_store.create("t", "m", metadata={"org": "a\x00b"})

@@ -191,6 +191,8 @@ class Worker:
         env = lease.envelope
         self.sink.leases[env.agent_id] = lease
         self.sink.writer.task_names[env.agent_id] = env.task_name
+        if env.metadata is not None:
+            self.sink.writer.task_metadata[env.agent_id] = env.metadata
         run = asyncio.get_running_loop().create_task(self._run(lease, slots))
         self._runs[run] = (lease, slots)
         run.add_done_callback(self._ran)

@@ -67,8 +67,12 @@ class DirectSink:
     """Writes straight to the process's backends (``Task.execute()`` outside a worker)."""
 
     async def started(self, entry: LogEntry) -> None:
+        from agentexec.activity.creates import acreated
         from agentexec.runtime import get_backends
 
+        # right after this process's ax.enqueue, the activity may still be on its way to the
+        # database (written behind the push): wait for it, as every ax.activity call does
+        await acreated(entry.agent_id)
         await get_backends().activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
 
     async def written(self, agent_id: UUID | None = None) -> None:
@@ -78,10 +82,12 @@ class DirectSink:
         return False
 
     async def finished(self, task: Task, entry: LogEntry | None, outcome: Outcome) -> None:
+        from agentexec.activity.creates import acreated
         from agentexec.runtime import get_backends
 
         backends = get_backends()
         if entry is not None:
+            await acreated(entry.agent_id)
             await backends.activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
         await backends.results.set(task.agent_id, outcome.encode(), CONF.result_ttl)
 

@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from agentexec.activity.creates import CREATES
 from agentexec.config import CONF
 from agentexec.runtime import (
@@ -74,6 +76,9 @@ class Pool(SchedulingMixin):
         if backends is None:
             backends = build_backends(configured_urls(self.database_url), activity_source=engine)
         self.backends = backends
+        rebind = getattr(backends.activity, "rebind_global_session", None)
+        if engine is not None and callable(rebind):
+            rebind()  # the original binds the global session to the pool's engine
         if not has_explicit_backends():
             # so ax.enqueue / ax.activity in this process use the same stores; a later pool may
             # take over (a suite building one pool per test), backends the user set stay
@@ -96,6 +101,20 @@ class Pool(SchedulingMixin):
             return handler
 
         return decorator
+
+    def add_task(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        *,
+        context_type: type[BaseModel] | None = None,
+        result_type: type[BaseModel] | None = None,
+    ) -> None:
+        """Register ``func`` under ``name`` without a decorator (the original agentexec's form):
+        ``context_type`` when the handler's ``context`` is not annotated with it, and
+        ``result_type``, the model ``ax.get_result`` rebuilds the value as (default: the return
+        annotation, when it is a model). A name taken on this pool raises ``ValueError``."""
+        self._register(TaskDefinition(name, func, context_type, result_type))
 
     def _register(self, definition: TaskDefinition, lane: str = DEFAULT_LANE) -> None:
         """Register a definition on a lane (``"default"`` or ``"pipelines"``)."""

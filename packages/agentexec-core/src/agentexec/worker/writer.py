@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import count
+from typing import Any
 from uuid import UUID
 
 import anyio
@@ -84,6 +85,8 @@ class ActivityWriter:
         self._busy: set[UUID] = set()  # activities with a line in a transaction in flight
         #: agent_id -> task name of the tasks this worker runs (to create a missing activity)
         self.task_names: dict[UUID, str] = {}
+        #: agent_id -> activity metadata of those tasks that have some (likewise)
+        self.task_metadata: dict[UUID, dict[str, Any]] = {}
         #: per activity, the sequence numbers of its lines not yet committed (oldest first)
         self._unwritten: dict[UUID, deque[int]] = {}
         self._seq = count(1)
@@ -241,6 +244,7 @@ class ActivityWriter:
             lease = item.ack or item.release
             if lease is not None:
                 self.task_names.pop(lease.envelope.agent_id, None)
+                self.task_metadata.pop(lease.envelope.agent_id, None)
         if posts:
             tg.start_soon(self._post, posts)
 
@@ -317,7 +321,13 @@ class ActivityWriter:
             waited, delay = waited + delay, min(delay * 2, 0.2)
         task_name = self.task_names.get(e.agent_id, "unknown")
         try:
-            await self.activity.acreate(task_name, CONF.activity_message_create, e.agent_id)
+            metadata = self.task_metadata.get(e.agent_id)
+            if metadata is None:
+                await self.activity.acreate(task_name, CONF.activity_message_create, e.agent_id)
+            else:
+                await self.activity.acreate(
+                    task_name, CONF.activity_message_create, e.agent_id, metadata
+                )
             log.warning("Task %s (%s) had no activity; created it from the task", task_name, e.agent_id)
         except ValueError:
             pass  # created meanwhile
@@ -422,7 +432,10 @@ class WorkerSink:
             # the producer's write is behind its push, and nothing here can wait for it: create
             # the activity from the task (the producer's write then finds it and skips it)
             try:
-                store.create(task_name, CONF.activity_message_create, line.agent_id)
+                store.create(
+                    task_name, CONF.activity_message_create, line.agent_id,
+                    metadata=self.writer.task_metadata.get(line.agent_id),
+                )
             except ValueError:
                 pass  # it arrived meanwhile
             store.append(line.agent_id, line.message, line.status, line.percentage)
