@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 from agentexec.backends import BatchPublish, EventBackend
+from agentexec.faults import clean_text
 
 #: records kept while the events backend is slow; past this the oldest are dropped (and counted)
 BUFFER = 10_000
@@ -130,7 +131,8 @@ def emit_worker_record(data: str) -> dict[str, Any] | None:
             return msg
         name = str(msg.get("logger") or "agentexec.worker")
         level = _level(msg)
-        text = f"[Worker {msg.get('worker', '?')}] {msg.get('message', '')}"
+        # cleaned: a lone surrogate in a task's error text would make the user's handler fail
+        text = clean_text(f"[Worker {msg.get('worker', '?')}] {msg.get('message', '')}", None)
     except (ValueError, TypeError):
         return None
     logger = logging.getLogger(name)

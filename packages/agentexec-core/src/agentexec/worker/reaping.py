@@ -7,6 +7,7 @@ import logging
 from agentexec.activity.status import Status
 from agentexec.backends import ConsumerReaper, InFlightView, ReapReport, UnknownActivityError
 from agentexec.config import CONF
+from agentexec.faults import error_message
 from agentexec.results import Outcome
 from agentexec.runtime import Backends
 from agentexec.task import Envelope
@@ -48,7 +49,7 @@ async def settle(backends: Backends, report: ReapReport, *, marked: bool = False
         env = dead.envelope
         try:
             await activity.aappend(
-                env.agent_id, CONF.activity_message_error.format(error=dead.reason), Status.ERROR
+                env.agent_id, error_message(dead.reason), Status.ERROR
             )
         except UnknownActivityError:
             pass
