@@ -350,15 +350,13 @@ class ActivityWriter:
         activity. Should the store refuse even that note, the fault is the store's, not the
         line's: that is an outage, waited out like any other."""
         delay = FIRST_BACKOFF
+        cleaned = replace(entry, message=clean_text(entry.message))
+        note = replace(
+            entry, message=f"(an activity line could not be stored: {describe(exc)})", percentage=None
+        )
+        candidates = [note] if cleaned.message == entry.message else [cleaned, note]
         while True:
             refused: BaseException = exc
-            candidates = [
-                replace(entry, message=clean_text(entry.message)),
-                replace(entry, message=f"(an activity line could not be stored: {describe(exc)})",
-                        percentage=None),
-            ]
-            if candidates[0].message == entry.message:
-                candidates.pop(0)
             for candidate in candidates:
                 try:
                     await self.activity.aappend_many([candidate])
@@ -376,7 +374,7 @@ class ActivityWriter:
                 self._recovered(self._activity_down)
                 log.warning(
                     "activity line of %s refused (%s); stored %s", entry.agent_id, describe(exc),
-                    "cleaned" if candidate.message == clean_text(entry.message) else "as a note",
+                    "as it was" if candidate is entry else "cleaned" if candidate is cleaned else "as a note",
                 )
                 return set()
             else:
@@ -384,7 +382,10 @@ class ActivityWriter:
                     # refused before reaching the database (our own checks): the line itself
                     log.error("activity line of %s dropped: %s", entry.agent_id, describe(refused))
                     return set()
+                # even a plain note is refused: the store is at fault, not the line; once it
+                # writes again, the line goes as it was
                 delay = await self._outage(self._activity_down, refused, delay)
+                candidates = [entry, cleaned, note] if cleaned.message != entry.message else [entry, note]
 
     async def _outage(self, outage: Outage, exc: BaseException, delay: float) -> float:
         """A write failed because ``outage``'s backend cannot write now: say so once, stop
