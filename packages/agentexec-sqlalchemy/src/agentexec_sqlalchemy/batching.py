@@ -174,21 +174,28 @@ class BatchWriter:
 
 
 def _reset(conn: Connection | None) -> Connection | None:
-    """After a failed batch: ``conn`` if it is usable (no transaction left open, not closed or
-    invalidated), else ``None`` (invalidated: never back to the pool, it may carry our session
-    settings or a half-done transaction)."""
+    """After a failed batch: ``conn`` once nothing of the batch's transaction is left on it,
+    else ``None`` (invalidated: never back to the pool). The driver's own rollback goes last:
+    a commit that failed inside the driver leaves a transaction SQLAlchemy no longer tracks
+    (SQLite then refuses the next ``BEGIN IMMEDIATE``)."""
     if conn is None:
         return None
     try:
-        if not conn.closed and not conn.invalidated and not conn.in_transaction():
-            return conn
+        if conn.closed or conn.invalidated:
+            raise RuntimeError("connection lost")
+        if conn.in_transaction():
+            conn.rollback()
+        driver = conn.connection.dbapi_connection
+        if driver is None:
+            raise RuntimeError("no driver connection")
+        driver.rollback()
+        return conn
     except Exception:
-        pass
-    with contextlib.suppress(Exception):
-        conn.invalidate()
-    with contextlib.suppress(Exception):
-        conn.close()
-    return None
+        with contextlib.suppress(Exception):
+            conn.invalidate()
+        with contextlib.suppress(Exception):
+            conn.close()
+        return None
 
 
 def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:

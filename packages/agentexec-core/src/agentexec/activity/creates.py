@@ -187,12 +187,16 @@ async def _create_isolated(
 async def _create(store: ActivityStore, items: list[tuple[UUID, str, str]]) -> None:
     try:
         await store.acreate_many(items)
+    except UnicodeError:
+        raise  # text no driver takes: _create_isolated finds which
     except ValueError:
         # one already exists: the worker that took its task first created it (enqueue's
         # agent_ids are fresh uuid4s); create the others one by one
         for agent_id, task_name, message in items:
             try:
                 await store.acreate(task_name, message, agent_id)
+            except UnicodeError:
+                raise
             except ValueError:
                 pass
 
