@@ -41,6 +41,17 @@ class Ctx(BaseModel):
 
 
 @pytest.fixture
+def bad_template() -> Iterator[None]:
+    """``CONF.activity_message_error`` set to an unusable template around validation (which
+    refuses it): pydantic replaces ``CONF.__dict__`` on every validated assignment, so it is
+    restored in whichever dict is current at the end."""
+    old = CONF.activity_message_error
+    CONF.__dict__["activity_message_error"] = "Failed: {reason}"
+    yield
+    CONF.__dict__["activity_message_error"] = old
+
+
+@pytest.fixture
 def backends() -> Iterator[Backends]:
     url = f"memory://{uuid.uuid4().hex}"
     built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
@@ -106,10 +117,13 @@ def test_an_unstorable_result_says_where_the_half_character_is() -> None:
     reason.encode("utf-8")
 
 
-def test_the_error_line_falls_back_to_the_default_template(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_error_line_falls_back_to_the_default_template() -> None:
     assert error_message("boom") == CONF.activity_message_error.format(error="boom")
+    assert error_message("boom", "Failed: {reason}") == "Task failed with error: boom"
+
+
+def test_a_template_assigned_around_validation_falls_back(bad_template: None) -> None:
     # validation keeps such a template out of CONF; assigned around it, the failure still shows
-    monkeypatch.setitem(CONF.__dict__, "activity_message_error", "Failed: {reason}")
     assert error_message(f"a\x00b {HALF_EMOJI}") == "Task failed with error: ab \ufffd"
 
 
@@ -316,7 +330,7 @@ async def test_finished_tasks_waiting_for_their_ack_hold_the_worker_back(backend
 
 # -- a pool on the in-process backends -------------------------------------------------------
 async def test_poison_tasks_run_once_on_an_in_process_pool(
-    backends: Backends, monkeypatch: pytest.MonkeyPatch
+    backends: Backends, monkeypatch: pytest.MonkeyPatch, bad_template: None
 ) -> None:
     """The same lifecycle as in worker processes: a result with half a character and an
     error template assigned around validation each end ERROR once; the next task completes."""
@@ -334,7 +348,6 @@ async def test_poison_tasks_run_once_on_an_in_process_pool(
             raise ValueError(f"bad {HALF_EMOJI}\x00")
         return context.value
 
-    monkeypatch.setitem(CONF.__dict__, "activity_message_error", "Failed: {reason}")
     pool.start()
     try:
         tasks = [await ax.enqueue("t", Ctx(value=v), queue_name=queue) for v in (1, 2, 3)]

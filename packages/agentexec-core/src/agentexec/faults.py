@@ -129,8 +129,16 @@ def is_transient(exc: BaseException, backend: object = None) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """``Type: message`` of an error, cleaned and short enough for one log line."""
-    return f"{type(exc).__name__}: {clean_text(exc, 300)}".rstrip(": ")
+    """``Type: message`` of an error on one line, cleaned and short: the driver's own error
+    when a library wraps it (SQLAlchemy's ``orig``), without the wrapper's SQL and links."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException):
+        exc = orig
+    lines = [
+        line.strip() for line in clean_text(exc, 2000).splitlines()
+        if line.strip() and not line.lstrip().startswith(("(Background on this error", "[SQL:", "[parameters:"))
+    ]
+    return clean_text(f"{type(exc).__name__}: {' '.join(lines)}".rstrip(": "), 300)
 
 
 class Outage:

@@ -317,7 +317,11 @@ class Worker:
         try:
             detail = await self.backends.activity.adetail(task.agent_id)
         except Exception as exc:
-            log.warning("reading the activity of redelivered task %s failed (%s); running it", task.agent_id, exc)
+            # unreachable: said once by the writer, which holds the worker back meanwhile
+            quiet = self.sink.writer.read_failed(exc)
+            (log.debug if quiet else log.warning)(
+                "reading the activity of redelivered task %s failed (%s); running it", task.agent_id, describe(exc)
+            )
             return "run"
         status = None if detail is None else detail.status
         staged = await self._staged(task)

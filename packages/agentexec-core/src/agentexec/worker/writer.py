@@ -142,6 +142,15 @@ class ActivityWriter:
         while not self.accepting:
             await self._progress.wait()
 
+    def read_failed(self, exc: BaseException) -> bool:
+        """A read of the activity store failed (outside the writer): when the store is
+        unreachable, the worker holds back as for a failed write (said once); True then."""
+        if not is_transient(exc, self.activity):
+            return False
+        if self._activity_down.failed(exc):
+            self._changed()
+        return True
+
     def _changed(self) -> None:
         self._progress.set()
         self._progress = anyio.Event()
