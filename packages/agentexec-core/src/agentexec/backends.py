@@ -226,6 +226,21 @@ class Counters(Protocol):
 
 
 @runtime_checkable
+class TransientErrors(Protocol):
+    """Optional capability of any backend: which of its errors mean "not now" rather than
+    "never" (:mod:`agentexec.faults`).
+
+    A worker whose write fails with a *transient* error (the server unreachable, restarting,
+    out of disk or memory, a timeout) keeps the write, takes no new task and tries again until
+    it succeeds; one that fails with a *permanent* error (the backend refuses this data: a NUL
+    byte, an encoding error, a value too long) isolates the row at fault and ends its task
+    ERROR, so it never loops. Without this method only ``OSError`` (``ConnectionError``,
+    ``TimeoutError`` …) counts as transient."""
+
+    def is_transient(self, exc: BaseException) -> bool: ...
+
+
+@runtime_checkable
 class ResultBackend(Protocol):
     """Per-task outcomes, stored as opaque bytes (core encodes them) with a time to live."""
 

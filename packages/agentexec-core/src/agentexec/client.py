@@ -14,9 +14,10 @@ from pydantic import BaseModel
 from agentexec.activity.creates import CREATES
 from agentexec.activity.metadata import validate_metadata
 from agentexec.config import CONF
+from agentexec.faults import error_message
 from agentexec.results import Outcome
 from agentexec.runtime import get_backends
-from agentexec.task import Priority, Task
+from agentexec.task import MAX_QUEUE_NAME, MAX_TASK_NAME, Priority, Task, check_name
 from agentexec.worker.lanes import base_queue_name
 from agentexec.worker.registry import _pools
 
@@ -52,6 +53,7 @@ def default_queue_name() -> str:
 def _check(task_name: str, context: Any, priority: Any) -> None:
     if not isinstance(task_name, str) or not task_name:
         raise TypeError(f"task_name must be a non-empty str, got {task_name!r}")
+    check_name("task_name", task_name, MAX_TASK_NAME)
     if not isinstance(context, BaseModel):
         raise TypeError(
             f"enqueue({task_name!r}, ...): context must be a pydantic BaseModel instance, got "
@@ -60,6 +62,14 @@ def _check(task_name: str, context: Any, priority: Any) -> None:
         )
     if not isinstance(priority, Priority):
         raise TypeError(f"priority must be ax.Priority.HIGH or ax.Priority.LOW, got {priority!r}")
+
+
+def _queue_name(queue_name: str | None) -> str:
+    if queue_name is None or queue_name == "":
+        return default_queue_name()
+    if not isinstance(queue_name, str):
+        raise TypeError(f"queue_name must be a str or None, got {queue_name!r}")
+    return check_name("queue_name", queue_name, MAX_QUEUE_NAME)
 
 
 def _task_name(task: Any) -> str:
@@ -151,7 +161,7 @@ async def enqueue(
     """
     task_name = _task_name(task_name)
     _check(task_name, context, priority)
-    queue_name = queue_name or default_queue_name()
+    queue_name = _queue_name(queue_name)
     _check_registered(task_name, queue_name)
     if metadata is not None:
         metadata = validate_metadata(metadata)
@@ -191,7 +201,7 @@ async def enqueue_many(
     ``metadata`` goes on every task's activity; an item's own fourth element
     ``(name, context, priority, metadata)`` replaces it for that task."""
     tasks: list[Task[Any]] = []
-    queue_name = queue_name or default_queue_name()
+    queue_name = _queue_name(queue_name)
     shared = validate_metadata(metadata)
     for item in items:
         task_name, context = _task_name(item[0]), item[1]
@@ -221,7 +231,7 @@ async def _not_queued(tasks: Sequence[Task[Any]], exc: Exception) -> None:
     QUEUED forever."""
     from agentexec import activity
 
-    message = CONF.activity_message_error.format(error=f"not queued: {exc}")
+    message = error_message(f"not queued: {exc}")
     for task in tasks:
         try:
             await activity.aerror(task.agent_id, message)

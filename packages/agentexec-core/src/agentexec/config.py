@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import string
 import warnings
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,9 @@ class Config(BaseModel):
     activity_message_error: str = Field(
         default="Task failed with error: {error}",
         description="Message of the ERROR line written when a handler raises; `{error}` is the error.",
+        json_schema_extra={
+            "allowed": "text whose only field is `{error}` (write `{{` and `}}` for literal braces)"
+        },
     )
 
     # -- backend selection ---------------------------------------------------------------
@@ -234,6 +238,43 @@ class Config(BaseModel):
         description="The `agentexec` command prints the traceback of an error, not just its line.",
     )
 
+    @field_validator("queue_name")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        from agentexec.task import MAX_QUEUE_NAME, check_name
+
+        if not value:
+            raise ValueError("a queue name cannot be empty")
+        return check_name("the queue name", value, MAX_QUEUE_NAME)
+
+    @field_validator(
+        "activity_message_create", "activity_message_started", "activity_message_complete"
+    )
+    @classmethod
+    def _storable_message(cls, value: str) -> str:
+        _check_storable(value)
+        return value
+
+    @field_validator("activity_message_error")
+    @classmethod
+    def _error_template(cls, value: str) -> str:
+        """Filled in with ``{error}`` for every failed task: a template that cannot be filled
+        in must stop the program at start-up, not fail each task on a worker."""
+        _check_storable(value)
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        for field in fields:
+            if field != "error":
+                shown = "{" + field + "}"
+                raise ValueError(f"unknown field {shown}: the only field allowed is {{error}}")
+        try:
+            value.format(error="x")
+        except (LookupError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -263,6 +304,17 @@ class ConfigError(SystemExit, ValueError):
 
 class ConfigWarning(UserWarning):
     """An ``AGENTEXEC_*`` variable that names no setting (a misspelling, usually)."""
+
+
+def _check_storable(value: str) -> None:
+    """An activity message every store can hold: no NUL byte, valid Unicode (an undecodable
+    byte in the environment becomes a lone surrogate, which no encoder takes)."""
+    if "\x00" in value:
+        raise ValueError("it contains a NUL character, which PostgreSQL cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("it is not valid UTF-8 text") from None
 
 
 def env_name(field: str) -> str:

@@ -14,7 +14,35 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SerializeAsAny
 from typing_extensions import TypeVar
 
+#: the longest task name: what every activity store keeps (``agent_type`` is a VARCHAR(255))
+MAX_TASK_NAME = 255
+#: the longest queue name: a lane's queue (``<queue>:pipelines``) must still fit in 255
+MAX_QUEUE_NAME = 200
+
 EXPECTED_SIGNATURE = "async def handler(agent_id: UUID, context: MyContext) -> Any  # MyContext(BaseModel)"
+
+
+def check_name(kind: str, name: str, limit: int) -> str:
+    """``name`` if every backend can store it: at most ``limit`` characters, no control
+    character (NUL, newline, escape …) and whole Unicode characters (no lone surrogate);
+    otherwise a ``ValueError`` saying what is wrong, so that a bad name fails its own call at
+    once instead of a write that other tasks share."""
+    if len(name) > limit:
+        raise ValueError(
+            f"{kind} is {len(name)} characters long, more than the {limit} allowed: "
+            f"{name[:40]!r}…"
+        )
+    if not name.isprintable():
+        import unicodedata
+
+        for position, char in enumerate(name):
+            if unicodedata.category(char) in ("Cc", "Cs"):
+                what = "a lone surrogate" if unicodedata.category(char) == "Cs" else "a control character"
+                raise ValueError(
+                    f"{kind} {name[:60]!r} holds {what} ({char!r} at position {position}); "
+                    f"use printable text"
+                )
+    return name
 
 
 class Priority(Enum):
@@ -54,7 +82,7 @@ class TaskDefinition:
             raise TypeError(
                 f"task {name!r}: result_type must be a pydantic BaseModel subclass, got {result_type!r}"
             )
-        self.name = name
+        self.name = check_name("the task name", name, MAX_TASK_NAME)
         self.handler = handler
         self.context_class = context_class or infer_context_class(name, handler)
         #: the model ``get_result`` rebuilds the handler's value as (the return annotation's,

@@ -17,7 +17,7 @@ from agentexec.backends import Event
 from agentexec.config import CONF
 
 from agentexec_redis import _streams, keys
-from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
+from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
 from agentexec_redis.client import async_client, close_redis, resolve_url
 
 #: how long one XREAD blocks; short enough that a pool being closed is noticed soon
@@ -60,6 +60,12 @@ class _Subscription:
 
 class RedisEvents:
     """Publish/subscribe on a Redis stream; ``RedisEvents(url)``."""
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """:class:`agentexec.backends.TransientErrors`: Redis unreachable or not serving
+        writes for now (a worker waits), as opposed to a reply refusing the data."""
+        return is_transient(exc)
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)

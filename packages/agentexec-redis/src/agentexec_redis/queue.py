@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from agentexec_redis import _lua
 from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record, text
-from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
+from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
 from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
 from agentexec_redis.keys import QueueKeys, queue_keys
 
@@ -95,6 +95,12 @@ async def _command(r: aioredis.Redis, *args: Any) -> Any:
 
 class RedisQueue:
     """A reliable priority queue on Redis lists. ``RedisQueue(url)``; see the module doc."""
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """:class:`agentexec.backends.TransientErrors`: Redis unreachable or not serving
+        writes for now (a worker waits), as opposed to a reply refusing the data."""
+        return is_transient(exc)
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)

@@ -21,7 +21,7 @@ from uuid import UUID
 from agentexec.config import CONF
 
 from agentexec_redis import _lua, _streams, keys
-from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
+from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
 from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
 
 #: how often a waiter re-reads its key even without a wake-up (lost-notification safety net)
@@ -169,6 +169,12 @@ class _DoneListener:
 
 class RedisResults:
     """Outcome bytes under ``agentexec:result:<agent_id>``; ``RedisResults(url)``."""
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """:class:`agentexec.backends.TransientErrors`: Redis unreachable or not serving
+        writes for now (a worker waits), as opposed to a reply refusing the data."""
+        return is_transient(exc)
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)

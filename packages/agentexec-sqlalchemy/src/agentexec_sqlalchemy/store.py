@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy import queries, writes
 from agentexec_sqlalchemy.engine import get_engine
-from agentexec_sqlalchemy.errors import MissingTablesError, is_unique_violation
+from agentexec_sqlalchemy.errors import MissingTablesError, is_transient, is_unique_violation
 from agentexec_sqlalchemy.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE, Activity, ActivityLog
 from agentexec_sqlalchemy.pg_writes import PgWriter
 from agentexec_sqlalchemy.types import utcnow
@@ -72,6 +72,12 @@ class SQLActivityStore:
     The tables must exist: ``ax.Base.metadata.create_all(engine)``. A call on a database
     without them raises :class:`~agentexec_sqlalchemy.errors.MissingTablesError`, saying so.
     """
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """:class:`agentexec.backends.TransientErrors`: the database unreachable or unable to
+        write for now (a worker waits), as opposed to refusing the data."""
+        return is_transient(exc)
 
     def __init__(self, source: str | Engine) -> None:
         self.engine = get_engine(source)

@@ -35,6 +35,7 @@ import anyio
 import anyio.to_thread
 
 from agentexec.backends import ActivityItem, ActivityStore
+from agentexec.faults import clean_text, describe, is_transient
 
 log = logging.getLogger("agentexec")
 
@@ -154,29 +155,52 @@ class CreateBehind:
 
     async def _write(self, batch: _Batch) -> None:
         for key, items in batch.items.items():
-            store = batch.stores[key]
-            deadline = time.monotonic() + RETRY_FOR
-            delay = 0.05
-            while True:
-                try:
-                    await _create(store, items)
-                    break
-                except Exception as exc:
-                    if time.monotonic() >= deadline:
-                        log.error(
-                            "agentexec: %d queued activities not created (%s: %s); workers create "
-                            "them when they take the tasks", len(items), type(exc).__name__, exc,
-                        )
-                        break
-                    log.warning("agentexec: creating %d queued activities failed (%s); retrying",
-                                len(items), exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+            await _create_isolated(batch.stores[key], items, time.monotonic() + RETRY_FOR)
+
+
+async def _create_isolated(
+    store: ActivityStore, items: list[ActivityItem], deadline: float
+) -> None:
+    """Create ``items``, retrying while the store is unreachable (until ``deadline``). A batch
+    the store refuses (one activity it cannot hold) is split until that one is alone, so the
+    others are created; the refused one is logged, and the worker that takes its task tries
+    again from the task."""
+    delay = 0.05
+    while True:
+        try:
+            await _create(store, items)
+            return
+        except Exception as exc:
+            if is_transient(exc, store):
+                if time.monotonic() >= deadline:
+                    log.error(
+                        "agentexec: %d queued activities not created (%s); workers create "
+                        "them when they take the tasks", len(items), describe(exc),
+                    )
+                    return
+                log.warning("agentexec: creating %d queued activities failed (%s); retrying",
+                            len(items), describe(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if len(items) == 1:
+                agent_id, task_name = items[0][0], items[0][1]
+                log.error(
+                    "agentexec: the store refused the activity of %s (task %r): %s",
+                    agent_id, clean_text(task_name, 80), describe(exc),
+                )
+                return
+            half = len(items) // 2
+            await _create_isolated(store, items[:half], deadline)
+            await _create_isolated(store, items[half:], deadline)
+            return
 
 
 async def _create(store: ActivityStore, items: list[ActivityItem]) -> None:
     try:
         await store.acreate_many(items)
+    except UnicodeError:
+        raise  # text no driver takes: _create_isolated finds which
     except ValueError:
         # one already exists: the worker that took its task first created it (enqueue's
         # agent_ids are fresh uuid4s); create the others one by one
@@ -186,6 +210,8 @@ async def _create(store: ActivityStore, items: list[ActivityItem]) -> None:
                     await store.acreate(item[1], item[2], item[0], item[3])  # type: ignore[misc]
                 else:
                     await store.acreate(item[1], item[2], item[0])
+            except UnicodeError:
+                raise
             except ValueError:
                 pass
 

@@ -14,6 +14,7 @@ from agentexec.activity.metadata import validate_metadata
 from agentexec.activity.status import Status
 from agentexec.backends import as_uuid as _uuid
 from agentexec.config import CONF
+from agentexec.faults import error_message
 from agentexec.pipeline._engine import PipelineStepError, run_steps
 from agentexec.pipeline._steps import (
     PipelineDefinitionError,
@@ -190,10 +191,10 @@ class Pipeline:
         try:
             value = await run_steps(self.name, self._steps, cls(), context, progress=progress)
         except PipelineStepError as exc:
-            await activity.aerror(agent_id, CONF.activity_message_error.format(error=exc))
+            await activity.aerror(agent_id, error_message(str(exc)))
             raise _original(exc) from None
         except BaseException as exc:
-            await activity.aerror(agent_id, CONF.activity_message_error.format(error=exc))
+            await activity.aerror(agent_id, error_message(str(exc)))
             raise
         await activity.acomplete(agent_id, CONF.activity_message_complete)
         return value

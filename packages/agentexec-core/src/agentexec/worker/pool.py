@@ -32,7 +32,7 @@ from agentexec.runtime import (
     set_backends,
 )
 from agentexec.schedule.pool_api import SchedulingMixin
-from agentexec.task import TaskDefinition
+from agentexec.task import MAX_QUEUE_NAME, TaskDefinition, check_name
 from agentexec.worker.lanes import DEFAULT_LANE, Lane, check_lane, lane_queue_name
 from agentexec.worker.logs import ensure_console_logging
 from agentexec.worker.process_supervisor import ProcessSupervisor
@@ -64,6 +64,8 @@ class Pool(SchedulingMixin):
     ) -> None:
         if queue_name is not None and (not isinstance(queue_name, str) or not queue_name):
             raise TypeError(f"queue_name must be a non-empty str or None, got {queue_name!r}")
+        if queue_name is not None:
+            check_name("queue_name", queue_name, MAX_QUEUE_NAME)
         if database_url is not None and not isinstance(database_url, str):
             raise TypeError(f"database_url must be a str URL or None, got {type(database_url).__name__}")
         self.engine = engine
