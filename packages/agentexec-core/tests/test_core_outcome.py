@@ -61,3 +61,25 @@ def test_a_failure_raises_task_failed_error() -> None:
     err = info.value
     assert (err.task_name, err.agent_id, err.error, err.attempts) == ("research", "1234", "ValueError: bad input", 3)
     assert str(err) == "task 'research' (1234) failed after 3 attempt(s): ValueError: bad input"
+
+
+def test_a_forged_model_path_imports_nothing() -> None:
+    """``agentexec:OpenAIRunner`` is a lazy name of the ``agentexec`` module: reading it with
+    ``getattr`` would import the OpenAI adapter and its SDK. The lookup reads the module's own
+    namespace only, so a forged result imports nothing and comes back as its plain value."""
+    import subprocess
+
+    code = (
+        "import sys, agentexec\n"
+        "from agentexec.results import Outcome\n"
+        "before = set(sys.modules)\n"
+        "for path in ('agentexec:OpenAIRunner', 'agentexec:Base', 'agentexec.core:redis_client',"
+        " 'agentexec:OpenAIRunner.x', 'agentexec_openai:OpenAIRunner'):\n"
+        "    forged = Outcome(status='ok', value={'x': 1}, model=path)\n"
+        "    assert Outcome.decode(forged.encode()).unwrap('id') == {'x': 1}, path\n"
+        "new = sorted(set(sys.modules) - before)\n"
+        "assert not new, new\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

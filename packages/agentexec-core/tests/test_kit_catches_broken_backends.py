@@ -98,6 +98,8 @@ CAUGHT_BY: dict[str, tuple[str, set[str]]] = {
         "test_subscription_is_live_once_entered", "test_subscriber_receives_only_matching_channels",
         "test_several_patterns_and_exact_channels", "test_every_subscriber_receives_each_event",
         "test_events_arrive_in_publish_order",
+        # and the resume check, which must happen on entering too
+        "test_a_trimmed_resume_point_raises_event_gap_error",
     }),
     "TestFirstLogStatus": ("test_status_comes_from_the_latest_log", {
         "test_status_comes_from_the_latest_log", "test_append_without_status_keeps_the_current_status",

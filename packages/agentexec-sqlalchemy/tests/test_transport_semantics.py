@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 import sqlalchemy as sa
+from agentexec.backends import EventGapError
 from agentexec.config import CONF
 from agentexec.plugins import get_registry
 from agentexec.task import Envelope, Priority
@@ -20,7 +21,12 @@ from agentexec_sqlalchemy.events import SQLEvents
 from agentexec_sqlalchemy.models import Base
 from agentexec_sqlalchemy.queue import SQLQueue
 from agentexec_sqlalchemy.results import SQLResults
-from agentexec_sqlalchemy.transport_models import TRANSPORT_TABLES, consumer_table, result_table
+from agentexec_sqlalchemy.transport_models import (
+    TRANSPORT_TABLES,
+    consumer_table,
+    event_table,
+    result_table,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -178,16 +184,38 @@ async def test_expired_results_are_deleted(sqlite_url: str) -> None:
 
 
 async def test_events_keep_a_bounded_history(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(events_module, "RETENTION", 5)
+    monkeypatch.setattr(CONF, "events_retention", 5)
     monkeypatch.setattr(events_module, "TRIM_EVERY", 1)
     events = SQLEvents(sqlite_url)
     ids = [await events.publish("ch", str(i)) for i in range(12)]
     with events.read() as conn:
-        kept = conn.execute(sa.select(sa.func.count()).select_from(events_module.sql.E)).scalar_one()
-    assert kept == 5
-    async with events.subscribe(["ch"], last_id=ids[0]) as stream:  # older ones are gone
+        rows = conn.execute(sa.select(event_table.c.channel, event_table.c.data).order_by(event_table.c.id)).all()
+    # the newest row trimmed is the stream's marker: resuming before it is an error
+    assert rows == [(events_module.MARKERS["events"], ""), *[("ch", str(i)) for i in range(7, 12)]]
+    with pytest.raises(EventGapError) as gap:
+        async with events.subscribe(["ch"], last_id=ids[0]):
+            pass
+    assert gap.value.resume_id == ids[6]
+    async with events.subscribe(["ch", "*"], last_id=gap.value.resume_id) as stream:  # accepts the gap
         with anyio.fail_after(2):
             assert (await anext(stream)).data == "7"
+
+
+async def test_logs_and_events_are_trimmed_apart(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of log lines never pushes an event out (they shared one table bound)."""
+    monkeypatch.setattr(CONF, "logs_retention", 5)
+    monkeypatch.setattr(events_module, "TRIM_EVERY", 1)
+    events = SQLEvents(sqlite_url)
+    before = await events.publish("events:x.before", "{}")
+    await events.publish("events:x.kept", "{}")
+    for i in range(50):
+        await events.publish("logs:q", str(i))
+    async with events.subscribe(["events:*"], last_id=before) as stream:
+        with anyio.fail_after(2):
+            assert (await anext(stream)).channel == "events:x.kept"
+    with pytest.raises(EventGapError, match="logs stream"):
+        async with events.subscribe(["logs:*"], last_id=before):
+            pass
 
 
 def _connection_id(queue: SQLQueue) -> object:

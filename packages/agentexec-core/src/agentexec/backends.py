@@ -170,6 +170,15 @@ class InFlightView(Protocol):
 
 
 @runtime_checkable
+class DurabilityCheck(Protocol):
+    """Optional backend capability: what would lose data if its server restarted, in words
+    (``[]`` when nothing would, or when it cannot tell). A pool logs each line once at start,
+    e.g. a Redis with neither AOF nor RDB persistence: a restart loses every queued task."""
+
+    async def durability_warnings(self) -> list[str]: ...
+
+
+@runtime_checkable
 class BatchAck(Protocol):
     """Optional queue capability: acknowledge many leases in one round trip (same effect as
     ``ack`` on each). Workers use it to acknowledge a batch of finished tasks at once."""
@@ -283,11 +292,32 @@ class Event:
     id: str | None = None
 
 
+class EventGapError(LookupError):
+    """``subscribe(last_id=...)`` whose resume point was trimmed away: events published after
+    ``last_id`` are no longer kept (``CONF.events_retention`` / ``CONF.logs_retention``), so a
+    replay would silently miss them. ``resume_id`` is the point to resume from to get
+    everything still kept (a caller that accepts the gap subscribes again with it)."""
+
+    def __init__(self, last_id: str, resume_id: str, stream: str = "events") -> None:
+        self.last_id = last_id
+        self.resume_id = resume_id
+        self.stream = stream
+        super().__init__(
+            f"events after {last_id} were trimmed from the {stream} stream (it keeps the newest "
+            f"CONF.{stream}_retention); resume with last_id={resume_id!r} to accept the gap"
+        )
+
+
 @runtime_checkable
 class EventBackend(Protocol):
     """Publish/subscribe of small text messages on named channels.
 
     Channel patterns use ``*`` as a wildcard (``"agentexec:logs:*"``).
+
+    Channels are kept in two streams (:mod:`agentexec.limits`): ``logs:*`` channels in one,
+    every other channel in the other, each trimmed to its own retention, so logs never evict
+    events. ``subscribe(last_id=...)`` raises :class:`EventGapError` when events after
+    ``last_id`` were trimmed away.
     """
 
     async def publish(self, channel: str, data: str) -> str | None:
@@ -315,12 +345,23 @@ class BatchPublish(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One activity log line to write (used by batched writers)."""
+    """One activity log line to write (used by batched writers). A message longer than
+    ``CONF.max_activity_message_bytes`` is cut to it, and says so."""
 
     agent_id: UUID
     message: str
     status: Status | None = None
     percentage: int | None = None
+
+    def __post_init__(self) -> None:
+        message = self.message
+        if isinstance(message, str) and len(message) > 64:  # short lines cost one comparison
+            from agentexec.config import CONF
+            from agentexec.limits import truncate
+
+            cut = truncate(message, CONF.max_activity_message_bytes)
+            if cut is not message:
+                object.__setattr__(self, "message", cut)
 
 
 #: one activity for ``acreate_many``: ``(agent_id, task_name, message)``, or with its metadata

@@ -232,6 +232,58 @@ class Config(BaseModel):
         json_schema_extra={"allowed": "an IANA timezone name such as Europe/Paris"},
     )
 
+    # -- limits (docs/operations.md) -----------------------------------------------------------
+    max_log_line_bytes: int = Field(
+        default=32_768,
+        ge=256,
+        description="Longest worker log message (UTF-8 bytes, traceback included) sent to the pool's "
+        "main process and the logs stream; a longer one is cut there and ends with "
+        "`… [truncated: N bytes in all]`.",
+    )
+    max_activity_message_bytes: int = Field(
+        default=65_536,
+        ge=256,
+        description="Longest activity log message (UTF-8 bytes); a longer one is stored cut, ending "
+        "with `… [truncated: N bytes in all]`.",
+    )
+    max_event_bytes: int = Field(
+        default=65_536,
+        ge=256,
+        description="Largest `ax.events.publish` message (its JSON, in bytes); a larger one raises "
+        "`agentexec.limits.TooLargeError` and is not published.",
+    )
+    max_result_bytes: int = Field(
+        default=16_777_216,
+        ge=256,
+        description="Largest task result (its JSON, in bytes); a handler returning more fails its "
+        "task (ERROR: `result too large ...`) instead of storing it.",
+    )
+    events_retention: int = Field(
+        default=10_000,
+        ge=1,
+        description="Events (`ax.events`, pool control messages) kept for `last_id` replay. Worker "
+        "logs are kept apart (`logs_retention`), so logs never push events out.",
+    )
+    logs_retention: int = Field(
+        default=10_000,
+        ge=1,
+        description="Worker log records kept (for `agentexec tail --since` and the pool's relay).",
+    )
+
+    # -- worker recycling (docs/operations.md) ---------------------------------------------
+    max_tasks_per_worker: int | None = Field(
+        default=None,
+        ge=1,
+        description="A worker process that has run this many tasks finishes its running tasks, "
+        "exits and is replaced (unset: never). For handlers that leak memory.",
+    )
+    max_worker_rss_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="A worker process whose resident memory exceeds this many MiB (checked after "
+        "each task) finishes its running tasks, exits and is replaced (unset: never).",
+    )
+
     # -- command line ---------------------------------------------------------------------
     debug: bool = Field(
         default=False,
@@ -274,6 +326,13 @@ class Config(BaseModel):
         except (LookupError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a valid template: {exc}") from None
         return value
+
+    def __repr_args__(self) -> Any:
+        # URLs are shown with their password masked (``print(ax.CONF)`` in a log or a bug report)
+        from agentexec._redact import mask_url
+
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if isinstance(value, str) and "://" in value else value
 
     @field_validator("timezone")
     @classmethod
@@ -356,6 +415,10 @@ def describe_errors(exc: ValidationError, environ: dict[str, str] | None = None)
         field = str(error["loc"][0]) if error.get("loc") else "?"
         name = source_variable(field, environ)
         value = environ.get(name, error.get("input"))
+        if isinstance(value, str) and "://" in value:
+            from agentexec._redact import mask_url
+
+            value = mask_url(value)
         info = fields.get(field)
         expected = allowed(info) if info is not None else "a valid value"
         reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")

@@ -24,7 +24,13 @@ Synchronous code (a sync task handler, a script, a WSGI view) has :func:`publish
 Resuming: every received event carries the backend's ``id``. A subscriber that reconnects with
 ``subscribe(pattern, last_id=event.id)`` first receives what was published after that event
 (backends that keep history do: Redis streams within their retention bound, the SQL backend,
-the in-memory one), then live events.
+the in-memory one), then live events. If events after ``last_id`` were trimmed away
+(``CONF.events_retention``), entering the subscription raises :class:`EventGapError` instead of
+silently replaying what is left; subscribe again with its ``resume_id`` to accept the gap.
+
+Limits: a published message (its JSON) is at most ``CONF.max_event_bytes``, else
+:class:`agentexec.limits.TooLargeError` (a ``ValueError``); a message a subscriber cannot read
+(not JSON, nested too deep) is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -48,11 +54,14 @@ import anyio
 import anyio.from_thread
 from pydantic import BaseModel, Field
 
-from agentexec.backends import Event, EventBackend
+from agentexec._ratelimit import RateLimited
+from agentexec.backends import Event, EventBackend, EventGapError
+from agentexec.limits import check_size, utf8_size
 
 __all__ = [
     "CHANNEL_PREFIX",
     "BusEvent",
+    "EventGapError",
     "Listener",
     "Subscription",
     "listen",
@@ -123,6 +132,11 @@ async def publish(
         data = event.model_dump_json(exclude={"id"})
     except Exception as exc:  # a payload that is not JSON-serialisable
         raise TypeError(f"event {event_type!r}: the payload must be JSON-serialisable ({exc})") from None
+    from agentexec.config import CONF
+
+    if len(data) > CONF.max_event_bytes // 4:
+        # raises TooLargeError (a ValueError): nothing is published
+        check_size(f"event {event_type!r}", utf8_size(data), CONF.max_event_bytes, "max_event_bytes")
     return await _backend(backend).publish(CHANNEL_PREFIX + event_type, data)
 
 
@@ -397,7 +411,9 @@ class Listener:
 
 
 def decode(raw: Event) -> BusEvent | None:
-    """The :class:`BusEvent` in a backend message, or ``None`` (logged) if it is not one."""
+    """The :class:`BusEvent` in a backend message, or ``None`` if it is not one: a malformed
+    message (not JSON, not an object, nested too deep to parse, fields of the wrong type) is
+    skipped with a warning, at most one a minute per channel, and never stops a subscriber."""
     event_type = raw.channel[len(CHANNEL_PREFIX):] if raw.channel.startswith(CHANNEL_PREFIX) else raw.channel
     try:
         data = json.loads(raw.data)
@@ -406,6 +422,13 @@ def decode(raw: Event) -> BusEvent | None:
         data.setdefault("event_type", event_type)
         data["id"] = raw.id
         return BusEvent.model_validate(data)
-    except ValueError as exc:
-        log.warning("events: ignoring a malformed message on %s (id %s): %s", raw.channel, raw.id, exc)
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc).replace("\n", " ")
+        _skipped.warning(
+            raw.channel, "events: skipping a malformed message on %s (id %s): %s",
+            raw.channel, raw.id, reason[:300],
+        )
         return None
+
+
+_skipped = RateLimited(log, interval=60.0)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import pluggy
 
 from agentexec import hookspecs
+from agentexec._redact import mask_url
 from agentexec._version import PLUGIN_API_VERSION
 from agentexec.config import CONF
 from agentexec.hookspecs import BackendSpec, NameSpec, RunnerSpec
@@ -172,7 +173,7 @@ class PluginRegistry:
             f"{n} ({', '.join(p.spec.schemes) or 'no schemes'}; from {p.distribution})"
             for n, p in sorted(self._backends[kind].items())
         )
-        msg = f"no {kind} backend for {name_or_url!r}. Installed {kind} backends: {installed or 'none'}."
+        msg = f"no {kind} backend for {mask_url(name_or_url)!r}. Installed {kind} backends: {installed or 'none'}."
         extra = FIRST_PARTY_EXTRAS.get(scheme.split("+", 1)[0])
         if extra:
             msg += f" Install the adapter: {install_hint(extra)}"

@@ -9,10 +9,13 @@ choose code to run.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from types import MappingProxyType, ModuleType
 from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter
+from pydantic_core import to_json
 
 _any = TypeAdapter(Any)
 
@@ -42,19 +45,26 @@ class Outcome(BaseModel):
 
     @classmethod
     def ok(cls, task_name: str, value: Any, attempts: int = 1) -> Outcome:
+        """The outcome of a handler that returned ``value``; a value whose JSON is over
+        ``CONF.max_result_bytes`` raises :class:`agentexec.limits.TooLargeError` (the task
+        fails with it, instead of its result filling the result store)."""
         if isinstance(value, BaseModel):
             cls_ = type(value)
-            return cls(
+            outcome = cls(
                 status="ok",
                 task_name=task_name,
                 value=value.model_dump(mode="json"),
                 model=f"{cls_.__module__}:{cls_.__qualname__}",
                 attempts=attempts,
             )
-        return cls(
-            status="ok", task_name=task_name, value=_any.dump_python(value, mode="json"),
-            attempts=attempts,
-        )
+        else:
+            outcome = cls(
+                status="ok", task_name=task_name, value=_any.dump_python(value, mode="json"),
+                attempts=attempts,
+            )
+        if outcome.value is not None and not isinstance(outcome.value, bool | int | float):
+            _check_result_size(outcome.value)
+        return outcome
 
     @classmethod
     def failed(cls, task_name: str, error: str, attempts: int = 1) -> Outcome:
@@ -91,16 +101,50 @@ class Outcome(BaseModel):
         return self.value
 
 
+def _check_result_size(value: Any) -> None:
+    from agentexec.config import CONF
+    from agentexec.limits import check_size
+
+    limit = CONF.max_result_bytes
+    if isinstance(value, str) and len(value) * 3 + 2 <= limit:
+        return  # fits, escapes aside: measuring it would cost a copy
+    try:
+        size = len(to_json(value))
+    except Exception:
+        return  # not encodable: the finish path reports that itself
+    check_size("result", size, limit, "max_result_bytes")
+
+
 def _known_model(path: str) -> type[BaseModel] | None:
+    """The model class ``module:qualname`` names, if the reading process already has it.
+
+    Looked up in the namespaces themselves (``vars()``), never with ``getattr``: a module's
+    ``__getattr__`` (``agentexec``'s lazy names, for one) or a class's metaclass would import
+    or run code the stored data chose (``agentexec:OpenAIRunner`` would import the OpenAI SDK).
+    """
     module_name, _, qualname = path.partition(":")
     module = sys.modules.get(module_name)
     if module is None and module_name == "__main__":
         module = sys.modules.get("__mp_main__")
-    if module is None:
+    if module is None or not qualname:
         return None
     obj: Any = module
     for part in qualname.split("."):
-        obj = getattr(obj, part, None)
+        namespace = _namespace(obj)
+        if namespace is None:
+            return None
+        obj = namespace.get(part)
         if obj is None:
             return None
     return obj if isinstance(obj, type) and issubclass(obj, BaseModel) else None
+
+
+def _namespace(obj: Any) -> Mapping[str, Any] | None:
+    """The attributes ``obj`` really holds (a module's or a class's ``__dict__``), or None."""
+    if not isinstance(obj, ModuleType | type):
+        return None
+    try:
+        namespace = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        return None
+    return namespace if isinstance(namespace, dict | MappingProxyType) else None

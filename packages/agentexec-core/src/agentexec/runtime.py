@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from agentexec._redact import mask_url
 from agentexec.backends import ActivityStore, EventBackend, QueueBackend, ResultBackend
 from agentexec.config import CONF
 from agentexec.plugins import BackendKind, get_registry
@@ -30,6 +31,13 @@ class Backends:
     cross_process: bool = True
     #: the URLs (or names) they were built from, so worker processes can rebuild them
     urls: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        urls = None if self.urls is None else {k: mask_url(v) for k, v in self.urls.items()}
+        return (
+            f"Backends(queue={self.queue!r}, results={self.results!r}, events={self.events!r}, "
+            f"activity={self.activity!r}, cross_process={self.cross_process}, urls={urls!r})"
+        )
 
     def with_(self, **changes: Any) -> Backends:
         return replace(self, **changes)

@@ -11,13 +11,15 @@ from enum import Enum
 from typing import Any, Generic
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, SerializeAsAny
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny
 from typing_extensions import TypeVar
 
 #: the longest task name: what every activity store keeps (``agent_type`` is a VARCHAR(255))
 MAX_TASK_NAME = 255
 #: the longest queue name: a lane's queue (``<queue>:pipelines``) must still fit in 255
 MAX_QUEUE_NAME = 200
+#: the largest ``attempts`` an envelope may carry (a SQL INTEGER; exact in Lua's numbers)
+MAX_ATTEMPTS_FIELD = 2**31 - 1
 
 EXPECTED_SIGNATURE = "async def handler(agent_id: UUID, context: MyContext) -> Any  # MyContext(BaseModel)"
 
@@ -157,7 +159,9 @@ class Envelope(BaseModel):
     context: dict[str, Any]
     priority: Priority = Priority.LOW
     queue_name: str
-    attempts: int = 0
+    #: runs so far (see docs/worker-pool.md); a payload outside 0..2**31-1 is not a task and is
+    #: dead-lettered when taken: a negative count would never reach ``max_attempts``
+    attempts: int = Field(default=0, ge=0, le=MAX_ATTEMPTS_FIELD)
     enqueued_at: float = 0.0
     #: set by the pool for pipeline steps and other internal work; never by users
     kind: str = "task"

@@ -27,7 +27,7 @@ def parse_record(record: bytes | str, queue_name: str) -> DeadLetter:
         data: Any = json.loads(text(record))
         if not isinstance(data, dict):
             raise ValueError("not an object")
-    except ValueError:
+    except (ValueError, RecursionError):
         return DeadLetter(
             id="", queue_name=queue_name, reason="unreadable dead-letter record", payload=text(record)
         )

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
+from agentexec._redact import redact
 from redis.exceptions import (
     ClusterDownError,
     MasterDownError,
@@ -70,7 +71,7 @@ class _OutageLog:
             return
         more = f" ({self.suppressed} more failures since the last message)" if self.suppressed else ""
         self.last, self.suppressed = now, 0
-        log.warning("agentexec: Redis unavailable during %s: %s; retrying%s", what, exc, more)
+        log.warning("agentexec: Redis unavailable during %s: %s; retrying%s", what, redact(exc), more)
 
     def ok(self) -> None:
         if self.down:

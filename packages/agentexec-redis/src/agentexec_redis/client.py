@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
 from contextvars import ContextVar, Token
@@ -54,6 +55,44 @@ def cluster_url(url: str) -> str | None:
 
 def is_cluster(client: Any) -> bool:
     return isinstance(client, AsyncRedisCluster | RedisCluster)
+
+
+def _default_socket_timeout() -> float | None:
+    from redis.asyncio.connection import AbstractConnection
+
+    default = inspect.signature(AbstractConnection.__init__).parameters["socket_timeout"].default
+    return None if default in (None, inspect.Parameter.empty) else float(default)
+
+
+#: redis-py's own default read timeout (5 s in redis-py 8, none before)
+DEFAULT_SOCKET_TIMEOUT = _default_socket_timeout()
+
+
+def socket_timeout(client: Any) -> float | None:
+    """How long ``client`` waits for a reply before it gives up on the connection (``None``:
+    forever): ``?socket_timeout=`` of the URL, else redis-py's default."""
+    kwargs: Any = None
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        kwargs = getattr(pool, "connection_kwargs", None)
+    elif callable(getattr(client, "get_connection_kwargs", None)):  # a cluster client
+        kwargs = client.get_connection_kwargs()
+    if isinstance(kwargs, dict) and "socket_timeout" in kwargs:
+        value = kwargs["socket_timeout"]
+        return None if value is None else float(value)
+    return DEFAULT_SOCKET_TIMEOUT
+
+
+def block_for(client: Any, wanted: float) -> float:
+    """How long a blocking read (``XREAD BLOCK``, ``BLMOVE``) may block on ``client``: at most
+    ``wanted`` seconds, and at most half the client's socket timeout, so the server always
+    answers well before the client would give up on it. A block as long as the socket timeout
+    (5 s each, once) made every idle subscriber report ``Timeout reading from ...`` as a Redis
+    outage."""
+    timeout = socket_timeout(client)
+    if timeout is None or timeout <= 0:
+        return wanted
+    return min(wanted, max(timeout / 2, 0.01))
 
 
 def _check_fork() -> None:

@@ -1,36 +1,82 @@
-"""``RedisEvents``: every channel on one Redis stream (``agentexec:events``).
+"""``RedisEvents``: event channels on two Redis streams.
 
-``publish`` is ``XADD ... MAXLEN ~ 10000`` with fields ``channel`` and ``data``; the stream id
-is the event id. A subscription tails the stream with ``XREAD BLOCK`` and keeps the events
-whose channel matches one of its ``fnmatch`` patterns. Unlike pub/sub, a subscriber that
-reconnects (or passes ``last_id``) resumes where it was, within the retained history.
+``logs:<queue>`` channels (worker log records) go to ``{agentexec:events}:logs``, every other
+channel (user events, shutdown broadcasts) to ``agentexec:events``; each is ``XADD ... MAXLEN ~``
+its own retention (``CONF.logs_retention``, ``CONF.events_retention``), so a burst of logs never
+evicts an event. Fields ``channel`` and ``data``; the stream id is the event id. A subscription
+tails the stream(s) its patterns can match with one ``XREAD BLOCK`` and keeps the events whose
+channel matches one of its ``fnmatch`` patterns. Unlike pub/sub, a subscriber that reconnects (or
+passes ``last_id``) resumes where it was; if that point was trimmed away, ``subscribe`` raises
+:class:`agentexec.backends.EventGapError` instead of silently skipping what was lost.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from agentexec.backends import Event
+from agentexec._redact import mask_url
+from agentexec.backends import Event, EventGapError
 from agentexec.config import CONF
+from agentexec.limits import Stream, stream_of, streams_for
 
 from agentexec_redis import _streams, keys
+from agentexec_redis._lua import Script
 from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
-from agentexec_redis.client import async_client, close_redis, resolve_url
+from agentexec_redis.client import async_client, block_for, close_redis, resolve_url
 
-#: how long one XREAD blocks; short enough that a pool being closed is noticed soon
+#: how long one XREAD blocks (at most: see ``block_for``); short enough that a pool being
+#: closed is noticed soon
 _BLOCK_MS = 5000
+
+STREAM_KEYS: dict[Stream, str] = {"events": keys.EVENTS, "logs": keys.LOGS}
+
+#: KEYS: the stream, the shared id sequence. ARGV: max length, then channel and data of each
+#: message. Appends each message with an id greater than every id issued in either stream
+#: (server time in ms, or the last id's ms with the next sequence number), so ids order the
+#: two streams as one: a subscriber of both resumes after one id and misses nothing, and gets
+#: nothing twice. Returns the last id.
+PUBLISH = Script("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms, seq = now, 0
+local last = redis.call('GET', KEYS[2])
+if last then
+  local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+  lms, lseq = tonumber(lms), tonumber(lseq)
+  if lms >= now then ms, seq = lms, lseq + 1 end
+end
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if top then  -- written by someone else since (an older agentexec: XADD *)
+  local tms, tseq = string.match(top[1], '^(%d+)-(%d+)$')
+  tms, tseq = tonumber(tms), tonumber(tseq)
+  if tms > ms or (tms == ms and tseq >= seq) then ms, seq = tms, tseq + 1 end
+end
+local id
+for i = 2, #ARGV, 2 do
+  id = string.format('%d-%d', ms, seq)
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'channel', ARGV[i], 'data', ARGV[i + 1])
+  seq = seq + 1
+end
+redis.call('SET', KEYS[2], id)
+return id
+""")
+
+
+def _retention(stream: Stream) -> int:
+    return CONF.logs_retention if stream == "logs" else CONF.events_retention
 
 
 class _Subscription:
     """The async iterator a subscription yields: matching events, in stream order, forever."""
 
-    def __init__(self, url: str, patterns: tuple[str, ...], cursor: str) -> None:
+    def __init__(self, url: str, patterns: tuple[str, ...], cursors: dict[str, str]) -> None:
         self.url = url
         self.patterns = patterns
-        self.cursor = cursor
+        self.cursors = cursors
         self._buffer: deque[Event] = deque()
 
     def __aiter__(self) -> _Subscription:
@@ -40,17 +86,17 @@ class _Subscription:
         backoff = Backoff()
         while not self._buffer:
             try:
-                entries = await _streams.read_after(
-                    async_client(self.url), keys.EVENTS, self.cursor, _BLOCK_MS
-                )
+                client = async_client(self.url)
+                block_ms = int(block_for(client, _BLOCK_MS / 1000) * 1000)
+                entries = await _streams.read_streams(client, dict(self.cursors), block_ms)
             except TRANSIENT as exc:
                 outage.failed("event subscription", exc)
                 await backoff.sleep()
                 continue
             outage.ok()
             backoff.reset()
-            for entry_id, fields in entries:
-                self.cursor = entry_id
+            for key, entry_id, fields in entries:
+                self.cursors[key] = entry_id
                 channel = fields.get(b"channel", b"").decode("utf-8", errors="replace")
                 if any(fnmatch.fnmatchcase(channel, p) for p in self.patterns):
                     data = fields.get(b"data", b"").decode("utf-8", errors="replace")
@@ -59,7 +105,7 @@ class _Subscription:
 
 
 class RedisEvents:
-    """Publish/subscribe on a Redis stream; ``RedisEvents(url)``."""
+    """Publish/subscribe on two Redis streams; ``RedisEvents(url)``."""
 
     @staticmethod
     def is_transient(exc: BaseException) -> bool:
@@ -70,47 +116,73 @@ class RedisEvents:
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
 
+    def __repr__(self) -> str:
+        return f"RedisEvents({mask_url(self.url)!r})"
+
     @staticmethod
     def _window() -> float:
         return float(max(CONF.redis_pool_timeout, 1))
 
     async def publish(self, channel: str, data: str) -> str | None:
-        fields = {"channel": channel, "data": data}
-        return await retrying(
-            "publish", lambda: _streams.append(async_client(self.url), keys.EVENTS, fields), self._window()
-        )
+        return await self._publish(channel, [data])
 
     async def publish_many(self, channel: str, data: Sequence[str]) -> None:
-        """``publish`` of each message, in order, in one pipelined round trip."""
+        """``publish`` of each message, in order, in one round trip (one script call per 500)."""
+        for start in range(0, len(data), 500):
+            await self._publish(channel, data[start:start + 500])
+
+    async def _publish(self, channel: str, data: Sequence[str]) -> str | None:
         if not data:
-            return
-
-        async def send() -> None:
-            async with async_client(self.url).pipeline(transaction=False) as pipe:
-                for item in data:
-                    pipe.xadd(
-                        keys.EVENTS, {"channel": channel, "data": item},
-                        maxlen=keys.STREAM_MAXLEN, approximate=True,
-                    )
-                await pipe.execute()
-
-        await retrying("publish", send, self._window())
+            return None
+        stream = stream_of(channel)
+        args: list[str | int] = [_retention(stream)]
+        for item in data:
+            args += [channel, item]
+        script_keys = [STREAM_KEYS[stream], keys.EVENT_SEQ]
+        entry_id = await retrying(
+            "publish", lambda: PUBLISH(async_client(self.url), script_keys, args), self._window()
+        )
+        return _streams.text(entry_id)
 
     @asynccontextmanager
     async def subscribe(
         self, patterns: Sequence[str], *, last_id: str | None = None
     ) -> AsyncIterator[AsyncIterator[Event]]:
         """Once entered, every later event on a matching channel is yielded (after ``last_id``
-        when given: a replay of the retained history)."""
+        when given: a replay of the retained history, or :class:`EventGapError` when events
+        after it were trimmed away)."""
         if isinstance(patterns, str):
             raise TypeError(f"patterns must be a sequence of patterns, e.g. [{patterns!r}]")
-        cursor = last_id
-        if cursor is None:
-            # the position is fixed here, at enter: nothing published after this is missed
-            cursor = await retrying(
-                "subscribe", lambda: _streams.last_id(async_client(self.url), keys.EVENTS), self._window()
-            )
-        yield _Subscription(self.url, tuple(patterns), cursor)
+        streams = sorted(streams_for(patterns))
+        client = async_client(self.url)
+        cursors: dict[str, str] = {}
+        if last_id is None:
+            # the positions are fixed here, at enter: nothing published after this is missed
+            for stream in streams:
+                key = STREAM_KEYS[stream]
+                cursors[key] = await retrying(
+                    "subscribe", functools.partial(_streams.last_id, client, key), self._window()
+                )
+        else:
+            try:
+                _streams.parse_id(str(last_id))
+            except ValueError:
+                raise ValueError(
+                    f"last_id={last_id!r} is not an id of this event backend: pass an Event.id "
+                    f"received from RedisEvents (a stream id such as '1700000000000-0'), or None "
+                    f"for new events only"
+                ) from None
+            for stream in streams:
+                key = STREAM_KEYS[stream]
+                resume = await retrying(
+                    "subscribe",
+                    functools.partial(_streams.trimmed_after, client, key, str(last_id), _retention(stream)),
+                    self._window(),
+                )
+                if resume is not None:
+                    raise EventGapError(str(last_id), resume, stream)
+                cursors[key] = str(last_id)
+        yield _Subscription(self.url, tuple(patterns), cursors)
 
     async def close(self) -> None:
         await close_redis(self.url)

@@ -29,15 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from agentexec._redact import mask_url
 from agentexec.backends import DeadLetter, Lease, QueueStats, ReapReport
 from agentexec.config import CONF
 from agentexec.task import Envelope, Priority
 from pydantic import ValidationError
+from redis.exceptions import ResponseError
 
 from agentexec_redis import _lua
 from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record, text
 from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
-from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
+from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
 from agentexec_redis.keys import QueueKeys, queue_keys
 
 log = logging.getLogger("agentexec.redis")
@@ -93,6 +95,17 @@ async def _command(r: aioredis.Redis, *args: Any) -> Any:
     return await r.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
+def _config_value(reply: Any, name: str) -> Any:
+    """One setting out of a ``CONFIG GET`` reply (a dict; per node on a cluster: the first)."""
+    if isinstance(reply, dict):
+        for key, value in reply.items():
+            if isinstance(value, dict):  # a cluster's {node: {name: value}}
+                return _config_value(value, name)
+            if (key.decode() if isinstance(key, bytes) else key) == name:
+                return value.decode() if isinstance(value, bytes) else value
+    return ""
+
+
 class RedisQueue:
     """A reliable priority queue on Redis lists. ``RedisQueue(url)``; see the module doc."""
 
@@ -107,6 +120,9 @@ class RedisQueue:
         self.lease_timeout: float = CONF.lease_timeout
         self.max_attempts: int = CONF.max_attempts
         self._consumers: dict[_Pair, _Consumer] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisQueue({mask_url(self.url)!r})"
 
     def _consumer(self, pair: _Pair) -> _Consumer:
         state = self._consumers.get(pair)
@@ -198,6 +214,10 @@ class RedisQueue:
                 if not state.started:
                     # a consumer id reused after a crash: its old tasks go back (attempts + 1)
                     await self._reap_one(r, keys, consumer_id, force=True)
+                    # the reap also unregistered the consumer, perhaps after a heartbeat had
+                    # registered it: register it again before the take, or a worker killed
+                    # before its next heartbeat leaves its task where no reaper looks
+                    state.last_beat = None
                     state.started = True
                 if state.dirty:
                     if not await _until_idle(state, deadline):
@@ -212,7 +232,7 @@ class RedisQueue:
         state.idle.clear()
         try:
             await self._beat_if_due(r, keys, consumer_id, state)
-            remaining = deadline - time.monotonic()
+            remaining = block_for(r, deadline - time.monotonic())
             if remaining < _MIN_BLOCK:
                 raw = await _command(r, "LMOVE", keys.queue, inflight, "RIGHT", "LEFT")
             else:
@@ -456,6 +476,29 @@ class RedisQueue:
             lambda: self._reap_one(self._redis(), keys, consumer_id, force=True),
             self._op_window(),
         )
+
+    # -- operations --------------------------------------------------------------------------
+    async def durability_warnings(self) -> list[str]:
+        """A warning when the Redis server keeps neither an AOF nor RDB snapshots: a restart
+        then loses every queued task. Nothing when it does, or when ``CONFIG GET`` is refused
+        (managed services rename it): a warning must be true."""
+        r = self._redis()
+        try:
+            appendonly = await r.config_get("appendonly")
+            save = await r.config_get("save")
+        except Exception as exc:
+            if isinstance(exc, (ResponseError, *TRANSIENT)):
+                return []
+            raise
+        aof = str(_config_value(appendonly, "appendonly")).lower() in ("yes", "1")
+        rdb = bool(str(_config_value(save, "save")).strip())
+        if aof or rdb:
+            return []
+        return [
+            f"Redis at {mask_url(self.url)} has neither AOF nor RDB persistence "
+            f"(appendonly no, save \"\"): a Redis restart loses queued tasks. Set "
+            f"`appendonly yes` (see docs/operations.md, Persistence)"
+        ]
 
     # -- inspection --------------------------------------------------------------------------
     async def length(self, queue_name: str) -> int:

@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from agentexec._redact import mask_url
 from agentexec.config import CONF
 
 from agentexec_redis import _lua, _streams, keys
 from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
-from agentexec_redis.client import async_client, close_redis, is_cluster, resolve_url
+from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
 
 #: how often a waiter re-reads its key even without a wake-up (lost-notification safety net)
 RECHECK_INTERVAL = 2.0
@@ -132,9 +133,9 @@ class _DoneListener:
         try:
             while self.waiters:
                 try:
-                    entries = await _streams.read_after(
-                        async_client(self.url), keys.RESULTS_DONE, self.cursor, _BLOCK_MS
-                    )
+                    client = async_client(self.url)
+                    block_ms = int(block_for(client, _BLOCK_MS / 1000) * 1000)
+                    entries = await _streams.read_after(client, keys.RESULTS_DONE, self.cursor, block_ms)
                 except TRANSIENT as exc:
                     outage.failed("result wait", exc)
                     self._wake_all()  # notifications may have been missed: everyone re-reads
@@ -179,6 +180,9 @@ class RedisResults:
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
         self._listener: _DoneListener | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisResults({mask_url(self.url)!r})"
 
     def _listener_for_loop(self) -> _DoneListener:
         listener = self._listener

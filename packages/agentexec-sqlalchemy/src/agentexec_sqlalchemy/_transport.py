@@ -77,6 +77,9 @@ class SQLTransport:
         self.database = self._engine.url.render_as_string(hide_password=True)
         self._dialect = "sqlite" if self.is_sqlite else "postgresql"
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.database!r})"
+
     @property
     def engine(self) -> Engine:
         """The engine of *this* process: a forked worker inherits the backend object, but must

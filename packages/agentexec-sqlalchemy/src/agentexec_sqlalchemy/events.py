@@ -1,9 +1,14 @@
 """Publish/subscribe on a SQL table: every event is a row; subscribers read rows after an id.
 
-The table keeps the last :data:`RETENTION` events, so a subscriber can resume from an id it saw
-(``last_id``). On PostgreSQL ``publish`` also NOTIFYs, and publishes are serialised by a
-transaction-scoped advisory lock so ids become visible in increasing order (a reader that has
-seen id N never later finds a smaller id committing).
+Rows form two streams (:mod:`agentexec.limits`): ``logs:*`` channels, and every other channel.
+Each keeps its own newest ``CONF.logs_retention`` / ``CONF.events_retention`` rows, so logs
+never push events out, and a subscriber can resume from an id it saw (``last_id``). A trim
+turns the newest row it removes into that stream's *marker* (channel :data:`MARKERS`, never
+delivered): ``subscribe(last_id=...)`` before a marker raises
+:class:`agentexec.backends.EventGapError` rather than replaying with a silent hole. On
+PostgreSQL ``publish`` also NOTIFYs, and publishes are serialised by a transaction-scoped
+advisory lock so ids become visible in increasing order (a reader that has seen id N never
+later finds a smaller id committing).
 """
 
 from __future__ import annotations
@@ -13,21 +18,47 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import sqlalchemy as sa
-from agentexec.backends import Event
+from agentexec.backends import Event, EventGapError
+from agentexec.config import CONF
+from agentexec.limits import LOGS_PREFIX, Stream, stream_of, streams_for
 from sqlalchemy.engine import Connection
 
 from agentexec_sqlalchemy import _statements as sql
 from agentexec_sqlalchemy._transport import SQLTransport
+from agentexec_sqlalchemy.transport_models import event_table
 
-#: events kept for replay; older rows are trimmed
-RETENTION = 10_000
+#: the channel of each stream's marker row: the newest row a trim removed (see the module doc)
+MARKERS: dict[Stream, str] = {"logs": LOGS_PREFIX + "~agentexec-trimmed", "events": "~agentexec-trimmed"}
 #: every this many publishes of one process also trim the table
 TRIM_EVERY = 100
 #: rows read per round trip by a subscriber
 BATCH = 500
 _TAKE_PUBLISH_LOCK = sa.select(sa.func.pg_advisory_xact_lock(0x61676576))
+E = event_table
+_IS_LOG = sa.func.substr(E.c.channel, 1, len(LOGS_PREFIX)) == LOGS_PREFIX  # LIKE ignores case on SQLite
+_IN_STREAM = {"logs": _IS_LOG, "events": sa.not_(_IS_LOG)}
+
+
+def _oldest_kept(stream: Stream) -> sa.Select[tuple[int]]:
+    """The id of the oldest row a stream keeps: below it, rows are trimmed."""
+    return (
+        sa.select(E.c.id)
+        .where(_IN_STREAM[stream], E.c.channel != MARKERS[stream])
+        .order_by(E.c.id.desc())
+        .limit(1)
+        .offset(sa.bindparam("keep"))
+    )
+
+
+def _marker(stream: Stream) -> sa.Select[Any]:
+    return sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0)).where(E.c.channel == MARKERS[stream])
+
+
+def _retention(stream: Stream) -> int:
+    return CONF.logs_retention if stream == "logs" else CONF.events_retention
 
 
 class SQLEvents(SQLTransport):
@@ -51,9 +82,26 @@ class SQLEvents(SQLTransport):
         params = {"channel": channel, "data": data, "ts": time.time()}
         event_id = int(conn.execute(sql.PUBLISH, params).scalar_one())
         if trim:
-            conn.execute(sql.TRIM_EVENTS, {"upto": event_id - RETENTION})
+            self._trim(conn, stream_of(channel))
         self.notify(conn, "event", "")
         return event_id
+
+    @staticmethod
+    def _trim(conn: Connection, stream: Stream) -> None:
+        """Keep the stream's newest rows; the newest row trimmed becomes its marker."""
+        cut = conn.execute(_oldest_kept(stream), {"keep": _retention(stream)}).scalar()
+        if cut is None:
+            return
+        conn.execute(E.delete().where(_IN_STREAM[stream], E.c.id < cut))
+        conn.execute(E.update().where(E.c.id == cut).values(channel=MARKERS[stream], data=""))
+
+    def _gap(self, streams: list[Stream], after: int) -> tuple[Stream, int] | None:
+        with self.read() as conn:
+            for stream in streams:
+                marker = int(conn.execute(_marker(stream)).scalar_one())
+                if marker > after:
+                    return stream, marker
+        return None
 
     def _last_id(self) -> int:
         with self.read() as conn:
@@ -74,6 +122,9 @@ class SQLEvents(SQLTransport):
             cursor = await self.run(self._last_id)
         elif str(last_id).isdigit():
             cursor = int(last_id)
+            gap = await self.run(self._gap, sorted(streams_for(patterns)), cursor)
+            if gap is not None:
+                raise EventGapError(str(last_id), str(gap[1]), gap[0])
         else:
             raise ValueError(
                 f"last_id={last_id!r} is not an id of this event backend: pass an Event.id "
@@ -84,6 +135,9 @@ class SQLEvents(SQLTransport):
     async def close(self) -> None:
         """Nothing to release: the engine is the process's, shared with the activity store."""
         return None
+
+
+_MARKER_CHANNELS = frozenset(MARKERS.values())
 
 
 class _Subscription:
@@ -114,6 +168,7 @@ class _Subscription:
                 Event(channel, data, str(event_id))
                 for event_id, channel, data in rows
                 if any(fnmatch.fnmatchcase(channel, p) for p in self._patterns)
+                and channel not in _MARKER_CHANNELS
             )
             if self._pending:
                 return True

@@ -62,6 +62,16 @@ __all__ = [
 ]
 
 
+def _cap(message: str) -> str:
+    """A message within ``CONF.max_activity_message_bytes`` (cut, and saying so)."""
+    if not isinstance(message, str) or len(message) <= 64:
+        return message
+    from agentexec.config import CONF
+    from agentexec.limits import truncate
+
+    return truncate(message, CONF.max_activity_message_bytes)
+
+
 def _store() -> ActivityStore:
     from agentexec.runtime import get_activity_store
 
@@ -114,6 +124,7 @@ def create(
 ) -> UUID:
     """Create an activity (status QUEUED) and return its agent_id. ``metadata``: JSON to filter
     by later (``list(metadata_filter=...)``)."""
+    message = _cap(message)
     return _store().create(
         task_name, message, _uuid(agent_id) if agent_id is not None else None, session,
         validate_metadata(metadata),
@@ -128,6 +139,7 @@ def update(
     session: Any = None,
 ) -> None:
     """Add a log entry; ``status=None`` keeps the current status."""
+    message = _cap(message)
     if not _written(agent_id, message, status, percentage, session):
         _store().append(_uuid(agent_id), message, status, percentage, session)
 
@@ -136,12 +148,14 @@ def complete(
     agent_id: str | UUID, message: str, percentage: int = 100, session: Any = None
 ) -> None:
     """Mark the activity COMPLETE."""
+    message = _cap(message)
     if not _written(agent_id, message, Status.COMPLETE, percentage, session):
         _store().append(_uuid(agent_id), message, Status.COMPLETE, percentage, session)
 
 
 def error(agent_id: str | UUID, message: str, session: Any = None) -> None:
     """Mark the activity ERROR."""
+    message = _cap(message)
     if not _written(agent_id, message, Status.ERROR, None, session):
         _store().append(_uuid(agent_id), message, Status.ERROR, None, session)
 
@@ -226,6 +240,7 @@ async def acreate(
     agent_id: UUID | str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> UUID:
+    message = _cap(message)
     return await _store().acreate(
         task_name, message, _uuid(agent_id) if agent_id is not None else None,
         validate_metadata(metadata),
@@ -238,16 +253,19 @@ async def aupdate(
     percentage: int | None = None,
     status: Status | None = None,
 ) -> None:
+    message = _cap(message)
     if await _awritten(agent_id):
         await _store().aappend(_uuid(agent_id), message, status, percentage)
 
 
 async def acomplete(agent_id: str | UUID, message: str, percentage: int = 100) -> None:
+    message = _cap(message)
     if await _awritten(agent_id):
         await _store().aappend(_uuid(agent_id), message, Status.COMPLETE, percentage)
 
 
 async def aerror(agent_id: str | UUID, message: str) -> None:
+    message = _cap(message)
     if await _awritten(agent_id):
         await _store().aappend(_uuid(agent_id), message, Status.ERROR, None)
 

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from agentexec._redact import mask_url
+
+__all__ = ["CONNECT_TIMEOUT", "CommandError", "check_reachable", "mask_url", "require_existing_databases", "sqlite_file"]
 
 
 class CommandError(Exception):
@@ -25,9 +28,6 @@ _DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "postgresql": 5432, "postgres":
 _SOURCE = "AGENTEXEC_REDIS_URL / AGENTEXEC_DATABASE_URL (or AGENTEXEC_<KIND>_BACKEND)"
 
 
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (``redis://:***@host:6379/0``)."""
-    return re.sub(r"(?<=://)([^/@:]*):([^/@]*)@", r"\1:***@", url)
 
 
 def sqlite_file(url: str) -> Path | None:

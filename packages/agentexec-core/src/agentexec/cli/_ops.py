@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from agentexec._redact import redact
 from agentexec.cli._checks import (
     CONNECT_TIMEOUT,
     CommandError,
@@ -148,7 +149,7 @@ def run_command(func: Callable[[argparse.Namespace], Awaitable[int]], args: argp
     try:
         return anyio.run(func, args)
     except CommandError as exc:
-        err_console().print(f"[red]error:[/red] {escape(str(exc))}")
+        err_console().print(f"[red]error:[/red] {safe(redact(exc))}")
         return exc.status
     except KeyboardInterrupt:
         return 130
@@ -156,7 +157,7 @@ def run_command(func: Callable[[argparse.Namespace], Awaitable[int]], args: argp
         if CONF.debug or os.environ.get("AGENTEXEC_DEBUG", "").lower() in ("1", "true", "yes", "on"):
             raise
         err_console().print(
-            f"[red]error:[/red] {type(exc).__name__}: {escape(mask_url(str(exc)))}\n"
+            f"[red]error:[/red] {type(exc).__name__}: {safe(redact(exc))}\n"
             "[dim](set AGENTEXEC_DEBUG=1 to see the traceback)[/]"
         )
         return 1
@@ -201,9 +202,34 @@ def bar(percentage: int | None, width: int = 20) -> str:
     return f"[green]{'█' * filled}[/][dim]{'░' * (width - filled)}[/] {percentage:>3}%"
 
 
+#: characters a terminal may act on: C0 controls but tab and newline, DEL, C1 controls (0x9b is
+#: an 8-bit CSI), and the bidirectional overrides that reorder what is shown (Trojan Source)
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: object) -> str:
+    """User data with every character a terminal would act on shown as its escape instead
+    (``\\x1b[2J`` prints as those five characters, it does not clear the screen)."""
+    text = "" if value is None else str(value)
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+def safe(value: object) -> str:
+    """User data for a rich markup string: :func:`printable`, and never read as markup."""
+    return escape(printable(value))
+
+
 def plain(value: object) -> Text:
-    """User data (log messages, names) as literal text: never read as rich markup."""
-    return Text("" if value is None else str(value))
+    """User data (log messages, names) as literal text: never read as rich markup, and with
+    terminal control characters escaped (:func:`printable`)."""
+    return Text(printable(value))
 
 
 def plural(count: int, word: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
 from agentexec.activity.status import Status
@@ -20,6 +19,7 @@ from agentexec.cli._ops import (
     print_json,
     resolve_agent_id,
     run_command,
+    safe,
     short_id,
     since,
     styled_status,
@@ -117,7 +117,7 @@ async def _show(args: argparse.Namespace) -> int:
         print_json(detail.model_dump(mode="json"))
         return 0
     out = console()
-    out.print(f"[bold]{escape(detail.agent_type)}[/]  {detail.agent_id}")
+    out.print(f"[bold]{safe(detail.agent_type)}[/]  {detail.agent_id}")
     out.print(f"status {styled_status(detail.status.value)}   progress {bar(detail.latest_percentage)}")
     out.print(f"created {local_time(detail.created_at)}   updated {since(detail.updated_at)} ago")
     # fits 80 columns: the day is in the header above, the message wraps

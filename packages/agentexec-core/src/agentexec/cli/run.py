@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from agentexec._redact import redact
 from agentexec.config import CONF
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         pool = load_pool(args.target)
     except (ImportError, LookupError, TypeError, ValueError) as exc:
-        print(f"agentexec run: {exc}", file=sys.stderr)
+        print(f"agentexec run: {redact(exc)}", file=sys.stderr)
         return 2
     for path in args.schedules or []:
         from agentexec.schedule import ScheduleError
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             pool.load_schedules(path)
         except ScheduleError as exc:
-            print(f"agentexec run: {exc}", file=sys.stderr)
+            print(f"agentexec run: {redact(exc)}", file=sys.stderr)
             return 2
     problem = unreachable(pool)
     if problem is None and args.create_tables:
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     elif problem is None:
         problem = missing_tables(pool, args.target)
     if problem is not None:
-        print(f"agentexec run: {problem}", file=sys.stderr)
+        print(f"agentexec run: {redact(problem)}", file=sys.stderr)
         return 2
     pool.run()
     return 0
@@ -95,7 +96,7 @@ def missing_tables(pool: Any, target: str) -> str | None:
     try:
         missing = check()
     except Exception as exc:
-        return f"cannot reach the activity store at {where}: {type(exc).__name__}: {mask_url(str(exc))}"
+        return f"cannot reach the activity store at {where}: {type(exc).__name__}: {redact(exc)}"
     if not missing:
         return None
     return (

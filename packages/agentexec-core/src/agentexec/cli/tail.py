@@ -5,19 +5,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-from rich.markup import escape
+from rich.console import Console
 from rich.text import Text
 
-from agentexec.backends import Event
-from agentexec.cli._ops import CommandError, add_json_flag, console, open_backends, run_command
+from agentexec.backends import Event, EventGapError
+from agentexec.cli._ops import (
+    CommandError,
+    add_json_flag,
+    console,
+    err_console,
+    open_backends,
+    printable,
+    run_command,
+    safe,
+)
 from agentexec.config import CONF
 from agentexec.events import CHANNEL_PREFIX, decode
+from agentexec.limits import truncate
 from agentexec.worker.channels import logs_channel
 
+#: how much of a message that is not a log record is printed
+RAW_LIMIT = 2000
 LEVEL_STYLE = {"DEBUG": "dim", "INFO": "", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
@@ -65,23 +78,55 @@ async def _tail(args: argparse.Namespace) -> int:
     if not args.json:
         out.print(f"[dim]following {', '.join(patterns)} (Ctrl+C to stop)[/]")
     printed = 0
+    since = args.since
     with anyio.move_on_after(args.timeout if args.timeout is not None else float("inf")):
-        async with open_backends() as backends, \
-                backends.events.subscribe(patterns, last_id=args.since) as stream:
-            async for raw in stream:
-                record = render(raw)
-                if record is None:
-                    continue
-                if args.json:  # plain text for scripts: the markup is for terminals
-                    record = {**record, "text": Text.from_markup(record["text"]).plain}
-                    sys.stdout.write(json.dumps(record, default=str) + "\n")
-                    sys.stdout.flush()
-                else:
-                    out.print(record["text"])
-                printed += 1
-                if args.count is not None and printed >= args.count:
+        async with open_backends() as backends:
+            for _ in range(10):  # each gap is reported, then the replay starts after it
+                try:
+                    async with backends.events.subscribe(patterns, last_id=since) as stream:
+                        printed = await _follow(stream, args, out, printed)
                     break
+                except EventGapError as gap:
+                    err_console().print(f"[yellow]gap: {safe(gap)}; showing what is kept from here[/]")
+                    since = gap.resume_id
     return 0
+
+
+async def _follow(stream: AsyncIterator[Event], args: argparse.Namespace, out: Console, printed: int) -> int:
+    """Print what ``stream`` brings until ``--count`` lines were printed; returns that count."""
+    async for raw in stream:
+        try:
+            line = _line(raw, args.json)
+        except (ValueError, TypeError, RecursionError) as exc:
+            # a message no one can print (nested too deep, say) is skipped, not fatal
+            reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            err_console().print(
+                f"[yellow]skipped an unreadable message on {safe(raw.channel)} "
+                f"(id {safe(raw.id)}): {safe(reason[:200])}[/]"
+            )
+            continue
+        if line is None:
+            continue
+        if args.json:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        else:
+            out.print(line)
+        printed += 1
+        if args.count is not None and printed >= args.count:
+            break
+    return printed
+
+
+def _line(raw: Event, as_json: bool) -> str | None:
+    """What to print for one message (``None``: nothing)."""
+    record = render(raw)
+    if record is None:
+        return None
+    if as_json:  # plain text for scripts: the markup is for terminals
+        record = {**record, "text": Text.from_markup(record["text"]).plain}
+        return json.dumps(record, default=str)
+    return str(record["text"])
 
 
 def render(raw: Event) -> dict[str, Any] | None:
@@ -92,26 +137,27 @@ def render(raw: Event) -> dict[str, Any] | None:
             return None
         when = event.time.astimezone().strftime("%H:%M:%S")
         payload = json.dumps(event.payload, default=str) if event.payload is not None else ""
-        source = f" from {escape(event.source)}" if event.source else ""
+        source = f" from {safe(event.source)}" if event.source else ""
         return {
             "kind": "event", "id": raw.id, **event.model_dump(mode="json", exclude={"id"}),
-            "text": f"{when} [magenta]event[/] [bold]{escape(event.event_type)}[/]{source} {escape(payload)}",
+            "text": f"{when} [magenta]event[/] [bold]{safe(event.event_type)}[/]{source} {safe(payload)}",
         }
     try:
         msg = json.loads(raw.data)
-    except ValueError:
+    except (ValueError, RecursionError):  # printed as the raw text it is
         msg = None
-    if not isinstance(msg, dict):
-        return {"kind": "log", "channel": raw.channel, "message": raw.data,
-                "text": f"[dim]{escape(raw.channel)}[/] {escape(raw.data)}"}
-    worker = msg.get("worker", "?")
+    if not isinstance(msg, dict):  # shown as the text it is, within a screenful
+        text = truncate(raw.data, RAW_LIMIT)
+        return {"kind": "log", "channel": raw.channel, "message": text,
+                "text": f"[dim]{safe(raw.channel)}[/] {safe(text)}"}
+    worker = safe(msg.get("worker", "?"))
     when = _clock(msg.get("time"))
     if msg.get("event") == "exit":
-        text = f"{when} \\[Worker {worker}] [dim]exited (pid {msg.get('pid')})[/]"
+        text = f"{when} \\[Worker {worker}] [dim]exited (pid {safe(msg.get('pid'))})[/]"
     else:
-        level = str(msg.get("level", "INFO")).upper()
+        level = printable(msg.get("level", "INFO")).upper()
         style = LEVEL_STYLE.get(level, "")
-        line = f"{level:<7} {escape(str(msg.get('message', '')))}"
+        line = f"{safe(f'{level:<7}')} {safe(msg.get('message', ''))}"
         text = f"{when} \\[Worker {worker}] " + (f"[{style}]{line}[/]" if style else line)
     return {"kind": "log", "channel": raw.channel, **msg, "text": text}
 

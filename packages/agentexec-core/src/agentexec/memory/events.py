@@ -1,4 +1,5 @@
-"""In-process reference event bus (keeps a bounded history so subscribers can resume)."""
+"""In-process reference event bus: a bounded history per stream (logs and the rest, see
+:mod:`agentexec.limits`) so subscribers can resume, and are told when they cannot."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from agentexec.backends import Event
-
-HISTORY = 10_000
+from agentexec.backends import Event, EventGapError
+from agentexec.config import CONF
+from agentexec.limits import Stream, stream_of, streams_for
 
 
 class MemoryEvents:
@@ -22,13 +23,20 @@ class MemoryEvents:
         self.url = url
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._history: deque[Event] = deque(maxlen=HISTORY)
+        self._history: dict[Stream, deque[Event]] = {"events": deque(), "logs": deque()}
+        #: the newest id dropped from each stream's history
+        self._dropped: dict[Stream, int] = {"events": 0, "logs": 0}
         self._subs: list[tuple[tuple[str, ...], asyncio.AbstractEventLoop, asyncio.Queue[Event]]] = []
 
     async def publish(self, channel: str, data: str) -> str | None:
+        stream = stream_of(channel)
+        keep = CONF.logs_retention if stream == "logs" else CONF.events_retention
         with self._lock:
             event = Event(channel, data, str(next(self._ids)))
-            self._history.append(event)
+            history = self._history[stream]
+            history.append(event)
+            while len(history) > keep:
+                self._dropped[stream] = int(history.popleft().id or 0)
             subs = list(self._subs)
         for patterns, loop, queue in subs:
             if _matches(channel, patterns) and not loop.is_closed():
@@ -48,9 +56,19 @@ class MemoryEvents:
         entry = (pats, asyncio.get_running_loop(), queue)
         with self._lock:
             if last_id is not None:
-                for event in self._history:
-                    if int(event.id or 0) > int(last_id) and _matches(event.channel, pats):
-                        queue.put_nowait(event)
+                if not str(last_id).isdigit():
+                    raise ValueError(f"last_id={last_id!r} is not an id of this event backend")
+                after = int(last_id)
+                replay: list[Event] = []
+                for stream in sorted(streams_for(pats)):
+                    if self._dropped[stream] > after:
+                        raise EventGapError(str(last_id), str(self._dropped[stream]), stream)
+                    replay += [
+                        e for e in self._history[stream]
+                        if int(e.id or 0) > after and _matches(e.channel, pats)
+                    ]
+                for event in sorted(replay, key=lambda e: int(e.id or 0)):
+                    queue.put_nowait(event)
             self._subs.append(entry)
 
         async def iterate() -> AsyncIterator[Event]:

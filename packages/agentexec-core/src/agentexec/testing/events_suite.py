@@ -8,7 +8,8 @@ from typing import Any
 import anyio
 import pytest
 
-from agentexec.backends import Event
+from agentexec.backends import Event, EventGapError
+from agentexec.config import CONF
 from agentexec.testing._helpers import unique
 from agentexec.testing._suite import Suite
 
@@ -138,3 +139,44 @@ class EventsSuite(Suite):
             assert all(e.id is not None for e in replayed)
             await events.publish(channel, "e4")
             assert (await _next(stream)).data == "e4"
+
+    async def test_logs_never_evict_events(self, events: Any, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``logs:*`` channels are kept apart from the others, each with its own retention: a
+        burst of log records never pushes an event out of what a subscriber can resume from.
+
+        Needs ``Capabilities.replay``. Troubleshooting: route channels with
+        ``agentexec.limits.stream_of(channel)`` to two streams (or tables, or partitions) and
+        trim each to ``CONF.logs_retention`` / ``CONF.events_retention``.
+        """
+        self.require("replay")
+        monkeypatch.setattr(CONF, "logs_retention", 50)
+        before = await events.publish(f"events:{prefix}.before", "{}")
+        await events.publish(f"events:{prefix}.kept", "{}")
+        for start in range(0, 400, 100):
+            for i in range(start, start + 100):
+                await events.publish(f"logs:{prefix}", str(i))
+        async with events.subscribe([f"events:{prefix}.*"], last_id=before) as stream:
+            assert (await _next(stream)).channel == f"events:{prefix}.kept"
+
+    async def test_a_trimmed_resume_point_raises_event_gap_error(
+        self, events: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``subscribe(last_id=...)`` whose events were trimmed away raises ``EventGapError``
+        (silently replaying what is left would hide the loss); subscribing again with its
+        ``resume_id`` accepts the gap and gets what is kept.
+
+        Needs ``Capabilities.replay``. Troubleshooting: on subscribe, compare ``last_id`` with
+        the oldest id the stream still keeps (and whether it ever dropped any); raise
+        ``EventGapError(last_id, resume_id, stream)`` with the id just before the oldest kept.
+        """
+        self.require("replay")
+        monkeypatch.setattr(CONF, "logs_retention", 50)
+        channel = f"logs:{prefix}"
+        first = await events.publish(channel, "first")
+        for i in range(400):
+            await events.publish(channel, str(i))
+        with pytest.raises(EventGapError) as gap:
+            async with events.subscribe([channel], last_id=first):
+                pass
+        async with events.subscribe([channel], last_id=gap.value.resume_id) as stream:
+            assert (await _next(stream)).data != "first"

@@ -396,6 +396,26 @@ class QueueSuite(Suite):
         assert dead[0].envelope is None
         assert dead[0].reason
 
+    async def test_out_of_range_attempts_are_dead_lettered(self, queue: Any, queue_name: str) -> None:
+        """A payload whose ``attempts`` is negative (or past 2**31-1) is not a task: it is
+        dead-lettered with the reason, like any malformed payload. Run as it is, a negative
+        count would never reach ``max_attempts``, so a task that kills its worker would loop.
+
+        Needs ``Capabilities.raw_payloads``. Troubleshooting: validate with
+        ``Envelope.model_validate_json`` (its ``attempts`` field is bounded) and dead-letter
+        what fails; never read ``attempts`` out of the raw JSON yourself.
+        """
+        self.require("raw_payloads")
+        for attempts in (-1_000_000, 2**40):
+            forged = envelope(queue_name, 0).model_dump_json().replace('"attempts":0', f'"attempts":{attempts}')
+            await push_raw(queue, queue_name, forged, Priority.LOW)
+        await queue.push(envelope(queue_name, 1), Priority.LOW)
+        (lease,) = await self._take(queue, queue_name, 1)
+        assert numbers([lease.envelope]) == [1]
+        dead = await queue.dead_letters(queue_name)
+        assert len(dead) == 2
+        assert all(d.envelope is None and "attempts" in d.reason for d in dead), [d.reason for d in dead]
+
     async def test_stats_reports_depth_in_flight_and_consumers(self, queue: Any, queue_name: str) -> None:
         """``stats`` gives waiting HIGH/LOW counts, in-flight count, dead count and consumers.
 

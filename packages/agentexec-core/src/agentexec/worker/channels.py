@@ -1,9 +1,10 @@
 """Event channels a pool uses, shared with ``agentexec`` CLI commands.
 
-- ``logs:<queue>``: one JSON object per worker log record (``worker``, ``pid``, ``level``
-  (the name, ``"INFO"``), ``levelno``, ``logger``, ``message``, ``time``); the pool's main
-  process prints them as ``[Worker N] ...``.
-  A worker announces its exit with ``{"worker": N, "pid": P, "event": "exit"}``.
+- ``logs:<queue>``: one JSON object per worker log record (``worker``, ``pool`` (the pool's id),
+  ``pid``, ``level`` (the name, ``"INFO"``), ``levelno``, ``logger``, ``message``, ``time``);
+  the pool's main process prints those of its own workers as ``[Worker N] ...`` (several pools
+  may serve one queue). A worker announces its exit with
+  ``{"worker": N, "pool": ID, "pid": P, "event": "exit"}``.
 - ``control:<queue>``: ``{"action": "shutdown", "pool": <pool id or null>}`` asks the workers of
   that pool (every pool on the queue when ``pool`` is null) to finish their tasks and exit.
 """
@@ -32,7 +33,7 @@ def is_shutdown_for(data: str, pool_id: str) -> bool:
     """Whether a control message asks the pool ``pool_id`` to shut down."""
     try:
         msg: Any = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return (
         isinstance(msg, dict)

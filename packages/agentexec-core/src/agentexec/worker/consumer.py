@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections.abc import Mapping, Sequence
 
 import anyio
@@ -37,6 +39,23 @@ MAX_FETCHERS = 2
 #: the least number of finished tasks a worker lets wait for their outcome and ack before it
 #: stops taking new ones (otherwise its slots' worth)
 MAX_RESERVE_BATCH = 64
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory in MiB (``/proc/self/statm``; the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            resident_pages = int(f.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
 def _take_more(slots: anyio.Semaphore, most: int) -> int:
@@ -68,6 +87,8 @@ class Worker:
         definitions: Mapping[str, TaskDefinition],
         backends: Backends,
         listen_for_shutdown: bool = False,
+        max_tasks: int | None = None,
+        max_rss_mb: int | None = None,
     ) -> None:
         self.index = index
         self.consumer_id = consumer_id
@@ -79,6 +100,16 @@ class Worker:
         self.listen_for_shutdown = listen_for_shutdown
         self.stopping = False
         self.running = 0
+        #: recycling (a worker process only): after this many tasks, or above this RSS, the
+        #: worker drains (finishes its running tasks, takes no more) and its run ends
+        self.max_tasks = max_tasks
+        self.max_rss_mb = max_rss_mb
+        #: tasks taken so far (a recycling worker takes no more than ``max_tasks``)
+        self.taken = 0
+        #: slots being filled by reserves in progress (counted against ``max_tasks`` too)
+        self._taking = 0  # slots a reserve in progress may fill
+        #: why the worker drained itself, once it did (``None``: it did not)
+        self.recycled: str | None = None
         self._waiting_scopes: set[anyio.CancelScope] = set()
         self._tasks_scope: anyio.CancelScope | None = None
         #: the running tasks (plain asyncio tasks, see ``_start``) -> their lease and slots
@@ -104,6 +135,33 @@ class Worker:
         self.stopping = True
         for scope in list(self._waiting_scopes):
             scope.cancel()
+
+    def drain(self, reason: str) -> None:
+        """Finish the running tasks, take no more, as :meth:`stop` does, but let a reserve in
+        progress end by itself (a task it brings is given straight back, attempts unchanged)."""
+        if self.stopping:
+            return
+        self.recycled = reason
+        self.stopping = True
+        log.info("Recycling this worker (%s): finishing %d running task(s), then it is replaced", reason, self.running)
+
+    def _check_memory(self) -> None:
+        """After each task (reading ``/proc/self/statm`` costs ~15 us): over the limit, drain."""
+        if self.stopping or self.max_rss_mb is None:
+            return
+        rss = rss_mb()
+        if rss is not None and rss > self.max_rss_mb:
+            self.drain(f"its memory is {rss:.0f} MiB, max_worker_rss_mb={self.max_rss_mb}")
+
+    def _room(self, wanted: int) -> int:
+        """How many of ``wanted`` more tasks this worker may take (``max_tasks``); once it has
+        taken its last, it drains."""
+        if self.max_tasks is None:
+            return wanted
+        if self.taken >= self.max_tasks:
+            self.drain(f"it took {self.taken} tasks, max_tasks_per_worker={self.max_tasks}")
+            return 0
+        return max(0, min(wanted, self.max_tasks - self.taken - self._taking))
 
     def abort(self) -> None:
         """Cancel the running tasks too; each goes back to its queue, attempts unchanged."""
@@ -175,8 +233,15 @@ class Worker:
                         # tasks wait to be recorded; nothing may run that cannot be recorded
                         await writer.ready()
                     await slots.acquire()
-                    held = 1 + _take_more(slots, MAX_RESERVE_BATCH - 1) if self._reserve_many else 1
-                    leases = await self._reserve(lane, held)
+                    if self.stopping or not self._room(1):  # drained (or due to) meanwhile
+                        slots.release()
+                        return
+                    held = 1 + _take_more(slots, self._room(MAX_RESERVE_BATCH) - 1) if self._reserve_many else 1
+                    self._taking += held
+                    try:
+                        leases = await self._reserve(lane, held)
+                    finally:
+                        self._taking -= held
                 except anyio.get_cancelled_exc_class():
                     _release(slots, held)
                     raise
@@ -209,6 +274,9 @@ class Worker:
         per task, ``create_task`` ~3 (measured), and the worker keeps, aborts and awaits its
         runs itself (``_runs``)."""
         env = lease.envelope
+        self.taken += 1
+        if self.max_tasks is not None and self.taken >= self.max_tasks:
+            self._room(0)  # its last task: take no more
         self.sink.leases[env.agent_id] = lease
         self.sink.writer.task_names[env.agent_id] = env.task_name
         if env.metadata is not None:
@@ -283,6 +351,8 @@ class Worker:
             if self.sink.leases.get(env.agent_id) is lease:
                 log.error("task %s ended without an outcome; failing it", env.agent_id)
                 await self._fail(task, "the worker could not finish the task: it ended without an outcome")
+            if self.max_rss_mb is not None:
+                self._check_memory()
 
     async def _fail(self, task: Task, reason: str) -> None:
         """End ``task`` ERROR with ``reason``: its line, its failed outcome, its ack."""

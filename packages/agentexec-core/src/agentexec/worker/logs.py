@@ -19,7 +19,9 @@ from typing import Any
 import anyio
 
 from agentexec.backends import BatchPublish, EventBackend
+from agentexec.config import CONF
 from agentexec.faults import clean_text, describe, is_transient
+from agentexec.limits import truncate
 
 #: records kept while the events backend is slow; past this the oldest are dropped (and counted)
 BUFFER = 10_000
@@ -28,9 +30,11 @@ BUFFER = 10_000
 class LogForwarder(logging.Handler):
     """In a worker process: sends log records to the main process over the events backend."""
 
-    def __init__(self, worker_index: int) -> None:
+    def __init__(self, worker_index: int, pool_id: str | None = None) -> None:
         super().__init__(logging.NOTSET)
         self.worker_index = worker_index
+        #: the pool the worker belongs to: its main process relays only its own workers' records
+        self.pool_id = pool_id
         self.pid = os.getpid()
         self._buffer: deque[str] = deque(maxlen=BUFFER)
         self._dropped = 0
@@ -40,6 +44,8 @@ class LogForwarder(logging.Handler):
         #: the events backend is unreachable: records are kept, and sent again after a pause
         self._down = False
         self._pause = 0.0
+        #: messages no longer than this fit CONF.max_log_line_bytes whatever their characters
+        self._short = CONF.max_log_line_bytes // 4
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -50,10 +56,13 @@ class LogForwarder(logging.Handler):
                 message += "\n" + record.exc_text
             if record.stack_info:
                 message += "\n" + self._formatter.formatStack(record.stack_info)
+            if len(message) > self._short:
+                message = truncate(message, CONF.max_log_line_bytes)
             if len(self._buffer) == self._buffer.maxlen:
                 self._dropped += 1
             self._buffer.append(json.dumps({
                 "worker": self.worker_index,
+                "pool": self.pool_id,
                 "pid": self.pid,
                 "level": record.levelname,
                 "levelno": record.levelno,
@@ -100,7 +109,7 @@ class LogForwarder(logging.Handler):
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             self._buffer.appendleft(json.dumps({
-                "worker": self.worker_index, "pid": self.pid, "level": "WARNING",
+                "worker": self.worker_index, "pool": self.pool_id, "pid": self.pid, "level": "WARNING",
                 "levelno": logging.WARNING,
                 "logger": "agentexec.worker", "time": time.time(),
                 "message": f"{dropped} log record(s) dropped: the events backend was too slow",
@@ -127,13 +136,13 @@ class LogForwarder(logging.Handler):
         self._down, self._pause = False, 0.0
 
 
-def install_forwarder(worker_index: int) -> LogForwarder:
+def install_forwarder(worker_index: int, pool_id: str | None = None) -> LogForwarder:
     """Route this (worker) process's log records to a :class:`LogForwarder`, each record once.
 
     Handlers inherited from the main process would print from the worker directly; they are
     replaced. A logger that does not propagate keeps forwarding its own records.
     """
-    forwarder = LogForwarder(worker_index)
+    forwarder = LogForwarder(worker_index, pool_id)
     root = logging.getLogger()
     loggers = [root] + [
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
@@ -147,12 +156,16 @@ def install_forwarder(worker_index: int) -> LogForwarder:
     return forwarder
 
 
-def emit_worker_record(data: str) -> dict[str, Any] | None:
+def emit_worker_record(data: str, pool_id: str | None = None) -> dict[str, Any] | None:
     """In the main process: re-emit one forwarded record through the user's logging config.
-    Returns the decoded message (``None`` if it was not one)."""
+    Returns the decoded message (``None`` if it was not one). With ``pool_id``, a record of
+    another pool's worker (pools on one queue share its logs channel) is neither emitted nor
+    returned."""
     try:
         msg = json.loads(data)
         if not isinstance(msg, dict):
+            return None
+        if pool_id is not None and msg.get("pool") != pool_id:
             return None
         if msg.get("event"):
             return msg
@@ -160,7 +173,7 @@ def emit_worker_record(data: str) -> dict[str, Any] | None:
         level = _level(msg)
         # cleaned: a lone surrogate in a task's error text would make the user's handler fail
         text = clean_text(f"[Worker {msg.get('worker', '?')}] {msg.get('message', '')}", None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # not a record: skipped
         return None
     logger = logging.getLogger(name)
     if logger.isEnabledFor(level):

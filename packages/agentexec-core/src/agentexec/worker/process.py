@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import logging
 import os
 import signal
@@ -49,6 +50,7 @@ from typing import Any
 import anyio
 
 from agentexec.activity.creates import CREATES
+from agentexec.config import CONF
 from agentexec.runtime import Backends, get_backends, has_backends, set_backends
 from agentexec.task import TaskDefinition
 from agentexec.worker.channels import logs_channel
@@ -69,6 +71,9 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 #: so one that arrives before its handler is in place is harmless; nothing else sends it (it
 #: means out-of-band data on a socket that asked for it with F_SETOWN)
 PARENT_GONE_SIGNAL = signal.SIGURG
+#: a worker that drained itself to be recycled (``CONF.max_tasks_per_worker``,
+#: ``CONF.max_worker_rss_mb``) exits with this code: the pool replaces it at once, quietly
+RECYCLED_EXIT_CODE = 75
 #: the prefix of every pool process's name (``ps -o comm``): ``agentexec:w0`` is worker 0
 PROCESS_NAME_PREFIX = "agentexec:"
 
@@ -242,7 +247,7 @@ def _child_main(spec: WorkerSpec) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
-    forwarder = install_forwarder(spec.index)
+    forwarder = install_forwarder(spec.index, spec.pool_id)
     if has_backends():
         _inherited.append(get_backends())
     if spec.engine is not None:
@@ -258,9 +263,9 @@ def _child_main(spec: WorkerSpec) -> int:
     # concurrent tasks otherwise stall 30-60 ms now and then in one), and copy-on-write pages
     # shared with the pool stay shared
     gc.freeze()
-    anyio.run(_serve, spec, backends, forwarder)
+    recycled = anyio.run(_serve, spec, backends, forwarder)
     CREATES.flush()  # activities of tasks its handlers enqueued (the child skips atexit)
-    return 0
+    return RECYCLED_EXIT_CODE if recycled else 0
 
 
 def _open_global_session(engine: Any, backends: Backends) -> None:
@@ -278,7 +283,8 @@ def _open_global_session(engine: Any, backends: Backends) -> None:
         log.warning("could not set up the worker's global database session: %s", exc)
 
 
-async def _serve(spec: WorkerSpec, backends: Backends, forwarder: LogForwarder) -> None:
+async def _serve(spec: WorkerSpec, backends: Backends, forwarder: LogForwarder) -> bool:
+    """Run the worker until it stops; True when it stopped to be recycled."""
     worker = Worker(
         index=spec.index,
         consumer_id=spec.consumer_id,
@@ -288,6 +294,8 @@ async def _serve(spec: WorkerSpec, backends: Backends, forwarder: LogForwarder) 
         definitions=spec.definitions,
         backends=backends,
         listen_for_shutdown=True,
+        max_tasks=CONF.max_tasks_per_worker,
+        max_rss_mb=CONF.max_worker_rss_mb,
     )
     channel = logs_channel(spec.queue_name)
     try:
@@ -300,12 +308,13 @@ async def _serve(spec: WorkerSpec, backends: Backends, forwarder: LogForwarder) 
             tg.cancel_scope.cancel()
         with anyio.move_on_after(5):
             await forwarder.flush_to(backends.events, channel, final=True)
-            await backends.events.publish(
-                channel, f'{{"worker": {spec.index}, "pid": {os.getpid()}, "event": "exit"}}'
-            )
+            await backends.events.publish(channel, json.dumps(
+                {"worker": spec.index, "pool": spec.pool_id, "pid": os.getpid(), "event": "exit"}
+            ))
     finally:
         with anyio.move_on_after(5, shield=True):
             await backends.aclose()
+    return worker.recycled is not None
 
 
 async def _stop_on_sigterm(worker: Worker) -> None:

@@ -34,7 +34,12 @@ from agentexec.worker.channels import control_channel, logs_channel, shutdown_me
 from agentexec.worker.forkserver import ForkServer, reap_strays
 from agentexec.worker.lanes import Lane
 from agentexec.worker.logs import emit_worker_record
-from agentexec.worker.process import WorkerSpec, is_child_subreaper, set_child_subreaper
+from agentexec.worker.process import (
+    RECYCLED_EXIT_CODE,
+    WorkerSpec,
+    is_child_subreaper,
+    set_child_subreaper,
+)
 from agentexec.worker.reaping import reap_consumer
 from agentexec.worker.supervisor import POLL, Supervisor
 
@@ -154,6 +159,7 @@ class ProcessSupervisor(Supervisor):
                         self._receive()
                         await anyio.sleep(0.005)
                 tg.start_soon(self._reaper, backends)
+                tg.start_soon(self._warn_if_not_durable, backends)
                 self._start_scheduler(tg, backends)
                 self._ready.set()
                 delay = POLL
@@ -257,7 +263,12 @@ class ProcessSupervisor(Supervisor):
                 continue  # reported twice: by its dying server and by waitpid here
             pid, slot.pid, slot.adopted = slot.pid, None, False
             ended.append(slot)
-            if replace:
+            if replace and status.code == RECYCLED_EXIT_CODE:
+                # it drained itself (max_tasks_per_worker / max_worker_rss_mb): its tasks are done
+                log.info("Worker %d (pid %s) recycled; starting a replacement", slot.index, pid)
+                slot.quick_deaths = 0
+                slot.restart_at = now
+            elif replace:
                 log.error(
                     "Worker %d (pid %s) %s; starting a replacement", slot.index, pid, _describe(status)
                 )
@@ -356,7 +367,7 @@ class ProcessSupervisor(Supervisor):
                         task_status.started()
                     delay = 0.1
                     async for event in stream:
-                        msg = emit_worker_record(event.data)
+                        msg = emit_worker_record(event.data, self.pool.id)
                         if msg and msg.get("event") == "exit":
                             for slot in self.slots:
                                 if slot.index == msg.get("worker"):

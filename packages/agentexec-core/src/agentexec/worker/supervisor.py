@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskGroup
 
+from agentexec.backends import DurabilityCheck
 from agentexec.runtime import Backends
 from agentexec.worker.consumer import Worker
 from agentexec.worker.lanes import Lane
@@ -120,6 +121,23 @@ class Supervisor(abc.ABC):
                     await reap(backends, lane.queue_name)
                 except Exception as exc:
                     log.warning("reaping %r failed: %s", lane.queue_name, exc)
+
+    async def _warn_if_not_durable(self, backends: Backends) -> None:
+        """Once, at start: what a restart of a backend's server would lose (each line once)."""
+        said: set[str] = set()
+        for backend in (backends.queue, backends.results, backends.events):
+            if not isinstance(backend, DurabilityCheck):
+                continue
+            try:
+                with anyio.fail_after(5):
+                    lines = await backend.durability_warnings()
+            except Exception as exc:  # cannot tell: say nothing rather than something untrue
+                log.debug("checking %r for persistence failed: %s", backend, exc)
+                continue
+            for line in lines:
+                if line not in said:
+                    said.add(line)
+                    log.warning("%s", line)
 
     def _start_scheduler(self, tg: TaskGroup, backends: Backends) -> None:
         """The pool's schedules fire from its main process (pools on one queue agree, through

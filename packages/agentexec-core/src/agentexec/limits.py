@@ -1,0 +1,89 @@
+"""Size limits (``CONF.max_*_bytes``) and the two event streams.
+
+- Worker log messages and activity messages longer than their limit are cut, and say so
+  (:func:`truncate`): a log line must never be lost for being long, nor fill a server.
+- An event or a result larger than its limit is refused with :class:`TooLargeError`: cutting
+  one would hand its reader something it cannot parse.
+- Event channels live in two streams: ``logs:<queue>`` channels (worker log records, many and
+  bursty) in the *logs* stream, every other channel (``events:*``, ``control:*``) in the *events*
+  stream, each with its own retention (``CONF.logs_retention``, ``CONF.events_retention``), so a
+  burst of logs can never push an event out of what a subscriber can resume from.
+
+See docs/operations.md ("Limits").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+Stream = Literal["logs", "events"]
+
+#: channels of the logs stream start with this (``agentexec.worker.channels.logs_channel``)
+LOGS_PREFIX = "logs:"
+
+
+class TooLargeError(ValueError):
+    """A message over its size limit (``what`` is ``"event"``, ``"result"`` ...)."""
+
+    def __init__(self, what: str, size: int, limit: int, setting: str) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        self.setting = setting
+        super().__init__(
+            f"{what} too large: {size:,} bytes, over the limit of {limit:,} "
+            f"(AGENTEXEC_{setting.upper()})"
+        )
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (a lone surrogate counts as the 3 bytes it would take)."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` UTF-8 bytes, else its start followed by
+    ``… [truncated: N bytes in all]``, the whole within ``limit`` bytes."""
+    if len(text) <= limit // 4:  # fits whatever its characters (4 bytes at most each)
+        return text
+    size = utf8_size(text)
+    if size <= limit:
+        return text
+    marker = f"… [truncated: {size:,} bytes in all]"
+    room = max(0, limit - utf8_size(marker))
+    head = text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+    return head + marker
+
+
+def check_size(what: str, size: int, limit: int, setting: str) -> None:
+    if size > limit:
+        raise TooLargeError(what, size, limit, setting)
+
+
+def stream_of(channel: str) -> Stream:
+    """The stream a channel's messages go to."""
+    return "logs" if channel.startswith(LOGS_PREFIX) else "events"
+
+
+def streams_for(patterns: Iterable[str]) -> set[Stream]:
+    """The streams a subscription to ``patterns`` (``fnmatch`` patterns) must read."""
+    found: set[Stream] = set()
+    for pattern in patterns:
+        literal = pattern
+        for i, char in enumerate(pattern):
+            if char in "*?[":
+                literal = pattern[:i]
+                break
+        else:  # an exact channel
+            found.add(stream_of(pattern))
+            continue
+        if literal.startswith(LOGS_PREFIX):
+            found.add("logs")
+        elif LOGS_PREFIX.startswith(literal):  # "*", "l*", "log?:x": may match either
+            found.update(("logs", "events"))
+        else:
+            found.add("events")
+    return found
