@@ -10,7 +10,7 @@ import agentexec.testing as kit
 
 SUITES = [
     kit.QueueSuite, kit.ResultsSuite, kit.EventsSuite, kit.ActivityStoreSuite,
-    kit.PluginPackagingSuite, kit.RunnerSuite,
+    kit.PluginPackagingSuite, kit.RunnerSuite, kit.PoolSuite,
 ]
 
 
