@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 from agentexec.backends import DeadLetter, Lease, ReapReport
+from agentexec.memory._wakeup import Waiters
 from agentexec.memory.queue import MemoryQueue
 from agentexec.task import Envelope, Priority
 
@@ -280,3 +281,37 @@ class WakesNobodyQueue(MemoryQueue):
                 return lease
             await asyncio.sleep(min(0.5, remaining))
 
+
+
+class LateReleaseRequeuesQueue(MemoryQueue):
+    """``release`` pushes the lease's task back without checking it is still in flight (RPUSH
+    after an LREM whose count it ignores): a worker that stalled past its lease and then gives
+    its task back queues it a second time — it runs twice."""
+
+    async def release(self, lease: Lease) -> None:
+        with self._lock:
+            self._take_inflight(lease)
+            self._q(lease.queue_name).append(lease.token)
+            self._waiters.setdefault(lease.queue_name, Waiters()).wake_one()
+
+
+class ReleaseWakesNobodyQueue(MemoryQueue):
+    """``release`` puts the task back without a wake-up: an idle worker blocked in ``reserve``
+    sleeps through it until its poll timeout."""
+
+    async def release(self, lease: Lease) -> None:
+        with self._lock:
+            if self._take_inflight(lease):
+                self._q(lease.queue_name).append(lease.token)
+
+
+class GivingUpDropsOthersQueue(MemoryQueue):
+    """A ``reserve`` that times out clears the queue's waiter list (``DEL`` of a shared key
+    instead of ``SREM`` of its own entry): the other idle workers miss the next push."""
+
+    async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
+        lease = await super().reserve(queue_name, consumer_id, timeout)
+        if lease is None:
+            with self._lock:
+                self._waiters[queue_name] = Waiters()
+        return lease

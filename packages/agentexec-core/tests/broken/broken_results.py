@@ -133,3 +133,16 @@ class DeleteForgetsNothingResults(MemoryResults):
     async def delete(self, agent_id: UUID) -> None:
         with self._lock:
             self._staged.pop(agent_id, None)
+
+
+class GivingUpDropsOthersResults(MemoryResults):
+    """A ``wait`` that times out unregisters every waiter of its id (``UNSUBSCRIBE`` of the
+    shared channel): the other callers of ``get_result`` then wait until their own timeout."""
+
+    async def wait(self, agent_id: UUID, timeout: float) -> bytes:
+        try:
+            return await super().wait(agent_id, timeout)
+        except TimeoutError:
+            with self._lock:
+                self._waiters.pop(agent_id, None)
+            raise

@@ -55,10 +55,12 @@ class ActivityStoreSuite(Suite):
 
     # -- create / append / detail ----------------------------------------------------------
     async def test_create_is_queued_with_its_message(self, activity_store: Any) -> None:
-        """``create`` stores a QUEUED activity with one log holding the message.
+        """``create`` stores a QUEUED activity with one log holding the message, at 0 %; creating
+        an ``agent_id`` that exists raises ``ValueError``.
 
-        Troubleshooting: write the activity and its first log (status QUEUED) in one transaction;
-        ``agent_type`` is the task name; return the given ``agent_id`` or a new UUID.
+        Troubleshooting: write the activity and its first log (status QUEUED, percentage 0) in one
+        transaction; ``agent_type`` is the task name; return the given ``agent_id`` or a new UUID;
+        turn the unique-key violation into ``ValueError``.
         """
         given = uuid.uuid4()
         assert activity_store.create("research", "Waiting to start.", agent_id=given) == given
@@ -66,7 +68,11 @@ class ActivityStoreSuite(Suite):
         assert detail is not None
         assert (detail.agent_id, detail.agent_type, detail.status) == (given, "research", Status.QUEUED)
         assert [log.message for log in detail.logs] == ["Waiting to start."]
-        assert detail.logs[0].status is Status.QUEUED
+        assert (detail.logs[0].status, detail.logs[0].percentage, detail.latest_percentage) == (
+            Status.QUEUED, 0, 0,
+        )
+        with pytest.raises(ValueError):
+            activity_store.create("research", "again", agent_id=given)
         generated = activity_store.create("research", "m")
         assert isinstance(generated, UUID) and generated != given
 
@@ -206,12 +212,21 @@ class ActivityStoreSuite(Suite):
 
     # -- list --------------------------------------------------------------------------------
     async def test_list_pages_newest_first(self, activity_store: Any) -> None:
-        """``list`` pages newest first with ``total``, ``page``, ``page_size`` and ``pages``.
+        """``list`` pages newest first with ``total``, ``page``, ``page_size`` and ``pages``;
+        the defaults are page 1 of 50 (``alist`` too), and a page or page size below 1 is a
+        ``ValueError``.
 
         Troubleshooting: ORDER BY created_at DESC, LIMIT/OFFSET by page; ``pages`` is
         ``ceil(total / page_size)`` (0 when empty).
         """
         ids = await self._created(activity_store, 5)
+        default = activity_store.list()
+        assert (default.page, default.page_size) == (1, 50)
+        default_async = await activity_store.alist()
+        assert (default_async.page, default_async.page_size) == (1, 50)
+        for bad in ({"page": 0}, {"page_size": 0}):
+            with pytest.raises(ValueError):
+                activity_store.list(**bad)
         first = activity_store.list(page=1, page_size=2)
         assert first.total >= 5 and (first.page, first.page_size) == (1, 2)
         assert first.pages == math.ceil(first.total / 2)
@@ -326,7 +341,7 @@ class ActivityStoreSuite(Suite):
         """``aappend_many`` writes every entry in order, or none when one is invalid.
 
         Troubleshooting: validate every entry (known ids, percentages) before writing, and write
-        them in one transaction.
+        them in one transaction; raise ``UnknownActivityError(the unknown agent_id)``.
         """
         a, b = await self._created(activity_store, 2)
         await activity_store.aappend_many([
@@ -337,8 +352,9 @@ class ActivityStoreSuite(Suite):
         assert (detail_a.status, detail_a.latest_percentage) == (Status.RUNNING, 20)
         assert activity_store.detail(b).status is Status.QUEUED
         missing = uuid.uuid4()
-        with pytest.raises(UnknownActivityError):
+        with pytest.raises(UnknownActivityError) as unknown:
             await activity_store.aappend_many([LogEntry(a, "a3"), LogEntry(missing, "x")])
+        assert unknown.value.agent_id == missing, "the error must name the unknown agent_id"
         with pytest.raises(ValueError):
             await activity_store.aappend_many([LogEntry(b, "b2"), LogEntry(b, "b3", percentage=500)])
         assert [log.message for log in activity_store.detail(a).logs] == ["created 0", "a1", "a2"]
@@ -389,8 +405,10 @@ class ActivityStoreSuite(Suite):
         assert await activity_store.afind_prefix(text[:13].upper(), 2) == [agent_id]
         assert await activity_store.afind_prefix(text, 2) == [agent_id]
         assert await activity_store.afind_prefix(str(uuid.uuid4())[:13], 2) == []
-        twins = [uuid.UUID(text[:9] + f"{n:04x}" + text[13:]) for n in range(3)]
+        twins = [uuid.UUID(text[:9] + f"{n:04x}" + text[13:]) for n in range(4)]
         for twin in twins:
             if twin != agent_id:
                 activity_store.create("t", "m", agent_id=twin)
         assert len(await activity_store.afind_prefix(text[:9], 2)) == 2
+        assert len(await activity_store.afind_prefix(text[:9], 3)) == 3
+        assert len(await activity_store.afind_prefix(text[:9])) == 2, "limit defaults to 2"

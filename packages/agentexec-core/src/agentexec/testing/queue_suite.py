@@ -115,8 +115,11 @@ class QueueSuite(Suite):
         """A pushed envelope comes back from ``reserve`` unchanged, in a lease for that consumer.
 
         Troubleshooting: serialize the whole envelope (``envelope.model_dump_json()``) and parse it
-        back with ``Envelope.model_validate_json``; put ``consumer_id`` and ``queue_name`` on the Lease.
+        back with ``Envelope.model_validate_json``; put ``consumer_id`` and ``queue_name`` on the Lease;
+        a new backend starts with a positive ``lease_timeout`` and ``max_attempts`` (CONF's).
         """
+        assert isinstance(queue.lease_timeout, int | float) and queue.lease_timeout > 0
+        assert isinstance(queue.max_attempts, int) and queue.max_attempts >= 1
         sent = envelope(queue_name, 7)
         await queue.push(sent, Priority.LOW)
         with anyio.fail_after(5):
@@ -167,15 +170,16 @@ class QueueSuite(Suite):
 
     # -- ordering --------------------------------------------------------------------------
     async def test_high_priority_is_taken_before_low(self, queue: Any, queue_name: str) -> None:
-        """Every HIGH task is reserved before any LOW task, whatever the push order.
+        """Every HIGH task is reserved before any LOW task, whatever the push order; without a
+        ``priority`` argument, ``push`` uses the envelope's.
 
         Troubleshooting: HIGH goes to the front of the queue (the end consumers take from, e.g.
         RPUSH when consumers pop from the right), LOW to the back; check that ``push`` honours its
-        ``priority`` argument rather than a default.
+        ``priority`` argument, else ``envelope.priority``, rather than a default.
         """
-        for n, prio in [(1, Priority.LOW), (2, Priority.LOW), (3, Priority.HIGH),
-                        (4, Priority.LOW), (5, Priority.HIGH)]:
+        for n, prio in [(1, Priority.LOW), (2, Priority.LOW), (3, Priority.HIGH), (4, Priority.LOW)]:
             await queue.push(envelope(queue_name, n, prio), prio)
+        await queue.push(envelope(queue_name, 5, Priority.HIGH))
         got = numbers(await self._drain(queue, queue_name))
         assert sorted(got[:2]) == [3, 5], f"HIGH tasks 3 and 5 were not taken first: order {got}"
         assert got[2:] == [1, 2, 4]
@@ -339,7 +343,8 @@ class QueueSuite(Suite):
 
         Troubleshooting: ``reap`` must find consumers whose last heartbeat (or reserve) is older
         than ``lease_timeout``, move their in-flight tasks to the front of the queue with
-        ``envelope.next_attempt()``, and report them in ``ReapReport.requeued``.
+        ``envelope.next_attempt()``, report them in ``ReapReport.requeued``, and forget the
+        reaped consumer (``stats`` lists live consumers).
         """
         queue.lease_timeout = self.lease_timeout_s
         queue.max_attempts = 3
@@ -352,6 +357,7 @@ class QueueSuite(Suite):
             "reap did not hand back the expired lease"
         )
         assert report.requeued[0].attempts == 1
+        assert "dies" not in (await queue.stats(queue_name)).consumers, "stats lists a reaped consumer"
         got = await self._drain(queue, queue_name, consumer="c2")
         assert numbers(got) == [1, 2], "the redelivered task must go to the front"
         assert got[0].attempts == 1
@@ -414,7 +420,8 @@ class QueueSuite(Suite):
 
         Needs ``Capabilities.reap_consumer``. Troubleshooting: apply ``reap``'s rules (attempts + 1
         to the front, dead-letter past ``max_attempts``) to that consumer's in-flight record only,
-        without checking its heartbeat age; leave other consumers alone.
+        without checking its heartbeat age; leave other consumers alone; forget the reaped
+        consumer's heartbeat (``stats`` lists live consumers).
         """
         self.require("reap_consumer", queue)
         queue.lease_timeout = 30.0
@@ -426,7 +433,11 @@ class QueueSuite(Suite):
         report = await queue.reap_consumer(queue_name, "killed")
         assert numbers(list(report.requeued)) == [1] and report.dead == ()
         assert report.requeued[0].attempts == 1
-        assert (await queue.stats(queue_name)).in_flight == 1, "the live consumer keeps its task"
+        stats = await queue.stats(queue_name)
+        assert stats.in_flight == 1, "the live consumer keeps its task"
+        assert "killed" not in stats.consumers and "alive" in stats.consumers, (
+            f"stats lists a reaped consumer as live: {sorted(stats.consumers)}"
+        )
         got = await self._drain(queue, queue_name, consumer="c2")
         assert numbers(got) == [1, 3] and got[0].attempts == 1
         assert (await queue.reap_consumer(queue_name, "nobody")) == ReapReport()
@@ -484,6 +495,100 @@ class QueueSuite(Suite):
             held = await queue.in_flight(queue_name, "three")
             assert numbers(held) == numbers([lease.envelope for lease in again]) == [2]
             assert held[0].attempts == 1
+
+    async def test_a_late_ack_or_release_after_a_reap_changes_nothing(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """A worker that finishes after its lease was reaped (it stalled) acks or releases a lease
+        that is no longer its own: nothing changes — the redelivered task stays with its new
+        consumer, and is not queued a second time.
+
+        Troubleshooting: ``ack``/``release`` act only on the consumer's own in-flight record
+        (``LREM`` on its list returning 0, ``DELETE ... WHERE consumer = ...``); a release that
+        found nothing must not push anything back.
+        """
+        queue.lease_timeout = self.lease_timeout_s
+        queue.max_attempts = 5
+        await queue.push(envelope(queue_name, 1), Priority.LOW)
+        await queue.push(envelope(queue_name, 2), Priority.LOW)
+        stalled_one, stalled_two = await self._take(queue, queue_name, 2, consumer="stalled")
+        report = await self._lose(queue, queue_name, "stalled")
+        assert sorted(numbers(list(report.requeued))) == [1, 2]
+        (again,) = await self._take(queue, queue_name, 1, consumer="next")
+        await queue.ack(stalled_one)
+        await queue.release(stalled_two)
+        await queue.release(stalled_one)
+        assert await queue.length(queue_name) == 1, "a late release queued a task a second time"
+        assert (await queue.stats(queue_name)).in_flight == 1, "a late ack took the new consumer's lease"
+        await queue.ack(again)
+        other = 3 - int(again.envelope.context["n"])
+        assert numbers(await self._drain(queue, queue_name)) == [other]
+
+    async def test_a_waiting_consumer_is_woken_by_release_reap_and_requeue(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """Every way a task becomes available wakes a consumer blocked in ``reserve`` within
+        ``wake_within_s``: ``release``, a ``reap`` that requeues, and ``requeue_dead``.
+
+        Troubleshooting: send the same wake-up from every write that puts a task back (the
+        blocking pop sees list pushes from scripts too; a NOTIFY must be sent by each).
+        """
+        queue.lease_timeout = self.lease_timeout_s
+        queue.max_attempts = 2
+
+        async def woken_by(give_back: Any, consumer: str) -> tuple[Lease | None, float]:
+            got: list[Lease | None] = []
+
+            async def wait() -> None:
+                got.append(await queue.reserve(queue_name, consumer, 5.0))
+
+            with anyio.fail_after(6):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(wait)
+                    await anyio.sleep(0.05)
+                    start = time.monotonic()
+                    await give_back()
+            return got[0], time.monotonic() - start
+
+        await queue.push(envelope(queue_name, 1), Priority.LOW)
+        (held,) = await self._take(queue, queue_name, 1, consumer="holder")
+        lease, delay = await woken_by(lambda: queue.release(held), "waiter-1")
+        assert lease is not None and numbers([lease.envelope]) == [1], "release did not wake the waiter"
+        assert delay <= self.wake_within_s + 0.05, f"release woke the waiter after {delay * 1000:.0f} ms"
+        await anyio.sleep(self.expire_wait)  # waiter-1 now holds task 1 and goes silent
+        lease, delay = await woken_by(lambda: queue.reap(queue_name), "waiter-2")
+        assert lease is not None and lease.envelope.attempts == 1, "a reap that requeued did not wake the waiter"
+        assert delay <= self.wake_within_s + 0.05, f"reap woke the waiter after {delay * 1000:.0f} ms"
+        await anyio.sleep(self.expire_wait)
+        assert len((await queue.reap(queue_name)).dead) == 1
+        (buried,) = await queue.dead_letters(queue_name)
+        lease, delay = await woken_by(lambda: queue.requeue_dead(queue_name, [buried.id]), "waiter-3")
+        assert lease is not None and numbers([lease.envelope]) == [1], "requeue_dead did not wake the waiter"
+        assert delay <= self.wake_within_s + 0.05, f"requeue_dead woke the waiter after {delay * 1000:.0f} ms"
+
+    async def test_a_consumer_that_gives_up_leaves_the_others_waiting(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """When one of several blocked consumers times out, the others still get the next task
+        promptly.
+
+        Troubleshooting: on timeout, remove only that consumer's own waiter (compare by identity),
+        never the others'.
+        """
+        got: list[Lease | None] = []
+
+        async def patient() -> None:
+            got.append(await queue.reserve(queue_name, "patient", 5.0))
+
+        with anyio.fail_after(6):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(patient)
+                await anyio.sleep(0.02)
+                assert await queue.reserve(queue_name, "hasty", 0.1) is None
+                start = time.monotonic()
+                await queue.push(envelope(queue_name, 1), Priority.LOW)
+        assert [numbers([g.envelope]) for g in got if g is not None] == [[1]]
+        assert time.monotonic() - start <= self.wake_within_s + 0.05
 
     # -- batches ---------------------------------------------------------------------------
     async def test_reserve_many_takes_up_to_max_count_in_priority_order(
@@ -585,8 +690,9 @@ class QueueSuite(Suite):
 
         With ``max_attempts=2``: first expiry requeues it (attempts 1), second dead-letters it.
         Troubleshooting: compare ``envelope.attempts + 1 >= max_attempts`` (read the attribute at
-        reap time) for each task, store a ``DeadLetter`` with a human reason and the envelope, and
-        report it in ``ReapReport.dead``.
+        reap time) for each task, store a ``DeadLetter`` with its queue name, a human reason, the
+        stored payload, the envelope and the wall-clock ``failed_at``, and report it in
+        ``ReapReport.dead``; ``requeue_dead`` resets ``attempts`` to 0.
         """
         queue.lease_timeout = self.lease_timeout_s
         queue.max_attempts = 2
@@ -605,10 +711,19 @@ class QueueSuite(Suite):
         dead = second.dead[0]
         assert dead.reason, "a dead letter must say why"
         assert dead.envelope is not None and dead.envelope.agent_id == sent.agent_id
+        assert dead.envelope.attempts == 1
+        assert dead.queue_name == queue_name
+        assert abs(dead.failed_at - time.time()) < 60, "failed_at is the wall-clock time it was buried"
+        assert Envelope.model_validate_json(dead.payload).agent_id == sent.agent_id
         assert await queue.length(queue_name) == 1
         stored = await queue.dead_letters(queue_name)
         assert [d.id for d in stored] == [dead.id]
         assert (await queue.stats(queue_name)).dead == 1
+        assert await queue.requeue_dead(queue_name, [dead.id]) == 1
+        again = await self._drain(queue, queue_name)
+        assert [(e.agent_id, e.attempts) for e in again if e.agent_id == sent.agent_id] == [(sent.agent_id, 0)], (
+            "requeue_dead must reset attempts to 0"
+        )
 
     async def test_dead_letters_are_listed_oldest_first(self, queue: Any, queue_name: str) -> None:
         """``dead_letters`` lists a queue's dead letters oldest first, and ``limit`` keeps the
@@ -637,23 +752,27 @@ class QueueSuite(Suite):
         """
         queue.lease_timeout = self.lease_timeout_s
         queue.max_attempts = 1
-        for n in (1, 2, 3):
+        for n in (1, 2, 3, 4, 5):
             await queue.push(envelope(queue_name, n), Priority.LOW)
-        await self._take(queue, queue_name, 3, consumer="dies")
+        await self._take(queue, queue_name, 5, consumer="dies")
         await anyio.sleep(self.expire_wait)
         report = await queue.reap(queue_name)
-        assert len(report.dead) == 3 and report.requeued == ()
+        assert len(report.dead) == 5 and report.requeued == ()
         dead = await queue.dead_letters(queue_name)
-        assert sorted(numbers([d.envelope for d in dead if d.envelope])) == [1, 2, 3]
+        assert sorted(numbers([d.envelope for d in dead if d.envelope])) == [1, 2, 3, 4, 5]
         assert len(await queue.dead_letters(queue_name, limit=2)) == 2
-        chosen = [d for d in dead if d.envelope and d.envelope.context["n"] == 2]
-        assert await queue.requeue_dead(queue_name, [chosen[0].id]) == 1
+        by_n = {int(d.envelope.context["n"]): d.id for d in dead if d.envelope}
+        assert await queue.requeue_dead(queue_name, [by_n[2]]) == 1
         got = await self._drain(queue, queue_name)
         assert numbers(got) == [2] and got[0].attempts == 0
-        assert len(await queue.dead_letters(queue_name)) == 2
+        assert await queue.requeue_dead(queue_name, [by_n[3], by_n[4]]) == 2
+        assert sorted(numbers(await self._drain(queue, queue_name))) == [3, 4]
+        left = await queue.dead_letters(queue_name)
+        assert sorted(d.id for d in left) == sorted([by_n[1], by_n[5]])
         assert await queue.purge_dead(queue_name) == 2
         assert await queue.dead_letters(queue_name) == []
         assert await queue.requeue_dead(queue_name) == 0
+        assert (await queue.stats(queue_name)).dead == 0
 
     async def test_malformed_payload_is_dead_lettered(self, queue: Any, queue_name: str) -> None:
         """``reserve`` dead-letters a payload that is not an envelope and returns the next task.
@@ -680,13 +799,13 @@ class QueueSuite(Suite):
         queue to the age of its last heartbeat in seconds.
         """
         for n, prio in [(1, Priority.HIGH), (2, Priority.HIGH), (3, Priority.LOW),
-                        (4, Priority.LOW), (5, Priority.LOW)]:
+                        (4, Priority.LOW), (5, Priority.LOW), (6, Priority.HIGH)]:
             await queue.push(envelope(queue_name, n, prio), prio)
         await self._take(queue, queue_name, 1, consumer="c1")
         await queue.heartbeat(queue_name, "c1")
         stats = await queue.stats(queue_name)
         assert stats.queue_name == queue_name
-        assert (stats.high, stats.low, stats.in_flight, stats.dead) == (1, 3, 1, 0)
+        assert (stats.high, stats.low, stats.in_flight, stats.dead) == (2, 3, 1, 0)
         assert "c1" in stats.consumers
         assert 0 <= stats.consumers["c1"] < 5
 

@@ -158,6 +158,30 @@ class ResultsSuite(Suite):
                 await results.set(agent_id, b"all", 60)
         assert got == [b"all"] * 3
 
+    async def test_a_waiter_that_times_out_leaves_the_others_waiting(self, results: Any) -> None:
+        """When one of several waiters on an id times out, the others are still woken by the
+        ``set``.
+
+        Troubleshooting: on timeout, unregister only that waiter (compare by identity), and keep
+        the shared subscription while other waiters need it.
+        """
+        agent_id = uuid.uuid4()
+        got: list[bytes] = []
+
+        async def patient() -> None:
+            got.append(await results.wait(agent_id, 5.0))
+
+        with anyio.fail_after(6):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(patient)
+                await anyio.sleep(0.02)
+                with pytest.raises(TimeoutError):
+                    await results.wait(agent_id, 0.1)
+                start = time.monotonic()
+                await results.set(agent_id, b"for the patient one", 60)
+        assert got == [b"for the patient one"]
+        assert time.monotonic() - start <= self.wake_within_s + 0.05
+
     async def test_wait_ignores_other_ids(self, results: Any) -> None:
         """A value set for one id does not end the wait for another.
 
