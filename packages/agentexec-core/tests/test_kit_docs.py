@@ -69,3 +69,30 @@ def test_the_docs_give_each_timing_threshold_its_default(suite: type[kit.Suite])
     module_doc = inspect.getmodule(suite).__doc__ or ""
     for name, default in suite._timing_defaults.items():
         assert f"``{name}`` ({default:g})" in module_doc, f"{suite.__name__}'s module doc lacks {name} ({default:g})"
+
+
+PROTOCOLS_BY_SUITE = {
+    "QueueSuite": ("QueueBackend", "ConsumerReaper", "InFlightView", "BatchAck", "BatchReserve", "RawPayloads"),
+    "ResultsSuite": ("ResultBackend", "BatchResults", "StagedResults"),
+    "EventsSuite": ("EventBackend", "BatchPublish"),
+    "ActivityStoreSuite": ("ActivityStore", "ActivityPrefixLookup"),
+}
+
+
+@pytest.mark.parametrize("suite_name", sorted(PROTOCOLS_BY_SUITE))
+def test_every_protocol_method_is_called_by_its_suite(suite_name: str) -> None:
+    """Item 1 of issue 19: no method of a protocol or of an optional protocol goes untested."""
+    import agentexec.backends as backends
+    from agentexec.testing import _helpers
+
+    suite = getattr(kit, suite_name)
+    source = inspect.getsource(inspect.getmodule(suite)) + inspect.getsource(_helpers)
+    missing = []
+    for protocol_name in PROTOCOLS_BY_SUITE[suite_name]:
+        protocol = getattr(backends, protocol_name)
+        for name, value in vars(protocol).items():
+            if name.startswith("_") or not inspect.isfunction(value):
+                continue
+            if not re.search(rf"\.{name}\(|getattr\([^)]*\"{name}\"", source):
+                missing.append(f"{protocol_name}.{name}")
+    assert not missing, f"{suite_name} never calls {missing}"

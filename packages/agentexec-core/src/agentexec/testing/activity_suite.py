@@ -360,6 +360,19 @@ class ActivityStoreSuite(Suite):
         assert [log.message for log in activity_store.detail(a).logs] == ["created 0", "a1", "a2"]
         assert [log.message for log in activity_store.detail(b).logs] == ["created 1", "b1"]
 
+    async def test_aclose_then_use_again(self, activity_store: Any) -> None:
+        """After ``aclose`` the store still works, sync and async: the next call reconnects.
+
+        Troubleshooting: let ``aclose`` release this event loop's connections and open new ones
+        lazily on the next call.
+        """
+        agent_id = await activity_store.acreate("t", "before")
+        await activity_store.aclose()
+        await activity_store.aappend(agent_id, "after", status=Status.RUNNING)
+        detail = await activity_store.adetail(agent_id)
+        assert detail is not None and [log.message for log in detail.logs] == ["before", "after"]
+        assert activity_store.detail(agent_id) == detail
+
     # -- optional --------------------------------------------------------------------------
     async def test_metadata_is_stored_and_filterable(self, activity_store: Any) -> None:
         """``create(metadata=...)`` and ``acreate(metadata=...)`` store metadata, and
