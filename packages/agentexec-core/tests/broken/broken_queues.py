@@ -315,3 +315,11 @@ class GivingUpDropsOthersQueue(MemoryQueue):
             with self._lock:
                 self._waiters[queue_name] = Waiters()
         return lease
+
+
+class DeadLettersShortDefaultQueue(MemoryQueue):
+    """``dead_letters`` defaults to ``limit=10`` (the CLI's page size) instead of the protocol's
+    100: ``agentexec dead`` shows a tenth of what it should."""
+
+    async def dead_letters(self, queue_name: str, limit: int = 10) -> list[DeadLetter]:
+        return await super().dead_letters(queue_name, limit)

@@ -792,6 +792,21 @@ class QueueSuite(Suite):
         assert dead[0].envelope is None
         assert dead[0].reason
 
+    async def test_dead_letters_lists_100_by_default(self, queue: Any, queue_name: str) -> None:
+        """``dead_letters(queue_name)`` without a ``limit`` lists the 100 oldest.
+
+        Needs ``Capabilities.raw_payloads``. Troubleshooting: keep the protocol's default
+        ``limit=100`` (``LRANGE key 0 99``, ``LIMIT 100``).
+        """
+        self.require("raw_payloads", queue)
+        for i in range(101):
+            await push_raw(queue, queue_name, f"not a task {i}", Priority.LOW)
+        with anyio.fail_after(10):
+            assert await queue.reserve(queue_name, "c1", 0.05) is None
+        listed = await queue.dead_letters(queue_name)
+        assert [d.payload for d in listed] == [f"not a task {i}" for i in range(100)]
+        assert (await queue.stats(queue_name)).dead == 101
+
     async def test_stats_reports_depth_in_flight_and_consumers(self, queue: Any, queue_name: str) -> None:
         """``stats`` gives waiting HIGH/LOW counts, in-flight count, dead count and consumers.
 
