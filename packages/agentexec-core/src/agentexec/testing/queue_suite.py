@@ -9,7 +9,8 @@ above the kit's default needs a ``timing_reason`` (see :class:`agentexec.testing
   silent consumer before it and be reapable after ``lease_timeout_s + expiry_slack_s``
 - ``expiry_slack_s`` (0.25): how late after the lease a reap may still miss it
 - ``wake_within_s`` (0.1): a consumer blocked in ``reserve`` gets a pushed task within this
-  (the median of three trials; the docs promise milliseconds)
+  (the median of three trials; the docs promise milliseconds). Wake-ups measured once (by
+  ``release``, ``reap``, ``requeue_dead``) may take twice as long.
 - ``timeout_overrun_s`` (0.3): how late ``reserve(timeout=t)`` may return ``None`` after ``t``
 """
 
@@ -554,17 +555,17 @@ class QueueSuite(Suite):
         (held,) = await self._take(queue, queue_name, 1, consumer="holder")
         lease, delay = await woken_by(lambda: queue.release(held), "waiter-1")
         assert lease is not None and numbers([lease.envelope]) == [1], "release did not wake the waiter"
-        assert delay <= self.wake_within_s + 0.05, f"release woke the waiter after {delay * 1000:.0f} ms"
+        assert delay <= 2 * self.wake_within_s, f"release woke the waiter after {delay * 1000:.0f} ms"
         await anyio.sleep(self.expire_wait)  # waiter-1 now holds task 1 and goes silent
         lease, delay = await woken_by(lambda: queue.reap(queue_name), "waiter-2")
         assert lease is not None and lease.envelope.attempts == 1, "a reap that requeued did not wake the waiter"
-        assert delay <= self.wake_within_s + 0.05, f"reap woke the waiter after {delay * 1000:.0f} ms"
+        assert delay <= 2 * self.wake_within_s, f"reap woke the waiter after {delay * 1000:.0f} ms"
         await anyio.sleep(self.expire_wait)
         assert len((await queue.reap(queue_name)).dead) == 1
         (buried,) = await queue.dead_letters(queue_name)
         lease, delay = await woken_by(lambda: queue.requeue_dead(queue_name, [buried.id]), "waiter-3")
         assert lease is not None and numbers([lease.envelope]) == [1], "requeue_dead did not wake the waiter"
-        assert delay <= self.wake_within_s + 0.05, f"requeue_dead woke the waiter after {delay * 1000:.0f} ms"
+        assert delay <= 2 * self.wake_within_s, f"requeue_dead woke the waiter after {delay * 1000:.0f} ms"
 
     async def test_a_consumer_that_gives_up_leaves_the_others_waiting(
         self, queue: Any, queue_name: str
@@ -588,7 +589,7 @@ class QueueSuite(Suite):
                 start = time.monotonic()
                 await queue.push(envelope(queue_name, 1), Priority.LOW)
         assert [numbers([g.envelope]) for g in got if g is not None] == [[1]]
-        assert time.monotonic() - start <= self.wake_within_s + 0.05
+        assert time.monotonic() - start <= 2 * self.wake_within_s
 
     # -- batches ---------------------------------------------------------------------------
     async def test_reserve_many_takes_up_to_max_count_in_priority_order(

@@ -5,7 +5,8 @@ Timing thresholds are class attributes (seconds) a backend may tighten freely; r
 above the kit's default needs a ``timing_reason`` (see :class:`agentexec.testing.Suite`):
 
 - ``wake_within_s`` (0.1): a blocked ``wait`` returns within this of the ``set`` (the median of
-  three trials; the docs promise about a millisecond on Redis, a few on SQL)
+  three trials; the docs promise about a millisecond on Redis, a few on SQL). Wake-ups
+  measured once (``set_many``, a waiter outliving another) may take twice as long.
 - ``timeout_overrun_s`` (0.3): how late ``wait(timeout=t)`` may raise after ``t``
 - ``expiry_slack_s`` (0.3): how long past its ``ttl`` a value or claim may linger; each is
   also checked to be still there at 60 % of its ``ttl``
@@ -180,7 +181,7 @@ class ResultsSuite(Suite):
                 start = time.monotonic()
                 await results.set(agent_id, b"for the patient one", 60)
         assert got == [b"for the patient one"]
-        assert time.monotonic() - start <= self.wake_within_s + 0.05
+        assert time.monotonic() - start <= 2 * self.wake_within_s
 
     async def test_wait_ignores_other_ids(self, results: Any) -> None:
         """A value set for one id does not end the wait for another.
@@ -305,7 +306,7 @@ class ResultsSuite(Suite):
                 await results.set_many([(agent_id, agent_id.bytes) for agent_id in ids], 60)
         assert got == {agent_id: agent_id.bytes for agent_id in ids[:2]}
         delay = time.monotonic() - set_at
-        assert delay <= self.wake_within_s + 0.05, f"set_many woke its waiters after {delay * 1000:.0f} ms"
+        assert delay <= 2 * self.wake_within_s, f"set_many woke its waiters after {delay * 1000:.0f} ms"
         for agent_id in ids:
             assert await results.get(agent_id) == agent_id.bytes
         await results.set_many([], 60)
