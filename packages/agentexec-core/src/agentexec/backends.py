@@ -143,6 +143,15 @@ class QueueBackend(Protocol):
 
 
 @runtime_checkable
+class RawPayloads(Protocol):
+    """Optional queue capability, for tests only: store ``payload`` as-is (sync or async), as if
+    a foreign or corrupted producer had pushed it, so the conformance kit can check that
+    ``reserve`` dead-letters what is not a task. The pool never calls it."""
+
+    def push_raw(self, queue_name: str, payload: str, priority: Priority = Priority.LOW) -> Any: ...
+
+
+@runtime_checkable
 class ConsumerReaper(Protocol):
     """Optional queue capability: hand out again the tasks of one consumer known to be dead.
 
@@ -483,6 +492,15 @@ class ActiveCount(Protocol):
     def count_active(self, session: Any = None, metadata: dict[str, Any] | None = None) -> int: ...
 
     async def acount_active(self, metadata: dict[str, Any] | None = None) -> int: ...
+
+
+@runtime_checkable
+class ActivityPrefixLookup(Protocol):
+    """Optional activity-store capability: up to ``limit`` agent ids whose printed form starts
+    with ``prefix`` (case-insensitive, dashes included). ``agentexec activity show 3f2a``
+    uses it whenever the store has it; without it, the CLI pages through the newest activities."""
+
+    async def afind_prefix(self, prefix: str, limit: int = 2) -> list[UUID]: ...
 
 
 class UnknownActivityError(LookupError, ValueError):
