@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from agentexec.backends import Event
+from agentexec.config import CONF
+from agentexec.limits import stream_of
 from agentexec.memory import events as memory_events
 from agentexec.memory.events import MemoryEvents
 
@@ -53,7 +55,12 @@ class _Publisher(MemoryEvents):
     async def publish(self, channel: str, data: str) -> str | None:
         with self._lock:
             event = Event(channel, data, str(next(self._ids)))
-            self._history.append(event)
+            stream = stream_of(channel)
+            history = self._history[stream]
+            history.append(event)
+            keep = CONF.logs_retention if stream == "logs" else CONF.events_retention
+            while len(history) > keep:
+                self._dropped[stream] = int(history.popleft().id or 0)
             subs = self._deliver_to(channel, list(self._subs))
         for _patterns, loop, queue in subs:
             loop.call_soon_threadsafe(queue.put_nowait, event)
@@ -103,7 +110,10 @@ class ReplayAllChannelsEvents(MemoryEvents):
                 yield stream
                 return
             with self._lock:
-                old = [e for e in self._history if int(e.id or 0) > int(last_id)]
+                old = sorted(
+                    (e for history in self._history.values() for e in history if int(e.id or 0) > int(last_id)),
+                    key=lambda e: int(e.id or 0),
+                )
 
             async def iterate() -> AsyncIterator[Event]:
                 for event in old:

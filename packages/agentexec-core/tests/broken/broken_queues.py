@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Sequence
 
@@ -323,3 +324,12 @@ class DeadLettersShortDefaultQueue(MemoryQueue):
 
     async def dead_letters(self, queue_name: str, limit: int = 10) -> list[DeadLetter]:
         return await super().dead_letters(queue_name, limit)
+
+
+class ClampedAttemptsQueue(MemoryQueue):
+    """Reads ``attempts`` out of the raw JSON and clamps it into range instead of refusing the
+    payload: a forged negative count becomes a runnable task (it would never reach
+    ``max_attempts`` with a backend that does not clamp the same way)."""
+
+    def push_raw(self, queue_name: str, payload: str, priority: Priority = Priority.LOW) -> None:
+        super().push_raw(queue_name, re.sub(r'"attempts":-?\d+', '"attempts":0', payload), priority)

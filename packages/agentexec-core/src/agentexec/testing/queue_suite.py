@@ -802,7 +802,7 @@ class QueueSuite(Suite):
         ``Envelope.model_validate_json`` (its ``attempts`` field is bounded) and dead-letter
         what fails; never read ``attempts`` out of the raw JSON yourself.
         """
-        self.require("raw_payloads")
+        self.require("raw_payloads", queue)
         for attempts in (-1_000_000, 2**40):
             forged = envelope(queue_name, 0).model_dump_json().replace('"attempts":0', f'"attempts":{attempts}')
             await push_raw(queue, queue_name, forged, Priority.LOW)
