@@ -66,8 +66,8 @@ def offline_model(company: str) -> Any:
     from agentexec_pydantic_ai.testing import ScriptedModel, final_result, tool_call
 
     return ScriptedModel([
-        [tool_call("report_status", message="Recalling the basics", percentage=30)],
-        [tool_call("report_status", message="Writing the briefing", percentage=80)],
+        [tool_call("report_activity", message="Recalling the basics", percentage=30)],
+        [tool_call("report_activity", message="Writing the briefing", percentage=80)],
         [final_result(company=company, bullets=["Makes anvils.", "Founded 1949.", "Sells to coyotes."])],
     ])
 

@@ -129,7 +129,8 @@ def test_schedules_list_from_a_file_path(tmp_path: Path, capsys: pytest.CaptureF
         "async def greet(agent_id: UUID, context: C) -> None: ...\n"
     )
     [row] = run_json(capsys, "schedules", "list", f"{app}:pool", "--next", "5")
-    assert row["repeat"] == 1 and len(row["next"]) == 1  # a budget of one shows one time
+    # "once" is the original's repeat=0: one firing, so one time shows
+    assert row["repeat"] == 0 and row["firings"] == 1 and len(row["next"]) == 1
     assert row["next"][0].endswith("+09:00")
     capsys.readouterr()
     assert main(["schedules", "list", f"{app}:pool"]) == 0

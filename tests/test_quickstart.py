@@ -20,8 +20,11 @@ def test_readme_names_the_main_job() -> None:
 @pytest.mark.slow
 def test_main_job_runs_with_no_server(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTEXEC_")}
-    # nothing listens on port 9: were Redis consulted at all, this would fail loudly
-    env["REDIS_URL"] = "redis://127.0.0.1:9/0"  # a foreign variable agentexec must not read
+    # nothing listens on port 9: were these consulted at all, this would fail loudly. (REDIS_URL
+    # is read, as the original agentexec reads it: a setting here, not a foreign variable.)
+    env.pop("REDIS_URL", None)
+    env["DATABASE_URL"] = "postgresql://127.0.0.1:9/app"  # a foreign variable agentexec must not read
+    env["CELERY_BROKER_URL"] = "redis://127.0.0.1:9/0"
     env["COLUMNS"] = "100"
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples/quickstart.py")],

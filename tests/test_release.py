@@ -27,6 +27,8 @@ MEMBERS = {
     for p in sorted((ROOT / "packages").glob("*/pyproject.toml"))
 }
 INSTALL = f"agentexec[redis,sqlalchemy,openai]=={VERSION}"
+#: what INSTALL brings (the README's install line; pydantic-ai is another extra)
+INSTALLED = ("agentexec", "agentexec-core", "agentexec-redis", "agentexec-sqlalchemy", "agentexec-openai")
 
 
 def _env() -> dict[str, str]:
@@ -102,14 +104,13 @@ def test_install_by_name_into_a_fresh_venv_and_run_the_readme_example(
     check = subprocess.run(
         [str(python), "-c",
          "import importlib.metadata as m\n"
-         "for d in ('agentexec', 'agentexec-core', 'agentexec-redis', 'agentexec-sqlalchemy', "
-         "'agentexec-openai'):\n"
+         f"for d in {INSTALLED!r}:\n"
          "    print(d, m.version(d), m.distribution(d).read_text('direct_url.json') is None)\n"
          "print(m.requires('agentexec'))"],
         timeout=60, **run,  # type: ignore[call-overload]
     )
     assert check.returncode == 0, check.stderr
-    for distribution in ("agentexec", *MEMBERS):
+    for distribution in INSTALLED:
         assert f"{distribution} {VERSION} True" in check.stdout, check.stdout  # ours, from a wheel
     assert f"agentexec-core=={VERSION}" in check.stdout
 

@@ -97,7 +97,7 @@ def test_the_spec_shape_loads(tmp_path: Path, pool: FakePool) -> None:
     assert report.task_name == "daily_report"  # `task:` defaults to the entry's name
     assert report.context == ReportContext(recipients=["ops@example.com"])
     assert report.timing.describe() == "cron 0 9 * * *" and report.timezone == "Europe/Paris"
-    assert report.repeat == 5 and report.priority is Priority.HIGH
+    assert report.repeat == 5 and report.firings == 6 and report.priority is Priority.HIGH
     assert digest.timing.describe() == "every 1 week" and not digest.enabled  # type inferred
     assert set(pool.schedules) == {s.name for s in loaded}
     assert emails.source is not None and emails.source.endswith("schedules.yaml:2: entry tasks[0] 'process_pending_emails'")

@@ -126,7 +126,8 @@ def test_decorator_registers_the_task_and_its_schedule(unique_name: str) -> None
 
     assert pool.tasks["cleanup"].context_class is Report
     schedule = pool.schedules["cleanup"]
-    assert schedule.context == Report(kind="weekly") and schedule.repeat == 1
+    assert schedule.context == Report(kind="weekly")
+    assert schedule.repeat == 0 and schedule.firings == 1  # "once": the original's repeat=0
     assert schedule.timing.describe() == "every 5 minutes" and schedule.timezone == "UTC"
 
 
@@ -145,11 +146,11 @@ def test_add_schedule_validates_everything_up_front(pool: FakePool) -> None:
         pool.add_schedule("report", every="5 parsecs")
     with pytest.raises(ScheduleError, match="unknown timezone 'Nowhere/City'"):
         pool.add_schedule("report", cron="0 9 * * *", timezone="Nowhere/City")
-    with pytest.raises(ScheduleError, match="repeat must be a positive number"):
-        pool.add_schedule("report", every="1 minute", repeat=0)
+    with pytest.raises(ScheduleError, match="repeat must be how many more times to fire"):
+        pool.add_schedule("report", every="1 minute", repeat=-2)
     pool.add_schedule("report", every="1 minute", context=Report(limit=3), priority="high")
     with pytest.raises(ScheduleError, match="a schedule named 'report' already exists"):
-        pool.add_schedule("report", every="1 hour")
+        pool.add_schedule("report", every="1 hour", name="report")
     second = pool.add_schedule("report", every="1 hour", name="report-hourly")
     assert set(pool.schedules) == {"report", "report-hourly"}
     assert pool.schedules["report"].priority is Priority.HIGH and second.priority is Priority.LOW
@@ -238,7 +239,7 @@ async def test_a_new_scheduler_never_fires_a_past_tick(pool: FakePool, backends:
 async def test_repeat_budget_is_shared_by_every_scheduler(
     pool: FakePool, pool_backends: Callable[[], Backends], unique_name: str
 ) -> None:
-    pool.add_schedule("report", every="1 second", repeat=3)
+    pool.add_schedule("report", every="1 second", repeat=2)  # the first firing and 2 more
     pools = [(Scheduler(pool.scheduler, queue_name=unique_name), pool_backends()) for _ in range(3)]
     for step in range(0, 8):
         for s, b in pools:
@@ -254,7 +255,7 @@ async def test_repeat_budget_is_shared_by_every_scheduler(
     assert await queued(backends, unique_name) == []
     # an edited schedule (other context) is a new schedule with a fresh budget
     edited = Scheduler(queue_name=unique_name)
-    edited.add(build_schedule(pool.tasks["report"], every="1 second", repeat=1, context={"limit": 1}))
+    edited.add(build_schedule(pool.tasks["report"], every="1 second", repeat=0, context={"limit": 1}))
     for step in range(30, 33):
         await edited.tick(backends, at(step + 0.5))
     assert len(await queued(backends, unique_name)) == 1

@@ -40,6 +40,9 @@ class Job(BaseModel):
     fail: bool = False
     #: raise a BaseException that is not an Exception: "system_exit", "keyboard_interrupt", "base"
     exit: str = ""
+    #: poison data (issue 14): "surrogate_result" returns half an emoji, "surrogate_error" and
+    #: "nul_error" raise an error whose text holds one, or a NUL byte
+    poison: str = ""
 
 
 class Bye(BaseException):
@@ -73,8 +76,25 @@ async def job(agent_id: UUID, context: Job) -> str:
         raise ValueError(f"boom {context.label}")
     if context.exit:
         leave(context.exit)
+    if context.poison:
+        return poisoned(agent_id, context)
     note("end", agent_id, context.label)
     return context.label
+
+
+#: half of an emoji, as an LLM's output cut mid-character decodes: no encoder accepts it
+HALF_EMOJI = json.loads('"\\ud83d"')
+
+
+def poisoned(agent_id: UUID, context: Job) -> str:
+    note("end", agent_id, context.label)
+    if context.poison == "surrogate_result":
+        return f"{context.label} {HALF_EMOJI}"
+    if context.poison == "surrogate_error":
+        raise ValueError(f"half {HALF_EMOJI} an emoji")
+    if context.poison == "nul_error":
+        raise ValueError("a NUL\x00byte")
+    raise AssertionError(context.poison)
 
 
 @pool.task("sync_job")

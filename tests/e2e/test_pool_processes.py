@@ -249,7 +249,8 @@ async def test_cli_runs_a_pool_and_ctrl_c_is_graceful(
 ) -> None:
     pool = run_pool(agentexec_cli("run", "app_pool:pool", "--workers", "2", "--concurrency", "3"))
     pool.wait_output("2 worker(s)")
-    assert len(pool.workers()) == 2
+    # the workers name themselves (agentexec:wN) a moment after the pool says it started them
+    wait_until(lambda: len(pool.workers()) == 2, what="two named workers")
     tasks = [await enqueue(queue_name, f"t{i}", seconds=0.2) for i in range(6)]
     pool.wait_event("start")
     os.killpg(pool.proc.pid, signal.SIGINT)  # Ctrl+C reaches the whole process group

@@ -12,7 +12,7 @@ import agentexec as ax
 import pytest
 from agentexec.activity.status import Status
 from agentexec.runtime import build_backends, set_backends
-from e2e_support import WAIT, PoolProcess
+from e2e_support import WAIT, PoolProcess, wait_until
 from pydantic import BaseModel
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
@@ -53,7 +53,9 @@ async def test_worker_pool_example_on_redis(
     })
     set_backends(backends)
     try:
-        assert len(pool.workers()) == 2  # forked, not spawned: no recursive start from the script
+        # forked, not spawned: no recursive start from the script (workers name themselves a
+        # moment after they start)
+        wait_until(lambda: len(pool.workers()) == 2, what="two named workers")
         task = await ax.enqueue("my_task_name", MyContext(data="value"), queue_name=queue)
         assert await ax.get_result(task, timeout=WAIT) == "result"
         bad = await ax.enqueue("risky_task", MyContext(data="x"), queue_name=queue)

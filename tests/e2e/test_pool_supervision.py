@@ -105,7 +105,8 @@ def replaced(pool: PoolProcess, worker: int, count: int = 2) -> bool:
 async def test_the_pool_survives_sigkill_of_its_fork_server_and_standby(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
-    pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2)
+    # one slot each: which worker runs a task is what this test watches
+    pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2, AGENTEXEC_WORKER_CONCURRENCY=1)
     wait_for(pool, lambda: len(pool.named("spare")) == 1, what="the fork server's standby")
     server, standby, workers = pool.server(), pool.standby(), pool.workers()
     seen = {server, standby, *workers}

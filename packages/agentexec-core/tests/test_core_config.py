@@ -30,8 +30,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
     """No AGENTEXEC_* variables and no .env file in the working directory."""
     import os
 
+    from agentexec.config import ALIASES
+
     for key in list(os.environ):
-        if key.startswith("AGENTEXEC_"):
+        if key.startswith("AGENTEXEC_") or key.upper() in ALIASES:  # REDIS_URL too
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     return monkeypatch

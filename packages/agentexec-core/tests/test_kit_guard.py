@@ -89,20 +89,84 @@ class TestMine(QueueSuite):
     @pytest.fixture
     def queue(self):
         return Plain()
-""", "-k", "malformed", "-rs")
+""", "-k", "malformed_payload_is", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*backend lacks capability 'raw_payloads' (Capabilities.raw_payloads=False)*"])
 
 
-def test_claimed_capability_without_push_raw_says_what_to_add(pytester: pytest.Pytester) -> None:
+def test_an_undeclared_method_capability_is_detected(pytester: pytest.Pytester) -> None:
     result = run(pytester, """
 class TestMine(QueueSuite):
     @pytest.fixture
     def queue(self):
         return Plain()
-""", "-k", "malformed")
+""", "-k", "malformed_payload_is", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*backend lacks capability 'raw_payloads' (it has no push_raw())*"])
+
+
+def test_claimed_capability_without_push_raw_says_what_to_add(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+class TestMine(QueueSuite):
+    capabilities = Capabilities(raw_payloads=True)
+
+    @pytest.fixture
+    def queue(self):
+        return Plain()
+""", "-k", "malformed_payload_is")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*has no push_raw(queue_name, payload, priority)*Capabilities(raw_payloads=False)*"])
+    result.stdout.fnmatch_lines([
+        "*Capabilities.raw_payloads is True but the backend has no push_raw()*RawPayloads*"
+        "Capabilities(raw_payloads=False)*",
+    ])
+
+
+def test_declaring_off_a_method_the_pool_calls_fails(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+class TestMine(QueueSuite):
+    capabilities = Capabilities(ack_many=False)
+""" + FIXTURE, "-k", "ack_many")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*Capabilities.ack_many is False but the backend has ack_many(): agentexec calls it "
+        "whenever a backend has it*",
+    ])
+
+
+def test_loosening_a_timing_threshold_needs_a_reason(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+class TestMine(QueueSuite):
+    wake_within_s = 0.5
+""" + FIXTURE)
+    assert result.ret != 0
+    result.stdout.fnmatch_lines([
+        "*SuiteOverrideError*TestMine loosens the kit's timing thresholds (wake_within_s 0.1 -> 0.5 s) "
+        "without saying why*timing_reason*",
+    ])
+
+
+def test_a_loosened_threshold_with_its_reason_is_shown_in_the_run(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+class TestMine(QueueSuite):
+    wake_within_s = 0.5
+    timing_reason = "Acme pushes wake-ups through a 200 ms batcher"
+""" + FIXTURE, "-p", "agentexec.testing", "-k", "wakes_when")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "*LoosenedTimingWarning*TestMine: wake_within_s 0.1 -> 0.5 s (Acme pushes wake-ups through*",
+        "*agentexec kit: timing thresholds looser than the kit's*",
+        "TestMine: wake_within_s 0.1 -> 0.5 s (Acme pushes wake-ups through a 200 ms batcher)",
+    ])
+
+
+def test_tightening_a_threshold_needs_no_reason(pytester: pytest.Pytester) -> None:
+    result = run(pytester, """
+class TestMine(QueueSuite):
+    wake_within_s = 0.05
+    lease_timeout_s = 0.1
+""" + FIXTURE, "-k", "wakes_when or not_reaped_before")
+    result.assert_outcomes(passed=2)
+    assert "LoosenedTimingWarning" not in result.stdout.str()
 
 
 def test_a_suite_without_its_fixture_says_which_fixture(pytester: pytest.Pytester) -> None:

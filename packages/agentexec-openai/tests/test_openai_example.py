@@ -37,7 +37,7 @@ def test_without_a_key_it_explains_itself_and_exits_0() -> None:
 
 def _function_call(n: int, message: str, percentage: int) -> dict[str, Any]:
     return {
-        "type": "function_call", "id": f"fc_{n}", "call_id": f"call_{n}", "name": "report_status",
+        "type": "function_call", "id": f"fc_{n}", "call_id": f"call_{n}", "name": "report_activity",
         "arguments": json.dumps({"message": message, "percentage": percentage}), "status": "completed",
     }
 
@@ -115,5 +115,5 @@ def test_with_a_key_it_runs_the_agent_as_a_pool_task_and_prints_progress(
     assert "Acme makes anvils." in out
     assert len(requests) == 3
     assert "Acme" in json.dumps(requests[0]["input"])
-    assert "report_status" in requests[0]["instructions"]
-    assert [t["name"] for t in requests[0]["tools"]] == ["report_status"]
+    assert "report_activity" in requests[0]["instructions"]
+    assert [t["name"] for t in requests[0]["tools"]] == ["report_activity"]

@@ -27,7 +27,7 @@ class Briefing(BaseModel):
 
 
 def report(message: str, percentage: int) -> list[Any]:
-    return [tool_call("report_status", message=message, percentage=percentage)]
+    return [tool_call("report_activity", message=message, percentage=percentage)]
 
 
 @pytest.fixture

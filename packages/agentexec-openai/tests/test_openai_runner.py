@@ -37,7 +37,7 @@ TASK = "Research the Acme Corporation"
 
 
 def report(message: str, percentage: int) -> list[Any]:
-    return [tool_call("report_status", message=message, percentage=percentage)]
+    return [tool_call("report_activity", message=message, percentage=percentage)]
 
 
 def make_agent(runner: OpenAIRunner, instructions: Any = "You research companies.", **kw: Any) -> Agent[Any]:
@@ -85,7 +85,7 @@ def test_report_status_is_one_function_tool_with_the_documented_schema() -> None
     tool = runner.tools.report_status
     assert isinstance(tool, FunctionTool)
     assert tool is runner.tools.report_status, "the tool must be built once per runner"
-    assert tool.name == "report_status"
+    assert tool.name == "report_activity"
     schema = tool.params_json_schema
     assert schema["properties"]["message"]["type"] == "string"
     assert schema["properties"]["percentage"]["type"] == "integer"
@@ -190,8 +190,8 @@ async def test_recovery_sees_task_then_tool_history_then_wrap_up_and_answers() -
     seen = model.calls[2].transcript()
     assert seen[0] == f"user: {TASK}"
     assert [line.split(" ", 2)[:2] for line in seen[1:5]] == [
-        ["tool_call:", "report_status"], ["tool_result:", "Progress"],
-        ["tool_call:", "report_status"], ["tool_result:", "Progress"],
+        ["tool_call:", "report_activity"], ["tool_result:", "Progress"],
+        ["tool_call:", "report_activity"], ["tool_result:", "Progress"],
     ]
     assert seen[5:] == ["user: Summarize now."]
     assert model.calls[2].tool_choice is None, "the first recovery turns keep tools usable"
@@ -209,7 +209,7 @@ async def test_last_recovery_turn_forces_an_answer_with_tool_choice_none() -> No
     result = await runner.run(make_agent(runner), TASK, max_turns=2, run_config=scripted_run_config(model))
     assert result.final_output == "Forced answer."
     assert [c.tool_choice for c in model.calls] == [None, None, None, None, "none"]
-    assert "report_status" in model.calls[-1].tools, "the history refers to the tools; keep them"
+    assert "report_activity" in model.calls[-1].tools, "the history refers to the tools; keep them"
     wrap_ups = [line for line in model.calls[-1].transcript() if line == f"user: {runner.prompts.wrap_up}"]
     assert len(wrap_ups) == 1, "the wrap-up prompt is sent once, not once per recovery stage"
 

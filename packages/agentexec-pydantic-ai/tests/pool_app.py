@@ -33,8 +33,8 @@ class Briefing(BaseModel):
 @pool.task("briefing")
 async def briefing(agent_id: UUID, context: Briefing) -> str:
     model = ScriptedModel([
-        [tool_call("report_status", message="Reading filings", percentage=25)],
-        [tool_call("report_status", message="Drafting", percentage=75)],
+        [tool_call("report_activity", message="Reading filings", percentage=25)],
+        [tool_call("report_activity", message="Drafting", percentage=75)],
         [answer(f"{context.company}: solid. (pid {os.getpid()})")],
     ])
     runner = ax.PydanticAIRunner(agent_id, max_turns_recovery=context.recovery, model=model)

@@ -34,7 +34,7 @@ TASK = "Research the Acme Corporation"
 
 
 def report(message: str, percentage: int) -> list[Any]:
-    return [tool_call("report_status", message=message, percentage=percentage)]
+    return [tool_call("report_activity", message=message, percentage=percentage)]
 
 
 def make_agent(runner: PydanticAIRunner, **kwargs: Any) -> Agent[Any, Any]:
@@ -82,7 +82,7 @@ async def test_report_status_is_one_pydantic_ai_tool_per_runner() -> None:
     runner = PydanticAIRunner(uuid.uuid4())
     tool = runner.tools.report_status
     assert isinstance(tool, Tool)
-    assert tool.name == "report_status"
+    assert tool.name == "report_activity"
     assert runner.tools.report_status is tool
     assert PydanticAIRunner(uuid.uuid4()).tools.report_status is not tool
 
@@ -125,7 +125,7 @@ async def test_prompt_joins_the_runs_own_instructions_and_a_run_time_toolset() -
     parts = [p for p in (model.calls[0].instructions or "").split("\n") if p]
     assert parts[:2] == ["You research companies.", "Be brief."]
     assert "\n".join(parts[2:]) == DEFAULT_REPORT_STATUS_PROMPT
-    assert "report_status" in model.calls[0].function_tools
+    assert "report_activity" in model.calls[0].function_tools
 
 
 # -- progress ---------------------------------------------------------------------------------
@@ -208,8 +208,8 @@ async def test_recovery_continues_the_conversation_with_the_wrap_up_prompt() -> 
     seen = model.calls[2].transcript()
     assert seen[0] == f"user: {TASK}"
     assert [line.split(" ", 2)[:2] for line in seen[1:5]] == [
-        ["tool_call:", "report_status"], ["tool_result:", "Progress"],
-        ["tool_call:", "report_status"], ["tool_result:", "Progress"],
+        ["tool_call:", "report_activity"], ["tool_result:", "Progress"],
+        ["tool_call:", "report_activity"], ["tool_result:", "Progress"],
     ]
     assert seen[5:] == ["user: Summarize now."]
     assert model.calls[2].tool_choice is None, "the first recovery turns keep tools usable"
@@ -226,7 +226,7 @@ async def test_last_recovery_turn_forces_an_answer_with_tool_choice_none() -> No
     result = await runner.run(make_agent(runner), TASK, max_turns=2, model=model)
     assert result.output == "Forced answer."
     assert [c.tool_choice for c in model.calls] == [None, None, None, None, "none"]
-    assert "report_status" in model.calls[-1].function_tools, "the history refers to the tools; keep them"
+    assert "report_activity" in model.calls[-1].function_tools, "the history refers to the tools; keep them"
     wrap_ups = [line for line in model.calls[-1].transcript() if line == f"user: {runner.prompts.wrap_up}"]
     assert len(wrap_ups) == 1, "the wrap-up prompt is sent once, not once per recovery stage"
 

@@ -25,7 +25,7 @@ TASK = "Research the Acme Corporation"
 
 
 def report(message: str, percentage: int) -> list[Any]:
-    return [tool_call("report_status", message=message, percentage=percentage)]
+    return [tool_call("report_activity", message=message, percentage=percentage)]
 
 
 def make_agent(runner: PydanticAIRunner, **kwargs: Any) -> Agent[Any, Any]:

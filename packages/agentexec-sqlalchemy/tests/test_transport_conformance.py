@@ -1,4 +1,5 @@
-"""The SQL queue, results and events pass the conformance kit on SQLite and on PostgreSQL."""
+"""The SQL queue, results and events pass the conformance kit on SQLite and on PostgreSQL, and a
+real ``ax.Pool`` runs on each (``PoolSuite``: queue, results, events and activity in one database)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from agentexec.testing import EventsSuite, QueueSuite, ResultsSuite
+from agentexec.testing import Capabilities, EventsSuite, PoolSuite, QueueSuite, ResultsSuite
 from agentexec_sqlalchemy.events import SQLEvents
 from agentexec_sqlalchemy.queue import SQLQueue
 from agentexec_sqlalchemy.results import SQLResults
@@ -36,6 +37,8 @@ class TestSQLiteResults(ResultsSuite):
 
 
 class TestSQLiteEvents(EventsSuite):
+    capabilities = Capabilities(replay=True)
+
     @pytest.fixture
     async def events(self, sqlite_url: str) -> AsyncIterator[SQLEvents]:
         e = SQLEvents(sqlite_url)
@@ -61,8 +64,22 @@ class TestPostgresResults(ResultsSuite):
 
 
 class TestPostgresEvents(EventsSuite):
+    capabilities = Capabilities(replay=True)
+
     @pytest.fixture
     async def events(self, postgres_server_url: str) -> AsyncIterator[SQLEvents]:
         e = SQLEvents(postgres_server_url)
         yield e
         await e.close()
+
+
+class TestSQLitePool(PoolSuite):
+    @pytest.fixture
+    def pool_env(self, tmp_path: Path) -> dict[str, str]:
+        return {"AGENTEXEC_DATABASE_URL": f"sqlite:///{tmp_path / 'agentexec.db'}"}
+
+
+class TestPostgresPool(PoolSuite):
+    @pytest.fixture
+    def pool_env(self, postgres_server_url: str) -> dict[str, str]:
+        return {"AGENTEXEC_DATABASE_URL": postgres_server_url}

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from agentexec.results import TaskFailedError
     from agentexec.runners import BaseAgentRunner
     from agentexec.task import Priority, Task, TaskDefinition
+    from agentexec.tracker import Tracker
     from agentexec.worker.pool import Pool
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "Task",
     "TaskDefinition",
     "TaskFailedError",
+    "Tracker",
     "UnknownTaskError",
     "__version__",
     "activity",
@@ -77,6 +79,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "TaskDefinition": ("agentexec.task", "TaskDefinition"),
     "Pool": ("agentexec.worker.pool", "Pool"),
     "Pipeline": ("agentexec.pipeline", "Pipeline"),
+    "Tracker": ("agentexec.tracker", "Tracker"),
     "BaseAgentRunner": ("agentexec.runners", "BaseAgentRunner"),
 }
 #: names adapters add, and the extra that provides each

@@ -143,6 +143,15 @@ class QueueBackend(Protocol):
 
 
 @runtime_checkable
+class RawPayloads(Protocol):
+    """Optional queue capability, for tests only: store ``payload`` as-is (sync or async), as if
+    a foreign or corrupted producer had pushed it, so the conformance kit can check that
+    ``reserve`` dead-letters what is not a task. The pool never calls it."""
+
+    def push_raw(self, queue_name: str, payload: str, priority: Priority = Priority.LOW) -> Any: ...
+
+
+@runtime_checkable
 class ConsumerReaper(Protocol):
     """Optional queue capability: hand out again the tasks of one consumer known to be dead.
 
@@ -219,6 +228,34 @@ class StagedResults(Protocol):
     async def stage_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None: ...
 
     async def staged(self, agent_id: UUID) -> bytes | None: ...
+
+
+@runtime_checkable
+class Counters(Protocol):
+    """Optional result capability: named integer counters shared by every process (``ax.Tracker``).
+
+    ``incr`` adds ``amount`` (negative to decrement) atomically and returns the new value, a
+    counter that does not exist starting at 0; every ``incr`` keeps it ``ttl`` more seconds.
+    ``counter`` reads it (0 when it does not exist or expired)."""
+
+    async def incr(self, key: str, amount: int, ttl: int) -> int: ...
+
+    async def counter(self, key: str) -> int: ...
+
+
+@runtime_checkable
+class TransientErrors(Protocol):
+    """Optional capability of any backend: which of its errors mean "not now" rather than
+    "never" (:mod:`agentexec.faults`).
+
+    A worker whose write fails with a *transient* error (the server unreachable, restarting,
+    out of disk or memory, a timeout) keeps the write, takes no new task and tries again until
+    it succeeds; one that fails with a *permanent* error (the backend refuses this data: a NUL
+    byte, an encoding error, a value too long) isolates the row at fault and ends its task
+    ERROR, so it never loops. Without this method only ``OSError`` (``ConnectionError``,
+    ``TimeoutError`` …) counts as transient."""
+
+    def is_transient(self, exc: BaseException) -> bool: ...
 
 
 @runtime_checkable
@@ -337,6 +374,15 @@ class LogEntry:
                 object.__setattr__(self, "message", cut)
 
 
+#: one activity for ``acreate_many``: ``(agent_id, task_name, message)``, or with its metadata
+ActivityItem = tuple[UUID, str, str] | tuple[UUID, str, str, dict[str, Any] | None]
+
+
+def activity_item_metadata(item: ActivityItem) -> dict[str, Any] | None:
+    """The metadata of an ``acreate_many`` item (``None`` for a three-element item)."""
+    return item[3] if len(item) > 3 else None  # type: ignore[misc]
+
+
 @runtime_checkable
 class ActivityStore(Protocol):
     """The activity records behind ``ax.activity``.
@@ -344,6 +390,13 @@ class ActivityStore(Protocol):
     Status is derived from the latest log entry; ``latest_percentage`` is the latest non-null
     percentage. ``append`` on an unknown ``agent_id`` raises :class:`UnknownActivityError`;
     a percentage outside 0-100 raises ``ValueError``. Every call is one transaction.
+
+    Metadata (``create(metadata=...)``, the optional fourth item of ``acreate_many``) and the
+    ``metadata`` filter of ``list``/``detail``/``alist``/``adetail`` follow the rules of
+    :mod:`agentexec.activity.metadata`: every pair of the filter must match, JSON-typed; the
+    list items and details carry the activity's metadata (``.metadata``). Core passes the
+    ``metadata`` arguments only when the caller gave one, so a store without metadata support
+    still serves every other call.
 
     The sync methods take an optional backend-specific ``session`` (a SQLAlchemy ``Session`` for
     the SQL store); the async twins are what workers use so a handler never blocks its loop.
@@ -379,7 +432,12 @@ class ActivityStore(Protocol):
         metadata: dict[str, Any] | None = None,
     ) -> ActivityListSchema: ...
 
-    def detail(self, agent_id: UUID, session: Any = None) -> ActivityDetailSchema | None: ...
+    def detail(
+        self, agent_id: UUID, session: Any = None, metadata: dict[str, Any] | None = None
+    ) -> ActivityDetailSchema | None:
+        """The activity with its whole log; ``None`` when there is none, or when ``metadata``
+        (a filter) does not match it."""
+        ...
 
     # -- async twins -----------------------------------------------------------------------
     async def acreate(
@@ -390,8 +448,9 @@ class ActivityStore(Protocol):
         metadata: dict[str, Any] | None = None,
     ) -> UUID: ...
 
-    async def acreate_many(self, items: Sequence[tuple[UUID, str, str]]) -> None:
-        """Create many activities ``(agent_id, task_name, message)`` in one transaction."""
+    async def acreate_many(self, items: Sequence[ActivityItem]) -> None:
+        """Create many activities ``(agent_id, task_name, message)`` in one transaction; an item
+        may carry a fourth element, the activity's metadata (a dict or ``None``)."""
         ...
 
     async def aappend(
@@ -408,15 +467,41 @@ class ActivityStore(Protocol):
         sets that line aside and writes the rest in one more call."""
         ...
 
-    async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None: ...
+    async def adetail(
+        self, agent_id: UUID, metadata: dict[str, Any] | None = None
+    ) -> ActivityDetailSchema | None: ...
 
     async def alist(
-        self, page: int = 1, page_size: int = 50, status: Status | None = None
+        self,
+        page: int = 1,
+        page_size: int = 50,
+        status: Status | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> ActivityListSchema: ...
 
     async def acancel_pending(self) -> int: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ActiveCount(Protocol):
+    """Optional activity-store capability: how many activities are QUEUED or RUNNING (of those
+    matching ``metadata``, a filter, when given), in one query. Without it
+    ``ax.activity.count_active`` adds up the totals of two filtered ``list`` calls."""
+
+    def count_active(self, session: Any = None, metadata: dict[str, Any] | None = None) -> int: ...
+
+    async def acount_active(self, metadata: dict[str, Any] | None = None) -> int: ...
+
+
+@runtime_checkable
+class ActivityPrefixLookup(Protocol):
+    """Optional activity-store capability: up to ``limit`` agent ids whose printed form starts
+    with ``prefix`` (case-insensitive, dashes included). ``agentexec activity show 3f2a``
+    uses it whenever the store has it; without it, the CLI pages through the newest activities."""
+
+    async def afind_prefix(self, prefix: str, limit: int = 2) -> list[UUID]: ...
 
 
 class UnknownActivityError(LookupError, ValueError):

@@ -12,10 +12,12 @@ import anyio
 from pydantic import BaseModel
 
 from agentexec.activity.creates import CREATES
+from agentexec.activity.metadata import validate_metadata
 from agentexec.config import CONF
+from agentexec.faults import error_message
 from agentexec.results import Outcome
 from agentexec.runtime import get_backends
-from agentexec.task import Priority, Task
+from agentexec.task import MAX_QUEUE_NAME, MAX_TASK_NAME, Priority, Task, check_name
 from agentexec.worker.lanes import base_queue_name
 from agentexec.worker.registry import _pools
 
@@ -51,6 +53,7 @@ def default_queue_name() -> str:
 def _check(task_name: str, context: Any, priority: Any) -> None:
     if not isinstance(task_name, str) or not task_name:
         raise TypeError(f"task_name must be a non-empty str, got {task_name!r}")
+    check_name("task_name", task_name, MAX_TASK_NAME)
     if not isinstance(context, BaseModel):
         raise TypeError(
             f"enqueue({task_name!r}, ...): context must be a pydantic BaseModel instance, got "
@@ -59,6 +62,14 @@ def _check(task_name: str, context: Any, priority: Any) -> None:
         )
     if not isinstance(priority, Priority):
         raise TypeError(f"priority must be ax.Priority.HIGH or ax.Priority.LOW, got {priority!r}")
+
+
+def _queue_name(queue_name: str | None) -> str:
+    if queue_name is None or queue_name == "":
+        return default_queue_name()
+    if not isinstance(queue_name, str):
+        raise TypeError(f"queue_name must be a str or None, got {queue_name!r}")
+    return check_name("queue_name", queue_name, MAX_QUEUE_NAME)
 
 
 def _task_name(task: Any) -> str:
@@ -108,6 +119,8 @@ async def enqueue(
     context: C,
     priority: Priority = Priority.LOW,
     queue_name: str | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
 ) -> Task[R]: ...
 @overload
 async def enqueue(
@@ -115,6 +128,8 @@ async def enqueue(
     context: C,
     priority: Priority = Priority.LOW,
     queue_name: str | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
 ) -> Task[R]: ...
 @overload
 async def enqueue(
@@ -122,15 +137,22 @@ async def enqueue(
     context: BaseModel,
     priority: Priority = Priority.LOW,
     queue_name: str | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
 ) -> Task[Any]: ...
 async def enqueue(
     task_name: str | Callable[..., Any],
     context: BaseModel,
     priority: Priority = Priority.LOW,
     queue_name: str | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
 ) -> Task[Any]:
     """Queue a task; its activity is QUEUED when this returns (for this process at once; for
     others within milliseconds: see :mod:`agentexec.activity.creates`).
+
+    ``metadata`` is stored on the activity, for ``ax.activity.list(metadata_filter=...)`` (e.g.
+    ``{"organization_id": "org-123"}``; rules in :mod:`agentexec.activity.metadata`).
 
     ``task_name`` is the registered name, or the ``@pool.task`` handler itself: then the
     returned ``Task`` is typed with the handler's return type, so ``await ax.get_result(task)``
@@ -139,16 +161,21 @@ async def enqueue(
     """
     task_name = _task_name(task_name)
     _check(task_name, context, priority)
-    queue_name = queue_name or default_queue_name()
+    queue_name = _queue_name(queue_name)
     _check_registered(task_name, queue_name)
-    task = Task.queued(task_name, context, priority, queue_name)
+    if metadata is not None:
+        metadata = validate_metadata(metadata)
+    task = Task.queued(task_name, context, priority, queue_name, metadata)
     backends = get_backends()
     store = backends.activity
     if CREATES.checked(store):
         # written behind the push, read-your-writes in this process (activity.creates)
-        CREATES.submit(store, task.agent_id, task_name, CONF.activity_message_create)
+        CREATES.submit(store, task.agent_id, task_name, CONF.activity_message_create, metadata)
     else:
-        await store.acreate(task_name, CONF.activity_message_create, task.agent_id)
+        if metadata is None:
+            await store.acreate(task_name, CONF.activity_message_create, task.agent_id)
+        else:
+            await store.acreate(task_name, CONF.activity_message_create, task.agent_id, metadata)
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
     try:
@@ -160,24 +187,37 @@ async def enqueue(
 
 
 async def enqueue_many(
-    items: Sequence[tuple[str, BaseModel] | tuple[str, BaseModel, Priority]],
+    items: Sequence[
+        tuple[str, BaseModel]
+        | tuple[str, BaseModel, Priority]
+        | tuple[str, BaseModel, Priority, dict[str, Any] | None]
+    ],
     queue_name: str | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
 ) -> list[Task[Any]]:
-    """Queue many tasks with one activity transaction and one queue round trip."""
+    """Queue many tasks with one activity transaction and one queue round trip.
+
+    ``metadata`` goes on every task's activity; an item's own fourth element
+    ``(name, context, priority, metadata)`` replaces it for that task."""
     tasks: list[Task[Any]] = []
-    queue_name = queue_name or default_queue_name()
+    queue_name = _queue_name(queue_name)
+    shared = validate_metadata(metadata)
     for item in items:
         task_name, context = _task_name(item[0]), item[1]
         priority = item[2] if len(item) > 2 else Priority.LOW  # type: ignore[misc]
         _check(task_name, context, priority)
         _check_registered(task_name, queue_name)
-        tasks.append(Task.queued(task_name, context, priority, queue_name))
+        own = validate_metadata(item[3]) if len(item) > 3 else shared  # type: ignore[misc]
+        tasks.append(Task.queued(task_name, context, priority, queue_name, own))
     if not tasks:
         return tasks
     backends = get_backends()
-    await backends.activity.acreate_many(
-        [(t.agent_id, t.task_name, CONF.activity_message_create) for t in tasks]
-    )
+    await backends.activity.acreate_many([
+        (t.agent_id, t.task_name, CONF.activity_message_create) if t.metadata is None
+        else (t.agent_id, t.task_name, CONF.activity_message_create, t.metadata)
+        for t in tasks
+    ])
     try:
         await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])
     except Exception as exc:
@@ -191,7 +231,7 @@ async def _not_queued(tasks: Sequence[Task[Any]], exc: Exception) -> None:
     QUEUED forever."""
     from agentexec import activity
 
-    message = CONF.activity_message_error.format(error=f"not queued: {exc}")
+    message = error_message(f"not queued: {exc}")
     for task in tasks:
         try:
             await activity.aerror(task.agent_id, message)
@@ -220,7 +260,17 @@ async def get_result(
     """
     agent_id = task.agent_id if isinstance(task, Task) else UUID(str(task))
     data = await get_backends().results.wait(agent_id, timeout)
-    return Outcome.decode(data).unwrap(agent_id, result_type)
+    outcome = Outcome.decode(data)
+    return outcome.unwrap(agent_id, result_type, _registered_result_type(outcome.task_name))
+
+
+def _registered_result_type(task_name: str) -> type[BaseModel] | None:
+    """The ``result_type`` a pool of this process declares for ``task_name`` (one, or none)."""
+    found = {
+        d.result_type for pool in list(_pools)
+        if (d := pool.tasks.get(task_name)) is not None and d.result_type is not None
+    }
+    return found.pop() if len(found) == 1 else None
 
 
 @overload

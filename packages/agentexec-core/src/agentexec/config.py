@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import string
 import warnings
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,42 @@ def read_env_file(path: str | Path = ENV_FILE) -> dict[str, str]:
 
 def environment() -> dict[str, str]:
     """The ``AGENTEXEC_*`` variables in effect, upper-cased: the ``.env`` file of the working
-    directory, overridden by the process environment."""
+    directory, overridden by the process environment. The original agentexec's unprefixed
+    names (:data:`ALIASES`) are included too."""
     merged = {**read_env_file(), **os.environ}
-    return {k.upper(): v for k, v in merged.items() if k.upper().startswith(ENV_PREFIX)}
+    return {
+        k.upper(): v for k, v in merged.items()
+        if k.upper().startswith(ENV_PREFIX) or k.upper() in ALIASES
+    }
+
+
+#: the original agentexec's names for settings, read when ours (``AGENTEXEC_<NAME>``) is not set
+ALIASES: dict[str, str] = {
+    "REDIS_URL": "redis_url",
+    "REDIS_POOL_SIZE": "redis_pool_size",
+    "REDIS_POOL_TIMEOUT": "redis_pool_timeout",
+    "AGENTEXEC_SCHEDULER_TIMEZONE": "timezone",
+    "AGENTEXEC_QUEUE_PREFIX": "queue_name",
+}
+
+#: the original agentexec's settings that have no counterpart here, and why
+ORIGINAL_ONLY: dict[str, str] = {
+    "AGENTEXEC_STATE_BACKEND": "backends are chosen by URL: AGENTEXEC_REDIS_URL, AGENTEXEC_DATABASE_URL",
+    "AGENTEXEC_KEY_PREFIX": "Redis keys are named after the queue (AGENTEXEC_QUEUE_NAME)",
+    "AGENTEXEC_SCHEDULER_POLL_INTERVAL": "the scheduler wakes at each schedule's next tick",
+    "AGENTEXEC_MAX_TASK_RETRIES": "a task whose worker dies is handed out again up to "
+    "AGENTEXEC_MAX_ATTEMPTS times; a handler that raises ends ERROR",
+    "AGENTEXEC_LOCK_TTL": "per-key task locks are not available yet",
+}
+
+
+def source_variable(field: str, environ: dict[str, str]) -> str:
+    """The variable a setting was read from: ``AGENTEXEC_<NAME>``, or the original's alias
+    that supplied it."""
+    name = env_name(field)
+    if name in environ:
+        return name
+    return next((alias for alias, f in ALIASES.items() if f == field and alias in environ), name)
 
 
 class Config(BaseModel):
@@ -68,10 +102,36 @@ class Config(BaseModel):
     def __init__(self, **values: Any) -> None:
         env = environment()
         from_env = {
-            field: env[env_name(field)] for field in type(self).model_fields
-            if env_name(field) in env
+            field: env[source_variable(field, env)] for field in type(self).model_fields
+            if source_variable(field, env) in env
         }
         super().__init__(**{**from_env, **values})
+
+    # -- the original agentexec's names ---------------------------------------------------
+    @property
+    def scheduler_timezone(self) -> str:
+        """The original agentexec's name of :attr:`timezone` (``AGENTEXEC_SCHEDULER_TIMEZONE``)."""
+        return self.timezone
+
+    @scheduler_timezone.setter
+    def scheduler_timezone(self, value: str) -> None:
+        self.timezone = value
+
+    @property
+    def scheduler_tz(self) -> Any:
+        """:attr:`timezone` as a ``ZoneInfo`` (the original agentexec's ``CONF.scheduler_tz``)."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
+
+    @property
+    def queue_prefix(self) -> str:
+        """The original agentexec's (0.3) name of :attr:`queue_name`."""
+        return self.queue_name
+
+    @queue_prefix.setter
+    def queue_prefix(self, value: str) -> None:
+        self.queue_name = value
 
     # -- spec/core-api.md ---------------------------------------------------------------
     redis_url: str | None = Field(
@@ -110,6 +170,9 @@ class Config(BaseModel):
     activity_message_error: str = Field(
         default="Task failed with error: {error}",
         description="Message of the ERROR line written when a handler raises; `{error}` is the error.",
+        json_schema_extra={
+            "allowed": "text whose only field is `{error}` (write `{{` and `}}` for literal braces)"
+        },
     )
 
     # -- backend selection ---------------------------------------------------------------
@@ -227,6 +290,43 @@ class Config(BaseModel):
         description="The `agentexec` command prints the traceback of an error, not just its line.",
     )
 
+    @field_validator("queue_name")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        from agentexec.task import MAX_QUEUE_NAME, check_name
+
+        if not value:
+            raise ValueError("a queue name cannot be empty")
+        return check_name("the queue name", value, MAX_QUEUE_NAME)
+
+    @field_validator(
+        "activity_message_create", "activity_message_started", "activity_message_complete"
+    )
+    @classmethod
+    def _storable_message(cls, value: str) -> str:
+        _check_storable(value)
+        return value
+
+    @field_validator("activity_message_error")
+    @classmethod
+    def _error_template(cls, value: str) -> str:
+        """Filled in with ``{error}`` for every failed task: a template that cannot be filled
+        in must stop the program at start-up, not fail each task on a worker."""
+        _check_storable(value)
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        for field in fields:
+            if field != "error":
+                shown = "{" + field + "}"
+                raise ValueError(f"unknown field {shown}: the only field allowed is {{error}}")
+        try:
+            value.format(error="x")
+        except (LookupError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        return value
+
     def __repr_args__(self) -> Any:
         # URLs are shown with their password masked (``print(ax.CONF)`` in a log or a bug report)
         from agentexec._redact import mask_url
@@ -263,6 +363,17 @@ class ConfigError(SystemExit, ValueError):
 
 class ConfigWarning(UserWarning):
     """An ``AGENTEXEC_*`` variable that names no setting (a misspelling, usually)."""
+
+
+def _check_storable(value: str) -> None:
+    """An activity message every store can hold: no NUL byte, valid Unicode (an undecodable
+    byte in the environment becomes a lone surrogate, which no encoder takes)."""
+    if "\x00" in value:
+        raise ValueError("it contains a NUL character, which PostgreSQL cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("it is not valid UTF-8 text") from None
 
 
 def env_name(field: str) -> str:
@@ -302,7 +413,7 @@ def describe_errors(exc: ValidationError, environ: dict[str, str] | None = None)
     parts = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error.get("loc") else "?"
-        name = env_name(field)
+        name = source_variable(field, environ)
         value = environ.get(name, error.get("input"))
         if isinstance(value, str) and "://" in value:
             from agentexec._redact import mask_url
@@ -319,7 +430,7 @@ def unknown_variables(environ: dict[str, str] | None = None) -> dict[str, str | 
     """``AGENTEXEC_*`` variables that name no setting, each with its closest setting's name
     (the process environment and the ``.env`` file by default)."""
     environ = environment() if environ is None else environ
-    known = {env_name(field) for field in Config.model_fields}
+    known = {env_name(field) for field in Config.model_fields} | set(ALIASES) | set(ORIGINAL_ONLY)
     out: dict[str, str | None] = {}
     for name in environ:
         upper = name.upper()
@@ -333,6 +444,15 @@ def unknown_variables(environ: dict[str, str] | None = None) -> dict[str, str | 
 
 
 def warn_unknown_variables(environ: dict[str, str] | None = None) -> None:
+    environ = environment() if environ is None else environ
+    for name in environ:
+        reason = ORIGINAL_ONLY.get(name.upper())
+        if reason is not None:
+            warnings.warn_explicit(
+                f"{name} is a setting of the original agentexec that this one does not use "
+                f"({reason}); see docs/migrating-from-agentexec.md",
+                ConfigWarning, "agentexec.config", 0,
+            )
     for name, close in unknown_variables(environ).items():
         hint = f"; did you mean {close}?" if close else "; see docs/configuration.md for the settings"
         # reported as coming from "agentexec.config": one line, with no source line under it
@@ -380,6 +500,16 @@ def reference() -> str:
         default = "unset" if info.default is None else f"`{info.default!r}`"
         meaning = (info.description or "").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| `{env_name(field)}` | {allowed(info)} | {default} | {meaning} |")
+    lines += [
+        "",
+        "The original agentexec's names are read too, when ours is not set (see "
+        "docs/migrating-from-agentexec.md): "
+        + ", ".join(f"`{alias}` for `{env_name(field)}`" for alias, field in ALIASES.items())
+        + ". In Python, `ax.CONF.scheduler_timezone` and `ax.CONF.queue_prefix` are "
+        "`timezone` and `queue_name`. Its settings without a counterpart here ("
+        + ", ".join(f"`{name}`" for name in ORIGINAL_ONLY)
+        + ") are reported once, saying why.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -77,8 +77,17 @@ class Outcome(BaseModel):
     def decode(cls, data: bytes | str) -> Outcome:
         return cls.model_validate_json(data)
 
-    def unwrap(self, agent_id: UUID | str, result_type: type[Any] | None = None) -> Any:
-        """The value, rebuilt as its model where that is safe; raises TaskFailedError on failure."""
+    def unwrap(
+        self,
+        agent_id: UUID | str,
+        result_type: type[Any] | None = None,
+        registered: type[BaseModel] | None = None,
+    ) -> Any:
+        """The value, rebuilt as its model where that is safe; raises TaskFailedError on failure.
+
+        ``result_type`` (the caller's) wins; then the model recorded with the value, when this
+        process has it; then ``registered``, the ``result_type`` the task's definition declares
+        in this process (``pool.add_task(..., result_type=...)``)."""
         if self.status == "error":
             raise TaskFailedError(self.task_name, agent_id, self.error or "unknown error", self.attempts)
         if result_type is not None:
@@ -87,6 +96,8 @@ class Outcome(BaseModel):
             model_cls = _known_model(self.model)
             if model_cls is not None:
                 return model_cls.model_validate(self.value)
+        if registered is not None and isinstance(self.value, dict):
+            return registered.model_validate(self.value)
         return self.value
 
 

@@ -14,10 +14,37 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny
 from typing_extensions import TypeVar
 
+#: the longest task name: what every activity store keeps (``agent_type`` is a VARCHAR(255))
+MAX_TASK_NAME = 255
+#: the longest queue name: a lane's queue (``<queue>:pipelines``) must still fit in 255
+MAX_QUEUE_NAME = 200
 #: the largest ``attempts`` an envelope may carry (a SQL INTEGER; exact in Lua's numbers)
 MAX_ATTEMPTS_FIELD = 2**31 - 1
 
 EXPECTED_SIGNATURE = "async def handler(agent_id: UUID, context: MyContext) -> Any  # MyContext(BaseModel)"
+
+
+def check_name(kind: str, name: str, limit: int) -> str:
+    """``name`` if every backend can store it: at most ``limit`` characters, no control
+    character (NUL, newline, escape …) and whole Unicode characters (no lone surrogate);
+    otherwise a ``ValueError`` saying what is wrong, so that a bad name fails its own call at
+    once instead of a write that other tasks share."""
+    if len(name) > limit:
+        raise ValueError(
+            f"{kind} is {len(name)} characters long, more than the {limit} allowed: "
+            f"{name[:40]!r}…"
+        )
+    if not name.isprintable():
+        import unicodedata
+
+        for position, char in enumerate(name):
+            if unicodedata.category(char) in ("Cc", "Cs"):
+                what = "a lone surrogate" if unicodedata.category(char) == "Cs" else "a control character"
+                raise ValueError(
+                    f"{kind} {name[:60]!r} holds {what} ({char!r} at position {position}); "
+                    f"use printable text"
+                )
+    return name
 
 
 class Priority(Enum):
@@ -33,19 +60,36 @@ Handler = Callable[[UUID, Any], Awaitable[Any]] | Callable[[UUID, Any], Any]
 class TaskDefinition:
     """A registered handler: its name, the callable, and the pydantic model its context must be."""
 
-    __slots__ = ("context_class", "handler", "is_async", "name")
+    __slots__ = ("context_class", "handler", "is_async", "name", "result_type")
 
     def __init__(
         self,
         name: str,
         handler: Handler,
         context_class: type[BaseModel] | None = None,
+        result_type: type[BaseModel] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a task name must be a non-empty str, got {name!r}")
-        self.name = name
+        if context_class is not None and not (
+            isinstance(context_class, type) and issubclass(context_class, BaseModel)
+        ):
+            raise TypeError(
+                f"task {name!r}: the context type must be a pydantic BaseModel subclass, got "
+                f"{context_class!r}"
+            )
+        if result_type is not None and not (
+            isinstance(result_type, type) and issubclass(result_type, BaseModel)
+        ):
+            raise TypeError(
+                f"task {name!r}: result_type must be a pydantic BaseModel subclass, got {result_type!r}"
+            )
+        self.name = check_name("the task name", name, MAX_TASK_NAME)
         self.handler = handler
         self.context_class = context_class or infer_context_class(name, handler)
+        #: the model ``get_result`` rebuilds the handler's value as (the return annotation's,
+        #: when it is one, unless given)
+        self.result_type = result_type or infer_result_type(handler)
         self.is_async = inspect.iscoroutinefunction(handler)
 
     def __repr__(self) -> str:
@@ -95,6 +139,15 @@ def infer_context_class(name: str, handler: Callable[..., Any]) -> type[BaseMode
     return annotation
 
 
+def infer_result_type(handler: Callable[..., Any]) -> type[BaseModel] | None:
+    """The pydantic model the handler's return is annotated with, or ``None``."""
+    try:
+        annotation = typing.get_type_hints(handler).get("return")
+    except Exception:
+        return None
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
 class Envelope(BaseModel):
     """The wire form of a queued task: JSON, never pickle."""
 
@@ -112,6 +165,9 @@ class Envelope(BaseModel):
     enqueued_at: float = 0.0
     #: set by the pool for pipeline steps and other internal work; never by users
     kind: str = "task"
+    #: the activity's metadata (tenancy), so a worker that has to create the activity itself
+    #: (its producer died, or is a moment behind) creates it with the right tenant
+    metadata: dict[str, Any] | None = None
 
     def next_attempt(self) -> Envelope:
         return self.model_copy(update={"attempts": self.attempts + 1})
@@ -139,6 +195,8 @@ class Task(BaseModel, Generic[R]):
     queue_name: str | None = None
     priority: Priority = Priority.LOW
     attempts: int = 0
+    #: the activity's metadata (``ax.enqueue(..., metadata=...)``)
+    metadata: dict[str, Any] | None = None
 
     _definition: TaskDefinition | None = PrivateAttr(default=None)
 
@@ -155,13 +213,23 @@ class Task(BaseModel, Generic[R]):
 
     @classmethod
     def queued(
-        cls, task_name: str, context: BaseModel, priority: Priority, queue_name: str
+        cls,
+        task_name: str,
+        context: BaseModel,
+        priority: Priority,
+        queue_name: str,
+        metadata: dict[str, Any] | None = None,
     ) -> Task[Any]:
         """A new task from arguments ``enqueue`` has already checked, in one constructor call
         (pydantic's compiled validation is faster than ``model_construct`` here, measured)."""
+        if metadata is None:
+            return cls(
+                agent_id=uuid.uuid4(), task_name=task_name, context=context,
+                queue_name=queue_name, priority=priority,
+            )
         return cls(
             agent_id=uuid.uuid4(), task_name=task_name, context=context,
-            queue_name=queue_name, priority=priority,
+            queue_name=queue_name, priority=priority, metadata=metadata,
         )
 
     def to_envelope(self, queue_name: str) -> Envelope:
@@ -173,6 +241,7 @@ class Task(BaseModel, Generic[R]):
             queue_name=queue_name,
             attempts=self.attempts,
             enqueued_at=time.time(),
+            metadata=self.metadata,
         )
 
     async def execute(self) -> R:

@@ -6,7 +6,7 @@ what it was sent; :func:`scripted_run_config` injects it into the real ``Runner.
 its production ``model="gpt-4.1"``::
 
     model = ScriptedModel([
-        [tool_call("report_status", message="Reading", percentage=50)],
+        [tool_call("report_activity", message="Reading", percentage=50)],
         [answer("done")],
     ])
     runner = ax.OpenAIRunner(agent_id, run_config=scripted_run_config(model))

@@ -5,7 +5,7 @@ the next turn of its script and records what it was sent. Give it to the runner 
 ``agent.override(model=...)``), so the agent under test keeps its production model name::
 
     model = ScriptedModel([
-        [tool_call("report_status", message="Reading", percentage=50)],
+        [tool_call("report_activity", message="Reading", percentage=50)],
         [answer("done")],
     ])
     runner = ax.PydanticAIRunner(agent_id, model=model)

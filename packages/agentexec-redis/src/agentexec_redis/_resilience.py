@@ -9,7 +9,14 @@ from typing import TypeVar
 
 import anyio
 from agentexec._redact import redact
-from redis.exceptions import ClusterDownError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -24,6 +31,22 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     TryAgainError,
     ConnectionError,
 )
+
+#: replies of a Redis that cannot serve writes for now (loading, out of memory, a failed
+#: snapshot, a replica, a cluster failing over): the same write succeeds once that clears
+_TRANSIENT_REPLIES = ("LOADING", "OOM", "MISCONF", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY ")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed call may succeed later unchanged (:mod:`agentexec.faults`): Redis
+    unreachable, timing out, or refusing writes for a reason that clears by itself; anything
+    else (a reply refusing this data) is permanent."""
+    if isinstance(exc, (*TRANSIENT, OSError, ReadOnlyError, OutOfMemoryError, MasterDownError)):
+        return True
+    if isinstance(exc, ResponseError):
+        return str(exc).upper().startswith(_TRANSIENT_REPLIES)
+    return False
+
 
 FIRST_DELAY = 0.05
 MAX_DELAY = 1.0

@@ -25,7 +25,7 @@ from agentexec.limits import Stream, stream_of, streams_for
 
 from agentexec_redis import _streams, keys
 from agentexec_redis._lua import Script
-from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
+from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
 from agentexec_redis.client import async_client, block_for, close_redis, resolve_url
 
 #: how long one XREAD blocks (at most: see ``block_for``); short enough that a pool being
@@ -106,6 +106,12 @@ class _Subscription:
 
 class RedisEvents:
     """Publish/subscribe on two Redis streams; ``RedisEvents(url)``."""
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """:class:`agentexec.backends.TransientErrors`: Redis unreachable or not serving
+        writes for now (a worker waits), as opposed to a reply refusing the data."""
+        return is_transient(exc)
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)

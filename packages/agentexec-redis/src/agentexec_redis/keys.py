@@ -128,3 +128,8 @@ def result(agent_id: UUID | str) -> str:
 def claim(key: str) -> str:
     """A set-if-absent marker (schedulers use it to fire each occurrence once)."""
     return f"{PREFIX}:claim:{key}"
+
+
+def counter(key: str) -> str:
+    """A shared integer counter (``ax.Tracker``)."""
+    return f"{PREFIX}:counter:{key}"

@@ -38,7 +38,7 @@ from redis.exceptions import ResponseError
 
 from agentexec_redis import _lua
 from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record, text
-from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
+from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
 from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
 from agentexec_redis.keys import QueueKeys, queue_keys
 
@@ -108,6 +108,12 @@ def _config_value(reply: Any, name: str) -> Any:
 
 class RedisQueue:
     """A reliable priority queue on Redis lists. ``RedisQueue(url)``; see the module doc."""
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """:class:`agentexec.backends.TransientErrors`: Redis unreachable or not serving
+        writes for now (a worker waits), as opposed to a reply refusing the data."""
+        return is_transient(exc)
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
@@ -480,10 +486,10 @@ class RedisQueue:
         try:
             appendonly = await r.config_get("appendonly")
             save = await r.config_get("save")
-        except ResponseError:  # CONFIG refused: cannot tell
-            return []
-        except TRANSIENT:
-            return []
+        except Exception as exc:
+            if isinstance(exc, (ResponseError, *TRANSIENT)):
+                return []
+            raise
         aof = str(_config_value(appendonly, "appendonly")).lower() in ("yes", "1")
         rdb = bool(str(_config_value(save, "save")).strip())
         if aof or rdb:

@@ -22,7 +22,7 @@ from agentexec._redact import mask_url
 from agentexec.config import CONF
 
 from agentexec_redis import _lua, _streams, keys
-from agentexec_redis._resilience import TRANSIENT, Backoff, outage, retrying
+from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
 from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
 
 #: how often a waiter re-reads its key even without a wake-up (lost-notification safety net)
@@ -171,6 +171,12 @@ class _DoneListener:
 class RedisResults:
     """Outcome bytes under ``agentexec:result:<agent_id>``; ``RedisResults(url)``."""
 
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """:class:`agentexec.backends.TransientErrors`: Redis unreachable or not serving
+        writes for now (a worker waits), as opposed to a reply refusing the data."""
+        return is_transient(exc)
+
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
         self._listener: _DoneListener | None = None
@@ -285,6 +291,25 @@ class RedisResults:
             "claim", lambda: async_client(self.url).set(name, b"1", nx=True, ex=ttl), self._window()
         )
         return bool(done)
+
+    async def incr(self, key: str, amount: int, ttl: int) -> int:
+        """:class:`agentexec.backends.Counters`: INCRBY and EXPIRE in one round trip (MULTI)."""
+        name = keys.counter(key)
+
+        async def step() -> int:
+            async with async_client(self.url).pipeline(transaction=True) as pipe:
+                pipe.incrby(name, amount)
+                pipe.expire(name, ttl)
+                value, _ = await pipe.execute()
+            return int(value)
+
+        # not retried: an INCRBY that reached Redis before the connection broke would count twice
+        return await step()
+
+    async def counter(self, key: str) -> int:
+        name = keys.counter(key)
+        value = await retrying("counter", lambda: async_client(self.url).get(name), self._window())
+        return int(value) if value is not None else 0
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None

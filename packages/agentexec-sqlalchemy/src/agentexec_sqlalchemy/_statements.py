@@ -109,6 +109,9 @@ SET_RESULT = {
 CLAIM = _per_dialect(_claim)
 GET_RESULT = sa.select(R.c.data, R.c.expires_at).where(R.c.key == B("key"))
 DELETE_RESULT = R.delete().where(R.c.key == B("key"))
+#: counters (SQLResults.incr): the row, locked; its new value and lifetime
+LOCK_RESULT = sa.select(R.c.data).where(R.c.key == B("key")).with_for_update()
+SET_DATA = R.update().where(R.c.key == B("k")).values(data=B("value"), expires_at=B("exp"))
 DELETE_EXPIRED_RESULT = R.delete().where(R.c.key == B("key"), R.c.expires_at <= B("ts"))
 PURGE_RESULTS = R.delete().where(R.c.expires_at <= B("ts"))
 

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from agentexec_sqlalchemy._statements import NOTIFY
 from agentexec_sqlalchemy.batching import get_writer
 from agentexec_sqlalchemy.engine import get_engine, is_sqlite
+from agentexec_sqlalchemy.errors import is_transient
 from agentexec_sqlalchemy.notify import HUB, SAFETY_RECHECK, channel, poll_delays, wait_woken
 from agentexec_sqlalchemy.sqlite_lock import writer_lock
 from agentexec_sqlalchemy.transport_models import TRANSPORT_TABLES
@@ -59,6 +60,12 @@ class SQLTransport:
     """Base of :class:`SQLQueue`, :class:`SQLResults` and :class:`SQLEvents`."""
 
     cross_process = True
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """:class:`agentexec.backends.TransientErrors`: the database unreachable or unable to
+        write for now (a worker waits), as opposed to refusing the data."""
+        return is_transient(exc)
 
     def __init__(self, url: str | Engine) -> None:
         self._source = url

@@ -14,7 +14,9 @@ ONE transaction on its own connection, then resolves each caller's future:
   without waiting for the WAL flush; one durable operation makes the whole batch durable.
 
 If one operation fails, the batch is rolled back and its operations run again one per
-transaction, so only the faulty one fails (its caller gets the exception).
+transaction, so only the faulty one fails (its caller gets the exception). When the database
+cannot write at all (unreachable, restarting, its disk full), the whole batch fails at once and
+the connection is replaced, so the writer recovers by itself once the fault clears.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from agentexec_sqlalchemy.errors import is_transient
 from agentexec_sqlalchemy.sqlite_lock import database_key, writer_lock
 
 #: operations per transaction at most (each is one or two statements of some tens of µs)
@@ -106,15 +109,13 @@ class BatchWriter:
                 except queue.Empty:
                     break
             try:
-                if conn is None or conn.closed or conn.invalidated:
+                if conn is None:
                     conn = self._connect()
-                self._run_batch(conn, batch)
             except Exception as exc:  # could not even connect: fail this batch, keep serving
                 for op in batch:
                     op.done(False, exc)
-                if conn is not None:
-                    conn.invalidate()  # never back to the pool (it may carry our session settings)
-                conn = None
+                continue
+            conn = self._run_batch(conn, batch)
 
     def _connect(self) -> Connection:
         conn = self._engine.connect()
@@ -125,39 +126,76 @@ class BatchWriter:
             conn.commit()
         return conn
 
-    def _run_batch(self, conn: Connection, batch: list[_Op]) -> None:
+    def _run_batch(self, conn: Connection | None, batch: list[_Op]) -> Connection | None:
+        """Run ``batch`` in one transaction; returns the connection for the next one (``None``:
+        open a new one). When the batch fails, the connection is rolled back or replaced (a
+        failed commit must not leave it unusable: SQLite's "disk is full" once made every later
+        write of the process fail with ``PendingRollbackError``). An outage fails the whole
+        batch (each caller waits it out); any other error runs the batch's operations again
+        one per transaction, so only the faulty one fails."""
         try:
+            if conn is None:
+                conn = self._connect()
             results = self._transaction(conn, batch)
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0].done(False, exc)
-                return
+            conn = _reset(conn)
+            if len(batch) == 1 or is_transient(exc):
+                for op in batch:
+                    op.done(False, exc)
+                return conn
             for op in batch:  # find the faulty one: each alone in its own transaction
-                self._run_batch(conn, [op])
-            return
+                conn = self._run_batch(conn, [op])
+            return conn
         for op, value in zip(batch, results, strict=True):
             op.done(True, value)
+        return conn
 
     def _transaction(self, conn: Connection, batch: list[_Op]) -> list[Any]:
         for attempt in range(LOCKED_RETRIES):
             try:
                 with self._lock or contextlib.nullcontext():
-                    if self._sqlite:
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    elif any(op.durable for op in batch):
-                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO ON")
                     try:
+                        if self._sqlite:
+                            conn.exec_driver_sql("BEGIN IMMEDIATE")
+                        elif any(op.durable for op in batch):
+                            conn.exec_driver_sql("SET LOCAL synchronous_commit TO ON")
                         results = [op.fn(conn, *op.args) for op in batch]
+                        conn.commit()  # inside: a commit that fails is rolled back too
                     except BaseException:
-                        conn.rollback()
+                        with contextlib.suppress(Exception):
+                            conn.rollback()
                         raise
-                    conn.commit()
                 return results
             except sa.exc.OperationalError as exc:
                 if not (self._sqlite and is_locked_error(exc)) or attempt == LOCKED_RETRIES - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
+
+
+def _reset(conn: Connection | None) -> Connection | None:
+    """After a failed batch: ``conn`` once nothing of the batch's transaction is left on it,
+    else ``None`` (invalidated: never back to the pool). The driver's own rollback goes last:
+    a commit that failed inside the driver leaves a transaction SQLAlchemy no longer tracks
+    (SQLite then refuses the next ``BEGIN IMMEDIATE``)."""
+    if conn is None:
+        return None
+    try:
+        if conn.closed or conn.invalidated:
+            raise RuntimeError("connection lost")
+        if conn.in_transaction():
+            conn.rollback()
+        driver = conn.connection.dbapi_connection
+        if driver is None:
+            raise RuntimeError("no driver connection")
+        driver.rollback()
+        return conn
+    except Exception:
+        with contextlib.suppress(Exception):
+            conn.invalidate()
+        with contextlib.suppress(Exception):
+            conn.close()
+        return None
 
 
 def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:

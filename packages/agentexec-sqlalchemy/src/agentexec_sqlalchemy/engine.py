@@ -14,12 +14,36 @@ _lock = threading.Lock()
 _engines: dict[str, tuple[int, Engine]] = {}
 
 
+#: async drivers (what an ``AsyncEngine`` or a URL written for one names) -> the sync driver
+#: agentexec's stores run on, for the same database
+SYNC_DRIVERS = {
+    "postgresql+asyncpg": "postgresql+psycopg",
+    "postgresql+psycopg_async": "postgresql+psycopg",
+    "sqlite+aiosqlite": "sqlite",
+}
+
+
 def normalize_url(url: str) -> str:
-    """``postgresql://`` and ``postgres://`` use psycopg 3 (sync and async from one driver)."""
+    """``postgresql://`` and ``postgres://`` use psycopg 3 (sync and async from one driver); a URL
+    naming an async driver (``postgresql+asyncpg://``, ``sqlite+aiosqlite://``) gets the sync
+    driver of the same database."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in SYNC_DRIVERS:
+        return f"{SYNC_DRIVERS[scheme]}://{rest}"
     return url
+
+
+def sync_source(source: Any) -> Any:
+    """``source`` as something :func:`get_engine` takes: an ``AsyncEngine`` (the original
+    agentexec 0.2+ takes one) becomes its URL, which :func:`normalize_url` points at the sync
+    driver; anything else is returned as it is."""
+    sync_engine = getattr(source, "sync_engine", None)
+    if isinstance(sync_engine, Engine):
+        return str(sync_engine.url.render_as_string(hide_password=False))
+    return source
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -53,12 +77,12 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **kwargs)
 
 
-def get_engine(source: str | Engine) -> Engine:
+def get_engine(source: Any) -> Engine:
     """The process's engine for a URL (an Engine passes through). After ``fork`` the child gets
     a fresh pool instead of sharing the parent's sockets."""
     if isinstance(source, Engine):
         return source
-    key = normalize_url(source)
+    key = normalize_url(sync_source(source))
     pid = os.getpid()
     with _lock:
         cached = _engines.get(key)

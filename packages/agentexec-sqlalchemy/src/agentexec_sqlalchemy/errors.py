@@ -23,6 +23,34 @@ class MissingTablesError(RuntimeError):
         )
 
 
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed call may succeed later unchanged (:mod:`agentexec.faults`): the
+    database unreachable or restarting, a connection lost, a full disk, a lock or a timeout
+    (the DB-API's ``OperationalError`` / ``InterfaceError`` and connection errors). Data the
+    database refuses (``DataError``, ``IntegrityError``, an encoding error) is permanent."""
+    if isinstance(error, OSError):
+        return True
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if isinstance(error, exc.OperationalError | exc.InterfaceError):
+            return True
+        return _driver_transient(error.orig)
+    if isinstance(error, exc.DisconnectionError | exc.TimeoutError | exc.PendingRollbackError):
+        return True  # a lost connection, no free pooled one, a connection reset after a failure
+    return _driver_transient(error)
+
+
+def _driver_transient(error: BaseException | None) -> bool:
+    """A DB-API error raised outside SQLAlchemy (psycopg's async writes): its class, or a base,
+    is the DB-API's ``OperationalError`` or ``InterfaceError``."""
+    if error is None:
+        return False
+    return any(
+        cls.__name__ in ("OperationalError", "InterfaceError") for cls in type(error).__mro__
+    )
+
+
 def is_missing_table(error: exc.DBAPIError) -> bool:
     orig = error.orig
     if getattr(orig, "sqlstate", None) == "42P01":  # PostgreSQL undefined_table

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -61,6 +62,23 @@ WITH input AS MATERIALIZED (  -- one id per row, the same in both inserts
 ), created AS (
     INSERT INTO {_A} (id, agent_id, agent_type, created_at, updated_at)
     SELECT id, agent_id, agent_type, %(now)b, %(now)b FROM input
+    RETURNING id
+)
+INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
+SELECT input.id, input.message, 'QUEUED', 0, %(now)b FROM input JOIN created USING (id)
+"""
+
+#: CREATE for a batch where some activity has metadata: one more array, of JSON texts (NULL
+#: for none); CREATE itself stays as it was for the common batch without any
+CREATE_WITH_METADATA = f"""
+WITH input AS MATERIALIZED (
+    SELECT gen_random_uuid() AS id, t.*
+    FROM unnest(%(agent_ids)b::uuid[], %(types)b::text[], %(messages)b::text[],
+                %(metadata)b::text[])
+        AS t(agent_id, agent_type, message, metadata)
+), created AS (
+    INSERT INTO {_A} (id, agent_id, agent_type, created_at, updated_at, metadata)
+    SELECT id, agent_id, agent_type, %(now)b, %(now)b, metadata::jsonb FROM input
     RETURNING id
 )
 INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
@@ -221,21 +239,29 @@ class PgWriter:
                 with contextlib.suppress(Exception):
                     await conn.close()
 
-    async def create(self, items: Sequence[tuple[UUID, str, str]]) -> None:
-        """Activities ``(agent_id, task_name, message)``, each with its QUEUED line, in one
-        statement; ``ValueError`` naming the agent_ids that already exist (nothing is written)."""
+    async def create(
+        self, items: Sequence[tuple[UUID, str, str] | tuple[UUID, str, str, dict[str, Any] | None]]
+    ) -> None:
+        """Activities ``(agent_id, task_name, message[, metadata])``, each with its QUEUED line,
+        in one statement; ``ValueError`` naming the agent_ids that already exist (nothing is
+        written). Metadata must be checked already (``validate_metadata``)."""
         import psycopg
 
-        agent_ids = [agent_id for agent_id, _, _ in items]
-        params = {
+        agent_ids = [item[0] for item in items]
+        params: dict[str, Any] = {
             "agent_ids": agent_ids,
-            "types": [task_name for _, task_name, _ in items],
-            "messages": [message for _, _, message in items],
+            "types": [item[1] for item in items],
+            "messages": [item[2] for item in items],
             "now": utcnow(),
         }
+        metadata = [item[3] if len(item) > 3 else None for item in items]  # type: ignore[misc]
+        statement = CREATE
+        if any(m is not None for m in metadata):
+            statement = CREATE_WITH_METADATA
+            params["metadata"] = [None if m is None else json.dumps(m) for m in metadata]
         try:
             async with self._connection() as conn:
-                await conn.execute(CREATE, params)
+                await conn.execute(statement, params)
         except psycopg.errors.UniqueViolation as error:
             raise ValueError(await self._taken(agent_ids)) from error
 

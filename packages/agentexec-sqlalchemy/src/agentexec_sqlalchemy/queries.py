@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from agentexec.activity.status import Status
-from sqlalchemy import ColumnElement, Select, and_, func, literal, select, type_coerce
+from sqlalchemy import ColumnElement, Select, String, and_, func, literal, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.selectable import ScalarSelect
@@ -64,27 +64,45 @@ def is_pending(activity_id: Any) -> ColumnElement[bool]:
 
 
 def metadata_matches(metadata: dict[str, Any], dialect: Dialect) -> ColumnElement[bool]:
-    """Every key of ``metadata`` equals the activity's value for it (JSON equality)."""
+    """The activity's metadata has every pair of the (validated) filter ``metadata``, compared
+    as typed JSON (:mod:`agentexec.activity.metadata`)."""
     column = Activity.metadata_
     if dialect.name == "postgresql":
         as_jsonb = type_coerce(column, JSONB)
-        # @> uses the GIN index; the per-key equality makes nested values match exactly
+        # @> is what the GIN index (jsonb_path_ops) answers; for scalars it is exact (jsonb
+        # compares typed: 1 = 1.0, but never 1 = true or 1 = "1"). A list or object value is
+        # only *contained* by @>, so those keys are compared whole as well.
         return and_(
             as_jsonb.contains(metadata),
-            *(as_jsonb[key] == type_coerce(value, JSONB) for key, value in metadata.items()),
+            *(
+                as_jsonb[key] == type_coerce(value, JSONB)
+                for key, value in metadata.items()
+                if isinstance(value, dict | list)
+            ),
         )
-    # SQLite: json_extract turns both sides into SQL values (true -> 1, objects -> minified text)
-    return and_(
-        *(
-            func.json_extract(column, _json_path(key))
-            == func.json_extract(literal(json.dumps(value)), "$")
-            for key, value in metadata.items()
-        )
-    )
+    return and_(*(_sqlite_pair(column, key, value) for key, value in metadata.items()))
 
 
-def _json_path(key: str) -> str:
-    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _sqlite_pair(column: Any, key: str, value: Any) -> ColumnElement[bool]:
+    """SQLite: a top-level ``key`` whose JSON type and value equal ``value``'s. ``json_each``
+    matches the key as text (no JSON path, so any key works); its ``type`` keeps JSON's types
+    apart (``atom`` alone reads ``true`` as 1). Lists and objects compare as minified JSON text:
+    stores write object keys sorted, and so is the filter."""
+    item = func.json_each(column).table_valued("key", "type", "atom", "value").alias("meta")
+    if value is None:
+        same = item.c.type == "null"
+    elif value is True or value is False:
+        same = item.c.type == ("true" if value else "false")
+    elif isinstance(value, int | float):
+        same = and_(item.c.type.in_(("integer", "real")), item.c.atom == literal(value))
+    elif isinstance(value, str):
+        same = and_(item.c.type == "text", item.c.atom == literal(value, String()))
+    else:
+        same = and_(
+            item.c.type == ("object" if isinstance(value, dict) else "array"),
+            item.c.value == func.json(literal(json.dumps(value), String())),
+        )
+    return select(literal(1)).select_from(item).where(item.c.key == literal(key, String()), same).exists()
 
 
 def filters(
@@ -93,7 +111,7 @@ def filters(
     conditions: list[ColumnElement[bool]] = []
     if status is not None:
         conditions.append(latest_status(Activity.id) == Status(status))
-    if metadata:
+    if metadata is not None:
         conditions.append(metadata_matches(metadata, dialect))
     return conditions
 
@@ -126,6 +144,7 @@ def list_page(
             Activity.agent_type,
             Activity.created_at,
             Activity.updated_at,
+            Activity.metadata_.label("activity_metadata"),
             latest.c.status,
             latest.c.message.label("latest_log"),
             latest_percentage(Activity.id).label("latest_percentage"),

@@ -111,6 +111,33 @@ class SQLResults(SQLTransport):
         won = conn.execute(self.dialect_sql(sql.CLAIM), {"key": key, "exp": now + ttl}).first()
         return won is not None
 
+    async def incr(self, key: str, amount: int, ttl: int) -> int:
+        """:class:`agentexec.backends.Counters`: a row ``counter:<key>`` of the results table
+        (its value as decimal text), read and written under the row lock (PostgreSQL) or the
+        write lock (SQLite) of one transaction."""
+        return await self.run_write(self._incr, f"counter:{key}", int(amount), ttl)
+
+    def _incr(self, conn: Connection, key: str, amount: int, ttl: int) -> int:
+        now = time.time()
+        conn.execute(sql.DELETE_EXPIRED_RESULT, {"key": key, "ts": now})
+        conn.execute(self.dialect_sql(sql.CLAIM), {"key": key, "exp": now + ttl})  # 0 if absent
+        row = conn.execute(sql.LOCK_RESULT, {"key": key}).first()
+        value = (_as_int(row.data) if row is not None else 0) + amount
+        conn.execute(sql.SET_DATA, {"k": key, "value": str(value).encode(), "exp": now + ttl})
+        return value
+
+    async def counter(self, key: str) -> int:
+        value = await self._fetch(f"counter:{key}")
+        return _as_int(value) if value is not None else 0
+
     async def close(self) -> None:
         """Nothing to release: the engine is the process's, shared with the activity store."""
         return None
+
+
+def _as_int(data: bytes) -> int:
+    """A counter row's value; a claim marker (what ``CLAIM`` inserts) reads as 0."""
+    try:
+        return int(bytes(data).decode())
+    except ValueError:
+        return 0

@@ -21,6 +21,7 @@ from uuid import UUID
 
 import anyio.to_thread
 import sqlalchemy as sa
+from agentexec.activity.metadata import validate_metadata, validate_metadata_filter
 from agentexec.activity.schemas import (
     ActivityDetailSchema,
     ActivityListItemSchema,
@@ -28,14 +29,20 @@ from agentexec.activity.schemas import (
     ActivityLogSchema,
 )
 from agentexec.activity.status import Status
-from agentexec.backends import LogEntry, UnknownActivityError, validate_percentage
+from agentexec.backends import (
+    ActivityItem,
+    LogEntry,
+    UnknownActivityError,
+    activity_item_metadata,
+    validate_percentage,
+)
 from agentexec.backends import as_uuid as _uuid
 from sqlalchemy import exc, select
 from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy import queries, writes
 from agentexec_sqlalchemy.engine import get_engine
-from agentexec_sqlalchemy.errors import MissingTablesError, is_unique_violation
+from agentexec_sqlalchemy.errors import MissingTablesError, is_transient, is_unique_violation
 from agentexec_sqlalchemy.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE, Activity, ActivityLog
 from agentexec_sqlalchemy.pg_writes import PgWriter
 from agentexec_sqlalchemy.types import utcnow
@@ -50,6 +57,10 @@ _TICK = timedelta(microseconds=1)
 _ActivityRow = tuple[UUID, str, str, "dict[str, Any] | None"]
 
 
+def _checked(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if metadata is None else validate_metadata(metadata)
+
+
 def _chunks(items: Sequence[T]) -> Iterable[builtins.list[T]]:
     for start in range(0, len(items), _CHUNK):
         yield builtins.list(items[start : start + _CHUNK])
@@ -61,6 +72,12 @@ class SQLActivityStore:
     The tables must exist: ``ax.Base.metadata.create_all(engine)``. A call on a database
     without them raises :class:`~agentexec_sqlalchemy.errors.MissingTablesError`, saying so.
     """
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """:class:`agentexec.backends.TransientErrors`: the database unreachable or unable to
+        write for now (a worker waits), as opposed to refusing the data."""
+        return is_transient(exc)
 
     def __init__(self, source: str | Engine) -> None:
         self.engine = get_engine(source)
@@ -77,6 +94,18 @@ class SQLActivityStore:
 
     def __repr__(self) -> str:
         return f"SQLActivityStore({self.url!r})"
+
+    def rebind_global_session(self) -> None:
+        """When the process-global session (``set_global_session``) is bound to another
+        database, bind it to this store's engine instead. ``ax.Pool(engine=...)`` calls it, as
+        the original agentexec's ``Pool`` binds the global session to the engine it is given;
+        without it, ``ax.activity`` kept writing to the earlier engine. A process that never
+        set a global session keeps none (this store uses its own engine)."""
+        from agentexec_sqlalchemy import session as global_session
+
+        bound = global_session.global_engine()
+        if bound is not None and bound is not self.engine:
+            global_session.set_global_session(self.engine)
 
     def ensure_schema(self) -> None:
         """Create the activity tables that are missing (the embedded default calls this; with
@@ -127,6 +156,7 @@ class SQLActivityStore:
         metadata: dict[str, Any] | None = None,
     ) -> UUID:
         agent_id = _uuid(agent_id) if agent_id is not None else uuid.uuid4()
+        metadata = validate_metadata(metadata)
         with self._uow(session, write=True) as conn:
             self._insert_activities(conn, [(agent_id, task_name, message, metadata)])
         return agent_id
@@ -158,12 +188,22 @@ class SQLActivityStore:
         metadata: dict[str, Any] | None = None,
     ) -> ActivityListSchema:
         queries.check_page(page, page_size)
+        found = validate_metadata_filter(metadata)
         with self._uow(session, write=False) as conn:
-            return self._list(conn, page, page_size, status, metadata)
+            return self._list(conn, page, page_size, status, found)
 
-    def detail(self, agent_id: UUID, session: Any = None) -> ActivityDetailSchema | None:
+    def detail(
+        self, agent_id: UUID, session: Any = None, metadata: dict[str, Any] | None = None
+    ) -> ActivityDetailSchema | None:
+        found = validate_metadata_filter(metadata)
         with self._uow(session, write=False) as conn:
-            return self._detail(conn, _uuid(agent_id))
+            return self._detail(conn, _uuid(agent_id), found)
+
+    def count_active(self, session: Any = None, metadata: dict[str, Any] | None = None) -> int:
+        """QUEUED or RUNNING activities (matching the ``metadata`` filter, when given)."""
+        found = validate_metadata_filter(metadata)
+        with self._uow(session, write=False) as conn:
+            return self._count_active(conn, found)
 
     # -- async twins -----------------------------------------------------------------------
     async def acreate(
@@ -174,21 +214,23 @@ class SQLActivityStore:
         metadata: dict[str, Any] | None = None,
     ) -> UUID:
         agent_id = _uuid(agent_id) if agent_id is not None else uuid.uuid4()
-        if self._pg is not None and metadata is None:
-            await self._fast(self._pg.create([(agent_id, task_name, message)]))
+        metadata = validate_metadata(metadata)
+        if self._pg is not None:
+            await self._fast(self._pg.create([(agent_id, task_name, message, metadata)]))
             return agent_id
         rows: builtins.list[_ActivityRow] = [(agent_id, task_name, message, metadata)]
         await self._in_thread(lambda conn: self._insert_activities(conn, rows))
         return agent_id
 
-    async def acreate_many(self, items: Sequence[tuple[UUID, str, str]]) -> None:
+    async def acreate_many(self, items: Sequence[ActivityItem]) -> None:
         rows: builtins.list[_ActivityRow] = [
-            (_uuid(agent_id), task_name, message, None) for agent_id, task_name, message in items
+            (_uuid(item[0]), item[1], item[2], _checked(activity_item_metadata(item)))
+            for item in items
         ]
         if not rows:
             return
         if self._pg is not None:
-            await self._fast(self._pg.create([(a, t, m) for a, t, m, _ in rows]))
+            await self._fast(self._pg.create(rows))
             return
         await self._in_thread(lambda conn: self._insert_activities(conn, rows))
 
@@ -215,16 +257,30 @@ class SQLActivityStore:
             return
         await self._in_thread(lambda conn: self._append_entries(conn, batch))
 
-    async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None:
-        return await self._in_thread(lambda conn: self._detail(conn, _uuid(agent_id)), write=False)
+    async def adetail(
+        self, agent_id: UUID, metadata: dict[str, Any] | None = None
+    ) -> ActivityDetailSchema | None:
+        found = validate_metadata_filter(metadata)
+        return await self._in_thread(
+            lambda conn: self._detail(conn, _uuid(agent_id), found), write=False
+        )
 
     async def alist(
-        self, page: int = 1, page_size: int = 50, status: Status | None = None
+        self,
+        page: int = 1,
+        page_size: int = 50,
+        status: Status | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> ActivityListSchema:
         queries.check_page(page, page_size)
+        found = validate_metadata_filter(metadata)
         return await self._in_thread(
-            lambda conn: self._list(conn, page, page_size, status, None), write=False
+            lambda conn: self._list(conn, page, page_size, status, found), write=False
         )
+
+    async def acount_active(self, metadata: dict[str, Any] | None = None) -> int:
+        found = validate_metadata_filter(metadata)
+        return await self._in_thread(lambda conn: self._count_active(conn, found), write=False)
 
     async def acancel_pending(self) -> int:
         return await self._in_thread(self._cancel_pending)
@@ -290,7 +346,7 @@ class SQLActivityStore:
                 status=row.status if row.status is not None else Status.QUEUED,
                 latest_log=row.latest_log,
                 latest_percentage=row.latest_percentage,
-            )
+            ).with_metadata(row.activity_metadata)
             for row in rows
         ]
         return ActivityListSchema(
@@ -301,16 +357,24 @@ class SQLActivityStore:
             pages=ActivityListSchema.page_count(total, page_size),
         )
 
-    def _detail(self, conn: Connection, agent_id: UUID) -> ActivityDetailSchema | None:
+    def _count_active(self, conn: Connection, metadata: dict[str, Any] | None) -> int:
+        conditions = [queries.is_pending(Activity.id)]
+        conditions += queries.filters(None, metadata, conn.dialect)
+        return int(conn.scalar(queries.count_activities(*conditions)) or 0)
+
+    def _detail(
+        self, conn: Connection, agent_id: UUID, metadata: dict[str, Any] | None = None
+    ) -> ActivityDetailSchema | None:
         log = ActivityLog
         stmt = (
             select(
                 Activity.agent_id, Activity.agent_type, Activity.created_at, Activity.updated_at,
+                Activity.metadata_.label("activity_metadata"),
                 log.id, log.message, log.status, log.percentage,
                 log.created_at.label("log_created_at"),
             )
             .outerjoin(log, log.activity_id == Activity.id)
-            .where(Activity.agent_id == agent_id)
+            .where(Activity.agent_id == agent_id, *queries.filters(None, metadata, conn.dialect))
             .order_by(log.created_at, log.id)
         )
         rows = conn.execute(stmt).all()
@@ -335,7 +399,7 @@ class SQLActivityStore:
                 (entry.percentage for entry in reversed(logs) if entry.percentage is not None), None
             ),
             logs=logs,
-        )
+        ).with_metadata(first.activity_metadata)
 
     def _insert_activities(self, conn: Connection, items: Sequence[_ActivityRow]) -> None:
         if len(items) > 1:

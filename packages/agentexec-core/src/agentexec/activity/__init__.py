@@ -4,6 +4,12 @@ Each function delegates to the process's activity store (the SQLAlchemy store by
 optional ``session`` is a SQLAlchemy ``Session``; without it the process-global session from
 ``agentexec.core.db.set_global_session`` (or the store's own) is used. The ``a``-prefixed twins
 are for async code such as task handlers, so the event loop never blocks on the database.
+
+Tenancy: ``metadata=`` on ``create`` (and on ``ax.enqueue``) attaches JSON to an activity;
+``metadata_filter=`` on ``list``/``detail``/``count_active`` and their async twins keeps only
+the activities whose metadata has every given key/value pair. The rules (typed JSON equality,
+NUL refused, ``{}`` refused) are in :mod:`agentexec.activity.metadata`; list items and details
+carry ``.metadata``, which is never serialized.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from agentexec.activity.metadata import validate_metadata, validate_metadata_filter
 from agentexec.activity.schemas import (
     ActivityDetailSchema,
     ActivityListItemSchema,
@@ -37,13 +44,16 @@ __all__ = [
     "Status",
     "acancel_pending",
     "acomplete",
+    "acount_active",
     "acreate",
     "adetail",
     "aerror",
     "alist",
+    "active_count",
     "aupdate",
     "cancel_pending",
     "complete",
+    "count_active",
     "create",
     "detail",
     "error",
@@ -108,14 +118,16 @@ async def _awritten(agent_id: str | UUID | None = None, writing: bool = True) ->
 def create(
     task_name: str,
     message: str,
-    agent_id: UUID | None = None,
+    agent_id: UUID | str | None = None,
     session: Any = None,
     metadata: dict[str, Any] | None = None,
 ) -> UUID:
-    """Create an activity (status QUEUED) and return its agent_id."""
+    """Create an activity (status QUEUED) and return its agent_id. ``metadata``: JSON to filter
+    by later (``list(metadata_filter=...)``)."""
     message = _cap(message)
     return _store().create(
-        task_name, message, _uuid(agent_id) if agent_id is not None else None, session, metadata
+        task_name, message, _uuid(agent_id) if agent_id is not None else None, session,
+        validate_metadata(metadata),
     )
 
 
@@ -154,39 +166,84 @@ def cancel_pending(session: Any = None) -> int:
     return _store().cancel_pending(session)
 
 
+def _filter(metadata_filter: Any, metadata: Any) -> dict[str, Any] | None:
+    """The one metadata filter of a call: ``metadata_filter=`` (the original agentexec's name)
+    or ``metadata=`` (this package's earlier name), checked."""
+    if metadata is not None:
+        if metadata_filter is not None:
+            raise TypeError("pass metadata_filter= or metadata=, not both (they are the same filter)")
+        metadata_filter = metadata
+    return validate_metadata_filter(metadata_filter)
+
+
 def list(
     session: Any = None,
     page: int = 1,
     page_size: int = 50,
     status: Status | None = None,
     metadata: dict[str, Any] | None = None,
+    *,
+    metadata_filter: dict[str, Any] | None = None,
 ) -> ActivityListSchema:
-    """A page of activities, newest first."""
+    """A page of activities, newest first; ``status=`` and ``metadata_filter=`` narrow it
+    (``metadata=`` is another name for ``metadata_filter=``)."""
+    found = _filter(metadata_filter, metadata)
     _written()
-    return _store().list(session, page, page_size, status, metadata)
+    if found is None:
+        return _store().list(session, page, page_size, status)
+    return _store().list(session, page, page_size, status, found)
 
 
-def detail(session: Any = None, agent_id: str | UUID | None = None) -> ActivityDetailSchema | None:
-    """One activity with its whole log, or ``None``. ``detail(agent_id)`` works too."""
+def detail(
+    session: Any = None,
+    agent_id: str | UUID | None = None,
+    metadata_filter: dict[str, Any] | None = None,
+) -> ActivityDetailSchema | None:
+    """One activity with its whole log, or ``None`` (also when ``metadata_filter`` does not
+    match it). ``detail(agent_id)`` works too."""
     if agent_id is None:
         if isinstance(session, UUID | str):
             session, agent_id = None, session
         else:
             raise TypeError("detail() needs an agent_id: ax.activity.detail(session, agent_id)")
+    found = validate_metadata_filter(metadata_filter)
     _written(agent_id)
-    return _store().detail(_uuid(agent_id), session)
+    if found is None:
+        return _store().detail(_uuid(agent_id), session)
+    return _store().detail(_uuid(agent_id), session, metadata=found)
+
+
+def count_active(session: Any = None, metadata_filter: dict[str, Any] | None = None) -> int:
+    """How many activities are QUEUED or RUNNING (with ``metadata_filter``: of those, how many
+    match it)."""
+    from agentexec.backends import ActiveCount  # a cycle at import time, as in _uuid
+
+    found = validate_metadata_filter(metadata_filter)
+    _written()
+    store = _store()
+    if isinstance(store, ActiveCount):
+        return store.count_active(session, found)
+    return sum(
+        (store.list(session, 1, 1, s) if found is None else store.list(session, 1, 1, s, found)).total
+        for s in Status.pending()
+    )
+
+
+#: the original agentexec's README name of :func:`count_active`
+active_count = count_active
 
 
 # -- async twins -----------------------------------------------------------------------------
 async def acreate(
     task_name: str,
     message: str,
-    agent_id: UUID | None = None,
+    agent_id: UUID | str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> UUID:
     message = _cap(message)
     return await _store().acreate(
-        task_name, message, _uuid(agent_id) if agent_id is not None else None, metadata
+        task_name, message, _uuid(agent_id) if agent_id is not None else None,
+        validate_metadata(metadata),
     )
 
 
@@ -219,13 +276,41 @@ async def acancel_pending() -> int:
 
 
 async def alist(
-    page: int = 1, page_size: int = 50, status: Status | None = None
+    page: int = 1,
+    page_size: int = 50,
+    status: Status | None = None,
+    *,
+    metadata_filter: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> ActivityListSchema:
+    found = _filter(metadata_filter, metadata)
     await _awritten(writing=False)
-    return await _store().alist(page, page_size, status)
+    if found is None:
+        return await _store().alist(page, page_size, status)
+    return await _store().alist(page, page_size, status, metadata=found)
 
 
-async def adetail(agent_id: str | UUID) -> ActivityDetailSchema | None:
+async def adetail(
+    agent_id: str | UUID, metadata_filter: dict[str, Any] | None = None
+) -> ActivityDetailSchema | None:
+    found = validate_metadata_filter(metadata_filter)
     await _awritten(agent_id, writing=False)
-    return await _store().adetail(_uuid(agent_id))
+    if found is None:
+        return await _store().adetail(_uuid(agent_id))
+    return await _store().adetail(_uuid(agent_id), metadata=found)
 
+
+async def acount_active(metadata_filter: dict[str, Any] | None = None) -> int:
+    """The async :func:`count_active`."""
+    from agentexec.backends import ActiveCount
+
+    found = validate_metadata_filter(metadata_filter)
+    await _awritten(writing=False)
+    store = _store()
+    if isinstance(store, ActiveCount):
+        return await store.acount_active(found)
+    total = 0
+    for s in Status.pending():
+        page = await (store.alist(1, 1, s) if found is None else store.alist(1, 1, s, metadata=found))
+        total += page.total
+    return total

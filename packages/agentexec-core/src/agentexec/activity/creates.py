@@ -28,12 +28,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import anyio
 import anyio.to_thread
 
-from agentexec.backends import ActivityStore
+from agentexec.backends import ActivityItem, ActivityStore
+from agentexec.faults import clean_text, describe, is_transient
 
 log = logging.getLogger("agentexec")
 
@@ -49,7 +51,7 @@ LINGER = 0.001
 
 @dataclass(eq=False)
 class _Batch:
-    items: dict[int, list[tuple[UUID, str, str]]] = field(default_factory=dict)
+    items: dict[int, list[ActivityItem]] = field(default_factory=dict)
     stores: dict[int, ActivityStore] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -77,11 +79,22 @@ class CreateBehind:
     def mark_checked(self, store: ActivityStore) -> None:
         self._checked[id(store)] = store
 
-    def submit(self, store: ActivityStore, agent_id: UUID, task_name: str, message: str) -> None:
+    def submit(
+        self,
+        store: ActivityStore,
+        agent_id: UUID,
+        task_name: str,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        item: ActivityItem = (
+            (agent_id, task_name, message) if metadata is None
+            else (agent_id, task_name, message, metadata)
+        )
         with self._lock:
             batch = self._open
             batch.stores[id(store)] = store
-            batch.items.setdefault(id(store), []).append((agent_id, task_name, message))
+            batch.items.setdefault(id(store), []).append(item)
             self._pending[agent_id] = batch
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="agentexec-creates", daemon=True)
@@ -134,43 +147,71 @@ class CreateBehind:
             finally:
                 with self._lock:
                     for items in batch.items.values():
-                        for agent_id, _, _ in items:
-                            if self._pending.get(agent_id) is batch:
-                                del self._pending[agent_id]
+                        for item in items:
+                            if self._pending.get(item[0]) is batch:
+                                del self._pending[item[0]]
                 batch.done.set()
                 last = time.monotonic()
 
     async def _write(self, batch: _Batch) -> None:
         for key, items in batch.items.items():
-            store = batch.stores[key]
-            deadline = time.monotonic() + RETRY_FOR
-            delay = 0.05
-            while True:
-                try:
-                    await _create(store, items)
-                    break
-                except Exception as exc:
-                    if time.monotonic() >= deadline:
-                        log.error(
-                            "agentexec: %d queued activities not created (%s: %s); workers create "
-                            "them when they take the tasks", len(items), type(exc).__name__, exc,
-                        )
-                        break
-                    log.warning("agentexec: creating %d queued activities failed (%s); retrying",
-                                len(items), exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+            await _create_isolated(batch.stores[key], items, time.monotonic() + RETRY_FOR)
 
 
-async def _create(store: ActivityStore, items: list[tuple[UUID, str, str]]) -> None:
+async def _create_isolated(
+    store: ActivityStore, items: list[ActivityItem], deadline: float
+) -> None:
+    """Create ``items``, retrying while the store is unreachable (until ``deadline``). A batch
+    the store refuses (one activity it cannot hold) is split until that one is alone, so the
+    others are created; the refused one is logged, and the worker that takes its task tries
+    again from the task."""
+    delay = 0.05
+    while True:
+        try:
+            await _create(store, items)
+            return
+        except Exception as exc:
+            if is_transient(exc, store):
+                if time.monotonic() >= deadline:
+                    log.error(
+                        "agentexec: %d queued activities not created (%s); workers create "
+                        "them when they take the tasks", len(items), describe(exc),
+                    )
+                    return
+                log.warning("agentexec: creating %d queued activities failed (%s); retrying",
+                            len(items), describe(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if len(items) == 1:
+                agent_id, task_name = items[0][0], items[0][1]
+                log.error(
+                    "agentexec: the store refused the activity of %s (task %r): %s",
+                    agent_id, clean_text(task_name, 80), describe(exc),
+                )
+                return
+            half = len(items) // 2
+            await _create_isolated(store, items[:half], deadline)
+            await _create_isolated(store, items[half:], deadline)
+            return
+
+
+async def _create(store: ActivityStore, items: list[ActivityItem]) -> None:
     try:
         await store.acreate_many(items)
+    except UnicodeError:
+        raise  # text no driver takes: _create_isolated finds which
     except ValueError:
         # one already exists: the worker that took its task first created it (enqueue's
         # agent_ids are fresh uuid4s); create the others one by one
-        for agent_id, task_name, message in items:
+        for item in items:
             try:
-                await store.acreate(task_name, message, agent_id)
+                if len(item) > 3:
+                    await store.acreate(item[1], item[2], item[0], item[3])  # type: ignore[misc]
+                else:
+                    await store.acreate(item[1], item[2], item[0])
+            except UnicodeError:
+                raise
             except ValueError:
                 pass
 

@@ -1,13 +1,70 @@
-"""The response schemas of ``ax.activity.list`` and ``ax.activity.detail`` (spec/activity-api.md)."""
+"""The response schemas of ``ax.activity.list`` and ``ax.activity.detail`` (spec/activity-api.md).
+
+Beyond the spec's fields (which are exactly what serializes):
+
+- ``.metadata`` of a list item and of a detail is the activity's metadata (see
+  :mod:`agentexec.activity.metadata`), readable in Python but never part of ``model_dump()`` /
+  ``model_dump_json()``, so returning a schema from an API never leaks one tenant's metadata.
+- The original agentexec's names are read-only aliases of the spec's: ``total_pages`` (``pages``),
+  ``latest_log_message`` (``latest_log``), ``percentage`` (``latest_percentage``); they are
+  accepted on construction too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    model_validator,
+)
 
 from agentexec.activity.status import Status
+
+
+def _metadata_of(data: Any) -> dict[str, Any] | None:
+    """The metadata carried by what a schema is validated from: a dict's ``metadata`` (or
+    ``metadata_``) key, or an ORM row's ``metadata_`` attribute (``metadata`` on a mapped class
+    is SQLAlchemy's ``MetaData``, never the activity's)."""
+    if isinstance(data, Mapping):
+        found = data.get("metadata", data.get("metadata_"))
+    else:
+        found = getattr(data, "metadata_", None)
+    return dict(found) if isinstance(found, Mapping) else None
+
+
+class _WithMetadata(BaseModel):
+    """``.metadata``: readable, excluded from serialization (a private attribute)."""
+
+    _metadata: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_metadata(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        model = handler(data)
+        metadata = _metadata_of(data)
+        if metadata is not None:
+            model._metadata = metadata
+        return model
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The activity's metadata (``None`` when it has none); not serialized."""
+        return self._metadata
+
+    def with_metadata(self, metadata: Mapping[str, Any] | None) -> Self:
+        """This schema, carrying ``metadata`` (for stores: ``Schema(...).with_metadata(m)``;
+        ``Schema(..., metadata=m)`` works too, but type checkers only know the fields)."""
+        self._metadata = None if metadata is None else dict(metadata)
+        return self
 
 
 class ActivityLogSchema(BaseModel):
@@ -20,7 +77,7 @@ class ActivityLogSchema(BaseModel):
     created_at: datetime
 
 
-class ActivityDetailSchema(BaseModel):
+class ActivityDetailSchema(_WithMetadata):
     model_config = ConfigDict(from_attributes=True)
 
     agent_id: UUID
@@ -28,11 +85,18 @@ class ActivityDetailSchema(BaseModel):
     created_at: datetime
     updated_at: datetime
     status: Status
-    latest_percentage: int | None
+    latest_percentage: int | None = Field(
+        validation_alias=AliasChoices("latest_percentage", "percentage")
+    )
     logs: list[ActivityLogSchema]
 
+    @property
+    def percentage(self) -> int | None:
+        """The original agentexec's name of ``latest_percentage``."""
+        return self.latest_percentage
 
-class ActivityListItemSchema(BaseModel):
+
+class ActivityListItemSchema(_WithMetadata):
     model_config = ConfigDict(from_attributes=True)
 
     agent_id: UUID
@@ -40,8 +104,20 @@ class ActivityListItemSchema(BaseModel):
     created_at: datetime
     updated_at: datetime
     status: Status
-    latest_log: str | None
-    latest_percentage: int | None
+    latest_log: str | None = Field(validation_alias=AliasChoices("latest_log", "latest_log_message"))
+    latest_percentage: int | None = Field(
+        validation_alias=AliasChoices("latest_percentage", "percentage")
+    )
+
+    @property
+    def latest_log_message(self) -> str | None:
+        """The original agentexec's name of ``latest_log``."""
+        return self.latest_log
+
+    @property
+    def percentage(self) -> int | None:
+        """The original agentexec's name of ``latest_percentage``."""
+        return self.latest_percentage
 
 
 class ActivityListSchema(BaseModel):
@@ -49,7 +125,12 @@ class ActivityListSchema(BaseModel):
     total: int
     page: int
     page_size: int
-    pages: int
+    pages: int = Field(validation_alias=AliasChoices("pages", "total_pages"))
+
+    @property
+    def total_pages(self) -> int:
+        """The original agentexec's name of ``pages``."""
+        return self.pages
 
     @staticmethod
     def page_count(total: int, page_size: int) -> int:

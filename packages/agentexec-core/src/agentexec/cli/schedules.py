@@ -73,6 +73,7 @@ def _list(args: argparse.Namespace) -> int:
                 "name": s.name, "task": s.task_name, "rule": s.timing.describe(),
                 "timezone": s.timezone, "enabled": s.enabled,
                 "repeat": "forever" if s.repeat is None else s.repeat,
+                "firings": "forever" if s.firings is None else s.firings,
                 "priority": s.priority.value, "queue": s.queue_name, "description": s.description,
                 "next": [t.astimezone(s.timing.tz).isoformat() for t in upcoming],
             }
@@ -85,7 +86,7 @@ def _list(args: argparse.Namespace) -> int:
                   "pool.add_schedule(...) or --schedules FILE.")
         return 0
     table = Table(title=f"Schedules of {args.pool}", title_justify="left")
-    for column in ("name", "task", "rule", "timezone", "repeat", "next fire times"):
+    for column in ("name", "task", "rule", "timezone", "firings", "next fire times"):
         table.add_column(column, no_wrap=column != "next fire times")
     for s, upcoming in plans:
         when = "\n".join(
@@ -94,7 +95,7 @@ def _list(args: argparse.Namespace) -> int:
             for t in upcoming
         )
         table.add_row(plain(s.name), plain(s.task_name), s.timing.describe(), s.timezone,
-                      "forever" if s.repeat is None else str(s.repeat),
+                      "forever" if s.firings is None else str(s.firings),
                       when if s.enabled else "[dim]disabled[/]")
     out.print(table)
     return 0

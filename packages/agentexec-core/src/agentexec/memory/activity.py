@@ -12,6 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from agentexec.activity.metadata import (
+    metadata_matches,
+    validate_metadata,
+    validate_metadata_filter,
+)
 from agentexec.activity.schemas import (
     ActivityDetailSchema,
     ActivityListItemSchema,
@@ -19,7 +24,13 @@ from agentexec.activity.schemas import (
     ActivityLogSchema,
 )
 from agentexec.activity.status import Status
-from agentexec.backends import LogEntry, UnknownActivityError, validate_percentage
+from agentexec.backends import (
+    ActivityItem,
+    LogEntry,
+    UnknownActivityError,
+    activity_item_metadata,
+    validate_percentage,
+)
 from agentexec.backends import as_uuid as _uuid
 
 
@@ -71,6 +82,7 @@ class MemoryActivityStore:
         metadata: dict[str, Any] | None = None,
     ) -> UUID:
         agent_id = _uuid(agent_id) if agent_id is not None else uuid.uuid4()
+        metadata = validate_metadata(metadata)
         now = _now()
         with self._lock:
             if agent_id in self._records:
@@ -124,8 +136,9 @@ class MemoryActivityStore:
             records = sorted(self._records.values(), key=lambda r: r.created_at, reverse=True)
             if status is not None:
                 records = [r for r in records if r.status == status]
-            if metadata:
-                records = [r for r in records if r.metadata and all(r.metadata.get(k) == v for k, v in metadata.items())]
+            found = validate_metadata_filter(metadata)
+            if found is not None:
+                records = [r for r in records if metadata_matches(r.metadata, found)]
             total = len(records)
             chunk = records[(page - 1) * page_size : page * page_size]
             items = [
@@ -133,7 +146,7 @@ class MemoryActivityStore:
                     agent_id=r.agent_id, agent_type=r.agent_type, created_at=r.created_at,
                     updated_at=r.updated_at, status=r.status, latest_log=r.logs[-1].message,
                     latest_percentage=r.latest_percentage,
-                )
+                ).with_metadata(r.metadata)
                 for r in chunk
             ]
         return ActivityListSchema(
@@ -141,16 +154,31 @@ class MemoryActivityStore:
             pages=ActivityListSchema.page_count(total, page_size),
         )
 
-    def detail(self, agent_id: UUID | str, session: Any = None) -> ActivityDetailSchema | None:
+    def detail(
+        self, agent_id: UUID | str, session: Any = None, metadata: dict[str, Any] | None = None
+    ) -> ActivityDetailSchema | None:
+        found = validate_metadata_filter(metadata)
         with self._lock:
             rec = self._records.get(_uuid(agent_id))
-            if rec is None:
+            if rec is None or (found is not None and not metadata_matches(rec.metadata, found)):
                 return None
             return ActivityDetailSchema(
                 agent_id=rec.agent_id, agent_type=rec.agent_type, created_at=rec.created_at,
                 updated_at=rec.updated_at, status=rec.status,
                 latest_percentage=rec.latest_percentage, logs=builtins.list(rec.logs),
+            ).with_metadata(rec.metadata)
+
+    def count_active(self, session: Any = None, metadata: dict[str, Any] | None = None) -> int:
+        found = validate_metadata_filter(metadata)
+        with self._lock:
+            return sum(
+                1 for r in self._records.values()
+                if r.status in Status.pending()
+                and (found is None or metadata_matches(r.metadata, found))
             )
+
+    async def acount_active(self, metadata: dict[str, Any] | None = None) -> int:
+        return self.count_active(metadata=metadata)
 
     # -- async twins -------------------------------------------------------------------
     async def acreate(
@@ -162,9 +190,9 @@ class MemoryActivityStore:
     ) -> UUID:
         return self.create(task_name, message, agent_id, metadata=metadata)
 
-    async def acreate_many(self, items: Sequence[tuple[UUID, str, str]]) -> None:
-        for agent_id, task_name, message in items:
-            self.create(task_name, message, agent_id)
+    async def acreate_many(self, items: Sequence[ActivityItem]) -> None:
+        for item in items:
+            self.create(item[1], item[2], item[0], metadata=activity_item_metadata(item))
 
     async def aappend(
         self,
@@ -184,13 +212,19 @@ class MemoryActivityStore:
         for e in entries:
             self.append(e.agent_id, e.message, e.status, e.percentage)
 
-    async def adetail(self, agent_id: UUID) -> ActivityDetailSchema | None:
-        return self.detail(agent_id)
+    async def adetail(
+        self, agent_id: UUID, metadata: dict[str, Any] | None = None
+    ) -> ActivityDetailSchema | None:
+        return self.detail(agent_id, metadata=metadata)
 
     async def alist(
-        self, page: int = 1, page_size: int = 50, status: Status | None = None
+        self,
+        page: int = 1,
+        page_size: int = 50,
+        status: Status | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> ActivityListSchema:
-        return self.list(page=page, page_size=page_size, status=status)
+        return self.list(page=page, page_size=page_size, status=status, metadata=metadata)
 
     async def acancel_pending(self) -> int:
         return self.cancel_pending()

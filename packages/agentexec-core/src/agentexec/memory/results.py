@@ -21,6 +21,7 @@ class MemoryResults:
         self._staged: dict[UUID, tuple[bytes, float]] = {}
         self._waiters: dict[UUID, Waiters] = {}
         self._claims: dict[str, float] = {}
+        self._counters: dict[str, tuple[int, float]] = {}
 
     def _live(self, agent_id: UUID) -> bytes | None:
         item = self._values.get(agent_id)
@@ -90,6 +91,20 @@ class MemoryResults:
                 return False
             self._claims[key] = now + ttl
             return True
+
+    async def incr(self, key: str, amount: int, ttl: int) -> int:
+        """:class:`agentexec.backends.Counters`."""
+        now = time.monotonic()
+        with self._lock:
+            value, expires = self._counters.get(key, (0, now))
+            value = (value if expires > now else 0) + amount
+            self._counters[key] = (value, now + ttl)
+            return value
+
+    async def counter(self, key: str) -> int:
+        with self._lock:
+            value, expires = self._counters.get(key, (0, 0.0))
+            return value if expires > time.monotonic() else 0
 
     async def close(self) -> None:
         return None

@@ -10,9 +10,11 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from agentexec.activity.metadata import validate_metadata
 from agentexec.activity.status import Status
 from agentexec.backends import as_uuid as _uuid
 from agentexec.config import CONF
+from agentexec.faults import error_message
 from agentexec.pipeline._engine import PipelineStepError, run_steps
 from agentexec.pipeline._steps import (
     PipelineDefinitionError,
@@ -189,10 +191,10 @@ class Pipeline:
         try:
             value = await run_steps(self.name, self._steps, cls(), context, progress=progress)
         except PipelineStepError as exc:
-            await activity.aerror(agent_id, CONF.activity_message_error.format(error=exc))
+            await activity.aerror(agent_id, error_message(str(exc)))
             raise _original(exc) from None
         except BaseException as exc:
-            await activity.aerror(agent_id, CONF.activity_message_error.format(error=exc))
+            await activity.aerror(agent_id, error_message(str(exc)))
             raise
         await activity.acomplete(agent_id, CONF.activity_message_complete)
         return value
@@ -219,8 +221,15 @@ class Pipeline:
             resume=True,
         )
 
-    async def enqueue(self, context: BaseModel, priority: Priority = Priority.LOW) -> Task:
-        """Queue a run on the pool's pipeline lane; its activity is QUEUED when this returns.
+    async def enqueue(
+        self,
+        context: BaseModel,
+        priority: Priority = Priority.LOW,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> Task:
+        """Queue a run on the pool's pipeline lane; its activity is QUEUED when this returns
+        (with ``metadata``, as ``ax.enqueue`` stores it).
 
         The value of the last step is what ``ax.get_result(task)`` returns; a failing step makes
         it raise :class:`agentexec.TaskFailedError` naming the step.
@@ -240,12 +249,19 @@ class Pipeline:
             )
         if not isinstance(priority, Priority):
             raise TypeError(f"priority must be ax.Priority.HIGH or ax.Priority.LOW, got {priority!r}")
+        metadata = validate_metadata(metadata)
         task = Task.create(self.name, self._definition.validate_context(context))
         task.priority = priority
         task.queue_name = self.pool.lane_queue_name(LANE)
+        task.metadata = metadata
         # the pool's own stores: the ones its workers take this pipeline from
         backends = self.pool.backends
-        await backends.activity.acreate(self.name, CONF.activity_message_create, task.agent_id)
+        if metadata is None:
+            await backends.activity.acreate(self.name, CONF.activity_message_create, task.agent_id)
+        else:
+            await backends.activity.acreate(
+                self.name, CONF.activity_message_create, task.agent_id, metadata
+            )
         envelope = task.to_envelope(task.queue_name).model_copy(update={"kind": KIND})
         await backends.queue.push(envelope, priority)
         return task

@@ -240,6 +240,65 @@ def _check_flow(where: str, steps: list[StepDefinition]) -> None:
             f"{step.arity.describe()} ({', '.join(step.arity.names) or 'none'}). Change one of "
             f"the two signatures so they match."
         )
+    for prev, step in itertools.pairwise(steps):
+        _check_types(where, prev, step)
+    last = steps[-1]
+    if _is_plain_tuple(last.return_type):
+        raise PipelineDefinitionError(
+            f"{where}: the last step {last.name!r} returns a tuple (-> {_shown(last.return_type)}), "
+            f"but its value is the pipeline's result, one value: return a model (or another single "
+            f"value) that holds the parts"
+        )
+
+
+def _returned_types(annotation: Any) -> list[Any] | None:
+    """The annotations of the values a return annotation becomes, or None when unknown."""
+    count = returned_count(annotation)
+    if count is None:
+        return None
+    if _is_plain_tuple(annotation):
+        return list(typing.get_args(annotation))
+    if count == 1:
+        return [annotation]
+    return None  # a NamedTuple: its fields' annotations are not worth guessing here
+
+
+def _check_types(where: str, prev: StepDefinition, step: StepDefinition) -> None:
+    """A model flowing into a parameter annotated with an unrelated class (or a class into a
+    model parameter): the original agentexec rejects it, and so do we, before anything runs.
+    Only concrete classes with a pydantic model on either side are compared; generics, unions
+    and plain values (an ``int`` into a ``float``) are left to run time."""
+    returned = _returned_types(prev.return_type)
+    if returned is None:
+        return
+    params = [n for n in step.arity.names if not n.startswith("*")]
+    for value_type, name in zip(returned, params, strict=False):
+        param_type = step.param_types.get(name)
+        if not (isinstance(value_type, type) and isinstance(param_type, type)):
+            continue
+        if not (is_model_type(value_type) or is_model_type(param_type)):
+            continue
+        if issubclass(value_type, param_type):
+            continue
+        raise PipelineDefinitionError(
+            f"{where}: step {prev.name!r} returns {value_type.__name__} (-> "
+            f"{_shown(prev.return_type)}), but step {step.name!r} takes it as {name}: "
+            f"{param_type.__name__}. Annotate {name!r} with {value_type.__name__} (or a base "
+            f"class of it), or return a {param_type.__name__}."
+        )
+
+
+def _is_plain_tuple(annotation: Any) -> bool:
+    """``tuple[...]`` or bare ``tuple`` (not a NamedTuple, which is one record)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _is_plain_tuple(typing.get_args(annotation)[0])
+    return typing.get_origin(annotation) is tuple or annotation is tuple
+
+
+def _shown(annotation: Any) -> str:
+    if typing.get_origin(annotation) is None and isinstance(annotation, type):
+        return annotation.__name__
+    return repr(annotation).replace("typing.", "")
 
 
 def is_model_type(annotation: Any) -> bool:

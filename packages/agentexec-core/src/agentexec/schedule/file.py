@@ -17,7 +17,9 @@ which is validated against the task's context model::
         type: cron
         schedule: "0 9 * * *"
         timezone: Europe/Paris    # optional: CONF.timezone by default
-        repeat: 3                 # optional: forever by default; "once" = 1
+        repeat: 3                 # optional: 3 more firings after the first; forever by
+                                  # default; 0 or "once": one firing
+        metadata: {org: acme}     # optional: on each firing's activity
         priority: high            # optional
         task: generate_report
 
@@ -38,7 +40,7 @@ from agentexec.task import TaskDefinition
 
 FIELDS = {
     "name", "description", "enabled", "type", "schedule", "task", "context", "kwargs", "timezone",
-    "repeat", "priority", "queue_name", "start", "misfire_grace",
+    "repeat", "priority", "queue_name", "start", "misfire_grace", "metadata",
 }
 _SPEC_ONLY = {
     "function": "agentexec runs registered tasks, not import paths: use `task: <name given to "
@@ -197,6 +199,7 @@ def _entry(entry: Any, tasks: Mapping[str, TaskDefinition]) -> Schedule:
             enabled=enabled,
             description=description,
             misfire_grace=entry.get("misfire_grace", 60.0),
+            metadata=entry.get("metadata"),
         )
     except ScheduleError as exc:
         field = "schedule" if exc.field in ("cron", "every") else exc.field

@@ -11,10 +11,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from agentexec.activity.metadata import validate_metadata
 from agentexec.schedule.timing import Timing, make_timing, zone_name
 from agentexec.task import Priority, TaskDefinition
 
 Repeat = int | Literal["forever", "once"] | None
+#: ``repeat=-1``: no end (the original agentexec's ``REPEAT_FOREVER``)
+REPEAT_FOREVER = -1
 
 
 class ScheduleError(ValueError):
@@ -32,8 +35,10 @@ class ScheduleError(ValueError):
 class Schedule:
     """Enqueue ``task_name`` with ``context`` whenever ``timing`` fires.
 
-    ``repeat`` is the total number of firings (across every pool, and across restarts while the
-    backend keeps its claims); ``None`` means forever.
+    ``repeat`` is how many more firings follow the first, as in the original agentexec (``0``:
+    fire once; ``None``: forever); :attr:`firings` is the total. The budget is counted across
+    every pool, and across restarts while the backend keeps its claims. ``metadata`` goes on
+    the activity of every firing (beside ``schedule`` and ``scheduled_for``).
     """
 
     name: str
@@ -48,19 +53,37 @@ class Schedule:
     #: seconds a tick may be late and still fire (a stalled loop); older ticks are skipped
     misfire_grace: float = 60.0
     source: str | None = field(default=None, compare=False)  # "file.yaml: tasks[2]" when loaded
+    metadata: dict[str, Any] | None = None
 
     @property
     def timezone(self) -> str:
         return zone_name(self.timing.tz)
 
     @property
-    def fingerprint(self) -> str:
-        """Changes when what the schedule does changes, so an edited schedule gets a fresh budget."""
+    def firings(self) -> int | None:
+        """Total firings: ``repeat + 1``; ``None`` for forever."""
+        return None if self.repeat is None else self.repeat + 1
+
+    @property
+    def identity(self) -> str:
+        """What the original agentexec told schedules apart by: the task, its rule (with the
+        timezone) and its context. Adding an unnamed schedule with the identity of one the
+        pool has replaces it."""
         raw = json.dumps(
-            [self.task_name, self.timing.describe(), self.timezone, self.repeat,
+            [self.task_name, self.timing.describe(), self.timezone,
              self.context.model_dump(mode="json")],
             sort_keys=True, default=str,
         )
+        return hashlib.sha256(raw.encode()).hexdigest()[:8]
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when what the schedule does changes, so an edited schedule gets a fresh budget."""
+        parts: list[Any] = [self.task_name, self.timing.describe(), self.timezone, self.repeat,
+                            self.context.model_dump(mode="json")]
+        if self.metadata is not None:
+            parts.append(self.metadata)
+        raw = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
     def next_fire(self, after: datetime) -> datetime:
@@ -69,7 +92,7 @@ class Schedule:
     def upcoming(self, after: datetime, count: int) -> list[datetime]:
         times: list[datetime] = []
         moment = after
-        limit = count if self.repeat is None else min(count, self.repeat)
+        limit = count if self.firings is None else min(count, self.firings)
         for _ in range(limit):
             moment = self.timing.next_after(moment)
             times.append(moment)
@@ -91,10 +114,15 @@ def build_schedule(
     enabled: bool = True,
     description: str | None = None,
     misfire_grace: float = 60.0,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Schedule:
     """A :class:`Schedule` for a registered task, every argument checked (``ScheduleError`` names the field)."""
     schedule_name = name or definition.name
     where = f"schedule {schedule_name!r}"
+    try:
+        checked_metadata = validate_metadata(metadata)
+    except (TypeError, ValueError) as exc:
+        raise ScheduleError(str(exc), "metadata", where) from None
     try:
         timing = make_timing(cron=cron, every=every, timezone=timezone, start=start)
     except ValueError as exc:
@@ -114,6 +142,7 @@ def build_schedule(
         enabled=bool(enabled),
         description=description,
         misfire_grace=_grace(misfire_grace, where),
+        metadata=checked_metadata,
     )
 
 
@@ -142,13 +171,16 @@ def validate_context(
 
 
 def parse_repeat(repeat: Any, where: str) -> int | None:
-    if repeat is None or repeat == "forever":
+    """The original agentexec's ``repeat``: how many more firings after the first (``0`` or
+    ``"once"``: one firing; ``-1``, ``None`` or ``"forever"``: no end)."""
+    if repeat is None or repeat == "forever" or repeat == REPEAT_FOREVER:
         return None
     if repeat == "once":
-        return 1
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        return 0
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
         raise ScheduleError(
-            f"repeat must be a positive number of firings, 'once' or 'forever', got {repeat!r}",
+            f"repeat must be how many more times to fire after the first (0 = once), -1 or "
+            f"'forever' (no end), or 'once'; got {repeat!r}",
             "repeat", where,
         )
     return repeat

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
+from agentexec.activity.metadata import validate_metadata
 from agentexec.activity.status import Status
 from agentexec.config import CONF
 from agentexec.runtime import Backends
@@ -63,19 +64,26 @@ class Scheduler:
             self.add(schedule)
 
     # -- registry -----------------------------------------------------------------------
-    def add(self, schedule: Schedule) -> Schedule:
+    def add(self, schedule: Schedule, *, replace: bool = False) -> Schedule:
+        """Add ``schedule``; one of the same name raises :class:`ScheduleError`, unless
+        ``replace`` (then it takes the other's place, with a fresh plan)."""
         if schedule.name in self.schedules:
-            raise ScheduleError(
-                f"a schedule named {schedule.name!r} already exists (task "
-                f"{self.schedules[schedule.name].task_name!r}); pass name='...' to tell them apart",
-                "name",
-            )
+            if not replace:
+                raise ScheduleError(
+                    f"a schedule named {schedule.name!r} already exists (task "
+                    f"{self.schedules[schedule.name].task_name!r}); pass name='...' to tell them "
+                    f"apart",
+                    "name",
+                )
+            self.remove(schedule.name)
         self.schedules[schedule.name] = schedule
         return schedule
 
     def remove(self, name: str) -> None:
         self.schedules.pop(name, None)
         self._next.pop(name, None)
+        self._budget_floor.pop(name, None)
+        self._exhausted.discard(name)
 
     def __iter__(self) -> Iterator[Schedule]:
         return iter(list(self.schedules.values()))
@@ -178,7 +186,7 @@ class Scheduler:
         key = f"schedule:{queue_name}:{schedule.name}:{int(tick.timestamp())}"
         if not await backends.results.claim(key, int(schedule.misfire_grace) + CLAIM_MARGIN):
             return None
-        if schedule.repeat is not None and not await self._spend_budget(backends, schedule, queue_name):
+        if schedule.firings is not None and not await self._spend_budget(backends, schedule, queue_name):
             return None
         return await self._enqueue(backends, schedule, tick, queue_name)
 
@@ -186,9 +194,12 @@ class Scheduler:
         task = Task.create(schedule.task_name, schedule.context)
         task.priority = schedule.priority
         task.queue_name = queue_name
+        # the schedule's own metadata (a tenant ...) keeps its keys; ours fill in beside them
+        task.metadata = validate_metadata({
+            "schedule": schedule.name, "scheduled_for": tick.isoformat(), **(schedule.metadata or {}),
+        })
         await backends.activity.acreate(
-            schedule.task_name, CONF.activity_message_create, task.agent_id,
-            metadata={"schedule": schedule.name, "scheduled_for": tick.isoformat()},
+            schedule.task_name, CONF.activity_message_create, task.agent_id, task.metadata
         )
         try:
             await backends.queue.push(task.to_envelope(queue_name), schedule.priority)
@@ -203,16 +214,17 @@ class Scheduler:
         return Firing(schedule.name, tick, task)
 
     async def _spend_budget(self, backends: Backends, schedule: Schedule, queue_name: str) -> bool:
-        """Take the lowest free firing slot 1..repeat, shared by every pool; False when none is left."""
-        assert schedule.repeat is not None
+        """Take the lowest free firing slot 1..firings, shared by every pool; False when none is left."""
+        firings = schedule.firings
+        assert firings is not None
         prefix = f"schedule:{queue_name}:{schedule.name}:{schedule.fingerprint}:run"
         slot = self._budget_floor.get(schedule.name, 1)
-        while slot <= schedule.repeat:
+        while slot <= firings:
             won = await backends.results.claim(f"{prefix}:{slot}", BUDGET_TTL)
             slot += 1
             self._budget_floor[schedule.name] = slot
             if won:
-                if slot > schedule.repeat:
+                if slot > firings:
                     self._finish(schedule)
                 return True
         self._finish(schedule)
@@ -221,4 +233,4 @@ class Scheduler:
     def _finish(self, schedule: Schedule) -> None:
         self._exhausted.add(schedule.name)
         log.info("scheduler: schedule %r has fired its %d time(s); it is done", schedule.name,
-                 schedule.repeat or 0)
+                 schedule.firings or 0)

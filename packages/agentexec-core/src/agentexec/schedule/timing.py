@@ -190,6 +190,15 @@ def _is_second_occurrence(moment: datetime) -> bool:
     return first.utcoffset() != second.utcoffset() and moment.utcoffset() == second.utcoffset()
 
 
+def looks_like_cron(value: Any) -> bool:
+    """Whether ``value`` is written as a cron expression (five fields, or ``@hourly`` and kin)
+    rather than an interval (``"5 minutes"``, a number of seconds, a timedelta)."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    return text.startswith("@") or len(text.split()) == 5
+
+
 def make_timing(
     *,
     cron: str | None = None,

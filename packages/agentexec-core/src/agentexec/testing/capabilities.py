@@ -1,36 +1,109 @@
-"""Optional backend features. A suite test that needs one skips, naming it, when it is off."""
+"""Optional backend features, and how a suite decides whether to test one.
+
+Two kinds:
+
+- **Methods** of an optional protocol in :mod:`agentexec.backends` (``reserve_many``,
+  ``ack_many``, ``set_many``, ``publish_many``, ...). The pool switches each on by itself
+  whenever a backend has the method (an ``isinstance`` check against the runtime-checkable
+  protocol), so the kit does the same: the default ``None`` means "test it if the backend has
+  it". ``True`` demands it (the test fails, saying what to add, when it is missing). ``False``
+  declares it absent: its tests skip, naming it, unless agentexec would call the method anyway
+  (the backend has it), which fails instead — an untested method the pool calls is exactly
+  what this kit exists to prevent.
+- **Behaviours** a required method may or may not have (``replay``, ``activity_metadata``).
+  Nothing can detect them, so they default to off: declare them ``True`` to have them tested.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
+
+from agentexec.backends import (
+    ActivityPrefixLookup,
+    BatchAck,
+    BatchPublish,
+    BatchReserve,
+    BatchResults,
+    ConsumerReaper,
+    InFlightView,
+    RawPayloads,
+    StagedResults,
+)
+
+
+@dataclass(frozen=True)
+class MethodCapability:
+    """A capability that is the presence of an optional protocol's methods."""
+
+    protocol: type[Any]
+    methods: tuple[str, ...]
+    #: whether agentexec (the pool, the CLI) calls these methods whenever the backend has them
+    used_when_present: bool = True
+
+    def present(self, backend: Any) -> bool:
+        return all(callable(getattr(backend, m, None)) for m in self.methods)
+
+
+#: every method capability, by ``Capabilities`` field name
+METHOD_CAPABILITIES: dict[str, MethodCapability] = {
+    "raw_payloads": MethodCapability(RawPayloads, ("push_raw",), used_when_present=False),
+    "reap_consumer": MethodCapability(ConsumerReaper, ("reap_consumer",)),
+    "in_flight": MethodCapability(InFlightView, ("in_flight",)),
+    "reserve_many": MethodCapability(BatchReserve, ("reserve_many",)),
+    "ack_many": MethodCapability(BatchAck, ("ack_many",)),
+    "staged_results": MethodCapability(StagedResults, ("stage_many", "staged")),
+    "set_many": MethodCapability(BatchResults, ("set_many",)),
+    "publish_many": MethodCapability(BatchPublish, ("publish_many",)),
+    "find_prefix": MethodCapability(ActivityPrefixLookup, ("afind_prefix",)),
+}
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend under test supports beyond the required protocol. Defaults: everything.
+    """What the backend under test supports beyond the required protocol.
 
-    Declare what you lack on your suite subclass::
+    Method capabilities default to ``None`` (tested when the backend has the method, as the pool
+    uses it when it has it); behaviours default to ``False``. Declare on your suite subclass::
 
         class TestAcmeEvents(EventsSuite):
-            capabilities = Capabilities(replay=False)
+            capabilities = Capabilities(replay=True)
     """
 
-    #: the queue has ``push_raw(queue_name, payload: str, priority)`` (sync or async) that stores
-    #: a payload as-is, so the kit can check that malformed payloads are dead-lettered
-    raw_payloads: bool = True
-    #: the queue implements :class:`agentexec.backends.ConsumerReaper` (``reap_consumer``), so a
-    #: dead worker's tasks go back at once instead of after ``lease_timeout``
-    reap_consumer: bool = True
-    #: the queue implements :class:`agentexec.backends.InFlightView` (``in_flight``), so the pool
-    #: writes a dead worker's QUEUED lines before its tasks can run again
-    in_flight: bool = True
-    #: the results backend implements :class:`agentexec.backends.StagedResults`, so a worker
-    #: killed between a handler's return and its ack does not cost a second run
-    staged_results: bool = True
+    # -- queue --------------------------------------------------------------------------------
+    #: :class:`agentexec.backends.RawPayloads` ``push_raw(queue_name, payload, priority)`` (sync
+    #: or async) stores a payload as-is, so the kit can check malformed payloads are dead-lettered
+    raw_payloads: bool | None = None
+    #: :class:`agentexec.backends.ConsumerReaper` ``reap_consumer``: a dead worker's tasks go back
+    #: at once instead of after ``lease_timeout``
+    reap_consumer: bool | None = None
+    #: :class:`agentexec.backends.InFlightView` ``in_flight``: the pool writes a dead worker's
+    #: QUEUED lines before its tasks can run again
+    in_flight: bool | None = None
+    #: :class:`agentexec.backends.BatchReserve` ``reserve_many``: a worker fills its free slots
+    #: in one round trip
+    reserve_many: bool | None = None
+    #: :class:`agentexec.backends.BatchAck` ``ack_many``: a worker acknowledges a batch at once
+    ack_many: bool | None = None
+    # -- results ------------------------------------------------------------------------------
+    #: :class:`agentexec.backends.StagedResults` ``stage_many``/``staged``: a worker killed
+    #: between a handler's return and its ack does not cost a second run
+    staged_results: bool | None = None
+    #: :class:`agentexec.backends.BatchResults` ``set_many``: a worker stores a batch of outcomes
+    #: (waking each one's waiters) in one round trip
+    set_many: bool | None = None
+    # -- events -------------------------------------------------------------------------------
+    #: :class:`agentexec.backends.BatchPublish` ``publish_many``: worker log forwarding
+    publish_many: bool | None = None
     #: ``EventBackend.subscribe(..., last_id=...)`` replays the events published after ``last_id``
-    replay: bool = True
-    #: ``ActivityStore.create(metadata=...)`` stores metadata and ``list(metadata=...)`` filters by it
-    activity_metadata: bool = True
+    replay: bool = False
+    # -- activity -----------------------------------------------------------------------------
+    #: ``ActivityStore.create(metadata=...)``/``acreate(metadata=...)`` store metadata and
+    #: ``list(metadata=...)`` returns the activities matching every given pair
+    activity_metadata: bool = False
+    #: :class:`agentexec.backends.ActivityPrefixLookup` ``afind_prefix``: the CLI finds an
+    #: activity by the first digits of its id
+    find_prefix: bool | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -1,9 +1,18 @@
-"""``EventsSuite``: the executable contract of :class:`agentexec.backends.EventBackend`."""
+"""``EventsSuite``: the executable contract of :class:`agentexec.backends.EventBackend` and of
+its optional capabilities (``publish_many``; ``replay`` with ``last_id``).
+
+Timing attributes (seconds; raising ``delivery_within_s`` above the kit's default needs a
+``timing_reason``, see :class:`agentexec.testing.Suite`):
+
+- ``delivery_within_s`` (0.5): how long a subscriber may take to see a published event
+- ``quiet_s`` (0.2): how long the suite listens to be sure nothing else arrives (larger is
+  stricter and slower; not a threshold)
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -12,14 +21,6 @@ from agentexec.backends import Event, EventGapError
 from agentexec.config import CONF
 from agentexec.testing._helpers import unique
 from agentexec.testing._suite import Suite
-
-#: how long a subscriber may take to see a published event
-DELIVERY = 2.0
-
-
-async def _next(stream: AsyncIterator[Event]) -> Event:
-    with anyio.fail_after(DELIVERY):
-        return await anext(stream)
 
 
 async def _nothing_within(stream: AsyncIterator[Event], seconds: float) -> Event | None:
@@ -42,6 +43,14 @@ class EventsSuite(Suite):
     Every test uses its own channel prefix, so a shared server is fine.
     """
 
+    delivery_within_s: ClassVar[float] = 0.5
+    quiet_s: ClassVar[float] = 0.2
+    _timings = ("delivery_within_s",)
+
+    async def _next(self, stream: AsyncIterator[Event]) -> Event:
+        with anyio.fail_after(self.delivery_within_s):
+            return await anext(stream)
+
     @pytest.fixture
     def events(self) -> Any:
         pytest.fail("EventsSuite needs an `events` fixture that yields your event backend")
@@ -59,9 +68,9 @@ class EventsSuite(Suite):
         async with events.subscribe([f"{prefix}:logs:*"]) as stream:
             await events.publish(f"{prefix}:other", "no")
             await events.publish(f"{prefix}:logs:1", "yes")
-            event = await _next(stream)
+            event = await self._next(stream)
             assert (event.channel, event.data) == (f"{prefix}:logs:1", "yes")
-            assert await _nothing_within(stream, 0.2) is None
+            assert await _nothing_within(stream, self.quiet_s) is None
 
     async def test_subscription_is_live_once_entered(self, events: Any, prefix: str) -> None:
         """An event published right after ``__aenter__`` returns is delivered.
@@ -71,7 +80,7 @@ class EventsSuite(Suite):
         """
         async with events.subscribe([f"{prefix}:now"]) as stream:
             await events.publish(f"{prefix}:now", "first")
-            assert (await _next(stream)).data == "first"
+            assert (await self._next(stream)).data == "first"
 
     async def test_several_patterns_and_exact_channels(self, events: Any, prefix: str) -> None:
         """One subscription may combine exact channel names and wildcard patterns.
@@ -83,9 +92,9 @@ class EventsSuite(Suite):
             await events.publish(f"{prefix}:exact", "a")
             await events.publish(f"{prefix}:wild:x", "b")
             await events.publish(f"{prefix}:exactly", "no")
-            got = {(await _next(stream)).data, (await _next(stream)).data}
+            got = {(await self._next(stream)).data, (await self._next(stream)).data}
             assert got == {"a", "b"}
-            assert await _nothing_within(stream, 0.2) is None
+            assert await _nothing_within(stream, self.quiet_s) is None
 
     async def test_every_subscriber_receives_each_event(self, events: Any, prefix: str) -> None:
         """Two subscriptions to one channel both receive every event.
@@ -96,8 +105,8 @@ class EventsSuite(Suite):
         channel = f"{prefix}:fan"
         async with events.subscribe([channel]) as one, events.subscribe([channel]) as two:
             await events.publish(channel, "hello")
-            assert (await _next(one)).data == "hello"
-            assert (await _next(two)).data == "hello"
+            assert (await self._next(one)).data == "hello"
+            assert (await self._next(two)).data == "hello"
 
     async def test_events_arrive_in_publish_order(self, events: Any, prefix: str) -> None:
         """Events of one channel are delivered in the order they were published.
@@ -109,14 +118,14 @@ class EventsSuite(Suite):
         async with events.subscribe([channel]) as stream:
             for i in range(20):
                 await events.publish(channel, str(i))
-            assert [(await _next(stream)).data for _ in range(20)] == [str(i) for i in range(20)]
+            assert [(await self._next(stream)).data for _ in range(20)] == [str(i) for i in range(20)]
 
     async def test_publish_without_subscribers_is_fine(self, events: Any, prefix: str) -> None:
         """Publishing to a channel nobody listens to neither fails nor blocks.
 
         Troubleshooting: fire-and-forget; do not wait for a receiver.
         """
-        with anyio.fail_after(DELIVERY):
+        with anyio.fail_after(self.delivery_within_s):
             await events.publish(f"{prefix}:nobody", "x")
 
     async def test_resume_after_last_id(self, events: Any, prefix: str) -> None:
@@ -126,7 +135,7 @@ class EventsSuite(Suite):
         (a stream id, a row id) and ``subscribe(last_id=...)`` reads history after it (XREAD from
         that id) before live events; ``Event.id`` carries the id.
         """
-        self.require("replay")
+        self.require("replay", events)
         channel = f"{prefix}:replay"
         first = await events.publish(channel, "e1")
         assert first is not None, "publish must return an id when replay is supported"
@@ -134,11 +143,54 @@ class EventsSuite(Suite):
         await events.publish(f"{prefix}:unrelated", "no")
         await events.publish(channel, "e3")
         async with events.subscribe([channel], last_id=first) as stream:
-            replayed = [await _next(stream), await _next(stream)]
+            replayed = [await self._next(stream), await self._next(stream)]
             assert [e.data for e in replayed] == ["e2", "e3"]
             assert all(e.id is not None for e in replayed)
             await events.publish(channel, "e4")
-            assert (await _next(stream)).data == "e4"
+            assert (await self._next(stream)).data == "e4"
+
+    async def test_a_late_subscriber_gets_only_later_events(self, events: Any, prefix: str) -> None:
+        """A subscription (without ``last_id``) starts at the present: events published before
+        it was entered are not delivered, the ones after are.
+
+        Troubleshooting: start a stream read at the newest entry (``XREAD ... $``, the current
+        max row id), not at the beginning; replay only when ``last_id`` is given.
+        """
+        channel = f"{prefix}:late"
+        for i in range(3):
+            await events.publish(channel, f"old{i}")
+        async with events.subscribe([channel]) as stream:
+            await events.publish(channel, "new")
+            event = await self._next(stream)
+            assert event.data == "new", f"a late subscriber got {event.data!r}, published before it subscribed"
+            assert await _nothing_within(stream, self.quiet_s) is None
+
+    async def test_publish_many_delivers_each_message_in_order(self, events: Any, prefix: str) -> None:
+        """``publish_many`` has the effect of ``publish`` on each message, in order.
+
+        Needs ``Capabilities.publish_many``. Troubleshooting: send the batch in one ordered
+        round trip (a pipeline of XADD/PUBLISH, one multi-row INSERT ordered by id).
+        """
+        self.require("publish_many", events)
+        channel = f"{prefix}:batch"
+        async with events.subscribe([channel]) as stream:
+            await events.publish_many(channel, [f"line{i}" for i in range(5)])
+            await events.publish_many(channel, [])
+            await events.publish(channel, "after")
+            got = [await self._next(stream) for _ in range(6)]
+            assert [e.data for e in got] == [f"line{i}" for i in range(5)] + ["after"]
+            assert {e.channel for e in got} == {channel}
+
+    async def test_close_then_use_again(self, events: Any, prefix: str) -> None:
+        """After ``close`` the backend still works: the next subscribe/publish reconnects.
+
+        Troubleshooting: let ``close`` release connections and create them again lazily.
+        """
+        await events.close()
+        channel = f"{prefix}:reopened"
+        async with events.subscribe([channel]) as stream:
+            await events.publish(channel, "again")
+            assert (await self._next(stream)).data == "again"
 
     async def test_logs_never_evict_events(self, events: Any, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """``logs:*`` channels are kept apart from the others, each with its own retention: a
@@ -156,7 +208,7 @@ class EventsSuite(Suite):
             for i in range(start, start + 100):
                 await events.publish(f"logs:{prefix}", str(i))
         async with events.subscribe([f"events:{prefix}.*"], last_id=before) as stream:
-            assert (await _next(stream)).channel == f"events:{prefix}.kept"
+            assert (await self._next(stream)).channel == f"events:{prefix}.kept"
 
     async def test_a_trimmed_resume_point_raises_event_gap_error(
         self, events: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
@@ -179,4 +231,4 @@ class EventsSuite(Suite):
             async with events.subscribe([channel], last_id=first):
                 pass
         async with events.subscribe([channel], last_id=gap.value.resume_id) as stream:
-            assert (await _next(stream)).data != "first"
+            assert (await self._next(stream)).data != "first"

@@ -170,7 +170,7 @@ class RunnerSuite(Suite):
             runtime.set_backends(previous)
 
     # -- helpers -----------------------------------------------------------------------------
-    def require(self, capability: str) -> None:
+    def require(self, capability: str, backend: Any = None) -> None:
         # the base checks the kit's Capabilities; runner capabilities extend them
         names = type(self.capabilities).names()
         if capability not in names:

@@ -19,12 +19,13 @@ import anyio
 from agentexec.activity.status import Status
 from agentexec.backends import BatchReserve, Lease, LogEntry, StagedResults
 from agentexec.config import CONF
+from agentexec.faults import Outage, describe, error_message
 from agentexec.results import Outcome
 from agentexec.runtime import Backends
 from agentexec.task import Task, TaskDefinition
 from agentexec.worker.channels import control_channel, is_shutdown_for
 from agentexec.worker.lanes import Lane
-from agentexec.worker.lifecycle import execute_task, reject, set_sink, unknown_task_error
+from agentexec.worker.lifecycle import execute_task, failure, reject, set_sink, unknown_task_error
 from agentexec.worker.reaping import RELEASED_MESSAGE
 from agentexec.worker.stager import Stager
 from agentexec.worker.writer import ActivityWriter, WorkerSink
@@ -34,7 +35,9 @@ log = logging.getLogger("agentexec.worker")
 #: concurrent ``reserve`` calls per lane: enough to fill many free slots quickly, few enough
 #: that idle workers do not tie up many blocking backend connections
 MAX_FETCHERS = 2
-#: tasks one ``reserve_many`` call may take (queues that offer it), bounded by free slots
+#: tasks one ``reserve_many`` call may take (queues that offer it), bounded by free slots; also
+#: the least number of finished tasks a worker lets wait for their outcome and ack before it
+#: stops taking new ones (otherwise its slots' worth)
 MAX_RESERVE_BATCH = 64
 
 
@@ -104,7 +107,7 @@ class Worker:
         #: tasks taken so far (a recycling worker takes no more than ``max_tasks``)
         self.taken = 0
         #: slots being filled by reserves in progress (counted against ``max_tasks`` too)
-        self._reserving = 0
+        self._taking = 0  # slots a reserve in progress may fill
         #: why the worker drained itself, once it did (``None``: it did not)
         self.recycled: str | None = None
         self._waiting_scopes: set[anyio.CancelScope] = set()
@@ -114,6 +117,15 @@ class Worker:
         self._stopped = anyio.Event()
         queue = backends.queue
         self._reserve_many = queue.reserve_many if isinstance(queue, BatchReserve) else None
+        #: said once per outage of the queue, however many reserves and heartbeats fail
+        self._reserving = Outage(
+            f"the queue ({type(queue).__name__})", "this worker cannot take tasks; retrying"
+        )
+        self._beating = Outage(
+            f"the queue ({type(queue).__name__}), for heartbeats",
+            f"this worker's leases expire after {queue.lease_timeout:g} s without one (its tasks "
+            "may then run again elsewhere); retrying",
+        )
 
     # -- control (call from the worker's event loop) -----------------------------------------
     def stop(self) -> None:
@@ -149,7 +161,7 @@ class Worker:
         if self.taken >= self.max_tasks:
             self.drain(f"it took {self.taken} tasks, max_tasks_per_worker={self.max_tasks}")
             return 0
-        return max(0, min(wanted, self.max_tasks - self.taken - self._reserving))
+        return max(0, min(wanted, self.max_tasks - self.taken - self._taking))
 
     def abort(self) -> None:
         """Cancel the running tasks too; each goes back to its queue, attempts unchanged."""
@@ -167,6 +179,9 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
         writer = ActivityWriter(self.backends.activity, self.backends.results, self.backends.queue)
+        # finished tasks waiting for their outcome and ack count against taking new ones: a
+        # worker whose writes fall behind (or fail) slows down instead of drifting ahead
+        writer.max_unfinished = max(sum(lane.slots for lane in self.lanes), MAX_RESERVE_BATCH)
         stager = Stager(self.backends.results)
         self.sink = WorkerSink(writer, stager)
         set_sink(self.sink)  # inherited by every task started below
@@ -203,6 +218,7 @@ class Worker:
 
     async def _fetch(self, lane: Lane, slots: anyio.Semaphore) -> None:
         backoff = 0.1
+        writer = self.sink.writer
         while not self.stopping:
             # a stop cancels the wait for a slot and a blocked reserve alike, so shutdown is
             # prompt; a task moved to us by a reserve cut off midway is in flight for this
@@ -212,25 +228,27 @@ class Worker:
             with anyio.CancelScope() as waiting:
                 self._waiting_scopes.add(waiting)
                 try:
+                    if not writer.accepting:
+                        # backpressure: a backend it writes to is down, or too many finished
+                        # tasks wait to be recorded; nothing may run that cannot be recorded
+                        await writer.ready()
                     await slots.acquire()
                     if self.stopping or not self._room(1):  # drained (or due to) meanwhile
                         slots.release()
                         return
                     held = 1 + _take_more(slots, self._room(MAX_RESERVE_BATCH) - 1) if self._reserve_many else 1
-                    self._reserving += held
+                    self._taking += held
                     try:
                         leases = await self._reserve(lane, held)
                     finally:
-                        self._reserving -= held
+                        self._taking -= held
                 except anyio.get_cancelled_exc_class():
                     _release(slots, held)
                     raise
                 except Exception as exc:
                     _release(slots, held)
-                    log.error(
-                        "taking a task from %r failed (%s: %s); retrying in %.1fs",
-                        lane.queue_name, type(exc).__name__, exc, backoff,
-                    )
+                    if not self._reserving.failed(exc):
+                        log.debug("taking a task from %r failed again (%s)", lane.queue_name, describe(exc))
                     await anyio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
@@ -238,6 +256,8 @@ class Worker:
                     self._waiting_scopes.discard(waiting)
             if waiting.cancelled_caught:
                 return
+            if backoff != 0.1:
+                self._reserving.ok()
             backoff = 0.1
             _release(slots, held - len(leases))
             if self.stopping:  # taken while a stop came in: give them straight back
@@ -259,6 +279,8 @@ class Worker:
             self._room(0)  # its last task: take no more
         self.sink.leases[env.agent_id] = lease
         self.sink.writer.task_names[env.agent_id] = env.task_name
+        if env.metadata is not None:
+            self.sink.writer.task_metadata[env.agent_id] = env.metadata
         run = asyncio.get_running_loop().create_task(self._run(lease, slots))
         self._runs[run] = (lease, slots)
         run.add_done_callback(self._ran)
@@ -317,14 +339,28 @@ class Worker:
             if self.sink.leases.pop(env.agent_id, None) is not None:
                 self._give_back(lease)
             raise
+        except Exception as exc:
+            # the finish path itself failed: the task fails, counted once, instead of going
+            # back to the queue uncounted (to fail the same way again, forever)
+            if env.agent_id in self.sink.leases:
+                log.error("task %s could not be finished", env.agent_id, exc_info=True)
+                await self._fail(task, f"the worker could not finish the task: {describe(exc)}")
         finally:
             self.running -= 1
             slots.release()
-            if self.sink.leases.pop(env.agent_id, None) is not None:
-                log.error("task %s ended without an outcome; giving it back", env.agent_id)
-                self._give_back(lease)
+            if self.sink.leases.get(env.agent_id) is lease:
+                log.error("task %s ended without an outcome; failing it", env.agent_id)
+                await self._fail(task, "the worker could not finish the task: it ended without an outcome")
             if self.max_rss_mb is not None:
                 self._check_memory()
+
+    async def _fail(self, task: Task, reason: str) -> None:
+        """End ``task`` ERROR with ``reason``: its line, its failed outcome, its ack."""
+        entry, data = failure(task, reason, task.attempts + 1)
+        try:
+            await self.sink.finished(task, entry, data)
+        except Exception:  # the writer is closed: the lease expires, the task is handed out again
+            log.exception("task %s could not be failed", task.agent_id)
 
     async def _settled_before(self, task: Task) -> str:
         """A redelivered task may have finished before its worker died (the steps after the
@@ -336,7 +372,11 @@ class Worker:
           only, writing no line after the final one;
         - ``"run"``: it never finished; run it.
         """
-        data = await self.backends.results.get(task.agent_id)
+        try:
+            data = await self.backends.results.get(task.agent_id)
+        except Exception as exc:
+            log.warning("reading the outcome of redelivered task %s failed (%s); running it", task.agent_id, exc)
+            return "run"
         if data is not None:
             try:
                 Outcome.decode(data)
@@ -349,7 +389,11 @@ class Worker:
         try:
             detail = await self.backends.activity.adetail(task.agent_id)
         except Exception as exc:
-            log.warning("reading the activity of redelivered task %s failed (%s); running it", task.agent_id, exc)
+            # unreachable: said once by the writer, which holds the worker back meanwhile
+            quiet = self.sink.writer.read_failed(exc)
+            (log.debug if quiet else log.warning)(
+                "reading the activity of redelivered task %s failed (%s); running it", task.agent_id, describe(exc)
+            )
             return "run"
         status = None if detail is None else detail.status
         staged = await self._staged(task)
@@ -360,9 +404,7 @@ class Worker:
                 entry = (
                     LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100)
                     if staged.status == "ok" else LogEntry(
-                        task.agent_id,
-                        CONF.activity_message_error.format(error=staged.error or "failed"),
-                        Status.ERROR,
+                        task.agent_id, error_message(staged.error or "failed"), Status.ERROR
                     )
                 )
             log.info("Task %s (%s) had finished; completing it from its staged outcome", task.task_name, task.agent_id)
@@ -404,11 +446,16 @@ class Worker:
     async def _heartbeat(self) -> None:
         queue = self.backends.queue
         while True:
+            failed: Exception | None = None
             for lane in self.lanes:
                 try:
                     await queue.heartbeat(lane.queue_name, self.consumer_id)
                 except Exception as exc:
-                    log.warning("heartbeat on %r failed: %s", lane.queue_name, exc)
+                    failed = exc
+            if failed is not None:
+                self._beating.failed(failed)
+            else:
+                self._beating.ok()
             await anyio.sleep(max(queue.lease_timeout / 3, 0.01))
 
     async def _listen_for_shutdown(self) -> None:

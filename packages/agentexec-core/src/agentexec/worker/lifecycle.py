@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry
 from agentexec.config import CONF
+from agentexec.faults import clean_text, error_message, unstorable_result
 from agentexec.results import Outcome
 from agentexec.task import Task, TaskDefinition
 
@@ -57,9 +58,10 @@ class LifecycleSink(Protocol):
         is still queued at once; True when ``entry`` was queued behind lines in flight."""
         ...
 
-    async def finished(self, task: Task, entry: LogEntry | None, outcome: Outcome) -> None:
-        """Write the final line (if any), then store the outcome (in that order). A worker's
-        sink may return before both are done; it acknowledges the task only after they are."""
+    async def finished(self, task: Task, entry: LogEntry | None, data: bytes) -> None:
+        """Write the final line (if any), then store the outcome (``data``: an encoded
+        :class:`Outcome`), in that order. A worker's sink may return before both are done; it
+        acknowledges the task only after they are."""
         ...
 
 
@@ -67,8 +69,12 @@ class DirectSink:
     """Writes straight to the process's backends (``Task.execute()`` outside a worker)."""
 
     async def started(self, entry: LogEntry) -> None:
+        from agentexec.activity.creates import acreated
         from agentexec.runtime import get_backends
 
+        # right after this process's ax.enqueue, the activity may still be on its way to the
+        # database (written behind the push): wait for it, as every ax.activity call does
+        await acreated(entry.agent_id)
         await get_backends().activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
 
     async def written(self, agent_id: UUID | None = None) -> None:
@@ -77,13 +83,15 @@ class DirectSink:
     def settle(self, agent_id: UUID | None, entry: LogEntry | None = None) -> bool:
         return False
 
-    async def finished(self, task: Task, entry: LogEntry | None, outcome: Outcome) -> None:
+    async def finished(self, task: Task, entry: LogEntry | None, data: bytes) -> None:
+        from agentexec.activity.creates import acreated
         from agentexec.runtime import get_backends
 
         backends = get_backends()
         if entry is not None:
+            await acreated(entry.agent_id)
             await backends.activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
-        await backends.results.set(task.agent_id, outcome.encode(), CONF.result_ttl)
+        await backends.results.set(task.agent_id, data, CONF.result_ttl)
 
 
 _sink: ContextVar[LifecycleSink | None] = ContextVar("agentexec_lifecycle_sink", default=None)
@@ -141,15 +149,35 @@ def lines_written_sync(agent_id: UUID | None = None, entry: LogEntry | None = No
 
 
 def error_text(exc: BaseException) -> str:
-    """What ``{error}`` becomes in ``CONF.activity_message_error``."""
-    return str(exc) or type(exc).__name__
+    """What ``{error}`` becomes in ``CONF.activity_message_error``: the error's text, cleaned
+    so that any backend can store it (:func:`agentexec.faults.clean_text`)."""
+    return clean_text(_str(exc) or type(exc).__name__)
 
 
 def exit_text(exc: BaseException) -> str:
     """The reason a task fails with when its handler raised a ``BaseException`` that is not an
     ``Exception``: ``SystemExit: 3``, ``KeyboardInterrupt``."""
-    detail = str(exc)
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    detail = _str(exc)
+    return clean_text(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+
+
+def _str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # an exception whose __str__ raises
+        return ""
+
+
+def failure(task: Task, error: str, attempts: int, *, line: bool = True) -> tuple[LogEntry | None, bytes]:
+    """The ERROR line (unless ``line`` is False) and the encoded failed outcome of ``task``,
+    both storable whatever ``error`` holds (cleaned, capped; the template cannot fail)."""
+    error = clean_text(error)
+    entry = LogEntry(task.agent_id, error_message(error), Status.ERROR) if line else None
+    return entry, Outcome.failed(task.task_name, error, attempts).encode()
+
+
+class ResultNotStorableError(ValueError):
+    """The handler returned a value that cannot be stored (its task failed with the reason)."""
 
 
 class HandlerExit(Exception):
@@ -178,13 +206,11 @@ def invalid_context_error(definition: TaskDefinition, exc: ValidationError) -> s
 
 
 async def reject(task: Task, error: str, sink: LifecycleSink | None = None) -> None:
-    """End a task that cannot run (unknown name, invalid context) as ERROR with a failed outcome."""
-    log.error("Task rejected: %s", error)
-    await (sink or _sink.get() or DirectSink()).finished(
-        task,
-        LogEntry(task.agent_id, CONF.activity_message_error.format(error=error), Status.ERROR),
-        Outcome.failed(task.task_name, error, task.attempts + 1),
-    )
+    """End a task that cannot run (unknown name, invalid context, or a worker that could not
+    finish it) as ERROR with a failed outcome."""
+    entry, data = failure(task, error, task.attempts + 1)
+    log.error("Task rejected: %s", clean_text(error))
+    await (sink or _sink.get() or DirectSink()).finished(task, entry, data)
 
 
 async def call_handler(definition: TaskDefinition, agent_id: Any, context: Any) -> Any:
@@ -230,13 +256,7 @@ async def execute_task(task: Task, *, quiet: bool = False) -> Any:
         except Exception as exc:
             error = error_text(exc)
             log.error("Task failed: %s: %s", type(exc).__name__, error, exc_info=True)
-            await sink.finished(
-                task,
-                None if quiet else LogEntry(
-                    task.agent_id, CONF.activity_message_error.format(error=error), Status.ERROR
-                ),
-                Outcome.failed(task.task_name, error, attempts),
-            )
+            await sink.finished(task, *failure(task, error, attempts, line=not quiet))
             raise
         except BaseException as exc:
             if isinstance(exc, anyio.get_cancelled_exc_class()):
@@ -245,20 +265,25 @@ async def execute_task(task: Task, *, quiet: bool = False) -> Any:
             # stop the process it happens to run in: they fail this task and nothing else
             error = exit_text(exc)
             log.error("Task failed: %s", error, exc_info=True)
-            await sink.finished(
-                task,
-                LogEntry(task.agent_id, CONF.activity_message_error.format(error=error), Status.ERROR),
-                Outcome.failed(task.task_name, error, attempts),
-            )
+            await sink.finished(task, *failure(task, error, attempts, line=not quiet))
             if in_worker:
                 # an Exception, so the worker loop treats it as any failed task; a SystemExit
                 # leaving an asyncio task would stop the worker's event loop
                 raise HandlerExit(error) from exc
             raise  # Task.execute() in the caller's own code: Ctrl+C and sys.exit() still act
+        try:
+            data = outcome.encode()
+        except Exception as exc:
+            # the handler returned, but what it returned cannot be stored (text that is not
+            # valid Unicode): the task fails, saying why, and is not run again
+            error = unstorable_result(exc, value)
+            log.error("Task failed: %s", error)
+            await sink.finished(task, *failure(task, error, attempts, line=not quiet))
+            raise ResultNotStorableError(error) from exc
         await sink.finished(
             task,
             None if quiet else LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100),
-            outcome,
+            data,
         )
         log.info("Task completed: %s", task.task_name)
         return value

@@ -20,6 +20,7 @@ import anyio
 
 from agentexec.backends import BatchPublish, EventBackend
 from agentexec.config import CONF
+from agentexec.faults import clean_text, describe, is_transient
 from agentexec.limits import truncate
 
 #: records kept while the events backend is slow; past this the oldest are dropped (and counted)
@@ -40,6 +41,9 @@ class LogForwarder(logging.Handler):
         self._wake: anyio.Event | None = None
         self._loop_thread: int | None = None
         self._formatter = logging.Formatter()
+        #: the events backend is unreachable: records are kept, and sent again after a pause
+        self._down = False
+        self._pause = 0.0
         #: messages no longer than this fit CONF.max_log_line_bytes whatever their characters
         self._short = CONF.max_log_line_bytes // 4
 
@@ -77,13 +81,31 @@ class LogForwarder(logging.Handler):
         self._loop_thread = threading.get_ident()
         while True:
             self._wake = anyio.Event()
-            if not self._buffer:
+            if self._down:
+                await anyio.sleep(self._pause)
+            elif not self._buffer:
                 with anyio.move_on_after(0.05):
                     await self._wake.wait()
             with anyio.CancelScope(shield=True):  # a record is sent whole, and only once
                 await self.flush_to(events, channel)
 
-    async def flush_to(self, events: EventBackend, channel: str) -> None:
+    def _unreachable(self, events: EventBackend, exc: Exception, batch: list[str], final: bool) -> bool:
+        """A publish failed: when the backend is only unreachable (and the worker is not
+        exiting), keep ``batch`` to send again later and say so once; False otherwise (the
+        caller prints the records instead)."""
+        if final or not is_transient(exc, events):
+            return False
+        self._buffer.extendleft(reversed(batch))
+        self._pause = min(max(self._pause * 2, 0.1), 2.0)
+        if not self._down:
+            self._down = True
+            _stderr(
+                f"[Worker {self.worker_index}] cannot forward logs ({describe(exc)}); keeping up "
+                f"to {BUFFER} records until the events backend is back"
+            )
+        return True
+
+    async def flush_to(self, events: EventBackend, channel: str, *, final: bool = False) -> None:
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             self._buffer.appendleft(json.dumps({
@@ -98,14 +120,20 @@ class LogForwarder(logging.Handler):
                 try:
                     await events.publish_many(channel, batch)
                 except Exception as exc:
+                    if self._unreachable(events, exc, batch, final):
+                        return
                     _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); " + "\n".join(batch))
+            self._down, self._pause = False, 0.0
             return
         while self._buffer:
             data = self._buffer.popleft()
             try:
                 await events.publish(channel, data)
             except Exception as exc:
+                if self._unreachable(events, exc, [data], final):
+                    return
                 _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); {data}")
+        self._down, self._pause = False, 0.0
 
 
 def install_forwarder(worker_index: int, pool_id: str | None = None) -> LogForwarder:
@@ -143,7 +171,8 @@ def emit_worker_record(data: str, pool_id: str | None = None) -> dict[str, Any] 
             return msg
         name = str(msg.get("logger") or "agentexec.worker")
         level = _level(msg)
-        text = f"[Worker {msg.get('worker', '?')}] {msg.get('message', '')}"
+        # cleaned: a lone surrogate in a task's error text would make the user's handler fail
+        text = clean_text(f"[Worker {msg.get('worker', '?')}] {msg.get('message', '')}", None)
     except (ValueError, TypeError, RecursionError):  # not a record: skipped
         return None
     logger = logging.getLogger(name)

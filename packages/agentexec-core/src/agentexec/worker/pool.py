@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from agentexec.activity.creates import CREATES
 from agentexec.config import CONF
 from agentexec.runtime import (
@@ -30,7 +32,7 @@ from agentexec.runtime import (
     set_backends,
 )
 from agentexec.schedule.pool_api import SchedulingMixin
-from agentexec.task import TaskDefinition
+from agentexec.task import MAX_QUEUE_NAME, TaskDefinition, check_name
 from agentexec.worker.lanes import DEFAULT_LANE, Lane, check_lane, lane_queue_name
 from agentexec.worker.logs import ensure_console_logging
 from agentexec.worker.process_supervisor import ProcessSupervisor
@@ -62,6 +64,8 @@ class Pool(SchedulingMixin):
     ) -> None:
         if queue_name is not None and (not isinstance(queue_name, str) or not queue_name):
             raise TypeError(f"queue_name must be a non-empty str or None, got {queue_name!r}")
+        if queue_name is not None:
+            check_name("queue_name", queue_name, MAX_QUEUE_NAME)
         if database_url is not None and not isinstance(database_url, str):
             raise TypeError(f"database_url must be a str URL or None, got {type(database_url).__name__}")
         self.engine = engine
@@ -74,6 +78,9 @@ class Pool(SchedulingMixin):
         if backends is None:
             backends = build_backends(configured_urls(self.database_url), activity_source=engine)
         self.backends = backends
+        rebind = getattr(backends.activity, "rebind_global_session", None)
+        if engine is not None and callable(rebind):
+            rebind()  # the original binds the global session to the pool's engine
         if not has_explicit_backends():
             # so ax.enqueue / ax.activity in this process use the same stores; a later pool may
             # take over (a suite building one pool per test), backends the user set stay
@@ -96,6 +103,20 @@ class Pool(SchedulingMixin):
             return handler
 
         return decorator
+
+    def add_task(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        *,
+        context_type: type[BaseModel] | None = None,
+        result_type: type[BaseModel] | None = None,
+    ) -> None:
+        """Register ``func`` under ``name`` without a decorator (the original agentexec's form):
+        ``context_type`` when the handler's ``context`` is not annotated with it, and
+        ``result_type``, the model ``ax.get_result`` rebuilds the value as (default: the return
+        annotation, when it is a model). A name taken on this pool raises ``ValueError``."""
+        self._register(TaskDefinition(name, func, context_type, result_type))
 
     def _register(self, definition: TaskDefinition, lane: str = DEFAULT_LANE) -> None:
         """Register a definition on a lane (``"default"`` or ``"pipelines"``)."""

@@ -307,7 +307,7 @@ async def _serve(spec: WorkerSpec, backends: Backends, forwarder: LogForwarder) 
             log.debug("Worker stopped (pid %d)", os.getpid())
             tg.cancel_scope.cancel()
         with anyio.move_on_after(5):
-            await forwarder.flush_to(backends.events, channel)
+            await forwarder.flush_to(backends.events, channel, final=True)
             await backends.events.publish(channel, json.dumps(
                 {"worker": spec.index, "pool": spec.pool_id, "pid": os.getpid(), "event": "exit"}
             ))

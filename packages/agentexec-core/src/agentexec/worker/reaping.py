@@ -7,6 +7,7 @@ import logging
 from agentexec.activity.status import Status
 from agentexec.backends import ConsumerReaper, InFlightView, ReapReport, UnknownActivityError
 from agentexec.config import CONF
+from agentexec.faults import describe, error_message, is_transient
 from agentexec.results import Outcome
 from agentexec.runtime import Backends
 from agentexec.task import Envelope
@@ -22,11 +23,13 @@ async def settle(backends: Backends, report: ReapReport, *, marked: bool = False
     outcome (so ``ax.get_result`` raises ``TaskFailedError`` instead of waiting).
     ``marked``: the QUEUED lines were written before the reap (:func:`mark_requeued`)."""
     activity = backends.activity
+    failed = _Failures("recording the requeue of")
     for env in () if marked else report.requeued:
         log.warning(
             "Task %s (%s) handed out again: its worker stopped (attempt %d of %d)",
             env.task_name, env.agent_id, env.attempts + 1, backends.queue.max_attempts,
         )
+    for env in () if marked else report.requeued:
         try:
             # only a RUNNING activity goes back to QUEUED: if a worker already took the task
             # again and finished it, its COMPLETE must stay the last word
@@ -40,7 +43,12 @@ async def settle(backends: Backends, report: ReapReport, *, marked: bool = False
         except UnknownActivityError:
             pass
         except Exception as exc:
-            log.error("recording the requeue of %s failed: %s", env.agent_id, exc)
+            failed.add(env.agent_id, exc)
+            if is_transient(exc, activity):
+                break  # the store is down: the rest would fail the same way
+    failed.report(len(report.requeued))
+    lines = _Failures("recording the dead letter of")
+    outcomes = _Failures("storing the failure of")
     for dead in report.dead:
         log.error("Task dead-lettered on %s: %s", dead.queue_name, dead.reason)
         if dead.envelope is None:
@@ -48,17 +56,19 @@ async def settle(backends: Backends, report: ReapReport, *, marked: bool = False
         env = dead.envelope
         try:
             await activity.aappend(
-                env.agent_id, CONF.activity_message_error.format(error=dead.reason), Status.ERROR
+                env.agent_id, error_message(dead.reason), Status.ERROR
             )
         except UnknownActivityError:
             pass
         except Exception as exc:
-            log.error("recording the dead letter of %s failed: %s", env.agent_id, exc)
+            lines.add(env.agent_id, exc)
         try:
             outcome = Outcome.failed(env.task_name, dead.reason, env.attempts + 1)
             await backends.results.set(env.agent_id, outcome.encode(), CONF.result_ttl)
         except Exception as exc:
-            log.error("storing the failure of %s failed: %s", env.agent_id, exc)
+            outcomes.add(env.agent_id, exc)
+    lines.report()
+    outcomes.report()
 
 
 async def mark_requeued(backends: Backends, held: list[Envelope]) -> None:
@@ -67,6 +77,7 @@ async def mark_requeued(backends: Backends, held: list[Envelope]) -> None:
     comes before the RUNNING line of whichever worker takes the task next; and the worker is
     dead, so no line of its own can follow it."""
     queue, activity = backends.queue, backends.activity
+    failed = _Failures("recording the requeue of")
     for env in held:
         if env.attempts + 1 >= queue.max_attempts:
             continue  # dead-lettered: settle() writes its ERROR line
@@ -81,7 +92,32 @@ async def mark_requeued(backends: Backends, held: list[Envelope]) -> None:
         except UnknownActivityError:
             pass
         except Exception as exc:
-            log.error("recording the requeue of %s failed: %s", env.agent_id, exc)
+            failed.add(env.agent_id, exc)
+            if is_transient(exc, activity):
+                break  # the store is down: the rest would fail the same way, one timeout each
+    failed.report(len(held))
+
+
+class _Failures:
+    """Failures of one step over many tasks, logged as one line (an outage of the activity
+    store fails them all the same way)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failed: list[tuple[object, Exception]] = []
+
+    def add(self, agent_id: object, exc: Exception) -> None:
+        self.failed.append((agent_id, exc))
+
+    def report(self, of: int | None = None) -> None:
+        if not self.failed:
+            return
+        first, exc = self.failed[0]
+        count = max(len(self.failed), of or 0)
+        if count == 1:
+            log.error("%s %s failed: %s", self.what, first, describe(exc))
+        else:
+            log.error("%s %d tasks failed (%s, first %s)", self.what, count, describe(exc), first)
 
 
 async def reap_consumer(backends: Backends, queue_name: str, consumer_id: str) -> bool:

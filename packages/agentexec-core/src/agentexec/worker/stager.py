@@ -19,6 +19,7 @@ import anyio
 
 from agentexec.backends import ResultBackend, StagedResults
 from agentexec.config import CONF
+from agentexec.faults import Outage, describe
 
 log = logging.getLogger("agentexec.worker")
 
@@ -26,6 +27,11 @@ log = logging.getLogger("agentexec.worker")
 class Stager:
     def __init__(self, results: ResultBackend) -> None:
         self._stage_many = results.stage_many if isinstance(results, StagedResults) else None
+        self._down = Outage(
+            f"the results backend ({type(results).__name__}), for staging outcomes",
+            "finished tasks are not staged meanwhile (a worker killed before their outcome is "
+            "stored costs a run again)",
+        )
         self._pending: list[tuple[UUID, bytes]] = []
         self._wake = anyio.Event()
 
@@ -45,4 +51,7 @@ class Stager:
             try:
                 await self._stage_many(batch, CONF.result_ttl)
             except Exception as exc:
-                log.warning("staging %d outcome(s) failed (%s: %s)", len(batch), type(exc).__name__, exc)
+                if not self._down.failed(exc):
+                    log.debug("staging %d outcome(s) failed (%s)", len(batch), describe(exc))
+            else:
+                self._down.ok()

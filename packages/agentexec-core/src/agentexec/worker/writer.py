@@ -20,6 +20,13 @@ go after them (:meth:`written`, or :meth:`WorkerSink.settle` for sync code on th
 A line whose activity does not exist (yet) is the task's own producer being a moment behind its
 push: its batch is tried again whole after short pauses, then the line is set aside (other
 batches go on) and, after ``UNKNOWN_GRACE``, the activity is created from the task.
+
+Faults (:mod:`agentexec.faults`): a write that fails because its backend is unreachable is kept
+and tried again, and meanwhile the worker takes no new task (:meth:`ActivityWriter.ready`), so
+nothing runs that cannot be recorded; each outage is logged once, and once more when it ends.
+A write the backend *refuses* (bad data) is split until the row at fault is alone; that row is
+cleaned, or replaced by a note of what was lost (a line) or by the task's failure (an
+outcome), so one bad row never holds up the others or loops.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import count
+from typing import Any
 from uuid import UUID
 
 import anyio
@@ -44,6 +52,7 @@ from agentexec.backends import (
     UnknownActivityError,
 )
 from agentexec.config import CONF
+from agentexec.faults import Outage, clean_text, describe, is_transient
 from agentexec.results import Outcome
 from agentexec.task import Task
 from agentexec.worker.stager import Stager
@@ -59,7 +68,14 @@ MAX_BATCH = 500
 MAX_COMMITS = 1
 #: outcome/ack steps in flight at once (each holds a backend connection)
 MAX_POSTS = 4
-MAX_BACKOFF = 5.0
+#: waits between tries of a write while its backend is unreachable
+FIRST_BACKOFF = 0.05
+MAX_BACKOFF = 2.0
+#: what a worker says it does while a backend it writes to is unreachable
+WAITING = (
+    "this worker takes no new task until it can write again (its finished tasks wait, their "
+    "slots taken); retrying"
+)
 #: how long a line waits for its activity to appear before the worker creates it
 UNKNOWN_GRACE = 1.0
 #: pauses before a batch with a missing activity is tried again whole (then split)
@@ -84,6 +100,8 @@ class ActivityWriter:
         self._busy: set[UUID] = set()  # activities with a line in a transaction in flight
         #: agent_id -> task name of the tasks this worker runs (to create a missing activity)
         self.task_names: dict[UUID, str] = {}
+        #: agent_id -> activity metadata of those tasks that have some (likewise)
+        self.task_metadata: dict[UUID, dict[str, Any]] = {}
         #: per activity, the sequence numbers of its lines not yet committed (oldest first)
         self._unwritten: dict[UUID, deque[int]] = {}
         self._seq = count(1)
@@ -96,6 +114,49 @@ class ActivityWriter:
         # optional batch capabilities, looked up once (protocol isinstance checks are slow)
         self._set_many = results.set_many if isinstance(results, BatchResults) else None
         self._ack_many = queue.ack_many if isinstance(queue, BatchAck) else None
+        # backpressure: while a backend is down, or too many finished tasks wait for their
+        # outcome and ack, the worker takes no new task (see ``ready``)
+        self._activity_down = Outage(f"the activity store ({type(activity).__name__})", WAITING)
+        self._results_down = Outage(f"the results backend ({type(results).__name__})", WAITING)
+        self._queue_down = Outage(f"the queue ({type(queue).__name__})", WAITING)
+        #: leases submitted (to be acknowledged or given back) and not yet ended
+        self._unfinished = 0
+        #: how many may wait before ``ready`` holds the worker back (None: no bound)
+        self.max_unfinished: int | None = None
+        self._progress = anyio.Event()
+
+    # -- backpressure ------------------------------------------------------------------------
+    @property
+    def down(self) -> list[str]:
+        """What this worker cannot write to right now."""
+        return [o.what for o in (self._activity_down, self._results_down, self._queue_down) if o.down]
+
+    @property
+    def accepting(self) -> bool:
+        """Whether the worker may take another task: every backend it writes to answers, and
+        fewer than ``max_unfinished`` finished tasks wait for their outcome and ack."""
+        if self._activity_down.down or self._results_down.down or self._queue_down.down:
+            return False
+        return self.max_unfinished is None or self._unfinished < self.max_unfinished
+
+    async def ready(self) -> None:
+        """Returns once the worker may take another task (:attr:`accepting`): nothing runs
+        that cannot be recorded."""
+        while not self.accepting:
+            await self._progress.wait()
+
+    def read_failed(self, exc: BaseException) -> bool:
+        """A read of the activity store failed (outside the writer): when the store is
+        unreachable, the worker holds back as for a failed write (said once); True then."""
+        if not is_transient(exc, self.activity):
+            return False
+        if self._activity_down.failed(exc):
+            self._changed()
+        return True
+
+    def _changed(self) -> None:
+        self._progress.set()
+        self._progress = anyio.Event()
 
     # -- producers (the worker's event loop) -------------------------------------------------
     async def written(self, agent_ids: Iterable[UUID] | None = None) -> None:
@@ -160,6 +221,8 @@ class ActivityWriter:
         if item.entry is not None:
             item.seq = next(self._seq)
             self._unwritten.setdefault(item.entry.agent_id, deque()).append(item.seq)
+        if item.ack is not None or item.release is not None:
+            self._unfinished += 1
         self._pending.append(item)
         self._wake.set()
 
@@ -241,68 +304,119 @@ class ActivityWriter:
             lease = item.ack or item.release
             if lease is not None:
                 self.task_names.pop(lease.envelope.agent_id, None)
+                self.task_metadata.pop(lease.envelope.agent_id, None)
         if posts:
             tg.start_soon(self._post, posts)
 
     async def _commit(self, entries: list[LogEntry]) -> set[UUID]:
         """Write ``entries``; returns the agent_ids of the lines left for
-        :meth:`_create_missing` (tasks of this worker whose activity does not exist yet)."""
+        :meth:`_create_missing` (tasks of this worker whose activity does not exist yet).
+
+        While the store is unreachable the batch is kept and tried again (:meth:`_outage`:
+        the worker takes no new task meanwhile). A batch the store *refuses* is split in
+        halves until the line at fault is alone (:meth:`_commit_refused`), so the others land.
+        """
         missing: set[UUID] = set()
-        delay = 0.05
+        delay = FIRST_BACKOFF
         patience = list(ARRIVING)
         while entries:
             try:
-                try:
-                    await self.activity.aappend_many(entries)
-                except UnknownActivityError as exc:
-                    unknown = exc.agent_id if isinstance(exc.agent_id, UUID) else None
-                    if not any(e.agent_id == unknown for e in entries):
-                        return missing | await self._commit_each(entries)
-                    if unknown in self.task_names and patience:
-                        # most likely its producer's write is a moment behind the push (and
-                        # many of this batch with it): the whole batch again, shortly
-                        await anyio.sleep(patience.pop(0))
-                        continue
-                    # set that line aside (or drop it, when it is not of a task of ours) and
-                    # write the rest: one more statement per missing activity, not per line
-                    if unknown in self.task_names:
-                        missing.add(unknown)
-                    else:
-                        log.warning("activity line for %s dropped: %s", unknown, exc)
-                    entries = [e for e in entries if e.agent_id != unknown]
+                await self.activity.aappend_many(entries)
+            except UnknownActivityError as exc:
+                unknown = exc.agent_id if isinstance(exc.agent_id, UUID) else None
+                if not any(e.agent_id == unknown for e in entries):
+                    return missing | await self._split(entries, exc)
+                if unknown in self.task_names and patience:
+                    # most likely its producer's write is a moment behind the push (and
+                    # many of this batch with it): the whole batch again, shortly
+                    await anyio.sleep(patience.pop(0))
                     continue
-                except ValueError:
-                    # one bad line must not sink the batch: write them one by one
-                    return missing | await self._commit_each(entries)
-                return missing
+                # set that line aside (or drop it, when it is not of a task of ours) and
+                # write the rest: one more statement per missing activity, not per line
+                if unknown in self.task_names:
+                    missing.add(unknown)
+                else:
+                    log.warning("activity line for %s dropped: %s", unknown, exc)
+                entries = [e for e in entries if e.agent_id != unknown]
+                continue
             except Exception as exc:
-                log.error(
-                    "writing %d activity line(s) failed (%s: %s); retrying in %.2fs",
-                    len(entries), type(exc).__name__, exc, delay,
-                )
-                await anyio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
+                if is_transient(exc, self.activity):
+                    delay = await self._outage(self._activity_down, exc, delay)
+                    continue
+                return missing | await self._split(entries, exc)
+            self._recovered(self._activity_down)
+            return missing
         return missing
 
-    async def _commit_each(self, entries: list[LogEntry]) -> set[UUID]:
-        missing: set[UUID] = set()
-        for e in entries:
-            try:
-                await self.activity.aappend(e.agent_id, e.message, e.status, e.percentage)
-            except UnknownActivityError as exc:
-                if e.agent_id in self.task_names:
-                    missing.add(e.agent_id)
-                else:
-                    log.warning("activity line for %s dropped: %s", e.agent_id, exc)
-            except ValueError as exc:
-                log.warning("activity line for %s dropped: %s", e.agent_id, exc)
-        return missing
+    async def _split(self, entries: list[LogEntry], exc: Exception) -> set[UUID]:
+        """A batch the store refused: its halves, each on its own (a batch holds one line per
+        activity, so their order does not matter)."""
+        if len(entries) == 1:
+            return await self._commit_refused(entries[0], exc)
+        half = len(entries) // 2
+        return await self._commit(entries[:half]) | await self._commit(entries[half:])
+
+    async def _commit_refused(self, entry: LogEntry, exc: Exception) -> set[UUID]:
+        """One line the store refused for good (a NUL byte PostgreSQL cannot store, a lone
+        surrogate no encoder takes …): written cleaned (:func:`clean_text`), or else as a
+        short note of what was lost, keeping its status, so a final line still ends its
+        activity. Should the store refuse even that note, the fault is the store's, not the
+        line's: that is an outage, waited out like any other."""
+        delay = FIRST_BACKOFF
+        cleaned = replace(entry, message=clean_text(entry.message))
+        note = replace(
+            entry, message=f"(an activity line could not be stored: {describe(exc)})", percentage=None
+        )
+        candidates = [note] if cleaned.message == entry.message else [cleaned, note]
+        while True:
+            refused: BaseException = exc
+            for candidate in candidates:
+                try:
+                    await self.activity.aappend_many([candidate])
+                except UnknownActivityError as unknown:
+                    if entry.agent_id in self.task_names:
+                        return {entry.agent_id}
+                    log.warning("activity line for %s dropped: %s", entry.agent_id, unknown)
+                    return set()
+                except Exception as error:
+                    if is_transient(error, self.activity):
+                        delay = await self._outage(self._activity_down, error, delay)
+                        break  # from the first candidate again
+                    refused = error
+                    continue
+                self._recovered(self._activity_down)
+                log.warning(
+                    "activity line of %s refused (%s); stored %s", entry.agent_id, describe(exc),
+                    "as it was" if candidate is entry else "cleaned" if candidate is cleaned else "as a note",
+                )
+                return set()
+            else:
+                if isinstance(refused, ValueError | TypeError):
+                    # refused before reaching the database (our own checks): the line itself
+                    log.error("activity line of %s dropped: %s", entry.agent_id, describe(refused))
+                    return set()
+                # even a plain note is refused: the store is at fault, not the line; once it
+                # writes again, the line goes as it was
+                delay = await self._outage(self._activity_down, refused, delay)
+                candidates = [entry, cleaned, note] if cleaned.message != entry.message else [entry, note]
+
+    async def _outage(self, outage: Outage, exc: BaseException, delay: float) -> float:
+        """A write failed because ``outage``'s backend cannot write now: say so once, stop
+        taking tasks (:meth:`ready`), wait, and return the next wait."""
+        if outage.failed(exc):
+            self._changed()
+        await anyio.sleep(delay)
+        return min(delay * 2, MAX_BACKOFF)
+
+    def _recovered(self, outage: Outage) -> None:
+        if outage.down and outage.ok():
+            self._changed()
 
     async def _create_missing(self, e: LogEntry) -> None:
         """A line of a task this worker runs, whose activity does not exist (yet): its producer
         writes activities behind the push (``agentexec.activity.creates``), or died before it
         did, or the database forgot it. Wait a little, then create it from the task itself."""
-        delay, waited = 0.001, 0.0
+        delay, waited, backoff = 0.001, 0.0, FIRST_BACKOFF
         while True:
             try:
                 await self.activity.aappend(e.agent_id, e.message, e.status, e.percentage)
@@ -311,36 +425,108 @@ class ActivityWriter:
                 if waited >= UNKNOWN_GRACE:
                     break
             except Exception as exc:
-                log.warning("activity line for %s not written: %s", e.agent_id, exc)
+                if is_transient(exc, self.activity):
+                    backoff = await self._outage(self._activity_down, exc, backoff)
+                    continue
+                await self._commit([e])  # refused: cleaned, or a note (see _commit_refused)
                 return
             await anyio.sleep(delay)
             waited, delay = waited + delay, min(delay * 2, 0.2)
         task_name = self.task_names.get(e.agent_id, "unknown")
-        try:
-            await self.activity.acreate(task_name, CONF.activity_message_create, e.agent_id)
-            log.warning("Task %s (%s) had no activity; created it from the task", task_name, e.agent_id)
-        except ValueError:
-            pass  # created meanwhile
-        except Exception as exc:
-            log.warning("activity of %s could not be created: %s", e.agent_id, exc)
-            return
-        try:
-            await self.activity.aappend(e.agent_id, e.message, e.status, e.percentage)
-        except Exception as exc:
-            log.warning("activity line for %s dropped: %s", e.agent_id, exc)
+        metadata = self.task_metadata.get(e.agent_id)
+        while True:
+            try:
+                if metadata is None:
+                    await self.activity.acreate(task_name, CONF.activity_message_create, e.agent_id)
+                else:
+                    await self.activity.acreate(
+                        task_name, CONF.activity_message_create, e.agent_id, metadata
+                    )
+                log.warning("Task %s (%s) had no activity; created it from the task", task_name, e.agent_id)
+            except ValueError:
+                pass  # created meanwhile
+            except Exception as exc:
+                if is_transient(exc, self.activity):
+                    backoff = await self._outage(self._activity_down, exc, backoff)
+                    continue
+                log.warning("activity of %s could not be created: %s", e.agent_id, describe(exc))
+                return
+            break
+        await self._commit([e])
 
     async def _post(self, items: list[_Item]) -> None:
         async with self._posts:
-            outcomes = [i.outcome for i in items if i.outcome is not None]
-            if outcomes:
-                await _retrying("storing outcomes", lambda: self._set_outcomes(outcomes))
-            acks = [i.ack for i in items if i.ack is not None]
-            if acks:
-                await _retrying("acknowledging tasks", lambda: self._ack(acks))
-            for item in items:
-                if item.release is not None:
-                    release = item.release
-                    await _retrying("giving a task back", lambda: self._queue.release(release))  # noqa: B023
+            try:
+                outcomes = [i.outcome for i in items if i.outcome is not None]
+                if outcomes:
+                    await self._store_outcomes(outcomes)
+                acks = [i.ack for i in items if i.ack is not None]
+                if acks:
+                    await self._end_leases("acknowledging", acks, self._ack)
+                releases = [i.release for i in items if i.release is not None]
+                if releases:
+                    await self._end_leases("giving back", releases, self._release)
+            finally:
+                ended = sum(1 for i in items if i.ack is not None or i.release is not None)
+                if ended:
+                    self._unfinished -= ended
+                    self._changed()
+
+    async def _store_outcomes(self, outcomes: list[tuple[UUID, bytes]]) -> None:
+        """Store them, waiting out an outage of the results backend. An outcome the backend
+        refuses for good is replaced by the task's failure, saying why (the task is counted
+        once: it ends, with a reason, instead of running again)."""
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                await self._set_outcomes(outcomes)
+            except Exception as exc:
+                if is_transient(exc, self._results):
+                    delay = await self._outage(self._results_down, exc, delay)
+                    continue
+                if len(outcomes) > 1:
+                    half = len(outcomes) // 2
+                    await self._store_outcomes(outcomes[:half])
+                    await self._store_outcomes(outcomes[half:])
+                    return
+                agent_id, data = outcomes[0]
+                failure = _failure_instead(data, exc)
+                if failure is None:  # the backend refuses even a failure: its fault, not ours
+                    delay = await self._outage(self._results_down, exc, delay)
+                    continue
+                log.error("the outcome of %s could not be stored (%s); storing its failure instead",
+                          agent_id, describe(exc))
+                outcomes = [(agent_id, failure)]
+                continue
+            self._recovered(self._results_down)
+            return
+
+    async def _end_leases(
+        self, what: str, leases: list[Lease], call: Callable[[Sequence[Lease]], Awaitable[None]]
+    ) -> None:
+        """Acknowledge (or give back) ``leases``, waiting out an outage of the queue. One the
+        queue refuses for good is left to expire: the queue hands it out again, and the next
+        worker finds its outcome stored (an ack) or runs it (a release)."""
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                await call(leases)
+            except Exception as exc:
+                if is_transient(exc, self._queue):
+                    delay = await self._outage(self._queue_down, exc, delay)
+                    continue
+                if len(leases) > 1:
+                    half = len(leases) // 2
+                    await self._end_leases(what, leases[:half], call)
+                    await self._end_leases(what, leases[half:], call)
+                    return
+                log.error(
+                    "%s task %s failed (%s); its lease expires and the queue hands it out again",
+                    what, leases[0].envelope.agent_id, describe(exc),
+                )
+                return
+            self._recovered(self._queue_down)
+            return
 
     async def _set_outcomes(self, outcomes: Sequence[tuple[UUID, bytes]]) -> None:
         ttl = CONF.result_ttl
@@ -359,19 +545,22 @@ class ActivityWriter:
         for lease in leases:
             await self._queue.ack(lease)
 
+    async def _release(self, leases: Sequence[Lease]) -> None:
+        for lease in leases:
+            await self._queue.release(lease)
 
-async def _retrying(what: str, call: Callable[[], Awaitable[None]]) -> None:
-    """Until it works: the outcome and the ack of a finished task must not be lost (both are
-    idempotent, so a retry after a partial failure is harmless)."""
-    delay = 0.05
-    while True:
-        try:
-            await call()
-            return
-        except Exception as exc:
-            log.error("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
-            await anyio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
+
+def _failure_instead(data: bytes, exc: BaseException) -> bytes | None:
+    """The failed outcome to store in place of ``data`` that the results backend refused;
+    ``None`` when ``data`` already is such a failure."""
+    try:
+        refused = Outcome.decode(data)
+    except ValueError:
+        refused = Outcome.failed("", "")
+    reason = f"its outcome could not be stored: {describe(exc)}"
+    if refused.status == "error" and refused.error and refused.error.startswith("its outcome could not"):
+        return None
+    return Outcome.failed(refused.task_name, reason, refused.attempts).encode()
 
 
 class WorkerSink:
@@ -422,15 +611,17 @@ class WorkerSink:
             # the producer's write is behind its push, and nothing here can wait for it: create
             # the activity from the task (the producer's write then finds it and skips it)
             try:
-                store.create(task_name, CONF.activity_message_create, line.agent_id)
+                store.create(
+                    task_name, CONF.activity_message_create, line.agent_id,
+                    metadata=self.writer.task_metadata.get(line.agent_id),
+                )
             except ValueError:
                 pass  # it arrived meanwhile
             store.append(line.agent_id, line.message, line.status, line.percentage)
         except (UnknownActivityError, ValueError) as exc:
             log.warning("activity line for %s dropped: %s", line.agent_id, exc)
 
-    async def finished(self, task: Task, entry: LogEntry | None, outcome: Outcome) -> None:
-        data = outcome.encode()
+    async def finished(self, task: Task, entry: LogEntry | None, data: bytes) -> None:
         if entry is not None and self.stager is not None:
             self.stager.add(task.agent_id, data)
         self.writer.submit(entry, outcome=(task.agent_id, data), ack=self.leases.pop(task.agent_id, None))

@@ -20,11 +20,15 @@ def _load_results() -> Any:
     return ThirdPartyResults
 
 
+# the backends keep their data in the process (they are core's memory backends under another
+# scheme): cross_process=False makes a pool run its workers on its own thread, where they see it
 @hookimpl
 def agentexec_queue_backends() -> Iterator[BackendSpec]:
-    yield BackendSpec("thirdparty", ("thirdparty",), _load_queue, "example third-party queue")
+    yield BackendSpec("thirdparty", ("thirdparty",), _load_queue, "example third-party queue",
+                      cross_process=False)
 
 
 @hookimpl
 def agentexec_result_backends() -> Iterator[BackendSpec]:
-    yield BackendSpec("thirdparty", ("thirdparty",), _load_results, "example third-party results")
+    yield BackendSpec("thirdparty", ("thirdparty",), _load_results, "example third-party results",
+                      cross_process=False)

@@ -3,8 +3,9 @@
 A runner runs one agent for one task (``agent_id``) and keeps that task's activity informed:
 
 - ``runner.prompts.report_status`` tells the model how and when to report progress, and
-  ``runner.tools.report_status`` is the tool it reports with: each call appends a RUNNING log
-  (message, percentage) to the task's activity.
+  ``runner.tools.report_status`` is the tool it reports with, named ``report_activity`` as the
+  original agentexec names it (so prompts written for it keep working): each call appends a
+  RUNNING log (message, percentage) to the task's activity.
 - When the framework stops a run for using too many turns and ``max_turns_recovery`` is on, the
   runner continues the same conversation with ``runner.prompts.wrap_up`` for at most
   ``recovery_turns`` more turns, the last of them forced to answer, and logs that it did so.
@@ -31,8 +32,10 @@ from agentexec.backends import as_uuid
 
 log = logging.getLogger("agentexec.runners")
 
-#: the name of the progress tool; prompts refer to it, so adapters must keep it
-REPORT_STATUS_TOOL = "report_status"
+#: the name the model sees for the progress tool (the original agentexec's); prompts refer to
+#: it, so adapters must keep it
+REPORT_STATUS_TOOL = "report_activity"
+REPORT_ACTIVITY_TOOL = REPORT_STATUS_TOOL
 
 DEFAULT_REPORT_STATUS_PROMPT = (
     f"Report your progress with the {REPORT_STATUS_TOOL} tool:\n"
@@ -86,7 +89,7 @@ class RunnerTools:
         """An async ``(message: str, percentage: int) -> str`` recording progress."""
         runner = self._runner
 
-        async def report_status(message: str, percentage: int) -> str:
+        async def report_activity(message: str, percentage: int) -> str:
             """Report your progress on the task to the user.
 
             Args:
@@ -95,7 +98,7 @@ class RunnerTools:
             """
             return await runner.report_status(message, percentage)
 
-        return report_status
+        return report_activity
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +276,7 @@ ReportStatusFunction = Callable[[str, int], Awaitable[str]]
 __all__ = [
     "DEFAULT_REPORT_STATUS_PROMPT",
     "DEFAULT_WRAP_UP_PROMPT",
+    "REPORT_ACTIVITY_TOOL",
     "REPORT_STATUS_TOOL",
     "BaseAgentRunner",
     "ReportStatusFunction",
