@@ -198,6 +198,10 @@ class RedisQueue:
                 if not state.started:
                     # a consumer id reused after a crash: its old tasks go back (attempts + 1)
                     await self._reap_one(r, keys, consumer_id, force=True)
+                    # the reap unregistered the consumer, whatever heartbeat came before it:
+                    # register it again before this take, or the tasks it takes until its next
+                    # heartbeat sit in an in-flight list no reaper watches
+                    state.last_beat = None
                     state.started = True
                 if state.dirty:
                     if not await _until_idle(state, deadline):
