@@ -181,6 +181,8 @@ async def test_postgres_activity_store_stopped_under_load_with_a_worker_killed(
     os.kill(victim, signal.SIGKILL)
     await anyio.sleep(OUTAGE - 1.0)
     started_in_outage = len([e for e in pool.events() if e["event"] == "start" and e["t"] > down_at + 0.5])
+    await anyio.sleep(0.2)  # what is still on its way (the journal is written as handlers start)
+    started_in_outage = len([e for e in pool.events() if e["event"] == "start" and e["t"] > down_at + 0.5])
     private_postgres.start()
     up_at = time.time()
 
@@ -190,10 +192,11 @@ async def test_postgres_activity_store_stopped_under_load_with_a_worker_killed(
     duplicates = sum(n - 1 for n in counted.values())
     assert len(counted) == TASKS
     assert duplicates <= in_flight, (duplicates, in_flight)
-    # nothing ran that could not be recorded: past the first moments only the replacement of
-    # the killed worker took tasks (up to its slots and one reserve batch) before its own
-    # first write failed
-    assert started_in_outage <= 2 * 4 + in_flight, (started_in_outage, in_flight)
+    # nothing ran that could not be recorded: past the first moments no task started, but
+    # for the replacement of the killed worker, whose first tasks may start before its first
+    # write fails (a handler starts before its RUNNING line commits): at most its 4 slots. A
+    # task handed out again waits for the store before anything is decided (so none ran here)
+    assert started_in_outage <= 4, (started_in_outage, in_flight)
     down = said(pool, r"the activity store \(SQLActivityStore\) is unreachable")
     assert down and max(down.values()) <= 2, (down, pool.output[-3000:])  # once per worker process
     report = (
