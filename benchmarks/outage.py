@@ -101,6 +101,7 @@ async def run(args: argparse.Namespace) -> int:
         os.kill(victim, signal.SIGKILL)
         print(f"{args.kill_at:g} s into the outage: {in_flight} in flight, {waiting} waiting; worker {victim} SIGKILLed")
         await anyio.sleep(max(0.0, args.outage - args.kill_at))
+        restart_at = time.time()  # "during the outage": before PostgreSQL is started again
         pg.start()
         up_at = time.time()
         print(f"PostgreSQL started again after {up_at - down_at:.1f} s")
@@ -109,7 +110,7 @@ async def run(args: argparse.Namespace) -> int:
 
         events = pool.events()
         starts = Counter(e["label"] for e in events if e["event"] == "start")
-        in_outage = [e for e in events if e["event"] == "start" and down_at + 0.5 < e["t"] < up_at]
+        in_outage = [e for e in events if e["event"] == "start" and down_at + 0.5 < e["t"] < restart_at]
         duplicates = sum(n - 1 for n in starts.values())
         statuses: Counter[str] = Counter()
         for task in tasks:
@@ -125,6 +126,8 @@ async def run(args: argparse.Namespace) -> int:
         print(f"'store is down' lines per worker: {dict(down)}; 'back' lines: {dict(back)}")
         print(f"every task finished {done_at - up_at:.1f} s after PostgreSQL was back")
         code = pool.stop(timeout=60)
+        if args.show:
+            print("\n".join(line for line in pool.lines if "Processing task" not in line and "Task completed" not in line))
         pool = None
         ok = lost == 0 and wrong == 0 and duplicates <= in_flight and code == 0
         print("OK" if ok else "FAILED", f"(pool exit code {code})")
@@ -147,6 +150,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200, help="tasks started before the outage")
     parser.add_argument("--outage", type=float, default=30.0, help="seconds PostgreSQL is down")
     parser.add_argument("--kill-at", type=float, default=10.0, help="seconds into the outage of the kill")
+    parser.add_argument("--show", action="store_true", help="print the pool's log (less the per-task lines)")
     args = parser.parse_args()
     sys.exit(anyio.run(run, args))
 

@@ -132,7 +132,7 @@ async def test_sqlite_disk_full_then_freed_the_pool_recovers_by_itself(pools: An
         ]
         pool.wait_event("start", 10 + 8)
         filler = fill(disk)
-        await anyio.sleep(2.0)
+        await anyio.sleep(1.0)
         stalled = len(pool.events())
         await anyio.sleep(1.0)
         assert len(pool.events()) == stalled, "tasks kept starting on a full disk"
@@ -152,13 +152,13 @@ async def test_sqlite_disk_full_then_freed_the_pool_recovers_by_itself(pools: An
 
 #: tasks, their length and the outage of the short PostgreSQL test (the benchmark: 3,000 x 10 ms
 #: and 30 s)
-TASKS, SECONDS, OUTAGE = 400, 0.02, 6.0
+TASKS, SECONDS, OUTAGE = 400, 0.02, 4.0
 
 
 async def test_postgres_activity_store_stopped_under_load_with_a_worker_killed(
     pools: Any, private_postgres: PrivatePostgres, redis_server_url: str | None
 ) -> None:
-    """Redis queue, activity on a PostgreSQL stopped (``pg_ctl stop -m fast``) for 6 s while
+    """Redis queue, activity on a PostgreSQL stopped (``pg_ctl stop -m fast``) for 4 s while
     400 short tasks run on 2 workers x 4 slots, one worker SIGKILLed in the middle of it:
     the workers stop taking tasks within moments (each says once that the store is down),
     the killed worker's tasks run again (no more than were in flight at the kill), none is
@@ -177,10 +177,11 @@ async def test_postgres_activity_store_stopped_under_load_with_a_worker_killed(
     down_at = time.time()
     await anyio.sleep(1.0)
     in_flight = (await p.backends.queue.stats(p.queue_name)).in_flight
-    started_before_kill = len([e for e in pool.events() if e["event"] == "start"])
     victim = pool.workers()[0]
     os.kill(victim, signal.SIGKILL)
     await anyio.sleep(OUTAGE - 1.0)
+    started_in_outage = len([e for e in pool.events() if e["event"] == "start" and e["t"] > down_at + 0.5])
+    await anyio.sleep(0.2)  # what is still on its way (the journal is written as handlers start)
     started_in_outage = len([e for e in pool.events() if e["event"] == "start" and e["t"] > down_at + 0.5])
     private_postgres.start()
     up_at = time.time()
@@ -191,11 +192,11 @@ async def test_postgres_activity_store_stopped_under_load_with_a_worker_killed(
     duplicates = sum(n - 1 for n in counted.values())
     assert len(counted) == TASKS
     assert duplicates <= in_flight, (duplicates, in_flight)
-    # nothing ran that could not be recorded: past the first moments only the replacement of
-    # the killed worker took tasks (up to its slots and one reserve batch) before its own
-    # first write failed
-    assert started_in_outage <= 2 * 4 + in_flight, (started_in_outage, in_flight)
-    assert started_before_kill < TASKS // 2
+    # nothing ran that could not be recorded: past the first moments no task started, but
+    # for the replacement of the killed worker, whose first tasks may start before its first
+    # write fails (a handler starts before its RUNNING line commits): at most its 4 slots. A
+    # task handed out again waits for the store before anything is decided (so none ran here)
+    assert started_in_outage <= 4, (started_in_outage, in_flight)
     down = said(pool, r"the activity store \(SQLActivityStore\) is unreachable")
     assert down and max(down.values()) <= 2, (down, pool.output[-3000:])  # once per worker process
     report = (
@@ -212,7 +213,7 @@ async def test_redis_killed_and_restarted_the_pool_recovers_by_itself(
     pools: Any, private_redis: PrivateRedis, postgres_server_url: str
 ) -> None:
     """Redis (queue, results, events; append-only file on) SIGKILLed while tasks run and
-    started again 3 s later: the worker waits (acks and outcomes kept), says so once, and
+    started again 2 s later: the worker waits (acks and outcomes kept), says so once, and
     finishes every task, each run once, without a restart."""
     stack = Stack("redis", postgres_server_url, private_redis.url)
     p = pools(stack, lease=15.0)
@@ -222,7 +223,7 @@ async def test_redis_killed_and_restarted_the_pool_recovers_by_itself(
     )
     pool.wait_event("start", 20)
     private_redis.kill()
-    await anyio.sleep(3.0)
+    await anyio.sleep(2.0)
     private_redis.start()
     assert await ax.gather(*tasks, timeout=WAIT) == tuple(f"t{i}" for i in range(80))
     assert final_statuses(tasks) == Counter({Status.COMPLETE: 80})

@@ -53,27 +53,42 @@ async def failure_of(task: ax.Task) -> ax.TaskFailedError:
     return caught.value
 
 
-async def test_poison_results_and_errors_end_error_once_and_the_rest_completes(
+async def test_poison_data_ends_its_own_task_once_and_the_rest_completes(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
-    """A lone surrogate in a handler's return value or in its error text, and a NUL byte in
-    its error text (which PostgreSQL refuses), among good tasks of the same batches: the
-    poison tasks end ERROR with a readable reason, each ran once; the rest are COMPLETE.
+    """Among 200 good tasks: a lone surrogate in a handler's return value or in its error
+    text, and a NUL byte in its error text (which PostgreSQL refuses), each end ERROR with a
+    readable reason and run once; a task name PostgreSQL cannot store (over 255 characters,
+    or with a NUL) and an over-long queue name fail their own ``enqueue`` at once. The 200
+    others are COMPLETE.
+
     Before: the worker gave each poison task back uncounted and it ran hundreds of times a
     second, forever; on PostgreSQL the NUL line made the writer retry its batch forever, so
-    the tasks that shared it never finished either."""
+    the tasks sharing it never finished either; the bad name's ``enqueue`` returned normally
+    and the create-behind batch it shared failed, losing 27 OTHER tasks' activities."""
     pool = run_pool(python_app(), AGENTEXEC_WORKER_CONCURRENCY=8)
     poisons = ["surrogate_result", "surrogate_error", "nul_error"]
     good: list[ax.Task] = []
     bad: dict[str, ax.Task] = {}
-    for i in range(60):
+    errors: list[str] = []
+    for i in range(200):
         good.append(await ax.enqueue("job", Job(label=f"g{i}"), queue_name=queue_name))
-        if i % 20 == 10:
+        if i % 60 == 10:
             for poison in poisons:
                 label = f"{poison}-{i}"
                 bad[label] = await ax.enqueue("job", Job(label=label, poison=poison), queue_name=queue_name)
+        if i in (50, 150):
+            bad_name = "x" * 300 if i == 50 else "job\x00"
+            with pytest.raises(ValueError) as caught:
+                await ax.enqueue(bad_name, Job(label="bad"), queue_name=queue_name)
+            errors.append(str(caught.value))
+        if i == 100:
+            with pytest.raises(ValueError, match="queue_name"):
+                await ax.enqueue("job", Job(label="bad"), queue_name="q" * 201)
+    assert errors[0].startswith("task_name is 300 characters long, more than the 255 allowed")
+    assert errors[1] == "task_name 'job\\x00' holds a control character ('\\x00' at position 3); use printable text"
 
-    assert list(await ax.gather(*good, timeout=WAIT)) == [f"g{i}" for i in range(60)]
+    assert list(await ax.gather(*good, timeout=WAIT)) == [f"g{i}" for i in range(200)]
     for label, task in bad.items():
         error = (await failure_of(task)).error
         status, message = last_line(task.agent_id)
@@ -92,39 +107,10 @@ async def test_poison_results_and_errors_end_error_once_and_the_rest_completes(
 
     runs = Counter(e["label"] for e in pool.events() if e["event"] == "start")
     assert {label: runs[label] for label in bad} == dict.fromkeys(bad, 1)
-    assert all(runs[f"g{i}"] == 1 for i in range(60))
+    assert all(runs[f"g{i}"] == 1 for i in range(200))
+    assert runs["bad"] == 0
     assert "giving it back" not in pool.output
     assert "Logging error" not in pool.output  # the surrogate reached no log handler
-    assert pool.stop() == 0
-
-
-async def test_an_overlong_or_control_character_task_name_fails_its_own_enqueue_only(
-    producer: Backends, run_pool: RunPool, queue_name: str
-) -> None:
-    """Among 200 good enqueues, a task name PostgreSQL cannot store (over 255 characters, or
-    with a NUL) fails its own ``enqueue`` at once with a clear error. Before: that enqueue
-    returned normally and the create-behind batch it shared failed, so 27 OTHER tasks'
-    activities were never written."""
-    pool = run_pool(python_app(), AGENTEXEC_WORKER_CONCURRENCY=8)
-    tasks: list[ax.Task] = []
-    errors: list[str] = []
-    for i in range(200):
-        if i in (50, 150):
-            bad_name = "x" * 300 if i == 50 else "job\x00"
-            with pytest.raises(ValueError) as caught:
-                await ax.enqueue(bad_name, Job(label="bad"), queue_name=queue_name)
-            errors.append(str(caught.value))
-        if i == 100:
-            with pytest.raises(ValueError, match="queue_name"):
-                await ax.enqueue("job", Job(label="bad"), queue_name="q" * 201)
-        tasks.append(await ax.enqueue("job", Job(label=f"g{i}"), queue_name=queue_name))
-    assert errors[0].startswith("task_name is 300 characters long, more than the 255 allowed")
-    assert errors[1] == "task_name 'job\\x00' holds a control character ('\\x00' at position 3); use printable text"
-
-    assert list(await ax.gather(*tasks, timeout=WAIT)) == [f"g{i}" for i in range(200)]
-    for task in tasks:
-        assert statuses(task.agent_id) == [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
-    assert not [e for e in pool.events() if e["label"] == "bad"]
     assert pool.stop() == 0
 
 

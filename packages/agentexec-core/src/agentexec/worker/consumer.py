@@ -12,7 +12,8 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 import anyio
 
@@ -28,17 +29,26 @@ from agentexec.worker.lanes import Lane
 from agentexec.worker.lifecycle import execute_task, failure, reject, set_sink, unknown_task_error
 from agentexec.worker.reaping import RELEASED_MESSAGE
 from agentexec.worker.stager import Stager
-from agentexec.worker.writer import ActivityWriter, WorkerSink
+from agentexec.worker.writer import MAX_BATCH, ActivityWriter, WorkerSink
 
 log = logging.getLogger("agentexec.worker")
+
+T = TypeVar("T")
 
 #: concurrent ``reserve`` calls per lane: enough to fill many free slots quickly, few enough
 #: that idle workers do not tie up many blocking backend connections
 MAX_FETCHERS = 2
-#: tasks one ``reserve_many`` call may take (queues that offer it), bounded by free slots; also
-#: the least number of finished tasks a worker lets wait for their outcome and ack before it
-#: stops taking new ones (otherwise its slots' worth)
+#: tasks one ``reserve_many`` call may take (queues that offer it), bounded by free slots
 MAX_RESERVE_BATCH = 64
+#: finished tasks a worker lets wait for their outcome and ack before it stops taking new ones
+#: (or its slots' worth, if more): two full batches of the writer (``writer.MAX_BATCH``), one
+#: being written and one filling, so a healthy store is never the bottleneck (measured: a
+#: bound of 96 cost a third of a no-op drain), while a slow one holds the worker back
+MAX_UNFINISHED = 2 * MAX_BATCH
+
+
+class _Unread:
+    """A read that failed for good (see ``Worker._read``)."""
 
 
 def rss_mb() -> float | None:
@@ -181,7 +191,7 @@ class Worker:
         writer = ActivityWriter(self.backends.activity, self.backends.results, self.backends.queue)
         # finished tasks waiting for their outcome and ack count against taking new ones: a
         # worker whose writes fall behind (or fail) slows down instead of drifting ahead
-        writer.max_unfinished = max(sum(lane.slots for lane in self.lanes), MAX_RESERVE_BATCH)
+        writer.max_unfinished = max(sum(lane.slots for lane in self.lanes), MAX_UNFINISHED)
         stager = Stager(self.backends.results)
         self.sink = WorkerSink(writer, stager)
         set_sink(self.sink)  # inherited by every task started below
@@ -372,10 +382,8 @@ class Worker:
           only, writing no line after the final one;
         - ``"run"``: it never finished; run it.
         """
-        try:
-            data = await self.backends.results.get(task.agent_id)
-        except Exception as exc:
-            log.warning("reading the outcome of redelivered task %s failed (%s); running it", task.agent_id, exc)
+        data = await self._read(lambda: self.backends.results.get(task.agent_id), "outcome", task, True)
+        if isinstance(data, _Unread):
             return "run"
         if data is not None:
             try:
@@ -386,14 +394,8 @@ class Worker:
                 log.info("Task %s (%s) already finished; not running it again", task.task_name, task.agent_id)
                 self.sink.writer.submit(None, ack=self.sink.leases.pop(task.agent_id))
                 return "done"
-        try:
-            detail = await self.backends.activity.adetail(task.agent_id)
-        except Exception as exc:
-            # unreachable: said once by the writer, which holds the worker back meanwhile
-            quiet = self.sink.writer.read_failed(exc)
-            (log.debug if quiet else log.warning)(
-                "reading the activity of redelivered task %s failed (%s); running it", task.agent_id, describe(exc)
-            )
+        detail = await self._read(lambda: self.backends.activity.adetail(task.agent_id), "activity", task, False)
+        if isinstance(detail, _Unread):
             return "run"
         status = None if detail is None else detail.status
         staged = await self._staged(task)
@@ -424,6 +426,28 @@ class Worker:
             )
             return "done"
         return "run"
+
+    async def _read(
+        self, read: Callable[[], Awaitable[T]], what: str, task: Task, results: bool
+    ) -> T | _Unread:
+        """What a redelivered task's check reads. While the backend is unreachable it waits
+        (the task keeps its slot, the worker takes nothing new: the writer says so once), since
+        deciding without it could run again a task that had finished; another error is logged
+        and the task runs (at-least-once)."""
+        delay = 0.05
+        writer = self.sink.writer
+        while True:
+            try:
+                value = await read()
+            except Exception as exc:
+                if writer.read_failed(exc, results):
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                log.warning("reading the %s of redelivered task %s failed (%s); running it", what, task.agent_id, describe(exc))
+                return _Unread()
+            writer.read_ok(results)
+            return value
 
     async def _staged(self, task: Task) -> Outcome | None:
         results = self.backends.results

@@ -145,14 +145,19 @@ class ActivityWriter:
         while not self.accepting:
             await self._progress.wait()
 
-    def read_failed(self, exc: BaseException) -> bool:
-        """A read of the activity store failed (outside the writer): when the store is
-        unreachable, the worker holds back as for a failed write (said once); True then."""
-        if not is_transient(exc, self.activity):
+    def read_failed(self, exc: BaseException, results: bool = False) -> bool:
+        """A read of the activity store (or of the results backend) failed, outside the
+        writer: when the backend is unreachable, the worker holds back as for a failed write
+        (said once) and True is returned; :meth:`read_ok` once a read succeeds again."""
+        backend, outage = (self._results, self._results_down) if results else (self.activity, self._activity_down)
+        if not is_transient(exc, backend):
             return False
-        if self._activity_down.failed(exc):
+        if outage.failed(exc):
             self._changed()
         return True
+
+    def read_ok(self, results: bool = False) -> None:
+        self._recovered(self._results_down if results else self._activity_down)
 
     def _changed(self) -> None:
         self._progress.set()
