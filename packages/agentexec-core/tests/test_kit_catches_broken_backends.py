@@ -2,7 +2,7 @@
 one-line bug each, across every protocol and optional capability) fails the kit on the test that
 names its bug, and on no test unrelated to it.
 
-Catch rate of these 58 backends: 25 with the kit before issue 19, 58 after (see
+Catch rate of these 60 backends: 25 with the kit before issue 19, 60 after (see
 docs/backends.md). Every kit test added by issue 19 is the bug test of at least one of them, so
 each is proven able to fail.
 """
@@ -121,6 +121,7 @@ CAUGHT_BY: dict[str, tuple[str, str, set[str]]] = {
     "WholeSecondWaitResults": ("ResultsSuite", "test_wait_times_out_with_timeout_error", set()),
     "DeleteForgetsNothingResults": ("ResultsSuite", "test_delete_forgets_the_value", set()),
     "GivingUpDropsOthersResults": ("ResultsSuite", "test_a_waiter_that_times_out_leaves_the_others_waiting", set()),
+    "ClosedForGoodResults": ("ResultsSuite", "test_close_then_use_again", set()),
     # -- events ---------------------------------------------------------------------------------
     "LazySubscribeEvents": ("EventsSuite", "test_subscription_is_live_once_entered", {
         # every test that publishes before the first read
@@ -167,6 +168,7 @@ CAUGHT_BY: dict[str, tuple[str, str, set[str]]] = {
         "test_writes_after_a_final_status_keep_it", "test_acancel_pending_like_cancel_pending",
     }),
     "AcancelQueuedOnlyStore": ("ActivityStoreSuite", "test_acancel_pending_like_cancel_pending", set()),
+    "ClosedForGoodStore": ("ActivityStoreSuite", "test_aclose_then_use_again", set()),
     "PercentageFromFirstLogStore": ("ActivityStoreSuite", "test_latest_percentage_is_the_latest_non_null", {
         "test_aappend_many_is_all_or_nothing", "test_percentage_bounds_0_and_100_are_accepted",
         "test_async_twins", "test_writes_after_a_final_status_keep_it",

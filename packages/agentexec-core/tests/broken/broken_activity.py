@@ -115,3 +115,19 @@ class PercentageFromFirstLogStore(activity.MemoryActivityStore):
             return None
         first = next((log.percentage for log in found.logs if log.percentage is not None), None)
         return found.model_copy(update={"latest_percentage": first})
+
+
+class ClosedForGoodStore(activity.MemoryActivityStore):
+    """After ``aclose`` the store refuses every call (its async engine is disposed and never
+    recreated): a worker loop that closed its connections cannot write again."""
+
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def append(self, agent_id: UUID, message: str, status: Status | None = None,
+               percentage: int | None = None, session: Any = None) -> None:
+        if self.closed:
+            raise RuntimeError("engine disposed")
+        super().append(agent_id, message, status, percentage, session)

@@ -146,3 +146,17 @@ class GivingUpDropsOthersResults(MemoryResults):
             with self._lock:
                 self._waiters.pop(agent_id, None)
             raise
+
+
+class ClosedForGoodResults(MemoryResults):
+    """After ``close`` the backend refuses every call (its client is dropped, never recreated)."""
+
+    closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def get(self, agent_id: UUID) -> bytes | None:
+        if self.closed:
+            raise RuntimeError("connection closed")
+        return await super().get(agent_id)
