@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from agentexec.activity.status import Status
-from agentexec.backends import ConsumerReaper, InFlightView, ReapReport, UnknownActivityError
+from agentexec.backends import ConsumerReaper, InFlightView, ReapReport, StagedResults, UnknownActivityError
 from agentexec.config import CONF
 from agentexec.faults import describe, error_message, is_transient
 from agentexec.results import Outcome
@@ -15,6 +15,10 @@ from agentexec.task import Envelope
 log = logging.getLogger("agentexec.worker")
 
 REQUEUED_MESSAGE = "Its worker stopped before the task finished; queued again (attempt {attempt} of {max})."
+LOST_RESULT_MESSAGE = (
+    "the task completed, but its worker died before storing its result, and the task had "
+    "used up its attempts (max_attempts), so it was not run again for it"
+)
 RELEASED_MESSAGE = "The worker shut down before the task finished; queued again."
 
 
@@ -54,6 +58,8 @@ async def settle(backends: Backends, report: ReapReport, *, marked: bool = False
         if dead.envelope is None:
             continue
         env = dead.envelope
+        if await _finished_before(backends, env):
+            continue
         try:
             await activity.aappend(
                 env.agent_id, error_message(dead.reason), Status.ERROR
@@ -69,6 +75,41 @@ async def settle(backends: Backends, report: ReapReport, *, marked: bool = False
             outcomes.add(env.agent_id, exc)
     lines.report()
     outcomes.report()
+
+
+async def _finished_before(backends: Backends, env: Envelope) -> bool:
+    """A dead-lettered task may have finished before its last worker died (between its final
+    line and its ack): its final state stands, and the dead letter only records the lost lease.
+    Its outcome is stored from what was staged; a final line is written only where none is.
+    False when nothing says it finished (or nothing can be read): it failed, as the reap says."""
+    results, activity = backends.results, backends.activity
+    try:
+        if await results.get(env.agent_id) is not None:
+            return True
+        staged = await results.staged(env.agent_id) if isinstance(results, StagedResults) else None
+        detail = await activity.adetail(env.agent_id)
+    except Exception:
+        return False
+    status = None if detail is None else detail.status
+    final = status in (Status.COMPLETE, Status.ERROR, Status.CANCELED)
+    if staged is not None:
+        outcome = Outcome.decode(staged)
+        if not final:
+            if outcome.status == "ok":
+                await activity.aappend(env.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100)
+            else:
+                await activity.aappend(env.agent_id, error_message(outcome.error or "failed"), Status.ERROR)
+    elif final and detail is not None and status is not None:
+        reason = (
+            LOST_RESULT_MESSAGE if status is Status.COMPLETE
+            else detail.logs[-1].message if detail.logs else status.value
+        )
+        outcome = Outcome.failed(env.task_name, reason, env.attempts + 1)
+    else:
+        return False
+    log.info("Task %s (%s) had finished before its worker died; its final state stands", env.task_name, env.agent_id)
+    await results.set(env.agent_id, outcome.encode(), CONF.result_ttl)
+    return True
 
 
 async def mark_requeued(backends: Backends, held: list[Envelope]) -> None:
