@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 
 from agentexec.activity.status import Status
-from agentexec.backends import ConsumerReaper, InFlightView, ReapReport, StagedResults, UnknownActivityError
+from agentexec.backends import (
+    ConsumerReaper,
+    InFlightView,
+    ReapReport,
+    StagedResults,
+    UnknownActivityError,
+)
 from agentexec.config import CONF
 from agentexec.faults import describe, error_message, is_transient
 from agentexec.results import Outcome
