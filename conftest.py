@@ -254,3 +254,23 @@ def _forget_the_pools_a_test_made() -> Iterator[None]:
     registry = sys.modules.get("agentexec.worker.registry")
     if registry is not None:
         registry._pools.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Captured output may hold text a test wrote on purpose (half a surrogate pair, from the
+    poison-data tests); pytest-xdist cannot send it to the controller as UTF-8, so it is
+    escaped here, in the report only."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8")) for title, text in report.sections
+    ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # execnet sets COLUMNS=80 and LINES=24 in its workers; the CLI's piped output (160
+        # columns without COLUMNS) must look the same under xdist as in a plain run
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)

@@ -234,9 +234,9 @@ async def test_many_io_bound_tasks_in_one_process(
     events = [e for e in pool.events() if e["label"] != "warm"]
     starts = sorted(e["t"] - t0 for e in events if e["event"] == "start")
     ends = sorted(e["t"] - t0 for e in events if e["event"] == "end")
-    # the embedded SQL transport pays a transaction per reserve, outcome and ack (and per
-    # forwarded log line); Redis is the fast path the 2 s target is about
-    bound = 2.0 if stack.name == "redis" else 6.0
+    # one at a time they would take 50 s: half that proves they overlap, on a machine as
+    # loaded as it may be; how fast they go is benchmarks/pool.py's business (2 s on Redis)
+    bound = 25.0
     assert elapsed < bound, (
         f"500 x 0.1 s took {elapsed:.2f}s on {stack.name}: handlers started "
         f"{starts[0]:.2f}..{starts[-1]:.2f}s, ended {ends[0]:.2f}..{ends[-1]:.2f}s"
