@@ -393,3 +393,135 @@ def test_the_original_agentexec_tables_are_adopted(
     store.append(some, "resumed", Status.RUNNING, 50)
     assert store.detail(some).status == Status.RUNNING  # type: ignore[union-attr]
 
+
+
+# -- the status column is kept by every write ------------------------------------------------
+def _mismatches(engine: Engine) -> list[Any]:
+    """Activities whose status/percentage columns differ from their latest log entries'."""
+    latest = (
+        f"SELECT l.{{col}} FROM {L} l WHERE l.activity_id = a.id {{extra}}"
+        f"ORDER BY l.created_at DESC, l.id DESC LIMIT 1"
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text(
+            f"SELECT a.agent_id, a.status, a.percentage, ({latest.format(col='status', extra='')}), "
+            f"({latest.format(col='percentage', extra='AND l.percentage IS NOT NULL ')}) "
+            f"FROM {A} a"
+        )).all())
+
+
+@pytest.mark.anyio
+async def test_every_write_keeps_the_status_column(store: SQLActivityStore, db_engine: Engine) -> None:
+    from agentexec.backends import LogEntry
+    from agentexec_sqlalchemy.models import Activity, ActivityLog
+    from sqlalchemy.orm import Session
+
+    one = store.create("t", "queued")
+    store.append(one, "started", Status.RUNNING, 10)
+    store.append(one, "progress", None, None)  # inherits RUNNING, keeps 10
+    two, three, four = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await store.acreate_many([(two, "t", "q"), (three, "t", "q"), (four, "t", "q")])
+    await store.aappend(two, "started", Status.RUNNING)  # one line with a status
+    await store.aappend_many([  # all with a status, two lines for one activity
+        LogEntry(three, "a", Status.RUNNING, 20), LogEntry(three, "b", Status.ERROR, None),
+        LogEntry(four, "c", Status.RUNNING, 30),
+    ])
+    await store.aappend_many([  # some inherit: the last status given wins, else the activity's
+        LogEntry(two, "d", None, 60), LogEntry(four, "e", Status.COMPLETE, None),
+        LogEntry(four, "f", None, 99),
+    ])
+    five = store.create("t", "queued")
+    with Session(db_engine) as session:  # the ORM: append_log, and a log added directly
+        activity = Activity.get_by_agent_id(five, session=session)
+        assert activity is not None
+        activity.append_log("orm", Status.RUNNING, 70)
+        session.add(ActivityLog(activity_id=activity.id, message="direct", status=Status.ERROR,
+                                percentage=None, created_at=datetime.now(UTC) + timedelta(seconds=1)))
+        session.commit()
+    six = store.create("t", "queued")
+    assert await store.acancel_pending() >= 2  # one (RUNNING) and six (QUEUED) among them
+
+    assert [row for row in _mismatches(db_engine) if row[1] != row[3] or row[2] != row[4]] == []
+    current = {row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(row[0]): (row[1], row[2])
+               for row in _mismatches(db_engine)}
+    assert current[one] == ("CANCELED", 10)
+    assert current[two] == ("CANCELED", 60)
+    assert current[three] == ("ERROR", 20)
+    assert current[four] == ("COMPLETE", 99)
+    assert current[five] == ("ERROR", 70)
+    assert current[six] == ("CANCELED", 0)
+    assert {i.agent_id for i in store.list(status=Status.CANCELED).items} == {one, two, six}
+    assert store.count_active() == 0
+
+
+# -- inside an application's own Alembic environment -----------------------------------------
+APP_MODELS = '''
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "note"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(String(200))
+'''
+
+APP_REVISION = '''
+import sqlalchemy as sa
+from alembic import op
+
+revision = "app0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table("note", sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("text", sa.String(200), nullable=False))
+
+
+def downgrade():
+    op.drop_table("note")
+'''
+
+
+def test_an_applications_alembic_env_runs_agentexecs_migrations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engines: list[Engine]
+) -> None:
+    """examples/alembic_env/env.py (the env.py docs/migrations.md shows): `alembic upgrade
+    head` runs the application's revisions and agentexec's, each history in its own version
+    table, and `alembic check` (autogenerate) finds nothing to do: agentexec's tables are not
+    the application's to drop."""
+    import shutil
+
+    from alembic import command
+    from alembic.config import Config
+
+    root = Path(__file__).resolve().parents[3]
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    (tmp_path / "myapp" / "models.py").write_text(APP_MODELS)
+    scripts = tmp_path / "migrations"
+    (scripts / "versions").mkdir(parents=True)
+    shutil.copy(root / "examples" / "alembic_env" / "env.py", scripts / "env.py")
+    (scripts / "versions" / "app0001.py").write_text(APP_REVISION)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(scripts))
+    cfg.set_main_option("sqlalchemy.url", url)
+
+    command.upgrade(cfg, "head")
+    command.check(cfg)  # raises when autogenerate would change anything
+    engine = _engine(url, engines)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "app0001"
+    assert migrations.recorded(engine) == migrations.HEAD
+    assert {"note", A, L, f"{A.removesuffix('activity')}queue"} <= set(sa.inspect(engine).get_table_names())
+    monkeypatch.delitem(__import__("sys").modules, "myapp.models")
+    monkeypatch.delitem(__import__("sys").modules, "myapp")

@@ -48,14 +48,39 @@ def config(connection: Connection | None = None) -> Config:
     return cfg
 
 
-def _run(source: Engine | Connection, action: Any) -> Any:
-    """``action(config)`` on one transaction of ``source`` (an Engine: a new one, committed)."""
+def _migrate(source: Engine | Connection, destination: str, *, down: bool = False) -> None:
+    """Run the scripts from the recorded revision to ``destination`` on one transaction of
+    ``source`` (an Engine: a new one, committed at the end).
+
+    Straight through a ``MigrationContext``, not ``alembic.command``: that would set up a second
+    ``EnvironmentContext``, which breaks the one of an application's ``env.py`` calling this."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+    from alembic.script import ScriptDirectory
     from sqlalchemy.engine import Connection
 
+    from agentexec_sqlalchemy.models import Base
+
+    script = ScriptDirectory.from_config(config())
+
+    def steps(revision: Any, _context: Any) -> Any:
+        if down:
+            return script._downgrade_revs(destination, revision)
+        return script._upgrade_revs(destination, revision)
+
+    def run(conn: Connection) -> None:
+        context = MigrationContext.configure(conn, opts={
+            "version_table": VERSION_TABLE, "fn": steps, "script": script,
+            "target_metadata": Base.metadata, "destination_rev": destination,
+        })
+        with Operations.context(context), context.begin_transaction():
+            context.run_migrations()
+
     if isinstance(source, Connection):
-        return action(config(source))
-    with source.begin() as conn:
-        return action(config(conn))
+        run(source)
+    else:
+        with source.begin() as conn:
+            run(conn)
 
 
 def upgrade(source: Engine | Connection, revision: str = "head") -> None:
@@ -63,16 +88,12 @@ def upgrade(source: Engine | Connection, revision: str = "head") -> None:
 
     A database whose tables ``create_all`` made before migrations existed, or the original
     agentexec's tables (0.1.x to 0.3), is adopted by the first revision, keeping every row."""
-    from alembic import command
-
-    _run(source, lambda cfg: command.upgrade(cfg, revision))
+    _migrate(source, revision)
 
 
 def downgrade(source: Engine | Connection, revision: str) -> None:
     """Downgrade agentexec's tables to ``revision`` (``"-1"``: one step back; ``"base"``: drop them)."""
-    from alembic import command
-
-    _run(source, lambda cfg: command.downgrade(cfg, revision))
+    _migrate(source, revision, down=True)
 
 
 def current(source: Engine | Connection) -> str | None:
