@@ -5,11 +5,10 @@ after them, in the same transaction, with their own version table. ``include_obj
 application's autogenerate away from agentexec's tables.
 """
 
-from alembic import context
-from sqlalchemy import engine_from_config, pool
-
 from agentexec_sqlalchemy import migrations
+from alembic import context
 from myapp.models import Base  # the application's own models
+from sqlalchemy import engine_from_config, pool
 
 target_metadata = Base.metadata
 
