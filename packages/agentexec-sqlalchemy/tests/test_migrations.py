@@ -525,3 +525,29 @@ def test_an_applications_alembic_env_runs_agentexecs_migrations(
     assert {"note", A, L, f"{A.removesuffix('activity')}queue"} <= set(sa.inspect(engine).get_table_names())
     monkeypatch.delitem(__import__("sys").modules, "myapp.models")
     monkeypatch.delitem(__import__("sys").modules, "myapp")
+
+
+def test_a_pool_on_an_old_schema_says_what_to_run(tmp_path: Path, engines: list[Engine]) -> None:
+    """`agentexec run` on tables of the baseline refuses to start, naming `agentexec db
+    upgrade`, instead of starting and failing every task on a missing column."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrations.upgrade(_engine(url, engines), migrations.BASELINE)
+    (tmp_path / "app.py").write_text(
+        "import agentexec as ax\nfrom uuid import UUID\nfrom pydantic import BaseModel\n"
+        "pool = ax.Pool()\n"
+        "class C(BaseModel):\n    x: int = 1\n"
+        "@pool.task('t')\nasync def t(agent_id: UUID, context: C) -> int:\n    return 1\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTEXEC_")}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "agentexec"), "run", "app:pool"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, env={**env, "AGENTEXEC_DATABASE_URL": url},
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Pool started" not in result.stdout + result.stderr
+    assert (f"agentexec's tables are at revision {migrations.BASELINE}, this release needs "
+            f"{migrations.HEAD}: run `agentexec db upgrade`") in result.stderr
