@@ -95,11 +95,22 @@ def schema(engine: Engine) -> dict[str, Any]:
                 for ix in inspector.get_indexes(table)
             ),
             "unique": sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+            "options": _storage_options(engine, table),
             "checks": sorted(
                 (str(c["name"]), " ".join(c["sqltext"].split())) for c in inspector.get_check_constraints(table)
             ),
         }
     return found
+
+
+def _storage_options(engine: Engine, table: str) -> list[str] | None:
+    """PostgreSQL's storage parameters of ``table`` (fillfactor ...), which reflection omits."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT reloptions FROM pg_class WHERE oid = to_regclass(:t)"), {"t": f'"{table}"'}
+        ).scalar()
 
 
 def autogenerate_diff(engine: Engine) -> list[Any]:
@@ -138,6 +149,7 @@ def test_upgrade_from_empty_is_create_all(kind: str, new_url: Any, engines: list
                 {"n": f"ix_{A}_metadata"},
             ).scalar_one()
         assert "gin" in index and "jsonb_path_ops" in index
+        assert schema(migrated)[A]["options"] == ["fillfactor=80"]
     else:
         # SQLite: only the PostgreSQL-only GIN index, which neither database has
         assert [d for d in autogenerate_diff(migrated) if "metadata" not in d] == []
@@ -222,7 +234,11 @@ def test_baseline_filled_upgrades_and_back(kind: str, new_url: Any, engines: lis
     store.append(new, "go", Status.RUNNING, 5)
     assert store.list(page_size=1).items[0].status == Status.RUNNING
 
-    migrations.downgrade(engine, "-1")
+    migrations.downgrade(engine, "-1")  # one step back from head, the data as it was
+    assert migrations.recorded(engine) == migrations.REVISIONS[-2]
+    _check_logs(store, expected)
+    assert store.list(page_size=1).items[0].status == Status.RUNNING
+    migrations.downgrade(engine, migrations.BASELINE)  # and to the baseline: the columns go
     assert migrations.recorded(engine) == migrations.BASELINE
     assert "status" not in {c["name"] for c in sa.inspect(engine).get_columns(A)}
     with engine.connect() as conn:
