@@ -54,6 +54,7 @@ def _migrate(source: Engine | Connection, destination: str, *, down: bool = Fals
 
     Straight through a ``MigrationContext``, not ``alembic.command``: that would set up a second
     ``EnvironmentContext``, which breaks the one of an application's ``env.py`` calling this."""
+    import sqlalchemy as sa
     from alembic.migration import MigrationContext
     from alembic.operations import Operations
     from alembic.script import ScriptDirectory
@@ -69,6 +70,9 @@ def _migrate(source: Engine | Connection, destination: str, *, down: bool = Fals
         return script._upgrade_revs(destination, revision)
 
     def run(conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            # two processes upgrading at once queue up (the key the stores' schema set-up takes)
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x61676578)))
         context = MigrationContext.configure(conn, opts={
             "version_table": VERSION_TABLE, "fn": steps, "script": script,
             "target_metadata": Base.metadata, "destination_rev": destination,
