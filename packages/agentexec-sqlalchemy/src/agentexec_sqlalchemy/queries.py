@@ -41,26 +41,6 @@ def latest_log_id(activity_id: Any) -> ScalarSelect[int]:
     )
 
 
-def latest_status(activity_id: Any) -> ScalarSelect[Status]:
-    return (
-        select(Log.status)
-        .where(Log.activity_id == activity_id)
-        .order_by(*_LATEST_FIRST)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def latest_percentage(activity_id: Any) -> ScalarSelect[int | None]:
-    return (
-        select(Log.percentage)
-        .where(Log.activity_id == activity_id, Log.percentage.is_not(None))
-        .order_by(*_LATEST_FIRST)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
 def is_pending() -> ColumnElement[bool]:
     return Activity.current_status.in_(Status.pending())
 

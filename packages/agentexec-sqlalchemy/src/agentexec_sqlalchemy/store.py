@@ -498,4 +498,5 @@ class SQLActivityStore:
             for pk, at in times.items()
         ])
 
+
 __all__ = ["CANCELED_MESSAGE", "SQLActivityStore"]
