@@ -121,3 +121,8 @@ def test_install_by_name_into_a_fresh_venv_and_run_the_readme_example(
     assert "Acme: looks solid COMPLETE" in ran.stdout
     cli = subprocess.run([str(venv / "bin" / "agentexec"), "--version"], timeout=60, **run)  # type: ignore[call-overload]
     assert cli.stdout.strip() == f"agentexec {VERSION}"
+    # the migrations ship in agentexec-sqlalchemy's wheel: a pip user upgrades with them
+    db = f"sqlite:///{tmp_path / 'migrated.db'}"
+    for action, expected in (("upgrade", "no version -> "), ("check", "up to date")):
+        ran = subprocess.run([str(venv / "bin" / "agentexec"), "db", action, "--url", db], timeout=60, **run)  # type: ignore[call-overload]
+        assert ran.returncode == 0 and expected in ran.stdout, ran.stdout + ran.stderr

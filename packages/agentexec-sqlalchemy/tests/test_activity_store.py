@@ -277,7 +277,8 @@ def test_tables_and_indexes(db_engine: Engine) -> None:
     activity, log = Activity.__tablename__, ActivityLog.__tablename__
     assert (activity, log) == ("agentexec_activity", "agentexec_activity_log")
     assert {c["name"] for c in inspector.get_columns(activity)} == {
-        "id", "agent_id", "agent_type", "created_at", "updated_at", "metadata",
+        "id", "agent_id", "agent_type", "created_at", "updated_at", "metadata", "status",
+        "percentage",
     }
     assert {c["name"] for c in inspector.get_columns(log)} == {
         "id", "activity_id", "message", "status", "percentage", "created_at",
@@ -288,6 +289,9 @@ def test_tables_and_indexes(db_engine: Engine) -> None:
         i["column_names"] == ["activity_id", "created_at", "id"] for i in inspector.get_indexes(log)
     )
     assert any(i["column_names"] == ["created_at", "id"] for i in inspector.get_indexes(activity))
+    assert any(
+        i["column_names"] == ["status", "created_at", "id"] for i in inspector.get_indexes(activity)
+    )
     (fk,) = inspector.get_foreign_keys(log)
     assert (fk["referred_table"], fk["referred_columns"]) == (activity, ["id"])
 

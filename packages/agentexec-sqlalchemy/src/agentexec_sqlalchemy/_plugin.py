@@ -47,3 +47,5 @@ def agentexec_names() -> Iterator[NameSpec]:
         yield NameSpec("agentexec.activity.models", name, _attr("models", name))
     for name in ("set_global_session", "get_global_session", "remove_global_session"):
         yield NameSpec("agentexec.core.db", name, _attr("session", name))
+    # `agentexec db upgrade | downgrade | current | check`: the migrations' command
+    yield NameSpec("agentexec.cli", "db", lambda: __import__("agentexec_sqlalchemy.cli", fromlist=["cli"]))

@@ -23,6 +23,18 @@ class MissingTablesError(RuntimeError):
         )
 
 
+class SchemaOutdatedError(RuntimeError):
+    """agentexec's tables exist but are older than this release (a column it needs is missing)."""
+
+    def __init__(self, engine: Engine | None) -> None:
+        where = engine.url.render_as_string(hide_password=True) if engine is not None else "the database"
+        super().__init__(
+            f"agentexec's tables in {where} are older than this agentexec release: upgrade them "
+            f"with `agentexec db upgrade` (AGENTEXEC_DATABASE_URL set to that database, or "
+            f"--url), or from Python: agentexec_sqlalchemy.migrations.upgrade(engine)"
+        )
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether a failed call may succeed later unchanged (:mod:`agentexec.faults`): the
     database unreachable or restarting, a connection lost, a full disk, a lock or a timeout
@@ -58,6 +70,13 @@ def is_missing_table(error: exc.DBAPIError) -> bool:
     return "no such table" in str(orig)
 
 
+def is_missing_column(error: BaseException | None) -> bool:
+    if getattr(error, "sqlstate", None) == "42703":  # PostgreSQL undefined_column
+        return True
+    text = str(error)
+    return "no such column" in text or "has no column named" in text
+
+
 def is_unique_violation(error: exc.IntegrityError) -> bool:
     orig = error.orig
     if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
@@ -72,4 +91,6 @@ def explain_missing_tables(engine: Engine | None) -> Iterator[None]:
     except (exc.OperationalError, exc.ProgrammingError) as error:
         if is_missing_table(error):
             raise MissingTablesError(engine) from error
+        if is_missing_column(error.orig):
+            raise SchemaOutdatedError(engine) from error
         raise

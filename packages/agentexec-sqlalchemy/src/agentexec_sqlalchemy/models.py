@@ -1,9 +1,12 @@
 """``ax.Base`` and the activity tables: ``{prefix}activity`` and ``{prefix}activity_log``.
 
 Create them once with ``ax.Base.metadata.create_all(engine)`` (``prefix`` is
-``CONF.table_prefix``, read when this module is first imported). An activity's status is not a
-column: it is the status of its latest log entry (by time, then id), so the log is the one
-source of truth and concurrent writers never overwrite each other.
+``CONF.table_prefix``, read when this module is first imported), which also stamps the newest
+migration; upgrade them later with ``agentexec db upgrade`` (:mod:`agentexec_sqlalchemy.migrations`).
+
+An activity's status is the status of its latest log entry (by time, then id): the log is the
+history. The activity row carries a copy (``status``, ``percentage``) that every write keeps in
+the statement or transaction appending the entry, so listing by status is an index range scan.
 """
 
 from __future__ import annotations
@@ -18,17 +21,24 @@ from agentexec.backends import as_uuid as _uuid
 from agentexec.backends import validate_percentage
 from agentexec.config import CONF
 from sqlalchemy import (
+    DDL,
     BigInteger,
     CheckConstraint,
+    Column,
     Enum,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
+    PrimaryKeyConstraint,
     String,
+    Table,
     Text,
     Uuid,
+    event,
     select,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -63,6 +73,14 @@ class Activity(Base):
     #: reserves as an attribute name. Readable as ``.metadata`` on the API schemas, never
     #: serialized (see agentexec.activity.metadata for the filter's rules).
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType, default=None)
+    #: the latest log entry's status and the latest percentage given, kept by every write with
+    #: the entry it appends (columns "status" and "percentage"; ``status`` below reads the logs)
+    current_status: Mapped[Status] = mapped_column(
+        "status",
+        Enum(Status, native_enum=False, length=16, create_constraint=True, name=f"ck_{ACTIVITY_TABLE}_status"),
+        default=Status.QUEUED, server_default=Status.QUEUED.value,
+    )
+    current_percentage: Mapped[int | None] = mapped_column("percentage", Integer, default=None)
 
     logs: Mapped[list[ActivityLog]] = relationship(
         back_populates="activity",
@@ -74,6 +92,12 @@ class Activity(Base):
     __table_args__ = (
         # list(): newest first, one index range scan per page
         Index(f"ix_{ACTIVITY_TABLE}_created_at_id", "created_at", "id"),
+        # list(status=...): newest first among one status, one index range scan per page
+        Index(f"ix_{ACTIVITY_TABLE}_status_created_at_id", "status", "created_at", "id"),
+        CheckConstraint(
+            "percentage IS NULL OR (percentage >= 0 AND percentage <= 100)",
+            name=f"ck_{ACTIVITY_TABLE}_percentage",
+        ),
         # metadata filter (tenancy): JSONB containment (@>) on PostgreSQL; jsonb_path_ops
         # indexes exactly that operator, smaller and faster than the default GIN opclass
         Index(
@@ -136,7 +160,7 @@ class Activity(Base):
         created()
         from agentexec_sqlalchemy import queries
 
-        return list(session.scalars(select(cls.agent_id).where(queries.is_pending(cls.id))))
+        return list(session.scalars(select(cls.agent_id).where(queries.is_pending())))
 
     def append_log(
         self, message: str, status: Status | None = None, percentage: int | None = None
@@ -149,15 +173,14 @@ class Activity(Base):
         validate_percentage(percentage)
         # never before the previous entry, whatever this host's clock says (as the store does)
         now = max(utcnow(), self.updated_at) if self.updated_at is not None else utcnow()
+        new_status = status if status is not None else self.status
         self.logs.append(
-            ActivityLog(
-                message=message,
-                status=status if status is not None else self.status,
-                percentage=percentage,
-                created_at=now,
-            )
+            ActivityLog(message=message, status=new_status, percentage=percentage, created_at=now)
         )
         self.updated_at = now
+        self.current_status = new_status
+        if percentage is not None:
+            self.current_percentage = percentage
         session = object_session(self)
         if session is not None:
             try:
@@ -202,4 +225,48 @@ class ActivityLog(Base):
         return f"<ActivityLog id={self.id} status={self.status} message={self.message!r}>"
 
 
+#: PostgreSQL: room on each page of the activity table, so that an update changing no indexed
+#: column (a progress line) is a HOT update (migration ax0003; measured in benchmarks/README.md)
+ACTIVITY_FILLFACTOR = 80
+event.listen(
+    Activity.__table__, "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        f"ALTER TABLE %(table)s SET (fillfactor = {ACTIVITY_FILLFACTOR})"
+    ).execute_if(dialect="postgresql"),
+)
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _stamp_head(target: Any, connection: Connection, tables: Any = (), **_: Any) -> None:
+    """``create_all`` made the activity table: the schema is the newest migration's, so record
+    that revision (when no version is recorded yet). Tables that existed already are left to
+    ``agentexec db upgrade``, which knows what they are."""
+    if Activity.__table__ not in tables:
+        return
+    from agentexec_sqlalchemy.migrations import HEAD, VERSION_TABLE
+
+    version = Table(
+        VERSION_TABLE, MetaData(),
+        Column("version_num", String(32), nullable=False),
+        PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+    )
+    version.create(connection, checkfirst=True)
+    if connection.execute(select(version.c.version_num)).first() is None:
+        connection.execute(version.insert().values(version_num=HEAD))
+
+
 from agentexec_sqlalchemy import transport_models as _transport_models  # noqa: E402,F401
+
+
+@event.listens_for(ActivityLog, "after_insert")
+def _carry_status(_mapper: Any, connection: Connection, target: ActivityLog) -> None:
+    """A log entry added through the ORM (``session.add(ActivityLog(...))``) updates its
+    activity's ``status`` and ``percentage`` in the same flush, as the store's writes do. Rows
+    inserted with plain SQL must do the same themselves (docs/operations.md)."""
+    values: dict[str, Any] = {"status": target.status}
+    if target.percentage is not None:
+        values["percentage"] = target.percentage
+    table = Activity.__table__
+    connection.execute(
+        table.update().where(table.c.id == target.activity_id).values(**values)  # type: ignore[attr-defined]
+    )

@@ -60,8 +60,8 @@ WITH input AS MATERIALIZED (  -- one id per row, the same in both inserts
     FROM unnest(%(agent_ids)b::uuid[], %(types)b::text[], %(messages)b::text[])
         AS t(agent_id, agent_type, message)
 ), created AS (
-    INSERT INTO {_A} (id, agent_id, agent_type, created_at, updated_at)
-    SELECT id, agent_id, agent_type, %(now)b, %(now)b FROM input
+    INSERT INTO {_A} (id, agent_id, agent_type, created_at, updated_at, status, percentage)
+    SELECT id, agent_id, agent_type, %(now)b, %(now)b, 'QUEUED', 0 FROM input
     RETURNING id
 )
 INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
@@ -77,8 +77,9 @@ WITH input AS MATERIALIZED (
                 %(metadata)b::text[])
         AS t(agent_id, agent_type, message, metadata)
 ), created AS (
-    INSERT INTO {_A} (id, agent_id, agent_type, created_at, updated_at, metadata)
-    SELECT id, agent_id, agent_type, %(now)b, %(now)b, metadata::jsonb FROM input
+    INSERT INTO {_A} (id, agent_id, agent_type, created_at, updated_at, metadata, status,
+                      percentage)
+    SELECT id, agent_id, agent_type, %(now)b, %(now)b, metadata::jsonb, 'QUEUED', 0 FROM input
     RETURNING id
 )
 INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
@@ -87,14 +88,19 @@ SELECT input.id, input.message, 'QUEUED', 0, %(now)b FROM input JOIN created USI
 
 EXISTING = f"SELECT agent_id FROM {_A} WHERE agent_id = ANY(%(agent_ids)b::uuid[])"
 
-#: the batch's lines, numbered (``ord``) in batch order, and each activity's line count ``n``
+#: the batch's lines, numbered (``ord``) in batch order; per activity, the line count ``n`` and
+#: the last status and percentage given (NULL: none in the batch, the activity keeps its own)
 _LINES = """
 input AS (
     SELECT * FROM unnest(%(agent_ids)b::uuid[], %(messages)b::text[], %(statuses)b::text[],
                          %(percentages)b::int[]) WITH ORDINALITY AS t(agent_id, message, status,
                                                                       percentage, ord)
 ), counts AS (
-    SELECT agent_id, count(*)::int AS n FROM input GROUP BY agent_id
+    SELECT agent_id, count(*)::int AS n,
+           (array_agg(status ORDER BY ord DESC) FILTER (WHERE status IS NOT NULL))[1] AS status,
+           (array_agg(percentage ORDER BY ord DESC)
+                FILTER (WHERE percentage IS NOT NULL))[1] AS percentage
+    FROM input GROUP BY agent_id
 )"""
 
 #: lock the batch's activities in agent_id order (so overlapping batches queue instead of
@@ -105,7 +111,8 @@ locked AS (
     ORDER BY a.agent_id FOR NO KEY UPDATE OF a
 ), moved AS (
     UPDATE {_A} a
-    SET updated_at = GREATEST(a.updated_at, %(now)b) + (c.n - 1) * interval '1 microsecond'
+    SET updated_at = GREATEST(a.updated_at, %(now)b) + (c.n - 1) * interval '1 microsecond',
+        status = COALESCE(c.status, a.status), percentage = COALESCE(c.percentage, a.percentage)
     FROM counts c
     WHERE a.agent_id = c.agent_id AND a.id IN (SELECT id FROM locked)
       {{guard}}
@@ -118,7 +125,8 @@ LOCK = f"WITH {_LINES}, {_LOCK_AND_MOVE.format(guard='')} SELECT agent_id FROM m
 #: one line with a status: the batch statement's work without arrays, windows or sorts
 APPEND_ONE = f"""
 WITH moved AS (
-    UPDATE {_A} SET updated_at = GREATEST(updated_at, %(now)b)
+    UPDATE {_A} SET updated_at = GREATEST(updated_at, %(now)b), status = %(status)b,
+                    percentage = COALESCE(%(percentage)b::int, percentage)
     WHERE agent_id = %(agent_id)b
     RETURNING id, updated_at
 )

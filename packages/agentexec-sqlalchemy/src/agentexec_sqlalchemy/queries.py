@@ -1,9 +1,11 @@
 """The SQL behind the activity store, shared by the store and the model classmethods.
 
 "Latest" means the last entry in the order of ``Activity.logs``: by ``created_at``, then ``id``.
-Every per-activity lookup below is a correlated subquery that the
-``(activity_id, created_at, id)`` index answers with one short backward range scan, so a page
-of ``list()`` costs the same whether the table holds a hundred activities or a million.
+Status and percentage are read from the activity row (which every write keeps equal to its
+latest entry's), so a status filter is a range scan of the ``(status, created_at, id)`` index.
+The latest message is a correlated subquery that the ``(activity_id, created_at, id)`` index
+answers with one short backward range scan, so a page of ``list()`` costs the same whether the
+table holds a hundred activities or a million.
 """
 
 from __future__ import annotations
@@ -39,28 +41,8 @@ def latest_log_id(activity_id: Any) -> ScalarSelect[int]:
     )
 
 
-def latest_status(activity_id: Any) -> ScalarSelect[Status]:
-    return (
-        select(Log.status)
-        .where(Log.activity_id == activity_id)
-        .order_by(*_LATEST_FIRST)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def latest_percentage(activity_id: Any) -> ScalarSelect[int | None]:
-    return (
-        select(Log.percentage)
-        .where(Log.activity_id == activity_id, Log.percentage.is_not(None))
-        .order_by(*_LATEST_FIRST)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def is_pending(activity_id: Any) -> ColumnElement[bool]:
-    return latest_status(activity_id).in_(Status.pending())
+def is_pending() -> ColumnElement[bool]:
+    return Activity.current_status.in_(Status.pending())
 
 
 def metadata_matches(metadata: dict[str, Any], dialect: Dialect) -> ColumnElement[bool]:
@@ -110,7 +92,7 @@ def filters(
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if status is not None:
-        conditions.append(latest_status(Activity.id) == Status(status))
+        conditions.append(Activity.current_status == Status(status))
     if metadata is not None:
         conditions.append(metadata_matches(metadata, dialect))
     return conditions
@@ -145,9 +127,9 @@ def list_page(
             Activity.created_at,
             Activity.updated_at,
             Activity.metadata_.label("activity_metadata"),
-            latest.c.status,
+            Activity.current_status.label("status"),
             latest.c.message.label("latest_log"),
-            latest_percentage(Activity.id).label("latest_percentage"),
+            Activity.current_percentage.label("latest_percentage"),
             count_activities(*conditions).correlate(None).scalar_subquery().label("total"),
         )
         .select_from(page_ids)
@@ -158,4 +140,4 @@ def list_page(
 
 
 def pending_activity_ids() -> Select[Any]:
-    return select(Activity.id).where(is_pending(Activity.id))
+    return select(Activity.id).where(is_pending())

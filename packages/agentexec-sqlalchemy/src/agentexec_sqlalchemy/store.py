@@ -42,7 +42,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy import queries, writes
 from agentexec_sqlalchemy.engine import get_engine
-from agentexec_sqlalchemy.errors import MissingTablesError, is_transient, is_unique_violation
+from agentexec_sqlalchemy.errors import (
+    MissingTablesError,
+    SchemaOutdatedError,
+    is_transient,
+    is_unique_violation,
+)
 from agentexec_sqlalchemy.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE, Activity, ActivityLog
 from agentexec_sqlalchemy.pg_writes import PgWriter
 from agentexec_sqlalchemy.types import utcnow
@@ -108,8 +113,10 @@ class SQLActivityStore:
             global_session.set_global_session(self.engine)
 
     def ensure_schema(self) -> None:
-        """Create the activity tables that are missing (the embedded default calls this; with
-        your own database, prefer ``ax.Base.metadata.create_all(engine)`` or migrations)."""
+        """Create the activity tables that are missing, and upgrade them when an earlier
+        release made them (the embedded default calls this; with your own database, prefer
+        ``ax.Base.metadata.create_all(engine)`` and ``agentexec db upgrade``)."""
+        from agentexec_sqlalchemy import migrations
         from agentexec_sqlalchemy.models import Activity, ActivityLog
 
         with self.engine.begin() as conn:
@@ -118,6 +125,8 @@ class SQLActivityStore:
             Activity.metadata.create_all(
                 conn, tables=[Activity.__table__, ActivityLog.__table__]  # type: ignore[list-item]
             )
+            if migrations.recorded(conn) in (None, *migrations.REVISIONS[:-1]):
+                migrations.upgrade(conn)
 
     def missing_tables(self) -> builtins.list[str]:
         """The activity tables that do not exist yet (``agentexec run`` refuses to start
@@ -125,6 +134,13 @@ class SQLActivityStore:
         inspector = sa.inspect(self.engine)
         names = [ACTIVITY_TABLE, ACTIVITY_LOG_TABLE]
         return [name for name in names if not inspector.has_table(name)]
+
+    def schema_problem(self) -> str | None:
+        """Why this database's agentexec schema is not this release's, with the command that
+        upgrades it (``agentexec run`` refuses to start then), or ``None``. Connects."""
+        from agentexec_sqlalchemy import migrations
+
+        return migrations.problem(self.engine)
 
     async def afind_prefix(self, prefix: str, limit: int = 2) -> builtins.list[UUID]:
         """Up to ``limit`` agent ids that start with ``prefix`` (hex digits, dashes as printed),
@@ -299,6 +315,8 @@ class SQLActivityStore:
             await write
         except psycopg.errors.UndefinedTable as error:
             raise MissingTablesError(self.engine) from error
+        except psycopg.errors.UndefinedColumn as error:
+            raise SchemaOutdatedError(self.engine) from error
 
     async def _in_thread(self, call: Callable[[Connection], T], *, write: bool = True) -> T:
         """``call`` in a worker thread, on a connection of its own (never a thread's global
@@ -358,7 +376,7 @@ class SQLActivityStore:
         )
 
     def _count_active(self, conn: Connection, metadata: dict[str, Any] | None) -> int:
-        conditions = [queries.is_pending(Activity.id)]
+        conditions = [queries.is_pending()]
         conditions += queries.filters(None, metadata, conn.dialect)
         return int(conn.scalar(queries.count_activities(*conditions)) or 0)
 
@@ -418,7 +436,8 @@ class SQLActivityStore:
         for agent_id, task_name, message, metadata in items:
             pk = uuid.uuid4()
             activities.append({"id": pk, "agent_id": agent_id, "agent_type": task_name,
-                               "created_at": now, "updated_at": now, "metadata": metadata})
+                               "created_at": now, "updated_at": now, "metadata": metadata,
+                               "status": Status.QUEUED, "percentage": 0})
             logs.append({"activity_id": pk, "message": message, "status": Status.QUEUED,
                          "percentage": 0, "created_at": now})
         try:
@@ -435,13 +454,14 @@ class SQLActivityStore:
         statuses = [Status(e.status) if e.status is not None else None for e in entries]
         if len(entries) == 1:
             (entry,) = entries
-            locked = conn.execute(
-                writes.LOCK_ONE, {"p_agent_id": _uuid(entry.agent_id), "p_now": utcnow()}
-            ).one_or_none()
+            locked = conn.execute(writes.LOCK_ONE, {
+                "p_agent_id": _uuid(entry.agent_id), "p_now": utcnow(),
+                "p_status": statuses[0], "p_percentage": entry.percentage,
+            }).one_or_none()
             if locked is None:
                 raise UnknownActivityError(entry.agent_id)
             conn.execute(writes.INSERT_ONE, {
-                "p_activity_id": locked.id, "p_message": entry.message, "p_status": statuses[0],
+                "p_activity_id": locked.id, "p_message": entry.message, "p_status": locked.status,
                 "p_percentage": entry.percentage, "p_created_at": locked.updated_at,
             })
             return
@@ -449,31 +469,34 @@ class SQLActivityStore:
         now = utcnow()
         pks: dict[UUID, UUID] = {}  # agent_id -> activity id
         locked_at: dict[UUID, datetime] = {}  # activity id -> updated_at set by the lock
+        # the status an entry without one inherits: the activity's, read under the lock
+        current: dict[UUID, Status] = {}
         for chunk in _chunks(sorted({_uuid(e.agent_id) for e in entries})):
             for row in conn.execute(writes.LOCK_MANY, {"p_agent_ids": chunk, "p_now": now}):
                 pks[row.agent_id], locked_at[row.id] = row.id, row.updated_at
+                current[row.id] = row.status or Status.QUEUED
         for entry in entries:
             if _uuid(entry.agent_id) not in pks:
                 raise UnknownActivityError(entry.agent_id)
-        # the status an entry without one inherits: the latest, read now that we hold the locks
-        current: dict[UUID, Status] = {}
-        if None in statuses:
-            for chunk in _chunks(builtins.list(locked_at)):
-                for pk, status in conn.execute(writes.CURRENT_STATUSES, {"p_ids": chunk}):
-                    current[pk] = status or Status.QUEUED
         times: dict[UUID, datetime] = {}
+        percentages: dict[UUID, int | None] = {}
         logs: builtins.list[dict[str, Any]] = []
         for entry, status in zip(entries, statuses, strict=True):
             pk = pks[_uuid(entry.agent_id)]
             # strictly increasing within the batch, from the time the lock gave
             times[pk] = times[pk] + _TICK if pk in times else locked_at[pk]
             current[pk] = status if status is not None else current[pk]
+            if entry.percentage is not None:
+                percentages[pk] = entry.percentage
+            else:  # None: the activity keeps the percentage it had
+                percentages.setdefault(pk, None)
             logs.append({"activity_id": pk, "message": entry.message, "status": current[pk],
                          "percentage": entry.percentage, "created_at": times[pk]})
         conn.execute(writes.INSERT_LOG, logs)
-        moved = [{"p_id": pk, "p_updated_at": at} for pk, at in times.items() if at != locked_at[pk]]
-        if moved:
-            conn.execute(writes.SET_UPDATED_AT, moved)
+        conn.execute(writes.SET_CURRENT, [
+            {"p_id": pk, "p_updated_at": at, "p_status": current[pk], "p_percentage": percentages[pk]}
+            for pk, at in times.items()
+        ])
 
 
 __all__ = ["CANCELED_MESSAGE", "SQLActivityStore"]

@@ -8,7 +8,9 @@ Appending to an activity is two statements:
    new entry's time: never earlier than the previous entry, even when a writer that read the
    clock earlier got the lock later. Entries are ordered by ``(created_at, id)`` and ids are
    drawn after the lock, so the log order is the order in which writes took the lock.
-2. ``INSERT`` the entry; when it has no status, it copies the latest entry's in the same statement.
+   The same UPDATE sets the activity's ``status`` (the entry's, or the one it had) and
+   ``percentage`` (the entry's when it has one), and returns them.
+2. ``INSERT`` the entry, with the status the UPDATE returned.
 
 Batches and ``cancel_pending`` lock their activities the same way, in ``agent_id`` order.
 """
@@ -19,10 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agentexec.activity.status import Status
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, case, func, insert, select, update
 
 from agentexec_sqlalchemy.models import Activity, ActivityLog
-from agentexec_sqlalchemy.queries import latest_status
 from agentexec_sqlalchemy.types import UTCDateTime
 
 activity: Table = Activity.__table__  # type: ignore[assignment]
@@ -32,13 +33,14 @@ _NOW = bindparam("p_now", type_=UTCDateTime())
 _STATUS_TYPE = log.c.status.type
 
 
-def _move_updated_at(stmt: Any) -> Any:
+def _move_updated_at(stmt: Any, **values: Any) -> Any:
     return stmt.values(
-        updated_at=case((activity.c.updated_at < _NOW, _NOW), else_=activity.c.updated_at)
+        updated_at=case((activity.c.updated_at < _NOW, _NOW), else_=activity.c.updated_at),
+        **values,
     )
 
 
-def lock_sorted(condition: Callable[[Any], Any]) -> Any:
+def lock_sorted(condition: Callable[[Any], Any], **values: Any) -> Any:
     """UPDATE that locks the activities matching ``condition(table)`` and moves ``updated_at``
     up to ``:p_now``. The rows are locked in ``agent_id`` order first (PostgreSQL ``FOR NO KEY
     UPDATE`` in a sorted subquery), so transactions locking overlapping sets queue up instead
@@ -50,38 +52,40 @@ def lock_sorted(condition: Callable[[Any], Any]) -> Any:
         .order_by(target.c.agent_id)
         .with_for_update(key_share=True)
     )
-    return _move_updated_at(update(activity).where(activity.c.id.in_(ordered)))
+    return _move_updated_at(update(activity).where(activity.c.id.in_(ordered)), **values)
 
 
-#: lock one activity by agent_id -> (id, updated_at)
+#: lock one activity by agent_id, setting its status (a NULL :p_status keeps it) and percentage
+#: (a NULL keeps it) -> (id, updated_at, status)
 LOCK_ONE = _move_updated_at(
-    update(activity).where(activity.c.agent_id == bindparam("p_agent_id"))
+    update(activity).where(activity.c.agent_id == bindparam("p_agent_id")),
+    status=func.coalesce(
+        bindparam("p_status", type_=_STATUS_TYPE), activity.c.status, type_=_STATUS_TYPE
+    ),
+    percentage=func.coalesce(bindparam("p_percentage", type_=Integer()), activity.c.percentage),
 ).returning(
-    activity.c.id, activity.c.updated_at
+    activity.c.id, activity.c.updated_at, activity.c.status
 )
-#: lock many activities by agent_id -> (agent_id, id, updated_at)
+#: lock many activities by agent_id -> (agent_id, id, updated_at, status)
 LOCK_MANY = lock_sorted(
     lambda table: table.c.agent_id.in_(bindparam("p_agent_ids", expanding=True))
 ).returning(
-    activity.c.agent_id, activity.c.id, activity.c.updated_at
+    activity.c.agent_id, activity.c.id, activity.c.updated_at, activity.c.status
 )
 
-#: one entry; a NULL :status inherits the latest entry's (QUEUED for an activity without logs)
+#: one entry, with the status LOCK_ONE returned
 INSERT_ONE = insert(log).values(
     activity_id=bindparam("p_activity_id"),
     message=bindparam("p_message"),
-    status=func.coalesce(
-        bindparam("p_status", type_=_STATUS_TYPE),
-        latest_status(bindparam("p_activity_id")),
-        bindparam("p_queued", Status.QUEUED, type_=_STATUS_TYPE),
-        type_=_STATUS_TYPE,
-    ),
+    status=bindparam("p_status", type_=_STATUS_TYPE),
     percentage=bindparam("p_percentage"),
     created_at=bindparam("p_created_at", type_=UTCDateTime()),
 )
 
-#: the pending activities, locked -> (id, updated_at)
-LOCK_PENDING = lock_sorted(lambda table: latest_status(table.c.id).in_(Status.pending())).returning(
+#: the pending activities, locked and marked CANCELED -> (id, updated_at)
+LOCK_PENDING = lock_sorted(
+    lambda table: table.c.status.in_(Status.pending()), status=Status.CANCELED
+).returning(
     activity.c.id, activity.c.updated_at
 )
 EXISTING = select(activity.c.agent_id).where(
@@ -89,14 +93,13 @@ EXISTING = select(activity.c.agent_id).where(
 )
 INSERT_ACTIVITY = insert(activity)
 INSERT_LOG = insert(log)
-SET_UPDATED_AT = (
+#: after a batch: each activity's time of its last new entry, its status and percentage
+SET_CURRENT = (
     update(activity)
     .where(activity.c.id == bindparam("p_id"))
-    .values(updated_at=bindparam("p_updated_at", type_=UTCDateTime()))
-)
-
-
-#: ``(id, latest status)`` of the activities with ids in ``:p_ids``
-CURRENT_STATUSES = select(activity.c.id, latest_status(activity.c.id)).where(
-    activity.c.id.in_(bindparam("p_ids", expanding=True))
+    .values(
+        updated_at=bindparam("p_updated_at", type_=UTCDateTime()),
+        status=bindparam("p_status", type_=_STATUS_TYPE),
+        percentage=func.coalesce(bindparam("p_percentage", type_=Integer()), activity.c.percentage),
+    )
 )

@@ -3,6 +3,11 @@
 Each module named in :data:`COMMAND_MODULES` adds one subcommand: it exposes
 ``add_parser(subparsers)``, which adds its parser and sets ``func=`` (called with the parsed
 arguments; returns the exit code). Adding a command is adding its module to the list.
+
+Plugins add commands the same way, through the ``agentexec_names`` hook: a
+``NameSpec(module="agentexec.cli", name="db", load=...)`` whose ``load()`` returns such a module
+(agentexec-sqlalchemy's ``agentexec db`` is one). Only the plugin command that ``argv`` names is
+loaded.
 """
 
 from __future__ import annotations
@@ -57,7 +62,22 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         if chosen is None or command_name(name) == chosen:
             importlib.import_module(name).add_parser(subparsers)
+    if chosen is None or chosen not in {command_name(m) for m in COMMAND_MODULES}:
+        for command, spec in sorted(plugin_commands().items()):
+            if chosen is None or command == chosen:
+                spec.load().add_parser(subparsers)
     return parser
+
+
+def plugin_commands() -> dict[str, Any]:
+    """The commands plugins add: command name -> its ``NameSpec`` (not loaded yet)."""
+    from agentexec.plugins import get_registry
+
+    return get_registry().names(PLUGIN_COMMANDS)
+
+
+#: the module name plugins register their commands under (``NameSpec.module``)
+PLUGIN_COMMANDS = "agentexec.cli"
 
 
 def _chosen(argv: Sequence[str] | None) -> str | None:
@@ -66,7 +86,9 @@ def _chosen(argv: Sequence[str] | None) -> str | None:
         return None
     names = {command_name(m) for m in COMMAND_MODULES}
     first = next((a for a in argv if not a.startswith("-")), None)
-    return first if first in names else None
+    if first in names:
+        return first
+    return first if first is not None and first in plugin_commands() else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -98,7 +98,11 @@ def missing_tables(pool: Any, target: str) -> str | None:
     except Exception as exc:
         return f"cannot reach the activity store at {where}: {type(exc).__name__}: {redact(exc)}"
     if not missing:
-        return None
+        outdated = getattr(pool.backends.activity, "schema_problem", None)
+        try:
+            return outdated() if callable(outdated) else None
+        except Exception as exc:
+            return f"cannot read the schema version at {where}: {type(exc).__name__}: {redact(exc)}"
     return (
         f"the activity tables {', '.join(missing)} do not exist in {where}. Create them: "
         f"`agentexec run {target} --create-tables` (or once, from Python: "
