@@ -101,6 +101,8 @@ CAUGHT_BY: dict[str, tuple[str, str, set[str]]] = {
     "LateReleaseRequeuesQueue": ("QueueSuite", "test_a_late_ack_or_release_after_a_reap_changes_nothing", set()),
     "ReleaseWakesNobodyQueue": ("QueueSuite", "test_a_waiting_consumer_is_woken_by_release_reap_and_requeue", set()),
     "GivingUpDropsOthersQueue": ("QueueSuite", "test_a_consumer_that_gives_up_leaves_the_others_waiting", set()),
+    "RemoveBySubstringQueue": ("QueueSuite", "test_remove_takes_one_waiting_task_out_by_its_agent_id", set()),
+    "RemoveTakesInFlightQueue": ("QueueSuite", "test_remove_never_takes_a_task_in_flight", set()),
     # -- results --------------------------------------------------------------------------------
     "WaitMissesEarlyValueResults": ("ResultsSuite", "test_wait_returns_a_value_set_before_the_wait", {
         "test_value_expires_after_ttl", "test_close_then_use_again",

@@ -176,7 +176,18 @@ def cancel_sync(
     agent_id: UUID | str | Any, reason: str = DEFAULT_REASON, *, queue_name: str | None = None
 ) -> CancelResult:
     """:func:`cancel` for synchronous code (a script, a WSGI view, a sync handler)."""
-    from agentexec.events import _call
+    import asyncio
+
+    import anyio.from_thread
+
+    from agentexec.events import _SYNC, _in_worker_thread
 
     call = functools.partial(cancel, agent_id, reason, queue_name=queue_name)
-    return _call(call, "cancel_sync", "await ax.cancel(...)")
+    if _in_worker_thread():  # a sync handler: on its worker's loop
+        result: CancelResult = anyio.from_thread.run(call)
+        return result
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _SYNC.portal().call(call)
+    raise RuntimeError("ax.cancel_sync() blocks, and this thread runs an event loop: use await ax.cancel(...) here")

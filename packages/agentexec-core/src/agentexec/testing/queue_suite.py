@@ -1,6 +1,6 @@
 """``QueueSuite``: the executable contract of :class:`agentexec.backends.QueueBackend` and of
-its optional capabilities (``push_raw``, ``reap_consumer``, ``in_flight``, ``reserve_many``,
-``ack_many``).
+its optional capabilities (``push_raw``, ``reap_consumer``, ``in_flight``, ``remove``,
+``reserve_many``, ``ack_many``).
 
 Timing thresholds are class attributes (seconds) a backend may tighten freely; raising one
 above the kit's default needs a ``timing_reason`` (see :class:`agentexec.testing.Suite`):
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from typing import Any, ClassVar
 
 import anyio
@@ -496,6 +497,51 @@ class QueueSuite(Suite):
             held = await queue.in_flight(queue_name, "three")
             assert numbers(held) == numbers([lease.envelope for lease in again]) == [2]
             assert held[0].attempts == 1
+
+    async def test_remove_takes_one_waiting_task_out_by_its_agent_id(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """``remove`` (``ax.cancel`` of a queued task) takes exactly the task of that agent id
+        out of that queue and returns its envelope; it is never handed out. ``None`` for an id
+        that is not waiting there.
+
+        Needs ``Capabilities.remove_queued``. Troubleshooting: match the decoded envelope's
+        ``agent_id`` (not a substring of the payload), remove one entry, leave the order of the
+        others alone."""
+        self.require("remove_queued", queue)
+        sent = [envelope(queue_name, n) for n in (1, 2, 3)]
+        # the first quotes the second's id in its context, as a child task names its parent
+        sent[0] = sent[0].model_copy(update={"context": {"n": 1, "parent": str(sent[1].agent_id)}})
+        for env in sent:
+            await queue.push(env, Priority.LOW)
+        other = unique("axkit-q-")
+        await queue.push(envelope(other, 9), Priority.LOW)
+        removed = await queue.remove(queue_name, sent[1].agent_id)
+        assert removed is not None and removed.agent_id == sent[1].agent_id
+        assert removed.context == sent[1].context
+        assert await queue.length(queue_name) == 2
+        assert await queue.remove(queue_name, sent[1].agent_id) is None, "removed twice"
+        assert await queue.remove(queue_name, uuid.uuid4()) is None
+        assert await queue.remove(other, sent[0].agent_id) is None, "remove crossed queues"
+        assert numbers(await self._drain(queue, queue_name)) == [1, 3]
+        assert numbers(await self._drain(queue, other)) == [9]
+
+    async def test_remove_never_takes_a_task_in_flight(self, queue: Any, queue_name: str) -> None:
+        """A task a consumer holds is its worker's: ``remove`` returns ``None`` and the lease
+        stays whole (ack, stats and reap see it as before).
+
+        Needs ``Capabilities.remove_queued``. Troubleshooting: only waiting tasks are
+        candidates; make the removal atomic with ``reserve`` (a conditional delete)."""
+        self.require("remove_queued", queue)
+        queue.lease_timeout = 30.0
+        sent = envelope(queue_name, 1)
+        await queue.push(sent, Priority.LOW)
+        (lease,) = await self._take(queue, queue_name, 1)
+        assert await queue.remove(queue_name, sent.agent_id) is None, "remove took a task in flight"
+        assert (await queue.stats(queue_name)).in_flight == 1
+        await queue.ack(lease)
+        assert (await queue.stats(queue_name)).in_flight == 0
+        assert await queue.length(queue_name) == 0
 
     async def test_a_late_ack_or_release_after_a_reap_changes_nothing(
         self, queue: Any, queue_name: str
