@@ -109,6 +109,14 @@ def sync_job(agent_id: UUID, context: Job) -> str:
     return context.label
 
 
+@pool.task("timed_job", timeout=1)
+async def timed_job(agent_id: UUID, context: Job) -> str:
+    note("start", agent_id, context.label)
+    await anyio.sleep(context.seconds)
+    note("end", agent_id, context.label)
+    return context.label
+
+
 @pool.task("agent_job")
 async def agent_job(agent_id: UUID, context: Job) -> str:
     """An OpenAI Agents SDK ``Runner.run`` (through ``ax.OpenAIRunner``) on a scripted model

@@ -1,7 +1,7 @@
-"""``ax.cancel`` against a real pool on every stack: a running async handler and a running
-OpenAI Agents SDK ``Runner.run`` (scripted model) end CANCELED with the reason, cancelled from
-this process and from the ``agentexec cancel`` command; a queued task never starts; a finished
-one is left alone."""
+"""``ax.cancel`` and timeouts against a real pool on every stack: a running async handler and a
+running OpenAI Agents SDK ``Runner.run`` (scripted model) end CANCELED with the reason,
+cancelled from this process and from the ``agentexec cancel`` command; a queued task never
+starts; a finished one is left alone; handlers past ``timeout=1`` end ERROR and free their slot."""
 
 from __future__ import annotations
 
@@ -105,10 +105,33 @@ async def test_cancel_running_queued_and_finished_tasks(
     assert "already ended COMPLETE" in result.message
     assert status_of(after.agent_id) is Status.COMPLETE
 
+    # a timeout: both slots held by handlers of 10 s with timeout=1; the third starts once
+    # they are cancelled at their deadline
+    timed = [await ax.enqueue("timed_job", Job(label=f"timed{i}", seconds=10), queue_name=queue_name) for i in (1, 2)]
+    behind = await ax.enqueue("job", Job(label="behind"), queue_name=queue_name)
+    assert await ax.get_result(behind, timeout=WAIT) == "behind"
+    took: list[float] = []
+    for task in timed:
+        with pytest.raises(ax.TaskFailedError, match=r"timed out after 1 s"):
+            await ax.get_result(task, timeout=WAIT)
+        detail = ax.activity.detail(task.agent_id)
+        assert detail is not None and detail.status is Status.ERROR
+        running = next(log for log in detail.logs if log.status is Status.RUNNING)
+        took.append((detail.logs[-1].created_at - running.created_at).total_seconds())
+    assert all(0.9 < t < 9 for t in took), took
+    behind_detail = ax.activity.detail(behind.agent_id)
+    assert behind_detail is not None
+    freed = min(
+        (next(log for log in behind_detail.logs if log.status is Status.RUNNING).created_at
+         - ax.activity.detail(t.agent_id).logs[-1].created_at).total_seconds()  # type: ignore[union-attr]
+        for t in timed
+    )
+
     labels = [e["label"] for e in pool.events() if e["event"] == "start"]
     assert "waiting" not in labels
-    assert not [e for e in pool.events() if e["event"] == "end" and e["label"] in ("slow", "agent")]
-    print(f"\n[{stack.name}] cancel → CANCELED: async {slow_took:.3f} s, agent {agent_took:.3f} s")
+    assert not [e for e in pool.events() if e["event"] == "end" and e["label"] in ("slow", "agent", "timed1", "timed2")]
+    print(f"\n[{stack.name}] cancel → CANCELED: async {slow_took:.3f} s, agent {agent_took:.3f} s; "
+          f"timeout=1 → ERROR after {', '.join(f'{t:.3f}' for t in took)} s, next task started {freed:.3f} s later")
     assert pool.stop() == 0
 
 

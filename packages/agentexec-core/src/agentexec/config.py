@@ -211,6 +211,13 @@ class Config(BaseModel):
         gt=0,
         description="Seconds without a consumer heartbeat after which its tasks are handed out again.",
     )
+    task_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds a handler may run before it is cancelled and its task ends ERROR "
+        "(`timed out after N s`); `@pool.task(name, timeout=...)` overrides it per task. "
+        "Unset: no limit.",
+    )
 
     # -- workers --------------------------------------------------------------------------
     worker_concurrency: int = Field(

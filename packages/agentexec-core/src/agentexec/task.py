@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import typing
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from enum import Enum
 from typing import Any, Generic
 from uuid import UUID
@@ -60,7 +62,7 @@ Handler = Callable[[UUID, Any], Awaitable[Any]] | Callable[[UUID, Any], Any]
 class TaskDefinition:
     """A registered handler: its name, the callable, and the pydantic model its context must be."""
 
-    __slots__ = ("context_class", "handler", "is_async", "name", "result_type")
+    __slots__ = ("context_class", "handler", "is_async", "name", "result_type", "timeout")
 
     def __init__(
         self,
@@ -68,9 +70,13 @@ class TaskDefinition:
         handler: Handler,
         context_class: type[BaseModel] | None = None,
         result_type: type[BaseModel] | None = None,
+        *,
+        timeout: float | timedelta | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a task name must be a non-empty str, got {name!r}")
+        #: seconds the handler may run (``None``: ``CONF.task_timeout``)
+        self.timeout = check_timeout(name, timeout)
         if context_class is not None and not (
             isinstance(context_class, type) and issubclass(context_class, BaseModel)
         ):
@@ -102,6 +108,19 @@ class TaskDefinition:
         if isinstance(context, BaseModel):
             context = context.model_dump(mode="json")
         return self.context_class.model_validate(context)
+
+
+def check_timeout(name: str, timeout: float | timedelta | None) -> float | None:
+    """``timeout`` in seconds (a number or a ``timedelta``), or a ValueError that says what to give."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, timedelta):
+        timeout = timeout.total_seconds()
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(
+            f"task {name!r}: timeout must be a positive number of seconds or a timedelta, got {timeout!r}"
+        )
+    return float(timeout)
 
 
 def infer_context_class(name: str, handler: Callable[..., Any]) -> type[BaseModel]:
