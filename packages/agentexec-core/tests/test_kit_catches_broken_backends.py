@@ -103,6 +103,12 @@ CAUGHT_BY: dict[str, tuple[str, str, set[str]]] = {
     "GivingUpDropsOthersQueue": ("QueueSuite", "test_a_consumer_that_gives_up_leaves_the_others_waiting", set()),
     "RemoveBySubstringQueue": ("QueueSuite", "test_remove_takes_one_waiting_task_out_by_its_agent_id", set()),
     "RemoveTakesInFlightQueue": ("QueueSuite", "test_remove_never_takes_a_task_in_flight", set()),
+    "DelayIgnoredQueue": ("QueueSuite", "test_push_at_hands_a_task_out_no_earlier_than_its_due_time", {
+        "test_push_at_wakes_a_waiting_consumer_and_keeps_priorities",
+    }),
+    "DueWaitsForTimeoutQueue": ("QueueSuite", "test_push_at_hands_a_task_out_no_earlier_than_its_due_time", {
+        "test_push_at_wakes_a_waiting_consumer_and_keeps_priorities",
+    }),
     # -- results --------------------------------------------------------------------------------
     "WaitMissesEarlyValueResults": ("ResultsSuite", "test_wait_returns_a_value_set_before_the_wait", {
         "test_value_expires_after_ttl", "test_close_then_use_again",

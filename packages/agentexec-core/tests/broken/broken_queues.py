@@ -367,3 +367,33 @@ class RemoveTakesInFlightQueue(MemoryQueue):
                         items.remove(raw)
                         return Envelope.model_validate_json(raw)
         return None
+
+
+class DelayIgnoredQueue(MemoryQueue):
+    """``push_at`` pushes at once (the due time dropped on the way): a retry's backoff and a
+    delayed task run immediately."""
+
+    async def push_at(self, envelope: Envelope, due: float) -> None:
+        await super().push_at(envelope, 0.0)
+
+
+class DueWaitsForTimeoutQueue(MemoryQueue):
+    """A blocked ``reserve`` sleeps its whole timeout instead of waking at the next due time
+    (the due tasks are only seen by the next call): delayed tasks start up to a poll late."""
+
+    def _promote(self, queue_name: str) -> float | None:
+        super()._promote(queue_name)
+        return None
+
+    async def push_at(self, envelope: Envelope, due: float) -> None:
+        if due <= time.time():
+            await super().push_at(envelope, due)
+            return
+        with self._lock:
+            self._due_seq += 1
+            import heapq
+
+            heapq.heappush(
+                self._due.setdefault(envelope.queue_name, []),
+                (due, self._due_seq, envelope.model_dump_json(), envelope.priority),
+            )

@@ -26,6 +26,7 @@ from agentexec.backends import (
     BatchReserve,
     BatchResults,
     ConsumerReaper,
+    DelayedPush,
     InFlightView,
     RawPayloads,
     RemoveQueued,
@@ -52,6 +53,7 @@ METHOD_CAPABILITIES: dict[str, MethodCapability] = {
     "reap_consumer": MethodCapability(ConsumerReaper, ("reap_consumer",)),
     "in_flight": MethodCapability(InFlightView, ("in_flight",)),
     "remove_queued": MethodCapability(RemoveQueued, ("remove",)),
+    "delayed_push": MethodCapability(DelayedPush, ("push_at", "delayed")),
     "reserve_many": MethodCapability(BatchReserve, ("reserve_many",)),
     "ack_many": MethodCapability(BatchAck, ("ack_many",)),
     "staged_results": MethodCapability(StagedResults, ("stage_many", "staged")),
@@ -86,6 +88,9 @@ class Capabilities:
     #: out of its queue, so it never starts (without it, a queued task is cancelled by the
     #: worker that takes it only if that worker heard the request)
     remove_queued: bool | None = None
+    #: :class:`agentexec.backends.DelayedPush` ``push_at``/``delayed``: delayed tasks and
+    #: retries wait in the backend until their due time
+    delayed_push: bool | None = None
     #: :class:`agentexec.backends.BatchReserve` ``reserve_many``: a worker fills its free slots
     #: in one round trip
     reserve_many: bool | None = None
