@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from agentexec.client import UnknownTaskError, enqueue, enqueue_many, gather, get_result
     from agentexec.config import CONF, Config
     from agentexec.pipeline import Pipeline
-    from agentexec.results import TaskCancelledError, TaskFailedError
+    from agentexec.results import NonRetryableError, RetryAfter, TaskCancelledError, TaskFailedError
     from agentexec.runners import BaseAgentRunner
     from agentexec.task import Priority, Task, TaskDefinition
     from agentexec.tracker import Tracker
@@ -42,10 +42,12 @@ __all__ = [
     "CancelResult",
     "Config",
     "OpenAIRunner",
+    "NonRetryableError",
     "Pipeline",
     "Pool",
     "Priority",
     "PydanticAIRunner",
+    "RetryAfter",
     "Status",
     "Task",
     "TaskCancelledError",
@@ -80,6 +82,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "UnknownTaskError": ("agentexec.client", "UnknownTaskError"),
     "TaskFailedError": ("agentexec.results", "TaskFailedError"),
     "TaskCancelledError": ("agentexec.results", "TaskCancelledError"),
+    "RetryAfter": ("agentexec.results", "RetryAfter"),
+    "NonRetryableError": ("agentexec.results", "NonRetryableError"),
     "cancel": ("agentexec.cancellation", "cancel"),
     "cancel_sync": ("agentexec.cancellation", "cancel_sync"),
     "CancelResult": ("agentexec.cancellation", "CancelResult"),

@@ -33,6 +33,23 @@ class TaskFailedError(Exception):
         )
 
 
+class RetryAfter(Exception):
+    """Raise it in a handler to be run again in ``seconds`` (instead of the backoff), when the
+    task has retries left (``@pool.task(name, retries=N)``); otherwise the task fails with it.
+    E.g. ``raise ax.RetryAfter(30, "rate limited")`` on a 429 with ``Retry-After: 30``."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+            raise ValueError(f"RetryAfter: seconds must be a number >= 0, got {seconds!r}")
+        self.seconds = float(seconds)
+        self.reason = reason
+        super().__init__(reason or f"retry requested in {seconds:g} s")
+
+
+class NonRetryableError(Exception):
+    """Raise it (or a subclass) in a handler to fail the task at once, retries left or not."""
+
+
 class TaskCancelledError(TaskFailedError):
     """The task was cancelled (``ax.cancel``) before it finished: queued, it never started;
     running, its handler was cancelled. ``reason`` is the one given to ``ax.cancel``."""

@@ -62,7 +62,10 @@ Handler = Callable[[UUID, Any], Awaitable[Any]] | Callable[[UUID, Any], Any]
 class TaskDefinition:
     """A registered handler: its name, the callable, and the pydantic model its context must be."""
 
-    __slots__ = ("context_class", "handler", "is_async", "name", "result_type", "timeout")
+    __slots__ = (
+        "backoff", "context_class", "handler", "is_async", "name", "result_type", "retries",
+        "retry_on", "timeout",
+    )
 
     def __init__(
         self,
@@ -72,11 +75,26 @@ class TaskDefinition:
         result_type: type[BaseModel] | None = None,
         *,
         timeout: float | timedelta | None = None,
+        retries: int | None = None,
+        backoff: float | timedelta | Callable[[int], float] | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a task name must be a non-empty str, got {name!r}")
         #: seconds the handler may run (``None``: ``CONF.task_timeout``)
         self.timeout = check_timeout(name, timeout)
+        #: runs after the first that a failure may cost (``None``: ``CONF.task_retries``)
+        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+            raise ValueError(f"task {name!r}: retries must be an int >= 0, got {retries!r}")
+        self.retries = retries
+        #: the first retry's wait in seconds (doubling each time), or ``attempt -> seconds``
+        if backoff is not None and not callable(backoff):
+            backoff = check_timeout(name, backoff, "backoff")
+        self.backoff = backoff
+        retry_on = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+        if not retry_on or not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+            raise TypeError(f"task {name!r}: retry_on must be an exception class or a tuple of them, got {retry_on!r}")
+        self.retry_on = retry_on
         if context_class is not None and not (
             isinstance(context_class, type) and issubclass(context_class, BaseModel)
         ):
@@ -110,7 +128,7 @@ class TaskDefinition:
         return self.context_class.model_validate(context)
 
 
-def check_timeout(name: str, timeout: float | timedelta | None) -> float | None:
+def check_timeout(name: str, timeout: float | timedelta | None, what: str = "timeout") -> float | None:
     """``timeout`` in seconds (a number or a ``timedelta``), or a ValueError that says what to give."""
     if timeout is None:
         return None
@@ -118,7 +136,7 @@ def check_timeout(name: str, timeout: float | timedelta | None) -> float | None:
         timeout = timeout.total_seconds()
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(
-            f"task {name!r}: timeout must be a positive number of seconds or a timedelta, got {timeout!r}"
+            f"task {name!r}: {what} must be a positive number of seconds or a timedelta, got {timeout!r}"
         )
     return float(timeout)
 
@@ -181,6 +199,8 @@ class Envelope(BaseModel):
     #: runs so far (see docs/worker-pool.md); a payload outside 0..2**31-1 is not a task and is
     #: dead-lettered when taken: a negative count would never reach ``max_attempts``
     attempts: int = Field(default=0, ge=0, le=MAX_ATTEMPTS_FIELD)
+    #: retries so far (``@pool.task(name, retries=N)``): runs that failed and were queued again
+    retries: int = Field(default=0, ge=0, le=MAX_ATTEMPTS_FIELD)
     enqueued_at: float = 0.0
     #: set by the pool for pipeline steps and other internal work; never by users
     kind: str = "task"

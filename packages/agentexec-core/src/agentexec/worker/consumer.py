@@ -343,7 +343,7 @@ class Worker:
             context=env.context,  # validated into the handler's model by the lifecycle
             queue_name=env.queue_name,
             priority=env.priority,
-            attempts=env.attempts,
+            attempts=env.attempts + env.retries,  # runs before this one: a failure counts them all
         )
         definition = self.definitions.get(env.task_name)
         task._definition = definition

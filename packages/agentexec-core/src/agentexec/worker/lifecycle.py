@@ -278,6 +278,9 @@ async def execute_task(task: Task, *, quiet: bool = False) -> Any:
             outcome = Outcome.ok(task.task_name, value, attempts)
         except Exception as exc:
             error = error_text(exc)
+            plan_retry = getattr(sink, "plan_retry", None)
+            if not quiet and plan_retry is not None and plan_retry(task, definition, exc, error):
+                raise  # queued again, after its backoff: the worker's sink wrote why
             log.error("Task failed: %s: %s", type(exc).__name__, error, exc_info=True)
             await sink.finished(task, *failure(task, error, attempts, line=not quiet))
             raise
