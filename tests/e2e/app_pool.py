@@ -43,6 +43,8 @@ class Job(BaseModel):
     #: poison data (issue 14): "surrogate_result" returns half an emoji, "surrogate_error" and
     #: "nul_error" raise an error whose text holds one, or a NUL byte
     poison: str = ""
+    #: flaky_job fails this many runs (ConnectionError), then succeeds
+    fails: int = 0
 
 
 class Bye(BaseException):
@@ -115,6 +117,26 @@ async def timed_job(agent_id: UUID, context: Job) -> str:
     await anyio.sleep(context.seconds)
     note("end", agent_id, context.label)
     return context.label
+
+
+def runs_so_far(agent_id: UUID) -> int:
+    with open(JOURNAL) as f:
+        return sum(1 for line in f if f'"agent_id": "{agent_id}"' in line and '"event": "start"' in line)
+
+
+@pool.task("flaky_job", retries=3, backoff=0.2)
+async def flaky_job(agent_id: UUID, context: Job) -> str:
+    note("start", agent_id, context.label)
+    runs = runs_so_far(agent_id)
+    if runs <= context.fails:
+        raise ConnectionError(f"flaky run {runs}")
+    return context.label
+
+
+@pool.task("flaky_once", retries=1, backoff=0.2)
+async def flaky_once(agent_id: UUID, context: Job) -> str:
+    note("start", agent_id, context.label)
+    raise ConnectionError(f"flaky run {runs_so_far(agent_id)}")
 
 
 @pool.task("agent_job")

@@ -25,6 +25,7 @@ RunPool = Callable[..., PoolProcess]
 class Job(BaseModel):
     label: str = ""
     seconds: float = 0.0
+    fails: int = 0
 
 
 def status_of(agent_id: UUID) -> Status | None:
@@ -42,7 +43,7 @@ async def canceled_within(agent_id: UUID) -> float:
     return (detail.logs[-1].created_at - requested.created_at).total_seconds()
 
 
-async def test_cancel_running_queued_and_finished_tasks(
+async def test_cancel_timeout_and_retries(
     stack: Stack, producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
     # one worker, two slots: the async job and the agent run take both, the third waits
@@ -127,11 +128,29 @@ async def test_cancel_running_queued_and_finished_tasks(
         for t in timed
     )
 
+    # retries: two failures then success with retries=3; with retries=1, ERROR after 2 runs
+    flaky = await ax.enqueue("flaky_job", Job(label="flaky", fails=2), queue_name=queue_name)
+    once = await ax.enqueue("flaky_once", Job(label="once"), queue_name=queue_name)
+    assert await ax.get_result(flaky, timeout=WAIT) == "flaky"
+    detail = ax.activity.detail(flaky.agent_id)
+    assert detail is not None and detail.status is Status.COMPLETE
+    retry_lines = [log.message for log in detail.logs if log.message.startswith("Retrying in ")]
+    assert [m.split(" (", 1)[1] for m in retry_lines] == [
+        "attempt 2 of 4): flaky run 1", "attempt 3 of 4): flaky run 2",
+    ], retry_lines
+    waits = [float(m.split()[2]) for m in retry_lines]
+    assert waits[0] <= waits[1], waits
+    assert Status.ERROR not in [log.status for log in detail.logs]
+    with pytest.raises(ax.TaskFailedError, match="flaky run 2") as info:
+        await ax.get_result(once, timeout=WAIT)
+    assert info.value.attempts == 2
+
     labels = [e["label"] for e in pool.events() if e["event"] == "start"]
     assert "waiting" not in labels
     assert not [e for e in pool.events() if e["event"] == "end" and e["label"] in ("slow", "agent", "timed1", "timed2")]
     print(f"\n[{stack.name}] cancel → CANCELED: async {slow_took:.3f} s, agent {agent_took:.3f} s; "
-          f"timeout=1 → ERROR after {', '.join(f'{t:.3f}' for t in took)} s, next task started {freed:.3f} s later")
+          f"timeout=1 → ERROR after {', '.join(f'{t:.3f}' for t in took)} s, next task started {freed:.3f} s later; "
+          f"retry waits {waits}")
     assert pool.stop() == 0
 
 
