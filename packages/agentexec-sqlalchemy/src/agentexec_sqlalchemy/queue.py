@@ -198,7 +198,7 @@ class SQLQueue(SQLTransport):
             lease = await self.run_write(self._take, queue_name, consumer_id, durable=False)
             if lease is None:
                 next_due = self._next_due.get(queue_name)
-                if next_due is not None and next_due < wait_until:
+                if next_due is not None and next_due < wait_until - 0.002:
                     return _Recheck()  # a task falls due before this wait ends: wait less
             return lease
 
