@@ -93,7 +93,8 @@ async def test_running_and_queued_tasks_end_canceled(make_pool: Any) -> None:
         await ax.get_result(queued, timeout=WAIT)
 
     result = await ax.cancel(running.agent_id, reason="user pressed stop", queue_name=pool.queue_name)
-    assert (result.state, result.status) == ("requested", Status.RUNNING)
+    # RUNNING, or still QUEUED when its RUNNING line is a moment behind the handler's start
+    assert result.state == "requested" and result.status in (Status.QUEUED, Status.RUNNING)
     with pytest.raises(ax.TaskCancelledError) as info:
         await ax.get_result(running, timeout=WAIT)
     assert info.value.reason == "user pressed stop" and info.value.attempts == 1

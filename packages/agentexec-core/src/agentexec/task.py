@@ -199,14 +199,15 @@ class Envelope(BaseModel):
     #: runs so far (see docs/worker-pool.md); a payload outside 0..2**31-1 is not a task and is
     #: dead-lettered when taken: a negative count would never reach ``max_attempts``
     attempts: int = Field(default=0, ge=0, le=MAX_ATTEMPTS_FIELD)
-    #: retries so far (``@pool.task(name, retries=N)``): runs that failed and were queued again
-    retries: int = Field(default=0, ge=0, le=MAX_ATTEMPTS_FIELD)
     enqueued_at: float = 0.0
     #: set by the pool for pipeline steps and other internal work; never by users
     kind: str = "task"
     #: the activity's metadata (tenancy), so a worker that has to create the activity itself
     #: (its producer died, or is a moment behind) creates it with the right tenant
     metadata: dict[str, Any] | None = None
+    #: retries so far (``@pool.task(name, retries=N)``): runs that failed and were queued
+    #: again. Last: the Redis reaper edits ``"attempts":N`` where ``,"enqueued_at":`` follows
+    retries: int = Field(default=0, ge=0, le=MAX_ATTEMPTS_FIELD)
 
     def next_attempt(self) -> Envelope:
         return self.model_copy(update={"attempts": self.attempts + 1})
