@@ -43,6 +43,8 @@ class Job(BaseModel):
     #: poison data (issue 14): "surrogate_result" returns half an emoji, "surrogate_error" and
     #: "nul_error" raise an error whose text holds one, or a NUL byte
     poison: str = ""
+    #: flaky_job fails this many runs (ConnectionError), then succeeds
+    fails: int = 0
 
 
 class Bye(BaseException):
@@ -108,6 +110,72 @@ def sync_job(agent_id: UUID, context: Job) -> str:
     note("end", agent_id, context.label)
     return context.label
 
+
+@pool.task("timed_job", timeout=1)
+async def timed_job(agent_id: UUID, context: Job) -> str:
+    note("start", agent_id, context.label)
+    await anyio.sleep(context.seconds)
+    note("end", agent_id, context.label)
+    return context.label
+
+
+def runs_so_far(agent_id: UUID) -> int:
+    with open(JOURNAL) as f:
+        return sum(1 for line in f if f'"agent_id": "{agent_id}"' in line and '"event": "start"' in line)
+
+
+@pool.task("flaky_job", retries=3, backoff=0.2)
+async def flaky_job(agent_id: UUID, context: Job) -> str:
+    note("start", agent_id, context.label)
+    runs = runs_so_far(agent_id)
+    if runs <= context.fails:
+        raise ConnectionError(f"flaky run {runs}")
+    return context.label
+
+
+@pool.task("flaky_once", retries=1, backoff=0.2)
+async def flaky_once(agent_id: UUID, context: Job) -> str:
+    note("start", agent_id, context.label)
+    raise ConnectionError(f"flaky run {runs_so_far(agent_id)}")
+
+
+@pool.task("agent_job")
+async def agent_job(agent_id: UUID, context: Job) -> str:
+    """An OpenAI Agents SDK ``Runner.run`` (through ``ax.OpenAIRunner``) on a scripted model
+    whose second turn takes ``context.seconds``: a cancel lands inside the SDK's run. Run the
+    pool with ``E2E_OPENAI=1`` (the SDK is imported before the workers fork: importing it in a
+    worker blocks its loop for longer than the tests' 2 s lease)."""
+    import asyncio
+
+    from agentexec_openai.testing import ScriptedModel, answer, scripted_run_config, tool_call
+    from agents import Agent
+
+    class SlowModel(ScriptedModel):
+        async def get_response(self, *args: object, **kwargs: object) -> object:
+            if self.calls:
+                note("model_wait", agent_id, context.label)
+                try:
+                    await anyio.sleep(context.seconds)
+                except asyncio.CancelledError:
+                    note("model_cancelled", agent_id, context.label)
+                    raise
+            return await super().get_response(*args, **kwargs)  # type: ignore[arg-type]
+
+    note("start", agent_id, context.label)
+    model = SlowModel([[tool_call("report_activity", message="Thinking", percentage=10)], [answer("done")]])
+    runner = ax.OpenAIRunner(agent_id, run_config=scripted_run_config(model))
+    agent = Agent(name="Slow", instructions=runner.prompts.report_status, tools=[runner.tools.report_status], model="gpt-4.1")
+    result = await runner.run(agent, "go", max_turns=3)
+    note("end", agent_id, context.label)
+    return str(result.final_output)
+
+
+if os.environ.get("E2E_OPENAI"):
+    os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
+    import agentexec_openai.testing  # noqa: F401
+    import agents
+
+    agents.set_tracing_disabled(True)
 
 if __name__ == "__main__":
     pool.run()

@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     from agentexec import activity, events
     from agentexec._version import __version__
     from agentexec.activity.status import Status
+    from agentexec.cancellation import CancelResult, cancel, cancel_sync
     from agentexec.client import UnknownTaskError, enqueue, enqueue_many, gather, get_result
     from agentexec.config import CONF, Config
     from agentexec.pipeline import Pipeline
-    from agentexec.results import TaskFailedError
+    from agentexec.results import NonRetryableError, RetryAfter, TaskCancelledError, TaskFailedError
     from agentexec.runners import BaseAgentRunner
     from agentexec.task import Priority, Task, TaskDefinition
     from agentexec.tracker import Tracker
@@ -38,20 +39,26 @@ __all__ = [
     "CONF",
     "Base",
     "BaseAgentRunner",
+    "CancelResult",
     "Config",
     "OpenAIRunner",
+    "NonRetryableError",
     "Pipeline",
     "Pool",
     "Priority",
     "PydanticAIRunner",
+    "RetryAfter",
     "Status",
     "Task",
+    "TaskCancelledError",
     "TaskDefinition",
     "TaskFailedError",
     "Tracker",
     "UnknownTaskError",
     "__version__",
     "activity",
+    "cancel",
+    "cancel_sync",
     "close_redis",
     "enqueue",
     "enqueue_many",
@@ -74,6 +81,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "get_result": ("agentexec.client", "get_result"),
     "UnknownTaskError": ("agentexec.client", "UnknownTaskError"),
     "TaskFailedError": ("agentexec.results", "TaskFailedError"),
+    "TaskCancelledError": ("agentexec.results", "TaskCancelledError"),
+    "RetryAfter": ("agentexec.results", "RetryAfter"),
+    "NonRetryableError": ("agentexec.results", "NonRetryableError"),
+    "cancel": ("agentexec.cancellation", "cancel"),
+    "cancel_sync": ("agentexec.cancellation", "cancel_sync"),
+    "CancelResult": ("agentexec.cancellation", "CancelResult"),
     "Priority": ("agentexec.task", "Priority"),
     "Task": ("agentexec.task", "Task"),
     "TaskDefinition": ("agentexec.task", "TaskDefinition"),

@@ -166,6 +166,38 @@ class ConsumerReaper(Protocol):
 
 
 @runtime_checkable
+class DelayedPush(Protocol):
+    """Optional queue capability: a task that waits in the backend until a due time (delayed
+    tasks, retries with backoff), never in a worker's or a producer's sleep.
+
+    ``push_at`` adds the task to ``envelope.queue_name`` so that it is handed out no earlier
+    than ``due`` (seconds since the epoch, ``time.time()``). Until then ``reserve`` skips it and
+    ``length`` does not count it; once due it is taken like any waiting task of its priority
+    (HIGH before LOW), and a consumer blocked in ``reserve`` gets it within milliseconds of
+    ``due``. A due time in the past is a plain push. It survives a restart of the backend's
+    clients like any queued task, and ``remove`` finds it. ``delayed`` counts the tasks of the
+    queue still waiting for their time."""
+
+    async def push_at(self, envelope: Envelope, due: float) -> None: ...
+
+    async def delayed(self, queue_name: str) -> int: ...
+
+
+@runtime_checkable
+class RemoveQueued(Protocol):
+    """Optional queue capability: take one waiting task out of ``queue_name`` by its agent id,
+    so it never starts (``ax.cancel`` of a queued task).
+
+    Returns the envelope removed, or ``None`` when no task of ``agent_id`` is waiting there
+    (never pushed, already taken by a consumer, finished, or on another queue). Atomic with
+    ``reserve``: a task is either removed or handed to one consumer, never both. A task in
+    flight is never touched: its worker owns it (``ax.cancel`` asks that worker instead).
+    It may scan the queue: cancelling is rare, taking is not."""
+
+    async def remove(self, queue_name: str, agent_id: UUID) -> Envelope | None: ...
+
+
+@runtime_checkable
 class InFlightView(Protocol):
     """Optional queue capability: the tasks ``consumer_id`` holds right now (in flight, not
     acknowledged), oldest first, with the ``attempts`` they were handed out with.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
+import time
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, overload
 from uuid import UUID
 
@@ -13,6 +16,7 @@ from pydantic import BaseModel
 
 from agentexec.activity.creates import CREATES
 from agentexec.activity.metadata import validate_metadata
+from agentexec.backends import DelayedPush
 from agentexec.config import CONF
 from agentexec.faults import error_message
 from agentexec.results import Outcome
@@ -121,6 +125,8 @@ async def enqueue(
     queue_name: str | None = None,
     *,
     metadata: dict[str, Any] | None = None,
+    delay: float | timedelta | None = None,
+    at: datetime | None = None,
 ) -> Task[R]: ...
 @overload
 async def enqueue(
@@ -130,6 +136,8 @@ async def enqueue(
     queue_name: str | None = None,
     *,
     metadata: dict[str, Any] | None = None,
+    delay: float | timedelta | None = None,
+    at: datetime | None = None,
 ) -> Task[R]: ...
 @overload
 async def enqueue(
@@ -139,6 +147,8 @@ async def enqueue(
     queue_name: str | None = None,
     *,
     metadata: dict[str, Any] | None = None,
+    delay: float | timedelta | None = None,
+    at: datetime | None = None,
 ) -> Task[Any]: ...
 async def enqueue(
     task_name: str | Callable[..., Any],
@@ -147,9 +157,15 @@ async def enqueue(
     queue_name: str | None = None,
     *,
     metadata: dict[str, Any] | None = None,
+    delay: float | timedelta | None = None,
+    at: datetime | None = None,
 ) -> Task[Any]:
     """Queue a task; its activity is QUEUED when this returns (for this process at once; for
     others within milliseconds: see :mod:`agentexec.activity.creates`).
+
+    ``delay`` (seconds or a ``timedelta``) or ``at`` (a timezone-aware ``datetime``): the task
+    waits in the queue backend until then (its QUEUED line says when), then runs in priority
+    order with the others. See docs/execution-control.md.
 
     ``metadata`` is stored on the activity, for ``ax.activity.list(metadata_filter=...)`` (e.g.
     ``{"organization_id": "org-123"}``; rules in :mod:`agentexec.activity.metadata`).
@@ -165,25 +181,60 @@ async def enqueue(
     _check_registered(task_name, queue_name)
     if metadata is not None:
         metadata = validate_metadata(metadata)
+    due = _due(delay, at)
     task = Task.queued(task_name, context, priority, queue_name, metadata)
     backends = get_backends()
+    if due is not None and not isinstance(backends.queue, DelayedPush):
+        raise TypeError(
+            f"enqueue(..., delay=/at=): the queue backend {type(backends.queue).__name__} cannot "
+            f"delay a task (it lacks DelayedPush.push_at); use the memory, Redis or SQL queue"
+        )
+    message = CONF.activity_message_create
+    if due is not None:
+        when = datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        message = f"{message} Due at {when}."
     store = backends.activity
     if CREATES.checked(store):
         # written behind the push, read-your-writes in this process (activity.creates)
-        CREATES.submit(store, task.agent_id, task_name, CONF.activity_message_create, metadata)
+        CREATES.submit(store, task.agent_id, task_name, message, metadata)
     else:
         if metadata is None:
-            await store.acreate(task_name, CONF.activity_message_create, task.agent_id)
+            await store.acreate(task_name, message, task.agent_id)
         else:
-            await store.acreate(task_name, CONF.activity_message_create, task.agent_id, metadata)
+            await store.acreate(task_name, message, task.agent_id, metadata)
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
     try:
-        await backends.queue.push(task.to_envelope(queue_name), priority)
+        if due is not None:
+            await backends.queue.push_at(task.to_envelope(queue_name), due)  # type: ignore[attr-defined]
+        else:
+            await backends.queue.push(task.to_envelope(queue_name), priority)
     except Exception as exc:
         await _not_queued([task], exc)
         raise
     return task
+
+
+def _due(delay: float | timedelta | None, at: datetime | None) -> float | None:
+    """When a delayed task is due (seconds since the epoch), or ``None`` for a plain push."""
+    if delay is not None and at is not None:
+        raise TypeError("enqueue: give delay= or at=, not both")
+    if at is not None:
+        if not isinstance(at, datetime):
+            raise TypeError(f"enqueue: at must be a datetime, got {at!r}")
+        if at.tzinfo is None:
+            raise ValueError(
+                f"enqueue: at={at!r} has no timezone; give an aware datetime, e.g. "
+                f"datetime.now(UTC) + timedelta(minutes=5)"
+            )
+        return at.timestamp()
+    if delay is None:
+        return None
+    if isinstance(delay, timedelta):
+        delay = delay.total_seconds()
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
+        raise ValueError(f"enqueue: delay must be seconds >= 0 or a timedelta, got {delay!r}")
+    return time.time() + delay
 
 
 async def enqueue_many(

@@ -211,6 +211,28 @@ class Config(BaseModel):
         gt=0,
         description="Seconds without a consumer heartbeat after which its tasks are handed out again.",
     )
+    task_retries: int = Field(
+        default=0,
+        ge=0,
+        description="Times a failed task is run again, after a backoff, before it ends ERROR; "
+        "`@pool.task(name, retries=...)` overrides it per task.",
+    )
+    retry_backoff: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds before the first retry; each next one waits twice as long (with "
+        "jitter: between half and all of it), up to `retry_backoff_max`.",
+    )
+    retry_backoff_max: float = Field(
+        default=300.0, gt=0, description="Longest wait (seconds) before a retry."
+    )
+    task_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds a handler may run before it is cancelled and its task ends ERROR "
+        "(`timed out after N s`); `@pool.task(name, timeout=...)` overrides it per task. "
+        "Unset: no limit.",
+    )
 
     # -- workers --------------------------------------------------------------------------
     worker_concurrency: int = Field(

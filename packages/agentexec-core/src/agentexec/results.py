@@ -33,10 +33,40 @@ class TaskFailedError(Exception):
         )
 
 
+class RetryAfter(Exception):
+    """Raise it in a handler to be run again in ``seconds`` (instead of the backoff), when the
+    task has retries left (``@pool.task(name, retries=N)``); otherwise the task fails with it.
+    E.g. ``raise ax.RetryAfter(30, "rate limited")`` on a 429 with ``Retry-After: 30``."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+            raise ValueError(f"RetryAfter: seconds must be a number >= 0, got {seconds!r}")
+        self.seconds = float(seconds)
+        self.reason = reason
+        super().__init__(reason or f"retry requested in {seconds:g} s")
+
+
+class NonRetryableError(Exception):
+    """Raise it (or a subclass) in a handler to fail the task at once, retries left or not."""
+
+
+class TaskCancelledError(TaskFailedError):
+    """The task was cancelled (``ax.cancel``) before it finished: queued, it never started;
+    running, its handler was cancelled. ``reason`` is the one given to ``ax.cancel``."""
+
+    def __init__(self, task_name: str, agent_id: UUID | str, reason: str, attempts: int = 0) -> None:
+        self.reason = reason
+        super().__init__(task_name, agent_id, reason, attempts)
+        self.args = (f"task {task_name!r} ({agent_id}) was cancelled: {reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class Outcome(BaseModel):
     """What the result store holds for one task."""
 
-    status: Literal["ok", "error"]
+    status: Literal["ok", "error", "cancelled"]
     task_name: str = ""
     value: Any = None
     model: str | None = None  # module:qualname of a pydantic result
@@ -70,6 +100,11 @@ class Outcome(BaseModel):
     def failed(cls, task_name: str, error: str, attempts: int = 1) -> Outcome:
         return cls(status="error", task_name=task_name, error=error, attempts=attempts)
 
+    @classmethod
+    def cancelled(cls, task_name: str, reason: str, attempts: int = 0) -> Outcome:
+        """The outcome of a task ``ax.cancel`` stopped; ``attempts``: runs it had started."""
+        return cls(status="cancelled", task_name=task_name, error=reason, attempts=attempts)
+
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
 
@@ -88,6 +123,8 @@ class Outcome(BaseModel):
         ``result_type`` (the caller's) wins; then the model recorded with the value, when this
         process has it; then ``registered``, the ``result_type`` the task's definition declares
         in this process (``pool.add_task(..., result_type=...)``)."""
+        if self.status == "cancelled":
+            raise TaskCancelledError(self.task_name, agent_id, self.error or "cancelled", self.attempts)
         if self.status == "error":
             raise TaskFailedError(self.task_name, agent_id, self.error or "unknown error", self.attempts)
         if result_type is not None:

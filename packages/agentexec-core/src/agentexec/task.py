@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import typing
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from enum import Enum
 from typing import Any, Generic
 from uuid import UUID
@@ -60,7 +62,10 @@ Handler = Callable[[UUID, Any], Awaitable[Any]] | Callable[[UUID, Any], Any]
 class TaskDefinition:
     """A registered handler: its name, the callable, and the pydantic model its context must be."""
 
-    __slots__ = ("context_class", "handler", "is_async", "name", "result_type")
+    __slots__ = (
+        "backoff", "context_class", "handler", "is_async", "name", "result_type", "retries",
+        "retry_on", "timeout",
+    )
 
     def __init__(
         self,
@@ -68,9 +73,28 @@ class TaskDefinition:
         handler: Handler,
         context_class: type[BaseModel] | None = None,
         result_type: type[BaseModel] | None = None,
+        *,
+        timeout: float | timedelta | None = None,
+        retries: int | None = None,
+        backoff: float | timedelta | Callable[[int], float] | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a task name must be a non-empty str, got {name!r}")
+        #: seconds the handler may run (``None``: ``CONF.task_timeout``)
+        self.timeout = check_timeout(name, timeout)
+        #: runs after the first that a failure may cost (``None``: ``CONF.task_retries``)
+        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+            raise ValueError(f"task {name!r}: retries must be an int >= 0, got {retries!r}")
+        self.retries = retries
+        #: the first retry's wait in seconds (doubling each time), or ``attempt -> seconds``
+        if backoff is not None and not callable(backoff):
+            backoff = check_timeout(name, backoff, "backoff")
+        self.backoff = backoff
+        retry_on = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+        if not retry_on or not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+            raise TypeError(f"task {name!r}: retry_on must be an exception class or a tuple of them, got {retry_on!r}")
+        self.retry_on = retry_on
         if context_class is not None and not (
             isinstance(context_class, type) and issubclass(context_class, BaseModel)
         ):
@@ -102,6 +126,19 @@ class TaskDefinition:
         if isinstance(context, BaseModel):
             context = context.model_dump(mode="json")
         return self.context_class.model_validate(context)
+
+
+def check_timeout(name: str, timeout: float | timedelta | None, what: str = "timeout") -> float | None:
+    """``timeout`` in seconds (a number or a ``timedelta``), or a ValueError that says what to give."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, timedelta):
+        timeout = timeout.total_seconds()
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(
+            f"task {name!r}: {what} must be a positive number of seconds or a timedelta, got {timeout!r}"
+        )
+    return float(timeout)
 
 
 def infer_context_class(name: str, handler: Callable[..., Any]) -> type[BaseModel]:
@@ -168,6 +205,9 @@ class Envelope(BaseModel):
     #: the activity's metadata (tenancy), so a worker that has to create the activity itself
     #: (its producer died, or is a moment behind) creates it with the right tenant
     metadata: dict[str, Any] | None = None
+    #: retries so far (``@pool.task(name, retries=N)``): runs that failed and were queued
+    #: again. Last: the Redis reaper edits ``"attempts":N`` where ``,"enqueued_at":`` follows
+    retries: int = Field(default=0, ge=0, le=MAX_ATTEMPTS_FIELD)
 
     def next_attempt(self) -> Envelope:
         return self.model_copy(update={"attempts": self.attempts + 1})

@@ -10,6 +10,7 @@ import asyncio
 import math
 import re
 import time
+import uuid
 from collections.abc import Sequence
 
 from agentexec.backends import DeadLetter, Lease, ReapReport
@@ -333,3 +334,66 @@ class ClampedAttemptsQueue(MemoryQueue):
 
     def push_raw(self, queue_name: str, payload: str, priority: Priority = Priority.LOW) -> None:
         super().push_raw(queue_name, re.sub(r'"attempts":-?\d+', '"attempts":0', payload), priority)
+
+
+class RemoveBySubstringQueue(MemoryQueue):
+    """``remove`` drops the first waiting payload that merely mentions the id (a substring
+    match, no decoding): ``ax.cancel`` of one task can silently delete another whose context
+    quotes that id (a parent's id in a child task)."""
+
+    async def remove(self, queue_name: str, agent_id: uuid.UUID) -> Envelope | None:
+        with self._lock:
+            q = self._q(queue_name)
+            for raw in q:
+                if str(agent_id) in raw:
+                    q.remove(raw)
+                    return Envelope.model_validate_json(raw)
+        return None
+
+
+class RemoveTakesInFlightQueue(MemoryQueue):
+    """``remove`` also deletes a task a consumer holds (it searches the in-flight lists too):
+    cancelling a running task takes it from its worker, whose ack and reap then miss it, and
+    the task is never ended CANCELED by its worker."""
+
+    async def remove(self, queue_name: str, agent_id: uuid.UUID) -> Envelope | None:
+        found = await super().remove(queue_name, agent_id)
+        if found is not None:
+            return found
+        with self._lock:
+            for (name, _consumer), items in self._inflight.items():
+                for raw in items:
+                    if name == queue_name and str(agent_id) in raw:
+                        items.remove(raw)
+                        return Envelope.model_validate_json(raw)
+        return None
+
+
+class DelayIgnoredQueue(MemoryQueue):
+    """``push_at`` pushes at once (the due time dropped on the way): a retry's backoff and a
+    delayed task run immediately."""
+
+    async def push_at(self, envelope: Envelope, due: float) -> None:
+        await super().push_at(envelope, 0.0)
+
+
+class DueWaitsForTimeoutQueue(MemoryQueue):
+    """A blocked ``reserve`` sleeps its whole timeout instead of waking at the next due time
+    (the due tasks are only seen by the next call): delayed tasks start up to a poll late."""
+
+    def _promote(self, queue_name: str) -> float | None:
+        super()._promote(queue_name)
+        return None
+
+    async def push_at(self, envelope: Envelope, due: float) -> None:
+        if due <= time.time():
+            await super().push_at(envelope, due)
+            return
+        with self._lock:
+            self._due_seq += 1
+            import heapq
+
+            heapq.heappush(
+                self._due.setdefault(envelope.queue_name, []),
+                (due, self._due_seq, envelope.model_dump_json(), envelope.priority),
+            )

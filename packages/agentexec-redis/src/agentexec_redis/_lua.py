@@ -110,7 +110,35 @@ return {requeued, dead}
 #: of the queue into the in-flight list, as that many ``LMOVE queue inflight RIGHT LEFT`` would
 #: (one atomic step: each payload is either waiting or in flight), and returns them in the order
 #: taken (an empty array when none wait).
-TAKE = Script("""
+#: the due members of a queue's delayed set, moved to its list: a member is "H:" or "L:" (its
+#: priority) followed by the payload. KEYS: delayed set, queue list. Returns the next due time
+#: (server seconds) of what is left, or false. Shared by TAKE (KEYS[4] there).
+_PROMOTE = """
+local function promote(delayed, queue)
+  local now = now_seconds()
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
+  for _, member in ipairs(due) do
+    redis.call('ZREM', delayed, member)
+    local body = string.sub(member, 3)
+    if string.sub(member, 1, 1) == 'H' then
+      redis.call('RPUSH', queue, body)
+    else
+      redis.call('LPUSH', queue, body)
+    end
+  end
+  local nxt = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+  if nxt[2] then return tostring(tonumber(nxt[2]) - now) end
+  return false
+end
+"""
+
+#: KEYS: delayed set, queue list. Returns seconds until the next due task, or nil.
+PROMOTE = Script(_PROMOTE + """
+return promote(KEYS[1], KEYS[2])
+""")
+
+TAKE = Script(_PROMOTE + """
+if KEYS[4] then promote(KEYS[4], KEYS[1]) end
 if ARGV[2] == '1' then
   redis.call('ZADD', KEYS[3], now_seconds(), ARGV[3])
 end

@@ -44,7 +44,7 @@ def _hash_tag(name: str) -> str | None:
 
 
 #: a key of this shape is a companion key (below), so no queue may be named so
-_COMPANION = re.compile(r"\{[^}]*\}(:(consumers|dead|dead:seq|inflight:.*)|#\d+:.*)", re.DOTALL)
+_COMPANION = re.compile(r"\{[^}]*\}(:(consumers|dead|dead:seq|delayed|inflight:.*)|#\d+:.*)", re.DOTALL)
 #: agentexec's other keys: a queue of that name would push onto a stream or a result
 _RESERVED = re.compile(
     rf"{PREFIX}:(events|results:done|result:.*|staged:.*|claim:.*)|\{{{PREFIX}:events\}}:(logs|seq)",
@@ -96,6 +96,9 @@ class QueueKeys:
     dead: str
     #: counter that numbers dead letters
     dead_seq: str
+    #: sorted set of tasks waiting for their due time (score: server seconds); each member is
+    #: ``H:`` or ``L:`` (its priority) and the payload
+    delayed: str
     _inflight_prefix: str
 
     def inflight(self, consumer_id: str) -> str:
@@ -111,6 +114,7 @@ def queue_keys(queue_name: str) -> QueueKeys:
         consumers=f"{tag}:consumers",
         dead=f"{tag}:dead",
         dead_seq=f"{tag}:dead:seq",
+        delayed=f"{tag}:delayed",
         _inflight_prefix=f"{tag}:inflight:",
     )
 

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import redis.asyncio as aioredis
 from agentexec._redact import mask_url
@@ -88,6 +89,10 @@ async def _until_idle(state: _Consumer, deadline: float) -> bool:
         except TimeoutError:
             return False
     return True
+
+
+#: longest block of a ``reserve`` (seconds) before it looks at the delayed set again
+DELAYED_RECHECK = 0.25
 
 
 async def _command(r: aioredis.Redis, *args: Any) -> Any:
@@ -173,6 +178,40 @@ class RedisQueue:
 
         await retrying("push_many", send, self._op_window())
 
+    async def remove(self, queue_name: str, agent_id: UUID) -> Envelope | None:
+        """Take a waiting task out of the list by its agent id (``ax.cancel``): the list is
+        read whole (cancelling is rare), then ``LREM`` of that exact payload decides the race
+        with a consumer's take: 1 removed, 0 taken meanwhile."""
+        key = queue_keys(queue_name).queue
+        needle = str(agent_id).encode()
+
+        delayed = queue_keys(queue_name).delayed
+
+        async def run() -> Envelope | None:
+            r = self._redis()
+            members: list[bytes] = await r.zrange(delayed, 0, -1)  # type: ignore[assignment]
+            for member in members:
+                if needle not in member:
+                    continue
+                try:
+                    env = Envelope.model_validate_json(member[2:])
+                except ValidationError:
+                    continue
+                if env.agent_id == agent_id:
+                    return env if await r.zrem(delayed, member) else None
+            for raw in await r.lrange(key, 0, -1):
+                if needle not in raw:
+                    continue
+                try:
+                    env = Envelope.model_validate_json(raw)
+                except ValidationError:
+                    continue
+                if env.agent_id == agent_id:
+                    return env if await r.lrem(key, 1, raw) else None  # type: ignore[arg-type]
+            return None
+
+        return await retrying("remove", run, self._op_window())
+
     # -- consuming ---------------------------------------------------------------------------
     async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
         """Take the next task into ``consumer_id``'s in-flight list, waiting up to ``timeout`` s.
@@ -186,7 +225,11 @@ class RedisQueue:
         backoff = Backoff()
         while True:
             try:
-                got = await self._take_one(keys, consumer_id, state, deadline)
+                # due delayed tasks join the list first; a block ends when the next is due
+                until = await self._promote(keys, deadline)
+                got = await self._take_one(keys, consumer_id, state, until)
+                if got is None and time.monotonic() < deadline:
+                    continue
             except TRANSIENT as exc:
                 state.dirty = True
                 outage.failed("reserve", exc)
@@ -202,6 +245,36 @@ class RedisQueue:
             outage.ok()
             if not isinstance(got, _Again):
                 return got
+
+    async def _promote(self, keys: QueueKeys, deadline: float) -> float:
+        """Move the queue's due delayed tasks into its list; returns ``deadline``, or sooner:
+        when the next delayed task falls due."""
+        left = await _lua.PROMOTE(self._redis(), [keys.delayed, keys.queue])
+        # a push_at cannot wake a blocked BLMOVE: blocks are cut at DELAYED_RECHECK, so a task
+        # delayed by more than that (pushed while this consumer blocks) is still taken on time
+        wait = DELAYED_RECHECK if left is None else min(max(float(left), 0.0) + 0.001, DELAYED_RECHECK)
+        return min(deadline, time.monotonic() + wait)
+
+    async def push_at(self, envelope: Envelope, due: float) -> None:
+        """Wait in the queue's delayed set until ``due`` (the server's clock is compared with
+        it, as for leases: keep clocks in sync)."""
+        left = due - time.time()
+        if left <= 0:
+            await self.push(envelope)
+            return
+        keys = queue_keys(envelope.queue_name)
+        member = ("H:" if envelope.priority is Priority.HIGH else "L:") + envelope.model_dump_json()
+
+        async def send() -> None:
+            r = self._redis()
+            now_s, now_us = await r.time()
+            await r.zadd(keys.delayed, {member: now_s + now_us / 1e6 + left})
+
+        await retrying("push_at", send, self._op_window())
+
+    async def delayed(self, queue_name: str) -> int:
+        keys = queue_keys(queue_name)
+        return int(await retrying("delayed", lambda: self._redis().zcard(keys.delayed), self._op_window()))
 
     async def _take_one(
         self, keys: QueueKeys, consumer_id: str, state: _Consumer, deadline: float
@@ -288,7 +361,8 @@ class RedisQueue:
             sent = time.monotonic()
             beat = state.last_beat is None or sent - state.last_beat >= self.lease_timeout / 4
             taken: list[bytes] = await _lua.TAKE(
-                r, [keys.queue, inflight, keys.consumers], [count, "1" if beat else "0", consumer_id]
+                r, [keys.queue, inflight, keys.consumers, keys.delayed],
+                [count, "1" if beat else "0", consumer_id],
             )
             if beat:
                 state.last_beat = sent

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from agentexec.backends import DeadLetter, Lease, QueueStats, ReapReport
@@ -29,11 +30,13 @@ from agentexec_sqlalchemy.transport_models import (
     RANK_LOW,
     consumer_table,
     dead_letter_table,
+    delayed_table,
     queue_table,
 )
 
 Q = queue_table
 D = dead_letter_table
+DL = delayed_table
 C = consumer_table
 
 
@@ -64,6 +67,8 @@ class SQLQueue(SQLTransport):
         self._max_attempts: int | None = None
         #: (queue, consumer) -> monotonic time of this process's last heartbeat write for it
         self._beaten: dict[tuple[str, str], float] = {}
+        #: queue -> the earliest due time of its delayed tasks, as this process's last take saw
+        self._next_due: dict[str, float | None] = {}
 
     @property
     def lease_timeout(self) -> float:
@@ -132,12 +137,82 @@ class SQLQueue(SQLTransport):
         for name in sorted({row["queue_name"] for row in rows}):
             self.notify(conn, "queue", name)
 
+    # -- delayed -------------------------------------------------------------------------
+    async def push_at(self, envelope: Envelope, due: float) -> None:
+        if due <= time.time():
+            await self.push(envelope)
+            return
+        row = {
+            "queue_name": envelope.queue_name,
+            "rank": _rank(envelope.priority),
+            "payload": envelope.model_dump_json(),
+            "attempts": envelope.attempts,
+            "due": due,
+            "enqueued_at": envelope.enqueued_at or time.time(),
+        }
+        await self.run_write(self._push_delayed, row)
+        # blocked consumers re-read how long to wait
+        self.wake_local("queue", envelope.queue_name)
+
+    def _push_delayed(self, conn: Connection, row: dict[str, Any]) -> None:
+        conn.execute(DL.insert(), row)
+        self.notify(conn, "queue", row["queue_name"])
+
+    async def delayed(self, queue_name: str) -> int:
+        def read() -> int:
+            with self.read() as conn:
+                return int(conn.execute(
+                    sa.select(sa.func.count()).select_from(DL).where(DL.c.queue_name == queue_name)
+                ).scalar_one())
+
+        return await self.run(read)
+
+    def _promote(self, conn: Connection, queue_name: str, now: float) -> None:
+        """Inside a take's transaction: move the queue's due tasks into the queue table (in due
+        order, so FIFO among them), and note the next due time."""
+        first = conn.execute(
+            sa.select(sa.func.min(DL.c.due)).where(DL.c.queue_name == queue_name)
+        ).scalar_one()
+        if first is not None and first <= now:
+            due = sa.and_(DL.c.queue_name == queue_name, DL.c.due <= now)
+            rows = conn.execute(
+                sa.select(DL.c.id, DL.c.rank, DL.c.payload, DL.c.attempts, DL.c.enqueued_at)
+                .where(due).order_by(DL.c.due, DL.c.id)
+            ).all()
+            conn.execute(Q.insert(), [
+                {"queue_name": queue_name, "rank": r.rank, "front": 0, "payload": r.payload,
+                 "attempts": r.attempts, "enqueued_at": r.enqueued_at}
+                for r in rows
+            ])
+            conn.execute(DL.delete().where(DL.c.id.in_([r.id for r in rows])))
+            first = conn.execute(
+                sa.select(sa.func.min(DL.c.due)).where(DL.c.queue_name == queue_name)
+            ).scalar_one()
+        self._next_due[queue_name] = first
+
     # -- reserve -------------------------------------------------------------------------
     async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
-        async def attempt() -> Lease | None:
-            return await self.run_write(self._take, queue_name, consumer_id, durable=False)
+        wait_until = 0.0  # the end of the current wait (epoch seconds)
 
-        return await self.wait_for("queue", queue_name, attempt, timeout)
+        async def attempt() -> Lease | _Recheck | None:
+            lease = await self.run_write(self._take, queue_name, consumer_id, durable=False)
+            if lease is None:
+                next_due = self._next_due.get(queue_name)
+                if next_due is not None and next_due < wait_until - 0.002:
+                    return _Recheck()  # a task falls due before this wait ends: wait less
+            return lease
+
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            remaining = deadline - time.monotonic()
+            next_due = self._next_due.get(queue_name)
+            wait = remaining if next_due is None else min(remaining, max(next_due - time.time(), 0.0) + 0.001)
+            wait_until = time.time() + wait
+            got = await self.wait_for("queue", queue_name, attempt, wait)
+            if isinstance(got, Lease):
+                return got
+            if time.monotonic() >= deadline:
+                return None
 
     def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
@@ -149,6 +224,7 @@ class SQLQueue(SQLTransport):
         if last is None or time.monotonic() - last > self.lease_timeout / 4:
             self._beat(conn, queue_name, consumer_id, now)
         params = {"qn": queue_name, "cid": consumer_id, "ts": now}
+        self._promote(conn, queue_name, now)
         while True:
             row = conn.execute(sql.TAKE, params).first()
             if row is None:
@@ -171,6 +247,41 @@ class SQLQueue(SQLTransport):
     def _bury(self, conn: Connection, queue_name: str, payload: str, reason: str, now: float) -> int:
         params = {"qn": queue_name, "reason": reason, "payload": payload, "ts": now}
         return int(conn.execute(sql.BURY, params).scalar_one())
+
+    async def remove(self, queue_name: str, agent_id: UUID) -> Envelope | None:
+        """Delete a waiting row by its agent id (``ax.cancel``). The payload is searched as
+        text (cancelling is rare, so no column or index for it); the delete re-checks that
+        the row is still waiting, so a consumer's take and this never both win."""
+        return await self.run_write(self._remove, queue_name, agent_id)
+
+    def _remove(self, conn: Connection, queue_name: str, agent_id: UUID) -> Envelope | None:
+        for row in conn.execute(
+            sa.select(DL.c.id, DL.c.payload).where(
+                DL.c.queue_name == queue_name, DL.c.payload.contains(str(agent_id), autoescape=True)
+            )
+        ).all():
+            env = _envelope(row.payload)
+            if env is not None and env.agent_id == agent_id:
+                conn.execute(DL.delete().where(DL.c.id == row.id))
+                return env
+        rows = conn.execute(
+            sa.select(Q.c.id, Q.c.payload)
+            .where(
+                Q.c.queue_name == queue_name,
+                Q.c.consumer_id.is_(None),
+                Q.c.payload.contains(str(agent_id), autoescape=True),
+            )
+            .order_by(Q.c.id)
+        ).all()
+        for row in rows:
+            env = _envelope(row.payload)
+            if env is None or env.agent_id != agent_id:
+                continue
+            deleted = conn.execute(
+                Q.delete().where(Q.c.id == row.id, Q.c.consumer_id.is_(None))
+            ).rowcount
+            return env if deleted else None
+        return None
 
     # -- ack / release / heartbeat -------------------------------------------------------
     @staticmethod
@@ -403,6 +514,10 @@ class SQLQueue(SQLTransport):
     async def close(self) -> None:
         """Nothing to release: the engine is the process's, shared with the activity store."""
         return None
+
+
+class _Recheck:
+    """A take found no task, but learnt of a delayed one due sooner than the wait in progress."""
 
 
 def _envelope(payload: str) -> Envelope | None:

@@ -57,6 +57,22 @@ sa.Index(
     sqlite_where=queue_table.c.consumer_id.is_not(None),
 )
 
+#: tasks waiting for their due time (``push_at``: delayed tasks, retries with backoff); a take
+#: moves the due ones into the queue table, so the reserve query itself is unchanged
+delayed_table = sa.Table(
+    f"{P}queue_delayed",
+    _META,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("queue_name", sa.String(255), nullable=False),
+    sa.Column("rank", sa.SmallInteger, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due", sa.Float, nullable=False),
+    sa.Column("enqueued_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+sa.Index(f"ix_{P}queue_delayed_due", delayed_table.c.queue_name, delayed_table.c.due)
+
 dead_letter_table = sa.Table(
     f"{P}dead_letter",
     _META,
@@ -100,4 +116,4 @@ event_table = sa.Table(
     sqlite_autoincrement=True,
 )
 
-TRANSPORT_TABLES = (queue_table, dead_letter_table, consumer_table, result_table, event_table)
+TRANSPORT_TABLES = (queue_table, delayed_table, dead_letter_table, consumer_table, result_table, event_table)

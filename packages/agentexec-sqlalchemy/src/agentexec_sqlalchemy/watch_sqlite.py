@@ -18,7 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy.notify import HUB
-from agentexec_sqlalchemy.transport_models import event_table, queue_table, result_table
+from agentexec_sqlalchemy.transport_models import (
+    delayed_table,
+    event_table,
+    queue_table,
+    result_table,
+)
 from agentexec_sqlalchemy.watch import Watcher
 
 #: names per IN (...) list, well under SQLite's bound-parameter limit
@@ -44,6 +49,11 @@ RESULTS_STORED = sa.select(R.c.key).where(
 RESULTS_SINCE = sa.select(R.c.id, R.c.key, R.c.expires_at).where(R.c.id > B("last")).order_by(R.c.id)
 LAST_RESULT = sa.select(sa.func.coalesce(sa.func.max(R.c.id), 0))
 LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0))
+# delayed tasks pushed since the last look: their consumers re-read how long to wait
+DELAYED_SINCE = sa.select(delayed_table.c.id, delayed_table.c.queue_name).where(
+    delayed_table.c.id > B("last")
+).order_by(delayed_table.c.id)
+LAST_DELAYED = sa.select(sa.func.coalesce(sa.func.max(delayed_table.c.id), 0))
 
 
 class SqlitePoller(Watcher):
@@ -52,6 +62,7 @@ class SqlitePoller(Watcher):
         self._kicked = threading.Event()
         self._last_event: int | None = None
         self._last_result: int | None = None
+        self._last_delayed: int | None = None
         super().__init__(database, name="agentexec-sqlite-poll")
         self._ready.set()
 
@@ -107,6 +118,8 @@ class SqlitePoller(Watcher):
         for chunk in _chunks(waiting.get("queue", [])):
             rows = conn.execute(QUEUES_WITH_WORK, {"names": chunk})
             found += [("queue", name) for (name,) in rows]
+        if "queue" in waiting:
+            found += [("queue", name) for name in self._new_delayed(conn, waiting["queue"])]
         if "result" in waiting:
             found += [("result", key) for key in self._new_results(conn, waiting["result"])]
         if "event" in waiting and self._newer_event(conn):
@@ -133,6 +146,17 @@ class SqlitePoller(Watcher):
         # who waits *now*: a waiter that registered after this query checked the table itself
         # after registering, so it already saw these rows
         return stored & set(HUB.waiting(self.database).get("result", []))
+
+    def _new_delayed(self, conn: Connection, names: list[str]) -> set[str]:
+        """Queues waited on that got a delayed task since the last look."""
+        if self._last_delayed is None:
+            self._last_delayed = int(conn.execute(LAST_DELAYED).scalar_one())
+            return set()
+        rows = conn.execute(DELAYED_SINCE, {"last": self._last_delayed}).all()
+        if not rows:
+            return set()
+        self._last_delayed = rows[-1].id
+        return {row.queue_name for row in rows} & set(names)
 
     def _newer_event(self, conn: Connection) -> bool:
         last = int(conn.execute(LAST_EVENT).scalar_one())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import threading
 import time
 import uuid
@@ -32,6 +33,9 @@ class MemoryQueue:
         self._beats: dict[tuple[str, str], float] = {}
         self._dead: dict[str, list[DeadLetter]] = {}
         self._waiters: dict[str, Waiters] = {}
+        #: queue -> heap of (due, seq, payload, priority): tasks waiting for their time
+        self._due: dict[str, list[tuple[float, int, str, Priority]]] = {}
+        self._due_seq = 0
 
     def _q(self, name: str) -> deque[str]:
         return self._queues.setdefault(name, deque())
@@ -52,11 +56,44 @@ class MemoryQueue:
                 self._q(queue_name).appendleft(payload)
             self._waiters.setdefault(queue_name, Waiters()).wake_one()
 
+    async def push_at(self, envelope: Envelope, due: float) -> None:
+        priority = envelope.priority
+        if due <= time.time():
+            self.push_raw(envelope.queue_name, envelope.model_dump_json(), priority)
+            return
+        with self._lock:
+            self._due_seq += 1
+            heapq.heappush(
+                self._due.setdefault(envelope.queue_name, []),
+                (due, self._due_seq, envelope.model_dump_json(), priority),
+            )
+            # a consumer blocked in reserve re-reads how long to wait
+            self._waiters.setdefault(envelope.queue_name, Waiters()).wake_one()
+
+    async def delayed(self, queue_name: str) -> int:
+        with self._lock:
+            return len(self._due.get(queue_name, ()))
+
+    def _promote(self, queue_name: str) -> float | None:
+        """Move the due tasks into the queue (lock held); the next due time, if any."""
+        heap = self._due.get(queue_name)
+        if not heap:
+            return None
+        now = time.time()
+        while heap and heap[0][0] <= now:
+            _, _, raw, priority = heapq.heappop(heap)
+            if priority is Priority.HIGH:
+                self._q(queue_name).append(raw)
+            else:
+                self._q(queue_name).appendleft(raw)
+        return heap[0][0] if heap else None
+
     async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
         deadline = time.monotonic() + max(timeout, 0)
         while True:
             with self._lock:
                 self._beats[(queue_name, consumer_id)] = time.monotonic()
+                next_due = self._promote(queue_name)
                 q = self._q(queue_name)
                 while q:
                     raw = q.pop()
@@ -70,12 +107,41 @@ class MemoryQueue:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
+                if next_due is not None:
+                    remaining = min(remaining, max(next_due - time.time(), 0.0) + 0.001)
                 fut = self._waiters.setdefault(queue_name, Waiters()).add()
             try:
                 await asyncio.wait_for(fut, remaining)
             except TimeoutError:
                 with self._lock:
                     self._waiters[queue_name].discard(fut)
+
+    async def remove(self, queue_name: str, agent_id: uuid.UUID) -> Envelope | None:
+        needle = str(agent_id)
+        with self._lock:
+            heap = self._due.get(queue_name, [])
+            for item in heap:
+                if needle in item[2]:
+                    try:
+                        env = Envelope.model_validate_json(item[2])
+                    except ValidationError:
+                        continue
+                    if env.agent_id == agent_id:
+                        heap.remove(item)
+                        heapq.heapify(heap)
+                        return env
+            q = self._q(queue_name)
+            for raw in q:
+                if needle not in raw:  # cheap filter before decoding
+                    continue
+                try:
+                    env = Envelope.model_validate_json(raw)
+                except ValidationError:
+                    continue
+                if env.agent_id == agent_id:
+                    q.remove(raw)
+                    return env
+        return None
 
     def _bury(self, queue_name: str, raw: str, reason: str, env: Envelope | None = None) -> DeadLetter:
         dl = DeadLetter(uuid.uuid4().hex, queue_name, reason, raw, env, time.time())

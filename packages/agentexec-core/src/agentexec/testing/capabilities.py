@@ -26,8 +26,10 @@ from agentexec.backends import (
     BatchReserve,
     BatchResults,
     ConsumerReaper,
+    DelayedPush,
     InFlightView,
     RawPayloads,
+    RemoveQueued,
     StagedResults,
 )
 
@@ -50,6 +52,8 @@ METHOD_CAPABILITIES: dict[str, MethodCapability] = {
     "raw_payloads": MethodCapability(RawPayloads, ("push_raw",), used_when_present=False),
     "reap_consumer": MethodCapability(ConsumerReaper, ("reap_consumer",)),
     "in_flight": MethodCapability(InFlightView, ("in_flight",)),
+    "remove_queued": MethodCapability(RemoveQueued, ("remove",)),
+    "delayed_push": MethodCapability(DelayedPush, ("push_at", "delayed")),
     "reserve_many": MethodCapability(BatchReserve, ("reserve_many",)),
     "ack_many": MethodCapability(BatchAck, ("ack_many",)),
     "staged_results": MethodCapability(StagedResults, ("stage_many", "staged")),
@@ -80,6 +84,13 @@ class Capabilities:
     #: :class:`agentexec.backends.InFlightView` ``in_flight``: the pool writes a dead worker's
     #: QUEUED lines before its tasks can run again
     in_flight: bool | None = None
+    #: :class:`agentexec.backends.RemoveQueued` ``remove``: ``ax.cancel`` takes a queued task
+    #: out of its queue, so it never starts (without it, a queued task is cancelled by the
+    #: worker that takes it only if that worker heard the request)
+    remove_queued: bool | None = None
+    #: :class:`agentexec.backends.DelayedPush` ``push_at``/``delayed``: delayed tasks and
+    #: retries wait in the backend until their due time
+    delayed_push: bool | None = None
     #: :class:`agentexec.backends.BatchReserve` ``reserve_many``: a worker fills its free slots
     #: in one round trip
     reserve_many: bool | None = None

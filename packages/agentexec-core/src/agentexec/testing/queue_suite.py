@@ -1,6 +1,6 @@
 """``QueueSuite``: the executable contract of :class:`agentexec.backends.QueueBackend` and of
-its optional capabilities (``push_raw``, ``reap_consumer``, ``in_flight``, ``reserve_many``,
-``ack_many``).
+its optional capabilities (``push_raw``, ``reap_consumer``, ``in_flight``, ``remove``,
+``push_at``, ``reserve_many``, ``ack_many``).
 
 Timing thresholds are class attributes (seconds) a backend may tighten freely; raising one
 above the kit's default needs a ``timing_reason`` (see :class:`agentexec.testing.Suite`):
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from typing import Any, ClassVar
 
 import anyio
@@ -496,6 +497,128 @@ class QueueSuite(Suite):
             held = await queue.in_flight(queue_name, "three")
             assert numbers(held) == numbers([lease.envelope for lease in again]) == [2]
             assert held[0].attempts == 1
+
+    async def test_remove_takes_one_waiting_task_out_by_its_agent_id(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """``remove`` (``ax.cancel`` of a queued task) takes exactly the task of that agent id
+        out of that queue and returns its envelope; it is never handed out. ``None`` for an id
+        that is not waiting there.
+
+        Needs ``Capabilities.remove_queued``. Troubleshooting: match the decoded envelope's
+        ``agent_id`` (not a substring of the payload), remove one entry, leave the order of the
+        others alone."""
+        self.require("remove_queued", queue)
+        sent = [envelope(queue_name, n) for n in (1, 2, 3)]
+        # the first quotes the second's id in its context, as a child task names its parent
+        sent[0] = sent[0].model_copy(update={"context": {"n": 1, "parent": str(sent[1].agent_id)}})
+        for env in sent:
+            await queue.push(env, Priority.LOW)
+        other = unique("axkit-q-")
+        await queue.push(envelope(other, 9), Priority.LOW)
+        removed = await queue.remove(queue_name, sent[1].agent_id)
+        assert removed is not None and removed.agent_id == sent[1].agent_id
+        assert removed.context == sent[1].context
+        assert await queue.length(queue_name) == 2
+        assert await queue.remove(queue_name, sent[1].agent_id) is None, "removed twice"
+        assert await queue.remove(queue_name, uuid.uuid4()) is None
+        assert await queue.remove(other, sent[0].agent_id) is None, "remove crossed queues"
+        assert numbers(await self._drain(queue, queue_name)) == [1, 3]
+        assert numbers(await self._drain(queue, other)) == [9]
+
+    async def test_remove_never_takes_a_task_in_flight(self, queue: Any, queue_name: str) -> None:
+        """A task a consumer holds is its worker's: ``remove`` returns ``None`` and the lease
+        stays whole (ack, stats and reap see it as before).
+
+        Needs ``Capabilities.remove_queued``. Troubleshooting: only waiting tasks are
+        candidates; make the removal atomic with ``reserve`` (a conditional delete)."""
+        self.require("remove_queued", queue)
+        queue.lease_timeout = 30.0
+        sent = envelope(queue_name, 1)
+        await queue.push(sent, Priority.LOW)
+        (lease,) = await self._take(queue, queue_name, 1)
+        assert await queue.remove(queue_name, sent.agent_id) is None, "remove took a task in flight"
+        assert (await queue.stats(queue_name)).in_flight == 1
+        await queue.ack(lease)
+        assert (await queue.stats(queue_name)).in_flight == 0
+        assert await queue.length(queue_name) == 0
+
+    async def test_push_at_hands_a_task_out_no_earlier_than_its_due_time(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """A task pushed with ``push_at(envelope, due)`` is not handed out (nor counted by
+        ``length``; ``delayed`` counts it) before ``due``; a consumer already blocked in
+        ``reserve`` gets it promptly once due, and it is then gone from ``delayed``.
+
+        Needs ``Capabilities.delayed_push``. Troubleshooting: skip tasks whose due time has not
+        come in ``reserve``, and end a blocked ``reserve``'s wait at the next due time."""
+        self.require("delayed_push", queue)
+        delay = 0.5
+        sent = envelope(queue_name, 1)
+        pushed = time.monotonic()
+        await queue.push_at(sent, time.time() + delay)
+        assert await queue.reserve(queue_name, "c1", 0.05) is None, "handed out before its due time"
+        assert await queue.length(queue_name) == 0
+        assert await queue.delayed(queue_name) == 1
+        with anyio.fail_after(5):
+            lease = await queue.reserve(queue_name, "c1", 3.0)
+        took = time.monotonic() - pushed
+        assert lease is not None and lease.envelope.agent_id == sent.agent_id
+        assert took >= delay - 0.02, f"handed out {delay - took:.3f} s early"
+        # generous (a loaded CI machine): what it catches is a wait to the end of the timeout
+        assert took <= delay + 10 * self.wake_within_s, (
+            f"a blocked reserve got the task {took - delay:.3f} s after its due time"
+        )
+        assert await queue.delayed(queue_name) == 0
+
+    async def test_push_at_wakes_a_waiting_consumer_and_keeps_priorities(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """A consumer blocked before ``push_at`` wakes at the new task's due time; due tasks
+        are taken HIGH first, and a due time in the past is a plain push.
+
+        Needs ``Capabilities.delayed_push``. Troubleshooting: a ``push_at`` must wake blocked
+        consumers (they re-read how long to wait); promote a task with its own priority."""
+        self.require("delayed_push", queue)
+        got: list[Lease | None] = []
+
+        async def take() -> None:
+            got.append(await queue.reserve(queue_name, "c1", 3.0))
+
+        first = envelope(queue_name, 1)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(take)
+                await anyio.sleep(0.1)  # the consumer is blocked on an empty queue
+                pushed = time.monotonic()
+                await queue.push_at(first, time.time() + 0.3)
+        took = time.monotonic() - pushed
+        assert got and got[0] is not None and got[0].envelope.agent_id == first.agent_id
+        assert 0.28 <= took <= 0.3 + 10 * self.wake_within_s, f"woke {took:.3f} s after push_at (due at 0.3 s)"
+        await queue.ack(got[0])
+        now = time.time()
+        await queue.push(envelope(queue_name, 2), Priority.LOW)
+        await queue.push_at(envelope(queue_name, 3), now + 0.2)
+        await queue.push_at(envelope(queue_name, 4, Priority.HIGH), now + 0.2)
+        await queue.push_at(envelope(queue_name, 5), now - 10)  # already due: a push
+        assert await queue.length(queue_name) == 2
+        await anyio.sleep(0.3)
+        assert numbers(await self._drain(queue, queue_name)) == [4, 2, 5, 3]
+
+    async def test_remove_finds_a_delayed_task(self, queue: Any, queue_name: str) -> None:
+        """``ax.cancel`` of a delayed task: ``remove`` takes it out of the delayed place too.
+
+        Needs ``Capabilities.remove_queued`` and ``Capabilities.delayed_push``.
+        Troubleshooting: look in the delayed place as well as the queue."""
+        self.require("remove_queued", queue)
+        self.require("delayed_push", queue)
+        sent = envelope(queue_name, 1)
+        await queue.push_at(sent, time.time() + 0.2)
+        removed = await queue.remove(queue_name, sent.agent_id)
+        assert removed is not None and removed.agent_id == sent.agent_id
+        assert await queue.delayed(queue_name) == 0
+        await anyio.sleep(0.3)
+        assert await queue.reserve(queue_name, "c1", 0.05) is None, "a removed delayed task was handed out"
 
     async def test_a_late_ack_or_release_after_a_reap_changes_nothing(
         self, queue: Any, queue_name: str

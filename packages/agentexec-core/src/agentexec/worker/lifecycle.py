@@ -213,11 +213,34 @@ async def reject(task: Task, error: str, sink: LifecycleSink | None = None) -> N
     await (sink or _sink.get() or DirectSink()).finished(task, entry, data)
 
 
+class TaskTimeoutError(TimeoutError):
+    """The handler ran past its timeout (``@pool.task(name, timeout=...)`` or
+    ``CONF.task_timeout``) and was cancelled; its task fails with this message."""
+
+
+def handler_timeout(definition: TaskDefinition) -> float | None:
+    return definition.timeout if definition.timeout is not None else CONF.task_timeout
+
+
 async def call_handler(definition: TaskDefinition, agent_id: Any, context: Any) -> Any:
+    timeout = handler_timeout(definition)
+    if timeout is None:
+        return await _call_handler(definition, agent_id, context, abandon=False)
+    with anyio.move_on_after(timeout) as scope:
+        return await _call_handler(definition, agent_id, context, abandon=True)
+    assert scope.cancelled_caught
+    raise TaskTimeoutError(f"timed out after {timeout:g} s")
+
+
+async def _call_handler(definition: TaskDefinition, agent_id: Any, context: Any, *, abandon: bool) -> Any:
     if definition.is_async:
         return await definition.handler(agent_id, context)  # type: ignore[misc]
-    # a sync handler runs in a thread so it cannot stall heartbeats and the other slots
-    result = await anyio.to_thread.run_sync(functools.partial(definition.handler, agent_id, context))
+    # a sync handler runs in a thread so it cannot stall heartbeats and the other slots; one
+    # with a timeout is abandoned at the deadline (Python cannot stop a thread): its slot is
+    # free at once, the thread finishes on its own and its value is dropped
+    result = await anyio.to_thread.run_sync(
+        functools.partial(definition.handler, agent_id, context), abandon_on_cancel=abandon
+    )
     if inspect.isawaitable(result):
         result = await result
     return result
@@ -255,6 +278,9 @@ async def execute_task(task: Task, *, quiet: bool = False) -> Any:
             outcome = Outcome.ok(task.task_name, value, attempts)
         except Exception as exc:
             error = error_text(exc)
+            plan_retry = getattr(sink, "plan_retry", None)
+            if not quiet and plan_retry is not None and plan_retry(task, definition, exc, error):
+                raise  # queued again, after its backoff: the worker's sink wrote why
             log.error("Task failed: %s: %s", type(exc).__name__, error, exc_info=True)
             await sink.finished(task, *failure(task, error, attempts, line=not quiet))
             raise

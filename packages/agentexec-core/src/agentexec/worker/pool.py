@@ -18,6 +18,7 @@ import signal
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -94,12 +95,29 @@ class Pool(SchedulingMixin):
         return f"<Pool queue={self.queue_name!r} tasks={sorted(self.tasks)} {state}>"
 
     # -- registration ------------------------------------------------------------------------
-    def task(self, name: str) -> Callable[[H], H]:
+    def task(
+        self,
+        name: str,
+        *,
+        timeout: float | timedelta | None = None,
+        retries: int | None = None,
+        backoff: float | timedelta | Callable[[int], float] | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    ) -> Callable[[H], H]:
         """Register the decorated ``async def handler(agent_id: UUID, context: MyContext)``
-        under ``name``; the context model is read from the ``context`` annotation."""
+        under ``name``; the context model is read from the ``context`` annotation.
+
+        ``timeout``: seconds (or a ``timedelta``) the handler may run; past it the handler is
+        cancelled and the task ends ERROR ``timed out after N s`` (default
+        ``CONF.task_timeout``). ``retries``: runs again after a failure that is one of
+        ``retry_on`` (default ``CONF.task_retries``), waiting ``backoff`` seconds before the
+        first (default ``CONF.retry_backoff``), twice as long before each next, with jitter;
+        or ``backoff(attempt) -> seconds``. See docs/execution-control.md."""
 
         def decorator(handler: H) -> H:
-            self._register(TaskDefinition(name, handler))
+            self._register(TaskDefinition(
+                name, handler, timeout=timeout, retries=retries, backoff=backoff, retry_on=retry_on
+            ))
             return handler
 
         return decorator
@@ -111,12 +129,20 @@ class Pool(SchedulingMixin):
         *,
         context_type: type[BaseModel] | None = None,
         result_type: type[BaseModel] | None = None,
+        timeout: float | timedelta | None = None,
+        retries: int | None = None,
+        backoff: float | timedelta | Callable[[int], float] | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
     ) -> None:
         """Register ``func`` under ``name`` without a decorator (the original agentexec's form):
         ``context_type`` when the handler's ``context`` is not annotated with it, and
         ``result_type``, the model ``ax.get_result`` rebuilds the value as (default: the return
-        annotation, when it is a model). A name taken on this pool raises ``ValueError``."""
-        self._register(TaskDefinition(name, func, context_type, result_type))
+        annotation, when it is a model); ``timeout``, ``retries``, ``backoff`` and ``retry_on``
+        as for :meth:`task`. A name taken on this pool raises ``ValueError``."""
+        self._register(TaskDefinition(
+            name, func, context_type, result_type,
+            timeout=timeout, retries=retries, backoff=backoff, retry_on=retry_on,
+        ))
 
     def _register(self, definition: TaskDefinition, lane: str = DEFAULT_LANE) -> None:
         """Register a definition on a lane (``"default"`` or ``"pipelines"``)."""

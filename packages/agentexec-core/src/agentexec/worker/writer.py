@@ -32,6 +32,8 @@ outcome), so one bad row never holds up the others or loops.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -41,10 +43,12 @@ from uuid import UUID
 
 import anyio
 
+from agentexec.activity.status import Status
 from agentexec.backends import (
     ActivityStore,
     BatchAck,
     BatchResults,
+    DelayedPush,
     Lease,
     LogEntry,
     QueueBackend,
@@ -53,8 +57,8 @@ from agentexec.backends import (
 )
 from agentexec.config import CONF
 from agentexec.faults import Outage, clean_text, describe, is_transient
-from agentexec.results import Outcome
-from agentexec.task import Task
+from agentexec.results import NonRetryableError, Outcome, RetryAfter
+from agentexec.task import Envelope, Task, TaskDefinition
 from agentexec.worker.stager import Stager
 
 log = logging.getLogger("agentexec.worker")
@@ -89,6 +93,8 @@ class _Item:
     outcome: tuple[UUID, bytes] | None = None
     ack: Lease | None = None
     release: Lease | None = None
+    #: a retry: the envelope to push again and when it is due (``DelayedPush.push_at``)
+    later: tuple[Envelope, float] | None = None
 
 
 class ActivityWriter:
@@ -180,9 +186,11 @@ class ActivityWriter:
         outcome: tuple[UUID, bytes] | None = None,
         ack: Lease | None = None,
         release: Lease | None = None,
+        later: tuple[Envelope, float] | None = None,
     ) -> None:
-        """Queue a line; once committed, store ``outcome`` and then ack (or release) the lease."""
-        self._push(_Item(entry, outcome=outcome, ack=ack, release=release))
+        """Queue a line; once committed, store ``outcome`` (or push ``later``, a retry) and
+        then ack (or release) the lease."""
+        self._push(_Item(entry, outcome=outcome, ack=ack, release=release, later=later))
 
     def steal(self, agent_id: UUID) -> list[LogEntry]:
         """Take back the unwritten lines of ``agent_id`` that no transaction has taken yet, for a caller that writes them itself at once: sync code on
@@ -196,7 +204,7 @@ class ActivityWriter:
             entry = item.entry
             if entry is None or entry.agent_id != agent_id:
                 rest.append(item)
-            elif entry.agent_id in stopped or item.outcome or item.ack or item.release:
+            elif entry.agent_id in stopped or item.outcome or item.ack or item.release or item.later:
                 stopped.add(entry.agent_id)
                 rest.append(item)
             else:
@@ -304,7 +312,7 @@ class ActivityWriter:
                 self._busy.discard(item.entry.agent_id)
         self._done(items)
         self._wake.set()
-        posts = [i for i in items if i.outcome or i.ack or i.release]
+        posts = [i for i in items if i.outcome or i.ack or i.release or i.later]
         for item in posts:
             lease = item.ack or item.release
             if lease is not None:
@@ -465,6 +473,9 @@ class ActivityWriter:
                 outcomes = [i.outcome for i in items if i.outcome is not None]
                 if outcomes:
                     await self._store_outcomes(outcomes)
+                for item in items:
+                    if item.later is not None:
+                        await self._push_later(*item.later)
                 acks = [i.ack for i in items if i.ack is not None]
                 if acks:
                     await self._end_leases("acknowledging", acks, self._ack)
@@ -529,6 +540,23 @@ class ActivityWriter:
                     "%s task %s failed (%s); its lease expires and the queue hands it out again",
                     what, leases[0].envelope.agent_id, describe(exc),
                 )
+                return
+            self._recovered(self._queue_down)
+            return
+
+    async def _push_later(self, envelope: Envelope, due: float) -> None:
+        """A retry goes back to its queue, due after its backoff, before its old lease is
+        acknowledged (a crash between the two runs it twice, never zero times)."""
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                assert isinstance(self._queue, DelayedPush)
+                await self._queue.push_at(envelope, due)
+            except Exception as exc:
+                if is_transient(exc, self._queue):
+                    delay = await self._outage(self._queue_down, exc, delay)
+                    continue
+                log.error("the retry of %s could not be queued (%s)", envelope.agent_id, describe(exc))
                 return
             self._recovered(self._queue_down)
             return
@@ -626,7 +654,51 @@ class WorkerSink:
         except (UnknownActivityError, ValueError) as exc:
             log.warning("activity line for %s dropped: %s", line.agent_id, exc)
 
+    def plan_retry(self, task: Task, definition: TaskDefinition, exc: BaseException, error: str) -> bool:
+        """The handler of ``task`` raised ``exc``: when it has a retry left for it, write its
+        QUEUED line (``Retrying in 4.2 s (attempt 2 of 4): <error>``), push it again due after
+        its backoff (it waits in the queue backend, never in this worker) and acknowledge this
+        run, then return True; else False (the task fails as usual)."""
+        lease = self.leases.get(task.agent_id)
+        if lease is None or isinstance(exc, NonRetryableError):
+            return False
+        allowed = definition.retries if definition.retries is not None else CONF.task_retries
+        done = lease.envelope.retries
+        if done >= allowed:
+            return False
+        if isinstance(exc, RetryAfter):
+            delay = exc.seconds
+        elif isinstance(exc, definition.retry_on):
+            delay = backoff_delay(definition, done + 1)
+        else:
+            return False
+        if not isinstance(self.writer._queue, DelayedPush):
+            log.warning("task %s is not retried: its queue backend cannot delay a task (DelayedPush)", task.agent_id)
+            return False
+        message = f"Retrying in {delay:.1f} s (attempt {done + 2} of {allowed + 1}): {error}"
+        log.warning("Task %s (%s) failed; %s", task.task_name, task.agent_id, message)
+        again = lease.envelope.model_copy(update={"retries": done + 1})
+        self.writer.submit(
+            LogEntry(task.agent_id, clean_text(message, None), Status.QUEUED),
+            later=(again, time.time() + delay),
+            ack=self.leases.pop(task.agent_id),
+        )
+        return True
+
     async def finished(self, task: Task, entry: LogEntry | None, data: bytes) -> None:
         if entry is not None and self.stager is not None:
             self.stager.add(task.agent_id, data)
         self.writer.submit(entry, outcome=(task.agent_id, data), ack=self.leases.pop(task.agent_id, None))
+
+
+def backoff_delay(definition: TaskDefinition, attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1 for the first): the definition's
+    ``backoff(attempt)``, or exponential from its base (``CONF.retry_backoff``) with jitter
+    between half and all of it, so waits grow and retries of many tasks failing together spread
+    out; at most ``CONF.retry_backoff_max``."""
+    backoff = definition.backoff
+    if callable(backoff):
+        return max(0.0, float(backoff(attempt)))
+    base = float(backoff) if backoff is not None else CONF.retry_backoff
+    full = min(base * 2.0 ** (attempt - 1), CONF.retry_backoff_max)
+    return float(full * (0.5 + random.random() / 2))
