@@ -11,6 +11,7 @@ from uuid import UUID
 import anyio
 from pydantic import BaseModel
 
+from agentexec import telemetry
 from agentexec.activity.creates import CREATES
 from agentexec.activity.metadata import validate_metadata
 from agentexec.config import CONF
@@ -179,7 +180,10 @@ async def enqueue(
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
     try:
-        await backends.queue.push(task.to_envelope(queue_name), priority)
+        if telemetry.instruments():
+            await _send_observed([task], queue_name, priority)
+        else:
+            await backends.queue.push(task.to_envelope(queue_name), priority)
     except Exception as exc:
         await _not_queued([task], exc)
         raise
@@ -219,11 +223,41 @@ async def enqueue_many(
         for t in tasks
     ])
     try:
-        await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])
+        if telemetry.instruments():
+            await _send_observed(tasks, queue_name, None)
+        else:
+            await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])
     except Exception as exc:
         await _not_queued(tasks, exc)
         raise
     return tasks
+
+
+async def _send_observed(tasks: Sequence[Task[Any]], queue_name: str, priority: Priority | None) -> None:
+    """The push inside a ``send`` span (OpenTelemetry's messaging conventions), whose trace
+    context each envelope carries to the worker; counted as ``task.enqueued``."""
+    first = tasks[0]
+    attributes: dict[str, Any] = {
+        "messaging.system": "agentexec",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": queue_name,
+        "agentexec.task.name": first.task_name,
+    }
+    if len(tasks) == 1:
+        attributes["messaging.message.id"] = str(first.agent_id)
+        attributes["agentexec.agent_id"] = str(first.agent_id)
+    else:
+        attributes["messaging.batch.message_count"] = len(tasks)
+    queue = get_backends().queue
+    with telemetry.span(f"send {queue_name}", telemetry.PRODUCER, attributes):
+        trace = telemetry.carrier()
+        if priority is not None:
+            await queue.push(first.to_envelope(queue_name, trace), priority)
+        else:
+            await queue.push_many([t.to_envelope(queue_name, trace) for t in tasks])
+    for task in tasks:
+        telemetry.count("task.enqueued", {"task": task.task_name, "queue": queue_name})
 
 
 async def _not_queued(tasks: Sequence[Task[Any]], exc: Exception) -> None:

@@ -284,6 +284,21 @@ class Config(BaseModel):
         "each task) finishes its running tasks, exits and is replaced (unset: never).",
     )
 
+    # -- observability (docs/observability.md) ---------------------------------------------
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="A pool's main process serves Prometheus metrics on this port at `/metrics`, "
+        "for all its workers (unset: no metrics). Needs `agentexec[prometheus]`.",
+    )
+    metrics_dir: str | None = Field(
+        default=None,
+        description="Directory where the processes of a pool (and producers that set it too) "
+        "keep their metric values for the `/metrics` endpoint (prometheus-client's multiprocess "
+        "mode; unset: a fresh temporary directory per pool).",
+    )
+
     # -- command line ---------------------------------------------------------------------
     debug: bool = Field(
         default=False,

@@ -324,6 +324,7 @@ class Worker:
             queue_name=env.queue_name,
             priority=env.priority,
             attempts=env.attempts,
+            trace=env.trace,
         )
         definition = self.definitions.get(env.task_name)
         task._definition = definition
