@@ -234,30 +234,14 @@ async def enqueue_many(
 
 
 async def _send_observed(tasks: Sequence[Task[Any]], queue_name: str, priority: Priority | None) -> None:
-    """The push inside a ``send`` span (OpenTelemetry's messaging conventions), whose trace
-    context each envelope carries to the worker; counted as ``task.enqueued``."""
-    first = tasks[0]
-    attributes: dict[str, Any] = {
-        "messaging.system": "agentexec",
-        "messaging.operation.type": "send",
-        "messaging.operation.name": "send",
-        "messaging.destination.name": queue_name,
-        "agentexec.task.name": first.task_name,
-    }
-    if len(tasks) == 1:
-        attributes["messaging.message.id"] = str(first.agent_id)
-        attributes["agentexec.agent_id"] = str(first.agent_id)
-    else:
-        attributes["messaging.batch.message_count"] = len(tasks)
+    """The push, observed (:func:`agentexec.telemetry.sending`): each envelope carries the
+    trace context of its ``send`` span to the worker."""
     queue = get_backends().queue
-    with telemetry.span(f"send {queue_name}", telemetry.PRODUCER, attributes):
-        trace = telemetry.carrier()
+    with telemetry.sending(queue_name, tasks) as trace:
         if priority is not None:
-            await queue.push(first.to_envelope(queue_name, trace), priority)
+            await queue.push(tasks[0].to_envelope(queue_name, trace), priority)
         else:
             await queue.push_many([t.to_envelope(queue_name, trace) for t in tasks])
-    for task in tasks:
-        telemetry.count("task.enqueued", {"task": task.task_name, "queue": queue_name})
 
 
 async def _not_queued(tasks: Sequence[Task[Any]], exc: Exception) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -239,6 +239,30 @@ def begin(name: str, kind: str = INTERNAL, attributes: Mapping[str, Any] | None 
         if found is not None:
             opened.append(found)
     return Begun(opened)
+
+
+@contextmanager
+def sending(queue_name: str, tasks: Sequence[Task]) -> Iterator[dict[str, str] | None]:
+    """Around the push of ``tasks`` (one enqueue, or one batch): a ``send`` span (messaging
+    conventions) that yields the trace context each envelope must carry, then
+    ``task.enqueued`` counts once the push has succeeded."""
+    first = tasks[0]
+    attributes: dict[str, Any] = {
+        "messaging.system": "agentexec",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": queue_name,
+        "agentexec.task.name": first.task_name,
+    }
+    if len(tasks) == 1:
+        attributes["messaging.message.id"] = str(first.agent_id)
+        attributes["agentexec.agent_id"] = str(first.agent_id)
+    else:
+        attributes["messaging.batch.message_count"] = len(tasks)
+    with span(f"send {queue_name}", PRODUCER, attributes):
+        yield carrier()
+    for task in tasks:
+        count("task.enqueued", {"task": task.task_name, "queue": queue_name})
 
 
 def labels_of(task: Task) -> dict[str, str]:

@@ -34,12 +34,16 @@ def configured() -> bool:
 
 
 class OpenTelemetryInstrument(Instrument):
-    def __init__(self) -> None:
+    """Spans through the global tracer provider, or ``tracer_provider`` when given (tests, or
+    an application that keeps agentexec's spans apart)."""
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self._fixed = tracer_provider
         self._provider: Any = None
         self._tracer: trace.Tracer | None = None
 
     def _get_tracer(self) -> trace.Tracer | None:
-        provider = trace.get_tracer_provider()
+        provider = self._fixed or trace.get_tracer_provider()
         if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
             return None
         if provider is not self._provider:  # set (or replaced) since the last span
