@@ -16,8 +16,6 @@ from uuid import UUID
 import agentexec as ax
 import anyio
 from agentexec.worker.lifecycle import current_task
-from agentexec_openai.testing import ScriptedModel, answer, scripted_run_config, tool_call
-from agents import Agent
 from pydantic import BaseModel
 from sqlalchemy import create_engine
 
@@ -56,7 +54,7 @@ class Briefing(BaseModel):
 async def job(agent_id: UUID, context: Job) -> str:
     if context.hold:
         with anyio.fail_after(60):
-            while not Path(context.hold).exists():
+            while not await anyio.Path(context.hold).exists():
                 await anyio.sleep(0.02)
     if context.die_once:
         mark = Path(os.environ["OBS_MARKS"]) / context.label
@@ -71,13 +69,17 @@ async def job(agent_id: UUID, context: Job) -> str:
 @pool.task("dump_spans")
 async def dump_spans(agent_id: UUID, context: Job) -> int:
     spans = [json.loads(span.to_json()) for span in EXPORTER.get_finished_spans()]
-    Path(os.environ["OBS_SPANS"]).write_text(json.dumps(spans))
+    await anyio.Path(os.environ["OBS_SPANS"]).write_text(json.dumps(spans))
     return len(spans)
 
 
 class Research(pipeline.Base):
     @pipeline.step(0, description="Research")
     async def research(self, ctx: Briefing) -> str:
+        # imported here: the Agents SDK takes seconds to import, and only this test needs it
+        from agentexec_openai.testing import ScriptedModel, answer, scripted_run_config, tool_call
+        from agents import Agent
+
         model = ScriptedModel([
             [tool_call("report_activity", message="Reading filings", percentage=40)],
             [answer(f"{ctx.company}: solid.")],
