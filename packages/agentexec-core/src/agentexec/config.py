@@ -299,6 +299,13 @@ class Config(BaseModel):
         "mode; unset: a fresh temporary directory per pool).",
     )
 
+    prices_file: str | None = Field(
+        default=None,
+        description="A JSON file of model prices (US dollars per million tokens: "
+        '`{"model": {"input": 2.0, "output": 8.0, "cached_input": 0.5}}`) that turn token usage '
+        "into cost; it overrides and extends the shipped table (`ax.pricing`).",
+    )
+
     # -- command line ---------------------------------------------------------------------
     debug: bool = Field(
         default=False,

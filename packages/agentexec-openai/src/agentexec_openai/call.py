@@ -13,7 +13,7 @@ from agentexec.runners import TokenUsage
 from agents import MaxTurnsExceeded
 
 from agentexec_openai.conversation import Attempt, RecoveryPlan, exhausted
-from agentexec_openai.observed import TurnHooks
+from agentexec_openai.observed import TurnHooks, model_name
 
 if TYPE_CHECKING:
     from agentexec_openai.runner import OpenAIRunner
@@ -70,4 +70,5 @@ class RunCall:
 
     async def finish(self) -> None:
         """Record the tokens of every run of this call on the activity."""
-        await self.runner.record_usage(self.usage)
+        model = model_name(self.first.agent, self.options)
+        await self.runner.record_usage(self.usage.priced(None if model == "default" else model))
