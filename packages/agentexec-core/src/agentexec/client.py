@@ -180,7 +180,7 @@ async def enqueue(
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
     try:
-        if telemetry.instruments():
+        if telemetry.on():
             await _send_observed([task], queue_name, priority)
         else:
             await backends.queue.push(task.to_envelope(queue_name), priority)
@@ -223,7 +223,7 @@ async def enqueue_many(
         for t in tasks
     ])
     try:
-        if telemetry.instruments():
+        if telemetry.on():
             await _send_observed(tasks, queue_name, None)
         else:
             await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])

@@ -58,6 +58,12 @@ class Instrument:
     #: True for an instrument that serves ``/metrics`` from a pool (``--metrics-port``)
     serves_metrics: bool = False
 
+    def active(self) -> bool:
+        """Whether it observes anything right now (an OpenTelemetry instrument with no tracer
+        provider set does not): checked before each report, so keep it to a few attribute
+        reads."""
+        return True
+
     def span(
         self,
         name: str,
@@ -102,6 +108,14 @@ def instruments() -> list[Instrument]:
     if _instruments is None:
         return load()
     return _instruments
+
+
+def on() -> bool:
+    """Whether any instrument observes right now: the hot path's one check."""
+    for instrument in _instruments if _instruments is not None else load():
+        if instrument.active():
+            return True
+    return False
 
 
 def load() -> list[Instrument]:

@@ -42,7 +42,7 @@ class RunCall:
     def kwargs(self, attempt: Attempt) -> dict[str, Any]:
         """Keyword arguments of ``Runner.run``/``Runner.run_streamed`` for ``attempt``."""
         kwargs = {"max_turns": attempt.max_turns, "context": self.context, **self.options}
-        if telemetry.instruments():
+        if telemetry.on():
             if self._hooks is None:
                 self._hooks = TurnHooks(self.options.get("hooks"), self.options)
             kwargs["hooks"] = self._hooks

@@ -104,7 +104,7 @@ class OpenAIRunner(BaseAgentRunner):
         try:
             while True:
                 try:
-                    if telemetry.instruments():
+                    if telemetry.on():
                         result = await self._observed(call, attempt)
                     else:
                         result = await Runner.run(attempt.agent, attempt.input, **call.kwargs(attempt))

@@ -51,6 +51,9 @@ class OpenTelemetryInstrument(Instrument):
             self._tracer = provider.get_tracer("agentexec", __version__)
         return self._tracer
 
+    def active(self) -> bool:
+        return self._get_tracer() is not None
+
     def span(
         self,
         name: str,

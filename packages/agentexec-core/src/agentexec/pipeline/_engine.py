@@ -94,7 +94,7 @@ async def run_steps(
             args = shaped(step, args)
         saving = checkpoints is not None and agent_id is not None
         try:
-            if telemetry.instruments():
+            if telemetry.on():
                 with telemetry.span(f"step {step.label}", telemetry.INTERNAL, {
                     "agentexec.pipeline": name, "agentexec.step": step.name,
                     "agentexec.step.index": index + 1, "agentexec.step.total": total,

@@ -263,7 +263,7 @@ class Pipeline:
             await backends.activity.acreate(
                 self.name, CONF.activity_message_create, task.agent_id, metadata
             )
-        if telemetry.instruments():
+        if telemetry.on():
             with telemetry.sending(task.queue_name, [task]) as trace:
                 envelope = task.to_envelope(task.queue_name, trace).model_copy(update={"kind": KIND})
                 await backends.queue.push(envelope, priority)

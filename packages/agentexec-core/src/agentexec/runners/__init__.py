@@ -305,7 +305,7 @@ class BaseAgentRunner:
         """Log the tokens a run used (see :meth:`TokenUsage.message`), and count them for the
         instruments (``tokens`` by model and kind, ``cost`` by model)."""
         await self._append(usage.message(), None, None)
-        if telemetry.instruments():
+        if telemetry.on():
             model = usage.model or "unknown"
             for kind, tokens in (
                 ("input", usage.input_tokens), ("output", usage.output_tokens),

@@ -228,7 +228,7 @@ async def execute_task(task: Task, *, quiet: bool = False) -> Any:
     """Run ``task`` through its whole lifecycle; return the handler's value or raise its error.
 
     Observed (:mod:`agentexec.telemetry`: a span, counts, a duration) when instruments are on."""
-    if not telemetry.instruments():
+    if not telemetry.on():
         return await _execute_task(task, quiet=quiet)
     with telemetry.task_run(task):
         return await _execute_task(task, quiet=quiet)
