@@ -64,7 +64,10 @@ async def test_metrics_of_a_pool_after_100_tasks(
 ) -> None:
     port = free_port()
     metrics_dir = tmp_path / "metrics"
-    pool = run_pool("--metrics-port", str(port), AGENTEXEC_NUM_WORKERS=2, AGENTEXEC_METRICS_DIR=metrics_dir)
+    pool = run_pool(
+        "--metrics-port", str(port), "--log-format", "json",
+        AGENTEXEC_NUM_WORKERS=2, AGENTEXEC_METRICS_DIR=metrics_dir,
+    )
     try:
         samples = scrape(port)
         assert value(samples, "agentexec_workers", queue=obs_queue) == 2
@@ -117,3 +120,14 @@ async def test_metrics_of_a_pool_after_100_tasks(
     finally:
         assert pool.stop() == 0, pool.output
     assert list(metrics_dir.glob("*.db"))  # a directory the operator gave is kept
+
+    # --log-format json: one object per line; a worker's line about a task says which
+    records = [json.loads(line) for line in pool.lines if line.startswith("{")]
+    assert records and len(records) == len([line for line in pool.lines if line.strip()])
+    failures = [r for r in records if "Task failed: ValueError: boom" in r["message"]]
+    assert len(failures) >= 10
+    for record in failures:
+        assert record["level"] == "ERROR" and record["logger"] == "agentexec.worker"
+        assert record["task"] == "job" and record["worker"] in (0, 1) and record["attempt"] == 1
+        assert record["message"].startswith(f"[Worker {record['worker']}]")
+        assert len(record["agent_id"]) == 36

@@ -40,6 +40,16 @@ def add_parser(subparsers: Any) -> None:
         help="add the schedules of this YAML file to the pool (repeatable)",
     )
     parser.add_argument(
+        "--log-level", type=str.upper, metavar="LEVEL",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="agentexec's log level (default INFO; WARNING drops the per-task lines, which then "
+        "never leave the workers)",
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text",
+        help="json: one JSON object per line with worker, task, agent_id and attempt",
+    )
+    parser.add_argument(
         "--metrics-port", type=_port, metavar="PORT",
         help="serve Prometheus metrics of the whole pool on this port at /metrics "
         "(AGENTEXEC_METRICS_PORT; needs agentexec[prometheus])",
@@ -48,6 +58,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.log_level or args.log_format != "text":
+        from agentexec.worker.logs import configure_logging
+
+        configure_logging(args.log_level, args.log_format)
     # set before the import: a module may call pool.run() itself while being imported
     if args.workers:
         CONF.num_workers = args.workers
