@@ -4,6 +4,7 @@ imported when an instrument loads, and only when installed (and, for metrics, co
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,10 @@ def _prometheus() -> Any:
     if CONF.metrics_port is None and CONF.metrics_dir is None:
         return None  # not configured: no metric is counted anywhere
     if importlib.util.find_spec("prometheus_client") is None:
+        logging.getLogger("agentexec.telemetry").warning(
+            "AGENTEXEC_METRICS_PORT/AGENTEXEC_METRICS_DIR are set but prometheus-client is not "
+            "installed: no metrics. Install it: pip install 'agentexec[prometheus]'"
+        )
         return None
     from agentexec_telemetry.prometheus import PrometheusInstrument
 
