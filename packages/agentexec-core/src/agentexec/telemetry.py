@@ -148,9 +148,11 @@ def use(*extra: Instrument) -> None:
 
 
 def _drop(instrument: Instrument, what: str) -> None:
+    global _instruments
     log.exception("instrument %s failed in %s; it is dropped", type(instrument).__name__, what)
     if _instruments is not None and instrument in _instruments:
-        _instruments.remove(instrument)
+        # a new list: a report iterating the old one goes on to the next instrument
+        _instruments = [other for other in _instruments if other is not instrument]
 
 
 def count(event: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
