@@ -96,7 +96,7 @@ async def test_a_task_life_reports_in_order_and_carries_its_trace(
 ) -> None:
     monkeypatch.setattr(CONF, "num_workers", 1)
     recorder = Recorder()
-    telemetry.use(recorder, Broken())
+    telemetry.use(Broken(), recorder)  # first: its failure must not cost the recorder a report
     queue = f"q{uuid.uuid4().hex[:8]}"
     pool = ax.Pool(queue_name=queue, backends=backends)
 
