@@ -119,10 +119,11 @@ class TokenUsage:
     cached_tokens: int = 0
     #: reasoning tokens (part of ``output_tokens``)
     reasoning_tokens: int = 0
-    #: the model the tokens went to (``"mixed"`` in a sum over several)
-    model: str | None = None
-    #: US dollars; ``None`` when no price is known for the model
-    cost: float | None = None
+    #: the model the tokens went to (``"mixed"`` in a sum over several); not compared: two
+    #: usages are equal when their token counts are
+    model: str | None = dataclasses.field(default=None, compare=False)
+    #: US dollars; ``None`` when no price is known for the model; not compared either
+    cost: float | None = dataclasses.field(default=None, compare=False)
 
     PREFIX: ClassVar[str] = "Token usage:"
     _PATTERN: ClassVar[re.Pattern[str]] = re.compile(
