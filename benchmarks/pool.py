@@ -175,6 +175,35 @@ def bench_io(backends: Backends, rounds: int) -> list[float]:
     return result
 
 
+def setup_telemetry(mode: str, tmp: Path) -> None:
+    """Before any pool starts: its workers are forked with what is set up here."""
+    from agentexec import telemetry
+
+    if mode == "off":
+        telemetry.use()
+    elif mode == "on":
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            SimpleSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        class Discard(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(Discard()))
+        trace.set_tracer_provider(provider)
+        CONF.metrics_dir = str(tmp / "metrics")
+        telemetry.load()
+    else:
+        telemetry.load()
+    print(f"telemetry {mode}: {', '.join(type(i).__name__ for i in telemetry.instruments()) or 'none'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], default="redis")
@@ -186,10 +215,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="slots per process for drain")
     parser.add_argument("--io-rounds", type=int, default=5, help="rounds of the 500 x 0.1 s case")
     parser.add_argument("--only", choices=["enqueue", "bulk", "drain", "latency", "io"], action="append")
+    parser.add_argument(
+        "--telemetry", choices=["off", "installed", "on"], default="installed",
+        help="off: no instrument at all; installed: what is installed, unconfigured (the default "
+        "for a user who installed agentexec[otel,prometheus] and set up nothing); on: an "
+        "OpenTelemetry SDK provider (spans exported to a no-op exporter) and Prometheus metrics",
+    )
     args = parser.parse_args()
     only = set(args.only or ["enqueue", "bulk", "drain", "latency", "io"])
 
     with fresh_postgres(args.pg_url) as pg_url, tempfile.TemporaryDirectory() as tmp:
+        setup_telemetry(args.telemetry, Path(tmp))
         if args.stack == "sqlite":
             db, transport = f"sqlite:///{Path(tmp) / 'bench.db'}", None
         else:

@@ -20,11 +20,15 @@ ADAPTERS = {
     "sqlalchemy": "agentexec-sqlalchemy",
     "openai": "agentexec-openai",
     "pydantic-ai": "agentexec-pydantic-ai",
+    # one distribution, two instruments: each extra also brings its library (the adapter's own
+    # extra of the same name)
+    "otel": "agentexec-telemetry",
+    "prometheus": "agentexec-telemetry",
 }
 
 
 def _pin(requirement: str) -> tuple[str, str]:
-    match = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*==\s*([^\s;,]+)", requirement.strip())
+    match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[a-z0-9,-]+\])?\s*==\s*([^\s;,]+)", requirement.strip())
     assert match, f"{requirement!r} is not pinned with == to one version"
     return match.group(1), match.group(2)
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("redis", "sqlalchemy", "openai", "agents", "pydantic_ai")
+HEAVY = ("redis", "sqlalchemy", "openai", "agents", "pydantic_ai", "opentelemetry", "prometheus_client")
 SRC = Path(__file__).resolve().parents[1] / "src" / "agentexec"
 
 
@@ -33,10 +33,17 @@ def test_discovering_every_plugin_imports_no_backend_library() -> None:
         "import agentexec as ax\n"
         "from agentexec.plugins import KINDS, get_registry\n"
         "r = get_registry()\n"
-        "[r.backends(k) for k in KINDS]; r.runners(); r.names('agentexec')\n"
+        "[r.backends(k) for k in KINDS]; r.runners(); r.names('agentexec'); r.instruments()\n"
         "ax.Priority.HIGH; ax.CONF.queue_name; ax.activity\n"
     )
     assert _imported_after(code) == []
+
+
+def test_unconfigured_metrics_never_import_prometheus_client() -> None:
+    """Instruments load on the first enqueue; without ``metrics_port``/``metrics_dir`` the
+    Prometheus one stays out (OpenTelemetry's API loads when installed: it decides per span)."""
+    code = "from agentexec import telemetry\ntelemetry.instruments()\n"
+    assert "prometheus_client" not in _imported_after(code)
 
 
 def test_the_memory_backends_run_without_backend_libraries() -> None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from agentexec_redis.client import close_redis  # noqa: TID251 - for type checkers only
     from agentexec_sqlalchemy.models import Base  # noqa: TID251 - for type checkers only
 
-    from agentexec import activity, events
+    from agentexec import activity, events, pricing
     from agentexec._version import __version__
     from agentexec.activity.status import Status
     from agentexec.cancellation import CancelResult, cancel, cancel_sync
@@ -65,6 +65,7 @@ __all__ = [
     "events",
     "gather",
     "get_result",
+    "pricing",
 ]
 
 #: name -> (module, attribute; None for the module itself)
@@ -74,6 +75,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "__version__": ("agentexec._version", "__version__"),
     "activity": ("agentexec.activity", None),
     "events": ("agentexec.events", None),
+    "pricing": ("agentexec.pricing", None),
     "Status": ("agentexec.activity.status", "Status"),
     "enqueue": ("agentexec.client", "enqueue"),
     "enqueue_many": ("agentexec.client", "enqueue_many"),

@@ -14,6 +14,7 @@ from uuid import UUID
 import anyio
 from pydantic import BaseModel
 
+from agentexec import telemetry
 from agentexec.activity.creates import CREATES
 from agentexec.activity.metadata import validate_metadata
 from agentexec.backends import DelayedPush
@@ -205,7 +206,9 @@ async def enqueue(
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
     try:
-        if due is not None:
+        if telemetry.on():
+            await _send_observed([task], queue_name, priority, due)
+        elif due is not None:
             await backends.queue.push_at(task.to_envelope(queue_name), due)  # type: ignore[attr-defined]
         else:
             await backends.queue.push(task.to_envelope(queue_name), priority)
@@ -270,11 +273,29 @@ async def enqueue_many(
         for t in tasks
     ])
     try:
-        await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])
+        if telemetry.on():
+            await _send_observed(tasks, queue_name, None)
+        else:
+            await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])
     except Exception as exc:
         await _not_queued(tasks, exc)
         raise
     return tasks
+
+
+async def _send_observed(
+    tasks: Sequence[Task[Any]], queue_name: str, priority: Priority | None, due: float | None = None
+) -> None:
+    """The push, observed (:func:`agentexec.telemetry.sending`): each envelope carries the
+    trace context of its ``send`` span to the worker (a delayed one too)."""
+    queue = get_backends().queue
+    with telemetry.sending(queue_name, tasks) as trace:
+        if due is not None:
+            await queue.push_at(tasks[0].to_envelope(queue_name, trace), due)  # type: ignore[attr-defined]
+        elif priority is not None:
+            await queue.push(tasks[0].to_envelope(queue_name, trace), priority)
+        else:
+            await queue.push_many([t.to_envelope(queue_name, trace) for t in tasks])
 
 
 async def _not_queued(tasks: Sequence[Task[Any]], exc: Exception) -> None:

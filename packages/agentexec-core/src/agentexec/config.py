@@ -306,6 +306,28 @@ class Config(BaseModel):
         "each task) finishes its running tasks, exits and is replaced (unset: never).",
     )
 
+    # -- observability (docs/observability.md) ---------------------------------------------
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="A pool's main process serves Prometheus metrics on this port at `/metrics`, "
+        "for all its workers (unset: no metrics). Needs `agentexec[prometheus]`.",
+    )
+    metrics_dir: str | None = Field(
+        default=None,
+        description="Directory where the processes of a pool (and producers that set it too) "
+        "keep their metric values for the `/metrics` endpoint (prometheus-client's multiprocess "
+        "mode; unset: a fresh temporary directory per pool).",
+    )
+
+    prices_file: str | None = Field(
+        default=None,
+        description="A JSON file of model prices (US dollars per million tokens: "
+        '`{"model": {"input": 2.0, "output": 8.0, "cached_input": 0.5}}`) that turn token usage '
+        "into cost; it overrides and extends the shipped table (`ax.pricing`).",
+    )
+
     # -- command line ---------------------------------------------------------------------
     debug: bool = Field(
         default=False,

@@ -97,6 +97,22 @@ class NameSpec:
     api_version: int = PLUGIN_API_VERSION
 
 
+@dataclass(frozen=True)
+class InstrumentSpec:
+    """An observability instrument (traces, metrics) a plugin offers.
+
+    ``load()`` returns an :class:`agentexec.telemetry.Instrument`, or ``None`` when it has
+    nothing to do in this process (its library is not installed, or it is not configured):
+    then it costs nothing. It is called once per process, the first time core reports
+    something (an enqueue, a task run), so it may read ``CONF`` and import its library there.
+    """
+
+    name: str
+    load: Callable[[], Any]
+    description: str = ""
+    api_version: int = PLUGIN_API_VERSION
+
+
 @hookspec
 def agentexec_queue_backends() -> Iterable[BackendSpec]:  # type: ignore[empty-body]
     """Queue backends (:class:`agentexec.backends.QueueBackend`) this plugin provides.
@@ -160,4 +176,22 @@ def agentexec_names() -> Iterable[NameSpec]:  # type: ignore[empty-body]
         @hookimpl
         def agentexec_names():
             yield NameSpec(module="agentexec", name="OpenAIRunner", load=_load_runner)
+    """
+
+
+@hookspec
+def agentexec_instruments() -> Iterable[InstrumentSpec]:  # type: ignore[empty-body]
+    """Observability instruments (:class:`agentexec.telemetry.Instrument`): spans, counts and
+    durations of enqueues, task runs, pipeline steps and agent turns.
+
+    Called once per process, the first time core reports something; every instrument whose
+    ``load()`` returns an instrument receives every report. Example::
+
+        def _load_statsd():
+            from acme_agentexec.statsd import StatsdInstrument   # imports the client lazily
+            return StatsdInstrument() if os.environ.get("STATSD_HOST") else None
+
+        @hookimpl
+        def agentexec_instruments():
+            yield InstrumentSpec(name="statsd", load=_load_statsd)
     """

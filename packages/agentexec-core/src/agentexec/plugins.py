@@ -16,7 +16,7 @@ from agentexec import hookspecs
 from agentexec._redact import mask_url
 from agentexec._version import PLUGIN_API_VERSION
 from agentexec.config import CONF
-from agentexec.hookspecs import BackendSpec, NameSpec, RunnerSpec
+from agentexec.hookspecs import BackendSpec, InstrumentSpec, NameSpec, RunnerSpec
 
 log = logging.getLogger("agentexec.plugins")
 
@@ -184,6 +184,9 @@ class PluginRegistry:
 
     def runners(self) -> dict[str, RunnerSpec]:
         return {spec.name: spec for spec, _, _ in self._collect("agentexec_runners")}
+
+    def instruments(self) -> dict[str, InstrumentSpec]:
+        return {spec.name: spec for spec, _, _ in self._collect("agentexec_instruments")}
 
     def names(self, module: str) -> dict[str, NameSpec]:
         return {

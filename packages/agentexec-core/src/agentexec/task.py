@@ -208,6 +208,9 @@ class Envelope(BaseModel):
     #: retries so far (``@pool.task(name, retries=N)``): runs that failed and were queued
     #: again. Last: the Redis reaper edits ``"attempts":N`` where ``,"enqueued_at":`` follows
     retries: int = Field(default=0, ge=0, le=MAX_ATTEMPTS_FIELD)
+    #: the producer's trace context (W3C ``traceparent``) when tracing is configured
+    #: (:mod:`agentexec.telemetry`), so the run continues the trace of the web request
+    trace: dict[str, str] | None = None
 
     def next_attempt(self) -> Envelope:
         return self.model_copy(update={"attempts": self.attempts + 1})
@@ -237,6 +240,8 @@ class Task(BaseModel, Generic[R]):
     attempts: int = 0
     #: the activity's metadata (``ax.enqueue(..., metadata=...)``)
     metadata: dict[str, Any] | None = None
+    #: the trace context its envelope carried (:mod:`agentexec.telemetry`)
+    trace: dict[str, str] | None = None
 
     _definition: TaskDefinition | None = PrivateAttr(default=None)
 
@@ -272,7 +277,14 @@ class Task(BaseModel, Generic[R]):
             queue_name=queue_name, priority=priority, metadata=metadata,
         )
 
-    def to_envelope(self, queue_name: str) -> Envelope:
+    def to_envelope(self, queue_name: str, trace: dict[str, str] | None = None) -> Envelope:
+        if trace is not None:
+            return Envelope(
+                agent_id=self.agent_id, task_name=self.task_name,
+                context=self.context.model_dump(mode="json"), priority=self.priority,
+                queue_name=queue_name, attempts=self.attempts, enqueued_at=time.time(),
+                metadata=self.metadata, trace=trace,
+            )
         return Envelope(
             agent_id=self.agent_id,
             task_name=self.task_name,

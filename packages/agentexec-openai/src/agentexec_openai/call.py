@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from agentexec import telemetry
 from agentexec.runners import TokenUsage
 from agents import MaxTurnsExceeded
 
 from agentexec_openai.conversation import Attempt, RecoveryPlan, exhausted
+from agentexec_openai.observed import TurnHooks, model_name
 
 if TYPE_CHECKING:
     from agentexec_openai.runner import OpenAIRunner
@@ -35,10 +37,16 @@ class RunCall:
         self.options = options
         self.usage = TokenUsage()
         self._plan: RecoveryPlan | None = None
+        self._hooks: TurnHooks | None = None
 
     def kwargs(self, attempt: Attempt) -> dict[str, Any]:
         """Keyword arguments of ``Runner.run``/``Runner.run_streamed`` for ``attempt``."""
-        return {"max_turns": attempt.max_turns, "context": self.context, **self.options}
+        kwargs = {"max_turns": attempt.max_turns, "context": self.context, **self.options}
+        if telemetry.on():
+            if self._hooks is None:
+                self._hooks = TurnHooks(self.options.get("hooks"), self.options)
+            kwargs["hooks"] = self._hooks
+        return kwargs
 
     def add_usage(self, usage: TokenUsage) -> None:
         self.usage = self.usage + usage
@@ -62,4 +70,5 @@ class RunCall:
 
     async def finish(self) -> None:
         """Record the tokens of every run of this call on the activity."""
-        await self.runner.record_usage(self.usage)
+        model = model_name(self.first.agent, self.options)
+        await self.runner.record_usage(self.usage.priced(None if model == "default" else model))

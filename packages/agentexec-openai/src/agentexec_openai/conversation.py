@@ -33,11 +33,15 @@ def usage_of(source: Any) -> TokenUsage:
     usage = getattr(wrapper, "usage", None)
     if usage is None:
         return TokenUsage()
+    input_details = getattr(usage, "input_tokens_details", None)
+    output_details = getattr(usage, "output_tokens_details", None)
     return TokenUsage(
         input_tokens=int(usage.input_tokens or 0),
         output_tokens=int(usage.output_tokens or 0),
         total_tokens=int(usage.total_tokens or 0),
         requests=int(usage.requests or 0),
+        cached_tokens=int(getattr(input_details, "cached_tokens", 0) or 0),
+        reasoning_tokens=int(getattr(output_details, "reasoning_tokens", 0) or 0),
     )
 
 

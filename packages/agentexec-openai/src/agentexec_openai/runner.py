@@ -29,6 +29,7 @@ import inspect
 from typing import Any
 from uuid import UUID
 
+from agentexec import telemetry
 from agentexec.runners import REPORT_STATUS_TOOL, BaseAgentRunner
 from agents import Agent, MaxTurnsExceeded, RunConfig, RunContextWrapper, Runner
 from agents.items import TResponseInputItem
@@ -36,6 +37,7 @@ from agents.result import RunResult
 
 from agentexec_openai.call import RunCall
 from agentexec_openai.conversation import Attempt, usage_of, usage_of_error
+from agentexec_openai.observed import run_attributes
 from agentexec_openai.streaming import StreamedRun
 from agentexec_openai.tools import OpenAIRunnerTools
 
@@ -102,7 +104,10 @@ class OpenAIRunner(BaseAgentRunner):
         try:
             while True:
                 try:
-                    result = await Runner.run(attempt.agent, attempt.input, **call.kwargs(attempt))
+                    if telemetry.on():
+                        result = await self._observed(call, attempt)
+                    else:
+                        result = await Runner.run(attempt.agent, attempt.input, **call.kwargs(attempt))
                 except MaxTurnsExceeded as error:
                     call.add_usage(usage_of_error(error))
                     attempt = await call.after_max_turns(error)
@@ -117,6 +122,18 @@ class OpenAIRunner(BaseAgentRunner):
             raise
         await call.finish()
         return result
+
+    async def _observed(self, call: RunCall, attempt: Attempt) -> RunResult:
+        """One SDK run inside its ``invoke_agent`` span (see :mod:`agentexec_openai.observed`)."""
+        attributes = run_attributes(attempt.agent, call.options)
+        attributes["agentexec.agent_id"] = str(self.agent_id)
+        attributes["agentexec.recovery"] = attempt is not call.first
+        with telemetry.span(f"invoke_agent {attempt.agent.name}", telemetry.INTERNAL, attributes) as spans:
+            result = await Runner.run(attempt.agent, attempt.input, **call.kwargs(attempt))
+            usage = usage_of(result)
+            spans.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+            spans.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            return result
 
     def run_streamed(
         self,

@@ -116,8 +116,22 @@ class RunCall:
         self._plan: RecoveryPlan | None = None
         self._request_limit: int | None = None
 
-    def _counts(self) -> tuple[int, int, int]:
-        return (self.usage.input_tokens, self.usage.output_tokens, self.usage.requests)
+    def _counts(self) -> tuple[int, int, int, int, int]:
+        usage = self.usage
+        return (
+            usage.input_tokens, usage.output_tokens, usage.requests,
+            # read with defaults: older pydantic-ai releases lack them
+            int(getattr(usage, "cache_read_tokens", 0) or 0),
+            int(getattr(usage, "output_reasoning_tokens", 0) or 0),
+        )
+
+    def model_name(self) -> str | None:
+        """The model the call's runs go to (``openai:gpt-4.1`` → ``gpt-4.1``), if known."""
+        model = self.options.get("model") or getattr(self.agent, "model", None)
+        name = model if isinstance(model, str) else getattr(model, "model_name", None)
+        if not isinstance(name, str) or not name:
+            return None
+        return name.split(":", 1)[1] if ":" in name else name
 
     def kwargs(self, attempt: Attempt) -> dict[str, Any]:
         """Keyword arguments of ``Agent.run`` for ``attempt`` (besides the user prompt)."""
@@ -134,10 +148,13 @@ class RunCall:
 
     def token_usage(self) -> TokenUsage:
         """The tokens every run of this call used so far."""
-        start_in, start_out, start_requests = self._start
-        inp, out, requests = self._counts()
+        start_in, start_out, start_requests, start_cached, start_reasoning = self._start
+        inp, out, requests, cached, reasoning = self._counts()
         inp, out = inp - start_in, out - start_out
-        return TokenUsage(inp, out, inp + out, requests - start_requests)
+        return TokenUsage(
+            inp, out, inp + out, requests - start_requests, cached - start_cached,
+            reasoning - start_reasoning,
+        )
 
     def _used_its_turns(self) -> bool:
         return self._request_limit is not None and self.usage.requests >= self._request_limit
@@ -186,7 +203,7 @@ class RunCall:
 
     async def finish(self) -> None:
         """Record the tokens of every run of this call on the activity."""
-        await self.runner.record_usage(self.token_usage())
+        await self.runner.record_usage(self.token_usage().priced(self.model_name()))
 
 
 def exhausted(message: str) -> UsageLimitExceeded:

@@ -53,6 +53,9 @@ from agentexec_sqlalchemy.pg_writes import PgWriter
 from agentexec_sqlalchemy.types import utcnow
 from agentexec_sqlalchemy.unit_of_work import UnitOfWork
 
+#: the start of a runner's token-usage line (``agentexec.runners.TokenUsage.PREFIX``)
+USAGE_PREFIX = "Token usage:"
+
 T = TypeVar("T")
 
 CANCELED_MESSAGE = "Canceled."
@@ -297,6 +300,27 @@ class SQLActivityStore:
     async def acount_active(self, metadata: dict[str, Any] | None = None) -> int:
         found = validate_metadata_filter(metadata)
         return await self._in_thread(lambda conn: self._count_active(conn, found), write=False)
+
+    async def ausage_messages(
+        self, task_name: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> builtins.list[str]:
+        """The token-usage lines of the matching activities, in one query (see
+        ``ax.activity.usage``)."""
+        found = validate_metadata_filter(metadata)
+
+        def read(conn: Connection) -> builtins.list[str]:
+            conditions = [ActivityLog.message.startswith(USAGE_PREFIX, autoescape=True)]
+            if task_name is not None:
+                conditions.append(Activity.agent_type == task_name)
+            conditions += queries.filters(None, found, conn.dialect)
+            stmt = (
+                select(ActivityLog.message)
+                .join(Activity, ActivityLog.activity_id == Activity.id)
+                .where(*conditions)
+            )
+            return [str(message) for message in conn.scalars(stmt)]
+
+        return await self._in_thread(read, write=False)
 
     async def acancel_pending(self) -> int:
         return await self._in_thread(self._cancel_pending)

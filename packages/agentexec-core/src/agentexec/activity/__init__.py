@@ -51,6 +51,7 @@ __all__ = [
     "alist",
     "active_count",
     "aupdate",
+    "ausage",
     "cancel_pending",
     "complete",
     "count_active",
@@ -59,6 +60,7 @@ __all__ = [
     "error",
     "list",
     "update",
+    "usage",
 ]
 
 
@@ -211,6 +213,59 @@ def detail(
     if found is None:
         return _store().detail(_uuid(agent_id), session)
     return _store().detail(_uuid(agent_id), session, metadata=found)
+
+
+if TYPE_CHECKING:
+    from agentexec.runners import TokenUsage
+
+
+async def ausage(
+    task_name: str | None = None, metadata_filter: dict[str, Any] | None = None
+) -> TokenUsage | None:
+    """The tokens and cost of every activity of ``task_name`` (every task when ``None``) whose
+    metadata matches ``metadata_filter`` (a tenant: ``{"organization_id": "org-123"}``), summed
+    from the runners' usage lines; ``None`` when none has any. One query on the stores agentexec
+    ships; a store without ``ausage_messages`` is read a page of details at a time."""
+    from agentexec.runners import TokenUsage
+
+    found = validate_metadata_filter(metadata_filter)
+    await _awritten()
+    store = _store()
+    read = getattr(store, "ausage_messages", None)
+    if callable(read):
+        messages = await read(task_name, found)
+        return TokenUsage.total(messages)
+    total: TokenUsage | None = None
+    page = 1
+    while True:
+        listed = await store.alist(page, 100, None, found) if found else await store.alist(page, 100)
+        for item in listed.items:
+            if task_name is not None and item.agent_type != task_name:
+                continue
+            detail = await store.adetail(item.agent_id)
+            usage = None if detail is None else detail.usage
+            if usage is not None:
+                total = usage if total is None else total + usage
+        if page >= listed.pages:
+            return total
+        page += 1
+
+
+def usage(
+    task_name: str | None = None, metadata_filter: dict[str, Any] | None = None
+) -> TokenUsage | None:
+    """:func:`ausage` for sync code: ``ax.activity.usage("research")``,
+    ``ax.activity.usage(metadata_filter={"organization_id": "org-123"})``."""
+    import anyio
+
+    try:
+        anyio.get_current_task()
+    except RuntimeError:
+        return anyio.run(ausage, task_name, metadata_filter)
+    raise RuntimeError(
+        "ax.activity.usage() is for sync code; inside async code use "
+        "await ax.activity.ausage(...)"
+    )
 
 
 def count_active(session: Any = None, metadata_filter: dict[str, Any] | None = None) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 from pydantic import (
@@ -28,6 +28,9 @@ from pydantic import (
 )
 
 from agentexec.activity.status import Status
+
+if TYPE_CHECKING:
+    from agentexec.runners import TokenUsage
 
 
 def _metadata_of(data: Any) -> dict[str, Any] | None:
@@ -94,6 +97,21 @@ class ActivityDetailSchema(_WithMetadata):
     def percentage(self) -> int | None:
         """The original agentexec's name of ``latest_percentage``."""
         return self.latest_percentage
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        """The tokens the task's agent runs used, summed over every run the activity logged
+        (recovery runs, pipeline steps), or ``None`` when no runner logged any. Not part of
+        ``model_dump()``, like ``metadata``."""
+        from agentexec.runners import TokenUsage
+
+        return TokenUsage.total(log.message for log in self.logs)
+
+    @property
+    def cost(self) -> float | None:
+        """US dollars of :attr:`usage` (:mod:`agentexec.pricing`), or ``None`` when unknown."""
+        usage = self.usage
+        return None if usage is None else usage.cost
 
 
 class ActivityListItemSchema(_WithMetadata):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from agentexec.activity.status import Status
+
+if TYPE_CHECKING:
+    from agentexec.runners import TokenUsage
 from agentexec.cli._ops import (
     CommandError,
     add_json_flag,
@@ -50,6 +54,25 @@ def add_parser(subparsers: Any) -> None:
     )
     add_json_flag(show)
     show.set_defaults(func=lambda args: run_command(_show, args))
+
+
+def usage_line(usage: TokenUsage) -> str:
+    """``usage input 1,200 (cached 400)  output 300 (reasoning 100)  requests 3  model gpt-4.1
+    cost $0.004400`` (the cost says why when it is unknown)."""
+    parts = [f"usage input {usage.input_tokens:,}"]
+    if usage.cached_tokens:
+        parts[0] += f" (cached {usage.cached_tokens:,})"
+    output = f"output {usage.output_tokens:,}"
+    if usage.reasoning_tokens:
+        output += f" (reasoning {usage.reasoning_tokens:,})"
+    parts += [output, f"requests {usage.requests:,}"]
+    if usage.model:
+        parts.append(f"model {plain(usage.model)}")
+    if usage.cost is not None:
+        parts.append(f"cost ${usage.cost:.6f}")
+    else:
+        parts.append("cost unknown (no price for the model: see ax.pricing)")
+    return "  ".join(parts)
 
 
 def _status(value: str) -> Status:
@@ -113,13 +136,19 @@ async def _show(args: argparse.Namespace) -> int:
         detail = await backends.activity.adetail(agent_id)
     if detail is None:
         raise CommandError(f"no activity with agent id {agent_id} (check AGENTEXEC_* points at the right database)")
+    usage = detail.usage
     if args.json:
-        print_json(detail.model_dump(mode="json"))
+        data = detail.model_dump(mode="json")
+        data["usage"] = None if usage is None else dataclasses.asdict(usage)
+        data["cost"] = None if usage is None else usage.cost
+        print_json(data)
         return 0
     out = console()
     out.print(f"[bold]{safe(detail.agent_type)}[/]  {detail.agent_id}")
     out.print(f"status {styled_status(detail.status.value)}   progress {bar(detail.latest_percentage)}")
     out.print(f"created {local_time(detail.created_at)}   updated {since(detail.updated_at)} ago")
+    if usage is not None:
+        out.print(usage_line(usage))
     # fits 80 columns: the day is in the header above, the message wraps
     table = Table(title="Timeline", title_justify="left")
     table.add_column("time", no_wrap=True, min_width=8)

@@ -39,15 +39,45 @@ def add_parser(subparsers: Any) -> None:
         "--schedules", action="append", metavar="FILE",
         help="add the schedules of this YAML file to the pool (repeatable)",
     )
+    parser.add_argument(
+        "--log-level", type=str.upper, metavar="LEVEL",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="agentexec's log level (default INFO; WARNING drops the per-task lines, which then "
+        "never leave the workers)",
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text",
+        help="json: one JSON object per line with worker, task, agent_id and attempt",
+    )
+    parser.add_argument(
+        "--metrics-port", type=_port, metavar="PORT",
+        help="serve Prometheus metrics of the whole pool on this port at /metrics "
+        "(AGENTEXEC_METRICS_PORT; needs agentexec[prometheus])",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.log_level or args.log_format != "text":
+        from agentexec.worker.logs import configure_logging
+
+        configure_logging(args.log_level, args.log_format)
     # set before the import: a module may call pool.run() itself while being imported
     if args.workers:
         CONF.num_workers = args.workers
     if args.concurrency:
         CONF.worker_concurrency = args.concurrency
+    if args.metrics_port:
+        CONF.metrics_port = args.metrics_port
+        from agentexec import telemetry
+
+        telemetry.load()
+        if not any(instrument.serves_metrics for instrument in telemetry.instruments()):
+            print(
+                "agentexec run: --metrics-port needs the Prometheus instrument: "
+                "pip install 'agentexec[prometheus]'", file=sys.stderr,
+            )
+            return 2
     try:
         pool = load_pool(args.target)
     except (ImportError, LookupError, TypeError, ValueError) as exc:
@@ -173,4 +203,11 @@ def _positive(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _positive(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {number}")
     return number

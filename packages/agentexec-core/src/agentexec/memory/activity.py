@@ -33,6 +33,9 @@ from agentexec.backends import (
 )
 from agentexec.backends import as_uuid as _uuid
 
+#: the start of a runner's token-usage line (``agentexec.runners.TokenUsage.PREFIX``)
+USAGE_PREFIX = "Token usage:"
+
 
 @dataclass
 class _Record:
@@ -179,6 +182,19 @@ class MemoryActivityStore:
 
     async def acount_active(self, metadata: dict[str, Any] | None = None) -> int:
         return self.count_active(metadata=metadata)
+
+    async def ausage_messages(
+        self, task_name: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> builtins.list[str]:
+        """The token-usage lines of the matching activities (see ``ax.activity.usage``)."""
+        found = validate_metadata_filter(metadata)
+        with self._lock:
+            return [
+                log.message for r in self._records.values()
+                if (task_name is None or r.agent_type == task_name)
+                and (found is None or metadata_matches(r.metadata, found))
+                for log in r.logs if log.message.startswith(USAGE_PREFIX)
+            ]
 
     # -- async twins -------------------------------------------------------------------
     async def acreate(

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import anyio.to_thread
 
+from agentexec import telemetry
 from agentexec.config import CONF
 from agentexec.pipeline import _checkpoint
 from agentexec.pipeline._steps import StepDefinition
@@ -93,7 +94,14 @@ async def run_steps(
             args = shaped(step, args)
         saving = checkpoints is not None and agent_id is not None
         try:
-            value = await call(step, instance, args)
+            if telemetry.on():
+                with telemetry.span(f"step {step.label}", telemetry.INTERNAL, {
+                    "agentexec.pipeline": name, "agentexec.step": step.name,
+                    "agentexec.step.index": index + 1, "agentexec.step.total": total,
+                }):
+                    value = await call(step, instance, args)
+            else:
+                value = await call(step, instance, args)
             payload = _checkpoint.encode(index, step.name, value) if saving else b""
         except Exception as exc:
             raise PipelineStepError(name, step.name, index, total, exc) from exc

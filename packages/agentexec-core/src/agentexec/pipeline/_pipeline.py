@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from agentexec import telemetry
 from agentexec.activity.metadata import validate_metadata
 from agentexec.activity.status import Status
 from agentexec.backends import as_uuid as _uuid
@@ -262,6 +263,11 @@ class Pipeline:
             await backends.activity.acreate(
                 self.name, CONF.activity_message_create, task.agent_id, metadata
             )
+        if telemetry.on():
+            with telemetry.sending(task.queue_name, [task]) as trace:
+                envelope = task.to_envelope(task.queue_name, trace).model_copy(update={"kind": KIND})
+                await backends.queue.push(envelope, priority)
+            return task
         envelope = task.to_envelope(task.queue_name).model_copy(update={"kind": KIND})
         await backends.queue.push(envelope, priority)
         return task

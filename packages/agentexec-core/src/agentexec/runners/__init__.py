@@ -20,13 +20,15 @@ for any runner. This module imports no agent framework.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from uuid import UUID
 
+from agentexec import telemetry
 from agentexec.activity.status import Status
 from agentexec.backends import as_uuid
 
@@ -103,32 +105,66 @@ class RunnerTools:
 
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
-    """Tokens one run used. Logged on the activity as ``Token usage: input=.. output=.. ...``."""
+    """Tokens one run used, and what they cost. Logged on the activity as one structured line,
+    ``Token usage: input=.. output=.. total=.. requests=..`` followed, when known, by
+    `` cached=.. reasoning=..``, `` model=..`` and `` cost=..`` (US dollars, from
+    :mod:`agentexec.pricing`); :meth:`parse` reads it back, and ``ax.activity.detail(...).usage``
+    sums the lines of one task (its recovery runs, its pipeline steps)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
     requests: int = 0
+    #: input tokens served from the provider's prompt cache (part of ``input_tokens``)
+    cached_tokens: int = 0
+    #: reasoning tokens (part of ``output_tokens``)
+    reasoning_tokens: int = 0
+    #: the model the tokens went to (``"mixed"`` in a sum over several); not compared: two
+    #: usages are equal when their token counts are
+    model: str | None = dataclasses.field(default=None, compare=False)
+    #: US dollars; ``None`` when no price is known for the model; not compared either
+    cost: float | None = dataclasses.field(default=None, compare=False)
 
     PREFIX: ClassVar[str] = "Token usage:"
     _PATTERN: ClassVar[re.Pattern[str]] = re.compile(
-        r"^Token usage: input=(\d+) output=(\d+) total=(\d+) requests=(\d+)$"
+        r"^Token usage: input=(\d+) output=(\d+) total=(\d+) requests=(\d+)"
+        r"(?: cached=(\d+) reasoning=(\d+))?(?: model=(\S+))?(?: cost=(\d+(?:\.\d+)?))?$"
     )
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
+        models = {m for m in (self.model, other.model) if m}
+        costs = [c for c in (self.cost, other.cost) if c is not None]
         return TokenUsage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.total_tokens + other.total_tokens,
             self.requests + other.requests,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            models.pop() if len(models) == 1 else ("mixed" if models else None),
+            round(sum(costs), 9) if costs else None,
         )
+
+    def priced(self, model: str | None) -> TokenUsage:
+        """This usage of ``model``, with its cost from the price table (:mod:`agentexec.pricing`)."""
+        from agentexec.pricing import cost_of
+
+        cost = cost_of(model, self.input_tokens, self.output_tokens, self.cached_tokens)
+        return dataclasses.replace(self, model=model, cost=None if cost is None else round(cost, 9))
 
     def message(self) -> str:
         """The activity log line; :meth:`parse` reads it back."""
-        return (
+        line = (
             f"{self.PREFIX} input={self.input_tokens} output={self.output_tokens} "
             f"total={self.total_tokens} requests={self.requests}"
         )
+        if self.cached_tokens or self.reasoning_tokens:
+            line += f" cached={self.cached_tokens} reasoning={self.reasoning_tokens}"
+        if self.model and not any(c.isspace() for c in self.model):
+            line += f" model={self.model}"
+        if self.cost is not None:
+            line += f" cost={self.cost:.9f}".rstrip("0").rstrip(".")
+        return line
 
     @classmethod
     def parse(cls, message: str) -> TokenUsage | None:
@@ -136,7 +172,22 @@ class TokenUsage:
         match = cls._PATTERN.match(message)
         if match is None:
             return None
-        return cls(*(int(group) for group in match.groups()))
+        inp, out, total, requests, cached, reasoning, model, cost = match.groups()
+        return cls(
+            int(inp), int(out), int(total), int(requests), int(cached or 0), int(reasoning or 0),
+            model, None if cost is None else float(cost),
+        )
+
+    @classmethod
+    def total(cls, messages: Iterable[str]) -> TokenUsage | None:
+        """The sum of the usage lines among ``messages``; ``None`` when there is none."""
+        found: TokenUsage | None = None
+        for message in messages:
+            if message.startswith(cls.PREFIX):
+                usage = cls.parse(message)
+                if usage is not None:
+                    found = usage if found is None else found + usage
+        return found
 
 
 def _as_uuid(agent_id: UUID | str) -> UUID:
@@ -252,8 +303,19 @@ class BaseAgentRunner:
         )
 
     async def record_usage(self, usage: TokenUsage) -> None:
-        """Log the tokens a run used (see :meth:`TokenUsage.message`)."""
+        """Log the tokens a run used (see :meth:`TokenUsage.message`), and count them for the
+        instruments (``tokens`` by model and kind, ``cost`` by model)."""
         await self._append(usage.message(), None, None)
+        if telemetry.on():
+            model = usage.model or "unknown"
+            for kind, tokens in (
+                ("input", usage.input_tokens), ("output", usage.output_tokens),
+                ("cached", usage.cached_tokens), ("reasoning", usage.reasoning_tokens),
+            ):
+                if tokens:
+                    telemetry.count("tokens", {"model": model, "kind": kind}, tokens)
+            if usage.cost:
+                telemetry.observe("cost", usage.cost, {"model": model})
 
     # -- the one place runners write activity -------------------------------------------------
     async def _append(self, message: str, percentage: int | None, status: Status | None) -> bool:

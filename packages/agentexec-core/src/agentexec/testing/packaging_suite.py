@@ -227,6 +227,15 @@ class PluginPackagingSuite(Suite):
             for name_spec in registry.names(module).values():
                 assert name_spec.load() is not None, f"{module}.{name_spec.name} loaded None"
                 checked += 1
+        from agentexec.telemetry import Instrument
+
+        for instrument_spec in registry.instruments().values():
+            instrument = instrument_spec.load()
+            assert instrument is None or isinstance(instrument, Instrument), (
+                f"instrument {instrument_spec.name!r}: load() must return an "
+                f"agentexec.telemetry.Instrument or None, got {instrument!r}"
+            )
+            checked += 1
         assert checked, f"{self.distribution} provides nothing"
 
     def test_discovery_does_not_import_heavy_modules(self) -> None:
@@ -239,7 +248,7 @@ class PluginPackagingSuite(Suite):
             "import json, sys\n"
             "from agentexec.plugins import KINDS, new_registry\n"
             "r = new_registry()\n"
-            "[r.backends(k) for k in KINDS]; r.runners()\n"
+            "[r.backends(k) for k in KINDS]; r.runners(); r.instruments()\n"
             f"[r.names(m) for m in {NAME_MODULES!r}]\n"
             f"names = sorted(r.distributions.values())\n"
             f"print(json.dumps({{'dists': names, 'heavy': [m for m in {self.heavy_modules!r} "

@@ -344,6 +344,7 @@ class Worker:
             queue_name=env.queue_name,
             priority=env.priority,
             attempts=env.attempts + env.retries,  # runs before this one: a failure counts them all
+            trace=env.trace,
         )
         definition = self.definitions.get(env.task_name)
         task._definition = definition

@@ -30,6 +30,7 @@ import anyio
 import anyio.from_thread
 from pydantic import ValidationError
 
+from agentexec import telemetry
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry
 from agentexec.config import CONF
@@ -247,6 +248,16 @@ async def _call_handler(definition: TaskDefinition, agent_id: Any, context: Any,
 
 
 async def execute_task(task: Task, *, quiet: bool = False) -> Any:
+    """Run ``task`` through its whole lifecycle; return the handler's value or raise its error.
+
+    Observed (:mod:`agentexec.telemetry`: a span, counts, a duration) when instruments are on."""
+    if not telemetry.on():
+        return await _execute_task(task, quiet=quiet)
+    with telemetry.task_run(task):
+        return await _execute_task(task, quiet=quiet)
+
+
+async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
     """Run ``task`` through its whole lifecycle; return the handler's value or raise its error.
 
     ``quiet``: the task's activity already says COMPLETE but its value was never stored (its

@@ -22,6 +22,7 @@ from agentexec.backends import BatchPublish, EventBackend
 from agentexec.config import CONF
 from agentexec.faults import clean_text, describe, is_transient
 from agentexec.limits import truncate
+from agentexec.worker.lifecycle import current_task
 
 #: records kept while the events backend is slow; past this the oldest are dropped (and counted)
 BUFFER = 10_000
@@ -60,7 +61,7 @@ class LogForwarder(logging.Handler):
                 message = truncate(message, CONF.max_log_line_bytes)
             if len(self._buffer) == self._buffer.maxlen:
                 self._dropped += 1
-            self._buffer.append(json.dumps({
+            payload: dict[str, Any] = {
                 "worker": self.worker_index,
                 "pool": self.pool_id,
                 "pid": self.pid,
@@ -69,7 +70,13 @@ class LogForwarder(logging.Handler):
                 "logger": record.name,
                 "message": message,
                 "time": record.created,
-            }))
+            }
+            task = current_task()
+            if task is not None:  # for --log-format json: which task the line is about
+                payload["task"] = task.task_name
+                payload["agent_id"] = str(task.agent_id)
+                payload["attempt"] = task.attempts + 1
+            self._buffer.append(json.dumps(payload))
             wake = self._wake
             if wake is not None and threading.get_ident() == self._loop_thread:
                 wake.set()  # records from other threads are picked up by the next poll
@@ -185,6 +192,10 @@ def emit_worker_record(data: str, pool_id: str | None = None) -> dict[str, Any] 
         if isinstance(msg.get("pid"), int):
             record.process = msg["pid"]
         record.worker = msg.get("worker")
+        if "task" in msg:
+            record.task_name = msg.get("task")
+            record.agent_id = msg.get("agent_id")
+            record.attempt = msg.get("attempt")
         logger.handle(record)
     return msg
 
@@ -217,3 +228,48 @@ def _stderr(text: str) -> None:
         sys.stderr.flush()
     except Exception:
         pass
+
+
+class JsonFormatter(logging.Formatter):
+    """``--log-format json``: one JSON object per line, with the worker and, for lines about a
+    task, its name, agent id and attempt (for log pipelines: Loki, CloudWatch, Datadog ...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        worker = getattr(record, "worker", None)
+        if worker is not None:
+            data["worker"] = worker
+        task_name = getattr(record, "task_name", None)
+        if task_name is None:
+            task = current_task()  # a line logged in this process, inside a task
+            if task is not None:
+                data.update(task=task.task_name, agent_id=str(task.agent_id), attempt=task.attempts + 1)
+        else:
+            data.update(task=task_name, agent_id=getattr(record, "agent_id", None), attempt=getattr(record, "attempt", None))
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+JsonFormatter.converter = time.gmtime
+
+
+def configure_logging(level: str | None, log_format: str) -> None:
+    """``agentexec run --log-level/--log-format``: agentexec's lines (and, in JSON, every
+    logger's) on stdout, at ``level``. Called before the pool's module is imported, so its own
+    logging configuration, if any, comes on top."""
+    handler = logging.StreamHandler(sys.stdout)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        logging.getLogger().addHandler(handler)
+        if level:
+            logging.getLogger().setLevel(level)
+    else:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("agentexec").addHandler(handler)
+    logging.getLogger("agentexec").setLevel(level or logging.INFO)

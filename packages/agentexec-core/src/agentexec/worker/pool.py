@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from agentexec import telemetry
 from agentexec.activity.creates import CREATES
 from agentexec.config import CONF
 from agentexec.runtime import (
@@ -187,8 +188,15 @@ class Pool(SchedulingMixin):
         # activities this process enqueued are written first: the fork below must not copy the
         # writer thread while it is inside a database driver (its locks would stay held)
         CREATES.flush()
+        # before the workers are forked, so they inherit what the instruments set up
+        instruments = telemetry.instruments()
         self._supervisor = cls(self, CONF.num_workers, self.lanes())
         self._supervisor.start()
+        for instrument in instruments:
+            try:
+                instrument.pool_started(self)
+            except Exception:
+                log.exception("instrument %s failed to start", type(instrument).__name__)
         atexit.register(self._at_exit)
         log.info(
             "Pool started: %d worker(s) on %r, %d task slot(s) each, tasks: %s",
@@ -235,6 +243,11 @@ class Pool(SchedulingMixin):
         supervisor.request_stop(CONF.graceful_shutdown_timeout if timeout is None else timeout)
         supervisor.join()
         self._finished = True
+        for instrument in telemetry.instruments():
+            try:
+                instrument.pool_stopped(self)
+            except Exception:
+                log.exception("instrument %s failed to stop", type(instrument).__name__)
         try:
             atexit.unregister(self._at_exit)
         except Exception:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from agentexec import telemetry
 from agentexec.runtime import Backends
 from agentexec.worker.channels import control_channel, logs_channel, shutdown_message
 from agentexec.worker.forkserver import ForkServer, reap_strays
@@ -272,6 +273,7 @@ class ProcessSupervisor(Supervisor):
                 log.error(
                     "Worker %d (pid %s) %s; starting a replacement", slot.index, pid, _describe(status)
                 )
+                telemetry.count("worker.restarted", {"queue": self.pool.queue_name})
                 # a worker that fails right after starting would fail again at once: back off.
                 # SIGKILL comes from outside (an operator, the OOM killer): replace at once
                 quick = now - slot.started_at < QUICK_DEATH and status.signal != signal.SIGKILL

@@ -1,0 +1,2 @@
+"""agentexec's observability instruments: OpenTelemetry (:mod:`.otel`) and Prometheus
+(:mod:`.prometheus`), registered through the ``agentexec_instruments`` hook."""
