@@ -20,6 +20,7 @@ ADAPTERS = {
     "sqlalchemy": "agentexec-sqlalchemy",
     "openai": "agentexec-openai",
     "pydantic-ai": "agentexec-pydantic-ai",
+    "fastapi": "agentexec-fastapi",
 }
 
 

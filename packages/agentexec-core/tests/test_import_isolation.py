@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("redis", "sqlalchemy", "openai", "agents", "pydantic_ai")
+HEAVY = ("redis", "sqlalchemy", "openai", "agents", "pydantic_ai", "fastapi", "starlette")
 SRC = Path(__file__).resolve().parents[1] / "src" / "agentexec"
 
 

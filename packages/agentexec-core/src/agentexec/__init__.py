@@ -8,7 +8,7 @@ from the environment on first use: an invalid ``AGENTEXEC_*`` value stops the pr
 with one line (:class:`agentexec.config.ConfigError`).
 
 Names an adapter provides (``ax.Base``, ``ax.OpenAIRunner``, ``ax.PydanticAIRunner``,
-``ax.close_redis``) resolve through the plugins; without the adapter, using one raises an ``ImportError`` that says what to install.
+``ax.close_redis``, ``ax.fastapi_router``, ``ax.fastapi_app``) resolve through the plugins; without the adapter, using one raises an ``ImportError`` that says what to install.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agentexec_fastapi import create_app as fastapi_app  # noqa: TID251 - for type checkers only
+    from agentexec_fastapi import router as fastapi_router  # noqa: TID251 - for type checkers only
     from agentexec_openai.runner import OpenAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_pydantic_ai.runner import PydanticAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_redis.client import close_redis  # noqa: TID251 - for type checkers only
@@ -56,6 +58,8 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "events",
+    "fastapi_app",
+    "fastapi_router",
     "gather",
     "get_result",
 ]
@@ -88,6 +92,8 @@ _PLUGIN_NAMES = {
     "OpenAIRunner": "openai",
     "PydanticAIRunner": "pydantic-ai",
     "close_redis": "redis",
+    "fastapi_router": "fastapi",
+    "fastapi_app": "fastapi",
 }
 
 

@@ -25,6 +25,7 @@ from agentexec.activity.schemas import (
 )
 from agentexec.activity.status import Status
 from agentexec.backends import (
+    ActivityChange,
     ActivityItem,
     LogEntry,
     UnknownActivityError,
@@ -228,6 +229,23 @@ class MemoryActivityStore:
 
     async def acancel_pending(self) -> int:
         return self.cancel_pending()
+
+    async def achanges(
+        self, after: int | None, limit: int = 500, also: Sequence[int] = ()
+    ) -> tuple[int, builtins.list[ActivityChange]]:
+        wanted = set(also)
+        with self._lock:
+            found = [
+                ActivityChange(
+                    log.id, rec.agent_id, rec.agent_type, log.message, log.status, log.percentage,
+                    log.created_at, None if rec.metadata is None else dict(rec.metadata),
+                )
+                for rec in self._records.values() for log in rec.logs
+                if after is not None and (log.id > after or log.id in wanted)
+            ]
+            top = max((log.id for rec in self._records.values() for log in rec.logs), default=0)
+        found.sort(key=lambda change: change.id)
+        return max(top, after or 0), found[:limit]
 
     async def aclose(self) -> None:
         return None
