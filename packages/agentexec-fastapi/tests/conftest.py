@@ -106,12 +106,16 @@ def start_control_plane(name: str, request: pytest.FixtureRequest, tmp: Path, **
         "AGENTEXEC_LEASE_TIMEOUT": "5", **extra,
     }
     port = free_port()
-    # the server first: its lifespan creates the tables the pool and it share
+    import agentexec as ax
+    from agentexec_sqlalchemy.engine import get_engine
+
+    # the tables once, here, so the server and the pool can start together without racing to it
+    ax.Base.metadata.create_all(get_engine(env["AGENTEXEC_DATABASE_URL"]))
+    pool = Proc.start([sys.executable, "cp_app.py"], env)
     server = Proc.start(
-        [sys.executable, "-m", "uvicorn", "cp_app:app", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", "cp_web:app", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning"], env,
     )
-    pool = None
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + WAIT
@@ -124,12 +128,10 @@ def start_control_plane(name: str, request: pytest.FixtureRequest, tmp: Path, **
             if server.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the API server did not start:\n{server.output}")
             time.sleep(0.05)
-        pool = Proc.start([sys.executable, "cp_app.py"], env)
         pool.wait_for("Pool started")
         yield ControlPlane(name, url, env, pool, server)
     finally:
-        if pool is not None:
-            pool.stop()
+        pool.stop()
         server.stop()
 
 
