@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from conftest import WAIT, ControlPlane
 
 pytestmark = pytest.mark.slow

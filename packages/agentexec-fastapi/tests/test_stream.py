@@ -7,8 +7,9 @@ from __future__ import annotations
 import statistics
 
 import pytest
-from conftest import ControlPlane
 from sse import Stream
+
+from conftest import ControlPlane
 
 pytestmark = pytest.mark.slow
 API = "/api/agentexec"

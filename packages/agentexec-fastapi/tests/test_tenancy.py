@@ -4,8 +4,9 @@ through any endpoint, the stream included (``cp_web``'s ``/tenant`` router, X-Te
 from __future__ import annotations
 
 import pytest
-from conftest import WAIT, ControlPlane
 from sse import Stream
+
+from conftest import WAIT, ControlPlane
 
 pytestmark = pytest.mark.slow
 T = "/tenant"
