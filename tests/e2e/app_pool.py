@@ -109,5 +109,43 @@ def sync_job(agent_id: UUID, context: Job) -> str:
     return context.label
 
 
+@pool.task("agent_job")
+async def agent_job(agent_id: UUID, context: Job) -> str:
+    """An OpenAI Agents SDK ``Runner.run`` (through ``ax.OpenAIRunner``) on a scripted model
+    whose second turn takes ``context.seconds``: a cancel lands inside the SDK's run. Run the
+    pool with ``E2E_OPENAI=1`` (the SDK is imported before the workers fork: importing it in a
+    worker blocks its loop for longer than the tests' 2 s lease)."""
+    import asyncio
+
+    from agentexec_openai.testing import ScriptedModel, answer, scripted_run_config, tool_call
+    from agents import Agent
+
+    class SlowModel(ScriptedModel):
+        async def get_response(self, *args: object, **kwargs: object) -> object:
+            if self.calls:
+                note("model_wait", agent_id, context.label)
+                try:
+                    await anyio.sleep(context.seconds)
+                except asyncio.CancelledError:
+                    note("model_cancelled", agent_id, context.label)
+                    raise
+            return await super().get_response(*args, **kwargs)  # type: ignore[arg-type]
+
+    note("start", agent_id, context.label)
+    model = SlowModel([[tool_call("report_activity", message="Thinking", percentage=10)], [answer("done")]])
+    runner = ax.OpenAIRunner(agent_id, run_config=scripted_run_config(model))
+    agent = Agent(name="Slow", instructions=runner.prompts.report_status, tools=[runner.tools.report_status], model="gpt-4.1")
+    result = await runner.run(agent, "go", max_turns=3)
+    note("end", agent_id, context.label)
+    return str(result.final_output)
+
+
+if os.environ.get("E2E_OPENAI"):
+    os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
+    import agentexec_openai.testing  # noqa: F401
+    import agents
+
+    agents.set_tracing_disabled(True)
+
 if __name__ == "__main__":
     pool.run()

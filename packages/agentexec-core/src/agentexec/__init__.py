@@ -27,10 +27,11 @@ if TYPE_CHECKING:
     from agentexec import activity, events
     from agentexec._version import __version__
     from agentexec.activity.status import Status
+    from agentexec.cancellation import CancelResult, cancel, cancel_sync
     from agentexec.client import UnknownTaskError, enqueue, enqueue_many, gather, get_result
     from agentexec.config import CONF, Config
     from agentexec.pipeline import Pipeline
-    from agentexec.results import TaskFailedError
+    from agentexec.results import TaskCancelledError, TaskFailedError
     from agentexec.runners import BaseAgentRunner
     from agentexec.task import Priority, Task, TaskDefinition
     from agentexec.tracker import Tracker
@@ -40,6 +41,7 @@ __all__ = [
     "CONF",
     "Base",
     "BaseAgentRunner",
+    "CancelResult",
     "Config",
     "OpenAIRunner",
     "Pipeline",
@@ -48,12 +50,15 @@ __all__ = [
     "PydanticAIRunner",
     "Status",
     "Task",
+    "TaskCancelledError",
     "TaskDefinition",
     "TaskFailedError",
     "Tracker",
     "UnknownTaskError",
     "__version__",
     "activity",
+    "cancel",
+    "cancel_sync",
     "close_redis",
     "enqueue",
     "enqueue_many",
@@ -78,6 +83,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "get_result": ("agentexec.client", "get_result"),
     "UnknownTaskError": ("agentexec.client", "UnknownTaskError"),
     "TaskFailedError": ("agentexec.results", "TaskFailedError"),
+    "TaskCancelledError": ("agentexec.results", "TaskCancelledError"),
+    "cancel": ("agentexec.cancellation", "cancel"),
+    "cancel_sync": ("agentexec.cancellation", "cancel_sync"),
+    "CancelResult": ("agentexec.cancellation", "CancelResult"),
     "Priority": ("agentexec.task", "Priority"),
     "Task": ("agentexec.task", "Task"),
     "TaskDefinition": ("agentexec.task", "TaskDefinition"),

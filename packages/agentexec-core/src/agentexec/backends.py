@@ -167,6 +167,20 @@ class ConsumerReaper(Protocol):
 
 
 @runtime_checkable
+class RemoveQueued(Protocol):
+    """Optional queue capability: take one waiting task out of ``queue_name`` by its agent id,
+    so it never starts (``ax.cancel`` of a queued task).
+
+    Returns the envelope removed, or ``None`` when no task of ``agent_id`` is waiting there
+    (never pushed, already taken by a consumer, finished, or on another queue). Atomic with
+    ``reserve``: a task is either removed or handed to one consumer, never both. A task in
+    flight is never touched: its worker owns it (``ax.cancel`` asks that worker instead).
+    It may scan the queue: cancelling is rare, taking is not."""
+
+    async def remove(self, queue_name: str, agent_id: UUID) -> Envelope | None: ...
+
+
+@runtime_checkable
 class InFlightView(Protocol):
     """Optional queue capability: the tasks ``consumer_id`` holds right now (in flight, not
     acknowledged), oldest first, with the ``attempts`` they were handed out with.

@@ -33,10 +33,23 @@ class TaskFailedError(Exception):
         )
 
 
+class TaskCancelledError(TaskFailedError):
+    """The task was cancelled (``ax.cancel``) before it finished: queued, it never started;
+    running, its handler was cancelled. ``reason`` is the one given to ``ax.cancel``."""
+
+    def __init__(self, task_name: str, agent_id: UUID | str, reason: str, attempts: int = 0) -> None:
+        self.reason = reason
+        super().__init__(task_name, agent_id, reason, attempts)
+        self.args = (f"task {task_name!r} ({agent_id}) was cancelled: {reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class Outcome(BaseModel):
     """What the result store holds for one task."""
 
-    status: Literal["ok", "error"]
+    status: Literal["ok", "error", "cancelled"]
     task_name: str = ""
     value: Any = None
     model: str | None = None  # module:qualname of a pydantic result
@@ -70,6 +83,11 @@ class Outcome(BaseModel):
     def failed(cls, task_name: str, error: str, attempts: int = 1) -> Outcome:
         return cls(status="error", task_name=task_name, error=error, attempts=attempts)
 
+    @classmethod
+    def cancelled(cls, task_name: str, reason: str, attempts: int = 0) -> Outcome:
+        """The outcome of a task ``ax.cancel`` stopped; ``attempts``: runs it had started."""
+        return cls(status="cancelled", task_name=task_name, error=reason, attempts=attempts)
+
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
 
@@ -88,6 +106,8 @@ class Outcome(BaseModel):
         ``result_type`` (the caller's) wins; then the model recorded with the value, when this
         process has it; then ``registered``, the ``result_type`` the task's definition declares
         in this process (``pool.add_task(..., result_type=...)``)."""
+        if self.status == "cancelled":
+            raise TaskCancelledError(self.task_name, agent_id, self.error or "cancelled", self.attempts)
         if self.status == "error":
             raise TaskFailedError(self.task_name, agent_id, self.error or "unknown error", self.attempts)
         if result_type is not None:

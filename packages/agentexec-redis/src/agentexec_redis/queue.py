@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import redis.asyncio as aioredis
 from agentexec._redact import mask_url
@@ -172,6 +173,28 @@ class RedisQueue:
                 await pipe.execute()
 
         await retrying("push_many", send, self._op_window())
+
+    async def remove(self, queue_name: str, agent_id: UUID) -> Envelope | None:
+        """Take a waiting task out of the list by its agent id (``ax.cancel``): the list is
+        read whole (cancelling is rare), then ``LREM`` of that exact payload decides the race
+        with a consumer's take: 1 removed, 0 taken meanwhile."""
+        key = queue_keys(queue_name).queue
+        needle = str(agent_id).encode()
+
+        async def run() -> Envelope | None:
+            r = self._redis()
+            for raw in await r.lrange(key, 0, -1):
+                if needle not in raw:
+                    continue
+                try:
+                    env = Envelope.model_validate_json(raw)
+                except ValidationError:
+                    continue
+                if env.agent_id == agent_id:
+                    return env if await r.lrem(key, 1, raw) else None  # type: ignore[arg-type]
+            return None
+
+        return await retrying("remove", run, self._op_window())
 
     # -- consuming ---------------------------------------------------------------------------
     async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from agentexec.backends import DeadLetter, Lease, QueueStats, ReapReport
@@ -171,6 +172,32 @@ class SQLQueue(SQLTransport):
     def _bury(self, conn: Connection, queue_name: str, payload: str, reason: str, now: float) -> int:
         params = {"qn": queue_name, "reason": reason, "payload": payload, "ts": now}
         return int(conn.execute(sql.BURY, params).scalar_one())
+
+    async def remove(self, queue_name: str, agent_id: UUID) -> Envelope | None:
+        """Delete a waiting row by its agent id (``ax.cancel``). The payload is searched as
+        text (cancelling is rare, so no column or index for it); the delete re-checks that
+        the row is still waiting, so a consumer's take and this never both win."""
+        return await self.run_write(self._remove, queue_name, agent_id)
+
+    def _remove(self, conn: Connection, queue_name: str, agent_id: UUID) -> Envelope | None:
+        rows = conn.execute(
+            sa.select(Q.c.id, Q.c.payload)
+            .where(
+                Q.c.queue_name == queue_name,
+                Q.c.consumer_id.is_(None),
+                Q.c.payload.contains(str(agent_id), autoescape=True),
+            )
+            .order_by(Q.c.id)
+        ).all()
+        for row in rows:
+            env = _envelope(row.payload)
+            if env is None or env.agent_id != agent_id:
+                continue
+            deleted = conn.execute(
+                Q.delete().where(Q.c.id == row.id, Q.c.consumer_id.is_(None))
+            ).rowcount
+            return env if deleted else None
+        return None
 
     # -- ack / release / heartbeat -------------------------------------------------------
     @staticmethod

@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "agentexec.cli.tail",
     "agentexec.cli.schedules",
     "agentexec.cli.dead_letter",
+    "agentexec.cli.cancel",
 ]
 
 

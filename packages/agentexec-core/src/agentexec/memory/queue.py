@@ -77,6 +77,22 @@ class MemoryQueue:
                 with self._lock:
                     self._waiters[queue_name].discard(fut)
 
+    async def remove(self, queue_name: str, agent_id: uuid.UUID) -> Envelope | None:
+        needle = str(agent_id)
+        with self._lock:
+            q = self._q(queue_name)
+            for raw in q:
+                if needle not in raw:  # cheap filter before decoding
+                    continue
+                try:
+                    env = Envelope.model_validate_json(raw)
+                except ValidationError:
+                    continue
+                if env.agent_id == agent_id:
+                    q.remove(raw)
+                    return env
+        return None
+
     def _bury(self, queue_name: str, raw: str, reason: str, env: Envelope | None = None) -> DeadLetter:
         dl = DeadLetter(uuid.uuid4().hex, queue_name, reason, raw, env, time.time())
         self._dead.setdefault(queue_name, []).append(dl)

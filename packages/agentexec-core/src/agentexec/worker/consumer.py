@@ -12,13 +12,21 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
+from uuid import UUID
 
 import anyio
 
 from agentexec.activity.status import Status
 from agentexec.backends import BatchReserve, Lease, LogEntry, StagedResults
+from agentexec.cancellation import (
+    CANCEL_CHANNEL,
+    CANCEL_REQUESTED_PREFIX,
+    canceled_message,
+    parse_cancel,
+)
 from agentexec.config import CONF
 from agentexec.faults import Outage, describe, error_message
 from agentexec.results import Outcome
@@ -45,6 +53,9 @@ MAX_RESERVE_BATCH = 64
 #: being written and one filling, so a healthy store is never the bottleneck (measured: a
 #: bound of 96 cost a third of a no-op drain), while a slow one holds the worker back
 MAX_UNFINISHED = 2 * MAX_BATCH
+#: how long a worker remembers a cancel request it heard for a task it did not hold: covers a
+#: task it was taking at that moment (the reserve's reply still on its way)
+CANCEL_MEMORY = 60.0
 
 
 class _Unread:
@@ -124,6 +135,12 @@ class Worker:
         self._tasks_scope: anyio.CancelScope | None = None
         #: the running tasks (plain asyncio tasks, see ``_start``) -> their lease and slots
         self._runs: dict[asyncio.Task[None], tuple[Lease, anyio.Semaphore]] = {}
+        #: agent id -> its run, for cancel requests
+        self._run_of: dict[UUID, asyncio.Task[None]] = {}
+        #: cancel requests heard: agent id -> (reason, when); pruned after ``CANCEL_MEMORY``
+        self._cancels: dict[UUID, tuple[str, float]] = {}
+        #: runs this worker is cancelling at a user's request: agent id -> reason
+        self._cancelling: dict[UUID, str] = {}
         self._stopped = anyio.Event()
         queue = backends.queue
         self._reserve_many = queue.reserve_many if isinstance(queue, BatchReserve) else None
@@ -200,8 +217,7 @@ class Worker:
                 services.start_soon(writer.run)
                 services.start_soon(stager.run)
                 services.start_soon(self._heartbeat)
-                if self.listen_for_shutdown:
-                    services.start_soon(self._listen_for_shutdown)
+                services.start_soon(self._listen_for_control)
                 with anyio.CancelScope() as self._tasks_scope:
                     try:
                         async with anyio.create_task_group() as fetchers:
@@ -293,10 +309,14 @@ class Worker:
             self.sink.writer.task_metadata[env.agent_id] = env.metadata
         run = asyncio.get_running_loop().create_task(self._run(lease, slots))
         self._runs[run] = (lease, slots)
+        self._run_of[env.agent_id] = run
         run.add_done_callback(self._ran)
 
     def _ran(self, run: asyncio.Task[None]) -> None:
         lease, slots = self._runs.pop(run)
+        if self._run_of.get(lease.envelope.agent_id) is run:
+            del self._run_of[lease.envelope.agent_id]
+        self._cancelling.pop(lease.envelope.agent_id, None)
         if run.cancelled():
             if self.sink.leases.pop(lease.envelope.agent_id, None) is not None:
                 # cancelled before its first step: its slot and its task go back
@@ -329,6 +349,10 @@ class Worker:
         task._definition = definition
         self.running += 1
         try:
+            heard = self._cancels.pop(env.agent_id, None)
+            if heard is not None:  # cancelled while this worker was taking it
+                self._end_cancelled(task, heard[0], env.attempts)
+                return
             quiet = False
             if env.attempts:
                 settled = await self._settled_before(task)
@@ -345,6 +369,15 @@ class Worker:
             except Exception:
                 pass  # the lifecycle recorded it (activity ERROR, failed outcome) and logged it
         except anyio.get_cancelled_exc_class():
+            reason = self._cancelling.pop(env.agent_id, None)
+            if reason is not None and env.agent_id in self.sink.leases:
+                # cancelled at a user's request (ax.cancel): the task ends CANCELED here, once;
+                # the worker's own abort, if one came too, still stops this run
+                self._end_cancelled(task, reason, env.attempts + 1)
+                current = asyncio.current_task()
+                if current is None or current.uncancel() == 0:
+                    return
+                raise
             # aborted: unless its outcome is already on its way, the task goes back to the queue
             if self.sink.leases.pop(env.agent_id, None) is not None:
                 self._give_back(lease)
@@ -363,6 +396,30 @@ class Worker:
                 await self._fail(task, "the worker could not finish the task: it ended without an outcome")
             if self.max_rss_mb is not None:
                 self._check_memory()
+
+    def _end_cancelled(self, task: Task, reason: str, attempts: int) -> None:
+        """End ``task`` CANCELED: its line, its cancelled outcome, its ack (``finished`` hands
+        them to the writer without waiting, so a cancelled run needs no await to end)."""
+        log.info("Task %s (%s) cancelled: %s", task.task_name, task.agent_id, reason)
+        entry = LogEntry(task.agent_id, canceled_message(reason), Status.CANCELED)
+        outcome = Outcome.cancelled(task.task_name, reason, attempts).encode()
+        self.sink.writer.submit(entry, outcome=(task.agent_id, outcome), ack=self.sink.leases.pop(task.agent_id, None))
+
+    def cancel(self, agent_id: UUID, reason: str) -> bool:
+        """A user asked to cancel ``agent_id`` (``ax.cancel``): cancel its run if this worker
+        holds it and it has not finished; otherwise remember the request for a while, in case
+        the task is on its way to this worker. True when a run was cancelled."""
+        now = time.monotonic()
+        run = self._run_of.get(agent_id)
+        if run is not None and not run.done() and agent_id in self.sink.leases:
+            self._cancelling[agent_id] = reason
+            run.cancel()
+            return True
+        if run is None:
+            for aid in [a for a, (_, at) in self._cancels.items() if now - at > CANCEL_MEMORY]:
+                del self._cancels[aid]
+            self._cancels[agent_id] = (reason, now)
+        return False
 
     async def _fail(self, task: Task, reason: str) -> None:
         """End ``task`` ERROR with ``reason``: its line, its failed outcome, its ack."""
@@ -403,12 +460,12 @@ class Worker:
             # the handler returned before its worker died: finish from its staged outcome
             entry = None
             if status not in (Status.COMPLETE, Status.ERROR, Status.CANCELED):
-                entry = (
-                    LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100)
-                    if staged.status == "ok" else LogEntry(
-                        task.agent_id, error_message(staged.error or "failed"), Status.ERROR
-                    )
-                )
+                if staged.status == "ok":
+                    entry = LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100)
+                elif staged.status == "cancelled":
+                    entry = LogEntry(task.agent_id, canceled_message(staged.error or "cancelled"), Status.CANCELED)
+                else:
+                    entry = LogEntry(task.agent_id, error_message(staged.error or "failed"), Status.ERROR)
             log.info("Task %s (%s) had finished; completing it from its staged outcome", task.task_name, task.agent_id)
             self.sink.writer.submit(
                 entry, outcome=(task.agent_id, staged.encode()), ack=self.sink.leases.pop(task.agent_id)
@@ -416,6 +473,11 @@ class Worker:
             return "done"
         if status is Status.COMPLETE:
             return "quiet"
+        requested = _cancel_requested(detail)
+        if requested is not None and status in (Status.QUEUED, Status.RUNNING):
+            # cancelled while its last worker held it, and that worker died before ending it
+            self._end_cancelled(task, requested, task.attempts)
+            return "done"
         if status in (Status.ERROR, Status.CANCELED):
             assert detail is not None
             reason = detail.logs[-1].message if detail.logs else status.value
@@ -482,19 +544,36 @@ class Worker:
                 self._beating.ok()
             await anyio.sleep(max(queue.lease_timeout / 3, 0.01))
 
-    async def _listen_for_shutdown(self) -> None:
+    async def _listen_for_control(self) -> None:
+        """Cancel requests (every worker), and shutdown broadcasts (``listen_for_shutdown``).
+        It listens until the worker's services end, so a cancel still reaches a draining one."""
+        channels = [CANCEL_CHANNEL]
+        if self.listen_for_shutdown:
+            channels.append(control_channel(self.queue_name))
         delay = 0.1
-        while not self.stopping:
+        while True:
             try:
-                async with self.backends.events.subscribe([control_channel(self.queue_name)]) as stream:
+                async with self.backends.events.subscribe(channels) as stream:
                     delay = 0.1
                     async for event in stream:
-                        if is_shutdown_for(event.data, self.pool_id):
+                        # by content, not channel: a queue may be named "cancel"
+                        request = parse_cancel(event.data)
+                        if request is not None:
+                            self.cancel(*request)
+                        elif not self.stopping and is_shutdown_for(event.data, self.pool_id):
                             log.info("Shutdown requested; finishing %d running task(s)", self.running)
                             self.stop()
-                            return
             except Exception as exc:
-                log.warning("listening for shutdown failed (%s); retrying in %.1fs", exc, delay)
+                log.warning("listening for control messages failed (%s); retrying in %.1fs", exc, delay)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+
+
+def _cancel_requested(detail: object) -> str | None:
+    """The reason of the cancel request (``ax.cancel``'s line) in the activity, if it has one."""
+    for line in reversed(getattr(detail, "logs", None) or []):
+        message = getattr(line, "message", "") or ""
+        if message.startswith(CANCEL_REQUESTED_PREFIX):
+            return message[len(CANCEL_REQUESTED_PREFIX):]
+    return None
