@@ -86,5 +86,24 @@ def test_openapi_documents_the_endpoints(control_plane: ControlPlane) -> None:
     with control_plane.client() as client:
         paths = client.get("/openapi.json").json()["paths"]
     for path in ("/activities", "/activities/{agent_id}", "/activities/stream", "/tasks/{task_name}",
-                 "/results/{agent_id}", "/queues", "/workers", "/queues/{queue_name}/dead-letters"):
+                 "/results/{agent_id}", "/activities/{agent_id}/cancel", "/queues", "/workers", "/queues/{queue_name}/dead-letters"):
         assert API + path in paths, path
+
+
+def test_cancel_a_running_execution(control_plane: ControlPlane) -> None:
+    with control_plane.client() as client:
+        agent_id = client.post(f"{API}/tasks/steps", json={"context": {"steps": 300, "delay": 0.1}}).json()["agent_id"]
+        deadline = time.monotonic() + WAIT
+        while client.get(f"{API}/activities/{agent_id}").json()["latest_percentage"] in (None, 0):
+            assert time.monotonic() < deadline, "the task never made progress"
+            time.sleep(0.05)
+        cancelled = client.post(f"{API}/activities/{agent_id}/cancel", json={"reason": "user aborted"})
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["state"] == "requested"
+        outcome = _finished(client, agent_id)
+        assert outcome["status"] == "cancelled" and outcome["error"] == "user aborted"
+        detail = client.get(f"{API}/activities/{agent_id}").json()
+        assert detail["status"] == "CANCELED" and "user aborted" in detail["logs"][-1]["message"]
+        again = client.post(f"{API}/activities/{agent_id}/cancel", json={})
+        assert again.status_code == 409 and "already ended CANCELED" in again.json()["detail"]
+        assert client.post(f"{API}/activities/{'0' * 32}/cancel").status_code == 404

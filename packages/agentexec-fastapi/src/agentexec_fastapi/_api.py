@@ -28,6 +28,8 @@ from agentexec_fastapi.models import (
     ActivityChangeOut,
     ActivityDetailSchema,
     ActivityListSchema,
+    CancelIn,
+    CancelOut,
     DeadLetterOut,
     EnqueueIn,
     EnqueueOut,
@@ -44,7 +46,7 @@ MAX_WAIT = 60.0
 #: a comment line this often keeps proxies from closing an idle stream
 KEEPALIVE = 15.0
 #: the endpoints the dashboard may offer buttons for
-HAS_CANCEL = False
+HAS_CANCEL = True
 HAS_SCHEDULES = False
 #: the dashboard's files, shipped in the wheel, and their content types
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
@@ -198,6 +200,26 @@ def router(
             raise HTTPException(404, f"no activity {agent_id}")
         return found
 
+    @api.post("/activities/{agent_id}/cancel", response_model=CancelOut, summary="Cancel a queued or running task",
+              responses={404: {"description": "no such activity (or not in scope)"},
+                         409: {"description": "the task has already ended"}})
+    async def cancel(agent_id: UUID, pinned: Pinned, body: CancelIn | None = None) -> CancelOut:
+        import agentexec as ax
+        from agentexec import activity
+
+        if pinned is not None and await activity.adetail(agent_id, metadata_filter=pinned) is None:
+            raise HTTPException(404, f"no activity {agent_id}")
+        reason = (body.reason if body is not None else None) or "cancelled through the API"
+        try:
+            done = await ax.cancel(agent_id, reason, queue_name=queue_names[0])
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if done.state == "unknown":
+            raise HTTPException(404, done.message)
+        if done.state == "finished":
+            raise HTTPException(409, done.message)
+        return CancelOut(agent_id=agent_id, state=done.state, message=done.message)
+
     # -- tasks and results ------------------------------------------------------------------
     @api.get("/tasks", response_model=list[str], summary="Names of the tasks that can be enqueued")
     async def task_names() -> list[str]:
@@ -249,8 +271,8 @@ def router(
             response.status_code = 202
             return ResultOut(agent_id=agent_id, status="pending")
         outcome = Outcome.decode(data)
-        if outcome.status == "error":
-            return ResultOut(agent_id=agent_id, status="failed", task_name=outcome.task_name,
+        if outcome.status in ("error", "cancelled"):
+            return ResultOut(agent_id=agent_id, status="failed" if outcome.status == "error" else "cancelled", task_name=outcome.task_name,
                              error=outcome.error, attempts=outcome.attempts)
         return ResultOut(agent_id=agent_id, status="complete", task_name=outcome.task_name,
                          result=outcome.value, attempts=outcome.attempts)

@@ -48,10 +48,10 @@ class EnqueueOut(BaseModel):
 
 class ResultOut(BaseModel):
     """A task's outcome: ``pending`` (not finished within the wait), ``complete`` (``result``
-    is what the handler returned, as JSON) or ``failed`` (``error`` says why)."""
+    is what the handler returned, as JSON), ``failed`` or ``cancelled`` (``error`` says why)."""
 
     agent_id: UUID
-    status: Literal["pending", "complete", "failed"]
+    status: Literal["pending", "complete", "failed", "cancelled"]
     task_name: str | None = None
     result: Any = None
     error: str | None = None
@@ -63,8 +63,11 @@ class CancelIn(BaseModel):
 
 
 class CancelOut(BaseModel):
+    """What a cancel did: ``cancelled`` (it was queued: it never starts, it is CANCELED now) or
+    ``requested`` (a worker runs it: that worker cancels it and ends it CANCELED)."""
+
     agent_id: UUID
-    status: Status
+    state: Literal["cancelled", "requested"]
     message: str
 
 
