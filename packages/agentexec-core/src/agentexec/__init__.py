@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agentexec.pipeline import Pipeline
     from agentexec.results import TaskCancelledError, TaskFailedError
     from agentexec.runners import BaseAgentRunner
+    from agentexec.schedule import records as schedules
     from agentexec.task import Priority, Task, TaskDefinition
     from agentexec.tracker import Tracker
     from agentexec.worker.pool import Pool
@@ -67,6 +68,7 @@ __all__ = [
     "fastapi_router",
     "gather",
     "get_result",
+    "schedules",
 ]
 
 #: name -> (module, attribute; None for the module itself)
@@ -76,6 +78,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "__version__": ("agentexec._version", "__version__"),
     "activity": ("agentexec.activity", None),
     "events": ("agentexec.events", None),
+    "schedules": ("agentexec.schedule.records", None),
     "Status": ("agentexec.activity.status", "Status"),
     "enqueue": ("agentexec.client", "enqueue"),
     "enqueue_many": ("agentexec.client", "enqueue_many"),

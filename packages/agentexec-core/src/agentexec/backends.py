@@ -259,6 +259,20 @@ class Counters(Protocol):
 
 
 @runtime_checkable
+class ScheduleRecords(Protocol):
+    """Optional result-backend capability: the runtime schedules of each queue, as JSON text by
+    schedule name (``ax.schedules``; a hash on Redis, the ``{prefix}schedule`` table on SQL).
+    Every pool on the queue reads them once a tick, so what is written here takes effect in
+    all of them."""
+
+    async def schedule_records(self, queue_name: str) -> dict[str, str]: ...
+
+    async def put_schedule_record(self, queue_name: str, name: str, spec: str) -> None: ...
+
+    async def delete_schedule_record(self, queue_name: str, name: str) -> bool: ...
+
+
+@runtime_checkable
 class TransientErrors(Protocol):
     """Optional capability of any backend: which of its errors mean "not now" rather than
     "never" (:mod:`agentexec.faults`).

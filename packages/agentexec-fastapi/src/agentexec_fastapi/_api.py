@@ -47,7 +47,7 @@ MAX_WAIT = 60.0
 KEEPALIVE = 15.0
 #: the endpoints the dashboard may offer buttons for
 HAS_CANCEL = True
-HAS_SCHEDULES = False
+HAS_SCHEDULES = True
 #: the dashboard's files, shipped in the wheel, and their content types
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 
@@ -326,6 +326,10 @@ def router(
         if pinned is not None:
             raise HTTPException(403, "purging dead letters drops every tenant's; it is not allowed in a scope")
         return PurgeOut(purged=await _backends().queue.purge_dead(_queue(queue_name)))
+
+    from agentexec_fastapi._schedules import add_schedule_routes
+
+    add_schedule_routes(api, queue_names[0], Pinned)
 
     # -- the dashboard ------------------------------------------------------------------------
     if dashboard:
