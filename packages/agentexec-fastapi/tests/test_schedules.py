@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from conftest import WAIT, ControlPlane
 
 pytestmark = pytest.mark.slow
