@@ -78,7 +78,7 @@ def test_dashboard_shows_progress_and_cancels(control_plane: ControlPlane, brows
     _until(lambda: browser.find_element(By.CSS_SELECTOR, row).get_attribute("data-status") == "CANCELED",
            "CANCELED", browser)
     assert browser.find_element(By.CSS_SELECTOR, f"{row} td .status").text == "CANCELED"
-    assert not browser.find_elements(By.CSS_SELECTOR, f"{row} button.cancel")
+    assert not browser.find_element(By.CSS_SELECTOR, f"{row} button.cancel").is_displayed()
 
     # its timeline, from the activity's detail
     browser.find_element(By.CSS_SELECTOR, f"{row} td.id").click()

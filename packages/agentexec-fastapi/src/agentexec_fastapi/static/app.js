@@ -22,6 +22,33 @@
   }
   const pending = (s) => s === "QUEUED" || s === "RUNNING";
 
+  const rowElements = new Map();   // agent_id -> its <tr>, updated in place (a button being
+                                   // clicked is never replaced under the pointer)
+  function rowElement(a) {
+    let tr = rowElements.get(a.agent_id);
+    if (!tr) {
+      tr = el("tr", { "data-agent-id": a.agent_id },
+        el("td", {}, a.agent_type),
+        el("td", { class: "id", onclick: () => openTimeline(a.agent_id) }, a.agent_id.slice(0, 8)),
+        el("td", {}, el("span", { class: "status" })),
+        el("td", {}, el("div", { class: "bar", role: "progressbar" }, el("div", {}))),
+        el("td", { class: "latest" }),
+        el("td", {}, el("button", { class: "cancel", onclick: () => cancelActivity(a.agent_id) }, "cancel")));
+      rowElements.set(a.agent_id, tr);
+    }
+    const pct = a.latest_percentage == null ? 0 : a.latest_percentage;
+    tr.setAttribute("data-status", a.status);
+    const status = tr.querySelector(".status");
+    status.className = "status " + a.status;
+    status.textContent = a.status;
+    const bar = tr.querySelector(".bar");
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.firstChild.style.width = pct + "%";
+    tr.querySelector(".latest").textContent = a.latest_log || "";
+    tr.querySelector("button.cancel").hidden = !(config.cancel && pending(a.status));
+    return tr;
+  }
+
   function render() {
     const status = $("#status-filter").value;
     const text = $("#search").value.trim().toLowerCase();
@@ -29,25 +56,16 @@
     const shown = [...rows.values()]
       .filter((a) => !status || a.status === status)
       .filter((a) => !text || [a.agent_type, a.agent_id, a.latest_log].join(" ").toLowerCase().includes(text))
-      .sort((a, b) => (b.created_at > a.created_at ? 1 : -1));
-    body.replaceChildren(...shown.map((a) => {
-      const pct = a.latest_percentage == null ? 0 : a.latest_percentage;
-      const cancel = config.cancel && pending(a.status)
-        ? el("button", { class: "cancel", onclick: () => cancelActivity(a.agent_id) }, "cancel") : "";
-      return el("tr", { "data-agent-id": a.agent_id, "data-status": a.status },
-        el("td", {}, a.agent_type),
-        el("td", { class: "id", onclick: () => openTimeline(a.agent_id) }, a.agent_id.slice(0, 8)),
-        el("td", {}, el("span", { class: "status " + a.status }, a.status)),
-        el("td", {}, el("div", { class: "bar", role: "progressbar", "aria-valuenow": pct },
-          el("div", { style: "width:" + pct + "%" }))),
-        el("td", {}, a.latest_log || ""),
-        el("td", {}, cancel));
-    }));
+      .sort((a, b) => (b.created_at > a.created_at ? 1 : -1))
+      .map(rowElement);
+    const same = shown.length === body.children.length && shown.every((tr, i) => body.children[i] === tr);
+    if (!same) body.replaceChildren(...shown);
   }
 
   async function loadActivities() {
     const page = await api("activities?page_size=100");
     rows.clear();
+    rowElements.clear();
     for (const item of page.items) rows.set(item.agent_id, item);
     render();
   }
