@@ -44,6 +44,8 @@ def test_tasks_results_and_activities(control_plane: ControlPlane) -> None:
         assert [i["agent_id"] for i in errors["items"]] == [failed["agent_id"]]
         docs = client.get(f"{API}/activities", params={"metadata": '{"team": "docs"}'}).json()
         assert [i["agent_id"] for i in docs["items"]] == [agent_id]
+        fails = client.get(f"{API}/activities", params={"task": "fail", "page_size": 500}).json()["items"]
+        assert failed["agent_id"] in [i["agent_id"] for i in fails] and {i["agent_type"] for i in fails} == {"fail"}
 
         # a result not there yet: 202 pending (no wait), then complete
         slow = client.post(f"{API}/tasks/steps", json={"context": {"steps": 2, "delay": 0.3}}).json()

@@ -128,12 +128,22 @@ def router(
         page: Annotated[int, Query(ge=1)] = 1,
         page_size: Annotated[int, Query(ge=1, le=500)] = 50,
         status: Status | None = None,
+        task: Annotated[str | None, Query(description="only this task's activities")] = None,
         metadata: Annotated[str | None, Query(description='a JSON object, e.g. {"tenant": "acme"}')] = None,
     ) -> Any:
         from agentexec import activity
 
         found = _merge(_metadata_param(metadata), pinned)
-        return await activity.alist(page, page_size, status, metadata_filter=found)
+        if task is None:
+            return await activity.alist(page, page_size, status, metadata_filter=found)
+        store = _backends().activity
+        await activity._awritten(writing=False)  # what this process just enqueued is listed
+        try:
+            return await store.alist(page, page_size, status, found, task_name=task)
+        except TypeError:
+            raise HTTPException(
+                422, f"the activity store {type(store).__name__} cannot filter by task"
+            ) from None
 
     @api.get(
         "/activities/stream", summary="Live activity changes (server-sent events)",

@@ -272,11 +272,14 @@ class SQLActivityStore:
         page_size: int = 50,
         status: Status | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        task_name: str | None = None,
     ) -> ActivityListSchema:
+        """``task_name``: only that task's activities (an extra of the SQL and memory stores)."""
         queries.check_page(page, page_size)
         found = validate_metadata_filter(metadata)
         return await self._in_thread(
-            lambda conn: self._list(conn, page, page_size, status, found), write=False
+            lambda conn: self._list(conn, page, page_size, status, found, task_name), write=False
         )
 
     async def acount_active(self, metadata: dict[str, Any] | None = None) -> int:
@@ -334,8 +337,9 @@ class SQLActivityStore:
         page_size: int,
         status: Status | None,
         metadata: dict[str, Any] | None,
+        task_name: str | None = None,
     ) -> ActivityListSchema:
-        conditions = queries.filters(status, metadata, conn.dialect)
+        conditions = queries.filters(status, metadata, conn.dialect, task_name)
         rows = conn.execute(queries.list_page(page, page_size, *conditions)).all()
         if rows:
             total = int(rows[0].total)

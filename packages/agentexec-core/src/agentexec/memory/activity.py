@@ -130,6 +130,8 @@ class MemoryActivityStore:
         page_size: int = 50,
         status: Status | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        task_name: str | None = None,
     ) -> ActivityListSchema:
         if page < 1 or page_size < 1:
             raise ValueError(f"page and page_size must be >= 1, got page={page}, page_size={page_size}")
@@ -137,6 +139,8 @@ class MemoryActivityStore:
             records = sorted(self._records.values(), key=lambda r: r.created_at, reverse=True)
             if status is not None:
                 records = [r for r in records if r.status == status]
+            if task_name is not None:
+                records = [r for r in records if r.agent_type == task_name]
             found = validate_metadata_filter(metadata)
             if found is not None:
                 records = [r for r in records if metadata_matches(r.metadata, found)]
@@ -224,8 +228,11 @@ class MemoryActivityStore:
         page_size: int = 50,
         status: Status | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        task_name: str | None = None,
     ) -> ActivityListSchema:
-        return self.list(page=page, page_size=page_size, status=status, metadata=metadata)
+        """``task_name``: only that task's activities (an extra of the memory and SQL stores)."""
+        return self.list(page=page, page_size=page_size, status=status, metadata=metadata, task_name=task_name)
 
     async def acancel_pending(self) -> int:
         return self.cancel_pending()
