@@ -19,8 +19,9 @@ def tenant(x_tenant: str = Header(...)) -> dict[str, Any]:
     return {"tenant": x_tenant}
 
 
-main = agentexec_fastapi.router(pool)
-scoped = agentexec_fastapi.router(pool, scope=tenant, dashboard=False)
+# short keep-alives: the tests cross many idle gaps of the stream, which must lose nothing
+main = agentexec_fastapi.router(pool, keepalive=0.2)
+scoped = agentexec_fastapi.router(pool, scope=tenant, dashboard=False, keepalive=0.2)
 app = FastAPI(lifespan=agentexec_fastapi.lifespan)
 app.include_router(main, prefix="/api/agentexec")
 app.include_router(scoped, prefix="/tenant")

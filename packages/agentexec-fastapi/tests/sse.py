@@ -28,6 +28,7 @@ class Stream:
     events: list[Received] = field(default_factory=list)
     connected: threading.Event = field(default_factory=threading.Event)
     status: int | None = None
+    keepalives: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _sock: socket.socket | None = None
@@ -79,6 +80,8 @@ class Stream:
                 return
             if line.startswith(": connected"):
                 self.connected.set()
+            elif line.startswith(": keep-alive"):
+                self.keepalives += 1
             elif line == "":
                 if "data" in event:
                     self.events.append(Received(int(event["id"]), json.loads(event["data"]), time.time()))

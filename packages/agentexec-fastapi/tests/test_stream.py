@@ -5,6 +5,7 @@ missing or repeating an event."""
 from __future__ import annotations
 
 import statistics
+import time
 
 import pytest
 from sse import Stream
@@ -44,3 +45,17 @@ def test_a_dropped_client_resumes_without_gaps_or_repeats(control_plane: Control
     assert len(got) == len(set(got)), "an event came twice"
     assert got == [line["id"] for line in logs if line["id"] >= got[0]], "an event is missing"
     assert sum(e.data["message"].startswith("step ") for e in after) >= 3, "nothing was missed while away"
+
+
+def test_idle_gaps_with_keep_alives_lose_nothing(control_plane: ControlPlane) -> None:
+    """cp_web's routers send a keep-alive after 0.2 s of silence: waiting for the next line is
+    cut short again and again, and every line still arrives, in order."""
+    with control_plane.client() as client, Stream(f"{control_plane.url}{API}/activities/stream") as stream:
+        time.sleep(0.5)
+        agent_id = client.post(f"{API}/tasks/steps", json={"context": {"steps": 3, "delay": 0.45}}).json()["agent_id"]
+        stream.wait_for(lambda: any(e.data["status"] == "COMPLETE" for e in stream.of(agent_id)))
+        logs = client.get(f"{API}/activities/{agent_id}").json()["logs"]
+    got = [e.id for e in stream.of(agent_id)]
+    assert got == [line["id"] for line in logs if line["id"] >= got[0]]
+    assert [e.data["percentage"] for e in stream.of(agent_id) if e.data["message"].startswith("step ")] == [33, 66, 100]
+    assert stream.keepalives >= 3

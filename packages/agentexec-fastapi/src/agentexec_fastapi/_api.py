@@ -96,6 +96,7 @@ def router(
     dependencies: Sequence[DependsParam] = (),
     dashboard: bool = True,
     poll_interval: float = 0.025,
+    keepalive: float = KEEPALIVE,
     tags: Sequence[str] = ("agentexec",),
 ) -> APIRouter:
     """The agentexec HTTP API as an ``APIRouter``: ``app.include_router(router(pool), prefix=...)``.
@@ -110,6 +111,7 @@ def router(
     - ``dependencies``: FastAPI dependencies run before every endpoint (authentication).
     - ``dashboard``: serve the dashboard at the router's root.
     - ``poll_interval``: how often the live stream reads the store's new lines (seconds).
+    - ``keepalive``: seconds of silence after which the stream sends a comment line.
 
     The app must open and close agentexec's backends: ``FastAPI(lifespan=agentexec_fastapi.lifespan)``
     or, inside an existing lifespan, ``async with agentexec_fastapi.lifespan(app): ...``.
@@ -173,27 +175,26 @@ def router(
             return found is None or metadata_matches(change.metadata, found)
 
         try:
-            listening = feed.listen(after)
-            changes = await listening.__aenter__()
+            feed.check()
         except FeedUnavailableError as exc:
             raise HTTPException(501, str(exc)) from None
 
         async def events() -> AsyncIterator[str]:
-            try:
+            # the listener lives inside the generator: a client gone before the first byte
+            # leaves nothing registered
+            async with feed.listen(after) as changes:
                 yield "retry: 1000\n: connected\n\n"
                 while True:
-                    with anyio.move_on_after(KEEPALIVE) as idle:
-                        change = await anext(changes)
+                    with anyio.move_on_after(keepalive) as idle:
+                        try:
+                            change = await changes.next()  # safe to cancel
+                        except StopAsyncIteration:
+                            return
                     if idle.cancelled_caught:
                         yield ": keep-alive\n\n"
                         continue
                     if wanted(change):
                         yield _sse(change)
-            except StopAsyncIteration:
-                return
-            finally:
-                await changes.aclose()  # type: ignore[attr-defined]
-                await listening.__aexit__(None, None, None)
 
         return StreamingResponse(
             events(), media_type="text/event-stream",

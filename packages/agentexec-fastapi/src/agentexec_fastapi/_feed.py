@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -49,6 +50,50 @@ class _Listener:
     closed: bool = False
 
 
+class Subscription:
+    """One listener's lines: with ``after``, those after it read from the store first, then
+    the live ones (those the replay gave are dropped). :meth:`next` is safe to cancel (a
+    keep-alive timeout): nothing is lost, the next call goes on where it was."""
+
+    def __init__(self, changes: ActivityChanges, listener: _Listener, after: int | None) -> None:
+        self._changes = changes
+        self._listener = listener
+        self._after = after
+        self._cursor = after
+        self._replaying = after is not None
+        self._buffer: deque[ActivityChange] = deque()
+        self._sent: set[int] = set()
+
+    async def next(self) -> ActivityChange:
+        """The next line; ``StopAsyncIteration`` once the feed dropped this listener."""
+        while True:
+            if self._buffer:
+                change = self._buffer.popleft()
+                self._sent.add(change.id)
+                return change
+            if self._replaying:
+                _, batch = await self._changes.achanges(self._cursor, BATCH)
+                # no await from here on: a cancellation cannot lose this batch
+                self._buffer.extend(batch)
+                if batch:
+                    self._cursor = batch[-1].id
+                self._replaying = len(batch) >= BATCH
+                continue
+            try:
+                change = await self._listener.receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                raise StopAsyncIteration from None
+            if change.id in self._sent or (self._after is not None and change.id <= self._after):
+                continue
+            return change
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> ActivityChange:
+        return await self.next()
+
+
 @dataclass
 class ActivityFeed:
     """Fans out the store's new activity lines to listeners (see the module doc)."""
@@ -60,6 +105,10 @@ class ActivityFeed:
     _gaps: dict[int, float] = field(default_factory=dict)
     _poller: asyncio.Task[None] | None = None
 
+    def check(self) -> None:
+        """Raise :class:`FeedUnavailableError` when the store cannot feed a stream."""
+        self._changes()
+
     def _changes(self) -> ActivityChanges:
         store = self.store()
         if not isinstance(store, ActivityChanges):
@@ -70,7 +119,7 @@ class ActivityFeed:
         return store
 
     @contextlib.asynccontextmanager
-    async def listen(self, after: int | None = None) -> AsyncIterator[AsyncIterator[ActivityChange]]:
+    async def listen(self, after: int | None = None) -> AsyncIterator[Subscription]:
         """Lines written from now on (with ``after``: every line after that id first)."""
         changes = self._changes()
         if self._cursor is None:
@@ -82,7 +131,7 @@ class ActivityFeed:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._run(changes))
         try:
-            yield self._replay(changes, listener, after)
+            yield Subscription(changes, listener, after)
         finally:
             self._listeners.discard(listener)
             listener.closed = True
@@ -96,27 +145,6 @@ class ActivityFeed:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-
-    async def _replay(
-        self, changes: ActivityChanges, listener: _Listener, after: int | None
-    ) -> AsyncIterator[ActivityChange]:
-        sent: set[int] = set()
-        if after is not None:
-            # the listener is registered already, so lines written during the replay queue up
-            # live; ``sent`` drops the ones the replay gave
-            cursor = after
-            while True:
-                _, batch = await changes.achanges(cursor, BATCH)
-                for change in batch:
-                    sent.add(change.id)
-                    yield change
-                if len(batch) < BATCH:
-                    break
-                cursor = batch[-1].id
-        async for change in listener.receive:
-            if change.id in sent or (after is not None and change.id <= after):
-                continue
-            yield change
 
     async def _run(self, changes: ActivityChanges) -> None:
         """Poll while anyone listens."""
