@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from conftest import WAIT, ControlPlane
+from cp_support import WAIT, ControlPlane
 
 pytestmark = pytest.mark.slow
 API = "/api/agentexec"

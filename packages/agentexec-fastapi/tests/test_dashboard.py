@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import WAIT, ControlPlane
+from cp_support import WAIT, ControlPlane
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,8 @@ import statistics
 import time
 
 import pytest
-from sse import Stream
-
-from conftest import ControlPlane
+from cp_sse import Stream
+from cp_support import ControlPlane
 
 pytestmark = pytest.mark.slow
 API = "/api/agentexec"

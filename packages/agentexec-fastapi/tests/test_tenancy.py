@@ -4,9 +4,8 @@ through any endpoint, the stream included (``cp_web``'s ``/tenant`` router, X-Te
 from __future__ import annotations
 
 import pytest
-from sse import Stream
-
-from conftest import WAIT, ControlPlane
+from cp_sse import Stream
+from cp_support import WAIT, ControlPlane
 
 pytestmark = pytest.mark.slow
 T = "/tenant"
