@@ -24,6 +24,7 @@ ADAPTERS = {
     # extra of the same name)
     "otel": "agentexec-telemetry",
     "prometheus": "agentexec-telemetry",
+    "fastapi": "agentexec-fastapi",
 }
 
 

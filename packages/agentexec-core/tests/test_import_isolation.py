@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("redis", "sqlalchemy", "openai", "agents", "pydantic_ai", "opentelemetry", "prometheus_client")
+HEAVY = (
+    "redis", "sqlalchemy", "openai", "agents", "pydantic_ai", "opentelemetry", "prometheus_client",
+    "fastapi", "starlette",
+)
 SRC = Path(__file__).resolve().parents[1] / "src" / "agentexec"
 
 

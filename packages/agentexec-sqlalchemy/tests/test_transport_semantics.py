@@ -53,7 +53,8 @@ def _env(queue_name: str, n: int = 0, priority: Priority = Priority.LOW) -> Enve
 async def test_tables_live_on_the_activity_base_with_the_prefix(sqlite_url: str) -> None:
     names = {t.name for t in TRANSPORT_TABLES}
     assert names == {
-        f"{CONF.table_prefix}{n}" for n in ("queue", "queue_delayed", "dead_letter", "consumer", "result", "event")
+        f"{CONF.table_prefix}{n}"
+        for n in ("queue", "queue_delayed", "dead_letter", "consumer", "result", "event", "schedule")
     }
     assert names <= set(Base.metadata.tables)
     engine = get_engine(sqlite_url)

@@ -8,7 +8,7 @@ from the environment on first use: an invalid ``AGENTEXEC_*`` value stops the pr
 with one line (:class:`agentexec.config.ConfigError`).
 
 Names an adapter provides (``ax.Base``, ``ax.OpenAIRunner``, ``ax.PydanticAIRunner``,
-``ax.close_redis``) resolve through the plugins; without the adapter, using one raises an ``ImportError`` that says what to install.
+``ax.close_redis``, ``ax.fastapi_router``, ``ax.fastapi_app``) resolve through the plugins; without the adapter, using one raises an ``ImportError`` that says what to install.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agentexec_fastapi import create_app as fastapi_app  # noqa: TID251 - for type checkers only
+    from agentexec_fastapi import router as fastapi_router  # noqa: TID251 - for type checkers only
     from agentexec_openai.runner import OpenAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_pydantic_ai.runner import PydanticAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_redis.client import close_redis  # noqa: TID251 - for type checkers only
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from agentexec.pipeline import Pipeline
     from agentexec.results import NonRetryableError, RetryAfter, TaskCancelledError, TaskFailedError
     from agentexec.runners import BaseAgentRunner
+    from agentexec.schedule import records as schedules
     from agentexec.task import Priority, Task, TaskDefinition
     from agentexec.tracker import Tracker
     from agentexec.worker.pool import Pool
@@ -63,9 +66,12 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "events",
+    "fastapi_app",
+    "fastapi_router",
     "gather",
     "get_result",
     "pricing",
+    "schedules",
 ]
 
 #: name -> (module, attribute; None for the module itself)
@@ -76,6 +82,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "activity": ("agentexec.activity", None),
     "events": ("agentexec.events", None),
     "pricing": ("agentexec.pricing", None),
+    "schedules": ("agentexec.schedule.records", None),
     "Status": ("agentexec.activity.status", "Status"),
     "enqueue": ("agentexec.client", "enqueue"),
     "enqueue_many": ("agentexec.client", "enqueue_many"),
@@ -103,6 +110,8 @@ _PLUGIN_NAMES = {
     "OpenAIRunner": "openai",
     "PydanticAIRunner": "pydantic-ai",
     "close_redis": "redis",
+    "fastapi_router": "fastapi",
+    "fastapi_app": "fastapi",
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -276,6 +277,20 @@ class Counters(Protocol):
 
 
 @runtime_checkable
+class ScheduleRecords(Protocol):
+    """Optional result-backend capability: the runtime schedules of each queue, as JSON text by
+    schedule name (``ax.schedules``; a hash on Redis, the ``{prefix}schedule`` table on SQL).
+    Every pool on the queue reads them once a tick, so what is written here takes effect in
+    all of them."""
+
+    async def schedule_records(self, queue_name: str) -> dict[str, str]: ...
+
+    async def put_schedule_record(self, queue_name: str, name: str, spec: str) -> None: ...
+
+    async def delete_schedule_record(self, queue_name: str, name: str) -> bool: ...
+
+
+@runtime_checkable
 class TransientErrors(Protocol):
     """Optional capability of any backend: which of its errors mean "not now" rather than
     "never" (:mod:`agentexec.faults`).
@@ -534,6 +549,36 @@ class ActivityPrefixLookup(Protocol):
     uses it whenever the store has it; without it, the CLI pages through the newest activities."""
 
     async def afind_prefix(self, prefix: str, limit: int = 2) -> list[UUID]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityChange:
+    """One activity log line as a change feed hands it out (``ActivityChanges``): the line, and
+    the activity it belongs to (task name, metadata), so a reader can filter without a lookup."""
+
+    id: int
+    agent_id: UUID
+    task_name: str
+    message: str
+    status: Status
+    percentage: int | None
+    created_at: datetime
+    metadata: dict[str, Any] | None = None
+
+
+@runtime_checkable
+class ActivityChanges(Protocol):
+    """Optional activity-store capability: the log lines written after a point, in id order.
+
+    A change feed (the HTTP API's live stream) reads it: ``after`` is the highest line id it has
+    seen (``None``: only learn the current highest id, read no line), ``also`` asks again for
+    ids it found missing before (on PostgreSQL a lower id can commit after a higher one).
+    Returns the highest id now stored (at least ``after``) and up to ``limit`` lines with an id
+    above ``after`` or in ``also``, oldest first."""
+
+    async def achanges(
+        self, after: int | None, limit: int = 500, also: Sequence[int] = ()
+    ) -> tuple[int, list[ActivityChange]]: ...
 
 
 class UnknownActivityError(LookupError, ValueError):

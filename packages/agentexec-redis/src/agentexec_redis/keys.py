@@ -129,6 +129,11 @@ def result(agent_id: UUID | str) -> str:
     return f"{PREFIX}:result:{agent_id}"
 
 
+def schedules(queue_name: str) -> str:
+    """The hash of the runtime schedules of ``queue_name`` (name -> JSON)."""
+    return f"{PREFIX}:schedules:{queue_name}"
+
+
 def claim(key: str) -> str:
     """A set-if-absent marker (schedulers use it to fire each occurrence once)."""
     return f"{PREFIX}:claim:{key}"

@@ -285,6 +285,25 @@ class RedisResults:
         key = keys.result(agent_id)
         await retrying("result delete", lambda: async_client(self.url).delete(key), self._window())
 
+    async def schedule_records(self, queue_name: str) -> dict[str, str]:
+        """:class:`agentexec.backends.ScheduleRecords`: one HGETALL."""
+        raw = await retrying(
+            "schedules", lambda: async_client(self.url).hgetall(keys.schedules(queue_name)), self._window()
+        )
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def put_schedule_record(self, queue_name: str, name: str, spec: str) -> None:
+        await retrying(
+            "schedules", lambda: async_client(self.url).hset(keys.schedules(queue_name), name, spec),
+            self._window(),
+        )
+
+    async def delete_schedule_record(self, queue_name: str, name: str) -> bool:
+        done = await retrying(
+            "schedules", lambda: async_client(self.url).hdel(keys.schedules(queue_name), name), self._window()
+        )
+        return bool(done)
+
     async def claim(self, key: str, ttl: int) -> bool:
         name = keys.claim(key)
         done = await retrying(
@@ -316,3 +335,7 @@ class RedisResults:
         if listener is not None and listener.loop is asyncio.get_running_loop():
             await listener.stop()
         await close_redis(self.url)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -88,9 +88,12 @@ def _sqlite_pair(column: Any, key: str, value: Any) -> ColumnElement[bool]:
 
 
 def filters(
-    status: Status | None, metadata: dict[str, Any] | None, dialect: Dialect
+    status: Status | None, metadata: dict[str, Any] | None, dialect: Dialect,
+    task_name: str | None = None,
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
+    if task_name is not None:
+        conditions.append(Activity.agent_type == task_name)
     if status is not None:
         conditions.append(Activity.current_status == Status(status))
     if metadata is not None:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from agentexec_sqlalchemy import _statements as sql
 from agentexec_sqlalchemy._transport import SQLTransport
+from agentexec_sqlalchemy.transport_models import schedule_table as S
 
 #: every this many ``set`` calls also delete the expired rows of the whole table
 PURGE_EVERY = 200
@@ -100,6 +101,33 @@ class SQLResults(SQLTransport):
 
     def _delete(self, conn: Connection, key: str) -> None:
         conn.execute(sql.DELETE_RESULT, {"key": key})
+
+    async def schedule_records(self, queue_name: str) -> dict[str, str]:
+        """:class:`agentexec.backends.ScheduleRecords`: the ``{prefix}schedule`` table."""
+        return await self.run(self._schedule_records, queue_name)
+
+    def _schedule_records(self, queue_name: str) -> dict[str, str]:
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(S.c.name, S.c.spec).where(S.c.queue_name == queue_name)
+            ).all()
+        return {row.name: row.spec for row in rows}
+
+    async def put_schedule_record(self, queue_name: str, name: str, spec: str) -> None:
+        await self.run_write(self._put_schedule, queue_name, name, spec)
+
+    def _put_schedule(self, conn: Connection, queue_name: str, name: str, spec: str) -> None:
+        where = sa.and_(S.c.queue_name == queue_name, S.c.name == name)
+        now = time.time()
+        if conn.execute(S.update().where(where).values(spec=spec, updated_at=now)).rowcount == 0:
+            conn.execute(S.insert().values(queue_name=queue_name, name=name, spec=spec, updated_at=now))
+
+    async def delete_schedule_record(self, queue_name: str, name: str) -> bool:
+        return await self.run_write(self._delete_schedule, queue_name, name)
+
+    def _delete_schedule(self, conn: Connection, queue_name: str, name: str) -> bool:
+        gone = conn.execute(S.delete().where(S.c.queue_name == queue_name, S.c.name == name))
+        return bool(gone.rowcount)
 
     async def claim(self, key: str, ttl: int) -> bool:
         return await self.run_write(self._claim, f"claim:{key}", ttl)

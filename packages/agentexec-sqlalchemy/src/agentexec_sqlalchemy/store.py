@@ -30,6 +30,7 @@ from agentexec.activity.schemas import (
 )
 from agentexec.activity.status import Status
 from agentexec.backends import (
+    ActivityChange,
     ActivityItem,
     LogEntry,
     UnknownActivityError,
@@ -290,11 +291,14 @@ class SQLActivityStore:
         page_size: int = 50,
         status: Status | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        task_name: str | None = None,
     ) -> ActivityListSchema:
+        """``task_name``: only that task's activities (an extra of the SQL and memory stores)."""
         queries.check_page(page, page_size)
         found = validate_metadata_filter(metadata)
         return await self._in_thread(
-            lambda conn: self._list(conn, page, page_size, status, found), write=False
+            lambda conn: self._list(conn, page, page_size, status, found, task_name), write=False
         )
 
     async def acount_active(self, metadata: dict[str, Any] | None = None) -> int:
@@ -324,6 +328,11 @@ class SQLActivityStore:
 
     async def acancel_pending(self) -> int:
         return await self._in_thread(self._cancel_pending)
+
+    async def achanges(
+        self, after: int | None, limit: int = 500, also: Sequence[int] = ()
+    ) -> tuple[int, builtins.list[ActivityChange]]:
+        return await self._in_thread(lambda conn: self._changes(conn, after, limit, also), write=False)
 
     async def aclose(self) -> None:
         """Close this event loop's async connections (the engine is shared per URL:
@@ -370,8 +379,9 @@ class SQLActivityStore:
         page_size: int,
         status: Status | None,
         metadata: dict[str, Any] | None,
+        task_name: str | None = None,
     ) -> ActivityListSchema:
-        conditions = queries.filters(status, metadata, conn.dialect)
+        conditions = queries.filters(status, metadata, conn.dialect, task_name)
         rows = conn.execute(queries.list_page(page, page_size, *conditions)).all()
         if rows:
             total = int(rows[0].total)
@@ -398,6 +408,37 @@ class SQLActivityStore:
             page_size=page_size,
             pages=ActivityListSchema.page_count(total, page_size),
         )
+
+    def _changes(
+        self, conn: Connection, after: int | None, limit: int, also: Sequence[int]
+    ) -> tuple[int, builtins.list[ActivityChange]]:
+        log = ActivityLog
+        top = int(conn.scalar(select(sa.func.max(log.id))) or 0)
+        if after is None:
+            return top, []
+        wanted = log.id > after
+        if also:
+            wanted = sa.or_(wanted, log.id.in_(builtins.list(also)[:_CHUNK]))
+        rows = conn.execute(
+            select(
+                log.id, Activity.agent_id, Activity.agent_type,
+                Activity.metadata_.label("activity_metadata"), log.message, log.status,
+                log.percentage, log.created_at,
+            )
+            .join(Activity, log.activity_id == Activity.id)
+            .where(wanted)
+            .order_by(log.id)
+            .limit(limit)
+        ).all()
+        changes = [
+            ActivityChange(
+                int(row.id), row.agent_id, row.agent_type, row.message, Status(row.status),
+                row.percentage, row.created_at,
+                None if row.activity_metadata is None else dict(row.activity_metadata),
+            )
+            for row in rows
+        ]
+        return max(top, after), changes
 
     def _count_active(self, conn: Connection, metadata: dict[str, Any] | None) -> int:
         conditions = [queries.is_pending()]

@@ -116,4 +116,16 @@ event_table = sa.Table(
     sqlite_autoincrement=True,
 )
 
-TRANSPORT_TABLES = (queue_table, delayed_table, dead_letter_table, consumer_table, result_table, event_table)
+schedule_table = sa.Table(
+    f"{P}schedule",
+    _META,
+    # the runtime schedules of each queue (ax.schedules); every pool reads them once a tick
+    sa.Column("queue_name", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+TRANSPORT_TABLES = (
+    queue_table, delayed_table, dead_letter_table, consumer_table, result_table, event_table, schedule_table
+)

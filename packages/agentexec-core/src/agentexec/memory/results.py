@@ -22,6 +22,7 @@ class MemoryResults:
         self._waiters: dict[UUID, Waiters] = {}
         self._claims: dict[str, float] = {}
         self._counters: dict[str, tuple[int, float]] = {}
+        self._schedules: dict[str, dict[str, str]] = {}
 
     def _live(self, agent_id: UUID) -> bytes | None:
         item = self._values.get(agent_id)
@@ -83,6 +84,18 @@ class MemoryResults:
     async def delete(self, agent_id: UUID) -> None:
         with self._lock:
             self._values.pop(agent_id, None)
+
+    async def schedule_records(self, queue_name: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._schedules.get(queue_name, {}))
+
+    async def put_schedule_record(self, queue_name: str, name: str, spec: str) -> None:
+        with self._lock:
+            self._schedules.setdefault(queue_name, {})[name] = spec
+
+    async def delete_schedule_record(self, queue_name: str, name: str) -> bool:
+        with self._lock:
+            return self._schedules.get(queue_name, {}).pop(name, None) is not None
 
     async def claim(self, key: str, ttl: int) -> bool:
         now = time.monotonic()

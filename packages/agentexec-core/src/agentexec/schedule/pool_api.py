@@ -51,6 +51,7 @@ class SchedulingMixin:
         sched: Scheduler | None = self.__dict__.get("_scheduler")
         if sched is None:
             sched = Scheduler(queue_name=getattr(self, "queue_name", None))
+            sched.tasks = self.tasks  # the live dict: tasks registered later count too
             self.__dict__["_scheduler"] = sched
         return sched
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +27,7 @@ from agentexec.activity.status import Status
 from agentexec.config import CONF
 from agentexec.runtime import Backends
 from agentexec.schedule.schedule import Schedule, ScheduleError
-from agentexec.task import Task
+from agentexec.task import Task, TaskDefinition
 
 log = logging.getLogger("agentexec.schedule")
 
@@ -60,6 +60,12 @@ class Scheduler:
         self._budget_floor: dict[str, int] = {}
         self._exhausted: set[str] = set()
         self._stopping = threading.Event()
+        #: the registered tasks (the pool's), which runtime schedules are built against
+        self.tasks: Mapping[str, TaskDefinition] = {}
+        #: runtime schedule records as last applied (name -> JSON), and whether the code's
+        #: schedules were written to the records yet (see agentexec.schedule.records)
+        self._applied: dict[str, str] = {}
+        self._upserted = False
         for schedule in schedules:
             self.add(schedule)
 
@@ -115,9 +121,60 @@ class Scheduler:
         if self.schedules:
             log.info("scheduler: %d schedule(s): %s", len(self), ", ".join(self.schedules))
         while not (stop.is_set() or self._stopping.is_set()):
+            try:
+                await self.sync(backends)
+            except Exception as exc:  # the code's schedules still fire; the next tick retries
+                log.warning("scheduler: could not read the runtime schedules: %s", exc)
             delay = await self.tick(backends)
             with anyio.move_on_after(delay):
                 await stop.wait()
+
+    async def sync(self, backends: Backends) -> None:
+        """Match this scheduler's schedules to the queue's runtime schedule records (see
+        :mod:`agentexec.schedule.records`): on the first call, write the code's schedules to
+        them (the code wins at start); then add, replace or remove what the records say."""
+        from agentexec.schedule.records import dumps, loads, records_of, schedule_of, spec_of
+
+        records = records_of(backends)
+        if records is None:
+            return
+        queue = self.queue_name or CONF.queue_name
+        if not self._upserted:
+            for schedule in self:
+                await records.put_schedule_record(queue, schedule.name, dumps(spec_of(schedule)))
+            self._upserted = True
+        rows = await records.schedule_records(queue)
+        for name, raw in rows.items():
+            if self._applied.get(name) == raw:
+                continue
+            self._applied[name] = raw
+            try:
+                spec = loads(raw)
+            except ValueError as exc:
+                log.warning("scheduler: runtime schedule %r is not readable, skipped: %s", name, exc)
+                continue
+            current = self.schedules.get(name)
+            if current is not None and spec_of(current) == spec:
+                continue  # as this scheduler has it (the code's own, written at start)
+            definition = self.tasks.get(spec.task_name)
+            if definition is None:
+                log.warning("scheduler: runtime schedule %r runs task %r, which this pool does "
+                            "not register; it fires from the pools that do", name, spec.task_name)
+                self.remove(name)
+                continue
+            try:
+                schedule = schedule_of(spec, definition)
+            except ValueError as exc:  # ScheduleError: a record this pool's task model refuses
+                log.warning("scheduler: runtime schedule %r is not valid here, skipped: %s", name, exc)
+                continue
+            if current is None:
+                log.info("scheduler: runtime schedule %r added (%s)", name, schedule.timing.describe())
+            self.add(schedule, replace=True)
+        for name in [n for n in self._applied if n not in rows]:
+            del self._applied[name]
+            if name in self.schedules:
+                log.info("scheduler: schedule %r deleted", name)
+                self.remove(name)
 
     async def tick(self, backends: Backends, now: datetime | None = None) -> float:
         """Fire what is due at ``now``; returns the seconds until the next look."""

@@ -142,7 +142,11 @@ class Supervisor(abc.ABC):
     def _start_scheduler(self, tg: TaskGroup, backends: Backends) -> None:
         """The pool's schedules fire from its main process (pools on one queue agree, through
         the results backend's ``claim``, on which of them enqueues each tick)."""
-        if self.pool.schedules:
+        from agentexec.schedule.records import records_of
+
+        # with runtime schedules (agentexec.schedule.records) a pool without schedules of its
+        # own still runs the loop: one may be created while it runs
+        if self.pool.schedules or records_of(backends) is not None:
             tg.start_soon(self.pool.scheduler.run, backends)
 
     def _consumer_id(self, index: int, generation: int) -> str:
