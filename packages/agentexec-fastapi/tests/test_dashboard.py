@@ -4,6 +4,7 @@ cancels the task with its button and shows CANCELED. Screenshots go to a temp di
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -22,7 +23,10 @@ CHROMEDRIVER = shutil.which("chromedriver")
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("no Chromium here (Debian: apt-get install chromium chromium-driver; .ci/run does)")
+        hint = "no Chromium here (Debian: apt-get install chromium chromium-driver; .ci/run does)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {hint}")
+        pytest.skip(hint)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
