@@ -52,7 +52,9 @@ async def test_one_trace_from_request_to_agent_turns(
 ) -> None:
     provider, exporter = producer_spans
     spans_file = tmp_path / "worker-spans.json"
-    pool = run_pool(AGENTEXEC_NUM_WORKERS=1, OBS_TRACE=1, OBS_SPANS=spans_file)
+    # the step imports the Agents SDK (seconds, blocking the worker's loop and its heartbeat):
+    # a 2 s lease would expire and deliver the pipeline again, a second "process" span
+    pool = run_pool(AGENTEXEC_NUM_WORKERS=1, AGENTEXEC_LEASE_TIMEOUT=30, OBS_TRACE=1, OBS_SPANS=spans_file)
     try:
         with anyio.fail_after(60):
             with provider.get_tracer("web").start_as_current_span("POST /briefings"):
