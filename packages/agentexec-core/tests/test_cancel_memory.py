@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +18,7 @@ import agentexec as ax
 from agentexec.activity.status import Status
 from agentexec.cancellation import cancel_message, parse_cancel
 from agentexec.config import CONF
-from agentexec.runtime import Backends, build_backends, set_backends
+from agentexec.runtime import Backends
 from agentexec.task import Envelope
 
 pytestmark = pytest.mark.anyio
@@ -29,31 +29,6 @@ WAIT = 10
 class Ctx(BaseModel):
     label: str = ""
     seconds: float = 0.0
-
-
-@pytest.fixture
-def backends() -> Iterator[Backends]:
-    url = f"memory://{uuid.uuid4().hex}"
-    built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
-    set_backends(built)
-    yield built
-    set_backends(None)
-
-
-@pytest.fixture
-def make_pool(backends: Backends, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
-    monkeypatch.setattr(CONF, "num_workers", 1)
-    monkeypatch.setattr(CONF, "worker_concurrency", 1)
-    pools: list[Any] = []
-
-    def make() -> Any:
-        pool = ax.Pool(queue_name=f"q{uuid.uuid4().hex[:8]}", backends=backends)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.shutdown(timeout=2)
 
 
 def status_of(agent_id: UUID) -> Status | None:

@@ -27,7 +27,7 @@ from agentexec.backends import Lease, LogEntry
 from agentexec.config import CONF, Config, ConfigError, load
 from agentexec.faults import Outage, clean_text, error_message, is_transient, unstorable_result
 from agentexec.results import Outcome
-from agentexec.runtime import Backends, build_backends, set_backends
+from agentexec.runtime import Backends
 from agentexec.task import Envelope
 from agentexec.worker.writer import ActivityWriter
 
@@ -49,15 +49,6 @@ def bad_template() -> Iterator[None]:
     CONF.__dict__["activity_message_error"] = "Failed: {reason}"
     yield
     CONF.__dict__["activity_message_error"] = old
-
-
-@pytest.fixture
-def backends() -> Iterator[Backends]:
-    url = f"memory://{uuid.uuid4().hex}"
-    built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
-    set_backends(built)
-    yield built
-    set_backends(None)
 
 
 class Faulty:

@@ -34,15 +34,6 @@ class Ctx(BaseModel):
 
 
 @pytest.fixture
-def backends() -> Iterator[Backends]:
-    url = f"memory://{uuid.uuid4().hex}"
-    built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
-    set_backends(built)
-    yield built
-    set_backends(None)
-
-
-@pytest.fixture
 def make_pool(backends: Backends, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
     monkeypatch.setattr(CONF, "num_workers", 1)
     pools: list[Any] = []

@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -17,7 +16,7 @@ import agentexec as ax
 from agentexec.cli import COMMAND_MODULES, build_parser, main
 from agentexec.cli.run import load_pool
 from agentexec.config import CONF
-from agentexec.runtime import Backends, build_backends, set_backends
+from agentexec.runtime import Backends, set_backends
 from agentexec.task import TaskDefinition
 from agentexec.worker.channels import (
     control_channel,
@@ -31,15 +30,6 @@ from agentexec.worker.logs import LogForwarder, emit_worker_record, install_forw
 
 class Ctx(BaseModel):
     value: int = 0
-
-
-@pytest.fixture
-def backends() -> Iterator[Backends]:
-    url = f"memory://{uuid.uuid4().hex}"
-    built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
-    set_backends(built)
-    yield built
-    set_backends(None)
 
 
 def test_task_decorator_registers_a_definition_with_the_inferred_context(backends: Backends) -> None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 import agentexec as ax
 from agentexec import telemetry
 from agentexec.config import CONF
-from agentexec.runtime import Backends, build_backends, set_backends
+from agentexec.runtime import Backends
 
 pytestmark = pytest.mark.anyio
 
@@ -73,15 +73,6 @@ class Recorder(telemetry.Instrument):
 class Broken(telemetry.Instrument):
     def count(self, event: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
         raise RuntimeError("broken instrument")
-
-
-@pytest.fixture
-def backends() -> Iterator[Backends]:
-    url = f"memory://{uuid.uuid4().hex}"
-    built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
-    set_backends(built)
-    yield built
-    set_backends(None)
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ tests/e2e/test_pool_cancel.py."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -18,7 +16,7 @@ from pydantic import BaseModel
 import agentexec as ax
 from agentexec.activity.status import Status
 from agentexec.config import CONF
-from agentexec.runtime import Backends, build_backends, set_backends
+from agentexec.runtime import build_backends
 
 pytestmark = pytest.mark.anyio
 
@@ -27,31 +25,6 @@ WAIT = 10
 
 class Ctx(BaseModel):
     seconds: float = 0.0
-
-
-@pytest.fixture
-def backends() -> Iterator[Backends]:
-    url = f"memory://{uuid.uuid4().hex}"
-    built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
-    set_backends(built)
-    yield built
-    set_backends(None)
-
-
-@pytest.fixture
-def make_pool(backends: Backends, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
-    monkeypatch.setattr(CONF, "num_workers", 1)
-    monkeypatch.setattr(CONF, "worker_concurrency", 1)
-    pools: list[Any] = []
-
-    def make() -> Any:
-        pool = ax.Pool(queue_name=f"q{uuid.uuid4().hex[:8]}", backends=backends)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.shutdown(timeout=2)
 
 
 def last_line(agent_id: UUID) -> tuple[Status, str]:
