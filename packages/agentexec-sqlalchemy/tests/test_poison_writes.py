@@ -54,7 +54,7 @@ async def test_a_refused_line_among_good_ones_lands_cleaned_and_the_rest_land(st
         assert (detail.status, detail.logs[-1].message) == (
             (Status.ERROR, expected[i]) if i in bad else (Status.RUNNING, f"line {i}")
         )
-    assert writer.accepting
+    assert writer.health.accepting
 
 
 async def test_a_refused_activity_among_good_ones_fails_alone(

@@ -20,11 +20,11 @@ from agentexec.activity.metadata import validate_metadata
 from agentexec.backends import DelayedPush
 from agentexec.config import CONF
 from agentexec.faults import error_message
+from agentexec.lanes import base_queue_name
+from agentexec.registry import _pools
 from agentexec.results import Outcome
 from agentexec.runtime import get_backends
 from agentexec.task import MAX_QUEUE_NAME, MAX_TASK_NAME, Priority, Task, check_name
-from agentexec.worker.lanes import base_queue_name
-from agentexec.worker.registry import _pools
 
 log = logging.getLogger("agentexec")
 
@@ -46,8 +46,8 @@ def default_queue_name() -> str:
     """Where a task goes when ``queue_name`` is not given: inside a handler, the queue of the pool
     running it (so a pool on a custom queue runs the children its tasks and pipelines enqueue);
     elsewhere ``CONF.queue_name``."""
-    from agentexec.worker.lanes import base_queue_name
-    from agentexec.worker.lifecycle import current_task
+    from agentexec.lanes import base_queue_name
+    from agentexec.lifecycle import current_task
 
     running = current_task()
     if running is not None and running.queue_name:

@@ -16,6 +16,7 @@ from agentexec.activity.status import Status
 from agentexec.backends import as_uuid as _uuid
 from agentexec.config import CONF
 from agentexec.faults import error_message
+from agentexec.lifecycle import lines_written
 from agentexec.pipeline._engine import PipelineStepError, run_steps
 from agentexec.pipeline._steps import (
     PipelineDefinitionError,
@@ -25,7 +26,6 @@ from agentexec.pipeline._steps import (
     mark,
 )
 from agentexec.task import Priority, Task, TaskDefinition
-from agentexec.worker.lifecycle import lines_written
 
 if TYPE_CHECKING:
     from agentexec.worker.pool import Pool

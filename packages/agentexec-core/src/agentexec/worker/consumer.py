@@ -29,15 +29,16 @@ from agentexec.cancellation import (
 )
 from agentexec.config import CONF
 from agentexec.faults import Outage, describe, error_message
+from agentexec.lanes import Lane
+from agentexec.lifecycle import execute_task, failure, reject, set_sink, unknown_task_error
 from agentexec.results import Outcome
 from agentexec.runtime import Backends
 from agentexec.task import Task, TaskDefinition
 from agentexec.worker.channels import control_channel, is_shutdown_for
-from agentexec.worker.lanes import Lane
-from agentexec.worker.lifecycle import execute_task, failure, reject, set_sink, unknown_task_error
 from agentexec.worker.reaping import RELEASED_MESSAGE
+from agentexec.worker.sink import WorkerSink
 from agentexec.worker.stager import Stager
-from agentexec.worker.writer import MAX_BATCH, ActivityWriter, WorkerSink
+from agentexec.worker.writer import MAX_BATCH, ActivityWriter
 
 log = logging.getLogger("agentexec.worker")
 
@@ -208,7 +209,7 @@ class Worker:
         writer = ActivityWriter(self.backends.activity, self.backends.results, self.backends.queue)
         # finished tasks waiting for their outcome and ack count against taking new ones: a
         # worker whose writes fall behind (or fail) slows down instead of drifting ahead
-        writer.max_unfinished = max(sum(lane.slots for lane in self.lanes), MAX_UNFINISHED)
+        writer.health.max_unfinished = max(sum(lane.slots for lane in self.lanes), MAX_UNFINISHED)
         stager = Stager(self.backends.results)
         self.sink = WorkerSink(writer, stager)
         set_sink(self.sink)  # inherited by every task started below
@@ -254,10 +255,10 @@ class Worker:
             with anyio.CancelScope() as waiting:
                 self._waiting_scopes.add(waiting)
                 try:
-                    if not writer.accepting:
+                    if not writer.health.accepting:
                         # backpressure: a backend it writes to is down, or too many finished
                         # tasks wait to be recorded; nothing may run that cannot be recorded
-                        await writer.ready()
+                        await writer.health.ready()
                     await slots.acquire()
                     if self.stopping or not self._room(1):  # drained (or due to) meanwhile
                         slots.release()
@@ -304,9 +305,7 @@ class Worker:
         if self.max_tasks is not None and self.taken >= self.max_tasks:
             self._room(0)  # its last task: take no more
         self.sink.leases[env.agent_id] = lease
-        self.sink.writer.task_names[env.agent_id] = env.task_name
-        if env.metadata is not None:
-            self.sink.writer.task_metadata[env.agent_id] = env.metadata
+        self.sink.writer.own.add(env)
         run = asyncio.get_running_loop().create_task(self._run(lease, slots))
         self._runs[run] = (lease, slots)
         self._run_of[env.agent_id] = run
@@ -503,13 +502,13 @@ class Worker:
             try:
                 value = await read()
             except Exception as exc:
-                if writer.read_failed(exc, results):
+                if writer.health.read_failed(exc, results):
                     await anyio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
                 log.warning("reading the %s of redelivered task %s failed (%s); running it", what, task.agent_id, describe(exc))
                 return _Unread()
-            writer.read_ok(results)
+            writer.health.read_ok(results)
             return value
 
     async def _staged(self, task: Task) -> Outcome | None:

@@ -21,8 +21,8 @@ import anyio
 from agentexec.backends import BatchPublish, EventBackend
 from agentexec.config import CONF
 from agentexec.faults import clean_text, describe, is_transient
+from agentexec.lifecycle import current_task
 from agentexec.limits import truncate
-from agentexec.worker.lifecycle import current_task
 
 #: records kept while the events backend is slow; past this the oldest are dropped (and counted)
 BUFFER = 10_000

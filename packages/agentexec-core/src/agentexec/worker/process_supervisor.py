@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from agentexec import telemetry
+from agentexec.lanes import Lane
 from agentexec.runtime import Backends
 from agentexec.worker.channels import control_channel, logs_channel, shutdown_message
 from agentexec.worker.forkserver import ForkServer, reap_strays
-from agentexec.worker.lanes import Lane
 from agentexec.worker.logs import emit_worker_record
 from agentexec.worker.process import (
     RECYCLED_EXIT_CODE,

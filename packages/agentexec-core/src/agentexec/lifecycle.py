@@ -263,7 +263,7 @@ async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
     ``quiet``: the task's activity already says COMPLETE but its value was never stored (its
     worker died between the two): run the handler again for the value only. No line is written,
     the handler's own ``ax.activity`` calls included, so the log never shows a second run."""
-    from agentexec.worker.registry import find_definition, registered_names
+    from agentexec.registry import find_definition, registered_names
 
     in_worker = _sink.get() is not None
     sink = _sink.get() or DirectSink()
