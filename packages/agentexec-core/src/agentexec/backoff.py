@@ -52,9 +52,11 @@ class Backoff:
         self.delay = min(delay * 2, self.most)
         return delay
 
-    async def sleep(self) -> float:
-        """Wait :meth:`next` seconds; returns how long that was."""
+    async def sleep(self, limit: float | None = None) -> float:
+        """Wait :meth:`next` seconds (at most ``limit``); returns how long that was."""
         delay = self.next()
+        if limit is not None:
+            delay = max(0.0, min(delay, limit))
         await anyio.sleep(delay)
         return delay
 

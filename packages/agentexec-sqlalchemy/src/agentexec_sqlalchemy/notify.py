@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Iterator
 
+from agentexec.backoff import Backoff
 from agentexec.config import CONF
 
 KINDS = ("queue", "result", "event")
@@ -120,7 +121,6 @@ async def wait_woken(fut: asyncio.Future[None], delay: float) -> bool:
 
 def poll_delays() -> Iterator[float]:
     """The back-off of a waiter polling on its own (its watcher is down): 5 ms doubling to 100 ms."""
-    delay = POLL_MIN
+    wait = Backoff(POLL_MIN, POLL_MAX)
     while True:
-        yield delay
-        delay = min(delay * 2, POLL_MAX)
+        yield wait.next()

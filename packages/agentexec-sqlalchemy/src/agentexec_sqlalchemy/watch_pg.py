@@ -14,6 +14,7 @@ import logging
 import time
 
 import sqlalchemy as sa
+from agentexec.backoff import Backoff
 
 from agentexec_sqlalchemy.notify import HUB, KINDS, channel
 from agentexec_sqlalchemy.watch import Watcher
@@ -31,14 +32,14 @@ class PgListener(Watcher):
     def _run(self) -> None:
         import psycopg
 
-        backoff = 0.1
+        wait = Backoff(0.1, 5.0)
         while True:
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     for name in self._channels:
                         conn.execute(f'LISTEN "{name}"')  # type: ignore[arg-type]
                     self._ready.set()
-                    backoff = 0.1
+                    wait.reset()
                     # anything sent while we were not listening is lost: make everyone re-check
                     HUB.wake_database(self.database)
                     while True:
@@ -57,5 +58,4 @@ class PgListener(Watcher):
                 if self._failed != str(exc):
                     self._failed = str(exc)
                     log.warning("agentexec: PostgreSQL LISTEN connection lost (%s); retrying", exc)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                time.sleep(wait.next())

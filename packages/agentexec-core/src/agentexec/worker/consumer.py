@@ -21,6 +21,7 @@ import anyio
 
 from agentexec.activity.status import Status
 from agentexec.backends import BatchReserve, Lease, LogEntry, StagedResults
+from agentexec.backoff import Backoff
 from agentexec.cancellation import (
     CANCEL_CHANNEL,
     CANCEL_REQUESTED_PREFIX,
@@ -35,6 +36,7 @@ from agentexec.results import Outcome
 from agentexec.runtime import Backends
 from agentexec.task import Task, TaskDefinition
 from agentexec.worker.channels import control_channel, is_shutdown_for
+from agentexec.worker.health import write_backoff
 from agentexec.worker.reaping import RELEASED_MESSAGE
 from agentexec.worker.sink import WorkerSink
 from agentexec.worker.stager import Stager
@@ -244,7 +246,7 @@ class Worker:
         await self._stopped.wait()
 
     async def _fetch(self, lane: Lane, slots: anyio.Semaphore) -> None:
-        backoff = 0.1
+        wait = Backoff(0.1, 5.0)
         writer = self.sink.writer
         while not self.stopping:
             # a stop cancels the wait for a slot and a blocked reserve alike, so shutdown is
@@ -276,16 +278,15 @@ class Worker:
                     _release(slots, held)
                     if not self._reserving.failed(exc):
                         log.debug("taking a task from %r failed again (%s)", lane.queue_name, describe(exc))
-                    await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await wait.sleep()
                     continue
                 finally:
                     self._waiting_scopes.discard(waiting)
             if waiting.cancelled_caught:
                 return
-            if backoff != 0.1:
+            if wait.backing_off:
                 self._reserving.ok()
-            backoff = 0.1
+                wait.reset()
             _release(slots, held - len(leases))
             if self.stopping:  # taken while a stop came in: give them straight back
                 for lease in leases:
@@ -496,15 +497,14 @@ class Worker:
         (the task keeps its slot, the worker takes nothing new: the writer says so once), since
         deciding without it could run again a task that had finished; another error is logged
         and the task runs (at-least-once)."""
-        delay = 0.05
+        wait = write_backoff()
         writer = self.sink.writer
         while True:
             try:
                 value = await read()
             except Exception as exc:
                 if writer.health.read_failed(exc, results):
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                    await wait.sleep()
                     continue
                 log.warning("reading the %s of redelivered task %s failed (%s); running it", what, task.agent_id, describe(exc))
                 return _Unread()
@@ -550,11 +550,11 @@ class Worker:
         channels = [CANCEL_CHANNEL]
         if self.listen_for_shutdown:
             channels.append(control_channel(self.queue_name))
-        delay = 0.1
+        wait = Backoff(0.1, 5.0)
         while True:
             try:
                 async with self.backends.events.subscribe(channels) as stream:
-                    delay = 0.1
+                    wait.reset()
                     async for event in stream:
                         # by content, not channel: a queue may be named "cancel"
                         request = parse_cancel(event.data)
@@ -564,9 +564,8 @@ class Worker:
                             log.info("Shutdown requested; finishing %d running task(s)", self.running)
                             self.stop()
             except Exception as exc:
-                log.warning("listening for control messages failed (%s); retrying in %.1fs", exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning("listening for control messages failed (%s); retrying in %.1fs", exc, wait.delay)
+                await wait.sleep()
 
 
 
