@@ -1,9 +1,22 @@
 """The worker loop: take tasks from each lane, run them in slots, heartbeat, stop cleanly.
 
 One ``Worker`` runs on one anyio event loop (a worker process's, or the pool's own thread for
-in-process backends). Per lane it keeps ``lane.slots`` tasks running at most; a few fetchers
-reserve tasks whenever a slot is free. Stopping lets running tasks finish, takes nothing new,
-and returns once every finished task's activity, outcome and acknowledgement are written.
+in-process backends). Per lane it keeps ``lane.slots`` tasks running at most. A task goes
+through three steps, each owned by one place:
+
+- **take** (:meth:`Worker._fetch`): wait for a free slot — and for the writers to keep up
+  (:mod:`.health`: nothing runs that cannot be recorded) — then reserve as many tasks as there
+  are free slots, in one round trip where the queue offers ``reserve_many``;
+- **run** (:meth:`Worker._run`): a redelivered task is first checked against what is stored
+  (it may have finished before its worker died), then :func:`agentexec.lifecycle.execute_task`
+  writes RUNNING, calls the handler and returns its final line and outcome to the sink;
+- **finish** (:mod:`.sink` → :mod:`.writer` → :mod:`.outbox`): the final line is committed,
+  then the outcome stored, then the lease acknowledged, in that order and only there. A run
+  the worker aborts gives its task back (attempts unchanged); one cancelled by ``ax.cancel``
+  ends CANCELED; a finish that itself fails ends the task ERROR, counted once.
+
+Stopping lets running tasks finish, takes nothing new, and returns once every finished task's
+activity, outcome and acknowledgement are written.
 """
 
 from __future__ import annotations
