@@ -22,8 +22,8 @@ from agentexec.backends import LogEntry
 from agentexec.memory.queue import MemoryQueue
 from agentexec.memory.results import MemoryResults
 from agentexec.worker.writer import ActivityWriter
-from agentexec_sqlalchemy.batching import BatchWriter
-from agentexec_sqlalchemy.store import SQLActivityStore
+from agentexec_sqlalchemy.activity.store import SQLActivityStore
+from agentexec_sqlalchemy.transport.batching import BatchWriter
 from sqlalchemy.engine import Engine
 
 pytestmark = [

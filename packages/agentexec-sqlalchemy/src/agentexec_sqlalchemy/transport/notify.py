@@ -5,8 +5,8 @@ queue), ``result`` (the agent id) or ``event`` (name ``""``: any event). It is w
 
 - by a writer in this process, right after its commit, whatever loop or thread waits;
 - by the process's *watcher* of that database, for writes of other processes:
-  :class:`~agentexec_sqlalchemy.watch_pg.PgListener` (LISTEN/NOTIFY) on PostgreSQL,
-  :class:`~agentexec_sqlalchemy.watch_sqlite.SqlitePoller` (one batched poll) on SQLite.
+  :class:`~agentexec_sqlalchemy.transport.watch_pg.PgListener` (LISTEN/NOTIFY) on PostgreSQL,
+  :class:`~agentexec_sqlalchemy.transport.watch_sqlite.SqlitePoller` (one batched poll) on SQLite.
 
 Waiters register *before* checking the database, so a wake-up between check and sleep is kept.
 """

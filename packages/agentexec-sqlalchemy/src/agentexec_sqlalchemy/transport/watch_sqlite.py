@@ -18,14 +18,14 @@ import sqlalchemy as sa
 from agentexec.backoff import Backoff
 from sqlalchemy.engine import Connection, Engine
 
-from agentexec_sqlalchemy.notify import HUB
-from agentexec_sqlalchemy.transport_models import (
+from agentexec_sqlalchemy.transport.models import (
     delayed_table,
     event_table,
     queue_table,
     result_table,
 )
-from agentexec_sqlalchemy.watch import Watcher
+from agentexec_sqlalchemy.transport.notify import HUB
+from agentexec_sqlalchemy.transport.watch import Watcher
 
 #: names per IN (...) list, well under SQLite's bound-parameter limit
 CHUNK = 500

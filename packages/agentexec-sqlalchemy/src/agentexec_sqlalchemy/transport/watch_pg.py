@@ -2,7 +2,7 @@
 
 One daemon thread holds one connection that listens on three channels (queue, result, event;
 the payload names the queue, agent id or event channel) and forwards every NOTIFY to
-:data:`~agentexec_sqlalchemy.notify.HUB`. A fixed set of channels means no LISTEN/UNLISTEN round
+:data:`~agentexec_sqlalchemy.transport.notify.HUB`. A fixed set of channels means no LISTEN/UNLISTEN round
 trip per waiter, and queue names need not be valid identifiers. A thread, not an async
 connection, because waiters live on many event loops (one per test, several per worker) and a
 connection belongs to one loop. Idle waiters then do nothing at all until a NOTIFY arrives.
@@ -16,8 +16,8 @@ import time
 import sqlalchemy as sa
 from agentexec.backoff import Backoff
 
-from agentexec_sqlalchemy.notify import HUB, KINDS, channel
-from agentexec_sqlalchemy.watch import Watcher
+from agentexec_sqlalchemy.transport.notify import HUB, KINDS, channel
+from agentexec_sqlalchemy.transport.watch import Watcher
 
 log = logging.getLogger("agentexec.sqlalchemy")
 
