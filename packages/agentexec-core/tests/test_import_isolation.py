@@ -90,16 +90,25 @@ CORE_MODULES = sorted(
 
 
 def test_every_core_module_imports_first_in_a_fresh_interpreter() -> None:
-    """Lazy names must not hide an import cycle: each module imports on its own."""
+    """Lazy names must not hide an import cycle: each module imports on its own, first.
+
+    One interpreter, not one per module (~100 of them, ~40 s): before each import every
+    ``agentexec*`` module is dropped from ``sys.modules``, so the module under test is the first
+    of ours to load, as in a fresh interpreter; third-party libraries stay loaded, which cannot
+    hide a cycle among our modules."""
     script = (
-        "import importlib, subprocess, sys\n"
+        "import importlib, sys\n"
         f"mods = {[m.removesuffix('.__init__') for m in CORE_MODULES]!r}\n"
         "bad = []\n"
         "for m in mods:\n"
-        "    r = subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True, text=True)\n"
-        "    if r.returncode: bad.append((m, r.stderr.strip().splitlines()[-1:]))\n"
+        "    for name in [n for n in sys.modules if n == 'agentexec' or n.startswith(('agentexec.', 'agentexec_'))]:\n"
+        "        del sys.modules[name]\n"
+        "    try:\n"
+        "        importlib.import_module(m)\n"
+        "    except BaseException as exc:\n"
+        "        bad.append((m, f'{type(exc).__name__}: {exc}'))\n"
         "print(bad)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]", out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
