@@ -22,7 +22,7 @@ from agentexec.config import CONF
 from agentexec.faults import error_message
 from agentexec.results import Outcome
 from agentexec.runtime import get_backends
-from agentexec.task import MAX_QUEUE_NAME, MAX_TASK_NAME, Priority, Task, check_name
+from agentexec.task import MAX_QUEUE_NAME, MAX_TASK_NAME, Priority, Task, TaskDefinition, check_name
 from agentexec.worker.lanes import base_queue_name
 from agentexec.worker.registry import _pools
 
@@ -118,6 +118,27 @@ def _check_registered(task_name: str, queue_name: str) -> None:
     )
 
 
+def _definition(task_name: str, queue_name: str) -> TaskDefinition | None:
+    """The definition of ``task_name`` in a pool of this process on ``queue_name`` (``None``
+    for a producer without it: its workers then fill in what it would have)."""
+    if not _pools:
+        return None
+    base = base_queue_name(queue_name)
+    for pool in list(_pools):
+        if getattr(pool, "queue_name", None) == base:
+            definition = pool.tasks.get(task_name)
+            if definition is not None:
+                return definition  # type: ignore[no-any-return]
+    return None
+
+
+def _locks(task: Task[Any], queue_name: str) -> None:
+    """Fill in the task's locks (``lock_key=``, ``max_concurrency=``) from its definition."""
+    definition = _definition(task.task_name, queue_name)
+    if definition is not None and definition.has_locks:
+        task.locks = definition.locks_for(task.context.model_dump(mode="json"))
+
+
 @overload
 async def enqueue(
     task_name: Callable[[UUID, C], Coroutine[Any, Any, R]],
@@ -184,6 +205,7 @@ async def enqueue(
         metadata = validate_metadata(metadata)
     due = _due(delay, at)
     task = Task.queued(task_name, context, priority, queue_name, metadata)
+    _locks(task, queue_name)
     backends = get_backends()
     if due is not None and not isinstance(backends.queue, DelayedPush):
         raise TypeError(
@@ -264,6 +286,7 @@ async def enqueue_many(
         _check_registered(task_name, queue_name)
         own = validate_metadata(item[3]) if len(item) > 3 else shared  # type: ignore[misc]
         tasks.append(Task.queued(task_name, context, priority, queue_name, own))
+        _locks(tasks[-1], queue_name)
     if not tasks:
         return tasks
     backends = get_backends()

@@ -35,6 +35,7 @@ from agentexec.task import Task, TaskDefinition
 from agentexec.worker.channels import control_channel, is_shutdown_for
 from agentexec.worker.lanes import Lane
 from agentexec.worker.lifecycle import execute_task, failure, reject, set_sink, unknown_task_error
+from agentexec.worker.locking import LocksUnsupported, hold_locks
 from agentexec.worker.reaping import RELEASED_MESSAGE
 from agentexec.worker.stager import Stager
 from agentexec.worker.writer import MAX_BATCH, ActivityWriter, WorkerSink
@@ -318,10 +319,11 @@ class Worker:
             del self._run_of[lease.envelope.agent_id]
         self._cancelling.pop(lease.envelope.agent_id, None)
         if run.cancelled():
-            if self.sink.leases.pop(lease.envelope.agent_id, None) is not None:
+            held = self.sink.leases.pop(lease.envelope.agent_id, None)
+            if held is not None:
                 # cancelled before its first step: its slot and its task go back
                 slots.release()
-                self._give_back(lease)
+                self._give_back(held)
         elif run.exception() is not None:
             log.error("running task %s failed", lease.envelope.agent_id, exc_info=run.exception())
 
@@ -354,6 +356,19 @@ class Worker:
             if heard is not None:  # cancelled while this worker was taking it
                 self._end_cancelled(task, heard[0], env.attempts)
                 return
+            if env.locks is not None or (definition is not None and definition.has_locks):
+                try:
+                    locked = await hold_locks(lease, definition, self.backends.queue)
+                except LocksUnsupported as exc:
+                    await self._fail(task, str(exc))
+                    return
+                if locked is None:  # parked until a holder of its lock finishes
+                    self.sink.leases.pop(env.agent_id, None)
+                    self.sink.writer.task_names.pop(env.agent_id, None)
+                    self.sink.writer.task_metadata.pop(env.agent_id, None)
+                    return
+                lease = locked
+                self.sink.leases[env.agent_id] = lease
             quiet = False
             if env.attempts:
                 settled = await self._settled_before(task)
