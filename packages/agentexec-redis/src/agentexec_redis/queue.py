@@ -37,7 +37,7 @@ from agentexec.task import Envelope, Priority
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
-from agentexec_redis import _lua
+from agentexec_redis import _locks, _lua
 from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record, text
 from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
 from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
@@ -188,7 +188,17 @@ class RedisQueue:
         delayed = queue_keys(queue_name).delayed
 
         async def run() -> Envelope | None:
+            env = await find()
+            if env is not None and env.key is not None:
+                await _locks.drop_key(self._redis(), queue_name, env.key, agent_id)
+            return env
+
+        async def find() -> Envelope | None:
             r = self._redis()
+            parked = _locks.parked_key(queue_name)
+            raw_parked = await r.hget(parked, str(agent_id))  # type: ignore[misc]
+            if raw_parked is not None and await r.hdel(parked, str(agent_id)):  # type: ignore[misc]
+                return parse_envelope(raw_parked)
             members: list[bytes] = await r.zrange(delayed, 0, -1)  # type: ignore[assignment]
             for member in members:
                 if needle not in member:
@@ -427,7 +437,55 @@ class RedisQueue:
             if state.held[lease.token] == 0:
                 del state.held[lease.token]
 
+    # -- locks (TaskLocks) and enqueue keys (EnqueueKeys): agentexec_redis._locks --------
+    async def acquire(self, lease: Lease) -> bool:
+        keys = queue_keys(lease.queue_name)
+        got = await retrying(
+            "acquire",
+            lambda: _locks.acquire(
+                self._redis(), lease, keys.inflight(lease.consumer_id), keys.consumers, self.lease_timeout
+            ),
+            max(self.lease_timeout, 1.0),
+        )
+        if not got:
+            self._forget(lease)  # parked: out of the in-flight list
+        return got
+
+    async def parked(self, queue_name: str) -> int:
+        key = _locks.parked_key(queue_name)
+        return int(await retrying("parked", lambda: self._redis().hlen(key), self._op_window()))  # type: ignore[arg-type]
+
+    async def claim_key(
+        self, queue_name: str, key: str, agent_id: UUID, replace: UUID | None = None
+    ) -> UUID | None:
+        return await retrying(
+            "claim_key", lambda: _locks.claim(self._redis(), queue_name, key, agent_id, replace), self._op_window()
+        )
+
+    async def release_key(self, queue_name: str, key: str, agent_id: UUID) -> None:
+        await retrying(
+            "release_key", lambda: _locks.drop_key(self._redis(), queue_name, key, agent_id), self._op_window()
+        )
+
+    async def _lease_ending(self, leases: Sequence[Lease], acked: bool) -> None:
+        """Before a lease's end: its locks go first (a crash after that costs at most one
+        more delivery, which finds the task finished), and, once acknowledged, its key."""
+        for lease in leases:
+            env = lease.envelope
+            if env.locks is None and (env.key is None or not acked):
+                continue
+
+            async def send(env: Envelope = env, lease: Lease = lease) -> None:
+                r = self._redis()
+                if env.locks is not None:
+                    await _locks.unlock(r, lease.queue_name, env.agent_id, list(env.locks))
+                if acked and env.key is not None:
+                    await _locks.drop_key(r, lease.queue_name, env.key, env.agent_id)
+
+            await retrying("unlock", send, max(self.lease_timeout, 1.0))
+
     async def ack(self, lease: Lease) -> None:
+        await self._lease_ending([lease], acked=True)
         inflight = queue_keys(lease.queue_name).inflight(lease.consumer_id)
         await retrying(
             "ack",
@@ -441,6 +499,7 @@ class RedisQueue:
         cluster, where each queue's keys share one hash slot)."""
         if not leases:
             return
+        await self._lease_ending(leases, acked=True)
         cluster = is_cluster(self._redis())
         # group -> in-flight list -> payloads to remove
         groups: dict[str, tuple[dict[str, list[bytes]], list[Lease]]] = {}
@@ -464,6 +523,7 @@ class RedisQueue:
                 self._forget(lease)
 
     async def release(self, lease: Lease) -> None:
+        await self._lease_ending([lease], acked=False)
         keys = queue_keys(lease.queue_name)
         inflight = keys.inflight(lease.consumer_id)
         await retrying(
@@ -515,10 +575,13 @@ class RedisQueue:
         again, buried = await _lua.REAP(
             r, self._reap_keys(keys, consumer_id), self._reap_args(keys, consumer_id, force)
         )
-        return ReapReport(
+        report = ReapReport(
             tuple(Envelope.model_validate_json(p) for p in again),
             tuple(parse_record(rec, keys.queue) for rec in buried),
         )
+        await _locks.ended(r, keys.queue, report.requeued, dead=False)
+        await _locks.ended(r, keys.queue, [d.envelope for d in report.dead if d.envelope is not None], dead=True)
+        return report
 
     async def reap(self, queue_name: str) -> ReapReport:
         keys = queue_keys(queue_name)
