@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from agentexec import telemetry
 from agentexec.activity.creates import CREATES
 from agentexec.activity.metadata import validate_metadata
-from agentexec.backends import DelayedPush
+from agentexec.backends import DelayedPush, EnqueueKeys
 from agentexec.config import CONF
 from agentexec.faults import error_message
 from agentexec.results import Outcome
@@ -149,6 +149,7 @@ async def enqueue(
     metadata: dict[str, Any] | None = None,
     delay: float | timedelta | None = None,
     at: datetime | None = None,
+    key: str | None = None,
 ) -> Task[R]: ...
 @overload
 async def enqueue(
@@ -160,6 +161,7 @@ async def enqueue(
     metadata: dict[str, Any] | None = None,
     delay: float | timedelta | None = None,
     at: datetime | None = None,
+    key: str | None = None,
 ) -> Task[R]: ...
 @overload
 async def enqueue(
@@ -171,6 +173,7 @@ async def enqueue(
     metadata: dict[str, Any] | None = None,
     delay: float | timedelta | None = None,
     at: datetime | None = None,
+    key: str | None = None,
 ) -> Task[Any]: ...
 async def enqueue(
     task_name: str | Callable[..., Any],
@@ -181,6 +184,7 @@ async def enqueue(
     metadata: dict[str, Any] | None = None,
     delay: float | timedelta | None = None,
     at: datetime | None = None,
+    key: str | None = None,
 ) -> Task[Any]:
     """Queue a task; its activity is QUEUED when this returns (for this process at once; for
     others within milliseconds: see :mod:`agentexec.activity.creates`).
@@ -188,6 +192,11 @@ async def enqueue(
     ``delay`` (seconds or a ``timedelta``) or ``at`` (a timezone-aware ``datetime``): the task
     waits in the queue backend until then (its QUEUED line says when), then runs in priority
     order with the others. See docs/execution-control.md.
+
+    ``key``: at most one task per key queued or running on the queue: while the task first
+    enqueued with ``key`` has not finished, this returns it (a ``Task`` with its agent id;
+    ``context`` is the one given here) instead of queuing another. The key is let go when the
+    task ends (a retry keeps it). Needs a queue with ``EnqueueKeys`` (memory, Redis, SQL).
 
     ``metadata`` is stored on the activity, for ``ax.activity.list(metadata_filter=...)`` (e.g.
     ``{"organization_id": "org-123"}``; rules in :mod:`agentexec.activity.metadata`).
@@ -207,6 +216,10 @@ async def enqueue(
     task = Task.queued(task_name, context, priority, queue_name, metadata)
     _locks(task, queue_name)
     backends = get_backends()
+    if key is not None:
+        existing = await _claim(backends.queue, queue_name, key, task)
+        if existing is not None:
+            return existing
     if due is not None and not isinstance(backends.queue, DelayedPush):
         raise TypeError(
             f"enqueue(..., delay=/at=): the queue backend {type(backends.queue).__name__} cannot "
@@ -235,9 +248,48 @@ async def enqueue(
         else:
             await backends.queue.push(task.to_envelope(queue_name), priority)
     except Exception as exc:
+        if key is not None:
+            await _unclaim(backends.queue, queue_name, key, task)
         await _not_queued([task], exc)
         raise
     return task
+
+
+async def _claim(queue: Any, queue_name: str, key: str, task: Task[Any]) -> Task[Any] | None:
+    """Claim ``key`` for ``task`` (``None``), or the task that holds it and has not finished.
+    A holder whose activity ended (its lease's ack was lost, say) is replaced."""
+    if not isinstance(queue, EnqueueKeys):
+        raise TypeError(
+            f"enqueue(..., key=): the queue backend {type(queue).__name__} cannot keep enqueue "
+            f"keys (it lacks EnqueueKeys.claim_key); use the memory, Redis or SQL queue"
+        )
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"enqueue: key must be a non-empty str, got {key!r}")
+    check_name("the enqueue key", key, 512)
+    from agentexec.activity.status import Status
+
+    replace: UUID | None = None
+    for _ in range(5):
+        holder = await queue.claim_key(queue_name, key, task.agent_id, replace)
+        if holder is None:
+            task.key = key
+            return None
+        detail = await get_backends().activity.adetail(holder)
+        if detail is None or detail.status not in (Status.COMPLETE, Status.ERROR, Status.CANCELED):
+            # queued or running (or created a moment ago by another producer)
+            return Task(
+                agent_id=holder, task_name=task.task_name, context=task.context,
+                queue_name=queue_name, priority=task.priority, metadata=task.metadata, key=key,
+            )
+        replace = holder
+    raise RuntimeError(f"enqueue: the key {key!r} changed hands five times while claiming it")
+
+
+async def _unclaim(queue: Any, queue_name: str, key: str, task: Task[Any]) -> None:
+    try:
+        await queue.release_key(queue_name, key, task.agent_id)
+    except Exception:  # the push failed too: the caller has that error
+        log.warning("enqueue key %r of %s could not be let go", key, task.agent_id, exc_info=True)
 
 
 def _due(delay: float | timedelta | None, at: datetime | None) -> float | None:

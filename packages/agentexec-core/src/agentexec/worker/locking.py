@@ -46,3 +46,11 @@ async def hold_locks(lease: Lease, definition: TaskDefinition | None, queue: Que
     if lease.envelope.locks is None:
         lease = dataclasses.replace(lease, envelope=lease.envelope.model_copy(update={"locks": locks}))
     return lease if await queue.acquire(lease) else None
+
+
+def without_key(lease: Lease) -> Lease:
+    """``lease`` acknowledged without letting its enqueue key go (a retry: the task is queued
+    again under the same agent id, and keeps its key until it ends)."""
+    if lease.envelope.key is None:
+        return lease
+    return dataclasses.replace(lease, envelope=lease.envelope.model_copy(update={"key": None}))

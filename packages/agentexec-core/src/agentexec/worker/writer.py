@@ -59,6 +59,7 @@ from agentexec.config import CONF
 from agentexec.faults import Outage, clean_text, describe, is_transient
 from agentexec.results import NonRetryableError, Outcome, RetryAfter
 from agentexec.task import Envelope, Task, TaskDefinition
+from agentexec.worker.locking import without_key
 from agentexec.worker.stager import Stager
 
 log = logging.getLogger("agentexec.worker")
@@ -681,7 +682,7 @@ class WorkerSink:
         self.writer.submit(
             LogEntry(task.agent_id, clean_text(message, None), Status.QUEUED),
             later=(again, time.time() + delay),
-            ack=self.leases.pop(task.agent_id),
+            ack=without_key(self.leases.pop(task.agent_id)),  # the retry keeps its enqueue key
         )
         return True
 
