@@ -213,12 +213,19 @@ class TaskLocks(Protocol):
     the oldest task parked on that key goes back to the front of its queue, to be taken and
     ``acquire`` again. So a lock lives exactly as long as its holder's lease: renewed by the
     consumer's heartbeats, freed by the reap of a dead consumer, never left behind by a crash.
-    Other tasks of the queue are taken meanwhile (no head-of-line blocking).
+    Other tasks of the queue are taken meanwhile (no head-of-line blocking). A worker calls
+    ``unlock`` as soon as the handler returns, so the next task of the key need not wait for
+    the finish to be written; the lease's end still releases whatever is left.
 
     ``remove`` finds a parked task too; ``parked`` counts the queue's parked tasks (they are
     not in ``length``). Locks are per queue: every pool on the queue shares them."""
 
     async def acquire(self, lease: Lease) -> bool: ...
+
+    async def unlock(self, lease: Lease) -> None:
+        """The task's run is over (its finish is still being written): release its locks now,
+        with the same moves of parked tasks; its later ``ack`` then releases nothing more."""
+        ...
 
     async def parked(self, queue_name: str) -> int: ...
 

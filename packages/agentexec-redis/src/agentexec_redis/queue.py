@@ -451,6 +451,14 @@ class RedisQueue:
             self._forget(lease)  # parked: out of the in-flight list
         return got
 
+    async def unlock(self, lease: Lease) -> None:
+        names = list(lease.envelope.locks or ())
+        await retrying(
+            "unlock",
+            lambda: _locks.unlock(self._redis(), lease.queue_name, lease.envelope.agent_id, names),
+            max(self.lease_timeout, 1.0),
+        )
+
     async def parked(self, queue_name: str) -> int:
         key = _locks.parked_key(queue_name)
         return int(await retrying("parked", lambda: self._redis().hlen(key), self._op_window()))  # type: ignore[arg-type]

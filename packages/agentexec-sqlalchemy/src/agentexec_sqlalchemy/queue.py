@@ -12,8 +12,8 @@ leases of silent consumers back or dead-letters them.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ from agentexec_sqlalchemy.transport_models import (
     queue_table,
 )
 
+T = TypeVar("T")
 Q = queue_table
 D = dead_letter_table
 DL = delayed_table
@@ -317,7 +318,10 @@ class SQLQueue(SQLTransport):
         return {"row_id": row_id, "cid": lease.consumer_id, "att": attempts}
 
     async def ack(self, lease: Lease) -> None:
-        await self.run_write(self._ack, lease, durable=lease.envelope.locks is not None)
+        if lease.envelope.locks is not None:
+            await self._lock_write(self._ack, lease)
+        else:
+            await self.run_write(self._ack, lease, durable=False)
         self._wake_moved()
 
     def _wake_moved(self) -> None:
@@ -336,7 +340,28 @@ class SQLQueue(SQLTransport):
 
     # -- locks (TaskLocks) and enqueue keys (EnqueueKeys) ---------------------------------
     async def acquire(self, lease: Lease) -> bool:
-        return await self.run_write(self._acquire, lease)
+        return await self._lock_write(self._acquire, lease)
+
+    async def _lock_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` in a write transaction of its own on PostgreSQL (the batching
+        writer would put other writes around it: row locks taken after the task-lock advisory
+        lock in one process and before it in another deadlock), retried if PostgreSQL still
+        picks it as a deadlock victim. SQLite has one writer at a time: the batch is fine."""
+        if self.is_sqlite:
+            return await self.run_write(fn, *args)
+
+        def own() -> T:
+            for attempt in range(5):
+                try:
+                    # not durable: lost in a crash, a lock and its lease go together
+                    with self.write(durable=False) as conn:
+                        return fn(conn, *args)
+                except sa.exc.OperationalError as exc:
+                    if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == 4:
+                        raise
+            raise AssertionError("unreachable")
+
+        return await self.run(own)
 
     def _acquire(self, conn: Connection, lease: Lease) -> bool:
         env = lease.envelope
@@ -385,6 +410,10 @@ class SQLQueue(SQLTransport):
         ))
         return False
 
+    async def unlock(self, lease: Lease) -> None:
+        await self._lock_write(self._unlock, lease.queue_name, str(lease.envelope.agent_id))
+        self._wake_moved()
+
     async def parked(self, queue_name: str) -> int:
         def read() -> int:
             with self.read() as conn:
@@ -397,6 +426,10 @@ class SQLQueue(SQLTransport):
     def _unlock(self, conn: Connection, queue_name: str, aid: str) -> None:
         """Inside a write: release the locks ``aid`` holds, and move the oldest task parked on
         each back to the front of the queue."""
+        if not conn.execute(
+            sa.select(LK.c.lock_key).where(LK.c.queue_name == queue_name, LK.c.agent_id == aid).limit(1)
+        ).first():
+            return  # it holds no lock (most reaped tasks): no advisory lock taken
         if not self.is_sqlite:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_locks_key(queue_name))))
         keys = conn.execute(
@@ -426,7 +459,7 @@ class SQLQueue(SQLTransport):
     async def claim_key(
         self, queue_name: str, key: str, agent_id: UUID, replace: UUID | None = None
     ) -> UUID | None:
-        return await self.run_write(self._claim_key, queue_name, key, agent_id, replace)
+        return await self._lock_write(self._claim_key, queue_name, key, agent_id, replace)
 
     def _claim_key(
         self, conn: Connection, queue_name: str, key: str, agent_id: UUID, replace: UUID | None
@@ -451,8 +484,13 @@ class SQLQueue(SQLTransport):
         await self.run_write(self._drop_key, queue_name, key, agent_id)
 
     async def release(self, lease: Lease) -> None:
-        if await self.run_write(self._release, lease, durable=False):
+        if lease.envelope.locks is not None:
+            released = await self._lock_write(self._release, lease)
+        else:
+            released = await self.run_write(self._release, lease, durable=False)
+        if released:
             self.wake_local("queue", lease.queue_name)
+        self._wake_moved()
 
     def _release(self, conn: Connection, lease: Lease) -> bool:
         params = {**self._mine(lease), "front": time.time_ns()}

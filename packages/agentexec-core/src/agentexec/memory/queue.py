@@ -184,6 +184,10 @@ class MemoryQueue:
                 self._parked.setdefault(queue_name, {})[aid] = lease.token
             return False
 
+    async def unlock(self, lease: Lease) -> None:
+        with self._lock:
+            self._unlock(lease.queue_name, str(lease.envelope.agent_id))
+
     async def parked(self, queue_name: str) -> int:
         with self._lock:
             return len(self._parked.get(queue_name, {}))

@@ -56,7 +56,7 @@ METHOD_CAPABILITIES: dict[str, MethodCapability] = {
     "in_flight": MethodCapability(InFlightView, ("in_flight",)),
     "remove_queued": MethodCapability(RemoveQueued, ("remove",)),
     "delayed_push": MethodCapability(DelayedPush, ("push_at", "delayed")),
-    "task_locks": MethodCapability(TaskLocks, ("acquire", "parked")),
+    "task_locks": MethodCapability(TaskLocks, ("acquire", "unlock", "parked")),
     "enqueue_keys": MethodCapability(EnqueueKeys, ("claim_key", "release_key")),
     "reserve_many": MethodCapability(BatchReserve, ("reserve_many",)),
     "ack_many": MethodCapability(BatchAck, ("ack_many",)),
@@ -95,7 +95,7 @@ class Capabilities:
     #: :class:`agentexec.backends.DelayedPush` ``push_at``/``delayed``: delayed tasks and
     #: retries wait in the backend until their due time
     delayed_push: bool | None = None
-    #: :class:`agentexec.backends.TaskLocks` ``acquire``/``parked``: ``lock_key=`` and
+    #: :class:`agentexec.backends.TaskLocks` ``acquire``/``unlock``/``parked``: ``lock_key=`` and
     #: ``max_concurrency=`` (a task whose lock is full is parked per key until a holder ends)
     task_locks: bool | None = None
     #: :class:`agentexec.backends.EnqueueKeys` ``claim_key``/``release_key``:

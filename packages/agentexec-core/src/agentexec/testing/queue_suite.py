@@ -661,6 +661,30 @@ class QueueSuite(Suite):
         assert await queue.length(queue_name) == 0
         assert (await queue.stats(queue_name)).in_flight == 0
 
+    async def test_unlock_frees_the_locks_before_the_ack(self, queue: Any, queue_name: str) -> None:
+        """``unlock`` (the handler returned; its finish is still being written) releases the
+        lease's locks at once and moves a parked task back; the later ``ack`` releases nothing
+        more (the key's new holder keeps it).
+
+        Needs ``Capabilities.task_locks``. Troubleshooting: release by agent id, once: a second
+        release (the ack) must find nothing to release."""
+        self.require("task_locks", queue)
+        queue.lease_timeout = 30.0
+        await self._locked(queue, queue_name, 1, {"key:a": 1})
+        await self._locked(queue, queue_name, 2, {"key:a": 1})
+        await self._locked(queue, queue_name, 3, {"key:a": 1})
+        first, second, third = await self._take(queue, queue_name, 3)
+        assert [await queue.acquire(x) for x in (first, second, third)] == [True, False, False]
+        await queue.unlock(first)
+        assert await queue.parked(queue_name) == 1
+        (again,) = await self._take(queue, queue_name, 1, consumer="c2")
+        assert await queue.acquire(again) is True
+        await queue.ack(first)  # nothing left to release: the key stays with `again`
+        assert await queue.parked(queue_name) == 1, "an ack after unlock released the lock again"
+        assert await queue.length(queue_name) == 0
+        await queue.ack(again)
+        assert await queue.parked(queue_name) == 0 and await queue.length(queue_name) == 1
+
     async def test_a_counted_lock_admits_up_to_its_limit(self, queue: Any, queue_name: str) -> None:
         """A lock with limit N (``max_concurrency=N``) is held by up to N tasks at once; the
         next parks until one of them ends (here by ``release``, a stopping worker's give-back,

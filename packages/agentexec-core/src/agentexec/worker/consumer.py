@@ -35,7 +35,7 @@ from agentexec.task import Task, TaskDefinition
 from agentexec.worker.channels import control_channel, is_shutdown_for
 from agentexec.worker.lanes import Lane
 from agentexec.worker.lifecycle import execute_task, failure, reject, set_sink, unknown_task_error
-from agentexec.worker.locking import LocksUnsupported, hold_locks
+from agentexec.worker.locking import LocksUnsupported, hold_locks, unlock_early
 from agentexec.worker.reaping import RELEASED_MESSAGE
 from agentexec.worker.stager import Stager
 from agentexec.worker.writer import MAX_BATCH, ActivityWriter, WorkerSink
@@ -384,6 +384,8 @@ class Worker:
                 await execute_task(task, quiet=quiet)
             except Exception:
                 pass  # the lifecycle recorded it (activity ERROR, failed outcome) and logged it
+            if lease.envelope.locks is not None:
+                await unlock_early(lease, self.backends.queue)
         except anyio.get_cancelled_exc_class():
             reason = self._cancelling.pop(env.agent_id, None)
             if reason is not None and env.agent_id in self.sink.leases:

@@ -9,9 +9,12 @@ parked task's lease; the take itself is unchanged, so tasks without locks pay no
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from agentexec.backends import Lease, QueueBackend, TaskLocks
 from agentexec.task import TaskDefinition
+
+log = logging.getLogger("agentexec")
 
 
 class LocksUnsupported(RuntimeError):
@@ -26,8 +29,11 @@ def locks_of(lease: Lease, definition: TaskDefinition | None) -> dict[str, int] 
     if definition is None or (definition.lock_key is None and definition.max_concurrency is None):
         return None
     try:
-        return definition.locks_for(lease.envelope.context)
-    except ValueError:
+        # the context as the handler will see it (defaults filled in), as a producer that
+        # knows the task evaluates the template
+        context = definition.validate_context(lease.envelope.context).model_dump(mode="json")
+        return definition.locks_for(context)
+    except ValueError:  # pydantic's ValidationError too
         return None  # the context is not the task's: the lifecycle rejects it, lock-free
 
 
@@ -54,3 +60,16 @@ def without_key(lease: Lease) -> Lease:
     if lease.envelope.key is None:
         return lease
     return dataclasses.replace(lease, envelope=lease.envelope.model_copy(update={"key": None}))
+
+
+async def unlock_early(lease: Lease, queue: QueueBackend) -> None:
+    """The handler is done: its locks go now, not after the finish is written (line, outcome,
+    ack: several commits on a SQL queue), so the next task of its key starts sooner. Safe: a
+    crash before the ack redelivers a task whose outcome is staged or stored, which is not run
+    again; one that must run again takes its locks again first."""
+    if not isinstance(queue, TaskLocks):
+        return
+    try:
+        await queue.unlock(lease)
+    except Exception as exc:  # the ack releases them
+        log.debug("early unlock of %s failed (%r); its ack releases its locks", lease.envelope.agent_id, exc)
