@@ -240,6 +240,7 @@ def outcomes(junit: Path) -> dict[str, dict[str, set[str]]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # 64 backends through the whole kit: ~100 s on a loaded 2-core machine
 def test_each_broken_backend_fails_the_kit_on_the_test_naming_its_bug(pytester: pytest.Pytester) -> None:
     for source in BROKEN.glob("broken_*.py"):
         shutil.copy(source, pytester.path / source.name)

@@ -91,8 +91,7 @@ async def _until_idle(state: _Consumer, deadline: float) -> bool:
     return True
 
 
-#: longest block of a ``reserve`` (seconds) before it looks at the delayed set again
-DELAYED_RECHECK = 0.25
+_WAKE = _lua.WAKE.encode()
 
 
 async def _command(r: aioredis.Redis, *args: Any) -> Any:
@@ -260,10 +259,9 @@ class RedisQueue:
         """Move the queue's due delayed tasks into its list; returns ``deadline``, or sooner:
         when the next delayed task falls due."""
         left = await _lua.PROMOTE(self._redis(), [keys.delayed, keys.queue])
-        # a push_at cannot wake a blocked BLMOVE: blocks are cut at DELAYED_RECHECK, so a task
-        # delayed by more than that (pushed while this consumer blocks) is still taken on time
-        wait = DELAYED_RECHECK if left is None else min(max(float(left), 0.0) + 0.001, DELAYED_RECHECK)
-        return min(deadline, time.monotonic() + wait)
+        if left is None:
+            return deadline  # nothing delayed: a push_at that comes meanwhile wakes us (WAKE)
+        return min(deadline, time.monotonic() + max(float(left), 0.0) + 0.001)
 
     async def push_at(self, envelope: Envelope, due: float) -> None:
         """Wait in the queue's delayed set until ``due`` (the server's clock is compared with
@@ -275,12 +273,11 @@ class RedisQueue:
         keys = queue_keys(envelope.queue_name)
         member = ("H:" if envelope.priority is Priority.HIGH else "L:") + envelope.model_dump_json()
 
-        async def send() -> None:
-            r = self._redis()
-            now_s, now_us = await r.time()
-            await r.zadd(keys.delayed, {member: now_s + now_us / 1e6 + left})
-
-        await retrying("push_at", send, self._op_window())
+        await retrying(
+            "push_at",
+            lambda: _lua.PUSH_AT(self._redis(), [keys.delayed, keys.queue], [member, left, _lua.WAKE]),
+            self._op_window(),
+        )
 
     async def delayed(self, queue_name: str) -> int:
         keys = queue_keys(queue_name)
@@ -402,6 +399,9 @@ class RedisQueue:
     ) -> Lease | _Again:
         """A lease for a payload now in the consumer's in-flight list (or a dead letter)."""
         inflight = keys.inflight(consumer_id)
+        if raw == _WAKE:  # a push_at's wake-up: the reserve re-reads the earliest due time
+            await r.lrem(inflight, 1, raw)  # type: ignore[arg-type]
+            return _AGAIN
         try:
             envelope = Envelope.model_validate_json(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValidationError) as exc:
@@ -648,7 +648,7 @@ class RedisQueue:
     # -- inspection --------------------------------------------------------------------------
     async def length(self, queue_name: str) -> int:
         key = queue_keys(queue_name).queue
-        return int(await retrying("length", lambda: self._redis().llen(key), self._op_window()))
+        return int(await retrying("length", lambda: _lua.LENGTH(self._redis(), [key], [_lua.WAKE]), self._op_window()))
 
     async def stats(self, queue_name: str) -> QueueStats:
         keys = queue_keys(queue_name)
