@@ -6,6 +6,7 @@ starts; a finished one is left alone; handlers past ``timeout=1`` end ERROR and 
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -225,7 +226,7 @@ async def test_lock_key_serializes_each_key_and_lets_the_others_flow(
     gaps: list[float] = []
     for user in seconds:
         spans = sorted((starts[label], ends[label]) for label in starts if user_of[label] == user)
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             gaps.append(start - end)
             assert start >= end, (
                 f"two tasks of {user} ran at once ({start:.3f} < {end:.3f}): "

@@ -69,7 +69,7 @@ async def test_max_concurrency_bounds_runs_and_lock_key_filled_by_the_worker(
     tasks = [await ax.enqueue(limited, Job(user_id=str(n)), queue_name=pool.queue_name) for n in range(6)]
     # a producer that does not know the task (no pool in its process): its envelope has no
     # locks, and the worker fills them in from its definition
-    for n in range(4):
+    for _ in range(4):
         env = Envelope(
             agent_id=uuid.uuid4(), task_name="per_user", context={"user_id": "u1", "seconds": 0.05},
             queue_name=pool.queue_name,

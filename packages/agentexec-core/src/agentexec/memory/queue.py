@@ -130,15 +130,10 @@ class MemoryQueue:
         needle = str(agent_id)
         with self._lock:
             raw = self._parked.get(queue_name, {}).pop(needle, None)
-            if raw is not None:
-                env = Envelope.model_validate_json(raw)
-                if env.key is not None:
-                    self._drop_key(queue_name, env.key, agent_id)
-                return env
-            env = self._remove(queue_name, agent_id, needle)
-            if env is not None and env.key is not None:
-                self._drop_key(queue_name, env.key, agent_id)
-            return env
+            found = Envelope.model_validate_json(raw) if raw is not None else self._remove(queue_name, agent_id, needle)
+            if found is not None and found.key is not None:
+                self._drop_key(queue_name, found.key, agent_id)
+            return found
 
     def _remove(self, queue_name: str, agent_id: uuid.UUID, needle: str) -> Envelope | None:
         heap = self._due.get(queue_name, [])
