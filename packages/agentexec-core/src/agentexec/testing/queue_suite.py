@@ -733,7 +733,8 @@ class QueueSuite(Suite):
         """``ax.cancel`` of a task parked on a lock: ``remove`` takes it out of the parked
         place, and the holder's end then moves nothing back.
 
-        Needs ``Capabilities.task_locks`` and ``Capabilities.remove_queued``."""
+        Needs ``Capabilities.task_locks`` and ``Capabilities.remove_queued``. Troubleshooting:
+        look in the parked place as well, and drop the parked entry so no release moves it."""
         self.require("task_locks", queue)
         self.require("remove_queued", queue)
         queue.lease_timeout = 30.0
