@@ -251,7 +251,7 @@ def _forget_the_pools_a_test_made() -> Iterator[None]:
     yield
     import sys
 
-    registry = sys.modules.get("agentexec.worker.registry")
+    registry = sys.modules.get("agentexec.registry")
     if registry is not None:
         registry._pools.clear()
 

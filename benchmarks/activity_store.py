@@ -32,9 +32,9 @@ import sqlalchemy as sa
 from _support import fresh_postgres
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry
+from agentexec_sqlalchemy.activity.models import Activity, ActivityLog, Base
+from agentexec_sqlalchemy.activity.store import SQLActivityStore
 from agentexec_sqlalchemy.engine import create_engine
-from agentexec_sqlalchemy.models import Activity, ActivityLog, Base
-from agentexec_sqlalchemy.store import SQLActivityStore
 
 #: the activity row carries its status (agentexec-sqlalchemy 0.4 with migration ax0002); False
 #: when this script measures an older checkout

@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 from _support import envelopes, fresh_postgres, rate
-from agentexec_sqlalchemy.queue import SQLQueue
+from agentexec_sqlalchemy.transport.queue import SQLQueue
 
 BATCH = 1000
 
@@ -75,7 +75,7 @@ async def throughput(queue: SQLQueue, tasks: int) -> None:
 PRODUCER = """
 import asyncio, random, sys, time, uuid
 from agentexec.task import Envelope
-from agentexec_sqlalchemy.queue import SQLQueue
+from agentexec_sqlalchemy.transport.queue import SQLQueue
 
 url, name, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
 

@@ -18,7 +18,7 @@ from agentexec.activity.schemas import (
     ActivityListItemSchema,
     ActivityListSchema,
 )
-from agentexec_sqlalchemy.store import SQLActivityStore
+from agentexec_sqlalchemy.activity.store import SQLActivityStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from agentexec.core.db import set_global_session
 from agentexec.runtime import set_backends
+from agentexec_sqlalchemy.activity.models import Activity
+from agentexec_sqlalchemy.activity.session import clear_global_session
 from agentexec_sqlalchemy.engine import get_engine, normalize_url
-from agentexec_sqlalchemy.models import Activity
-from agentexec_sqlalchemy.session import clear_global_session
 from pydantic import BaseModel
 
 pytestmark = pytest.mark.anyio

@@ -27,11 +27,11 @@ async def bus(request: pytest.FixtureRequest, unique_name: str, tmp_path: Path) 
     if request.param == "memory":
         backend = MemoryEvents(f"memory://{unique_name}")
     elif request.param == "sqlite":
-        from agentexec_sqlalchemy.events import SQLEvents
+        from agentexec_sqlalchemy.transport.events import SQLEvents
 
         backend = SQLEvents(f"sqlite:///{tmp_path}/events.db")
     elif request.param == "postgresql":
-        from agentexec_sqlalchemy.events import SQLEvents
+        from agentexec_sqlalchemy.transport.events import SQLEvents
 
         backend = SQLEvents(request.getfixturevalue("postgres_server_url"))
     else:

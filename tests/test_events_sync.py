@@ -24,12 +24,12 @@ class Ping(BaseModel):
 def bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventBackend]:
     backend: EventBackend
     if request.param == "sqlite":
-        from agentexec_sqlalchemy.events import SQLEvents
+        from agentexec_sqlalchemy.transport.events import SQLEvents
 
         backend = SQLEvents(f"sqlite:///{tmp_path}/events.db")
         backend.ensure_schema()  # type: ignore[attr-defined]
     elif request.param == "postgresql":
-        from agentexec_sqlalchemy.events import SQLEvents
+        from agentexec_sqlalchemy.transport.events import SQLEvents
 
         backend = SQLEvents(request.getfixturevalue("postgres_server_url"))
     else:

@@ -117,8 +117,8 @@ async def _run_while_all_live(pools: list[subprocess.Popen[bytes]], logs: list[P
 def _scheduled_for(db: str, name: str) -> list[datetime]:
     """The tick each activity of the schedule was enqueued for (its ``scheduled_for`` metadata)."""
     import sqlalchemy as sa
+    from agentexec_sqlalchemy.activity.models import Activity
     from agentexec_sqlalchemy.engine import get_engine
-    from agentexec_sqlalchemy.models import Activity
 
     with get_engine(db).connect() as conn:
         rows = conn.execute(sa.select(Activity.metadata_)).scalars().all()

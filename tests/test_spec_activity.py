@@ -68,7 +68,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     ax.Base.metadata.create_all(engine)
     set_global_session(engine)  # what a worker does; ax.activity without session= uses it
     yield engine
-    from agentexec_sqlalchemy.session import clear_global_session
+    from agentexec_sqlalchemy.activity.session import clear_global_session
 
     clear_global_session()
     engine.dispose()

@@ -138,9 +138,9 @@ async def test_a_cancel_heard_before_the_task_arrives_stops_it_before_it_starts(
     """The cancel came while this worker's reserve was bringing the task (the queue no longer
     had it, the worker did not hold it yet): the worker remembers the request and ends the task
     CANCELED instead of starting it."""
+    from agentexec.lanes import Lane
     from agentexec.task import TaskDefinition
     from agentexec.worker.consumer import Worker
-    from agentexec.worker.lanes import Lane
 
     ran: list[UUID] = []
 

@@ -211,7 +211,7 @@ async def test_a_refused_line_is_isolated_and_stored_cleaned(backends: Backends)
             await writer.close()
     lines = [(await backends.activity.adetail(a)).logs[-1].message for a in ids]  # type: ignore[union-attr]
     assert lines == [("a NULbyte" if i == 17 else f"line {i}") for i in range(40)]
-    assert writer.accepting and store.calls < 20  # halves, not one call per line
+    assert writer.health.accepting and store.calls < 20  # halves, not one call per line
 
 
 async def test_a_line_refused_even_cleaned_is_replaced_by_a_note_keeping_its_status(backends: Backends) -> None:
@@ -243,7 +243,7 @@ async def test_a_store_that_refuses_everything_is_waited_out_not_dropped(
         tg.start_soon(writer.run)
         writer.submit(LogEntry(agent_id, "line", Status.RUNNING))
         with anyio.fail_after(5):
-            while writer.accepting:
+            while writer.health.accepting:
                 await anyio.sleep(0.01)
         store.refuses = None  # fixed
         with anyio.fail_after(10):
@@ -271,9 +271,9 @@ async def test_an_outage_stops_new_tasks_until_writes_succeed_and_is_logged_once
             data = Outcome.ok("t", "v").encode()
             writer.submit(LogEntry(agent_id, "done", Status.COMPLETE, 100), outcome=(agent_id, data), ack=lease)
         await anyio.sleep(0.02)
-        blocked.append(writer.accepting)
+        blocked.append(writer.health.accepting)
         with anyio.fail_after(20):
-            await writer.ready()
+            await writer.health.ready()
             await writer.close()
     assert blocked == [False]
     assert store.down == results.down == queue.down == 0
@@ -306,17 +306,17 @@ async def test_a_refused_outcome_is_replaced_by_the_failure_and_the_rest_are_sto
 async def test_finished_tasks_waiting_for_their_ack_hold_the_worker_back(backends: Backends) -> None:
     queue = Faulty(backends.queue, down=1000)
     writer = ActivityWriter(backends.activity, backends.results, queue)  # type: ignore[arg-type]
-    writer.max_unfinished = 3
+    writer.health.max_unfinished = 3
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         for _ in range(3):
             writer.submit(None, ack=await _lease(backends, "q-held"))
-        assert not writer.accepting
+        assert not writer.health.accepting
         queue.down = 0
         with anyio.fail_after(10):
-            await writer.ready()
+            await writer.health.ready()
             await writer.close()
-    assert writer.accepting
+    assert writer.health.accepting
 
 
 # -- a pool on the in-process backends -------------------------------------------------------

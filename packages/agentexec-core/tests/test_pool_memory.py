@@ -601,7 +601,7 @@ async def test_a_redelivered_task_whose_activity_failed_is_not_run_again(
 
 
 async def test_current_task_is_visible_to_the_handler(make_pool: Any) -> None:
-    from agentexec.worker.lifecycle import current_task
+    from agentexec.lifecycle import current_task
 
     pool = make_pool()
 

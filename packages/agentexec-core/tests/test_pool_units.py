@@ -16,6 +16,7 @@ import agentexec as ax
 from agentexec.cli import COMMAND_MODULES, build_parser, main
 from agentexec.cli.run import load_pool
 from agentexec.config import CONF
+from agentexec.lanes import lane_queue_name
 from agentexec.runtime import Backends, set_backends
 from agentexec.task import TaskDefinition
 from agentexec.worker.channels import (
@@ -24,7 +25,6 @@ from agentexec.worker.channels import (
     logs_channel,
     shutdown_message,
 )
-from agentexec.worker.lanes import lane_queue_name
 from agentexec.worker.logs import LogForwarder, emit_worker_record, install_forwarder
 
 
@@ -188,9 +188,10 @@ async def test_a_task_aborted_before_its_first_step_goes_back_with_its_slot(back
     ever ran (an abort right after the reserve) still frees its slot and gives its task back."""
     import anyio
 
+    from agentexec.lanes import Lane
     from agentexec.worker.consumer import Worker
-    from agentexec.worker.lanes import Lane
-    from agentexec.worker.writer import ActivityWriter, WorkerSink
+    from agentexec.worker.sink import WorkerSink
+    from agentexec.worker.writer import ActivityWriter
 
     queue = f"q{uuid.uuid4().hex[:8]}"
 

@@ -79,9 +79,9 @@ class TestPydanticAIRunnerOnSQLite(TestPydanticAIRunner):
     def runner_backends(self, tmp_path: Path) -> Iterator[Any]:
         from agentexec.runtime import build_backends
         from agentexec_sqlalchemy import engine as engines
-        from agentexec_sqlalchemy.models import Base
-        from agentexec_sqlalchemy.session import clear_global_session
-        from agentexec_sqlalchemy.store import SQLActivityStore
+        from agentexec_sqlalchemy.activity.models import Base
+        from agentexec_sqlalchemy.activity.session import clear_global_session
+        from agentexec_sqlalchemy.activity.store import SQLActivityStore
 
         engine = engines.create_engine(f"sqlite:///{tmp_path}/activity.db")
         Base.metadata.create_all(engine)

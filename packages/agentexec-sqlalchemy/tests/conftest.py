@@ -11,9 +11,9 @@ from agentexec.memory.events import MemoryEvents
 from agentexec.memory.queue import MemoryQueue
 from agentexec.memory.results import MemoryResults
 from agentexec_sqlalchemy import engine as engines
-from agentexec_sqlalchemy.models import Activity, ActivityLog, Base
-from agentexec_sqlalchemy.session import clear_global_session
-from agentexec_sqlalchemy.store import SQLActivityStore
+from agentexec_sqlalchemy.activity.models import Activity, ActivityLog, Base
+from agentexec_sqlalchemy.activity.session import clear_global_session
+from agentexec_sqlalchemy.activity.store import SQLActivityStore
 from sqlalchemy.engine import Engine
 
 DATABASES = ("sqlite_file", "sqlite_memory", "postgresql")

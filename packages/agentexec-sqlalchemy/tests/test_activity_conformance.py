@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from agentexec.testing import ActivityStoreSuite, Capabilities, PluginPackagingSuite
 from agentexec_sqlalchemy import engine as engines
-from agentexec_sqlalchemy.models import Base
-from agentexec_sqlalchemy.session import clear_global_session
-from agentexec_sqlalchemy.store import SQLActivityStore
+from agentexec_sqlalchemy.activity.models import Base
+from agentexec_sqlalchemy.activity.session import clear_global_session
+from agentexec_sqlalchemy.activity.store import SQLActivityStore
 from sqlalchemy.engine import Engine
 
 

@@ -9,14 +9,14 @@ import agentexec as ax
 import pytest
 import sqlalchemy as sa
 from agentexec.core.db import set_global_session
-from agentexec_sqlalchemy.store import SQLActivityStore
+from agentexec_sqlalchemy.activity.store import SQLActivityStore
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session
 
 
 def test_the_documented_import_paths() -> None:
     from agentexec.activity.models import Activity, ActivityLog, Base, Status
-    from agentexec_sqlalchemy import models
+    from agentexec_sqlalchemy.activity import models
 
     assert ax.Base is Base is models.Base and issubclass(Base, DeclarativeBase)
     assert (Activity, ActivityLog) == (models.Activity, models.ActivityLog)

@@ -8,7 +8,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 from agentexec.core.db import get_global_session, remove_global_session, set_global_session
-from agentexec_sqlalchemy.session import clear_global_session, global_engine
+from agentexec_sqlalchemy.activity.session import clear_global_session, global_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 

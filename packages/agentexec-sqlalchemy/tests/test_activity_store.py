@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from agentexec.activity.status import Status
 from agentexec.backends import ActivityStore, LogEntry
+from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
+from agentexec_sqlalchemy.activity.store import CANCELED_MESSAGE, SQLActivityStore
 from agentexec_sqlalchemy.errors import MissingTablesError
-from agentexec_sqlalchemy.models import Activity, ActivityLog
-from agentexec_sqlalchemy.store import CANCELED_MESSAGE, SQLActivityStore
 from sqlalchemy.engine import Engine
 
 
@@ -209,8 +209,8 @@ def test_concurrent_writers_on_one_activity_keep_every_log_in_order(
 
 @pytest.mark.anyio
 async def test_concurrent_async_calls_on_memory_sqlite(tmp_path: Any) -> None:
+    from agentexec_sqlalchemy.activity.models import Base
     from agentexec_sqlalchemy.engine import create_engine
-    from agentexec_sqlalchemy.models import Base
 
     engine = create_engine("sqlite://")
     Base.metadata.create_all(engine)
@@ -340,7 +340,7 @@ async def test_pg_writes_survive_their_idle_connection_being_cut(
 ) -> None:
     """A server restart (here: its backends terminated) while the async connections sat idle:
     the next write checks the connection first and opens a new one, instead of failing."""
-    from agentexec_sqlalchemy import pg_writes
+    from agentexec_sqlalchemy.activity import pg_writes
 
     store = SQLActivityStore(pg_engine)
     await store.acreate("t", "first")

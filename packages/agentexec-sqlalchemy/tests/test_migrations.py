@@ -23,12 +23,12 @@ import sqlalchemy as sa
 from agentexec.activity.status import Status
 from agentexec.cli import main as cli
 from agentexec_sqlalchemy import migrations
+from agentexec_sqlalchemy.activity.models import ACTIVITY_LOG_TABLE as L
+from agentexec_sqlalchemy.activity.models import ACTIVITY_TABLE as A
+from agentexec_sqlalchemy.activity.models import Base
+from agentexec_sqlalchemy.activity.store import SQLActivityStore
 from agentexec_sqlalchemy.engine import create_engine, dispose_all
 from agentexec_sqlalchemy.errors import SchemaOutdatedError
-from agentexec_sqlalchemy.models import ACTIVITY_LOG_TABLE as L
-from agentexec_sqlalchemy.models import ACTIVITY_TABLE as A
-from agentexec_sqlalchemy.models import Base
-from agentexec_sqlalchemy.store import SQLActivityStore
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Engine
@@ -429,7 +429,7 @@ def _mismatches(engine: Engine) -> list[Any]:
 @pytest.mark.anyio
 async def test_every_write_keeps_the_status_column(store: SQLActivityStore, db_engine: Engine) -> None:
     from agentexec.backends import LogEntry
-    from agentexec_sqlalchemy.models import Activity, ActivityLog
+    from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
     from sqlalchemy.orm import Session
 
     one = store.create("t", "queued")

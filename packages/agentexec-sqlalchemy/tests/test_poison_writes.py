@@ -22,8 +22,8 @@ from agentexec.backends import LogEntry
 from agentexec.memory.queue import MemoryQueue
 from agentexec.memory.results import MemoryResults
 from agentexec.worker.writer import ActivityWriter
-from agentexec_sqlalchemy.batching import BatchWriter
-from agentexec_sqlalchemy.store import SQLActivityStore
+from agentexec_sqlalchemy.activity.store import SQLActivityStore
+from agentexec_sqlalchemy.transport.batching import BatchWriter
 from sqlalchemy.engine import Engine
 
 pytestmark = [
@@ -54,7 +54,7 @@ async def test_a_refused_line_among_good_ones_lands_cleaned_and_the_rest_land(st
         assert (detail.status, detail.logs[-1].message) == (
             (Status.ERROR, expected[i]) if i in bad else (Status.RUNNING, f"line {i}")
         )
-    assert writer.accepting
+    assert writer.health.accepting
 
 
 async def test_a_refused_activity_among_good_ones_fails_alone(

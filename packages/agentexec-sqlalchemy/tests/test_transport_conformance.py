@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from agentexec.testing import Capabilities, EventsSuite, PoolSuite, QueueSuite, ResultsSuite
-from agentexec_sqlalchemy.events import SQLEvents
-from agentexec_sqlalchemy.queue import SQLQueue
-from agentexec_sqlalchemy.results import SQLResults
+from agentexec_sqlalchemy.transport.events import SQLEvents
+from agentexec_sqlalchemy.transport.queue import SQLQueue
+from agentexec_sqlalchemy.transport.results import SQLResults
 
 
 @pytest.fixture(scope="module")

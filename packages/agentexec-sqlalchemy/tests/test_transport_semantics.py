@@ -15,18 +15,18 @@ from agentexec.backends import EventGapError
 from agentexec.config import CONF
 from agentexec.plugins import get_registry
 from agentexec.task import Envelope, Priority
-from agentexec_sqlalchemy import events as events_module
+from agentexec_sqlalchemy.activity.models import Base
 from agentexec_sqlalchemy.engine import get_engine
-from agentexec_sqlalchemy.events import SQLEvents
-from agentexec_sqlalchemy.models import Base
-from agentexec_sqlalchemy.queue import SQLQueue
-from agentexec_sqlalchemy.results import SQLResults
-from agentexec_sqlalchemy.transport_models import (
+from agentexec_sqlalchemy.transport import events as events_module
+from agentexec_sqlalchemy.transport.events import SQLEvents
+from agentexec_sqlalchemy.transport.models import (
     TRANSPORT_TABLES,
     consumer_table,
     event_table,
     result_table,
 )
+from agentexec_sqlalchemy.transport.queue import SQLQueue
+from agentexec_sqlalchemy.transport.results import SQLResults
 
 pytestmark = pytest.mark.anyio
 
@@ -264,7 +264,7 @@ async def test_a_forked_process_uses_the_inherited_backend_on_its_own_connection
 async def test_sqlite_waiters_share_one_poll(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """300 result waiters cost one query per poll step, not 300: a write that bypasses this
     process (as another process's would) wakes them all through the shared poller."""
-    from agentexec_sqlalchemy.watch_sqlite import SqlitePoller
+    from agentexec_sqlalchemy.transport.watch_sqlite import SqlitePoller
 
     results = SQLResults(sqlite_url)
     polls: list[int] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 from agentexec.task import Envelope, Priority
-from agentexec_sqlalchemy.queue import SQLQueue
+from agentexec_sqlalchemy.transport.queue import SQLQueue
 
 TOTAL = 2_000
 CONSUMERS = 3
@@ -22,7 +22,7 @@ CONSUMERS = 3
 CONSUMER = """
 import json, sys, anyio
 from pathlib import Path
-from agentexec_sqlalchemy.queue import SQLQueue
+from agentexec_sqlalchemy.transport.queue import SQLQueue
 
 url, queue_name, consumer, done_flag = sys.argv[1:5]
 

@@ -14,17 +14,17 @@ import anyio
 import pytest
 import sqlalchemy as sa
 from agentexec.task import Envelope
-from agentexec_sqlalchemy.queue import SQLQueue
-from agentexec_sqlalchemy.results import SQLResults
-from agentexec_sqlalchemy.transport_models import queue_table
+from agentexec_sqlalchemy.transport.models import queue_table
+from agentexec_sqlalchemy.transport.queue import SQLQueue
+from agentexec_sqlalchemy.transport.results import SQLResults
 
 # Another process: on each line from stdin it pushes one task or sets one result, then prints
 # the wall-clock time its transaction committed.
 WRITER = """
 import sys, time, uuid, anyio
 from agentexec.task import Envelope
-from agentexec_sqlalchemy.queue import SQLQueue
-from agentexec_sqlalchemy.results import SQLResults
+from agentexec_sqlalchemy.transport.queue import SQLQueue
+from agentexec_sqlalchemy.transport.results import SQLResults
 
 url = sys.argv[1]
 
@@ -192,7 +192,7 @@ async def test_waiters_survive_a_lost_listen_connection(postgres_server_url: str
 async def test_an_idle_sqlite_poller_stops_and_a_new_one_starts(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agentexec_sqlalchemy import watch_sqlite
+    from agentexec_sqlalchemy.transport import watch_sqlite
 
     monkeypatch.setattr(watch_sqlite, "IDLE_EXIT", 0.2)
     queue = SQLQueue(f"sqlite:///{tmp_path / 'idle.db'}")

@@ -15,7 +15,7 @@ from uuid import UUID
 
 import agentexec as ax
 import anyio
-from agentexec.worker.lifecycle import current_task
+from agentexec.lifecycle import current_task
 from pydantic import BaseModel
 from sqlalchemy import create_engine
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from agentexec_openai.runner import OpenAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_pydantic_ai.runner import PydanticAIRunner  # noqa: TID251 - for type checkers only
     from agentexec_redis.client import close_redis  # noqa: TID251 - for type checkers only
-    from agentexec_sqlalchemy.models import Base  # noqa: TID251 - for type checkers only
+    from agentexec_sqlalchemy.activity.models import Base  # noqa: TID251 - for type checkers only
 
     from agentexec import activity, events, pricing
     from agentexec._version import __version__

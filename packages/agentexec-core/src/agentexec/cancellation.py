@@ -100,7 +100,7 @@ def _agent_id(agent_id: Any) -> UUID:
 
 
 def _queues(queue_name: str | None) -> list[str]:
-    from agentexec.worker.lanes import LANES, lane_queue_name
+    from agentexec.lanes import LANES, lane_queue_name
 
     base = queue_name or CONF.queue_name
     return [lane_queue_name(base, lane) for lane in LANES]

@@ -7,24 +7,22 @@ import logging
 import math
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 from uuid import UUID
 
 import anyio
 from pydantic import BaseModel
 
-from agentexec import telemetry
-from agentexec.activity.creates import CREATES
 from agentexec.activity.metadata import validate_metadata
-from agentexec.backends import DelayedPush, EnqueueKeys
+from agentexec.backends import EnqueueKeys
 from agentexec.config import CONF
-from agentexec.faults import error_message
+from agentexec.lanes import base_queue_name
+from agentexec.queueing import submit
+from agentexec.registry import _pools
 from agentexec.results import Outcome
 from agentexec.runtime import get_backends
 from agentexec.task import MAX_QUEUE_NAME, MAX_TASK_NAME, Priority, Task, TaskDefinition, check_name
-from agentexec.worker.lanes import base_queue_name
-from agentexec.worker.registry import _pools
 
 log = logging.getLogger("agentexec")
 
@@ -46,8 +44,8 @@ def default_queue_name() -> str:
     """Where a task goes when ``queue_name`` is not given: inside a handler, the queue of the pool
     running it (so a pool on a custom queue runs the children its tasks and pipelines enqueue);
     elsewhere ``CONF.queue_name``."""
-    from agentexec.worker.lanes import base_queue_name
-    from agentexec.worker.lifecycle import current_task
+    from agentexec.lanes import base_queue_name
+    from agentexec.lifecycle import current_task
 
     running = current_task()
     if running is not None and running.queue_name:
@@ -220,37 +218,11 @@ async def enqueue(
         existing = await _claim(backends.queue, queue_name, key, task)
         if existing is not None:
             return existing
-    if due is not None and not isinstance(backends.queue, DelayedPush):
-        raise TypeError(
-            f"enqueue(..., delay=/at=): the queue backend {type(backends.queue).__name__} cannot "
-            f"delay a task (it lacks DelayedPush.push_at); use the memory, Redis or SQL queue"
-        )
-    message = CONF.activity_message_create
-    if due is not None:
-        when = datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        message = f"{message} Due at {when}."
-    store = backends.activity
-    if CREATES.checked(store):
-        # written behind the push, read-your-writes in this process (activity.creates)
-        CREATES.submit(store, task.agent_id, task_name, message, metadata)
-    else:
-        if metadata is None:
-            await store.acreate(task_name, message, task.agent_id)
-        else:
-            await store.acreate(task_name, message, task.agent_id, metadata)
-        if backends.cross_process:  # in-process stores gain nothing from a writer thread
-            CREATES.mark_checked(store)
     try:
-        if telemetry.on():
-            await _send_observed([task], queue_name, priority, due)
-        elif due is not None:
-            await backends.queue.push_at(task.to_envelope(queue_name), due)  # type: ignore[attr-defined]
-        else:
-            await backends.queue.push(task.to_envelope(queue_name), priority)
-    except Exception as exc:
+        await submit([task], backends, due=due)
+    except Exception:
         if key is not None:
             await _unclaim(backends.queue, queue_name, key, task)
-        await _not_queued([task], exc)
         raise
     return task
 
@@ -339,51 +311,8 @@ async def enqueue_many(
         own = validate_metadata(item[3]) if len(item) > 3 else shared  # type: ignore[misc]
         tasks.append(Task.queued(task_name, context, priority, queue_name, own))
         _locks(tasks[-1], queue_name)
-    if not tasks:
-        return tasks
-    backends = get_backends()
-    await backends.activity.acreate_many([
-        (t.agent_id, t.task_name, CONF.activity_message_create) if t.metadata is None
-        else (t.agent_id, t.task_name, CONF.activity_message_create, t.metadata)
-        for t in tasks
-    ])
-    try:
-        if telemetry.on():
-            await _send_observed(tasks, queue_name, None)
-        else:
-            await backends.queue.push_many([t.to_envelope(queue_name) for t in tasks])
-    except Exception as exc:
-        await _not_queued(tasks, exc)
-        raise
+    await submit(tasks, get_backends())
     return tasks
-
-
-async def _send_observed(
-    tasks: Sequence[Task[Any]], queue_name: str, priority: Priority | None, due: float | None = None
-) -> None:
-    """The push, observed (:func:`agentexec.telemetry.sending`): each envelope carries the
-    trace context of its ``send`` span to the worker (a delayed one too)."""
-    queue = get_backends().queue
-    with telemetry.sending(queue_name, tasks) as trace:
-        if due is not None:
-            await queue.push_at(tasks[0].to_envelope(queue_name, trace), due)  # type: ignore[attr-defined]
-        elif priority is not None:
-            await queue.push(tasks[0].to_envelope(queue_name, trace), priority)
-        else:
-            await queue.push_many([t.to_envelope(queue_name, trace) for t in tasks])
-
-
-async def _not_queued(tasks: Sequence[Task[Any]], exc: Exception) -> None:
-    """The push failed (the caller gets the error): their activities say so instead of
-    QUEUED forever."""
-    from agentexec import activity
-
-    message = error_message(f"not queued: {exc}")
-    for task in tasks:
-        try:
-            await activity.aerror(task.agent_id, message)
-        except Exception as error:  # the database may be down too; the caller knows
-            log.warning("could not mark %s as not queued: %s", task.agent_id, error)
 
 
 @overload

@@ -382,7 +382,7 @@ class Task(BaseModel, Generic[R]):
 
         Called by workers; returns the handler's value, raises what the handler raised.
         """
-        from agentexec.worker.lifecycle import execute_task
+        from agentexec.lifecycle import execute_task
 
         result: R = await execute_task(self)
         return result

@@ -7,8 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import anyio
 from agentexec._redact import redact
+from agentexec.backoff import Backoff
 from redis.exceptions import (
     ClusterDownError,
     MasterDownError,
@@ -82,25 +82,15 @@ class _OutageLog:
 outage = _OutageLog()
 
 
-class Backoff:
+def redis_backoff() -> Backoff:
     """Delays for consecutive failures: 50 ms doubling up to 1 s."""
-
-    def __init__(self) -> None:
-        self.delay = FIRST_DELAY
-
-    async def sleep(self, limit: float | None = None) -> None:
-        delay = self.delay if limit is None else max(0.0, min(self.delay, limit))
-        self.delay = min(self.delay * 2, MAX_DELAY)
-        await anyio.sleep(delay)
-
-    def reset(self) -> None:
-        self.delay = FIRST_DELAY
+    return Backoff(FIRST_DELAY, MAX_DELAY)
 
 
 async def retrying(what: str, call: Callable[[], Awaitable[_T]], within: float) -> _T:
     """``await call()``, retried on transient errors for up to ``within`` seconds, then re-raised."""
     deadline = time.monotonic() + within
-    backoff = Backoff()
+    backoff = redis_backoff()
     while True:
         try:
             result = await call()

@@ -25,7 +25,7 @@ from agentexec.limits import Stream, stream_of, streams_for
 
 from agentexec_redis import _streams, keys
 from agentexec_redis._lua import Script
-from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
+from agentexec_redis._resilience import TRANSIENT, is_transient, outage, redis_backoff, retrying
 from agentexec_redis.client import async_client, block_for, close_redis, resolve_url
 
 #: how long one XREAD blocks (at most: see ``block_for``); short enough that a pool being
@@ -83,7 +83,7 @@ class _Subscription:
         return self
 
     async def __anext__(self) -> Event:
-        backoff = Backoff()
+        backoff = redis_backoff()
         while not self._buffer:
             try:
                 client = async_client(self.url)

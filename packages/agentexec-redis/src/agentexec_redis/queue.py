@@ -39,7 +39,7 @@ from redis.exceptions import ResponseError
 
 from agentexec_redis import _locks, _lua
 from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record, text
-from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
+from agentexec_redis._resilience import TRANSIENT, is_transient, outage, redis_backoff, retrying
 from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
 from agentexec_redis.keys import QueueKeys, queue_keys
 
@@ -231,7 +231,7 @@ class RedisQueue:
         keys = queue_keys(queue_name)
         state = self._consumer((queue_name, consumer_id))
         deadline = time.monotonic() + max(timeout, 0.0)
-        backoff = Backoff()
+        backoff = redis_backoff()
         while True:
             try:
                 # due delayed tasks join the list first; a block ends when the next is due

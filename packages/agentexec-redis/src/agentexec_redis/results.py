@@ -22,7 +22,7 @@ from agentexec._redact import mask_url
 from agentexec.config import CONF
 
 from agentexec_redis import _lua, _streams, keys
-from agentexec_redis._resilience import TRANSIENT, Backoff, is_transient, outage, retrying
+from agentexec_redis._resilience import TRANSIENT, is_transient, outage, redis_backoff, retrying
 from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
 
 #: how often a waiter re-reads its key even without a wake-up (lost-notification safety net)
@@ -129,7 +129,7 @@ class _DoneListener:
             self._wake(agent_id)
 
     async def _run(self) -> None:
-        backoff = Backoff()
+        backoff = redis_backoff()
         try:
             while self.waiters:
                 try:

@@ -22,30 +22,30 @@ def _attr(module: str, name: str) -> Callable[[], Any]:
 
 @hookimpl
 def agentexec_activity_stores() -> Iterator[BackendSpec]:
-    yield BackendSpec("sqlalchemy", SCHEMES, _attr("store", "SQLActivityStore"), "activity on SQL")
+    yield BackendSpec("sqlalchemy", SCHEMES, _attr("activity.store", "SQLActivityStore"), "activity on SQL")
 
 
 @hookimpl
 def agentexec_queue_backends() -> Iterator[BackendSpec]:
-    yield BackendSpec("sqlalchemy", SCHEMES, _attr("queue", "SQLQueue"), "embedded queue on SQL")
+    yield BackendSpec("sqlalchemy", SCHEMES, _attr("transport.queue", "SQLQueue"), "embedded queue on SQL")
 
 
 @hookimpl
 def agentexec_result_backends() -> Iterator[BackendSpec]:
-    yield BackendSpec("sqlalchemy", SCHEMES, _attr("results", "SQLResults"), "results on SQL")
+    yield BackendSpec("sqlalchemy", SCHEMES, _attr("transport.results", "SQLResults"), "results on SQL")
 
 
 @hookimpl
 def agentexec_event_backends() -> Iterator[BackendSpec]:
-    yield BackendSpec("sqlalchemy", SCHEMES, _attr("events", "SQLEvents"), "events on SQL")
+    yield BackendSpec("sqlalchemy", SCHEMES, _attr("transport.events", "SQLEvents"), "events on SQL")
 
 
 @hookimpl
 def agentexec_names() -> Iterator[NameSpec]:
-    yield NameSpec("agentexec", "Base", _attr("models", "Base"))
+    yield NameSpec("agentexec", "Base", _attr("activity.models", "Base"))
     for name in ("Activity", "ActivityLog", "Base"):
-        yield NameSpec("agentexec.activity.models", name, _attr("models", name))
+        yield NameSpec("agentexec.activity.models", name, _attr("activity.models", name))
     for name in ("set_global_session", "get_global_session", "remove_global_session"):
-        yield NameSpec("agentexec.core.db", name, _attr("session", name))
+        yield NameSpec("agentexec.core.db", name, _attr("activity.session", name))
     # `agentexec db upgrade | downgrade | current | check`: the migrations' command
     yield NameSpec("agentexec.cli", "db", lambda: __import__("agentexec_sqlalchemy.cli", fromlist=["cli"]))

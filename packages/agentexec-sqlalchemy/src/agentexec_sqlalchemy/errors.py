@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
-from agentexec_sqlalchemy.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE
+from agentexec_sqlalchemy.activity.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE
 
 
 class MissingTablesError(RuntimeError):

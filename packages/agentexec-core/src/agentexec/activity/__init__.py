@@ -92,7 +92,7 @@ def _written(
     behind them instead of being left to the caller."""
     from agentexec.activity.creates import created
     from agentexec.backends import LogEntry, validate_percentage
-    from agentexec.worker.lifecycle import lines_written_sync, silenced
+    from agentexec.lifecycle import lines_written_sync, silenced
 
     agent = None if agent_id is None else _uuid(agent_id)
     if message is not None and silenced(agent):
@@ -107,7 +107,7 @@ def _written(
 async def _awritten(agent_id: str | UUID | None = None, writing: bool = True) -> bool:
     """The async :func:`_written`: False when the caller must not write (a quiet re-run)."""
     from agentexec.activity.creates import acreated
-    from agentexec.worker.lifecycle import lines_written, silenced
+    from agentexec.lifecycle import lines_written, silenced
 
     agent = None if agent_id is None else _uuid(agent_id)
     if writing and silenced(agent):

@@ -35,6 +35,7 @@ import anyio
 import anyio.to_thread
 
 from agentexec.backends import ActivityItem, ActivityStore
+from agentexec.backoff import Backoff
 from agentexec.faults import clean_text, describe, is_transient
 
 log = logging.getLogger("agentexec")
@@ -165,7 +166,7 @@ async def _create_isolated(
     the store refuses (one activity it cannot hold) is split until that one is alone, so the
     others are created; the refused one is logged, and the worker that takes its task tries
     again from the task."""
-    delay = 0.05
+    wait = Backoff(0.05, 2.0)
     while True:
         try:
             await _create(store, items)
@@ -180,8 +181,7 @@ async def _create_isolated(
                     return
                 log.warning("agentexec: creating %d queued activities failed (%s); retrying",
                             len(items), describe(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await wait.sleep()
                 continue
             if len(items) == 1:
                 agent_id, task_name = items[0][0], items[0][1]

@@ -28,8 +28,8 @@ from agentexec.cli._checks import (
     sqlite_file,
 )
 from agentexec.config import CONF
+from agentexec.lanes import LANES, lane_queue_name
 from agentexec.runtime import Backends, build_backends, configured_urls, get_backends, has_backends
-from agentexec.worker.lanes import LANES, lane_queue_name
 
 __all__ = [
     "CONNECT_TIMEOUT", "CommandError", "check_reachable", "mask_url", "require_existing_databases",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from agentexec._lazy_module import plugin_getattr
 
 if TYPE_CHECKING:
-    from agentexec_sqlalchemy.session import (  # noqa: TID251
+    from agentexec_sqlalchemy.activity.session import (  # noqa: TID251
         get_global_session,
         remove_global_session,
         set_global_session,

@@ -10,12 +10,12 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from agentexec import telemetry
 from agentexec.activity.metadata import validate_metadata
 from agentexec.activity.status import Status
 from agentexec.backends import as_uuid as _uuid
 from agentexec.config import CONF
 from agentexec.faults import error_message
+from agentexec.lifecycle import lines_written
 from agentexec.pipeline._engine import PipelineStepError, run_steps
 from agentexec.pipeline._steps import (
     PipelineDefinitionError,
@@ -24,8 +24,8 @@ from agentexec.pipeline._steps import (
     is_model_type,
     mark,
 )
+from agentexec.queueing import submit
 from agentexec.task import Priority, Task, TaskDefinition
-from agentexec.worker.lifecycle import lines_written
 
 if TYPE_CHECKING:
     from agentexec.worker.pool import Pool
@@ -256,20 +256,7 @@ class Pipeline:
         task.queue_name = self.pool.lane_queue_name(LANE)
         task.metadata = metadata
         # the pool's own stores: the ones its workers take this pipeline from
-        backends = self.pool.backends
-        if metadata is None:
-            await backends.activity.acreate(self.name, CONF.activity_message_create, task.agent_id)
-        else:
-            await backends.activity.acreate(
-                self.name, CONF.activity_message_create, task.agent_id, metadata
-            )
-        if telemetry.on():
-            with telemetry.sending(task.queue_name, [task]) as trace:
-                envelope = task.to_envelope(task.queue_name, trace).model_copy(update={"kind": KIND})
-                await backends.queue.push(envelope, priority)
-            return task
-        envelope = task.to_envelope(task.queue_name).model_copy(update={"kind": KIND})
-        await backends.queue.push(envelope, priority)
+        await submit([task], self.pool.backends, kind=KIND)
         return task
 
 

@@ -106,7 +106,7 @@ def _records(backends: Backends) -> ScheduleRecords:
 
 def _definition(task_name: str, queue_name: str) -> TaskDefinition:
     """The registered definition of ``task_name``: its context model validates the context."""
-    from agentexec.worker.registry import _pools
+    from agentexec.registry import _pools
 
     for pool in builtins.list(_pools):
         if getattr(pool, "queue_name", None) == queue_name and task_name in pool.tasks:

@@ -13,7 +13,6 @@ skipped rather than run in a burst; a pool starting up begins with the next tick
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 import anyio
 
 from agentexec.activity.metadata import validate_metadata
-from agentexec.activity.status import Status
 from agentexec.config import CONF
+from agentexec.queueing import submit
 from agentexec.runtime import Backends
 from agentexec.schedule.schedule import Schedule, ScheduleError
 from agentexec.task import Task, TaskDefinition
@@ -255,17 +254,8 @@ class Scheduler:
         task.metadata = validate_metadata({
             "schedule": schedule.name, "scheduled_for": tick.isoformat(), **(schedule.metadata or {}),
         })
-        await backends.activity.acreate(
-            schedule.task_name, CONF.activity_message_create, task.agent_id, task.metadata
-        )
-        try:
-            await backends.queue.push(task.to_envelope(queue_name), schedule.priority)
-        except Exception as exc:  # never leave a QUEUED activity for a task that is not queued
-            with contextlib.suppress(Exception):
-                await backends.activity.aappend(
-                    task.agent_id, f"Scheduler could not enqueue the task: {exc}", Status.ERROR
-                )
-            raise
+        # a push that fails ends the task with a reason (never a QUEUED activity with no task)
+        await submit([task], backends)
         log.info("scheduler: %r enqueued %r (%s) for %s", schedule.name, schedule.task_name,
                  task.agent_id, tick.isoformat())
         return Firing(schedule.name, tick, task)

@@ -1,9 +1,22 @@
 """The worker loop: take tasks from each lane, run them in slots, heartbeat, stop cleanly.
 
 One ``Worker`` runs on one anyio event loop (a worker process's, or the pool's own thread for
-in-process backends). Per lane it keeps ``lane.slots`` tasks running at most; a few fetchers
-reserve tasks whenever a slot is free. Stopping lets running tasks finish, takes nothing new,
-and returns once every finished task's activity, outcome and acknowledgement are written.
+in-process backends). Per lane it keeps ``lane.slots`` tasks running at most. A task goes
+through three steps, each owned by one place:
+
+- **take** (:meth:`Worker._fetch`): wait for a free slot — and for the writers to keep up
+  (:mod:`.health`: nothing runs that cannot be recorded) — then reserve as many tasks as there
+  are free slots, in one round trip where the queue offers ``reserve_many``;
+- **run** (:meth:`Worker._run`): a redelivered task is first checked against what is stored
+  (it may have finished before its worker died), then :func:`agentexec.lifecycle.execute_task`
+  writes RUNNING, calls the handler and returns its final line and outcome to the sink;
+- **finish** (:mod:`.sink` → :mod:`.writer` → :mod:`.outbox`): the final line is committed,
+  then the outcome stored, then the lease acknowledged, in that order and only there. A run
+  the worker aborts gives its task back (attempts unchanged); one cancelled by ``ax.cancel``
+  ends CANCELED; a finish that itself fails ends the task ERROR, counted once.
+
+Stopping lets running tasks finish, takes nothing new, and returns once every finished task's
+activity, outcome and acknowledgement are written.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import anyio
 
 from agentexec.activity.status import Status
 from agentexec.backends import BatchReserve, Lease, LogEntry, StagedResults
+from agentexec.backoff import Backoff
 from agentexec.cancellation import (
     CANCEL_CHANNEL,
     CANCEL_REQUESTED_PREFIX,
@@ -29,16 +43,18 @@ from agentexec.cancellation import (
 )
 from agentexec.config import CONF
 from agentexec.faults import Outage, describe, error_message
+from agentexec.lanes import Lane
+from agentexec.lifecycle import execute_task, failure, reject, set_sink, unknown_task_error
 from agentexec.results import Outcome
 from agentexec.runtime import Backends
 from agentexec.task import Task, TaskDefinition
 from agentexec.worker.channels import control_channel, is_shutdown_for
-from agentexec.worker.lanes import Lane
-from agentexec.worker.lifecycle import execute_task, failure, reject, set_sink, unknown_task_error
+from agentexec.worker.health import write_backoff
 from agentexec.worker.locking import LocksUnsupported, hold_locks, unlock_early
 from agentexec.worker.reaping import RELEASED_MESSAGE
+from agentexec.worker.sink import WorkerSink
 from agentexec.worker.stager import Stager
-from agentexec.worker.writer import MAX_BATCH, ActivityWriter, WorkerSink
+from agentexec.worker.writer import MAX_BATCH, ActivityWriter
 
 log = logging.getLogger("agentexec.worker")
 
@@ -209,7 +225,7 @@ class Worker:
         writer = ActivityWriter(self.backends.activity, self.backends.results, self.backends.queue)
         # finished tasks waiting for their outcome and ack count against taking new ones: a
         # worker whose writes fall behind (or fail) slows down instead of drifting ahead
-        writer.max_unfinished = max(sum(lane.slots for lane in self.lanes), MAX_UNFINISHED)
+        writer.health.max_unfinished = max(sum(lane.slots for lane in self.lanes), MAX_UNFINISHED)
         stager = Stager(self.backends.results)
         self.sink = WorkerSink(writer, stager)
         set_sink(self.sink)  # inherited by every task started below
@@ -244,7 +260,7 @@ class Worker:
         await self._stopped.wait()
 
     async def _fetch(self, lane: Lane, slots: anyio.Semaphore) -> None:
-        backoff = 0.1
+        wait = Backoff(0.1, 5.0)
         writer = self.sink.writer
         while not self.stopping:
             # a stop cancels the wait for a slot and a blocked reserve alike, so shutdown is
@@ -255,10 +271,10 @@ class Worker:
             with anyio.CancelScope() as waiting:
                 self._waiting_scopes.add(waiting)
                 try:
-                    if not writer.accepting:
+                    if not writer.health.accepting:
                         # backpressure: a backend it writes to is down, or too many finished
                         # tasks wait to be recorded; nothing may run that cannot be recorded
-                        await writer.ready()
+                        await writer.health.ready()
                     await slots.acquire()
                     if self.stopping or not self._room(1):  # drained (or due to) meanwhile
                         slots.release()
@@ -276,16 +292,15 @@ class Worker:
                     _release(slots, held)
                     if not self._reserving.failed(exc):
                         log.debug("taking a task from %r failed again (%s)", lane.queue_name, describe(exc))
-                    await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await wait.sleep()
                     continue
                 finally:
                     self._waiting_scopes.discard(waiting)
             if waiting.cancelled_caught:
                 return
-            if backoff != 0.1:
+            if wait.backing_off:
                 self._reserving.ok()
-            backoff = 0.1
+                wait.reset()
             _release(slots, held - len(leases))
             if self.stopping:  # taken while a stop came in: give them straight back
                 for lease in leases:
@@ -305,9 +320,7 @@ class Worker:
         if self.max_tasks is not None and self.taken >= self.max_tasks:
             self._room(0)  # its last task: take no more
         self.sink.leases[env.agent_id] = lease
-        self.sink.writer.task_names[env.agent_id] = env.task_name
-        if env.metadata is not None:
-            self.sink.writer.task_metadata[env.agent_id] = env.metadata
+        self.sink.writer.own.add(env)
         run = asyncio.get_running_loop().create_task(self._run(lease, slots))
         self._runs[run] = (lease, slots)
         self._run_of[env.agent_id] = run
@@ -364,8 +377,7 @@ class Worker:
                     return
                 if locked is None:  # parked until a holder of its lock finishes
                     self.sink.leases.pop(env.agent_id, None)
-                    self.sink.writer.task_names.pop(env.agent_id, None)
-                    self.sink.writer.task_metadata.pop(env.agent_id, None)
+                    self.sink.writer.own.forget(env.agent_id)
                     return
                 lease = locked
                 self.sink.leases[env.agent_id] = lease
@@ -514,19 +526,18 @@ class Worker:
         (the task keeps its slot, the worker takes nothing new: the writer says so once), since
         deciding without it could run again a task that had finished; another error is logged
         and the task runs (at-least-once)."""
-        delay = 0.05
+        wait = write_backoff()
         writer = self.sink.writer
         while True:
             try:
                 value = await read()
             except Exception as exc:
-                if writer.read_failed(exc, results):
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                if writer.health.read_failed(exc, results):
+                    await wait.sleep()
                     continue
                 log.warning("reading the %s of redelivered task %s failed (%s); running it", what, task.agent_id, describe(exc))
                 return _Unread()
-            writer.read_ok(results)
+            writer.health.read_ok(results)
             return value
 
     async def _staged(self, task: Task) -> Outcome | None:
@@ -568,11 +579,11 @@ class Worker:
         channels = [CANCEL_CHANNEL]
         if self.listen_for_shutdown:
             channels.append(control_channel(self.queue_name))
-        delay = 0.1
+        wait = Backoff(0.1, 5.0)
         while True:
             try:
                 async with self.backends.events.subscribe(channels) as stream:
-                    delay = 0.1
+                    wait.reset()
                     async for event in stream:
                         # by content, not channel: a queue may be named "cancel"
                         request = parse_cancel(event.data)
@@ -582,9 +593,8 @@ class Worker:
                             log.info("Shutdown requested; finishing %d running task(s)", self.running)
                             self.stop()
             except Exception as exc:
-                log.warning("listening for control messages failed (%s); retrying in %.1fs", exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning("listening for control messages failed (%s); retrying in %.1fs", exc, wait.delay)
+                await wait.sleep()
 
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import anyio
 
 from agentexec.backends import BatchPublish, EventBackend
+from agentexec.backoff import Backoff
 from agentexec.config import CONF
 from agentexec.faults import clean_text, describe, is_transient
+from agentexec.lifecycle import current_task
 from agentexec.limits import truncate
-from agentexec.worker.lifecycle import current_task
 
 #: records kept while the events backend is slow; past this the oldest are dropped (and counted)
 BUFFER = 10_000
@@ -45,6 +46,7 @@ class LogForwarder(logging.Handler):
         #: the events backend is unreachable: records are kept, and sent again after a pause
         self._down = False
         self._pause = 0.0
+        self._pauses = Backoff(0.1, 2.0)  # while the events backend is unreachable
         #: messages no longer than this fit CONF.max_log_line_bytes whatever their characters
         self._short = CONF.max_log_line_bytes // 4
 
@@ -103,7 +105,7 @@ class LogForwarder(logging.Handler):
         if final or not is_transient(exc, events):
             return False
         self._buffer.extendleft(reversed(batch))
-        self._pause = min(max(self._pause * 2, 0.1), 2.0)
+        self._pause = self._pauses.next()
         if not self._down:
             self._down = True
             _stderr(
@@ -131,6 +133,7 @@ class LogForwarder(logging.Handler):
                         return
                     _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); " + "\n".join(batch))
             self._down, self._pause = False, 0.0
+            self._pauses.reset()
             return
         while self._buffer:
             data = self._buffer.popleft()
@@ -141,6 +144,7 @@ class LogForwarder(logging.Handler):
                     return
                 _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); {data}")
         self._down, self._pause = False, 0.0
+        self._pauses.reset()
 
 
 def install_forwarder(worker_index: int, pool_id: str | None = None) -> LogForwarder:

@@ -26,6 +26,8 @@ from pydantic import BaseModel
 from agentexec import telemetry
 from agentexec.activity.creates import CREATES
 from agentexec.config import CONF
+from agentexec.lanes import DEFAULT_LANE, Lane, check_lane, lane_queue_name
+from agentexec.registry import add_pool
 from agentexec.runtime import (
     Backends,
     build_backends,
@@ -35,10 +37,8 @@ from agentexec.runtime import (
 )
 from agentexec.schedule.pool_api import SchedulingMixin
 from agentexec.task import MAX_QUEUE_NAME, TaskDefinition, check_name
-from agentexec.worker.lanes import DEFAULT_LANE, Lane, check_lane, lane_queue_name
 from agentexec.worker.logs import ensure_console_logging
 from agentexec.worker.process_supervisor import ProcessSupervisor
-from agentexec.worker.registry import add_pool
 from agentexec.worker.supervisor import Supervisor, ThreadSupervisor
 
 log = logging.getLogger("agentexec.worker")

@@ -51,11 +51,11 @@ import anyio
 
 from agentexec.activity.creates import CREATES
 from agentexec.config import CONF
+from agentexec.lanes import Lane
 from agentexec.runtime import Backends, get_backends, has_backends, set_backends
 from agentexec.task import TaskDefinition
 from agentexec.worker.channels import logs_channel
 from agentexec.worker.consumer import Worker
-from agentexec.worker.lanes import Lane
 from agentexec.worker.logs import LogForwarder, install_forwarder
 
 log = logging.getLogger("agentexec.worker")

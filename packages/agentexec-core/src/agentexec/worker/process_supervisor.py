@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from agentexec import telemetry
+from agentexec.backoff import Backoff
+from agentexec.lanes import Lane
 from agentexec.runtime import Backends
 from agentexec.worker.channels import control_channel, logs_channel, shutdown_message
 from agentexec.worker.forkserver import ForkServer, reap_strays
-from agentexec.worker.lanes import Lane
 from agentexec.worker.logs import emit_worker_record
 from agentexec.worker.process import (
     RECYCLED_EXIT_CODE,
@@ -163,15 +164,16 @@ class ProcessSupervisor(Supervisor):
                 tg.start_soon(self._warn_if_not_durable, backends)
                 self._start_scheduler(tg, backends)
                 self._ready.set()
-                delay = POLL
+                failing = Backoff(0.5, 5.0)
                 while not self._stop_requested.is_set():
+                    delay = POLL
                     try:
                         self._watch_server(replace=True)
                         await self._check_children(backends, replace=True)
-                        delay = POLL
+                        failing.reset()
                     except Exception:
                         # only a deliberate stop ends the pool: whatever failed is tried again
-                        delay = min(delay * 2 if delay > POLL else 0.5, 5.0)
+                        delay = failing.next()
                         log.exception("supervising the workers failed; retrying in %.1fs", delay)
                     await anyio.sleep(delay)
                 await self._shutdown(backends)
@@ -360,14 +362,14 @@ class ProcessSupervisor(Supervisor):
 
     async def _relay_logs(self, backends: Backends, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         started = False
-        delay = 0.1
+        wait = Backoff(0.1, 5.0)
         while True:
             try:
                 async with backends.events.subscribe([logs_channel(self.pool.queue_name)]) as stream:
                     if not started:
                         started = True
                         task_status.started()
-                    delay = 0.1
+                    wait.reset()
                     async for event in stream:
                         msg = emit_worker_record(event.data, self.pool.id)
                         if msg and msg.get("event") == "exit":
@@ -378,9 +380,8 @@ class ProcessSupervisor(Supervisor):
                 if not started:
                     started = True
                     task_status.started()
-                log.warning("relaying worker logs failed (%s); retrying in %.1fs", exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.warning("relaying worker logs failed (%s); retrying in %.1fs", exc, wait.delay)
+                await wait.sleep()
 
 
 class _Subreaper:

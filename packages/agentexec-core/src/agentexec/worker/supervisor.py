@@ -27,9 +27,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agentexec.backends import DurabilityCheck
+from agentexec.lanes import Lane
 from agentexec.runtime import Backends
 from agentexec.worker.consumer import Worker
-from agentexec.worker.lanes import Lane
 from agentexec.worker.reaping import reap, reap_consumer
 
 if TYPE_CHECKING:

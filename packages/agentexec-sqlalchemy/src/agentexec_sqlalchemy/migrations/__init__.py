@@ -60,7 +60,7 @@ def _migrate(source: Engine | Connection, destination: str, *, down: bool = Fals
     from alembic.script import ScriptDirectory
     from sqlalchemy.engine import Connection
 
-    from agentexec_sqlalchemy.models import Base
+    from agentexec_sqlalchemy.activity.models import Base
 
     script = ScriptDirectory.from_config(config())
 
@@ -166,7 +166,7 @@ def problem(source: Engine | Connection) -> str | None:
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """For an application's Alembic ``env.py`` (``context.configure(include_object=...)``):
     autogenerate skips agentexec's tables and version table, which these migrations own."""
-    from agentexec_sqlalchemy.models import Base
+    from agentexec_sqlalchemy.activity.models import Base
 
     if type_ == "table":
         return name != VERSION_TABLE and name not in Base.metadata.tables

@@ -6,8 +6,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from agentexec_sqlalchemy.activity.models import Base
 from agentexec_sqlalchemy.migrations import VERSION_TABLE
-from agentexec_sqlalchemy.models import Base
 
 
 def _run(connection: object) -> None:

@@ -5,8 +5,8 @@ queue), ``result`` (the agent id) or ``event`` (name ``""``: any event). It is w
 
 - by a writer in this process, right after its commit, whatever loop or thread waits;
 - by the process's *watcher* of that database, for writes of other processes:
-  :class:`~agentexec_sqlalchemy.watch_pg.PgListener` (LISTEN/NOTIFY) on PostgreSQL,
-  :class:`~agentexec_sqlalchemy.watch_sqlite.SqlitePoller` (one batched poll) on SQLite.
+  :class:`~agentexec_sqlalchemy.transport.watch_pg.PgListener` (LISTEN/NOTIFY) on PostgreSQL,
+  :class:`~agentexec_sqlalchemy.transport.watch_sqlite.SqlitePoller` (one batched poll) on SQLite.
 
 Waiters register *before* checking the database, so a wake-up between check and sleep is kept.
 """
@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Iterator
 
+from agentexec.backoff import Backoff
 from agentexec.config import CONF
 
 KINDS = ("queue", "result", "event")
@@ -120,7 +121,6 @@ async def wait_woken(fut: asyncio.Future[None], delay: float) -> bool:
 
 def poll_delays() -> Iterator[float]:
     """The back-off of a waiter polling on its own (its watcher is down): 5 ms doubling to 100 ms."""
-    delay = POLL_MIN
+    wait = Backoff(POLL_MIN, POLL_MAX)
     while True:
-        yield delay
-        delay = min(delay * 2, POLL_MAX)
+        yield wait.next()

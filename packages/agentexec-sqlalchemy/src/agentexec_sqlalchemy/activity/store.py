@@ -1,7 +1,7 @@
 """``SQLActivityStore``: the activity records behind ``ax.activity``, on SQLite or PostgreSQL.
 
-Each call is one transaction of a few Core statements (see :mod:`agentexec_sqlalchemy.writes`
-for how concurrent writers to one activity are ordered, and :mod:`agentexec_sqlalchemy.queries`
+Each call is one transaction of a few Core statements (see :mod:`agentexec_sqlalchemy.activity.writes`
+for how concurrent writers to one activity are ordered, and :mod:`agentexec_sqlalchemy.activity.queries`
 for the reads).
 
 The async twins run the same sync code in a worker thread (``anyio.to_thread``): one code path
@@ -41,7 +41,15 @@ from agentexec.backends import as_uuid as _uuid
 from sqlalchemy import exc, select
 from sqlalchemy.engine import Connection, Engine
 
-from agentexec_sqlalchemy import queries, writes
+from agentexec_sqlalchemy.activity import queries, writes
+from agentexec_sqlalchemy.activity.models import (
+    ACTIVITY_LOG_TABLE,
+    ACTIVITY_TABLE,
+    Activity,
+    ActivityLog,
+)
+from agentexec_sqlalchemy.activity.pg_writes import PgWriter
+from agentexec_sqlalchemy.activity.unit_of_work import UnitOfWork
 from agentexec_sqlalchemy.engine import get_engine
 from agentexec_sqlalchemy.errors import (
     MissingTablesError,
@@ -49,10 +57,7 @@ from agentexec_sqlalchemy.errors import (
     is_transient,
     is_unique_violation,
 )
-from agentexec_sqlalchemy.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE, Activity, ActivityLog
-from agentexec_sqlalchemy.pg_writes import PgWriter
 from agentexec_sqlalchemy.types import utcnow
-from agentexec_sqlalchemy.unit_of_work import UnitOfWork
 
 #: the start of a runner's token-usage line (``agentexec.runners.TokenUsage.PREFIX``)
 USAGE_PREFIX = "Token usage:"
@@ -110,7 +115,7 @@ class SQLActivityStore:
         the original agentexec's ``Pool`` binds the global session to the engine it is given;
         without it, ``ax.activity`` kept writing to the earlier engine. A process that never
         set a global session keeps none (this store uses its own engine)."""
-        from agentexec_sqlalchemy import session as global_session
+        from agentexec_sqlalchemy.activity import session as global_session
 
         bound = global_session.global_engine()
         if bound is not None and bound is not self.engine:
@@ -121,7 +126,7 @@ class SQLActivityStore:
         release made them (the embedded default calls this; with your own database, prefer
         ``ax.Base.metadata.create_all(engine)`` and ``agentexec db upgrade``)."""
         from agentexec_sqlalchemy import migrations
-        from agentexec_sqlalchemy.models import Activity, ActivityLog
+        from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
 
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
@@ -515,7 +520,7 @@ class SQLActivityStore:
         conn.execute(writes.INSERT_LOG, logs)
 
     def _append_entries(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
-        """Append ``entries`` in order, all or nothing (see :mod:`agentexec_sqlalchemy.writes`)."""
+        """Append ``entries`` in order, all or nothing (see :mod:`agentexec_sqlalchemy.activity.writes`)."""
         statuses = [Status(e.status) if e.status is not None else None for e in entries]
         if len(entries) == 1:
             (entry,) = entries

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from agentexec.config import CONF
 
-from agentexec_sqlalchemy.models import Base
+from agentexec_sqlalchemy.activity.models import Base
 
 P = CONF.table_prefix
 _META = Base.metadata

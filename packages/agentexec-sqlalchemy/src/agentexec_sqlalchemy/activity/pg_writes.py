@@ -9,7 +9,7 @@ per event loop:
 - creating activities is one ``INSERT`` of the activities and their QUEUED lines (a CTE),
   the rows passed as arrays, so a thousand activities cost one statement;
 - appending lines that all carry a status (the worker's lifecycle lines) is one autocommit
-  statement: lock the activities in ``agent_id`` order (as :mod:`agentexec_sqlalchemy.writes`
+  statement: lock the activities in ``agent_id`` order (as :mod:`agentexec_sqlalchemy.activity.writes`
   explains), move ``updated_at``, insert every line — or nothing at all when an ``agent_id``
   is unknown, so a batch is all or nothing, as the protocol says;
 - lines that inherit the current status take one round trip for ``BEGIN``, the lock and the
@@ -41,7 +41,7 @@ from uuid import UUID
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry, UnknownActivityError
 
-from agentexec_sqlalchemy.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE
+from agentexec_sqlalchemy.activity.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE
 from agentexec_sqlalchemy.types import utcnow
 
 log = logging.getLogger("agentexec.sqlalchemy")

@@ -23,9 +23,9 @@ from agentexec.task import Envelope, Priority
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
-from agentexec_sqlalchemy import _statements as sql
-from agentexec_sqlalchemy._transport import SQLTransport
-from agentexec_sqlalchemy.transport_models import (
+from agentexec_sqlalchemy.transport import statements as sql
+from agentexec_sqlalchemy.transport.common import SQLTransport
+from agentexec_sqlalchemy.transport.models import (
     RANK_HIGH,
     RANK_LOW,
     consumer_table,

@@ -9,7 +9,7 @@ ONE transaction on its own connection, then resolves each caller's future:
 - SQLite has one writer at a time. When two threads of a process collide, the loser waits in
   SQLite's busy handler, which *sleeps* 1, 2, 5, 10 … ms between retries; one writer thread
   avoids that inside the transport, and every batch takes the file's
-  :func:`~agentexec_sqlalchemy.sqlite_lock.writer_lock` so other writers queue instead;
+  :func:`~agentexec_sqlalchemy.transport.sqlite_lock.writer_lock` so other writers queue instead;
 - PostgreSQL: a batch whose operations are all *relaxed* (see ``SQLTransport.write``) commits
   without waiting for the WAL flush; one durable operation makes the whole batch durable.
 
@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy.errors import is_transient
-from agentexec_sqlalchemy.sqlite_lock import database_key, writer_lock
+from agentexec_sqlalchemy.transport.sqlite_lock import database_key, writer_lock
 
 #: operations per transaction at most (each is one or two statements of some tens of µs)
 MAX_BATCH = 200

@@ -131,7 +131,7 @@ class Activity(Base):
         """The activity of ``agent_id`` or ``None``; ``session`` defaults to the global session."""
         created(_uuid(agent_id))  # one this process's ax.enqueue has just queued
         if session is None:
-            from agentexec_sqlalchemy.session import get_global_session
+            from agentexec_sqlalchemy.activity.session import get_global_session
 
             session = get_global_session()
         return session.scalars(select(cls).where(cls.agent_id == _uuid(agent_id))).one_or_none()
@@ -142,7 +142,7 @@ class Activity(Base):
     ) -> tuple[list[Activity], int]:
         """A page of activities, newest first, and the total count. Two statements."""
         created()
-        from agentexec_sqlalchemy import queries
+        from agentexec_sqlalchemy.activity import queries
 
         queries.check_page(page, page_size)
         total = int(session.scalar(queries.count_activities()) or 0)
@@ -158,7 +158,7 @@ class Activity(Base):
     def get_pending_ids(cls, session: Session) -> list[uuid.UUID]:
         """The agent_ids of the activities whose latest status is QUEUED or RUNNING."""
         created()
-        from agentexec_sqlalchemy import queries
+        from agentexec_sqlalchemy.activity import queries
 
         return list(session.scalars(select(cls.agent_id).where(queries.is_pending())))
 
@@ -255,7 +255,7 @@ def _stamp_head(target: Any, connection: Connection, tables: Any = (), **_: Any)
         connection.execute(version.insert().values(version_num=HEAD))
 
 
-from agentexec_sqlalchemy import transport_models as _transport_models  # noqa: E402,F401
+from agentexec_sqlalchemy.transport import models as _transport_models  # noqa: E402,F401
 
 
 @event.listens_for(ActivityLog, "after_insert")

@@ -15,16 +15,17 @@ import threading
 import time
 
 import sqlalchemy as sa
+from agentexec.backoff import Backoff
 from sqlalchemy.engine import Connection, Engine
 
-from agentexec_sqlalchemy.notify import HUB
-from agentexec_sqlalchemy.transport_models import (
+from agentexec_sqlalchemy.transport.models import (
     delayed_table,
     event_table,
     queue_table,
     result_table,
 )
-from agentexec_sqlalchemy.watch import Watcher
+from agentexec_sqlalchemy.transport.notify import HUB
+from agentexec_sqlalchemy.transport.watch import Watcher
 
 #: names per IN (...) list, well under SQLite's bound-parameter limit
 CHUNK = 500
@@ -84,7 +85,7 @@ class SqlitePoller(Watcher):
         raw = conn.connection.driver_connection
         assert raw is not None
         version: int | None = None
-        delay = TICK_MIN
+        ticks = Backoff(TICK_MIN, TICK_MAX)  # idle polls slow down; a change speeds them up
         idle_since = time.monotonic()
         while True:
             waiting = HUB.waiting(self.database)
@@ -97,7 +98,8 @@ class SqlitePoller(Watcher):
                 self._kicked.wait(min(1.0, IDLE_EXIT))  # idle: no query until someone waits
                 self._kicked.clear()
                 # new waiters: look once whatever the version, results by their keys
-                version, delay, self._last_result = None, TICK_MIN, None
+                version, self._last_result = None, None
+                ticks.reset()
                 continue
             idle_since = time.monotonic()
             # the raw cursor: this runs up to 1,000 times a second, and SQLite answers in µs
@@ -106,10 +108,8 @@ class SqlitePoller(Watcher):
                 version = current
                 for kind, name in self._poll(conn, waiting):
                     HUB.wake((self.database, kind, name))
-                delay = TICK_MIN
-            else:
-                delay = min(delay * 2, TICK_MAX)
-            if self._kicked.wait(delay):  # a new waiter: check for it now
+                ticks.reset()
+            if self._kicked.wait(ticks.next()):  # a new waiter: check for it now
                 self._kicked.clear()
                 version = None
 

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from agentexec_sqlalchemy.models import Activity, ActivityLog
+from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
 
 Log = ActivityLog
 NEWEST_FIRST = (Activity.created_at.desc(), Activity.id.desc())

@@ -10,9 +10,9 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from agentexec_sqlalchemy import _statements as sql
-from agentexec_sqlalchemy._transport import SQLTransport
-from agentexec_sqlalchemy.transport_models import schedule_table as S
+from agentexec_sqlalchemy.transport import statements as sql
+from agentexec_sqlalchemy.transport.common import SQLTransport
+from agentexec_sqlalchemy.transport.models import schedule_table as S
 
 #: every this many ``set`` calls also delete the expired rows of the whole table
 PURGE_EVERY = 200

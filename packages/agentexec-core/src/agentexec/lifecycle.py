@@ -65,6 +65,11 @@ class LifecycleSink(Protocol):
         acknowledges the task only after they are."""
         ...
 
+    def plan_retry(self, task: Task, definition: TaskDefinition, exc: BaseException, error: str) -> bool:
+        """The handler raised ``exc``: True when the task goes back to its queue for another
+        attempt (the sink wrote why), False when it fails now. Only a worker retries."""
+        ...
+
 
 class DirectSink:
     """Writes straight to the process's backends (``Task.execute()`` outside a worker)."""
@@ -93,6 +98,9 @@ class DirectSink:
             await acreated(entry.agent_id)
             await backends.activity.aappend(entry.agent_id, entry.message, entry.status, entry.percentage)
         await backends.results.set(task.agent_id, data, CONF.result_ttl)
+
+    def plan_retry(self, task: Task, definition: TaskDefinition, exc: BaseException, error: str) -> bool:
+        return False  # ``Task.execute()`` outside a worker runs once; nothing could redeliver it
 
 
 _sink: ContextVar[LifecycleSink | None] = ContextVar("agentexec_lifecycle_sink", default=None)
@@ -263,7 +271,7 @@ async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
     ``quiet``: the task's activity already says COMPLETE but its value was never stored (its
     worker died between the two): run the handler again for the value only. No line is written,
     the handler's own ``ax.activity`` calls included, so the log never shows a second run."""
-    from agentexec.worker.registry import find_definition, registered_names
+    from agentexec.registry import find_definition, registered_names
 
     in_worker = _sink.get() is not None
     sink = _sink.get() or DirectSink()
@@ -289,8 +297,7 @@ async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
             outcome = Outcome.ok(task.task_name, value, attempts)
         except Exception as exc:
             error = error_text(exc)
-            plan_retry = getattr(sink, "plan_retry", None)
-            if not quiet and plan_retry is not None and plan_retry(task, definition, exc, error):
+            if not quiet and sink.plan_retry(task, definition, exc, error):
                 raise  # queued again, after its backoff: the worker's sink wrote why
             log.error("Task failed: %s: %s", type(exc).__name__, error, exc_info=True)
             await sink.finished(task, *failure(task, error, attempts, line=not quiet))

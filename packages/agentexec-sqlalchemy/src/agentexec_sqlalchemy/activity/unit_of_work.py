@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from agentexec_sqlalchemy import session as global_session
+from agentexec_sqlalchemy.activity import session as global_session
 from agentexec_sqlalchemy.errors import explain_missing_tables
 
 

@@ -24,14 +24,20 @@ import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from agentexec_sqlalchemy._statements import NOTIFY
-from agentexec_sqlalchemy.batching import get_writer
 from agentexec_sqlalchemy.engine import get_engine, is_sqlite
 from agentexec_sqlalchemy.errors import is_transient
-from agentexec_sqlalchemy.notify import HUB, SAFETY_RECHECK, channel, poll_delays, wait_woken
-from agentexec_sqlalchemy.sqlite_lock import writer_lock
-from agentexec_sqlalchemy.transport_models import TRANSPORT_TABLES
-from agentexec_sqlalchemy.watch import Watcher, get_watcher
+from agentexec_sqlalchemy.transport.batching import get_writer
+from agentexec_sqlalchemy.transport.models import TRANSPORT_TABLES
+from agentexec_sqlalchemy.transport.notify import (
+    HUB,
+    SAFETY_RECHECK,
+    channel,
+    poll_delays,
+    wait_woken,
+)
+from agentexec_sqlalchemy.transport.sqlite_lock import writer_lock
+from agentexec_sqlalchemy.transport.statements import NOTIFY
+from agentexec_sqlalchemy.transport.watch import Watcher, get_watcher
 
 T = TypeVar("T")
 

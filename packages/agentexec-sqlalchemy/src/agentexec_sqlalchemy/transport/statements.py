@@ -12,11 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from agentexec_sqlalchemy.transport_models import consumer_table as C
-from agentexec_sqlalchemy.transport_models import dead_letter_table as D
-from agentexec_sqlalchemy.transport_models import event_table as E
-from agentexec_sqlalchemy.transport_models import queue_table as Q
-from agentexec_sqlalchemy.transport_models import result_table as R
+from agentexec_sqlalchemy.transport.models import consumer_table as C
+from agentexec_sqlalchemy.transport.models import dead_letter_table as D
+from agentexec_sqlalchemy.transport.models import event_table as E
+from agentexec_sqlalchemy.transport.models import queue_table as Q
+from agentexec_sqlalchemy.transport.models import result_table as R
 
 _INSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 B = sa.bindparam

@@ -2,7 +2,7 @@
 
 One daemon thread holds one connection that listens on three channels (queue, result, event;
 the payload names the queue, agent id or event channel) and forwards every NOTIFY to
-:data:`~agentexec_sqlalchemy.notify.HUB`. A fixed set of channels means no LISTEN/UNLISTEN round
+:data:`~agentexec_sqlalchemy.transport.notify.HUB`. A fixed set of channels means no LISTEN/UNLISTEN round
 trip per waiter, and queue names need not be valid identifiers. A thread, not an async
 connection, because waiters live on many event loops (one per test, several per worker) and a
 connection belongs to one loop. Idle waiters then do nothing at all until a NOTIFY arrives.
@@ -14,9 +14,10 @@ import logging
 import time
 
 import sqlalchemy as sa
+from agentexec.backoff import Backoff
 
-from agentexec_sqlalchemy.notify import HUB, KINDS, channel
-from agentexec_sqlalchemy.watch import Watcher
+from agentexec_sqlalchemy.transport.notify import HUB, KINDS, channel
+from agentexec_sqlalchemy.transport.watch import Watcher
 
 log = logging.getLogger("agentexec.sqlalchemy")
 
@@ -31,14 +32,14 @@ class PgListener(Watcher):
     def _run(self) -> None:
         import psycopg
 
-        backoff = 0.1
+        wait = Backoff(0.1, 5.0)
         while True:
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     for name in self._channels:
                         conn.execute(f'LISTEN "{name}"')  # type: ignore[arg-type]
                     self._ready.set()
-                    backoff = 0.1
+                    wait.reset()
                     # anything sent while we were not listening is lost: make everyone re-check
                     HUB.wake_database(self.database)
                     while True:
@@ -57,5 +58,4 @@ class PgListener(Watcher):
                 if self._failed != str(exc):
                     self._failed = str(exc)
                     log.warning("agentexec: PostgreSQL LISTEN connection lost (%s); retrying", exc)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                time.sleep(wait.next())

@@ -26,9 +26,9 @@ from agentexec.config import CONF
 from agentexec.limits import LOGS_PREFIX, Stream, stream_of, streams_for
 from sqlalchemy.engine import Connection
 
-from agentexec_sqlalchemy import _statements as sql
-from agentexec_sqlalchemy._transport import SQLTransport
-from agentexec_sqlalchemy.transport_models import event_table
+from agentexec_sqlalchemy.transport import statements as sql
+from agentexec_sqlalchemy.transport.common import SQLTransport
+from agentexec_sqlalchemy.transport.models import event_table
 
 #: the channel of each stream's marker row: the newest row a trim removed (see the module doc)
 MARKERS: dict[Stream, str] = {"logs": LOGS_PREFIX + "~agentexec-trimmed", "events": "~agentexec-trimmed"}

@@ -23,7 +23,7 @@ from typing import Any
 from agentexec.activity.status import Status
 from sqlalchemy import Integer, Table, bindparam, case, func, insert, select, update
 
-from agentexec_sqlalchemy.models import Activity, ActivityLog
+from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
 from agentexec_sqlalchemy.types import UTCDateTime
 
 activity: Table = Activity.__table__  # type: ignore[assignment]

@@ -58,11 +58,11 @@ def get_watcher(engine: Engine, database: str) -> Watcher:
         watcher = _watchers.get(key)
         if watcher is None:
             if engine.dialect.name == "sqlite":
-                from agentexec_sqlalchemy.watch_sqlite import SqlitePoller
+                from agentexec_sqlalchemy.transport.watch_sqlite import SqlitePoller
 
                 watcher = SqlitePoller(engine, database)
             else:
-                from agentexec_sqlalchemy.watch_pg import PgListener
+                from agentexec_sqlalchemy.transport.watch_pg import PgListener
 
                 watcher = PgListener(engine.url, database)
             _watchers[key] = watcher
