@@ -61,10 +61,15 @@ def _lock_key(queue_name: str) -> Any:
     return sa.func.hashtext(f"agentexec-reap:{queue_name}")
 
 
-def _locks_key(queue_name: str) -> Any:
-    # the task locks of a queue change under this lock, taken after any row lock of the
-    # queue table (acquire, ack and reap all lock their row first), so they never deadlock
-    return sa.func.hashtext(f"agentexec-locks:{queue_name}")
+def _locks_key(queue_name: str, key: str) -> Any:
+    # one advisory lock per lock key: its holders and parked tasks change under it, so work on
+    # other keys never waits (several keys are locked in sorted order: no deadlock among them)
+    return sa.func.hashtext(f"agentexec-locks:{queue_name}\n{key}")
+
+
+def _lock_keys(conn: Connection, queue_name: str, keys: Sequence[str]) -> None:
+    for key in sorted(set(keys)):
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_locks_key(queue_name, key))))
 
 
 class SQLQueue(SQLTransport):
@@ -376,7 +381,7 @@ class SQLQueue(SQLTransport):
         if row is None:
             return False  # no longer this lease's (reaped): nothing to run
         if not self.is_sqlite:
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_locks_key(queue_name))))
+            _lock_keys(conn, queue_name, list(locks))
         cutoff = time.time() - self.lease_timeout
         live = sa.select(C.c.consumer_id).where(C.c.queue_name == queue_name, C.c.heartbeat_at >= cutoff)
         full = None
@@ -426,12 +431,13 @@ class SQLQueue(SQLTransport):
     def _unlock(self, conn: Connection, queue_name: str, aid: str) -> None:
         """Inside a write: release the locks ``aid`` holds, and move the oldest task parked on
         each back to the front of the queue."""
-        if not conn.execute(
-            sa.select(LK.c.lock_key).where(LK.c.queue_name == queue_name, LK.c.agent_id == aid).limit(1)
-        ).first():
+        held = conn.execute(
+            sa.select(LK.c.lock_key).where(LK.c.queue_name == queue_name, LK.c.agent_id == aid)
+        ).scalars().all()
+        if not held:
             return  # it holds no lock (most reaped tasks): no advisory lock taken
         if not self.is_sqlite:
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_locks_key(queue_name))))
+            _lock_keys(conn, queue_name, held)  # only this task's own lease adds to them
         keys = conn.execute(
             LK.delete().where(LK.c.queue_name == queue_name, LK.c.agent_id == aid).returning(LK.c.lock_key)
         ).scalars().all()
@@ -465,7 +471,7 @@ class SQLQueue(SQLTransport):
         self, conn: Connection, queue_name: str, key: str, agent_id: UUID, replace: UUID | None
     ) -> UUID | None:
         if not self.is_sqlite:
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_locks_key(queue_name))))
+            _lock_keys(conn, queue_name, ["enqueue-key:" + key])
         holder = conn.execute(
             sa.select(EK.c.agent_id).where(EK.c.queue_name == queue_name, EK.c.key == key)
         ).scalar_one_or_none()
