@@ -82,3 +82,25 @@ async def test_a_wake_token_is_never_a_task(redis_url: str) -> None:
     assert await queue.reserve(name, "c1", 0.05) is None
     assert await queue.dead_letters(name) == []
     await queue.close()
+
+
+async def test_a_batch_take_leaves_the_wake_token_for_a_blocked_consumer(redis_url: str) -> None:
+    """``reserve_many``'s one-step take skips the token (it stays at the front for a consumer
+    blocked in BLMOVE, which re-plans its wait) and hands out only tasks."""
+    queue = RedisQueue(redis_url)
+    queue.lease_timeout = 30.0
+    name = f"wake-{uuid.uuid4().hex[:8]}"
+    await queue.reserve(name, "c1", 0.01)  # the consumer has started (its take recovery done)
+    await queue.push_at(envelope(name, 9), time.time() + 30)  # earliest due: a token in front
+    for n in (1, 2, 3):
+        await queue.push(envelope(name, n))
+    with anyio.fail_after(5):
+        leases = await queue.reserve_many(name, "c1", 5, 1.0)
+    assert sorted(lease.envelope.context["n"] for lease in leases) == [1, 2, 3]
+    assert await queue.length(name) == 0
+    assert await queue.reserve(name, "c1", 0.2) is None  # takes the token, drops it, waits
+    for lease in leases:
+        await queue.ack(lease)
+    assert await queue.dead_letters(name) == []
+    assert await queue.delayed(name) == 1
+    await queue.close()

@@ -159,13 +159,21 @@ PROMOTE = Script(_PROMOTE + """
 return promote(KEYS[1], KEYS[2])
 """)
 
+#: ... ARGV[4] (optional): the wake token, left at the front of the queue (never taken here).
 TAKE = Script(_PROMOTE + """
 if KEYS[4] then promote(KEYS[4], KEYS[1]) end
 if ARGV[2] == '1' then
   redis.call('ZADD', KEYS[3], now_seconds(), ARGV[3])
 end
-local items = redis.call('RPOP', KEYS[1], ARGV[1])
-if not items then return {} end
+local popped = redis.call('RPOP', KEYS[1], ARGV[1])
+if not popped then return {} end
+local items, wakes = {}, 0
+for _, item in ipairs(popped) do
+  if ARGV[4] and item == ARGV[4] then wakes = wakes + 1 else table.insert(items, item) end
+end
+-- a wake token is for a consumer blocked in BLMOVE (it re-plans its wait): it stays in front
+for _ = 1, wakes do redis.call('RPUSH', KEYS[1], ARGV[4]) end
+if #items == 0 then return {} end
 for i = 1, #items, 1000 do
   redis.call('LPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
 end

@@ -369,7 +369,7 @@ class RedisQueue:
             beat = state.last_beat is None or sent - state.last_beat >= self.lease_timeout / 4
             taken: list[bytes] = await _lua.TAKE(
                 r, [keys.queue, inflight, keys.consumers, keys.delayed],
-                [count, "1" if beat else "0", consumer_id],
+                [count, "1" if beat else "0", consumer_id, _lua.WAKE],
             )
             if beat:
                 state.last_beat = sent
