@@ -103,13 +103,47 @@ async def test_add_task_handlers_run_and_results_come_back_typed(
     assert found is not None and found.status == ax.Status.COMPLETE
 
 
-@pytest.mark.xfail(strict=True, reason="per-key serialization (lock_key=) is issue #15's; when it "
-                   "lands, the original's form below must work as written: drop this mark")
 def test_the_originals_lock_key_form() -> None:
     pool = ax.Pool(backends=build_backends(dict.fromkeys(KINDS, "memory://lock-key")))  # type: ignore[arg-type]
 
-    @pool.task("associate_observation", lock_key="user:{user_id}")  # type: ignore[call-arg]
+    @pool.task("associate_observation", lock_key="user:{user_id}")
     async def associate(agent_id: UUID, context: ObservationContext) -> Any: ...
 
-    pool.add_task("associate_other", typed_handler, lock_key="user:{user_id}")  # type: ignore[call-arg]
+    pool.add_task("associate_other", typed_handler, lock_key="user:{user_id}")
     assert set(pool.tasks) == {"associate_observation", "associate_other"}
+    ctx = ObservationContext(user_id="u7", text="hi")
+    assert pool.tasks["associate_observation"].locks_for(ctx.model_dump(mode="json")) == {"key:user:u7": 1}
+    with pytest.raises(ValueError, match="not a field of ObservationContext"):
+        pool.add_task("typo", typed_handler, lock_key="user:{userid}")
+
+
+async def test_lock_key_runs_one_per_user_at_a_time(backends: Backends, unique_name: str) -> None:
+    """The original's form, running: tasks of one user never overlap, and another user's task
+    runs meanwhile."""
+    spans: list[tuple[str, float, float]] = []
+    pool = ax.Pool(queue_name=unique_name, backends=backends)
+
+    @pool.task("associate_observation", lock_key="user:{user_id}")
+    async def associate(agent_id: UUID, context: ObservationContext) -> list[float]:
+        import time
+
+        start = time.time()
+        await anyio.sleep(0.2)
+        return [start, time.time()]
+
+    pool.start()
+    try:
+        tasks = [
+            await ax.enqueue(associate, ObservationContext(user_id=user, text="x"))
+            for user in ("a", "a", "a", "b")
+        ]
+        with anyio.fail_after(WAIT):
+            for task, user in zip(tasks, ("a", "a", "a", "b"), strict=True):
+                start, end = await ax.get_result(task, timeout=WAIT)
+                spans.append((user, start, end))
+    finally:
+        await anyio.to_thread.run_sync(pool.shutdown)
+    own = sorted((s, e) for u, s, e in spans if u == "a")
+    assert all(own[i][1] <= own[i + 1][0] for i in range(len(own) - 1)), own
+    other = next((s, e) for u, s, e in spans if u == "b")
+    assert other[0] < own[-1][0], "user b waited behind user a's chain"

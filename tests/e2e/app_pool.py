@@ -45,6 +45,8 @@ class Job(BaseModel):
     poison: str = ""
     #: flaky_job fails this many runs (ConnectionError), then succeeds
     fails: int = 0
+    #: locked_job: tasks of one user never run at once (lock_key)
+    user: str = ""
 
 
 class Bye(BaseException):
@@ -107,6 +109,14 @@ def sync_job(agent_id: UUID, context: Job) -> str:
         time.sleep(context.seconds)
     if context.exit:
         leave(context.exit)
+    note("end", agent_id, context.label)
+    return context.label
+
+
+@pool.task("locked_job", lock_key="user:{user}")
+async def locked_job(agent_id: UUID, context: Job) -> str:
+    note("start", agent_id, context.label)
+    await anyio.sleep(context.seconds)
     note("end", agent_id, context.label)
     return context.label
 

@@ -199,6 +199,57 @@ class RemoveQueued(Protocol):
 
 
 @runtime_checkable
+class TaskLocks(Protocol):
+    """Optional queue capability: per-key locks and counted limits (``@pool.task(name,
+    lock_key=..., max_concurrency=N)``), held by a task's lease.
+
+    A task whose envelope has ``locks`` (lock key -> how many tasks may hold it at once) runs
+    only once its worker's ``acquire(lease)`` returned True. ``acquire`` is atomic: either the
+    lease now holds every one of its locks (each had fewer holders than its limit), or it holds
+    none and the task is *parked*: taken out of the consumer's in-flight tasks into a waiting
+    place of one of its full keys, attempts unchanged, and the worker forgets the lease. Nothing
+    polls a parked task: when a holder's lease ends — ``ack``, ``ack_many``, ``release``, or a
+    reap of its consumer (``reap``, ``reap_consumer``) — its locks are released and, for each,
+    the oldest task parked on that key goes back to the front of its queue, to be taken and
+    ``acquire`` again. So a lock lives exactly as long as its holder's lease: renewed by the
+    consumer's heartbeats, freed by the reap of a dead consumer, never left behind by a crash.
+    Other tasks of the queue are taken meanwhile (no head-of-line blocking). A worker calls
+    ``unlock`` as soon as the handler returns, so the next task of the key need not wait for
+    the finish to be written; the lease's end still releases whatever is left.
+
+    ``remove`` finds a parked task too; ``parked`` counts the queue's parked tasks (they are
+    not in ``length``). Locks are per queue: every pool on the queue shares them."""
+
+    async def acquire(self, lease: Lease) -> bool: ...
+
+    async def unlock(self, lease: Lease) -> None:
+        """The task's run is over (its finish is still being written): release its locks now,
+        with the same moves of parked tasks; its later ``ack`` then releases nothing more."""
+        ...
+
+    async def parked(self, queue_name: str) -> int: ...
+
+
+@runtime_checkable
+class EnqueueKeys(Protocol):
+    """Optional queue capability: at most one task per key (``ax.enqueue(..., key=...)``)
+    queued or running at a time.
+
+    ``claim_key`` records ``agent_id`` as the holder of ``key`` on ``queue_name`` and returns
+    ``None``, or returns the agent id that already holds it (atomic: of two claims, one wins).
+    With ``replace``, it takes over the key only if ``replace`` still holds it (the caller found
+    that task finished). A key is let go when its task's lease is acknowledged (``ack``,
+    ``ack_many``: the envelope's ``key`` field names it), when the task is removed (``remove``),
+    or dead-lettered by a reap; ``release_key`` lets it go when ``agent_id`` holds it."""
+
+    async def claim_key(
+        self, queue_name: str, key: str, agent_id: UUID, replace: UUID | None = None
+    ) -> UUID | None: ...
+
+    async def release_key(self, queue_name: str, key: str, agent_id: UUID) -> None: ...
+
+
+@runtime_checkable
 class InFlightView(Protocol):
     """Optional queue capability: the tasks ``consumer_id`` holds right now (in flight, not
     acknowledged), oldest first, with the ``attempts`` they were handed out with.

@@ -15,13 +15,14 @@ import anyio
 from pydantic import BaseModel
 
 from agentexec.activity.metadata import validate_metadata
+from agentexec.backends import EnqueueKeys
 from agentexec.config import CONF
 from agentexec.lanes import base_queue_name
 from agentexec.queueing import submit
 from agentexec.registry import _pools
 from agentexec.results import Outcome
 from agentexec.runtime import get_backends
-from agentexec.task import MAX_QUEUE_NAME, MAX_TASK_NAME, Priority, Task, check_name
+from agentexec.task import MAX_QUEUE_NAME, MAX_TASK_NAME, Priority, Task, TaskDefinition, check_name
 
 log = logging.getLogger("agentexec")
 
@@ -115,6 +116,27 @@ def _check_registered(task_name: str, queue_name: str) -> None:
     )
 
 
+def _definition(task_name: str, queue_name: str) -> TaskDefinition | None:
+    """The definition of ``task_name`` in a pool of this process on ``queue_name`` (``None``
+    for a producer without it: its workers then fill in what it would have)."""
+    if not _pools:
+        return None
+    base = base_queue_name(queue_name)
+    for pool in list(_pools):
+        if getattr(pool, "queue_name", None) == base:
+            definition = pool.tasks.get(task_name)
+            if definition is not None:
+                return definition  # type: ignore[no-any-return]
+    return None
+
+
+def _locks(task: Task[Any], queue_name: str) -> None:
+    """Fill in the task's locks (``lock_key=``, ``max_concurrency=``) from its definition."""
+    definition = _definition(task.task_name, queue_name)
+    if definition is not None and definition.has_locks:
+        task.locks = definition.locks_for(task.context.model_dump(mode="json"))
+
+
 @overload
 async def enqueue(
     task_name: Callable[[UUID, C], Coroutine[Any, Any, R]],
@@ -125,6 +147,7 @@ async def enqueue(
     metadata: dict[str, Any] | None = None,
     delay: float | timedelta | None = None,
     at: datetime | None = None,
+    key: str | None = None,
 ) -> Task[R]: ...
 @overload
 async def enqueue(
@@ -136,6 +159,7 @@ async def enqueue(
     metadata: dict[str, Any] | None = None,
     delay: float | timedelta | None = None,
     at: datetime | None = None,
+    key: str | None = None,
 ) -> Task[R]: ...
 @overload
 async def enqueue(
@@ -147,6 +171,7 @@ async def enqueue(
     metadata: dict[str, Any] | None = None,
     delay: float | timedelta | None = None,
     at: datetime | None = None,
+    key: str | None = None,
 ) -> Task[Any]: ...
 async def enqueue(
     task_name: str | Callable[..., Any],
@@ -157,6 +182,7 @@ async def enqueue(
     metadata: dict[str, Any] | None = None,
     delay: float | timedelta | None = None,
     at: datetime | None = None,
+    key: str | None = None,
 ) -> Task[Any]:
     """Queue a task; its activity is QUEUED when this returns (for this process at once; for
     others within milliseconds: see :mod:`agentexec.activity.creates`).
@@ -164,6 +190,11 @@ async def enqueue(
     ``delay`` (seconds or a ``timedelta``) or ``at`` (a timezone-aware ``datetime``): the task
     waits in the queue backend until then (its QUEUED line says when), then runs in priority
     order with the others. See docs/execution-control.md.
+
+    ``key``: at most one task per key queued or running on the queue: while the task first
+    enqueued with ``key`` has not finished, this returns it (a ``Task`` with its agent id;
+    ``context`` is the one given here) instead of queuing another. The key is let go when the
+    task ends (a retry keeps it). Needs a queue with ``EnqueueKeys`` (memory, Redis, SQL).
 
     ``metadata`` is stored on the activity, for ``ax.activity.list(metadata_filter=...)`` (e.g.
     ``{"organization_id": "org-123"}``; rules in :mod:`agentexec.activity.metadata`).
@@ -181,8 +212,56 @@ async def enqueue(
         metadata = validate_metadata(metadata)
     due = _due(delay, at)
     task = Task.queued(task_name, context, priority, queue_name, metadata)
-    await submit([task], get_backends(), due=due)
+    _locks(task, queue_name)
+    backends = get_backends()
+    if key is not None:
+        existing = await _claim(backends.queue, queue_name, key, task)
+        if existing is not None:
+            return existing
+    try:
+        await submit([task], backends, due=due)
+    except Exception:
+        if key is not None:
+            await _unclaim(backends.queue, queue_name, key, task)
+        raise
     return task
+
+
+async def _claim(queue: Any, queue_name: str, key: str, task: Task[Any]) -> Task[Any] | None:
+    """Claim ``key`` for ``task`` (``None``), or the task that holds it and has not finished.
+    A holder whose activity ended (its lease's ack was lost, say) is replaced."""
+    if not isinstance(queue, EnqueueKeys):
+        raise TypeError(
+            f"enqueue(..., key=): the queue backend {type(queue).__name__} cannot keep enqueue "
+            f"keys (it lacks EnqueueKeys.claim_key); use the memory, Redis or SQL queue"
+        )
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"enqueue: key must be a non-empty str, got {key!r}")
+    check_name("the enqueue key", key, 512)
+    from agentexec.activity.status import Status
+
+    replace: UUID | None = None
+    for _ in range(5):
+        holder = await queue.claim_key(queue_name, key, task.agent_id, replace)
+        if holder is None:
+            task.key = key
+            return None
+        detail = await get_backends().activity.adetail(holder)
+        if detail is None or detail.status not in (Status.COMPLETE, Status.ERROR, Status.CANCELED):
+            # queued or running (or created a moment ago by another producer)
+            return Task(
+                agent_id=holder, task_name=task.task_name, context=task.context,
+                queue_name=queue_name, priority=task.priority, metadata=task.metadata, key=key,
+            )
+        replace = holder
+    raise RuntimeError(f"enqueue: the key {key!r} changed hands five times while claiming it")
+
+
+async def _unclaim(queue: Any, queue_name: str, key: str, task: Task[Any]) -> None:
+    try:
+        await queue.release_key(queue_name, key, task.agent_id)
+    except Exception:  # the push failed too: the caller has that error
+        log.warning("enqueue key %r of %s could not be let go", key, task.agent_id, exc_info=True)
 
 
 def _due(delay: float | timedelta | None, at: datetime | None) -> float | None:
@@ -231,6 +310,7 @@ async def enqueue_many(
         _check_registered(task_name, queue_name)
         own = validate_metadata(item[3]) if len(item) > 3 else shared  # type: ignore[misc]
         tasks.append(Task.queued(task_name, context, priority, queue_name, own))
+        _locks(tasks[-1], queue_name)
     await submit(tasks, get_backends())
     return tasks
 

@@ -63,8 +63,8 @@ class TaskDefinition:
     """A registered handler: its name, the callable, and the pydantic model its context must be."""
 
     __slots__ = (
-        "backoff", "context_class", "handler", "is_async", "name", "result_type", "retries",
-        "retry_on", "timeout",
+        "backoff", "context_class", "handler", "is_async", "lock_key", "max_concurrency", "name",
+        "result_type", "retries", "retry_on", "timeout",
     )
 
     def __init__(
@@ -78,9 +78,21 @@ class TaskDefinition:
         retries: int | None = None,
         backoff: float | timedelta | Callable[[int], float] | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        lock_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a task name must be a non-empty str, got {name!r}")
+        if lock_key is not None and (not isinstance(lock_key, str) or not lock_key):
+            raise TypeError(f"task {name!r}: lock_key must be a non-empty str template, got {lock_key!r}")
+        #: ``"user:{user_id}"``: tasks whose context gives the same key never run at once
+        self.lock_key = lock_key
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
+        ):
+            raise ValueError(f"task {name!r}: max_concurrency must be an int >= 1, got {max_concurrency!r}")
+        #: at most this many runs of the task at once, across every pool on its queue
+        self.max_concurrency = max_concurrency
         #: seconds the handler may run (``None``: ``CONF.task_timeout``)
         self.timeout = check_timeout(name, timeout)
         #: runs after the first that a failure may cost (``None``: ``CONF.task_retries``)
@@ -115,6 +127,32 @@ class TaskDefinition:
         #: when it is one, unless given)
         self.result_type = result_type or infer_result_type(handler)
         self.is_async = inspect.iscoroutinefunction(handler)
+        if lock_key is not None:
+            check_lock_template(name, lock_key, self.context_class)
+
+    @property
+    def has_locks(self) -> bool:
+        return self.lock_key is not None or self.max_concurrency is not None
+
+    def locks_for(self, context: dict[str, Any]) -> dict[str, int] | None:
+        """The locks a run with ``context`` (its JSON form) must hold: lock key -> holders
+        allowed at once; ``None`` when the task has none. A template field the context lacks
+        raises ``ValueError``."""
+        if self.lock_key is None and self.max_concurrency is None:
+            return None
+        locks: dict[str, int] = {}
+        if self.max_concurrency is not None:
+            locks[concurrency_key(self.name)] = self.max_concurrency
+        if self.lock_key is not None:
+            try:
+                key = self.lock_key.format_map(context)
+            except (KeyError, IndexError, AttributeError, ValueError) as exc:
+                raise ValueError(
+                    f"task {self.name!r}: lock_key {self.lock_key!r} cannot be filled from the "
+                    f"context ({exc!r}); name fields of {self.context_class.__qualname__}"
+                ) from None
+            locks["key:" + key] = 1
+        return locks
 
     def __repr__(self) -> str:
         return f"TaskDefinition(name={self.name!r}, context_class={self.context_class.__qualname__})"
@@ -126,6 +164,31 @@ class TaskDefinition:
         if isinstance(context, BaseModel):
             context = context.model_dump(mode="json")
         return self.context_class.model_validate(context)
+
+
+def concurrency_key(task_name: str) -> str:
+    """The lock key ``max_concurrency`` counts a task's runs under (``key:`` prefixes
+    ``lock_key`` keys, so the two never meet)."""
+    return "task:" + task_name
+
+
+def check_lock_template(name: str, template: str, context_class: type[BaseModel]) -> None:
+    """A ``lock_key`` template names only fields of the context: checked at registration, so
+    a typo fails at import instead of at every enqueue."""
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"task {name!r}: lock_key {template!r} is not a valid template ({exc})") from None
+    known = set(context_class.model_fields)
+    for field in fields:
+        head = field.split(".", 1)[0].split("[", 1)[0]
+        if head not in known:
+            raise ValueError(
+                f"task {name!r}: lock_key {template!r} names {{{field}}}, which is not a field of "
+                f"{context_class.__qualname__} (fields: {', '.join(sorted(known)) or 'none'})"
+            )
 
 
 def check_timeout(name: str, timeout: float | timedelta | None, what: str = "timeout") -> float | None:
@@ -211,6 +274,13 @@ class Envelope(BaseModel):
     #: the producer's trace context (W3C ``traceparent``) when tracing is configured
     #: (:mod:`agentexec.telemetry`), so the run continues the trace of the web request
     trace: dict[str, str] | None = None
+    #: the locks the run must hold (``lock_key=``, ``max_concurrency=``): lock key -> how many
+    #: runs may hold it at once; filled at enqueue, or by the worker when the producer did not
+    #: know the task (:class:`agentexec.backends.TaskLocks`)
+    locks: dict[str, int] | None = None
+    #: ``ax.enqueue(..., key=...)``: no second task is queued under this key while this one is
+    #: queued or running (:class:`agentexec.backends.EnqueueKeys`)
+    key: str | None = None
 
     def next_attempt(self) -> Envelope:
         return self.model_copy(update={"attempts": self.attempts + 1})
@@ -242,6 +312,10 @@ class Task(BaseModel, Generic[R]):
     metadata: dict[str, Any] | None = None
     #: the trace context its envelope carried (:mod:`agentexec.telemetry`)
     trace: dict[str, str] | None = None
+    #: the locks its run holds (see :attr:`Envelope.locks`)
+    locks: dict[str, int] | None = None
+    #: its dedup key (``ax.enqueue(..., key=...)``)
+    key: str | None = None
 
     _definition: TaskDefinition | None = PrivateAttr(default=None)
 
@@ -278,6 +352,13 @@ class Task(BaseModel, Generic[R]):
         )
 
     def to_envelope(self, queue_name: str, trace: dict[str, str] | None = None) -> Envelope:
+        if self.locks is not None or self.key is not None:
+            return Envelope(
+                agent_id=self.agent_id, task_name=self.task_name,
+                context=self.context.model_dump(mode="json"), priority=self.priority,
+                queue_name=queue_name, attempts=self.attempts, enqueued_at=time.time(),
+                metadata=self.metadata, trace=trace, locks=self.locks, key=self.key,
+            )
         if trace is not None:
             return Envelope(
                 agent_id=self.agent_id, task_name=self.task_name,

@@ -397,3 +397,39 @@ class DueWaitsForTimeoutQueue(MemoryQueue):
                 self._due.setdefault(envelope.queue_name, []),
                 (due, self._due_seq, envelope.model_dump_json(), envelope.priority),
             )
+
+
+class LockIgnoredQueue(MemoryQueue):
+    """``acquire`` grants every lock without counting its holders: two tasks of one
+    ``lock_key`` run at once (``max_concurrency`` is not enforced either)."""
+
+    async def acquire(self, lease: Lease) -> bool:
+        with self._lock:
+            self._held[(lease.queue_name, str(lease.envelope.agent_id))] = list(lease.envelope.locks or {})
+        return True
+
+
+class UnlockWakesNobodyQueue(MemoryQueue):
+    """A holder's end frees its lock but leaves the tasks parked on it parked: they wait
+    forever (until some other task of the key happens to run and end)."""
+
+    def _unlock(self, queue_name: str, aid: str) -> None:
+        for key in self._held.pop((queue_name, aid), ()):
+            self._holders.get((queue_name, key), {}).pop(aid, None)
+
+
+class ReapKeepsLocksQueue(MemoryQueue):
+    """A reap hands a dead worker's task back but keeps its locks: its key stays locked by a
+    holder that no longer runs, and the tasks parked on it never start."""
+
+    def _lease_ended(self, queue_name: str, env: Envelope, dead: bool = False) -> None:
+        if env.key is not None and dead:
+            self._drop_key(queue_name, env.key, env.agent_id)
+
+
+class KeyNeverReleasedQueue(MemoryQueue):
+    """An enqueue key outlives its task: after the first task of a key finished, every later
+    ``ax.enqueue(..., key=...)`` returns that finished task instead of queuing a new one."""
+
+    def _drop_key(self, queue_name: str, key: str, agent_id: uuid.UUID) -> None:
+        return None

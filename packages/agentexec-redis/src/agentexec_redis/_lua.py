@@ -132,18 +132,48 @@ local function promote(delayed, queue)
 end
 """
 
+#: what ``push_at`` puts at the front of a queue's list to wake one consumer blocked in
+#: BLMOVE (BLMOVE watches one list, and a new delayed task is not in it): the consumer that
+#: takes it drops it and blocks again, only until the earliest due time. Never an envelope.
+WAKE = "agentexec:wake"
+
+#: KEYS: delayed set, queue list. ARGV: member ("H:"/"L:" + payload), seconds from now until
+#: due, the wake token. Adds the member due at server time + seconds; when it is now the
+#: earliest, wakes a blocked consumer (the token at the front, unless one is there already).
+PUSH_AT = Script("""
+redis.call('ZADD', KEYS[1], now_seconds() + tonumber(ARGV[2]), ARGV[1])
+local first = redis.call('ZRANGE', KEYS[1], 0, 0)
+if first[1] == ARGV[1] and redis.call('LINDEX', KEYS[2], -1) ~= ARGV[3] then
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+end
+return 1
+""")
+
+#: KEYS: queue list. ARGV: the wake token. Tasks waiting: the list's length less wake tokens.
+LENGTH = Script("""
+return redis.call('LLEN', KEYS[1]) - #redis.call('LPOS', KEYS[1], ARGV[1], 'COUNT', 0)
+""")
+
 #: KEYS: delayed set, queue list. Returns seconds until the next due task, or nil.
 PROMOTE = Script(_PROMOTE + """
 return promote(KEYS[1], KEYS[2])
 """)
 
+#: ... ARGV[4] (optional): the wake token, left at the front of the queue (never taken here).
 TAKE = Script(_PROMOTE + """
 if KEYS[4] then promote(KEYS[4], KEYS[1]) end
 if ARGV[2] == '1' then
   redis.call('ZADD', KEYS[3], now_seconds(), ARGV[3])
 end
-local items = redis.call('RPOP', KEYS[1], ARGV[1])
-if not items then return {} end
+local popped = redis.call('RPOP', KEYS[1], ARGV[1])
+if not popped then return {} end
+local items, wakes = {}, 0
+for _, item in ipairs(popped) do
+  if ARGV[4] and item == ARGV[4] then wakes = wakes + 1 else table.insert(items, item) end
+end
+-- a wake token is for a consumer blocked in BLMOVE (it re-plans its wait): it stays in front
+for _ = 1, wakes do redis.call('RPUSH', KEYS[1], ARGV[4]) end
+if #items == 0 then return {} end
 for i = 1, #items, 1000 do
   redis.call('LPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
 end

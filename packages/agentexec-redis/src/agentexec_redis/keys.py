@@ -44,7 +44,7 @@ def _hash_tag(name: str) -> str | None:
 
 
 #: a key of this shape is a companion key (below), so no queue may be named so
-_COMPANION = re.compile(r"\{[^}]*\}(:(consumers|dead|dead:seq|delayed|inflight:.*)|#\d+:.*)", re.DOTALL)
+_COMPANION = re.compile(r"\{[^}]*\}(:(consumers|dead|dead:seq|delayed|held|parked|keys|inflight:.*|lock:.*|park:.*)|#\d+:.*)", re.DOTALL)
 #: agentexec's other keys: a queue of that name would push onto a stream or a result
 _RESERVED = re.compile(
     rf"{PREFIX}:(events|results:done|result:.*|staged:.*|claim:.*)|\{{{PREFIX}:events\}}:(logs|seq)",

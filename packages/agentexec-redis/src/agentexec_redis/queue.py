@@ -37,7 +37,7 @@ from agentexec.task import Envelope, Priority
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
-from agentexec_redis import _lua
+from agentexec_redis import _locks, _lua
 from agentexec_redis._dead import malformed_reason, parse_envelope, parse_record, text
 from agentexec_redis._resilience import TRANSIENT, is_transient, outage, redis_backoff, retrying
 from agentexec_redis.client import async_client, block_for, close_redis, is_cluster, resolve_url
@@ -91,8 +91,7 @@ async def _until_idle(state: _Consumer, deadline: float) -> bool:
     return True
 
 
-#: longest block of a ``reserve`` (seconds) before it looks at the delayed set again
-DELAYED_RECHECK = 0.25
+_WAKE = _lua.WAKE.encode()
 
 
 async def _command(r: aioredis.Redis, *args: Any) -> Any:
@@ -188,7 +187,17 @@ class RedisQueue:
         delayed = queue_keys(queue_name).delayed
 
         async def run() -> Envelope | None:
+            env = await find()
+            if env is not None and env.key is not None:
+                await _locks.drop_key(self._redis(), queue_name, env.key, agent_id)
+            return env
+
+        async def find() -> Envelope | None:
             r = self._redis()
+            parked = _locks.parked_key(queue_name)
+            raw_parked = await r.hget(parked, str(agent_id))  # type: ignore[misc]
+            if raw_parked is not None and await r.hdel(parked, str(agent_id)):  # type: ignore[misc]
+                return parse_envelope(raw_parked)
             members: list[bytes] = await r.zrange(delayed, 0, -1)  # type: ignore[assignment]
             for member in members:
                 if needle not in member:
@@ -250,10 +259,9 @@ class RedisQueue:
         """Move the queue's due delayed tasks into its list; returns ``deadline``, or sooner:
         when the next delayed task falls due."""
         left = await _lua.PROMOTE(self._redis(), [keys.delayed, keys.queue])
-        # a push_at cannot wake a blocked BLMOVE: blocks are cut at DELAYED_RECHECK, so a task
-        # delayed by more than that (pushed while this consumer blocks) is still taken on time
-        wait = DELAYED_RECHECK if left is None else min(max(float(left), 0.0) + 0.001, DELAYED_RECHECK)
-        return min(deadline, time.monotonic() + wait)
+        if left is None:
+            return deadline  # nothing delayed: a push_at that comes meanwhile wakes us (WAKE)
+        return min(deadline, time.monotonic() + max(float(left), 0.0) + 0.001)
 
     async def push_at(self, envelope: Envelope, due: float) -> None:
         """Wait in the queue's delayed set until ``due`` (the server's clock is compared with
@@ -265,12 +273,11 @@ class RedisQueue:
         keys = queue_keys(envelope.queue_name)
         member = ("H:" if envelope.priority is Priority.HIGH else "L:") + envelope.model_dump_json()
 
-        async def send() -> None:
-            r = self._redis()
-            now_s, now_us = await r.time()
-            await r.zadd(keys.delayed, {member: now_s + now_us / 1e6 + left})
-
-        await retrying("push_at", send, self._op_window())
+        await retrying(
+            "push_at",
+            lambda: _lua.PUSH_AT(self._redis(), [keys.delayed, keys.queue], [member, left, _lua.WAKE]),
+            self._op_window(),
+        )
 
     async def delayed(self, queue_name: str) -> int:
         keys = queue_keys(queue_name)
@@ -362,7 +369,7 @@ class RedisQueue:
             beat = state.last_beat is None or sent - state.last_beat >= self.lease_timeout / 4
             taken: list[bytes] = await _lua.TAKE(
                 r, [keys.queue, inflight, keys.consumers, keys.delayed],
-                [count, "1" if beat else "0", consumer_id],
+                [count, "1" if beat else "0", consumer_id, _lua.WAKE],
             )
             if beat:
                 state.last_beat = sent
@@ -392,6 +399,9 @@ class RedisQueue:
     ) -> Lease | _Again:
         """A lease for a payload now in the consumer's in-flight list (or a dead letter)."""
         inflight = keys.inflight(consumer_id)
+        if raw == _WAKE:  # a push_at's wake-up: the reserve re-reads the earliest due time
+            await r.lrem(inflight, 1, raw)  # type: ignore[arg-type]
+            return _AGAIN
         try:
             envelope = Envelope.model_validate_json(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValidationError) as exc:
@@ -427,7 +437,63 @@ class RedisQueue:
             if state.held[lease.token] == 0:
                 del state.held[lease.token]
 
+    # -- locks (TaskLocks) and enqueue keys (EnqueueKeys): agentexec_redis._locks --------
+    async def acquire(self, lease: Lease) -> bool:
+        keys = queue_keys(lease.queue_name)
+        got = await retrying(
+            "acquire",
+            lambda: _locks.acquire(
+                self._redis(), lease, keys.inflight(lease.consumer_id), keys.consumers, self.lease_timeout
+            ),
+            max(self.lease_timeout, 1.0),
+        )
+        if not got:
+            self._forget(lease)  # parked: out of the in-flight list
+        return got
+
+    async def unlock(self, lease: Lease) -> None:
+        names = list(lease.envelope.locks or ())
+        await retrying(
+            "unlock",
+            lambda: _locks.unlock(self._redis(), lease.queue_name, lease.envelope.agent_id, names),
+            max(self.lease_timeout, 1.0),
+        )
+
+    async def parked(self, queue_name: str) -> int:
+        key = _locks.parked_key(queue_name)
+        return int(await retrying("parked", lambda: self._redis().hlen(key), self._op_window()))  # type: ignore[arg-type]
+
+    async def claim_key(
+        self, queue_name: str, key: str, agent_id: UUID, replace: UUID | None = None
+    ) -> UUID | None:
+        return await retrying(
+            "claim_key", lambda: _locks.claim(self._redis(), queue_name, key, agent_id, replace), self._op_window()
+        )
+
+    async def release_key(self, queue_name: str, key: str, agent_id: UUID) -> None:
+        await retrying(
+            "release_key", lambda: _locks.drop_key(self._redis(), queue_name, key, agent_id), self._op_window()
+        )
+
+    async def _lease_ending(self, leases: Sequence[Lease], acked: bool) -> None:
+        """Before a lease's end: its locks go first (a crash after that costs at most one
+        more delivery, which finds the task finished), and, once acknowledged, its key."""
+        for lease in leases:
+            env = lease.envelope
+            if env.locks is None and (env.key is None or not acked):
+                continue
+
+            async def send(env: Envelope = env, lease: Lease = lease) -> None:
+                r = self._redis()
+                if env.locks is not None:
+                    await _locks.unlock(r, lease.queue_name, env.agent_id, list(env.locks))
+                if acked and env.key is not None:
+                    await _locks.drop_key(r, lease.queue_name, env.key, env.agent_id)
+
+            await retrying("unlock", send, max(self.lease_timeout, 1.0))
+
     async def ack(self, lease: Lease) -> None:
+        await self._lease_ending([lease], acked=True)
         inflight = queue_keys(lease.queue_name).inflight(lease.consumer_id)
         await retrying(
             "ack",
@@ -441,6 +507,7 @@ class RedisQueue:
         cluster, where each queue's keys share one hash slot)."""
         if not leases:
             return
+        await self._lease_ending(leases, acked=True)
         cluster = is_cluster(self._redis())
         # group -> in-flight list -> payloads to remove
         groups: dict[str, tuple[dict[str, list[bytes]], list[Lease]]] = {}
@@ -464,6 +531,7 @@ class RedisQueue:
                 self._forget(lease)
 
     async def release(self, lease: Lease) -> None:
+        await self._lease_ending([lease], acked=False)
         keys = queue_keys(lease.queue_name)
         inflight = keys.inflight(lease.consumer_id)
         await retrying(
@@ -515,10 +583,13 @@ class RedisQueue:
         again, buried = await _lua.REAP(
             r, self._reap_keys(keys, consumer_id), self._reap_args(keys, consumer_id, force)
         )
-        return ReapReport(
+        report = ReapReport(
             tuple(Envelope.model_validate_json(p) for p in again),
             tuple(parse_record(rec, keys.queue) for rec in buried),
         )
+        await _locks.ended(r, keys.queue, report.requeued, dead=False)
+        await _locks.ended(r, keys.queue, [d.envelope for d in report.dead if d.envelope is not None], dead=True)
+        return report
 
     async def reap(self, queue_name: str) -> ReapReport:
         keys = queue_keys(queue_name)
@@ -577,7 +648,7 @@ class RedisQueue:
     # -- inspection --------------------------------------------------------------------------
     async def length(self, queue_name: str) -> int:
         key = queue_keys(queue_name).queue
-        return int(await retrying("length", lambda: self._redis().llen(key), self._op_window()))
+        return int(await retrying("length", lambda: _lua.LENGTH(self._redis(), [key], [_lua.WAKE]), self._op_window()))
 
     async def stats(self, queue_name: str) -> QueueStats:
         keys = queue_keys(queue_name)

@@ -36,6 +36,16 @@ class MemoryQueue:
         #: queue -> heap of (due, seq, payload, priority): tasks waiting for their time
         self._due: dict[str, list[tuple[float, int, str, Priority]]] = {}
         self._due_seq = 0
+        #: (queue, lock key) -> holders: agent id -> consumer id (TaskLocks)
+        self._holders: dict[tuple[str, str], dict[str, str]] = {}
+        #: (queue, agent id) -> the lock keys its lease holds
+        self._held: dict[tuple[str, str], list[str]] = {}
+        #: (queue, lock key) -> agent ids parked on it, oldest first
+        self._park: dict[tuple[str, str], deque[str]] = {}
+        #: queue -> agent id -> its parked payload
+        self._parked: dict[str, dict[str, str]] = {}
+        #: (queue, enqueue key) -> the agent id holding it (EnqueueKeys)
+        self._keys: dict[tuple[str, str], uuid.UUID] = {}
 
     def _q(self, name: str) -> deque[str]:
         return self._queues.setdefault(name, deque())
@@ -119,29 +129,106 @@ class MemoryQueue:
     async def remove(self, queue_name: str, agent_id: uuid.UUID) -> Envelope | None:
         needle = str(agent_id)
         with self._lock:
-            heap = self._due.get(queue_name, [])
-            for item in heap:
-                if needle in item[2]:
-                    try:
-                        env = Envelope.model_validate_json(item[2])
-                    except ValidationError:
-                        continue
-                    if env.agent_id == agent_id:
-                        heap.remove(item)
-                        heapq.heapify(heap)
-                        return env
-            q = self._q(queue_name)
-            for raw in q:
-                if needle not in raw:  # cheap filter before decoding
-                    continue
+            raw = self._parked.get(queue_name, {}).pop(needle, None)
+            found = Envelope.model_validate_json(raw) if raw is not None else self._remove(queue_name, agent_id, needle)
+            if found is not None and found.key is not None:
+                self._drop_key(queue_name, found.key, agent_id)
+            return found
+
+    def _remove(self, queue_name: str, agent_id: uuid.UUID, needle: str) -> Envelope | None:
+        heap = self._due.get(queue_name, [])
+        for item in heap:
+            if needle in item[2]:
                 try:
-                    env = Envelope.model_validate_json(raw)
+                    env = Envelope.model_validate_json(item[2])
                 except ValidationError:
                     continue
                 if env.agent_id == agent_id:
-                    q.remove(raw)
+                    heap.remove(item)
+                    heapq.heapify(heap)
                     return env
+        q = self._q(queue_name)
+        for raw in q:
+            if needle not in raw:  # cheap filter before decoding
+                continue
+            try:
+                env = Envelope.model_validate_json(raw)
+            except ValidationError:
+                continue
+            if env.agent_id == agent_id:
+                q.remove(raw)
+                return env
         return None
+
+    async def acquire(self, lease: Lease) -> bool:
+        locks = lease.envelope.locks or {}
+        queue_name, aid = lease.queue_name, str(lease.envelope.agent_id)
+        with self._lock:
+            full = next(
+                (key for key, limit in locks.items()
+                 if len([a for a in self._holders.get((queue_name, key), {}) if a != aid]) >= limit),
+                None,
+            )
+            if full is None:
+                for key in locks:
+                    self._holders.setdefault((queue_name, key), {})[aid] = lease.consumer_id
+                self._held[(queue_name, aid)] = list(locks)
+                return True
+            if self._take_inflight(lease):
+                self._park.setdefault((queue_name, full), deque()).append(aid)
+                self._parked.setdefault(queue_name, {})[aid] = lease.token
+            return False
+
+    async def unlock(self, lease: Lease) -> None:
+        with self._lock:
+            self._unlock(lease.queue_name, str(lease.envelope.agent_id))
+
+    async def parked(self, queue_name: str) -> int:
+        with self._lock:
+            return len(self._parked.get(queue_name, {}))
+
+    def _unlock(self, queue_name: str, aid: str) -> None:
+        """Release the locks of ``aid`` and wake one parked task per key (lock held)."""
+        for key in self._held.pop((queue_name, aid), ()):
+            holders = self._holders.get((queue_name, key))
+            if holders is not None:
+                holders.pop(aid, None)
+                if not holders:
+                    del self._holders[(queue_name, key)]
+            waiting = self._park.get((queue_name, key))
+            parked = self._parked.get(queue_name, {})
+            while waiting:
+                raw = parked.pop(waiting.popleft(), None)
+                if raw is not None:
+                    self._q(queue_name).append(raw)  # the front: it has waited its turn
+                    self._waiters.setdefault(queue_name, Waiters()).wake_one()
+                    break
+            if waiting is not None and not waiting:
+                del self._park[(queue_name, key)]
+
+    def _lease_ended(self, queue_name: str, env: Envelope, dead: bool = False) -> None:
+        """A lease of ``env`` ended (lock held): its locks, and its enqueue key when it is done."""
+        self._unlock(queue_name, str(env.agent_id))
+        if env.key is not None and dead:
+            self._drop_key(queue_name, env.key, env.agent_id)
+
+    def _drop_key(self, queue_name: str, key: str, agent_id: uuid.UUID) -> None:
+        if self._keys.get((queue_name, key)) == agent_id:
+            del self._keys[(queue_name, key)]
+
+    async def claim_key(
+        self, queue_name: str, key: str, agent_id: uuid.UUID, replace: uuid.UUID | None = None
+    ) -> uuid.UUID | None:
+        with self._lock:
+            holder = self._keys.get((queue_name, key))
+            if holder is None or (replace is not None and holder == replace):
+                self._keys[(queue_name, key)] = agent_id
+                return None
+            return holder
+
+    async def release_key(self, queue_name: str, key: str, agent_id: uuid.UUID) -> None:
+        with self._lock:
+            self._drop_key(queue_name, key, agent_id)
 
     def _bury(self, queue_name: str, raw: str, reason: str, env: Envelope | None = None) -> DeadLetter:
         dl = DeadLetter(uuid.uuid4().hex, queue_name, reason, raw, env, time.time())
@@ -157,13 +244,17 @@ class MemoryQueue:
         return True
 
     async def ack(self, lease: Lease) -> None:
-        with self._lock:
-            self._take_inflight(lease)
+        await self.ack_many([lease])
 
     async def ack_many(self, leases: Sequence[Lease]) -> None:
         with self._lock:
             for lease in leases:
-                self._take_inflight(lease)
+                if self._take_inflight(lease):
+                    env = lease.envelope
+                    if env.locks is not None:
+                        self._unlock(lease.queue_name, str(env.agent_id))
+                    if env.key is not None:
+                        self._drop_key(lease.queue_name, env.key, env.agent_id)
 
     async def reserve_many(
         self, queue_name: str, consumer_id: str, max_count: int, timeout: float
@@ -184,6 +275,8 @@ class MemoryQueue:
             if self._take_inflight(lease):
                 self._q(lease.queue_name).append(lease.token)
                 self._waiters.setdefault(lease.queue_name, Waiters()).wake_one()
+                if lease.envelope.locks is not None:
+                    self._unlock(lease.queue_name, str(lease.envelope.agent_id))
 
     async def heartbeat(self, queue_name: str, consumer_id: str) -> None:
         with self._lock:
@@ -215,6 +308,7 @@ class MemoryQueue:
             self._beats.pop(key, None)
             for raw in items:
                 env = Envelope.model_validate_json(raw)
+                self._lease_ended(queue_name, env, dead=env.attempts + 1 >= self.max_attempts)
                 if env.attempts + 1 >= self.max_attempts:
                     dead.append(self._bury(
                         queue_name, raw,

@@ -27,10 +27,12 @@ from agentexec.backends import (
     BatchResults,
     ConsumerReaper,
     DelayedPush,
+    EnqueueKeys,
     InFlightView,
     RawPayloads,
     RemoveQueued,
     StagedResults,
+    TaskLocks,
 )
 
 
@@ -54,6 +56,8 @@ METHOD_CAPABILITIES: dict[str, MethodCapability] = {
     "in_flight": MethodCapability(InFlightView, ("in_flight",)),
     "remove_queued": MethodCapability(RemoveQueued, ("remove",)),
     "delayed_push": MethodCapability(DelayedPush, ("push_at", "delayed")),
+    "task_locks": MethodCapability(TaskLocks, ("acquire", "unlock", "parked")),
+    "enqueue_keys": MethodCapability(EnqueueKeys, ("claim_key", "release_key")),
     "reserve_many": MethodCapability(BatchReserve, ("reserve_many",)),
     "ack_many": MethodCapability(BatchAck, ("ack_many",)),
     "staged_results": MethodCapability(StagedResults, ("stage_many", "staged")),
@@ -91,6 +95,12 @@ class Capabilities:
     #: :class:`agentexec.backends.DelayedPush` ``push_at``/``delayed``: delayed tasks and
     #: retries wait in the backend until their due time
     delayed_push: bool | None = None
+    #: :class:`agentexec.backends.TaskLocks` ``acquire``/``unlock``/``parked``: ``lock_key=`` and
+    #: ``max_concurrency=`` (a task whose lock is full is parked per key until a holder ends)
+    task_locks: bool | None = None
+    #: :class:`agentexec.backends.EnqueueKeys` ``claim_key``/``release_key``:
+    #: ``ax.enqueue(..., key=...)`` returns the task already queued or running under the key
+    enqueue_keys: bool | None = None
     #: :class:`agentexec.backends.BatchReserve` ``reserve_many``: a worker fills its free slots
     #: in one round trip
     reserve_many: bool | None = None

@@ -1,6 +1,6 @@
 """``QueueSuite``: the executable contract of :class:`agentexec.backends.QueueBackend` and of
 its optional capabilities (``push_raw``, ``reap_consumer``, ``in_flight``, ``remove``,
-``push_at``, ``reserve_many``, ``ack_many``).
+``push_at``, ``reserve_many``, ``ack_many``, ``acquire``, ``claim_key``).
 
 Timing thresholds are class attributes (seconds) a backend may tighten freely; raising one
 above the kit's default needs a ``timing_reason`` (see :class:`agentexec.testing.Suite`):
@@ -619,6 +619,164 @@ class QueueSuite(Suite):
         assert await queue.delayed(queue_name) == 0
         await anyio.sleep(0.3)
         assert await queue.reserve(queue_name, "c1", 0.05) is None, "a removed delayed task was handed out"
+
+    # -- task locks (TaskLocks) and enqueue keys (EnqueueKeys) ------------------------------
+    async def _locked(self, queue: Any, queue_name: str, n: int, locks: dict[str, int]) -> Envelope:
+        env = envelope(queue_name, n).model_copy(update={"locks": locks})
+        await queue.push(env, Priority.LOW)
+        return env
+
+    async def test_acquire_parks_a_task_whose_key_is_held_and_others_flow(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """Two tasks of one lock key never hold it together: the second's ``acquire`` is False
+        and parks it (out of flight, not waiting in the queue, counted by ``parked``), while a
+        task of another key is taken and acquires meanwhile. The holder's ``ack`` moves the
+        parked task back to the queue, where it is taken and acquires.
+
+        Needs ``Capabilities.task_locks``. Troubleshooting: ``acquire`` counts the holders of
+        each key and parks atomically; every end of a lease (ack, ack_many, release, reap)
+        releases its locks and moves one parked task of each key back to the queue."""
+        self.require("task_locks", queue)
+        queue.lease_timeout = 30.0
+        await self._locked(queue, queue_name, 1, {"key:a": 1})
+        await self._locked(queue, queue_name, 2, {"key:a": 1})
+        await self._locked(queue, queue_name, 3, {"key:b": 1})
+        first, second, third = await self._take(queue, queue_name, 3)
+        assert numbers([first.envelope, second.envelope, third.envelope]) == [1, 2, 3]
+        assert await queue.acquire(first) is True
+        assert await queue.acquire(second) is False, "two holders of one lock key"
+        assert await queue.parked(queue_name) == 1
+        assert (await queue.stats(queue_name)).in_flight == 2, "a parked task stayed in flight"
+        assert await queue.acquire(third) is True, "a task of another key was blocked"
+        assert await queue.reserve(queue_name, "c1", 0.05) is None, "a parked task was handed out"
+        await queue.ack(first)
+        assert await queue.parked(queue_name) == 0, "the holder's ack left its key's task parked"
+        with anyio.fail_after(5):
+            again = await queue.reserve(queue_name, "c2", 1.0)
+        assert again is not None and again.envelope.agent_id == second.envelope.agent_id
+        assert await queue.acquire(again) is True
+        await queue.ack(again)
+        await queue.ack(third)
+        assert await queue.length(queue_name) == 0
+        assert (await queue.stats(queue_name)).in_flight == 0
+
+    async def test_unlock_frees_the_locks_before_the_ack(self, queue: Any, queue_name: str) -> None:
+        """``unlock`` (the handler returned; its finish is still being written) releases the
+        lease's locks at once and moves a parked task back; the later ``ack`` releases nothing
+        more (the key's new holder keeps it).
+
+        Needs ``Capabilities.task_locks``. Troubleshooting: release by agent id, once: a second
+        release (the ack) must find nothing to release."""
+        self.require("task_locks", queue)
+        queue.lease_timeout = 30.0
+        await self._locked(queue, queue_name, 1, {"key:a": 1})
+        await self._locked(queue, queue_name, 2, {"key:a": 1})
+        await self._locked(queue, queue_name, 3, {"key:a": 1})
+        first, second, third = await self._take(queue, queue_name, 3)
+        assert [await queue.acquire(x) for x in (first, second, third)] == [True, False, False]
+        await queue.unlock(first)
+        assert await queue.parked(queue_name) == 1
+        (again,) = await self._take(queue, queue_name, 1, consumer="c2")
+        assert await queue.acquire(again) is True
+        await queue.ack(first)  # nothing left to release: the key stays with `again`
+        assert await queue.parked(queue_name) == 1, "an ack after unlock released the lock again"
+        assert await queue.length(queue_name) == 0
+        await queue.ack(again)
+        assert await queue.parked(queue_name) == 0 and await queue.length(queue_name) == 1
+
+    async def test_a_counted_lock_admits_up_to_its_limit(self, queue: Any, queue_name: str) -> None:
+        """A lock with limit N (``max_concurrency=N``) is held by up to N tasks at once; the
+        next parks until one of them ends (here by ``release``, a stopping worker's give-back,
+        which also puts the released task back).
+
+        Needs ``Capabilities.task_locks``. Troubleshooting: compare the holder count with the
+        limit the envelope gives; ``release`` ends the lease, so it releases the locks too."""
+        self.require("task_locks", queue)
+        queue.lease_timeout = 30.0
+        for n in (1, 2, 3):
+            await self._locked(queue, queue_name, n, {"task:x": 2})
+        leases = await self._take(queue, queue_name, 3)
+        assert [await queue.acquire(lease) for lease in leases] == [True, True, False]
+        await queue.release(leases[0])
+        assert await queue.parked(queue_name) == 0
+        back = await self._take(queue, queue_name, 2, consumer="c2")
+        assert sorted(numbers([b.envelope for b in back])) == [1, 3]
+        assert sorted([await queue.acquire(b) for b in back]) == [False, True]
+        assert await queue.parked(queue_name) == 1
+
+    async def test_a_dead_holders_locks_are_released_by_the_reap(self, queue: Any, queue_name: str) -> None:
+        """A holder whose consumer dies loses its locks when its lease is reaped: the task
+        parked on its key goes back to the queue at once (never a lock left behind by a crash).
+
+        Needs ``Capabilities.task_locks``. Troubleshooting: ``reap``/``reap_consumer`` must
+        release the locks of every task they take back (find them by agent id: the payload
+        need not name them) and move the parked tasks."""
+        self.require("task_locks", queue)
+        queue.lease_timeout = self.lease_timeout_s
+        await self._locked(queue, queue_name, 1, {"key:a": 1})
+        await self._locked(queue, queue_name, 2, {"key:a": 1})
+        (holder,) = await self._take(queue, queue_name, 1, consumer="dies")
+        assert await queue.acquire(holder) is True
+        (waiter,) = await self._take(queue, queue_name, 1, consumer="lives")
+        assert await queue.acquire(waiter) is False
+        await queue.heartbeat(queue_name, "lives")
+        report = await self._lose(queue, queue_name, "dies")
+        assert [e.agent_id for e in report.requeued] == [holder.envelope.agent_id]
+        assert await queue.parked(queue_name) == 0, "the dead holder's key kept its task parked"
+        assert await queue.length(queue_name) == 2
+        queue.lease_timeout = 30.0
+        taken = await self._take(queue, queue_name, 2, consumer="lives")
+        assert sorted([await queue.acquire(t) for t in taken]) == [False, True]
+
+    async def test_remove_finds_a_parked_task(self, queue: Any, queue_name: str) -> None:
+        """``ax.cancel`` of a task parked on a lock: ``remove`` takes it out of the parked
+        place, and the holder's end then moves nothing back.
+
+        Needs ``Capabilities.task_locks`` and ``Capabilities.remove_queued``. Troubleshooting:
+        look in the parked place as well, and drop the parked entry so no release moves it."""
+        self.require("task_locks", queue)
+        self.require("remove_queued", queue)
+        queue.lease_timeout = 30.0
+        await self._locked(queue, queue_name, 1, {"key:a": 1})
+        parked = await self._locked(queue, queue_name, 2, {"key:a": 1})
+        first, second = await self._take(queue, queue_name, 2)
+        assert await queue.acquire(first) is True
+        assert await queue.acquire(second) is False
+        removed = await queue.remove(queue_name, parked.agent_id)
+        assert removed is not None and removed.agent_id == parked.agent_id
+        assert await queue.parked(queue_name) == 0
+        await queue.ack(first)
+        assert await queue.length(queue_name) == 0, "a removed parked task came back"
+
+    async def test_an_enqueue_key_is_held_until_its_task_is_acknowledged(
+        self, queue: Any, queue_name: str
+    ) -> None:
+        """``claim_key`` gives a key to one task: a second claim gets the holder's agent id,
+        until the holder's lease is acknowledged (or the holder is replaced, or released).
+
+        Needs ``Capabilities.enqueue_keys``. Troubleshooting: claim atomically (set if absent);
+        ``ack``/``ack_many`` of a lease whose envelope has ``key`` drops the key if its agent
+        still holds it."""
+        self.require("enqueue_keys", queue)
+        queue.lease_timeout = 30.0
+        first = envelope(queue_name, 1).model_copy(update={"key": "report:7"})
+        assert await queue.claim_key(queue_name, "report:7", first.agent_id) is None
+        other = uuid.uuid4()
+        assert await queue.claim_key(queue_name, "report:7", other) == first.agent_id
+        assert await queue.claim_key(unique("axkit-q-"), "report:7", other) is None, "keys crossed queues"
+        await queue.push(first, Priority.LOW)
+        (lease,) = await self._take(queue, queue_name, 1)
+        assert await queue.claim_key(queue_name, "report:7", other) == first.agent_id, "running: still held"
+        await queue.ack(lease)
+        assert await queue.claim_key(queue_name, "report:7", other) is None, "the key outlived its task"
+        third = uuid.uuid4()
+        assert await queue.claim_key(queue_name, "report:7", third, replace=uuid.uuid4()) == other
+        assert await queue.claim_key(queue_name, "report:7", third, replace=other) is None
+        await queue.release_key(queue_name, "report:7", other)  # not the holder: no effect
+        assert await queue.claim_key(queue_name, "report:7", other) == third
+        await queue.release_key(queue_name, "report:7", third)
+        assert await queue.claim_key(queue_name, "report:7", other) is None
 
     async def test_a_late_ack_or_release_after_a_reap_changes_nothing(
         self, queue: Any, queue_name: str

@@ -50,6 +50,7 @@ from agentexec.runtime import Backends
 from agentexec.task import Task, TaskDefinition
 from agentexec.worker.channels import control_channel, is_shutdown_for
 from agentexec.worker.health import write_backoff
+from agentexec.worker.locking import LocksUnsupported, hold_locks, unlock_early
 from agentexec.worker.reaping import RELEASED_MESSAGE
 from agentexec.worker.sink import WorkerSink
 from agentexec.worker.stager import Stager
@@ -331,10 +332,11 @@ class Worker:
             del self._run_of[lease.envelope.agent_id]
         self._cancelling.pop(lease.envelope.agent_id, None)
         if run.cancelled():
-            if self.sink.leases.pop(lease.envelope.agent_id, None) is not None:
+            held = self.sink.leases.pop(lease.envelope.agent_id, None)
+            if held is not None:
                 # cancelled before its first step: its slot and its task go back
                 slots.release()
-                self._give_back(lease)
+                self._give_back(held)
         elif run.exception() is not None:
             log.error("running task %s failed", lease.envelope.agent_id, exc_info=run.exception())
 
@@ -367,6 +369,18 @@ class Worker:
             if heard is not None:  # cancelled while this worker was taking it
                 self._end_cancelled(task, heard[0], env.attempts)
                 return
+            if env.locks is not None or (definition is not None and definition.has_locks):
+                try:
+                    locked = await hold_locks(lease, definition, self.backends.queue)
+                except LocksUnsupported as exc:
+                    await self._fail(task, str(exc))
+                    return
+                if locked is None:  # parked until a holder of its lock finishes
+                    self.sink.leases.pop(env.agent_id, None)
+                    self.sink.writer.own.forget(env.agent_id)
+                    return
+                lease = locked
+                self.sink.leases[env.agent_id] = lease
             quiet = False
             if env.attempts:
                 settled = await self._settled_before(task)
@@ -382,6 +396,8 @@ class Worker:
                 await execute_task(task, quiet=quiet)
             except Exception:
                 pass  # the lifecycle recorded it (activity ERROR, failed outcome) and logged it
+            if lease.envelope.locks is not None:
+                await unlock_early(lease, self.backends.queue)
         except anyio.get_cancelled_exc_class():
             reason = self._cancelling.pop(env.agent_id, None)
             if reason is not None and env.agent_id in self.sink.leases:

@@ -104,6 +104,8 @@ class Pool(SchedulingMixin):
         retries: int | None = None,
         backoff: float | timedelta | Callable[[int], float] | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        lock_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> Callable[[H], H]:
         """Register the decorated ``async def handler(agent_id: UUID, context: MyContext)``
         under ``name``; the context model is read from the ``context`` annotation.
@@ -113,11 +115,15 @@ class Pool(SchedulingMixin):
         ``CONF.task_timeout``). ``retries``: runs again after a failure that is one of
         ``retry_on`` (default ``CONF.task_retries``), waiting ``backoff`` seconds before the
         first (default ``CONF.retry_backoff``), twice as long before each next, with jitter;
-        or ``backoff(attempt) -> seconds``. See docs/execution-control.md."""
+        or ``backoff(attempt) -> seconds``. ``lock_key``: a template over the context's fields
+        (``"user:{user_id}"``); two runs with the same key never overlap, on any pool of the
+        queue. ``max_concurrency``: at most N runs of this task at once, across every pool.
+        See docs/execution-control.md."""
 
         def decorator(handler: H) -> H:
             self._register(TaskDefinition(
-                name, handler, timeout=timeout, retries=retries, backoff=backoff, retry_on=retry_on
+                name, handler, timeout=timeout, retries=retries, backoff=backoff, retry_on=retry_on,
+                lock_key=lock_key, max_concurrency=max_concurrency,
             ))
             return handler
 
@@ -134,15 +140,18 @@ class Pool(SchedulingMixin):
         retries: int | None = None,
         backoff: float | timedelta | Callable[[int], float] | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        lock_key: str | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         """Register ``func`` under ``name`` without a decorator (the original agentexec's form):
         ``context_type`` when the handler's ``context`` is not annotated with it, and
         ``result_type``, the model ``ax.get_result`` rebuilds the value as (default: the return
-        annotation, when it is a model); ``timeout``, ``retries``, ``backoff`` and ``retry_on``
-        as for :meth:`task`. A name taken on this pool raises ``ValueError``."""
+        annotation, when it is a model); ``timeout``, ``retries``, ``backoff``, ``retry_on``,
+        ``lock_key`` and ``max_concurrency`` as for :meth:`task`. A name taken on this pool raises ``ValueError``."""
         self._register(TaskDefinition(
             name, func, context_type, result_type,
             timeout=timeout, retries=retries, backoff=backoff, retry_on=retry_on,
+            lock_key=lock_key, max_concurrency=max_concurrency,
         ))
 
     def _register(self, definition: TaskDefinition, lane: str = DEFAULT_LANE) -> None:

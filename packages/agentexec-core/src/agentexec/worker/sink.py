@@ -14,6 +14,7 @@ from agentexec.config import CONF
 from agentexec.faults import clean_text
 from agentexec.results import NonRetryableError, RetryAfter
 from agentexec.task import Task, TaskDefinition
+from agentexec.worker.locking import without_key
 from agentexec.worker.stager import Stager
 from agentexec.worker.writer import ActivityWriter
 
@@ -98,7 +99,7 @@ class WorkerSink:
         self.writer.submit(
             LogEntry(task.agent_id, clean_text(message, None), Status.QUEUED),
             later=(again, time.time() + delay),
-            ack=self.leases.pop(task.agent_id),
+            ack=without_key(self.leases.pop(task.agent_id)),  # the retry keeps its enqueue key
         )
         return True
 

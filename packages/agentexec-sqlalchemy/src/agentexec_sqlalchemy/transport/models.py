@@ -73,6 +73,45 @@ delayed_table = sa.Table(
 )
 sa.Index(f"ix_{P}queue_delayed_due", delayed_table.c.queue_name, delayed_table.c.due)
 
+#: locks held by running tasks (``lock_key=``, ``max_concurrency=``): one row per lock key and
+#: holder; a holder's row goes when its lease ends (ack, release, reap)
+lock_table = sa.Table(
+    f"{P}queue_lock",
+    _META,
+    sa.Column("queue_name", sa.String(255), primary_key=True),
+    sa.Column("lock_key", sa.String(512), primary_key=True),
+    sa.Column("agent_id", sa.String(36), primary_key=True),
+    sa.Column("consumer_id", sa.String(255), nullable=False),
+)
+sa.Index(f"ix_{P}queue_lock_holder", lock_table.c.queue_name, lock_table.c.agent_id)
+
+#: tasks taken while a lock they need was full: parked per key, oldest first, until a holder's
+#: lease ends and moves one back to the queue (nothing polls them)
+parked_table = sa.Table(
+    f"{P}queue_parked",
+    _META,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("queue_name", sa.String(255), nullable=False),
+    sa.Column("lock_key", sa.String(512), nullable=False),
+    sa.Column("agent_id", sa.String(36), nullable=False),
+    sa.Column("rank", sa.SmallInteger, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("enqueued_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+sa.Index(f"ix_{P}queue_parked_key", parked_table.c.queue_name, parked_table.c.lock_key, parked_table.c.id)
+sa.Index(f"ix_{P}queue_parked_agent", parked_table.c.queue_name, parked_table.c.agent_id)
+
+#: ``ax.enqueue(..., key=...)``: the task holding each key while it is queued or running
+enqueue_key_table = sa.Table(
+    f"{P}queue_key",
+    _META,
+    sa.Column("queue_name", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("agent_id", sa.String(36), nullable=False),
+)
+
 dead_letter_table = sa.Table(
     f"{P}dead_letter",
     _META,
@@ -127,5 +166,6 @@ schedule_table = sa.Table(
 )
 
 TRANSPORT_TABLES = (
-    queue_table, delayed_table, dead_letter_table, consumer_table, result_table, event_table, schedule_table
+    queue_table, delayed_table, dead_letter_table, consumer_table, result_table, event_table, schedule_table,
+    lock_table, parked_table, enqueue_key_table,
 )

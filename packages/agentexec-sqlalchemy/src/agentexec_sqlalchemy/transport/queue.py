@@ -12,8 +12,8 @@ leases of silent consumers back or dead-letters them.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -31,13 +31,20 @@ from agentexec_sqlalchemy.transport.models import (
     consumer_table,
     dead_letter_table,
     delayed_table,
+    enqueue_key_table,
+    lock_table,
+    parked_table,
     queue_table,
 )
 
+T = TypeVar("T")
 Q = queue_table
 D = dead_letter_table
 DL = delayed_table
 C = consumer_table
+LK = lock_table
+PK = parked_table
+EK = enqueue_key_table
 
 
 def _rank(priority: Priority) -> int:
@@ -52,6 +59,17 @@ def _first_error(exc: ValidationError) -> str:
 
 def _lock_key(queue_name: str) -> Any:
     return sa.func.hashtext(f"agentexec-reap:{queue_name}")
+
+
+def _locks_key(queue_name: str, key: str) -> Any:
+    # one advisory lock per lock key: its holders and parked tasks change under it, so work on
+    # other keys never waits (several keys are locked in sorted order: no deadlock among them)
+    return sa.func.hashtext(f"agentexec-locks:{queue_name}\n{key}")
+
+
+def _lock_keys(conn: Connection, queue_name: str, keys: Sequence[str]) -> None:
+    for key in sorted(set(keys)):
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_locks_key(queue_name, key))))
 
 
 class SQLQueue(SQLTransport):
@@ -69,6 +87,8 @@ class SQLQueue(SQLTransport):
         self._beaten: dict[tuple[str, str], float] = {}
         #: queue -> the earliest due time of its delayed tasks, as this process's last take saw
         self._next_due: dict[str, float | None] = {}
+        #: queues a lock release moved a parked task back to, to wake after the commit
+        self._moved: set[str] = set()
 
     @property
     def lease_timeout(self) -> float:
@@ -255,6 +275,18 @@ class SQLQueue(SQLTransport):
         return await self.run_write(self._remove, queue_name, agent_id)
 
     def _remove(self, conn: Connection, queue_name: str, agent_id: UUID) -> Envelope | None:
+        env = self._remove_waiting(conn, queue_name, agent_id)
+        if env is not None and env.key is not None:
+            self._drop_key(conn, queue_name, env.key, agent_id)
+        return env
+
+    def _remove_waiting(self, conn: Connection, queue_name: str, agent_id: UUID) -> Envelope | None:
+        parked = conn.execute(
+            PK.delete().where(PK.c.queue_name == queue_name, PK.c.agent_id == str(agent_id))
+            .returning(PK.c.payload)
+        ).first()
+        if parked is not None:
+            return _envelope(parked.payload)
         for row in conn.execute(
             sa.select(DL.c.id, DL.c.payload).where(
                 DL.c.queue_name == queue_name, DL.c.payload.contains(str(agent_id), autoescape=True)
@@ -291,21 +323,189 @@ class SQLQueue(SQLTransport):
         return {"row_id": row_id, "cid": lease.consumer_id, "att": attempts}
 
     async def ack(self, lease: Lease) -> None:
-        await self.run_write(self._ack, lease, durable=False)
+        if lease.envelope.locks is not None:
+            await self._lock_write(self._ack, lease)
+        else:
+            await self.run_write(self._ack, lease, durable=False)
+        self._wake_moved()
+
+    def _wake_moved(self) -> None:
+        """After a commit: wake this process's consumers of queues a lock release refilled."""
+        while self._moved:
+            self.wake_local("queue", self._moved.pop())
 
     def _ack(self, conn: Connection, lease: Lease) -> None:
         # relaxed: an ack lost in a crash means one more delivery, which at-least-once allows
-        conn.execute(sql.ACK, self._mine(lease))
+        acked = conn.execute(sql.ACK, self._mine(lease)).rowcount
+        env = lease.envelope
+        if acked and env.locks is not None:
+            self._unlock(conn, lease.queue_name, str(env.agent_id))
+        if acked and env.key is not None:
+            self._drop_key(conn, lease.queue_name, env.key, env.agent_id)
+
+    # -- locks (TaskLocks) and enqueue keys (EnqueueKeys) ---------------------------------
+    async def acquire(self, lease: Lease) -> bool:
+        return await self._lock_write(self._acquire, lease)
+
+    async def _lock_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` in a write transaction of its own on PostgreSQL (the batching
+        writer would put other writes around it: row locks taken after the task-lock advisory
+        lock in one process and before it in another deadlock), retried if PostgreSQL still
+        picks it as a deadlock victim. SQLite has one writer at a time: the batch is fine."""
+        if self.is_sqlite:
+            return await self.run_write(fn, *args)
+
+        def own() -> T:
+            for attempt in range(5):
+                try:
+                    # not durable: lost in a crash, a lock and its lease go together
+                    with self.write(durable=False) as conn:
+                        return fn(conn, *args)
+                except sa.exc.OperationalError as exc:
+                    if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == 4:
+                        raise
+            raise AssertionError("unreachable")
+
+        return await self.run(own)
+
+    def _acquire(self, conn: Connection, lease: Lease) -> bool:
+        env = lease.envelope
+        locks = env.locks or {}
+        queue_name, aid = lease.queue_name, str(env.agent_id)
+        mine = self._mine(lease)
+        row = conn.execute(
+            sa.select(Q.c.id, Q.c.rank, Q.c.payload, Q.c.attempts, Q.c.enqueued_at)
+            .where(Q.c.id == mine["row_id"], Q.c.consumer_id == mine["cid"], Q.c.attempts == mine["att"])
+            .with_for_update()
+        ).first()
+        if row is None:
+            return False  # no longer this lease's (reaped): nothing to run
+        if not self.is_sqlite:
+            _lock_keys(conn, queue_name, list(locks))
+        cutoff = time.time() - self.lease_timeout
+        live = sa.select(C.c.consumer_id).where(C.c.queue_name == queue_name, C.c.heartbeat_at >= cutoff)
+        full = None
+        for key, limit in locks.items():
+            held = conn.execute(
+                sa.select(sa.func.count()).select_from(LK).where(
+                    LK.c.queue_name == queue_name, LK.c.lock_key == key, LK.c.agent_id != aid,
+                    LK.c.consumer_id.in_(live),  # a holder whose consumer is gone holds nothing
+                )
+            ).scalar_one()
+            if held >= limit:
+                full = key
+                break
+        if full is None:
+            conn.execute(LK.delete().where(LK.c.queue_name == queue_name, LK.c.agent_id == aid))
+            conn.execute(
+                LK.delete().where(
+                    LK.c.queue_name == queue_name, LK.c.lock_key.in_(list(locks)),
+                    LK.c.consumer_id.not_in(live),
+                )
+            )
+            conn.execute(LK.insert(), [
+                {"queue_name": queue_name, "lock_key": key, "agent_id": aid, "consumer_id": lease.consumer_id}
+                for key in locks
+            ])
+            return True
+        conn.execute(sql.DELETE_TASK, {"row_id": row.id})
+        conn.execute(PK.insert().values(
+            queue_name=queue_name, lock_key=full, agent_id=aid, rank=row.rank,
+            payload=row.payload, attempts=row.attempts, enqueued_at=row.enqueued_at,
+        ))
+        return False
+
+    async def unlock(self, lease: Lease) -> None:
+        await self._lock_write(self._unlock, lease.queue_name, str(lease.envelope.agent_id))
+        self._wake_moved()
+
+    async def parked(self, queue_name: str) -> int:
+        def read() -> int:
+            with self.read() as conn:
+                return int(conn.execute(
+                    sa.select(sa.func.count()).select_from(PK).where(PK.c.queue_name == queue_name)
+                ).scalar_one())
+
+        return await self.run(read)
+
+    def _unlock(self, conn: Connection, queue_name: str, aid: str) -> None:
+        """Inside a write: release the locks ``aid`` holds, and move the oldest task parked on
+        each back to the front of the queue."""
+        held = conn.execute(
+            sa.select(LK.c.lock_key).where(LK.c.queue_name == queue_name, LK.c.agent_id == aid)
+        ).scalars().all()
+        if not held:
+            return  # it holds no lock (most reaped tasks): no advisory lock taken
+        if not self.is_sqlite:
+            _lock_keys(conn, queue_name, held)  # only this task's own lease adds to them
+        keys = conn.execute(
+            LK.delete().where(LK.c.queue_name == queue_name, LK.c.agent_id == aid).returning(LK.c.lock_key)
+        ).scalars().all()
+        moved = False
+        for key in keys:
+            row = conn.execute(
+                sa.select(PK).where(PK.c.queue_name == queue_name, PK.c.lock_key == key)
+                .order_by(PK.c.id).limit(1)
+            ).first()
+            if row is None:
+                continue
+            conn.execute(PK.delete().where(PK.c.id == row.id))
+            conn.execute(Q.insert().values(
+                queue_name=queue_name, rank=row.rank, front=time.time_ns(), payload=row.payload,
+                attempts=row.attempts, enqueued_at=row.enqueued_at,
+            ))
+            moved = True
+        if moved:
+            self.notify(conn, "queue", queue_name)
+            self._moved.add(queue_name)
+
+    def _drop_key(self, conn: Connection, queue_name: str, key: str, agent_id: UUID) -> None:
+        conn.execute(EK.delete().where(EK.c.queue_name == queue_name, EK.c.key == key, EK.c.agent_id == str(agent_id)))
+
+    async def claim_key(
+        self, queue_name: str, key: str, agent_id: UUID, replace: UUID | None = None
+    ) -> UUID | None:
+        return await self._lock_write(self._claim_key, queue_name, key, agent_id, replace)
+
+    def _claim_key(
+        self, conn: Connection, queue_name: str, key: str, agent_id: UUID, replace: UUID | None
+    ) -> UUID | None:
+        if not self.is_sqlite:
+            _lock_keys(conn, queue_name, ["enqueue-key:" + key])
+        holder = conn.execute(
+            sa.select(EK.c.agent_id).where(EK.c.queue_name == queue_name, EK.c.key == key)
+        ).scalar_one_or_none()
+        if holder is None:
+            conn.execute(EK.insert().values(queue_name=queue_name, key=key, agent_id=str(agent_id)))
+            return None
+        if replace is not None and holder == str(replace):
+            conn.execute(
+                EK.update().where(EK.c.queue_name == queue_name, EK.c.key == key)
+                .values(agent_id=str(agent_id))
+            )
+            return None
+        return UUID(holder)
+
+    async def release_key(self, queue_name: str, key: str, agent_id: UUID) -> None:
+        await self.run_write(self._drop_key, queue_name, key, agent_id)
 
     async def release(self, lease: Lease) -> None:
-        if await self.run_write(self._release, lease, durable=False):
+        if lease.envelope.locks is not None:
+            released = await self._lock_write(self._release, lease)
+        else:
+            released = await self.run_write(self._release, lease, durable=False)
+        if released:
             self.wake_local("queue", lease.queue_name)
+        self._wake_moved()
 
     def _release(self, conn: Connection, lease: Lease) -> bool:
         params = {**self._mine(lease), "front": time.time_ns()}
         if not self.is_sqlite:
             params.update(self.note("queue", lease.queue_name))
-        return conn.execute(self.dialect_sql(sql.RELEASE), params).first() is not None
+        released = conn.execute(self.dialect_sql(sql.RELEASE), params).first() is not None
+        if released and lease.envelope.locks is not None:
+            self._unlock(conn, lease.queue_name, str(lease.envelope.agent_id))
+        return released
 
     async def heartbeat(self, queue_name: str, consumer_id: str) -> None:
         await self.run_write(self._heartbeat, queue_name, consumer_id, durable=False)
@@ -347,6 +547,7 @@ class SQLQueue(SQLTransport):
         )
         if report.requeued:
             self.wake_local("queue", queue_name)
+        self._wake_moved()
         return report
 
     def _reap(
@@ -393,6 +594,9 @@ class SQLQueue(SQLTransport):
                 dead.append(DeadLetter(str(dl_id), queue_name, reason, row.payload, None, now))
                 continue
             env = parsed.model_copy(update={"attempts": row.attempts})
+            self._unlock(conn, queue_name, str(env.agent_id))
+            if env.key is not None and row.attempts + 1 >= max_attempts:
+                self._drop_key(conn, queue_name, env.key, env.agent_id)
             if row.attempts + 1 >= max_attempts:
                 reason = (
                     f"lease expired {row.attempts + 1} times (max_attempts={max_attempts}): "
