@@ -11,7 +11,8 @@ activity (``--stack sqlite`` / ``--stack postgres`` run the embedded SQL transpo
 3. drain: ``--tasks`` no-op tasks queued first, then a pool of 1 and of 2 processes (each with
    ``--concurrency`` slots) started; timed from ``pool.start()`` returning until every task is
    acknowledged (its RUNNING and COMPLETE lines committed and its result stored), tasks/s per
-   process.
+   process, and the workers' CPU time per task (user + system, from /proc: steadier than the
+   wall clock on a shared machine).
 4. latency: ``--trials`` tasks enqueued one at a time into an idle 1-process pool; the handler
    returns when it started; enqueue-call → handler-start p50/p99 (ms).
 5. io: 500 tasks that each ``await anyio.sleep(0.1)``, one process with 500 slots, timed from
@@ -25,6 +26,7 @@ server of ``--pg-url``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -78,12 +80,32 @@ def run_pool(backends: Backends, queue_name: str, workers: int, concurrency: int
              body: Callable[[], Any]) -> Any:
     CONF.num_workers = workers
     CONF.worker_concurrency = concurrency
-    pool = make_pool(queue_name, backends)
+    global _current
+    pool = _current = make_pool(queue_name, backends)
     pool.start()
     try:
         return body()
     finally:
         pool.shutdown(timeout=30)
+
+
+#: the pool ``run_pool`` runs, for a body that reads its workers' CPU time
+_current: ax.Pool | None = None
+
+
+def workers_cpu(pool: ax.Pool) -> float:
+    """CPU seconds (user + system) the pool's worker processes have used so far: on a machine
+    that other work shares, far steadier per task than the wall clock (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pool._supervisor.pids if pool._supervisor is not None else []:  # type: ignore[attr-defined]
+        try:
+            # the fields after the command name, from the state: utime and stime are 12th, 13th
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def bench_enqueue(backends: Backends, count: int) -> float:
@@ -122,12 +144,15 @@ def bench_drain(backends: Backends, count: int, workers: int, concurrency: int) 
 
     anyio.run(fill)
 
-    def body() -> float:
+    def body() -> tuple[float, float]:
+        assert _current is not None
+        cpu = workers_cpu(_current)
         started = time.perf_counter()
         anyio.run(drained, backends, queue_name)
-        return count / (time.perf_counter() - started) / workers
+        elapsed = time.perf_counter() - started
+        return count / elapsed / workers, (workers_cpu(_current) - cpu) / count * 1e6
 
-    rate: float = run_pool(backends, queue_name, workers, concurrency, body)
+    rate: tuple[float, float] = run_pool(backends, queue_name, workers, concurrency, body)
     return rate
 
 
@@ -241,9 +266,9 @@ def main() -> None:
             print(f"enqueue_many (1,000 per call): {bench_bulk(backends, args.tasks):,.0f} tasks/s")
         if "drain" in only:
             for workers in (1, 2):
-                rate = bench_drain(backends, args.tasks, workers, args.concurrency)
+                rate, cpu = bench_drain(backends, args.tasks, workers, args.concurrency)
                 print(f"drain {args.tasks} no-op tasks, {workers} process(es) x {args.concurrency} "
-                      f"slots: {rate:,.0f} tasks/s per process")
+                      f"slots: {rate:,.0f} tasks/s per process, workers' CPU {cpu:,.0f} us per task")
         if "latency" in only:
             p50, p99 = bench_latency(backends, args.trials)
             print(f"enqueue -> start latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms")

@@ -14,12 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agentexec.testing.process import ProgramProcess
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "app_pool.py"
@@ -46,17 +47,15 @@ class Stack:
         return {"queue": transport, "results": transport, "events": transport, "activity": self.database_url}
 
 
-@dataclass
-class PoolProcess:
+class PoolProcess(ProgramProcess):
     """A pool started in a subprocess; its combined output is collected as it comes."""
 
-    proc: subprocess.Popen[str]
-    journal: Path
-    lines: list[str] = field(default_factory=list)
-    _reader: threading.Thread | None = None
+    def __init__(self, proc: subprocess.Popen[str], journal: Path) -> None:
+        super().__init__(proc, WAIT)
+        self.journal = journal
 
     @classmethod
-    def start(
+    def start(  # type: ignore[override]
         cls,
         argv: Sequence[str],
         *,
@@ -65,62 +64,11 @@ class PoolProcess:
         cwd: Path = HERE,
         wait_ready: bool = True,
     ) -> PoolProcess:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTEXEC_")}
-        full_env.update({"PYTHONUNBUFFERED": "1", "E2E_JOURNAL": str(journal)})
-        full_env.update(env)
-        proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=full_env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_the_test,
-        )
+        proc = cls.popen(argv, {"E2E_JOURNAL": str(journal), **env}, cwd, preexec_fn=_die_with_the_test)
         pool = cls(proc, journal)
-        pool._reader = threading.Thread(target=pool._read, daemon=True)
-        pool._reader.start()
         if wait_ready:
             pool.wait_output("Pool started")
         return pool
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_output(self, text: str, timeout: float = WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if self.proc.poll() is not None and text not in self.output:
-                time.sleep(0.2)  # let the reader catch up with the last lines
-                if text in self.output:
-                    return
-                raise AssertionError(f"pool exited ({self.proc.returncode}) before {text!r}:\n{self.output}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output}")
-            time.sleep(0.02)
-
-    def stop(self, sig: int | None = signal.SIGTERM, timeout: float = WAIT) -> int:
-        """Signal the pool (``None``: signal nothing) and wait for it to exit; returns the exit code."""
-        if sig is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"pool did not exit within {timeout}s:\n{self.output}") from None
-        if self._reader is not None:
-            self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        """Last resort for a test that failed midway: the whole process group."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
 
     def dump_stacks(self) -> str:
         """Every thread's stack of the pool and its workers (app_pool registers SIGUSR2)."""

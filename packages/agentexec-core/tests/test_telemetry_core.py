@@ -150,3 +150,17 @@ async def test_nothing_is_reported_while_no_instrument_is_active(
     finally:
         pool.shutdown(timeout=5)
     assert recorder.events == [] and recorder.spans == []
+
+
+def test_an_idle_instrument_is_asked_until_it_observes(instruments: None) -> None:
+    """``on()`` asks an instrument that was idle when loaded (OpenTelemetry before the
+    application sets its provider) until it observes, then asks nothing more."""
+    recorder = Recorder(active=False)
+    telemetry.use(recorder)
+    assert telemetry.on() is False
+    recorder._active = True
+    assert telemetry.on() is True
+    recorder._active = False
+    assert telemetry.on() is True  # settled: the instrument's own calls skip what it can't observe
+    telemetry.use()
+    assert telemetry.on() is False

@@ -4,70 +4,39 @@ one backend stack (SQLite file, or Redis + PostgreSQL); the test process is only
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from agentexec.testing.process import ProgramProcess
 
 HERE = Path(__file__).resolve().parent
 #: every wait in these tests is bounded by this (seconds)
 WAIT = 30.0
 
 
-@dataclass
-class Proc:
-    proc: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
+class Proc(ProgramProcess):
     @classmethod
-    def start(cls, argv: list[str], env: dict[str, str]) -> Proc:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("AGENTEXEC_")}
-        full.update({"PYTHONUNBUFFERED": "1", **env})
-        proc = subprocess.Popen(
-            argv, cwd=HERE, env=full, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        started = cls(proc)
-        threading.Thread(target=started._read, daemon=True).start()
-        return started
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
+    def start(cls, argv: list[str], env: dict[str, str]) -> Proc:  # type: ignore[override]
+        return cls(cls.popen(argv, env, HERE), WAIT)
 
     def wait_for(self, text: str) -> None:
-        deadline = time.monotonic() + WAIT
-        while text not in self.output:
-            if self.proc.poll() is not None:
-                time.sleep(0.2)
-                raise AssertionError(f"exited ({self.proc.returncode}) before {text!r}:\n{self.output}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} within {WAIT}s:\n{self.output}")
-            time.sleep(0.02)
+        self.wait_output(text)
 
-    def stop(self) -> None:
+    def stop(self) -> None:  # type: ignore[override]
+        """SIGTERM to its group (the pool's workers too); killed if it outlives WAIT."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+            # a server still streaming to a client may outlive WAIT: killed then, not a failure
+            with contextlib.suppress(AssertionError):
+                super().stop(signal.SIGTERM, group=True)
 
 
 def free_port() -> int:

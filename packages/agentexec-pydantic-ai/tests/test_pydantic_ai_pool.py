@@ -6,11 +6,7 @@ process), once as users run it: ``python pool_app.py`` with worker processes on 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +18,7 @@ import anyio
 import pytest
 from agentexec.activity.status import Status
 from agentexec.runners import TokenUsage
+from agentexec.testing.process import ProgramProcess
 from agentexec_pydantic_ai.testing import ScriptedModel, answer, tool_call
 from pydantic import BaseModel
 from pydantic_ai import Agent
@@ -117,53 +114,8 @@ async def test_pool_task_recovers_from_its_turn_limit(pool_with: Any) -> None:
 
 
 # -- worker processes, as users run a pool ---------------------------------------------------------
-class PoolProgram:
-    """``python pool_app.py`` in its own process group, its output collected as it comes."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTEXEC_")}
-        full_env.update({"PYTHONUNBUFFERED": "1", "AGENTEXEC_NUM_WORKERS": "2", **env})
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "pool_app.py")], cwd=HERE, env=full_env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_output(self, text: str, timeout: float = WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                time.sleep(0.2)
-                assert text in self.output, f"no {text!r} (exit {self.proc.poll()}):\n{self.output}"
-                return
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = WAIT) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-            raise AssertionError(f"pool did not exit within {timeout}s:\n{self.output}") from None
-        finally:
-            self._reader.join(5)
-
-
 @pytest.fixture
-def sqlite_pool(tmp_path: Path) -> Iterator[tuple[PoolProgram, str]]:
+def sqlite_pool(tmp_path: Path) -> Iterator[tuple[ProgramProcess, str]]:
     """A running ``pool_app.py`` and its queue; this process's backends on the same SQLite file."""
     from agentexec.runtime import build_backends, get_backends, has_backends, set_backends
 
@@ -175,7 +127,11 @@ def sqlite_pool(tmp_path: Path) -> Iterator[tuple[PoolProgram, str]]:
     if engine is not None:
         ax.Base.metadata.create_all(engine)
     set_backends(backends)
-    program = PoolProgram({"AGENTEXEC_DATABASE_URL": url, "POOL_QUEUE": queue})
+    # ``python pool_app.py`` in its own process group, its output collected as it comes
+    program = ProgramProcess.start(
+        [sys.executable, str(HERE / "pool_app.py")],
+        {"AGENTEXEC_NUM_WORKERS": "2", "AGENTEXEC_DATABASE_URL": url, "POOL_QUEUE": queue}, HERE, wait=WAIT,
+    )
     try:
         program.wait_output("Pool started")
         yield program, queue
@@ -187,7 +143,7 @@ def sqlite_pool(tmp_path: Path) -> Iterator[tuple[PoolProgram, str]]:
 
 @pytest.mark.slow
 async def test_worker_processes_run_the_agent_and_its_progress_shows_in_the_activity(
-    sqlite_pool: tuple[PoolProgram, str],
+    sqlite_pool: tuple[ProgramProcess, str],
 ) -> None:
     program, queue = sqlite_pool
     with anyio.fail_after(WAIT + 10):

@@ -60,8 +60,9 @@ class Instrument:
 
     def active(self) -> bool:
         """Whether it observes anything right now (an OpenTelemetry instrument with no tracer
-        provider set does not): checked before each report, so keep it to a few attribute
-        reads."""
+        provider set does not). Asked once when the instruments are loaded (or set with
+        :func:`use`); one that says False is asked again at each :func:`on` until it says True
+        (the application may set a provider later), so keep it to an attribute read or two."""
         return True
 
     def span(
@@ -101,6 +102,11 @@ class Instrument:
 
 
 _instruments: list[Instrument] | None = None
+#: some instrument observes: what :func:`on` answers without asking any instrument
+_on = False
+#: the instruments that did not observe when last asked (OpenTelemetry installed, no provider
+#: set yet): each :func:`on` asks only these, once ``_on`` is False
+_idle: tuple[Instrument, ...] = ()
 
 
 def instruments() -> list[Instrument]:
@@ -111,16 +117,49 @@ def instruments() -> list[Instrument]:
 
 
 def on() -> bool:
-    """Whether any instrument observes right now: the hot path's one check."""
-    for instrument in _instruments if _instruments is not None else load():
-        if instrument.active():
-            return True
+    """Whether any instrument observes: the hot path's one check.
+
+    Once one does, True with no further question (an instrument that stops observing then
+    opens no span and counts nothing itself); until then, one ``active()`` per idle instrument
+    (none with nothing installed, one attribute read for an unconfigured OpenTelemetry)."""
+    if _on:
+        return True
+    if _instruments is None:
+        load()
+        return _on
+    for instrument in _idle:
+        try:
+            woke = instrument.active()
+        except Exception:
+            _drop(instrument, "active")
+            return _on
+        if woke:
+            _settle(list(_instruments))
+            return _on
     return False
+
+
+def _settle(found: list[Instrument]) -> None:
+    """Make ``found`` this process's instruments, each asked once whether it observes (at load,
+    use, drop, and when an idle one starts to)."""
+    global _instruments, _on, _idle
+    idle: list[Instrument] = []
+    for instrument in list(found):
+        try:
+            quiet = not instrument.active()
+        except Exception:
+            log.exception("instrument %s failed in active; it is dropped", type(instrument).__name__)
+            found.remove(instrument)
+            continue
+        if quiet:
+            idle.append(instrument)
+    _idle = tuple(idle)
+    _on = len(idle) < len(found)
+    _instruments = found
 
 
 def load() -> list[Instrument]:
     """(Re)load the instruments: after changing the configuration they read (``metrics_port``)."""
-    global _instruments
     from agentexec.plugins import get_registry
 
     found: list[Instrument] = []
@@ -137,22 +176,20 @@ def load() -> list[Instrument]:
             continue
         if instrument is not None:
             found.append(instrument)
-    _instruments = found
+    _settle(found)
     return found
 
 
 def use(*extra: Instrument) -> None:
     """Replace this process's instruments (tests, or an application wiring its own)."""
-    global _instruments
-    _instruments = list(extra)
+    _settle(list(extra))
 
 
 def _drop(instrument: Instrument, what: str) -> None:
-    global _instruments
     log.exception("instrument %s failed in %s; it is dropped", type(instrument).__name__, what)
     if _instruments is not None and instrument in _instruments:
         # a new list: a report iterating the old one goes on to the next instrument
-        _instruments = [other for other in _instruments if other is not instrument]
+        _settle([other for other in _instruments if other is not instrument])
 
 
 def count(event: str, labels: Mapping[str, str], amount: float = 1.0) -> None:

@@ -2,7 +2,7 @@
 
 It uses the OpenTelemetry *API* only; the application configures the SDK (a
 ``TracerProvider`` and its exporters) as for any other library. Until it does, the instrument
-opens no span: each call is one check of the global tracer provider.
+opens no span: each report point is one read of the global tracer provider.
 
 Queue spans follow the messaging semantic conventions: ``send <queue>`` (kind PRODUCER) around
 the push, ``process <task>`` (kind CONSUMER) around the run, whose parent is the producer's
@@ -33,6 +33,21 @@ def configured() -> bool:
     return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
 
 
+def _global_provider() -> Any:
+    """The global provider once one is set, else None, with no lookup: the module attribute
+    ``set_tracer_provider`` writes. ``get_tracer_provider()`` answers the same but reads
+    ``os.environ`` on every call until a provider is set, and an unconfigured install asks at
+    every report point. An API without that attribute falls back to the public call."""
+    provider = getattr(trace, "_TRACER_PROVIDER", _MISSING)
+    if provider is _MISSING:
+        provider = trace.get_tracer_provider()
+        return None if isinstance(provider, ProxyTracerProvider) else provider
+    return provider
+
+
+_MISSING = object()
+
+
 class OpenTelemetryInstrument(Instrument):
     """Spans through the global tracer provider, or ``tracer_provider`` when given (tests, or
     an application that keeps agentexec's spans apart)."""
@@ -41,13 +56,19 @@ class OpenTelemetryInstrument(Instrument):
         self._fixed = tracer_provider
         self._provider: Any = None
         self._tracer: trace.Tracer | None = None
+        if tracer_provider is None:
+            # once: a provider named by OTEL_PYTHON_TRACER_PROVIDER is created and set here
+            trace.get_tracer_provider()
 
     def _get_tracer(self) -> trace.Tracer | None:
-        provider = self._fixed or trace.get_tracer_provider()
-        if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
-            return None
-        if provider is not self._provider:  # set (or replaced) since the last span
-            self._provider = provider
+        provider = self._fixed or _global_provider()
+        if provider is self._provider:
+            return self._tracer
+        # set (or replaced) since the last span
+        self._provider = provider
+        if provider is None or isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+            self._tracer = None
+        else:
             self._tracer = provider.get_tracer("agentexec", __version__)
         return self._tracer
 

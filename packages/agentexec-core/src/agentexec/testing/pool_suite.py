@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import pytest
 
 from agentexec.testing._suite import Suite
+from agentexec.testing.process import kill_group
 
 
 class PoolRun:
@@ -77,11 +78,7 @@ class PoolRun:
         return summaries[0]
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
+        kill_group(self.proc)
 
 
 class PoolSuite(Suite):

@@ -124,7 +124,13 @@ class SQLActivityStore:
     def ensure_schema(self) -> None:
         """Create the activity tables that are missing, and upgrade them when an earlier
         release made them (the embedded default calls this; with your own database, prefer
-        ``ax.Base.metadata.create_all(engine)`` and ``agentexec db upgrade``)."""
+        ``ax.Base.metadata.create_all(engine)`` and ``agentexec db upgrade``). Once per
+        database, for this process and the workers it forks (:mod:`.schema_once`)."""
+        from agentexec_sqlalchemy import schema_once
+
+        schema_once.once(schema_once.database_key(self.engine, "activity"), self._create_tables)
+
+    def _create_tables(self) -> None:
         from agentexec_sqlalchemy import migrations
         from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
 

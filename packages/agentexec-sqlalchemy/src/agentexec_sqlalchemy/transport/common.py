@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from agentexec_sqlalchemy import schema_once
 from agentexec_sqlalchemy.engine import get_engine, is_sqlite
 from agentexec_sqlalchemy.errors import is_transient
 from agentexec_sqlalchemy.transport.batching import get_writer
@@ -40,18 +40,6 @@ from agentexec_sqlalchemy.transport.statements import NOTIFY
 from agentexec_sqlalchemy.transport.watch import Watcher, get_watcher
 
 T = TypeVar("T")
-
-_schema_lock = threading.Lock()
-_schema_ready: set[tuple[int, str]] = set()
-
-
-def _after_fork() -> None:
-    global _schema_lock
-    _schema_lock = threading.Lock()  # another thread may have held it at the fork
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
 
 def _committed(conn: Connection) -> Iterator[Connection]:
     try:
@@ -82,6 +70,7 @@ class SQLTransport:
         #: names this database in the process-wide wake-up hub
         self.database = self._engine.url.render_as_string(hide_password=True)
         self._dialect = "sqlite" if self.is_sqlite else "postgresql"
+        self._schema_key = schema_once.database_key(self._engine, "transport")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.database!r})"
@@ -99,22 +88,20 @@ class SQLTransport:
 
     # -- schema --------------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Create the transport tables that are missing (once per process and database).
+        """Create the transport tables that are missing (once per database, for this process
+        and the workers it forks: :mod:`.schema_once`).
 
         Concurrent first starts are serialised: an advisory lock on PostgreSQL, the write lock on
         SQLite (whose DDL is transactional), so two processes never race to create a table.
         """
-        key = (os.getpid(), self.database)
-        if key in _schema_ready:
-            return
-        with _schema_lock:
-            if key in _schema_ready:
-                return
-            with self.write() as conn:
-                if not self.is_sqlite:
-                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x61676578)))
-                TRANSPORT_TABLES[0].metadata.create_all(conn, tables=list(TRANSPORT_TABLES))
-            _schema_ready.add(key)
+        schema_once.once(self._schema_key, self._create_tables)
+        self._in_memory_ready = True
+
+    def _create_tables(self) -> None:
+        with self.write() as conn:
+            if not self.is_sqlite:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x61676578)))
+            TRANSPORT_TABLES[0].metadata.create_all(conn, tables=list(TRANSPORT_TABLES))
 
     # -- running SQL ---------------------------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -145,9 +132,12 @@ class SQLTransport:
         result: T = get_writer(self.engine).call(fn, *args, durable=durable)
         return result
 
+    #: an in-memory database (no key) whose tables this object created
+    _in_memory_ready = False
+
     @property
     def schema_ready(self) -> bool:
-        return (os.getpid(), self.database) in _schema_ready
+        return schema_once.is_done(self._schema_key) or (self._schema_key is None and self._in_memory_ready)
 
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[Connection]:
