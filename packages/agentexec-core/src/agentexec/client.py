@@ -14,7 +14,7 @@ from uuid import UUID
 import anyio
 from pydantic import BaseModel
 
-from agentexec import telemetry
+from agentexec import task_events, telemetry
 from agentexec.activity.creates import CREATES
 from agentexec.activity.metadata import validate_metadata
 from agentexec.backends import DelayedPush
@@ -195,10 +195,12 @@ async def enqueue(
         when = datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         message = f"{message} Due at {when}."
     store = backends.activity
+    announce = False  # CREATES announces what it creates; the first one, written here, is ours
     if CREATES.checked(store):
         # written behind the push, read-your-writes in this process (activity.creates)
         CREATES.submit(store, task.agent_id, task_name, message, metadata)
     else:
+        announce = True
         if metadata is None:
             await store.acreate(task_name, message, task.agent_id)
         else:
@@ -215,6 +217,8 @@ async def enqueue(
     except Exception as exc:
         await _not_queued([task], exc)
         raise
+    if announce:
+        await task_events.publish_now(task_events.queued([(task.agent_id, task_name, metadata)]))
     return task
 
 
@@ -280,6 +284,7 @@ async def enqueue_many(
     except Exception as exc:
         await _not_queued(tasks, exc)
         raise
+    await task_events.publish_now(task_events.queued((t.agent_id, t.task_name, t.metadata) for t in tasks))
     return tasks
 
 

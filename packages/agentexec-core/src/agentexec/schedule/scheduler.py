@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
+from agentexec import task_events
 from agentexec.activity.metadata import validate_metadata
 from agentexec.activity.status import Status
 from agentexec.config import CONF
@@ -268,6 +269,9 @@ class Scheduler:
             raise
         log.info("scheduler: %r enqueued %r (%s) for %s", schedule.name, schedule.task_name,
                  task.agent_id, tick.isoformat())
+        await task_events.publish_now(task_events.schedule_fired(
+            schedule.name, schedule.task_name, task.agent_id, tick, queue_name, task.metadata
+        ), backends.events)
         return Firing(schedule.name, tick, task)
 
     async def _spend_budget(self, backends: Backends, schedule: Schedule, queue_name: str) -> bool:

@@ -59,6 +59,7 @@ from agentexec.config import CONF
 from agentexec.faults import Outage, clean_text, describe, is_transient
 from agentexec.results import NonRetryableError, Outcome, RetryAfter
 from agentexec.task import Envelope, Task, TaskDefinition
+from agentexec.task_events import WriterEvents
 from agentexec.worker.stager import Stager
 
 log = logging.getLogger("agentexec.worker")
@@ -130,6 +131,8 @@ class ActivityWriter:
         #: how many may wait before ``ready`` holds the worker back (None: no bound)
         self.max_unfinished: int | None = None
         self._progress = anyio.Event()
+        #: lifecycle events (``task.started`` ...) of the lines committed (None: turned off)
+        self.events = WriterEvents.create()
 
     # -- backpressure ------------------------------------------------------------------------
     @property
@@ -218,6 +221,8 @@ class ActivityWriter:
         return agent_id in self._unwritten
 
     def _done(self, items: list[_Item]) -> None:
+        if self.events is not None:
+            self.events.written([i.entry for i in items], self.task_names, self.task_metadata)
         for item in items:
             if item.entry is not None:
                 agent_id = item.entry.agent_id
@@ -261,6 +266,8 @@ class ActivityWriter:
         self._closing = True
         self._wake.set()
         await self._finished.wait()
+        if self.events is not None:
+            await self.events.aclose()
 
     def _take(self) -> list[_Item]:
         """The next batch: pending items in order, skipping (for now) activities in flight."""

@@ -1,0 +1,230 @@
+"""Lifecycle events on ``ax.events``: what happens to every task, for apps that react to it.
+
+The pool publishes, on the process's event backend (channel ``events:<event_type>``, like any
+``ax.events.publish``):
+
+- ``task.queued`` (an ``ax.enqueue``, a schedule's firing, a retry put back in the queue),
+- ``task.started`` (its RUNNING line),
+- ``task.completed`` / ``task.failed`` / ``task.cancelled`` (its final line),
+- ``schedule.fired`` (a schedule enqueued its task; ``task.queued`` follows for that task).
+
+The payload of a task event is ``{"task_id", "agent_id", "task_name", "status", "metadata"}``
+(``task_id`` is the ``agent_id``, the scheduler document's name for it), plus ``"message"``
+(the error, or the cancellation reason) for ``task.failed`` and ``task.cancelled``; never the
+result (read it with ``ax.get_result(agent_id)``). ``source`` is ``"agentexec"``.
+
+Cost: in a worker, events are derived from the lifecycle lines its writer has just committed
+(:mod:`agentexec.worker.writer`, group commit) and published by a background task, one
+``publish_many`` per event type for everything committed meanwhile, so a task never waits for
+its events and a batch of N tasks costs a few round trips, not N. An event is published once
+its line is committed: a ``task.completed`` subscriber finds the activity COMPLETE (its result
+follows a moment later: ``ax.get_result`` waits for it). Producers publish ``task.queued``
+behind the activity they already create behind the push (:mod:`agentexec.activity.creates`).
+
+Events are notices, delivered at most once: while the event backend is unreachable they wait
+(at most ``MAX_PENDING``, then the oldest are dropped, said once), and a worker killed before
+publishing loses its last ones. ``CONF.lifecycle_events = False``
+(``AGENTEXEC_LIFECYCLE_EVENTS=false``) publishes none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from agentexec._ratelimit import RateLimited
+from agentexec.activity.status import Status
+from agentexec.backends import BatchPublish, EventBackend, LogEntry
+from agentexec.config import CONF
+from agentexec.faults import describe, is_transient
+
+__all__ = ["EVENT_OF_STATUS", "SOURCE", "WriterEvents", "encode", "publish_all", "queued", "schedule_fired"]
+
+log = logging.getLogger("agentexec.events")
+_warn = RateLimited(log, interval=60.0)
+
+#: the event a lifecycle line of each status announces
+EVENT_OF_STATUS: dict[Status, str] = {
+    Status.QUEUED: "task.queued",
+    Status.RUNNING: "task.started",
+    Status.COMPLETE: "task.completed",
+    Status.ERROR: "task.failed",
+    Status.CANCELED: "task.cancelled",
+}
+SOURCE = "agentexec"
+#: events a worker keeps while its event backend is unreachable
+MAX_PENDING = 10_000
+#: waits between tries of a publish that failed transiently
+FIRST_BACKOFF = 0.05
+MAX_BACKOFF = 2.0
+
+_CHANNEL = "events:"
+
+
+def encode(event_type: str, payload: Mapping[str, Any]) -> str:
+    """The message ``ax.events.publish(event_type, payload, source="agentexec")`` sends."""
+    return json.dumps({
+        "event_type": event_type,
+        "payload": payload,
+        "source": SOURCE,
+        "time": datetime.now(UTC).isoformat(),
+        "uuid": uuid.uuid4().hex,
+    }, default=str)
+
+
+def task_payload(
+    agent_id: UUID, task_name: str, status: Status, metadata: Mapping[str, Any] | None,
+    message: str | None = None,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "task_id": str(agent_id),
+        "agent_id": str(agent_id),
+        "task_name": task_name,
+        "status": status.value,
+        "metadata": dict(metadata) if metadata else {},
+    }
+    if message is not None and status in (Status.ERROR, Status.CANCELED):
+        payload["message"] = message
+    return payload
+
+
+async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) -> None:
+    """Publish ``(event_type, message)`` pairs: one ``publish_many`` per event type where the
+    backend has it (order is kept within a type)."""
+    by_type: dict[str, list[str]] = {}
+    for event_type, data in events:
+        by_type.setdefault(event_type, []).append(data)
+    many = backend.publish_many if isinstance(backend, BatchPublish) else None
+    for event_type, messages in by_type.items():
+        channel = _CHANNEL + event_type
+        if many is not None and len(messages) > 1:
+            await many(channel, messages)
+        else:
+            for data in messages:
+                await backend.publish(channel, data)
+
+
+def _backend() -> EventBackend:
+    from agentexec.runtime import get_backends
+
+    return get_backends().events
+
+
+async def publish_now(events: Sequence[tuple[str, str]], backend: EventBackend | None = None) -> None:
+    """Publish ``events`` once; a failure is logged (at most once a minute), never raised: a
+    lifecycle event never fails the enqueue or the task it tells of."""
+    if not events:
+        return
+    try:
+        await publish_all(backend or _backend(), events)
+    except Exception as exc:
+        _warn.warning("lifecycle", "lifecycle events: %d not published (%s)", len(events), describe(exc))
+
+
+def queued(items: Iterable[tuple[UUID, str, Mapping[str, Any] | None]]) -> list[tuple[str, str]]:
+    """The ``task.queued`` events of ``(agent_id, task_name, metadata)`` (none when off)."""
+    if not CONF.lifecycle_events:
+        return []
+    return [
+        ("task.queued", encode("task.queued", task_payload(agent_id, name, Status.QUEUED, metadata)))
+        for agent_id, name, metadata in items
+    ]
+
+
+def schedule_fired(
+    name: str, task_name: str, agent_id: UUID, tick: datetime, queue_name: str,
+    metadata: Mapping[str, Any] | None,
+) -> list[tuple[str, str]]:
+    """``schedule.fired`` and the fired task's ``task.queued`` (none when off)."""
+    if not CONF.lifecycle_events:
+        return []
+    fired = {
+        "schedule": name, "task_name": task_name, "agent_id": str(agent_id),
+        "task_id": str(agent_id), "scheduled_for": tick.isoformat(), "queue": queue_name,
+    }
+    return [("schedule.fired", encode("schedule.fired", fired)), *queued([(agent_id, task_name, metadata)])]
+
+
+class WriterEvents:
+    """A worker writer's events: :meth:`written` takes the lines just committed (on the
+    writer's event loop, never blocking); a background task publishes what has gathered, one
+    batch at a time, so everything committed while a publish is on the wire goes in the next.
+    """
+
+    def __init__(self, backend: EventBackend | None = None) -> None:
+        self._backend = backend
+        self._pending: list[tuple[str, str]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._dropped = 0
+
+    @classmethod
+    def create(cls) -> WriterEvents | None:
+        """The writer's events, or ``None`` when ``CONF.lifecycle_events`` is off."""
+        return cls() if CONF.lifecycle_events else None
+
+    def written(
+        self,
+        entries: Iterable[LogEntry | None],
+        names: Mapping[UUID, str],
+        metadata: Mapping[UUID, dict[str, Any]],
+    ) -> None:
+        """Lifecycle lines are committed: queue their events (only the worker's own tasks,
+        whose names it knows, are told of)."""
+        added = False
+        for entry in entries:
+            if entry is None or entry.status is None:
+                continue
+            event_type = EVENT_OF_STATUS.get(entry.status)
+            name = names.get(entry.agent_id)
+            if event_type is None or name is None:
+                continue
+            payload = task_payload(entry.agent_id, name, entry.status, metadata.get(entry.agent_id), entry.message)
+            self._pending.append((event_type, encode(event_type, payload)))
+            added = True
+        if not added:
+            return
+        if len(self._pending) > MAX_PENDING:
+            over = len(self._pending) - MAX_PENDING
+            del self._pending[:over]
+            self._dropped += over
+            _warn.warning("dropped", "lifecycle events: the event backend is behind; %d oldest dropped so far",
+                          self._dropped)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._publish())
+
+    async def _publish(self) -> None:
+        delay = FIRST_BACKOFF
+        while self._pending:
+            batch, self._pending = self._pending, []
+            backend = self._backend or _backend()
+            try:
+                await publish_all(backend, batch)
+                delay = FIRST_BACKOFF
+            except Exception as exc:
+                if not is_transient(exc, backend):
+                    _warn.warning("refused", "lifecycle events: %d not published (%s)", len(batch), describe(exc))
+                    continue
+                _warn.warning("down", "lifecycle events: the event backend is unreachable (%s); retrying",
+                              describe(exc))
+                self._pending[:0] = batch
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Publish what is still pending (the worker is stopping), for at most ``timeout``."""
+        task = self._task
+        if task is None or task.done():
+            if not self._pending:
+                return
+            task = self._task = asyncio.get_running_loop().create_task(self._publish())
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            task.cancel()
+            log.warning("lifecycle events: %d not published before the worker stopped", len(self._pending))
