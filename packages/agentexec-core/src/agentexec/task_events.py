@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -94,6 +95,38 @@ def task_payload(
     return payload
 
 
+#: a task event's JSON, filled in by :func:`encode_task` (the same text ``encode`` makes of
+#: ``task_payload``, built without a generic ``json.dumps`` of nested dicts: a worker makes two
+#: per task, on its event loop)
+_TASK_EVENT = (
+    '{"event_type": "%s", "payload": {"task_id": "%s", "agent_id": "%s", "task_name": %s, '
+    '"status": "%s", "metadata": %s%s}, "source": "agentexec", "time": "%s", "uuid": "%s"}'
+)
+_names: dict[str, str] = {}
+
+
+def encode_task(
+    agent_id: UUID, task_name: str, status: Status, metadata: Mapping[str, Any] | None,
+    message: str | None = None, when: str | None = None,
+) -> str:
+    """``encode(EVENT_OF_STATUS[status], task_payload(...))``, a few times faster; ``when``:
+    the event's time (ISO), now by default."""
+    name = _names.get(task_name)
+    if name is None:
+        name = json.dumps(task_name)
+        if len(_names) < 10_000:
+            _names[task_name] = name
+    extra = ""
+    if message is not None and status in (Status.ERROR, Status.CANCELED):
+        extra = ', "message": ' + json.dumps(message)
+    aid = str(agent_id)
+    return _TASK_EVENT % (
+        EVENT_OF_STATUS[status], aid, aid, name, status.value,
+        json.dumps(metadata, default=str) if metadata else "{}", extra,
+        when or datetime.now(UTC).isoformat(), os.urandom(16).hex(),
+    )
+
+
 async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) -> None:
     """Publish ``(event_type, message)`` pairs: one ``publish_many`` per event type where the
     backend has it (order is kept within a type)."""
@@ -131,10 +164,7 @@ def queued(items: Iterable[tuple[UUID, str, Mapping[str, Any] | None]]) -> list[
     """The ``task.queued`` events of ``(agent_id, task_name, metadata)`` (none when off)."""
     if not CONF.lifecycle_events:
         return []
-    return [
-        ("task.queued", encode("task.queued", task_payload(agent_id, name, Status.QUEUED, metadata)))
-        for agent_id, name, metadata in items
-    ]
+    return [("task.queued", encode_task(agent_id, name, Status.QUEUED, metadata)) for agent_id, name, metadata in items]
 
 
 def schedule_fired(
@@ -177,6 +207,7 @@ class WriterEvents:
         """Lifecycle lines are committed: queue their events (only the worker's own tasks,
         whose names it knows, are told of)."""
         added = False
+        when = datetime.now(UTC).isoformat()  # one time for the lines of one commit
         for entry in entries:
             if entry is None or entry.status is None:
                 continue
@@ -184,8 +215,8 @@ class WriterEvents:
             name = names.get(entry.agent_id)
             if event_type is None or name is None:
                 continue
-            payload = task_payload(entry.agent_id, name, entry.status, metadata.get(entry.agent_id), entry.message)
-            self._pending.append((event_type, encode(event_type, payload)))
+            data = encode_task(entry.agent_id, name, entry.status, metadata.get(entry.agent_id), entry.message, when)
+            self._pending.append((event_type, data))
             added = True
         if not added:
             return
