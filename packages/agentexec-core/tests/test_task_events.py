@@ -7,6 +7,7 @@ nothing. (tests/e2e/test_pool_lifecycle_events.py: the same across processes, on
 from __future__ import annotations
 
 from datetime import UTC, datetime
+import uuid
 from typing import Any
 from uuid import UUID
 
@@ -126,3 +127,33 @@ async def test_turned_off_nothing_is_announced(make_pool: Any, monkeypatch: pyte
         await ax.events.publish("marker")
         [first] = await collect(events, 1)
     assert first.event_type == "marker", f"{first.event_type} was published with lifecycle_events off"
+
+
+async def test_events_of_one_commit_travel_as_one_message(backends: Backends) -> None:
+    """A batch of one type is one message (control listeners read it once); a subscriber gets
+    each event, and ``last_id`` moves past the message only once all of it was handed out."""
+    from agentexec import task_events
+    from agentexec.activity.status import Status
+    from agentexec.backends import Event
+    from agentexec.cli.tail import render
+
+    ids = [uuid.uuid4() for _ in range(3)]
+    batch = [("task.completed", task_events.encode_task(i, "work", Status.COMPLETE, None)) for i in ids]
+    raw: list[Event] = []
+    async with backends.events.subscribe(["events:*"]) as stream, ax.events.subscribe("task.*") as events:
+        await task_events.publish_all(backends.events, batch + [("task.started", batch[0][1])])
+        with anyio.fail_after(WAIT):
+            async for message in stream:
+                raw.append(message)
+                if len(raw) == 2:
+                    break
+        got, last_ids = [], []
+        for _ in range(4):
+            got.append(await events.__anext__())
+            last_ids.append(events.last_id)
+    assert [m.channel for m in raw] == ["events:task.completed", "events:task.started"]
+    assert [e.payload["agent_id"] for e in got[:3]] == [str(i) for i in ids]
+    assert {e.id for e in got[:3]} == {raw[0].id}
+    assert last_ids[:3] == [None, None, raw[0].id]
+    record = render(raw[0])
+    assert record is not None and len(record["events"]) == 3

@@ -15,8 +15,10 @@ result (read it with ``ax.get_result(agent_id)``). ``source`` is ``"agentexec"``
 
 Cost: in a worker, events are derived from the lifecycle lines its writer has just committed
 (:mod:`agentexec.worker.writer`, group commit) and published by a background task, one
-``publish_many`` per event type for everything committed meanwhile, so a task never waits for
-its events and a batch of N tasks costs a few round trips, not N. An event is published once
+message per event type (a JSON array) for everything committed meanwhile, so a task never waits
+for its events and a batch of N tasks costs a few messages, not N: every subscriber of the bus
+reads every message (the workers' ``control:cancel`` listeners included), so this keeps their
+cost per batch, not per task. An event is published once
 its line is committed: a ``task.completed`` subscriber finds the activity COMPLETE (its result
 follows a moment later: ``ax.get_result`` waits for it). Producers publish ``task.queued``
 behind the activity they already create behind the push (:mod:`agentexec.activity.creates`).
@@ -41,7 +43,7 @@ from uuid import UUID
 
 from agentexec._ratelimit import RateLimited
 from agentexec.activity.status import Status
-from agentexec.backends import BatchPublish, EventBackend, LogEntry
+from agentexec.backends import EventBackend, LogEntry
 from agentexec.config import CONF
 from agentexec.faults import describe, is_transient
 
@@ -61,6 +63,8 @@ EVENT_OF_STATUS: dict[Status, str] = {
 SOURCE = "agentexec"
 #: events a worker keeps while its event backend is unreachable
 MAX_PENDING = 10_000
+#: lifecycle events of one type sent as one message, at most
+BATCH_EVENTS = 200
 #: waits between tries of a publish that failed transiently
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
@@ -128,19 +132,31 @@ def encode_task(
 
 
 async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) -> None:
-    """Publish ``(event_type, message)`` pairs: one ``publish_many`` per event type where the
-    backend has it (order is kept within a type)."""
+    """Publish ``(event_type, message)`` pairs: the events of one type as one message, a JSON
+    array (``ax.events`` subscribers receive each event; :func:`agentexec.events.decode_all`),
+    of at most ``BATCH_EVENTS`` events and about ``CONF.max_event_bytes``. Every subscriber of
+    the bus reads every message, whatever it listens to (the workers' ``control:cancel``
+    listeners too), so a message per event would cost each of them per task."""
     by_type: dict[str, list[str]] = {}
     for event_type, data in events:
         by_type.setdefault(event_type, []).append(data)
-    many = backend.publish_many if isinstance(backend, BatchPublish) else None
+    limit = CONF.max_event_bytes
     for event_type, messages in by_type.items():
         channel = _CHANNEL + event_type
-        if many is not None and len(messages) > 1:
-            await many(channel, messages)
-        else:
-            for data in messages:
-                await backend.publish(channel, data)
+        batch: list[str] = []
+        size = 0
+        for data in messages:
+            if batch and (len(batch) >= BATCH_EVENTS or size + len(data) > limit):
+                await backend.publish(channel, _joined(batch))
+                batch, size = [], 0
+            batch.append(data)
+            size += len(data) + 2
+        if batch:
+            await backend.publish(channel, _joined(batch))
+
+
+def _joined(batch: list[str]) -> str:
+    return batch[0] if len(batch) == 1 else "[" + ", ".join(batch) + "]"
 
 
 def _backend() -> EventBackend:
