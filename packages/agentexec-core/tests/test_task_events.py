@@ -6,8 +6,8 @@ nothing. (tests/e2e/test_pool_lifecycle_events.py: the same across processes, on
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -141,7 +141,7 @@ async def test_events_of_one_commit_travel_as_one_message(backends: Backends) ->
     batch = [("task.completed", task_events.encode_task(i, "work", Status.COMPLETE, None)) for i in ids]
     raw: list[Event] = []
     async with backends.events.subscribe(["events:*"]) as stream, ax.events.subscribe("task.*") as events:
-        await task_events.publish_all(backends.events, batch + [("task.started", batch[0][1])])
+        await task_events.publish_all(backends.events, [*batch, ("task.started", batch[0][1])])
         with anyio.fail_after(WAIT):
             async for message in stream:
                 raw.append(message)

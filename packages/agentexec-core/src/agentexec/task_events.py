@@ -272,6 +272,6 @@ class WriterEvents:
             task = self._task = asyncio.get_running_loop().create_task(self._publish())
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             task.cancel()
             log.warning("lifecycle events: %d not published before the worker stopped", len(self._pending))
