@@ -15,10 +15,11 @@ result (read it with ``ax.get_result(agent_id)``). ``source`` is ``"agentexec"``
 
 Cost: in a worker, events are derived from the lifecycle lines its writer has just committed
 (:mod:`agentexec.worker.writer`, group commit) and published by a background task, one
-message per event type (a JSON array) for everything committed meanwhile, so a task never waits
-for its events and a batch of N tasks costs a few messages, not N: every subscriber of the bus
-reads every message (the workers' ``control:cancel`` listeners included), so this keeps their
-cost per batch, not per task. An event is published once
+message per event type (a JSON array) for everything committed over ``LINGER`` (50 ms), so a
+task never waits for its events and a busy worker sends a few messages every 50 ms, not one per
+task: every subscriber of the bus reads every message (the workers' ``control:cancel``
+listeners included), so this keeps their cost per window, not per task. Each task's events
+arrive in order (a window holds one event per task). An event is published once
 its line is committed: a ``task.completed`` subscriber finds the activity COMPLETE (its result
 follows a moment later: ``ax.get_result`` waits for it). Producers publish ``task.queued``
 behind the activity they already create behind the push (:mod:`agentexec.activity.creates`).
