@@ -1,5 +1,6 @@
-"""The scheduler document's app, rebuilt on agentexec: YAML schedules, an event published when a
-task completes and another component reacting to it, the HTTP API mounted under
+"""The scheduler document's app, rebuilt on agentexec: YAML schedules, events published when a
+task completes (the task's own ``email.batch_processed``, and the pool's ``task.completed``)
+and another component reacting to them, the HTTP API mounted under
 ``/api/scheduler`` and the dashboard at ``/api/scheduler/``.
 
     uv run examples/fastapi_app.py              # then open http://127.0.0.1:8000/api/scheduler/
@@ -70,9 +71,10 @@ received: list[ax.events.BusEvent] = []
 
 
 async def support_bot() -> None:
-    """Another component, reacting to the email agent's events (the spec's
-    ``event_bus.subscribe(agent_name="support-bot", event_type=..., callback=...)``)."""
-    async with ax.events.subscribe("email.*") as events:
+    """Another component, reacting to the email agent's events and to the pool's lifecycle
+    events, ``task.completed`` / ``task.failed`` (the spec's ``event_bus.subscribe(
+    agent_name="support-bot", event_type=..., callback=...)``)."""
+    async with ax.events.subscribe("email.*", "task.completed", "task.failed") as events:
         async for event in events:
             log.warning("support-bot: %s from %s: %s", event.event_type, event.source, event.payload)
             received.append(event)
@@ -110,10 +112,15 @@ def check(url: str) -> None:
         page = client.get("/api/scheduler/").text
         assert "agentexec" in page
     deadline = time.monotonic() + 30
-    while not received:
-        assert time.monotonic() < deadline, "the support bot heard nothing"
+    heard: list[str] = []
+    while heard != ["email.batch_processed", "task.completed"]:
+        assert time.monotonic() < deadline, f"the support bot heard only {heard}"
         time.sleep(0.05)
-    print(f"ok: {agent_id} completed; the support bot heard {received[0].event_type}")
+        heard = sorted({e.event_type for e in received if e.event_type.startswith("email.")} | {
+            e.event_type for e in received
+            if e.event_type == "task.completed" and e.payload.get("agent_id") == agent_id
+        })
+    print(f"ok: {agent_id} completed; the support bot heard {' and '.join(heard)}")
 
 
 def main(argv: list[str]) -> int:

@@ -62,6 +62,8 @@ class ControlPlane:
 def stack_env(name: str, request: pytest.FixtureRequest, tmp: Path) -> dict[str, str]:
     if name == "sqlite":
         return {"AGENTEXEC_DATABASE_URL": f"sqlite:///{tmp / 'agentexec.db'}"}
+    if name == "postgresql":  # everything on PostgreSQL (the embedded SQL transport)
+        return {"AGENTEXEC_DATABASE_URL": request.getfixturevalue("postgres_server_url")}
     redis_url = request.getfixturevalue("redis_server_url")
     if redis_url is None:
         pytest.skip("no Redis server reachable (CI always has one)")

@@ -4,10 +4,13 @@ come back as 422 naming the field."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from cp_support import WAIT, ControlPlane
+from cp_support import WAIT, ControlPlane, start_control_plane
 
 pytestmark = pytest.mark.slow
 API = "/api/agentexec"
@@ -69,3 +72,39 @@ def test_schedule_errors_name_the_field(control_plane: ControlPlane) -> None:
         assert client.post(f"{API}/schedules", json={"task_name": "steps", "name": "twice", "every": 3600}).status_code == 201
         assert "already exists" in error({"name": "twice", "every": 60}, 409)
         assert client.delete(f"{API}/schedules/twice").status_code == 204
+
+
+@pytest.fixture(scope="module")
+def postgresql_plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    yield from start_control_plane("postgresql", request, tmp_path_factory.mktemp("cp-pg"))
+
+
+def test_concurrent_creates_of_one_name_give_one_201_and_409s(control_plane: ControlPlane) -> None:
+    """Of concurrent creates of one name exactly one wins (the store's set-if-absent); the
+    others get the duplicate-name 409, never a 500."""
+    race(control_plane)
+
+
+def test_concurrent_creates_on_postgresql_only(postgresql_plane: ControlPlane) -> None:
+    """The same with the schedule table on PostgreSQL, which used to answer 500: two requests
+    inserting a new name together failed on its primary key."""
+    race(postgresql_plane)
+
+
+def race(control_plane: ControlPlane) -> None:
+    name = f"race-{control_plane.stack.split('+')[0]}"
+    body = {"task_name": "steps", "name": name, "every": 3600, "context": {"steps": 1, "delay": 0}}
+    with control_plane.client() as client:
+        try:
+            with ThreadPoolExecutor(8) as threads:
+                barrier = threading.Barrier(8)
+
+                def create(_: int) -> int:
+                    barrier.wait(WAIT)
+                    return int(client.post(f"{API}/schedules", json=body).status_code)
+
+                codes = sorted(threads.map(create, range(8)))
+            assert codes == [201] + [409] * 7, codes
+            assert [s["name"] for s in client.get(f"{API}/schedules").json()].count(name) == 1
+        finally:
+            client.delete(f"{API}/schedules/{name}")

@@ -331,12 +331,18 @@ class Counters(Protocol):
 class ScheduleRecords(Protocol):
     """Optional result-backend capability: the runtime schedules of each queue, as JSON text by
     schedule name (``ax.schedules``; a hash on Redis, the ``{prefix}schedule`` table on SQL).
-    Every pool on the queue reads them once a tick, so what is written here takes effect in
-    all of them."""
+    Every pool on the queue reads them when a change notice says so
+    (:mod:`agentexec.schedule.changes`), so what is written here takes effect in all of them.
+
+    ``put_schedule_record`` writes (inserts or replaces) atomically, concurrent writers
+    included; ``add_schedule_record`` writes only when the name is free (set-if-absent: of
+    concurrent adds of one name exactly one returns True)."""
 
     async def schedule_records(self, queue_name: str) -> dict[str, str]: ...
 
     async def put_schedule_record(self, queue_name: str, name: str, spec: str) -> None: ...
+
+    async def add_schedule_record(self, queue_name: str, name: str, spec: str) -> bool: ...
 
     async def delete_schedule_record(self, queue_name: str, name: str) -> bool: ...
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
+from agentexec import task_events
 from agentexec.activity.status import Status
 from agentexec.backends import RemoveQueued
 from agentexec.config import CONF
@@ -148,6 +149,7 @@ async def cancel_with(
                 await _create_canceled(backends, env.task_name, aid, reason, env.metadata)
             outcome = Outcome.cancelled(env.task_name, reason, env.attempts)
             await backends.results.set(aid, outcome.encode(), CONF.result_ttl)
+            await _announce(backends, env.task_name, aid, reason, env.metadata)
             message = f"task {aid} ({env.task_name}) was queued; cancelled, it will not start"
             log.info("%s", message)
             return CancelResult(aid, "cancelled", message, Status.CANCELED)
@@ -160,6 +162,17 @@ async def cancel_with(
     message = f"task {aid} is {status.value if status else 'running'}; its worker was asked to cancel it"
     log.info("%s", message)
     return CancelResult(aid, "requested", message, status)
+
+
+async def _announce(
+    backends: Backends, task_name: str, aid: UUID, reason: str, metadata: dict[str, Any] | None
+) -> None:
+    """``task.cancelled`` for a task no worker will ever see (lifecycle events)."""
+    if CONF.lifecycle_events:
+        payload = task_events.task_payload(aid, task_name, Status.CANCELED, metadata, canceled_message(reason))
+        await task_events.publish_now(
+            [("task.cancelled", task_events.encode("task.cancelled", payload))], backends.events
+        )
 
 
 async def _create_canceled(

@@ -286,6 +286,12 @@ class Config(BaseModel):
         description="Events (`ax.events`, pool control messages) kept for `last_id` replay. Worker "
         "logs are kept apart (`logs_retention`), so logs never push events out.",
     )
+    lifecycle_events: bool = Field(
+        default=True,
+        description="Publish `task.queued`, `task.started`, `task.completed`, `task.failed`, "
+        "`task.cancelled` and `schedule.fired` on `ax.events` (docs/schedules-and-events.md); "
+        "false: none is published.",
+    )
     logs_retention: int = Field(
         default=10_000,
         ge=1,

@@ -9,7 +9,9 @@
             print(event.event_type, event.source, event.payload, event.id)
 
 Events travel on the process's event backend, channel ``events:<event_type>``, as JSON
-``{"event_type", "payload", "source", "time", "uuid"}``. Patterns use ``*`` as a wildcard
+``{"event_type", "payload", "source", "time", "uuid"}``, or as a JSON array of such objects
+(several events of one type published as one message: the pool's lifecycle events,
+:mod:`agentexec.task_events`; a subscriber receives each, all with the message's ``id``). Patterns use ``*`` as a wildcard
 (``"email.*"``, ``"*.failed"``, ``"*"``).
 
 Synchronous code (a sync task handler, a script, a WSGI view) has :func:`publish_sync` and
@@ -167,6 +169,9 @@ class Subscription:
         self._backend = backend
         self._stack: AsyncExitStack | None = None
         self._events: AsyncIterator[Event] | None = None
+        #: the rest of a message holding several events, and that message's id
+        self._batch: list[BusEvent] = []
+        self._batch_id: str | None = None
 
     async def open(self) -> Subscription:
         """Start listening (``async with`` and the first iteration call this)."""
@@ -197,6 +202,11 @@ class Subscription:
         return self
 
     async def __anext__(self) -> BusEvent:
+        if self._batch:
+            event = self._batch.pop(0)
+            if not self._batch and self._batch_id is not None:
+                self.last_id = self._batch_id  # resuming from it now skips none of the batch
+            return event
         await self.open()
         assert self._events is not None
         while True:
@@ -205,11 +215,14 @@ class Subscription:
             except StopAsyncIteration:
                 await self.aclose()
                 raise
-            event = decode(raw)
+            events = decode_all(raw)
+            if len(events) > 1:
+                self._batch, self._batch_id = events[1:], raw.id
+                return events[0]
             if raw.id is not None:
                 self.last_id = raw.id
-            if event is not None:
-                return event
+            if events:
+                return events[0]
 
 
 # -- synchronous API ------------------------------------------------------------------------
@@ -411,24 +424,36 @@ class Listener:
 
 
 def decode(raw: Event) -> BusEvent | None:
-    """The :class:`BusEvent` in a backend message, or ``None`` if it is not one: a malformed
-    message (not JSON, not an object, nested too deep to parse, fields of the wrong type) is
-    skipped with a warning, at most one a minute per channel, and never stops a subscriber."""
+    """The :class:`BusEvent` in a backend message (the first, for a message holding several:
+    see :func:`decode_all`), or ``None`` if it is not one."""
+    events = decode_all(raw)
+    return events[0] if events else None
+
+
+def decode_all(raw: Event) -> list[BusEvent]:
+    """The :class:`BusEvent` (or, for a JSON array, the events) in a backend message; none if
+    it is not one: a malformed message (not JSON, not an object, nested too deep to parse,
+    fields of the wrong type) is skipped with a warning, at most one a minute per channel, and
+    never stops a subscriber."""
     event_type = raw.channel[len(CHANNEL_PREFIX):] if raw.channel.startswith(CHANNEL_PREFIX) else raw.channel
     try:
         data = json.loads(raw.data)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        data.setdefault("event_type", event_type)
-        data["id"] = raw.id
-        return BusEvent.model_validate(data)
+        items = data if isinstance(data, list) and data else [data]
+        events = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise ValueError("not a JSON object")
+            item.setdefault("event_type", event_type)
+            item["id"] = raw.id
+            events.append(BusEvent.model_validate(item))
+        return events
     except (ValueError, TypeError, RecursionError) as exc:
         reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc).replace("\n", " ")
         _skipped.warning(
             raw.channel, "events: skipping a malformed message on %s (id %s): %s",
             raw.channel, raw.id, reason[:300],
         )
-        return None
+        return []
 
 
 _skipped = RateLimited(log, interval=60.0)

@@ -12,6 +12,8 @@
    ``not queued: <error>`` (instead of QUEUED forever) and the error reaches the caller.
 3. **Observed when telemetry is on**: one ``send`` span for the push, whose context rides in
    each envelope to the worker.
+4. **Announced**: ``task.queued`` on the event bus once the push succeeded
+   (:mod:`agentexec.task_events`; a write behind the push announces itself once committed).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agentexec import telemetry
+from agentexec import task_events, telemetry
 from agentexec.activity.creates import CREATES, acreated
 from agentexec.activity.status import Status
 from agentexec.backends import DelayedPush
@@ -48,12 +50,16 @@ async def submit(
     *,
     due: float | None = None,
     kind: str | None = None,
+    behind: bool = True,
+    announce: bool = True,
 ) -> None:
     """Queue ``tasks`` (each carries its queue name, priority and metadata) on ``backends``.
 
     ``due`` (seconds since the epoch) delays them (the queue must offer ``DelayedPush``);
-    ``kind`` marks their envelopes (a pipeline's run). Raises what the push raised, after the
-    tasks' activities say they were not queued.
+    ``kind`` marks their envelopes (a pipeline's run). ``behind=False`` commits the activity
+    before the push even when it could go behind; ``announce=False`` leaves ``task.queued`` to
+    the caller (the scheduler sends it after ``schedule.fired``). Raises what the push raised,
+    after the tasks' activities say they were not queued.
     """
     if not tasks:
         return
@@ -63,7 +69,7 @@ async def submit(
             f"enqueue(..., delay=/at=): the queue backend {type(queue).__name__} cannot "
             f"delay a task (it lacks DelayedPush.push_at); use the memory, Redis or SQL queue"
         )
-    await _create(tasks, backends, due_message(due))
+    went_behind = await _create(tasks, backends, due_message(due), behind)
     try:
         if telemetry.on():
             with telemetry.sending(tasks[0].queue_name or "", tasks) as trace:
@@ -73,27 +79,33 @@ async def submit(
     except Exception as exc:
         await _not_queued(tasks, backends, exc)
         raise
+    if announce and not went_behind:
+        await task_events.publish_now(
+            task_events.queued((t.agent_id, t.task_name, t.metadata) for t in tasks), backends.events
+        )
 
 
-async def _create(tasks: Sequence[Task[Any]], backends: Backends, message: str) -> None:
+async def _create(tasks: Sequence[Task[Any]], backends: Backends, message: str, behind: bool) -> bool:
+    """Give the activities of ``tasks``; True when they went behind the push."""
     store = backends.activity
     if len(tasks) == 1:
         task = tasks[0]
-        if CREATES.checked(store):
+        if behind and CREATES.checked(store):
             CREATES.submit(store, task.agent_id, task.task_name, message, task.metadata)
-            return
+            return True
         if task.metadata is None:
             await store.acreate(task.task_name, message, task.agent_id)
         else:
             await store.acreate(task.task_name, message, task.agent_id, task.metadata)
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
-        return
+        return False
     await store.acreate_many([
         (t.agent_id, t.task_name, message) if t.metadata is None
         else (t.agent_id, t.task_name, message, t.metadata)
         for t in tasks
     ])
+    return False
 
 
 def _envelope(task: Task[Any], kind: str | None, trace: dict[str, str] | None) -> Envelope:

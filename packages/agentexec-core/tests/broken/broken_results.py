@@ -160,3 +160,31 @@ class ClosedForGoodResults(MemoryResults):
         if self.closed:
             raise RuntimeError("connection closed")
         return await super().get(agent_id)
+
+
+class ScheduleAddReadsThenWritesResults(MemoryResults):
+    """``add_schedule_record`` reads, yields, then writes: concurrent adds of one name all win."""
+
+    async def add_schedule_record(self, queue_name: str, name: str, spec: str) -> bool:
+        taken = name in self._schedules.get(queue_name, {})
+        await asyncio.sleep(0)
+        if taken:
+            return False
+        await self.put_schedule_record(queue_name, name, spec)
+        return True
+
+
+class ScheduleRecordsOneHashResults(MemoryResults):
+    """Keeps every queue's schedule records in one hash: queues see each other's schedules."""
+
+    async def schedule_records(self, queue_name: str) -> dict[str, str]:
+        return await super().schedule_records("")
+
+    async def put_schedule_record(self, queue_name: str, name: str, spec: str) -> None:
+        await super().put_schedule_record("", name, spec)
+
+    async def add_schedule_record(self, queue_name: str, name: str, spec: str) -> bool:
+        return await super().add_schedule_record("", name, spec)
+
+    async def delete_schedule_record(self, queue_name: str, name: str) -> bool:
+        return await super().delete_schedule_record("", name)

@@ -298,6 +298,13 @@ class RedisResults:
             self._window(),
         )
 
+    async def add_schedule_record(self, queue_name: str, name: str, spec: str) -> bool:
+        added = await retrying(
+            "schedules", lambda: async_client(self.url).hsetnx(keys.schedules(queue_name), name, spec),
+            self._window(),
+        )
+        return bool(added)
+
     async def delete_schedule_record(self, queue_name: str, name: str) -> bool:
         done = await retrying(
             "schedules", lambda: async_client(self.url).hdel(keys.schedules(queue_name), name), self._window()

@@ -34,6 +34,7 @@ from uuid import UUID
 import anyio
 import anyio.to_thread
 
+from agentexec import task_events
 from agentexec.backends import ActivityItem, ActivityStore
 from agentexec.backoff import Backoff
 from agentexec.faults import clean_text, describe, is_transient
@@ -157,6 +158,11 @@ class CreateBehind:
     async def _write(self, batch: _Batch) -> None:
         for key, items in batch.items.items():
             await _create_isolated(batch.stores[key], items, time.monotonic() + RETRY_FOR)
+        # ``task.queued`` rides behind the creation, off the producer's path (task_events)
+        await task_events.publish_now(task_events.queued(
+            (item[0], item[1], item[3] if len(item) > 3 else None)  # type: ignore[misc]
+            for items in batch.items.values() for item in items
+        ))
 
 
 async def _create_isolated(

@@ -25,7 +25,7 @@ from agentexec.cli._ops import (
     safe,
 )
 from agentexec.config import CONF
-from agentexec.events import CHANNEL_PREFIX, decode
+from agentexec.events import CHANNEL_PREFIX, BusEvent, decode_all
 from agentexec.limits import truncate
 from agentexec.worker.channels import logs_channel
 
@@ -123,6 +123,13 @@ def _line(raw: Event, as_json: bool) -> str | None:
     record = render(raw)
     if record is None:
         return None
+    if "events" in record:  # a message holding several events: one line each
+        lines = [_line_of(each, as_json) for each in record["events"]]
+        return "\n".join(lines)
+    return _line_of(record, as_json)
+
+
+def _line_of(record: dict[str, Any], as_json: bool) -> str:
     if as_json:  # plain text for scripts: the markup is for terminals
         record = {**record, "text": Text.from_markup(record["text"]).plain}
         return json.dumps(record, default=str)
@@ -132,16 +139,14 @@ def _line(raw: Event, as_json: bool) -> str | None:
 def render(raw: Event) -> dict[str, Any] | None:
     """A printable record of one message: ``kind`` (log/event), its fields, and ``text``."""
     if raw.channel.startswith(CHANNEL_PREFIX):
-        event = decode(raw)
-        if event is None:
+        events = decode_all(raw)
+        if not events:
             return None
-        when = event.time.astimezone().strftime("%H:%M:%S")
-        payload = json.dumps(event.payload, default=str) if event.payload is not None else ""
-        source = f" from {safe(event.source)}" if event.source else ""
-        return {
-            "kind": "event", "id": raw.id, **event.model_dump(mode="json", exclude={"id"}),
-            "text": f"{when} [magenta]event[/] [bold]{safe(event.event_type)}[/]{source} {safe(payload)}",
-        }
+        records = [_event_record(raw, event) for event in events]
+        if len(records) == 1:
+            return records[0]
+        return {"kind": "events", "id": raw.id, "events": records,
+                "text": "\n".join(str(r["text"]) for r in records)}
     try:
         msg = json.loads(raw.data)
     except (ValueError, RecursionError):  # printed as the raw text it is
@@ -173,3 +178,13 @@ def _clock(value: Any) -> str:
     except (ValueError, OverflowError, OSError):
         moment = datetime.now(UTC)
     return moment.astimezone().strftime("%H:%M:%S")
+
+
+def _event_record(raw: Event, event: BusEvent) -> dict[str, Any]:
+    when = event.time.astimezone().strftime("%H:%M:%S")
+    payload = json.dumps(event.payload, default=str) if event.payload is not None else ""
+    source = f" from {safe(event.source)}" if event.source else ""
+    return {
+        "kind": "event", "id": raw.id, **event.model_dump(mode="json", exclude={"id"}),
+        "text": f"{when} [magenta]event[/] [bold]{safe(event.event_type)}[/]{source} {safe(payload)}",
+    }

@@ -93,6 +93,14 @@ class MemoryResults:
         with self._lock:
             self._schedules.setdefault(queue_name, {})[name] = spec
 
+    async def add_schedule_record(self, queue_name: str, name: str, spec: str) -> bool:
+        with self._lock:
+            records = self._schedules.setdefault(queue_name, {})
+            if name in records:
+                return False
+            records[name] = spec
+            return True
+
     async def delete_schedule_record(self, queue_name: str, name: str) -> bool:
         with self._lock:
             return self._schedules.get(queue_name, {}).pop(name, None) is not None

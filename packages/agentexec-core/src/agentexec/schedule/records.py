@@ -5,9 +5,9 @@ Where they live: the result backend's :class:`~agentexec.backends.ScheduleRecord
 queue on Redis, the ``{prefix}schedule`` table on SQL, a dict in memory), one JSON
 :class:`ScheduleSpec` per schedule name.
 
-How they take effect: every pool's scheduler reads its queue's records once a tick (at most a
-second apart, :data:`agentexec.schedule.scheduler.MAX_SLEEP`) and adds, replaces or removes
-its schedules to match; firing is unchanged, so the one-firing-per-tick guarantee (the claim
+How they take effect: every write publishes a change notice (:mod:`agentexec.schedule.changes`);
+every pool's scheduler, woken by it, reads its queue's records (else only once a minute) and
+adds, replaces or removes its schedules to match, within one tick; firing is unchanged, so the one-firing-per-tick guarantee (the claim
 on ``schedule:<queue>:<name>:<tick>``) holds for them as for any schedule.
 
 Code and YAML schedules are written to the records when a pool starts (an upsert: **the code
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from agentexec.backends import ScheduleRecords
+from agentexec.schedule.changes import announce
 from agentexec.schedule.schedule import Schedule, ScheduleError, build_schedule
 from agentexec.schedule.timing import CronTiming, IntervalTiming, parse_interval
 from agentexec.task import Priority, TaskDefinition
@@ -171,14 +172,18 @@ async def create(
         timezone=timezone, repeat=repeat, priority=priority, enabled=enabled,  # type: ignore[arg-type]
         description=description, metadata=metadata, misfire_grace=misfire_grace,
     )
-    records = _records(_backends())
-    if not replace and schedule.name in await records.schedule_records(queue):
+    backends = _backends()
+    records = _records(backends)
+    spec = spec_of(schedule)
+    if replace:
+        await records.put_schedule_record(queue, spec.name, dumps(spec))
+    elif not await records.add_schedule_record(queue, spec.name, dumps(spec)):
+        # set-if-absent in the backend: of concurrent creates of one name, exactly one wins
         raise ScheduleError(
             f"a schedule named {schedule.name!r} already exists; update it, or delete it first",
             "name", f"schedule {schedule.name!r}",
         )
-    spec = spec_of(schedule)
-    await records.put_schedule_record(queue, spec.name, dumps(spec))
+    await announce(backends.events, queue, spec.name)
     return spec
 
 
@@ -208,7 +213,9 @@ async def update(name: str, queue_name: str | None = None, **changes: Any) -> Sc
     except ValidationError as exc:
         raise ScheduleError(str(exc), None, f"schedule {name!r}") from None
     checked = spec_of(schedule_of(spec, _definition(spec.task_name, queue)))
-    await _records(_backends()).put_schedule_record(queue, name, dumps(checked))
+    backends = _backends()
+    await _records(backends).put_schedule_record(queue, name, dumps(checked))
+    await announce(backends.events, queue, name)
     return checked
 
 
@@ -223,5 +230,9 @@ async def disable(name: str, queue_name: str | None = None) -> ScheduleSpec:
 
 async def delete(name: str, queue_name: str | None = None) -> bool:
     """Delete the schedule from the backend; True when there was one."""
-    return await _records(_backends()).delete_schedule_record(_queue(queue_name), name)
+    backends, queue = _backends(), _queue(queue_name)
+    deleted = await _records(backends).delete_schedule_record(queue, name)
+    if deleted:
+        await announce(backends.events, queue, name)
+    return deleted
 

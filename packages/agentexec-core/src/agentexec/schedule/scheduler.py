@@ -21,10 +21,12 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
+from agentexec import task_events
 from agentexec.activity.metadata import validate_metadata
 from agentexec.config import CONF
 from agentexec.queueing import submit
 from agentexec.runtime import Backends
+from agentexec.schedule.changes import ScheduleWatch
 from agentexec.schedule.schedule import Schedule, ScheduleError
 from agentexec.task import Task, TaskDefinition
 
@@ -65,6 +67,8 @@ class Scheduler:
         #: schedules were written to the records yet (see agentexec.schedule.records)
         self._applied: dict[str, str] = {}
         self._upserted = False
+        #: the change notices of the runtime schedules, while :meth:`run` runs
+        self.watch: ScheduleWatch | None = None
         for schedule in schedules:
             self.add(schedule)
 
@@ -116,17 +120,28 @@ class Scheduler:
     async def run(self, backends: Backends, stop: anyio.Event | None = None) -> None:
         """Fire due schedules until ``stop`` is set or :meth:`stop` is called (forever without
         either). Never raises for a failed firing: it is logged and the next tick is tried."""
+        from agentexec.schedule.records import records_of
+
         stop = stop or anyio.Event()
         if self.schedules:
             log.info("scheduler: %d schedule(s): %s", len(self), ", ".join(self.schedules))
-        while not (stop.is_set() or self._stopping.is_set()):
-            try:
-                await self.sync(backends)
-            except Exception as exc:  # the code's schedules still fire; the next tick retries
-                log.warning("scheduler: could not read the runtime schedules: %s", exc)
-            delay = await self.tick(backends)
-            with anyio.move_on_after(delay):
-                await stop.wait()
+        # the schedule store is read when a change notice says so (schedule.changes), not
+        # once a tick: an idle pool does not read it
+        watch = ScheduleWatch(backends.events, self.queue_name or CONF.queue_name)
+        self.watch = watch
+        async with anyio.create_task_group() as tg:
+            if records_of(backends) is not None:
+                await tg.start(watch.run)
+            while not (stop.is_set() or self._stopping.is_set()):
+                if watch.take():
+                    try:
+                        await self.sync(backends)
+                    except Exception as exc:  # the code's schedules still fire; the next tick retries
+                        watch.stale()
+                        log.warning("scheduler: could not read the runtime schedules: %s", exc)
+                delay = await self.tick(backends)
+                await watch.wait(delay, stop)
+            tg.cancel_scope.cancel()
 
     async def sync(self, backends: Backends) -> None:
         """Match this scheduler's schedules to the queue's runtime schedule records (see
@@ -139,9 +154,13 @@ class Scheduler:
             return
         queue = self.queue_name or CONF.queue_name
         if not self._upserted:
+            from agentexec.schedule.changes import announce
+
             for schedule in self:
                 await records.put_schedule_record(queue, schedule.name, dumps(spec_of(schedule)))
             self._upserted = True
+            if self.schedules:  # the other pools on the queue take the code's version too
+                await announce(backends.events, queue, "*")
         rows = await records.schedule_records(queue)
         for name, raw in rows.items():
             if self._applied.get(name) == raw:
@@ -255,9 +274,12 @@ class Scheduler:
             "schedule": schedule.name, "scheduled_for": tick.isoformat(), **(schedule.metadata or {}),
         })
         # a push that fails ends the task with a reason (never a QUEUED activity with no task)
-        await submit([task], backends)
+        await submit([task], backends, behind=False, announce=False)
         log.info("scheduler: %r enqueued %r (%s) for %s", schedule.name, schedule.task_name,
                  task.agent_id, tick.isoformat())
+        await task_events.publish_now(task_events.schedule_fired(
+            schedule.name, schedule.task_name, task.agent_id, tick, queue_name, task.metadata
+        ), backends.events)
         return Firing(schedule.name, tick, task)
 
     async def _spend_budget(self, backends: Backends, schedule: Schedule, queue_name: str) -> bool:

@@ -1,5 +1,5 @@
 """``ActivityStoreSuite``: the executable contract of :class:`agentexec.backends.ActivityStore`
-and of its optional capabilities (``activity_metadata``, ``find_prefix``).
+and of its optional capabilities (``activity_metadata``, ``find_prefix``, ``changes``).
 
 Every test works on activities it creates itself (new ids, unique metadata values), so the
 store need not be empty: a database shared with other tests is fine. Two kinds of check look
@@ -425,6 +425,66 @@ class ActivityStoreSuite(Suite):
         assert len(await activity_store.afind_prefix(text[:9], 2)) == 2
         assert len(await activity_store.afind_prefix(text[:9], 3)) == 3
         assert len(await activity_store.afind_prefix(text[:9])) == 2, "limit defaults to 2"
+
+    async def test_changes_hand_out_new_lines_in_id_order(self, activity_store: Any) -> None:
+        """``achanges(None)`` reads no line and returns the highest line id stored;
+        ``achanges(after)`` returns the lines written since, oldest first, with ids above
+        ``after``, each with its activity's agent_id, task name and metadata; the returned
+        highest id is at least each line's, and asking from it returns none of them again.
+
+        Needs ``Capabilities.changes``. Troubleshooting: give log lines an increasing id (an
+        autoincrement key), select ``id > after`` ordered by id, join the activity for its task
+        name and metadata.
+        """
+        self.require("changes", activity_store)
+        start, none = await activity_store.achanges(None)
+        assert none == [] and isinstance(start, int)
+        meta = {"kit": unique("changes-")}
+        agent_id = activity_store.create("kit_changes", "created", metadata=meta) if self.capabilities.activity_metadata \
+            else activity_store.create("kit_changes", "created")
+        activity_store.append(agent_id, "working", Status.RUNNING, 40)
+        await activity_store.aappend(agent_id, "done", Status.COMPLETE, 100)
+        top, lines = await activity_store.achanges(start)
+        mine = [line for line in lines if line.agent_id == agent_id]
+        assert [line.message for line in mine] == ["created", "working", "done"]
+        assert [line.status for line in mine] == [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
+        assert [line.percentage for line in mine][1:] == [40, 100]
+        ids = [line.id for line in lines]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids), "lines must come oldest first, once"
+        assert all(i > start for i in ids) and top >= max(ids)
+        assert {line.task_name for line in mine} == {"kit_changes"}
+        if self.capabilities.activity_metadata:
+            assert all(line.metadata == meta for line in mine)
+        again, later = await activity_store.achanges(top)
+        assert again >= top and not [line for line in later if line.agent_id == agent_id]
+
+    async def test_changes_honour_limit_and_also(self, activity_store: Any) -> None:
+        """``achanges(after, limit)`` returns at most ``limit`` lines, the oldest: reading on
+        from the last one returned gets the rest in order; ``also`` returns the lines of those
+        ids even below ``after`` (a feed asking again for an id it saw missing).
+
+        Needs ``Capabilities.changes``. Troubleshooting: ``ORDER BY id LIMIT :limit``, and
+        ``WHERE id > :after OR id IN (:also)``.
+        """
+        self.require("changes", activity_store)
+        start, _ = await activity_store.achanges(None)
+        agent_id = activity_store.create("kit_changes", "line 0")
+        for n in range(1, 5):
+            activity_store.append(agent_id, f"line {n}")
+        seen: list[Any] = []
+        after = start
+        for _ in range(50):  # pages of two; other writers may add lines meanwhile
+            _, page = await activity_store.achanges(after, limit=2)
+            assert len(page) <= 2, f"limit=2 returned {len(page)} lines"
+            if not page:
+                break
+            seen += page
+            after = page[-1].id
+        mine = [line for line in seen if line.agent_id == agent_id]
+        assert [line.message for line in mine] == [f"line {n}" for n in range(5)]
+        top, _ = await activity_store.achanges(None)
+        _, asked = await activity_store.achanges(top, also=[mine[1].id, mine[3].id])
+        assert [line.message for line in asked if line.agent_id == agent_id] == ["line 1", "line 3"]
 
     async def test_metadata_filters_are_typed_exact_and_carried(self, activity_store: Any) -> None:
         """The metadata filter of ``list``/``detail``/``alist``/``adetail`` follows

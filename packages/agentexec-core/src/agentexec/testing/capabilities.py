@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from agentexec.backends import (
+    ActivityChanges,
     ActivityPrefixLookup,
     BatchAck,
     BatchPublish,
@@ -31,6 +32,7 @@ from agentexec.backends import (
     InFlightView,
     RawPayloads,
     RemoveQueued,
+    ScheduleRecords,
     StagedResults,
     TaskLocks,
 )
@@ -64,6 +66,11 @@ METHOD_CAPABILITIES: dict[str, MethodCapability] = {
     "set_many": MethodCapability(BatchResults, ("set_many",)),
     "publish_many": MethodCapability(BatchPublish, ("publish_many",)),
     "find_prefix": MethodCapability(ActivityPrefixLookup, ("afind_prefix",)),
+    "changes": MethodCapability(ActivityChanges, ("achanges",)),
+    "schedule_records": MethodCapability(
+        ScheduleRecords,
+        ("schedule_records", "put_schedule_record", "add_schedule_record", "delete_schedule_record"),
+    ),
 }
 
 
@@ -113,6 +120,10 @@ class Capabilities:
     #: :class:`agentexec.backends.BatchResults` ``set_many``: a worker stores a batch of outcomes
     #: (waking each one's waiters) in one round trip
     set_many: bool | None = None
+    #: :class:`agentexec.backends.ScheduleRecords` ``schedule_records``/``put_schedule_record``/
+    #: ``add_schedule_record``/``delete_schedule_record``: runtime schedules (``ax.schedules``,
+    #: the HTTP API's ``/schedules``) kept per queue
+    schedule_records: bool | None = None
     # -- events -------------------------------------------------------------------------------
     #: :class:`agentexec.backends.BatchPublish` ``publish_many``: worker log forwarding
     publish_many: bool | None = None
@@ -125,6 +136,9 @@ class Capabilities:
     #: :class:`agentexec.backends.ActivityPrefixLookup` ``afind_prefix``: the CLI finds an
     #: activity by the first digits of its id
     find_prefix: bool | None = None
+    #: :class:`agentexec.backends.ActivityChanges` ``achanges``: the change feed the HTTP API's
+    #: live stream (server-sent events) reads
+    changes: bool | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

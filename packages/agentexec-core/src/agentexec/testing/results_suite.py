@@ -1,5 +1,6 @@
 """``ResultsSuite``: the executable contract of :class:`agentexec.backends.ResultBackend` and of
-its optional capabilities (``set_many``, ``stage_many``/``staged``).
+its optional capabilities (``set_many``, ``stage_many``/``staged``, the runtime schedule
+records).
 
 Timing thresholds are class attributes (seconds) a backend may tighten freely; raising one
 above the kit's default needs a ``timing_reason`` (see :class:`agentexec.testing.Suite`):
@@ -267,6 +268,64 @@ class ResultsSuite(Suite):
                     tg.start_soon(claim)
         assert outcomes.count(True) == 1, f"{outcomes.count(True)} callers won the claim"
         assert await results.claim(unique("axkit-claim-"), 30) is True, "keys must be independent"
+
+    async def test_schedule_records_are_kept_per_queue(self, results: Any) -> None:
+        """``put_schedule_record`` inserts or replaces one schedule's text, ``schedule_records``
+        returns a queue's records (name -> text) and no other queue's, ``delete_schedule_record``
+        removes one and says whether it was there.
+
+        Needs ``Capabilities.schedule_records``. Troubleshooting: key the records by queue AND
+        name (a hash per queue, a two-column primary key); store the text untouched.
+        """
+        self.require("schedule_records", results)
+        queue, other = unique("axkit-sched-"), unique("axkit-sched-")
+        assert await results.schedule_records(queue) == {}
+        await results.put_schedule_record(queue, "a", '{"every": 60}')
+        await results.put_schedule_record(queue, "b", '{"cron": "0 9 * * *", "é": "ü"}')
+        await results.put_schedule_record(other, "a", '{"other": true}')
+        await results.put_schedule_record(queue, "a", '{"every": 120}')  # replaces
+        assert await results.schedule_records(queue) == {"a": '{"every": 120}', "b": '{"cron": "0 9 * * *", "é": "ü"}'}
+        assert await results.schedule_records(other) == {"a": '{"other": true}'}
+        assert await results.delete_schedule_record(queue, "a") is True
+        assert await results.delete_schedule_record(queue, "a") is False
+        assert await results.schedule_records(queue) == {"b": '{"cron": "0 9 * * *", "é": "ü"}'}
+        assert await results.schedule_records(other) == {"a": '{"other": true}'}
+        await results.delete_schedule_record(queue, "b")
+        await results.delete_schedule_record(other, "a")
+
+    async def test_add_schedule_record_is_set_if_absent_under_concurrency(self, results: Any) -> None:
+        """Of twenty concurrent ``add_schedule_record`` calls on one name exactly one returns
+        True and its text is kept; twenty concurrent ``put_schedule_record`` calls on a new name
+        all succeed (one text is kept). Two pools or API servers creating one schedule at once
+        must get one winner and a clean refusal, never a duplicate-key error.
+
+        Needs ``Capabilities.schedule_records``. Troubleshooting: add is an atomic set-if-absent
+        (HSETNX, INSERT ... ON CONFLICT DO NOTHING), never read-then-write; put is one upsert
+        (HSET, INSERT ... ON CONFLICT DO UPDATE), never update-then-insert.
+        """
+        self.require("schedule_records", results)
+        queue = unique("axkit-sched-")
+        won: list[str] = []
+
+        async def add(n: int) -> None:
+            if await results.add_schedule_record(queue, "race", f'{{"n": {n}}}'):
+                won.append(f'{{"n": {n}}}')
+
+        async def put(n: int) -> None:
+            await results.put_schedule_record(queue, "upsert", f'{{"n": {n}}}')
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for n in range(20):
+                    tg.start_soon(add, n)
+                    tg.start_soon(put, n)
+        assert len(won) == 1, f"{len(won)} concurrent adds of one name won"
+        records = await results.schedule_records(queue)
+        assert records["race"] == won[0]
+        assert records["upsert"] in {f'{{"n": {n}}}' for n in range(20)}
+        assert await results.add_schedule_record(queue, "race", "{}") is False
+        await results.delete_schedule_record(queue, "race")
+        await results.delete_schedule_record(queue, "upsert")
 
     async def test_claim_expires_after_ttl(self, results: Any) -> None:
         """A claim holds for its whole ``ttl`` (still refused at 60 % of it) and can be claimed

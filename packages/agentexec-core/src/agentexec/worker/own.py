@@ -11,6 +11,7 @@ This is the one place that does (the line writer's async path and the sync path 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +35,16 @@ class OwnTasks:
     def forget(self, agent_id: UUID) -> None:
         self._names.pop(agent_id, None)
         self._metadata.pop(agent_id, None)
+
+    @property
+    def names(self) -> Mapping[UUID, str]:
+        """agent_id -> task name, of the tasks this worker runs."""
+        return self._names
+
+    @property
+    def metadata(self) -> Mapping[UUID, dict[str, Any]]:
+        """agent_id -> activity metadata, of those that have some."""
+        return self._metadata
 
     def __contains__(self, agent_id: object) -> bool:
         return agent_id in self._names

@@ -49,6 +49,7 @@ from agentexec.backends import (
 from agentexec.backoff import Backoff
 from agentexec.faults import clean_text, describe, is_transient
 from agentexec.task import Envelope
+from agentexec.task_events import WriterEvents
 from agentexec.worker.health import Health, write_backoff
 from agentexec.worker.outbox import Item, Outbox
 from agentexec.worker.own import OwnTasks
@@ -87,6 +88,8 @@ class ActivityWriter:
         self._wake = anyio.Event()
         self._closing = False
         self._finished = anyio.Event()
+        #: lifecycle events (``task.started`` ...) of the lines committed (None: turned off)
+        self.events = WriterEvents.create()
 
     # -- producers (the worker's event loop) -------------------------------------------------
     async def written(self, agent_ids: Iterable[UUID] | None = None) -> None:
@@ -137,6 +140,8 @@ class ActivityWriter:
         return agent_id in self._unwritten
 
     def _done(self, items: list[Item]) -> None:
+        if self.events is not None:
+            self.events.written([i.entry for i in items], self.own.names, self.own.metadata)
         for item in items:
             if item.entry is not None:
                 agent_id = item.entry.agent_id
@@ -180,6 +185,8 @@ class ActivityWriter:
         self._closing = True
         self._wake.set()
         await self._finished.wait()
+        if self.events is not None:
+            await self.events.aclose()
 
     def _take(self) -> list[Item]:
         """The next batch: pending items in order, skipping (for now) activities in flight."""

@@ -112,6 +112,14 @@ class SQLEvents(SQLTransport):
             rows = conn.execute(sql.EVENTS_AFTER, {"cursor": cursor, "n": BATCH})
             return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
+    def _matching_after(self, stmt: Any, cursor: int) -> tuple[list[tuple[int, str, str]], int]:
+        """The rows after ``cursor`` that ``stmt`` (:func:`_matching`) selects, and the highest
+        id stored when they were read."""
+        with self.read() as conn:
+            top = int(conn.execute(sql.LAST_EVENT).scalar_one())
+            rows = conn.execute(stmt, {"cursor": cursor, "top": top, "n": BATCH})
+            return [(int(r[0]), str(r[1]), str(r[2])) for r in rows], top
+
     @asynccontextmanager
     async def subscribe(
         self, patterns: Sequence[str], *, last_id: str | None = None
@@ -130,7 +138,7 @@ class SQLEvents(SQLTransport):
                 f"last_id={last_id!r} is not an id of this event backend: pass an Event.id "
                 f"received from SQLEvents (a decimal row id), or None for new events only"
             )
-        yield _Subscription(self, tuple(patterns), cursor)
+        yield _Subscription(self, tuple(patterns), cursor, _matching(tuple(patterns), self.is_sqlite))
 
     async def close(self) -> None:
         """Nothing to release: the engine is the process's, shared with the activity store."""
@@ -140,14 +148,42 @@ class SQLEvents(SQLTransport):
 _MARKER_CHANNELS = frozenset(MARKERS.values())
 
 
+def _matching(patterns: tuple[str, ...], sqlite: bool) -> Any:
+    """A select of the rows after ``:cursor`` (up to ``:top``) whose channel matches one of
+    ``patterns``, so the database skips the other channels' rows rather than this process: a
+    worker listening for ``control:cancel`` no longer reads every log line and event of the
+    bus. ``None`` (read every row, filter here) for patterns with ``[`` classes, whose syntax
+    differs between ``fnmatch`` and SQL, and for ``*``, which matches everything anyway."""
+    if any("[" in p for p in patterns) or "*" in patterns:
+        return None
+    if sqlite:  # GLOB: fnmatch's * and ?, case-sensitive (LIKE ignores case on SQLite)
+        conditions = [E.c.channel.op("GLOB")(sa.literal(p)) for p in patterns]
+    else:
+        conditions = [
+            E.c.channel.like(
+                p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                .replace("*", "%").replace("?", "_"),
+                escape="\\",
+            )
+            for p in patterns
+        ]
+    return (
+        sa.select(E.c.id, E.c.channel, E.c.data)
+        .where(E.c.id > sa.bindparam("cursor"), E.c.id <= sa.bindparam("top"), sa.or_(*conditions))
+        .order_by(E.c.id)
+        .limit(sa.bindparam("n"))
+    )
+
+
 class _Subscription:
     """The async iterator a subscription yields; reads batches after its cursor."""
 
-    def __init__(self, backend: SQLEvents, patterns: tuple[str, ...], cursor: int) -> None:
+    def __init__(self, backend: SQLEvents, patterns: tuple[str, ...], cursor: int, matching: Any = None) -> None:
         self._backend = backend
         self._patterns = patterns
         self._cursor = cursor
         self._pending: list[Event] = []
+        self._matching = matching
 
     def __aiter__(self) -> _Subscription:
         return self
@@ -160,10 +196,16 @@ class _Subscription:
     async def _fetch(self) -> bool | None:
         """True once something matched; None when the table has nothing newer."""
         while True:
-            rows = await self._backend.run(self._backend._after, self._cursor)
+            if self._matching is not None:
+                rows, top = await self._backend.run(self._backend._matching_after, self._matching, self._cursor)
+                # every matching row up to top was read unless the batch was full
+                self._cursor = rows[-1][0] if len(rows) >= BATCH else max(top, self._cursor)
+            else:
+                rows = await self._backend.run(self._backend._after, self._cursor)
+                if rows:
+                    self._cursor = rows[-1][0]
             if not rows:
                 return None
-            self._cursor = rows[-1][0]
             self._pending.extend(
                 Event(channel, data, str(event_id))
                 for event_id, channel, data in rows

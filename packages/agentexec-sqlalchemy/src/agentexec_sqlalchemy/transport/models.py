@@ -158,7 +158,7 @@ event_table = sa.Table(
 schedule_table = sa.Table(
     f"{P}schedule",
     _META,
-    # the runtime schedules of each queue (ax.schedules); every pool reads them once a tick
+    # the runtime schedules of each queue (ax.schedules); pools read them on a change notice
     sa.Column("queue_name", sa.String(255), primary_key=True),
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("spec", sa.Text, nullable=False),

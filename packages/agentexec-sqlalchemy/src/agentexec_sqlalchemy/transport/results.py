@@ -117,10 +117,17 @@ class SQLResults(SQLTransport):
         await self.run_write(self._put_schedule, queue_name, name, spec)
 
     def _put_schedule(self, conn: Connection, queue_name: str, name: str, spec: str) -> None:
-        where = sa.and_(S.c.queue_name == queue_name, S.c.name == name)
-        now = time.time()
-        if conn.execute(S.update().where(where).values(spec=spec, updated_at=now)).rowcount == 0:
-            conn.execute(S.insert().values(queue_name=queue_name, name=name, spec=spec, updated_at=now))
+        # one upsert: an update-then-insert lets two concurrent writers of a new name both
+        # insert, and the second fails on the primary key
+        params = {"qn": queue_name, "name": name, "spec": spec, "ts": time.time()}
+        conn.execute(self.dialect_sql(sql.PUT_SCHEDULE), params)
+
+    async def add_schedule_record(self, queue_name: str, name: str, spec: str) -> bool:
+        return await self.run_write(self._add_schedule, queue_name, name, spec)
+
+    def _add_schedule(self, conn: Connection, queue_name: str, name: str, spec: str) -> bool:
+        params = {"qn": queue_name, "name": name, "spec": spec, "ts": time.time()}
+        return conn.execute(self.dialect_sql(sql.ADD_SCHEDULE), params).first() is not None
 
     async def delete_schedule_record(self, queue_name: str, name: str) -> bool:
         return await self.run_write(self._delete_schedule, queue_name, name)

@@ -17,6 +17,7 @@ from agentexec_sqlalchemy.transport.models import dead_letter_table as D
 from agentexec_sqlalchemy.transport.models import event_table as E
 from agentexec_sqlalchemy.transport.models import queue_table as Q
 from agentexec_sqlalchemy.transport.models import result_table as R
+from agentexec_sqlalchemy.transport.models import schedule_table as S
 
 _INSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 B = sa.bindparam
@@ -107,6 +108,30 @@ SET_RESULT = {
     "postgresql": NOTIFY.add_cte(_set_result(postgresql.insert).cte("stored")),
 }
 CLAIM = _per_dialect(_claim)
+
+
+def _schedule_row(insert: Any) -> Any:
+    return insert(S).values(queue_name=B("qn"), name=B("name"), spec=B("spec"), updated_at=B("ts"))
+
+
+def _put_schedule(insert: Any) -> Any:
+    stmt = _schedule_row(insert)
+    return stmt.on_conflict_do_update(
+        index_elements=[S.c.queue_name, S.c.name],
+        set_={"spec": stmt.excluded.spec, "updated_at": stmt.excluded.updated_at},
+    )
+
+
+def _add_schedule(insert: Any) -> Any:
+    return (
+        _schedule_row(insert)
+        .on_conflict_do_nothing(index_elements=[S.c.queue_name, S.c.name])
+        .returning(S.c.name)  # psycopg reports no rowcount for INSERT
+    )
+
+
+PUT_SCHEDULE = _per_dialect(_put_schedule)
+ADD_SCHEDULE = _per_dialect(_add_schedule)
 GET_RESULT = sa.select(R.c.data, R.c.expires_at).where(R.c.key == B("key"))
 DELETE_RESULT = R.delete().where(R.c.key == B("key"))
 #: counters (SQLResults.incr): the row, locked; its new value and lifetime

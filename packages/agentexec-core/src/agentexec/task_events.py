@@ -1,0 +1,309 @@
+"""Lifecycle events on ``ax.events``: what happens to every task, for apps that react to it.
+
+The pool publishes, on the process's event backend (channel ``events:<event_type>``, like any
+``ax.events.publish``):
+
+- ``task.queued`` (an ``ax.enqueue``, a schedule's firing, a retry put back in the queue),
+- ``task.started`` (its RUNNING line),
+- ``task.completed`` / ``task.failed`` / ``task.cancelled`` (its final line),
+- ``schedule.fired`` (a schedule enqueued its task; ``task.queued`` follows for that task).
+
+The payload of a task event is ``{"task_id", "agent_id", "task_name", "status", "metadata"}``
+(``task_id`` is the ``agent_id``, the scheduler document's name for it), plus ``"message"``
+(the error, or the cancellation reason) for ``task.failed`` and ``task.cancelled``; never the
+result (read it with ``ax.get_result(agent_id)``). ``source`` is ``"agentexec"``.
+
+Cost: in a worker, events are derived from the lifecycle lines its writer has just committed
+(:mod:`agentexec.worker.writer`, group commit) and published by a background task, one
+message per event type (a JSON array) for everything committed over ``LINGER`` (50 ms), so a
+task never waits for its events and a busy worker sends a few messages every 50 ms, not one per
+task: every subscriber of the bus reads every message (the workers' ``control:cancel``
+listeners included), so this keeps their cost per window, not per task. Each task's events
+arrive in order (a window holds one event per task). An event is published once
+its line is committed: a ``task.completed`` subscriber finds the activity COMPLETE (its result
+follows a moment later: ``ax.get_result`` waits for it). Producers publish ``task.queued``
+behind the activity they already create behind the push (:mod:`agentexec.activity.creates`).
+
+Events are notices, delivered at most once: while the event backend is unreachable they wait
+(at most ``MAX_PENDING``, then the oldest are dropped, said once), and a worker killed before
+publishing loses its last ones. ``CONF.lifecycle_events = False``
+(``AGENTEXEC_LIFECYCLE_EVENTS=false``) publishes none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from agentexec._ratelimit import RateLimited
+from agentexec.activity.status import Status
+from agentexec.backends import EventBackend, LogEntry
+from agentexec.config import CONF
+from agentexec.faults import describe, is_transient
+
+__all__ = ["EVENT_OF_STATUS", "SOURCE", "WriterEvents", "encode", "publish_all", "queued", "schedule_fired"]
+
+log = logging.getLogger("agentexec.events")
+_warn = RateLimited(log, interval=60.0)
+
+#: the event a lifecycle line of each status announces
+EVENT_OF_STATUS: dict[Status, str] = {
+    Status.QUEUED: "task.queued",
+    Status.RUNNING: "task.started",
+    Status.COMPLETE: "task.completed",
+    Status.ERROR: "task.failed",
+    Status.CANCELED: "task.cancelled",
+}
+SOURCE = "agentexec"
+#: events a worker keeps while its event backend is unreachable
+MAX_PENDING = 10_000
+#: lifecycle events of one type sent as one message, at most
+BATCH_EVENTS = 200
+#: seconds a worker gathers events before publishing them (see ``WriterEvents``)
+LINGER = 0.05
+#: waits between tries of a publish that failed transiently
+FIRST_BACKOFF = 0.05
+MAX_BACKOFF = 2.0
+
+_CHANNEL = "events:"
+
+
+def encode(event_type: str, payload: Mapping[str, Any]) -> str:
+    """The message ``ax.events.publish(event_type, payload, source="agentexec")`` sends."""
+    return json.dumps({
+        "event_type": event_type,
+        "payload": payload,
+        "source": SOURCE,
+        "time": datetime.now(UTC).isoformat(),
+        "uuid": uuid.uuid4().hex,
+    }, default=str)
+
+
+def task_payload(
+    agent_id: UUID, task_name: str, status: Status, metadata: Mapping[str, Any] | None,
+    message: str | None = None,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "task_id": str(agent_id),
+        "agent_id": str(agent_id),
+        "task_name": task_name,
+        "status": status.value,
+        "metadata": dict(metadata) if metadata else {},
+    }
+    if message is not None and status in (Status.ERROR, Status.CANCELED):
+        payload["message"] = message
+    return payload
+
+
+#: a task event's JSON, filled in by :func:`encode_task` (the same text ``encode`` makes of
+#: ``task_payload``, built without a generic ``json.dumps`` of nested dicts: a worker makes two
+#: per task, on its event loop)
+_TASK_EVENT = (
+    '{"event_type": "%s", "payload": {"task_id": "%s", "agent_id": "%s", "task_name": %s, '
+    '"status": "%s", "metadata": %s%s}, "source": "agentexec", "time": "%s", "uuid": "%s"}'
+)
+_names: dict[str, str] = {}
+
+
+def encode_task(
+    agent_id: UUID, task_name: str, status: Status, metadata: Mapping[str, Any] | None,
+    message: str | None = None, when: str | None = None,
+) -> str:
+    """``encode(EVENT_OF_STATUS[status], task_payload(...))``, a few times faster; ``when``:
+    the event's time (ISO), now by default."""
+    name = _names.get(task_name)
+    if name is None:
+        name = json.dumps(task_name)
+        if len(_names) < 10_000:
+            _names[task_name] = name
+    extra = ""
+    if message is not None and status in (Status.ERROR, Status.CANCELED):
+        extra = ', "message": ' + json.dumps(message)
+    aid = str(agent_id)
+    return _TASK_EVENT % (
+        EVENT_OF_STATUS[status], aid, aid, name, status.value,
+        json.dumps(metadata, default=str) if metadata else "{}", extra,
+        when or datetime.now(UTC).isoformat(), os.urandom(16).hex(),
+    )
+
+
+async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) -> None:
+    """Publish ``(event_type, message)`` pairs: the events of one type as one message, a JSON
+    array (``ax.events`` subscribers receive each event; :func:`agentexec.events.decode_all`),
+    of at most ``BATCH_EVENTS`` events and about ``CONF.max_event_bytes``. Every subscriber of
+    the bus reads every message, whatever it listens to (the workers' ``control:cancel``
+    listeners too), so a message per event would cost each of them per task."""
+    by_type: dict[str, list[str]] = {}
+    for event_type, data in events:
+        by_type.setdefault(event_type, []).append(data)
+    limit = CONF.max_event_bytes
+    for event_type, messages in by_type.items():
+        channel = _CHANNEL + event_type
+        batch: list[str] = []
+        size = 0
+        for data in messages:
+            if batch and (len(batch) >= BATCH_EVENTS or size + len(data) > limit):
+                await backend.publish(channel, _joined(batch))
+                batch, size = [], 0
+            batch.append(data)
+            size += len(data) + 2
+        if batch:
+            await backend.publish(channel, _joined(batch))
+
+
+def _joined(batch: list[str]) -> str:
+    return batch[0] if len(batch) == 1 else "[" + ", ".join(batch) + "]"
+
+
+def _backend() -> EventBackend:
+    from agentexec.runtime import get_backends
+
+    return get_backends().events
+
+
+async def publish_now(events: Sequence[tuple[str, str]], backend: EventBackend | None = None) -> None:
+    """Publish ``events`` once; a failure is logged (at most once a minute), never raised: a
+    lifecycle event never fails the enqueue or the task it tells of."""
+    if not events:
+        return
+    try:
+        await publish_all(backend or _backend(), events)
+    except Exception as exc:
+        _warn.warning("lifecycle", "lifecycle events: %d not published (%s)", len(events), describe(exc))
+
+
+def queued(items: Iterable[tuple[UUID, str, Mapping[str, Any] | None]]) -> list[tuple[str, str]]:
+    """The ``task.queued`` events of ``(agent_id, task_name, metadata)`` (none when off)."""
+    if not CONF.lifecycle_events:
+        return []
+    return [("task.queued", encode_task(agent_id, name, Status.QUEUED, metadata)) for agent_id, name, metadata in items]
+
+
+def schedule_fired(
+    name: str, task_name: str, agent_id: UUID, tick: datetime, queue_name: str,
+    metadata: Mapping[str, Any] | None,
+) -> list[tuple[str, str]]:
+    """``schedule.fired`` and the fired task's ``task.queued`` (none when off)."""
+    if not CONF.lifecycle_events:
+        return []
+    fired = {
+        "schedule": name, "task_name": task_name, "agent_id": str(agent_id),
+        "task_id": str(agent_id), "scheduled_for": tick.isoformat(), "queue": queue_name,
+    }
+    return [("schedule.fired", encode("schedule.fired", fired)), *queued([(agent_id, task_name, metadata)])]
+
+
+def _windows(batch: list[tuple[str, str, UUID]]) -> Iterator[list[tuple[str, str]]]:
+    """``batch`` cut where a task comes again, so that each window holds at most one event per
+    task: :func:`publish_all` may then send a window's types in any order, and every task's
+    events still arrive in the order they happened (queued, started, completed)."""
+    window: list[tuple[str, str]] = []
+    seen: set[UUID] = set()
+    for event_type, data, agent_id in batch:
+        if agent_id in seen:
+            yield window
+            window, seen = [], set()
+        seen.add(agent_id)
+        window.append((event_type, data))
+    if window:
+        yield window
+
+
+class WriterEvents:
+    """A worker writer's events: :meth:`written` takes the lines just committed (on the
+    writer's event loop, never blocking); a background task publishes what gathered over
+    ``LINGER`` seconds (and while the previous publish was on the wire), one message per event
+    type. So an event is out at most ~50 ms after its line is committed, and a busy worker
+    sends a few messages every 50 ms whatever its throughput.
+    """
+
+    def __init__(self, backend: EventBackend | None = None) -> None:
+        self._backend = backend
+        #: (event type, message, agent_id), in commit order
+        self._pending: list[tuple[str, str, UUID]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._dropped = 0
+        self._closing = asyncio.Event()
+
+    @classmethod
+    def create(cls) -> WriterEvents | None:
+        """The writer's events, or ``None`` when ``CONF.lifecycle_events`` is off."""
+        return cls() if CONF.lifecycle_events else None
+
+    def written(
+        self,
+        entries: Iterable[LogEntry | None],
+        names: Mapping[UUID, str],
+        metadata: Mapping[UUID, dict[str, Any]],
+    ) -> None:
+        """Lifecycle lines are committed: queue their events (only the worker's own tasks,
+        whose names it knows, are told of)."""
+        added = False
+        when = datetime.now(UTC).isoformat()  # one time for the lines of one commit
+        for entry in entries:
+            if entry is None or entry.status is None:
+                continue
+            event_type = EVENT_OF_STATUS.get(entry.status)
+            name = names.get(entry.agent_id)
+            if event_type is None or name is None:
+                continue
+            data = encode_task(entry.agent_id, name, entry.status, metadata.get(entry.agent_id), entry.message, when)
+            self._pending.append((event_type, data, entry.agent_id))
+            added = True
+        if not added:
+            return
+        if len(self._pending) > MAX_PENDING:
+            over = len(self._pending) - MAX_PENDING
+            del self._pending[:over]
+            self._dropped += over
+            _warn.warning("dropped", "lifecycle events: the event backend is behind; %d oldest dropped so far",
+                          self._dropped)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._publish())
+
+    async def _publish(self) -> None:
+        delay = FIRST_BACKOFF
+        while self._pending:
+            if not self._closing.is_set():
+                # let the commits of the next LINGER seconds join: each message wakes every
+                # subscriber of the bus, so a busy worker sends a few per LINGER, not one per commit
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), LINGER)
+            batch, self._pending = self._pending, []
+            backend = self._backend or _backend()
+            try:
+                for window in list(_windows(batch)):
+                    await publish_all(backend, window)
+                    del batch[:len(window)]  # published: not retried
+                delay = FIRST_BACKOFF
+            except Exception as exc:
+                if not is_transient(exc, backend):
+                    _warn.warning("refused", "lifecycle events: %d not published (%s)", len(batch), describe(exc))
+                    continue
+                _warn.warning("down", "lifecycle events: the event backend is unreachable (%s); retrying",
+                              describe(exc))
+                self._pending[:0] = batch
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Publish what is still pending (the worker is stopping), for at most ``timeout``."""
+        self._closing.set()
+        task = self._task
+        if task is None or task.done():
+            if not self._pending:
+                return
+            task = self._task = asyncio.get_running_loop().create_task(self._publish())
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            task.cancel()
+            log.warning("lifecycle events: %d not published before the worker stopped", len(self._pending))

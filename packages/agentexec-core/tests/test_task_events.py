@@ -1,0 +1,159 @@
+"""Lifecycle events (agentexec.task_events) on the memory backends: every transition of a task
+is announced once, in order, with its name, agent_id and metadata and no result; a retry is
+queued again; a queued task cancelled by ``ax.cancel`` is announced by the canceller; a
+schedule's firing announces ``schedule.fired``; ``CONF.lifecycle_events = False`` announces
+nothing. (tests/e2e/test_pool_lifecycle_events.py: the same across processes, on every stack.)"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import anyio
+import pytest
+from pydantic import BaseModel
+
+import agentexec as ax
+from agentexec.config import CONF
+from agentexec.events import BusEvent
+from agentexec.runtime import Backends
+from agentexec.schedule import Scheduler
+
+pytestmark = pytest.mark.anyio
+WAIT = 10.0
+
+
+class Ctx(BaseModel):
+    fail: bool = False
+    flaky: bool = False
+    seconds: float = 0.0
+
+
+async def collect(events: Any, count: int) -> list[BusEvent]:
+    got: list[BusEvent] = []
+    with anyio.fail_after(WAIT):
+        async for event in events:
+            got.append(event)
+            if len(got) == count:
+                return got
+    return got
+
+
+async def test_each_transition_is_announced_once_in_order(make_pool: Any) -> None:
+    pool = make_pool()
+    tries: list[UUID] = []
+
+    @pool.task("work", retries=1, backoff=0.01)
+    async def work(agent_id: UUID, context: Ctx) -> str:
+        tries.append(agent_id)
+        if context.fail or (context.flaky and tries.count(agent_id) == 1):
+            raise ConnectionError("flaky")
+        return "a result nobody must see in an event"
+
+    pool.start()
+    async with ax.events.subscribe("task.*") as events:
+        ok = await ax.enqueue("work", Ctx(), queue_name=pool.queue_name, metadata={"org": "acme"})
+        got = await collect(events, 3)
+        flaky = await ax.enqueue("work", Ctx(flaky=True), queue_name=pool.queue_name)
+        got += await collect(events, 5)  # queued, started, queued (its retry), started, completed
+        bad = await ax.enqueue("work", Ctx(fail=True), queue_name=pool.queue_name)
+        got += await collect(events, 5)
+
+    def of(task: Any) -> list[str]:
+        return [e.event_type for e in got if e.payload["agent_id"] == str(task.agent_id)]
+
+    assert of(ok) == ["task.queued", "task.started", "task.completed"]
+    assert of(flaky) == ["task.queued", "task.started", "task.queued", "task.started", "task.completed"]
+    assert of(bad) == ["task.queued", "task.started", "task.queued", "task.started", "task.failed"]
+    completed = next(e for e in got if e.event_type == "task.completed")
+    assert completed.payload == {
+        "task_id": str(ok.agent_id), "agent_id": str(ok.agent_id), "task_name": "work",
+        "status": "COMPLETE", "metadata": {"org": "acme"},
+    }
+    assert completed.source == "agentexec"
+    failed = next(e for e in got if e.event_type == "task.failed")
+    assert failed.payload["status"] == "ERROR" and "flaky" in failed.payload["message"]
+    assert all("result nobody" not in e.model_dump_json() for e in got)
+
+
+async def test_a_queued_task_cancelled_is_announced_by_the_canceller(backends: Backends) -> None:
+    pool = ax.Pool(queue_name="nobody-runs-this", backends=backends)
+
+    @pool.task("work")
+    async def work(agent_id: UUID, context: Ctx) -> None: ...
+
+    async with ax.events.subscribe("task.*") as events:
+        task = await ax.enqueue("work", Ctx(), queue_name=pool.queue_name)
+        await ax.cancel(task.agent_id, reason="not needed", queue_name=pool.queue_name)
+        queued, cancelled = await collect(events, 2)
+    assert (queued.event_type, cancelled.event_type) == ("task.queued", "task.cancelled")
+    assert cancelled.payload["agent_id"] == str(task.agent_id)
+    assert "not needed" in cancelled.payload["message"]
+
+
+async def test_a_schedule_firing_is_announced(backends: Backends) -> None:
+    pool = ax.Pool(queue_name="fired", backends=backends)
+
+    @pool.task("work")
+    async def work(agent_id: UUID, context: Ctx) -> None: ...
+
+    pool.add_schedule("work", every=60, name="minutely")
+    scheduler = Scheduler(pool.scheduler.schedules.values(), queue_name="fired")
+    schedule = scheduler.schedules["minutely"]
+    async with ax.events.subscribe("schedule.*", "task.*") as events:
+        await scheduler.fire(backends, schedule, datetime(2026, 1, 1, tzinfo=UTC))
+        fired, queued = await collect(events, 2)
+    assert fired.event_type == "schedule.fired"
+    assert fired.payload["schedule"] == "minutely" and fired.payload["task_name"] == "work"
+    assert fired.payload["scheduled_for"] == "2026-01-01T00:00:00+00:00"
+    assert queued.event_type == "task.queued" and queued.payload["agent_id"] == fired.payload["agent_id"]
+    assert queued.payload["metadata"]["schedule"] == "minutely"
+
+
+async def test_turned_off_nothing_is_announced(make_pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CONF, "lifecycle_events", False)
+    pool = make_pool()
+
+    @pool.task("work")
+    async def work(agent_id: UUID, context: Ctx) -> None: ...
+
+    pool.start()
+    async with ax.events.subscribe("task.*", "marker") as events:
+        task = await ax.enqueue("work", Ctx(), queue_name=pool.queue_name)
+        await ax.get_result(task, timeout=WAIT)
+        await ax.cancel(task.agent_id, queue_name=pool.queue_name)
+        await ax.events.publish("marker")
+        [first] = await collect(events, 1)
+    assert first.event_type == "marker", f"{first.event_type} was published with lifecycle_events off"
+
+
+async def test_events_of_one_commit_travel_as_one_message(backends: Backends) -> None:
+    """A batch of one type is one message (control listeners read it once); a subscriber gets
+    each event, and ``last_id`` moves past the message only once all of it was handed out."""
+    from agentexec import task_events
+    from agentexec.activity.status import Status
+    from agentexec.backends import Event
+    from agentexec.cli.tail import render
+
+    ids = [uuid.uuid4() for _ in range(3)]
+    batch = [("task.completed", task_events.encode_task(i, "work", Status.COMPLETE, None)) for i in ids]
+    raw: list[Event] = []
+    async with backends.events.subscribe(["events:*"]) as stream, ax.events.subscribe("task.*") as events:
+        await task_events.publish_all(backends.events, [*batch, ("task.started", batch[0][1])])
+        with anyio.fail_after(WAIT):
+            async for message in stream:
+                raw.append(message)
+                if len(raw) == 2:
+                    break
+        got, last_ids = [], []
+        for _ in range(4):
+            got.append(await events.__anext__())
+            last_ids.append(events.last_id)
+    assert [m.channel for m in raw] == ["events:task.completed", "events:task.started"]
+    assert [e.payload["agent_id"] for e in got[:3]] == [str(i) for i in ids]
+    assert {e.id for e in got[:3]} == {raw[0].id}
+    assert last_ids[:3] == [None, None, raw[0].id]
+    record = render(raw[0])
+    assert record is not None and len(record["events"]) == 3
