@@ -54,7 +54,8 @@ async def test_tables_live_on_the_activity_base_with_the_prefix(sqlite_url: str)
     names = {t.name for t in TRANSPORT_TABLES}
     assert names == {
         f"{CONF.table_prefix}{n}"
-        for n in ("queue", "queue_delayed", "dead_letter", "consumer", "result", "event", "schedule")
+        for n in ("queue", "queue_delayed", "queue_lock", "queue_parked", "queue_key", "dead_letter", "consumer", "result",
+                  "event", "schedule")
     }
     assert names <= set(Base.metadata.tables)
     engine = get_engine(sqlite_url)
