@@ -214,6 +214,58 @@ class SQLQueue(SQLTransport):
             if time.monotonic() >= deadline:
                 return None
 
+    async def reserve_many(
+        self, queue_name: str, consumer_id: str, max_count: int, timeout: float
+    ) -> list[Lease]:
+        """:class:`agentexec.backends.BatchReserve`: up to ``max_count`` leases in one write
+        transaction, each taken by :meth:`_take` (the same statement, the same rules), waiting
+        up to ``timeout`` for the first. A worker with free slots takes them all in one commit
+        instead of one commit and one writer-thread round trip each (issue #18: on SQLite the
+        one-at-a-time take held a 32-slot worker near 200 tasks/s)."""
+        if max_count <= 1:
+            lease = await self.reserve(queue_name, consumer_id, timeout)
+            return [] if lease is None else [lease]
+        wait_until = 0.0
+
+        async def attempt() -> list[Lease] | _Recheck | None:
+            leases = await self.run_write(self._take_many, queue_name, consumer_id, max_count, durable=False)
+            if not leases:
+                next_due = self._next_due.get(queue_name)
+                if next_due is not None and next_due < wait_until - 0.002:
+                    return _Recheck()
+                return None
+            return leases
+
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            remaining = deadline - time.monotonic()
+            next_due = self._next_due.get(queue_name)
+            wait = remaining if next_due is None else min(remaining, max(next_due - time.time(), 0.0) + 0.001)
+            wait_until = time.time() + wait
+            got = await self.wait_for("queue", queue_name, attempt, wait)
+            if isinstance(got, list):
+                return got
+            if time.monotonic() >= deadline:
+                return []
+
+    def _take_many(self, conn: Connection, queue_name: str, consumer_id: str, max_count: int) -> list[Lease]:
+        leases: list[Lease] = []
+        while len(leases) < max_count:
+            lease = self._take(conn, queue_name, consumer_id)
+            if lease is None:
+                break
+            leases.append(lease)
+        return leases
+
+    async def ack_many(self, leases: Sequence[Lease]) -> None:
+        """:class:`agentexec.backends.BatchAck`: every ack in one write operation."""
+        if leases:
+            await self.run_write(self._ack_many, list(leases), durable=False)
+
+    def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
+        for lease in leases:
+            self._ack(conn, lease)
+
     def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
         RETURNING``, one statement, in a transaction that need not be durable (lost in a crash,

@@ -36,6 +36,20 @@ class SQLResults(SQLTransport):
         await self.run_write(self._set, str(agent_id), bytes(data), ttl, purge, durable=False)
         self.wake_local("result", str(agent_id))
 
+    async def set_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
+        """:class:`agentexec.backends.BatchResults`: every outcome in one write operation, each
+        as :meth:`set` stores it (its waiters woken after the commit)."""
+        if not items:
+            return
+        rows = [(str(a), bytes(d), next(self._sets) % PURGE_EVERY == 0) for a, d in items]
+        await self.run_write(self._set_rows, rows, ttl, durable=False)
+        for key, _, _ in rows:
+            self.wake_local("result", key)
+
+    def _set_rows(self, conn: Connection, rows: list[tuple[str, bytes, bool]], ttl: int) -> None:
+        for key, data, purge in rows:
+            self._set(conn, key, data, ttl, purge)
+
     def _set(self, conn: Connection, key: str, data: bytes, ttl: int, purge: bool) -> None:
         now = time.time()
         params: dict[str, object] = {"key": key, "data": data, "exp": now + ttl}
