@@ -251,7 +251,9 @@ class SQLQueue(SQLTransport):
     def _take_many(self, conn: Connection, queue_name: str, consumer_id: str, max_count: int) -> list[Lease]:
         leases: list[Lease] = []
         while len(leases) < max_count:
-            lease = self._take(conn, queue_name, consumer_id)
+            # the heartbeat and the due delayed tasks once per batch: on PostgreSQL each
+            # statement is a round trip
+            lease = self._take(conn, queue_name, consumer_id, fresh=not leases)
             if lease is None:
                 break
             leases.append(lease)
@@ -263,20 +265,21 @@ class SQLQueue(SQLTransport):
             await self.run_write(self._ack_many, list(leases), durable=False)
 
     def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
-        for lease in leases:
-            self._ack(conn, lease)
+        # executemany: psycopg pipelines it, one round trip for the batch
+        conn.execute(sql.ACK, [self._mine(lease) for lease in leases])
 
-    def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
+    def _take(self, conn: Connection, queue_name: str, consumer_id: str, *, fresh: bool = True) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
         RETURNING``, one statement, in a transaction that need not be durable (lost in a crash,
         the task is simply still waiting)."""
         now = time.time()
         # reserving counts as a heartbeat; written at most every lease_timeout / 4
         last = self._beaten.get((queue_name, consumer_id))
-        if last is None or time.monotonic() - last > self.lease_timeout / 4:
+        if fresh and (last is None or time.monotonic() - last > self.lease_timeout / 4):
             self._beat(conn, queue_name, consumer_id, now)
         params = {"qn": queue_name, "cid": consumer_id, "ts": now}
-        self._promote(conn, queue_name, now)
+        if fresh:  # not again for each task of one reserve_many
+            self._promote(conn, queue_name, now)
         while True:
             row = conn.execute(sql.TAKE, params).first()
             if row is None:

@@ -47,8 +47,17 @@ class SQLResults(SQLTransport):
             self.wake_local("result", key)
 
     def _set_rows(self, conn: Connection, rows: list[tuple[str, bytes, bool]], ttl: int) -> None:
-        for key, data, purge in rows:
-            self._set(conn, key, data, ttl, purge)
+        now = time.time()
+        params: list[dict[str, object]] = []
+        for key, data, _ in rows:
+            row: dict[str, object] = {"key": key, "data": data, "exp": now + ttl}
+            if not self.is_sqlite:
+                row.update(self.note("result", key))
+            params.append(row)
+        # executemany: psycopg pipelines it, one round trip for the batch
+        conn.execute(self.dialect_sql(sql.SET_RESULT), params)
+        if any(purge for _, _, purge in rows):
+            conn.execute(sql.PURGE_RESULTS, {"ts": now})
 
     def _set(self, conn: Connection, key: str, data: bytes, ttl: int, purge: bool) -> None:
         now = time.time()
@@ -70,10 +79,13 @@ class SQLResults(SQLTransport):
 
     def _stage(self, conn: Connection, rows: list[tuple[str, bytes]], ttl: int) -> None:
         exp = time.time() + ttl
+        params: list[dict[str, object]] = []
         for key, data in rows:
-            params: dict[str, object] = {"key": key, "data": data, "exp": exp}
+            row: dict[str, object] = {"key": key, "data": data, "exp": exp}
             if not self.is_sqlite:  # the statement notifies; no waiter listens for a staged key
-                params.update(self.note("result", key))
+                row.update(self.note("result", key))
+            params.append(row)
+        if params:  # executemany: one round trip on PostgreSQL (psycopg pipelines it)
             conn.execute(self.dialect_sql(sql.SET_RESULT), params)
 
     async def staged(self, agent_id: UUID) -> bytes | None:
