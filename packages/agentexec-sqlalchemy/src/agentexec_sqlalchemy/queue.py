@@ -249,15 +249,34 @@ class SQLQueue(SQLTransport):
                 return []
 
     def _take_many(self, conn: Connection, queue_name: str, consumer_id: str, max_count: int) -> list[Lease]:
-        leases: list[Lease] = []
-        while len(leases) < max_count:
-            # the heartbeat and the due delayed tasks once per batch: on PostgreSQL each
-            # statement is a round trip
-            lease = self._take(conn, queue_name, consumer_id, fresh=not leases)
-            if lease is None:
-                break
-            leases.append(lease)
+        """The first task as :meth:`_take` leases it (heartbeat, due delayed tasks, one row),
+        then up to ``max_count - 1`` more in ONE statement (``TAKE_MANY``: the same order, the
+        same ``FOR UPDATE SKIP LOCKED``), handed out in queue order. Keep the per-row handling
+        in :meth:`_lease_of` the same as :meth:`_take`'s."""
+        first = self._take(conn, queue_name, consumer_id)
+        if first is None or max_count <= 1:
+            return [] if first is None else [first]
+        now = time.time()
+        params = {"qn": queue_name, "cid": consumer_id, "ts": now, "n": max_count - 1}
+        rows = sorted(conn.execute(sql.TAKE_MANY, params).all(), key=lambda r: (r.rank, -r.front, r.id))
+        leases = [first]
+        for row in rows:
+            lease = self._lease_of(conn, queue_name, consumer_id, row, now)
+            if lease is not None:
+                leases.append(lease)
         return leases
+
+    def _lease_of(self, conn: Connection, queue_name: str, consumer_id: str, row: Any, now: float) -> Lease | None:
+        """A taken row's lease; a malformed payload is dead-lettered instead (``None``)."""
+        try:
+            env = Envelope.model_validate_json(row.payload)
+        except ValidationError as exc:
+            conn.execute(sql.DELETE_TASK, {"row_id": row.id})
+            self._bury(conn, queue_name, row.payload, f"malformed payload: {_first_error(exc)}", now)
+            return None
+        if env.attempts != row.attempts:
+            env = env.model_copy(update={"attempts": row.attempts})
+        return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
 
     async def ack_many(self, leases: Sequence[Lease]) -> None:
         """:class:`agentexec.backends.BatchAck`: every ack in one write operation."""
@@ -268,18 +287,17 @@ class SQLQueue(SQLTransport):
         # executemany: psycopg pipelines it, one round trip for the batch
         conn.execute(sql.ACK, [self._mine(lease) for lease in leases])
 
-    def _take(self, conn: Connection, queue_name: str, consumer_id: str, *, fresh: bool = True) -> Lease | None:
+    def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
         RETURNING``, one statement, in a transaction that need not be durable (lost in a crash,
         the task is simply still waiting)."""
         now = time.time()
         # reserving counts as a heartbeat; written at most every lease_timeout / 4
         last = self._beaten.get((queue_name, consumer_id))
-        if fresh and (last is None or time.monotonic() - last > self.lease_timeout / 4):
+        if last is None or time.monotonic() - last > self.lease_timeout / 4:
             self._beat(conn, queue_name, consumer_id, now)
         params = {"qn": queue_name, "cid": consumer_id, "ts": now}
-        if fresh:  # not again for each task of one reserve_many
-            self._promote(conn, queue_name, now)
+        self._promote(conn, queue_name, now)
         while True:
             row = conn.execute(sql.TAKE, params).first()
             if row is None:
