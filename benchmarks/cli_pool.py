@@ -187,7 +187,12 @@ def bench_io(stack: Stack, log: Path) -> dict[str, Any]:
     return {"seconds": max(r[1] for r in results) - min(r[0] for r in results)}
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # so the finally blocks stop the pool this script started
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], action="append",
                         help="repeatable; default redis")
