@@ -39,7 +39,7 @@ def worker_pids(session: int) -> list[int]:
             with open(f"/proc/{entry}/comm") as f:
                 name = f.read().strip()
             with open(f"/proc/{entry}/stat") as f:
-                sid = int(f.read().rsplit(")", 1)[1].split()[4])
+                sid = int(f.read().rsplit(")", 1)[1].split()[3])  # state, ppid, pgrp, session
         except (OSError, ValueError, IndexError):
             continue
         if sid == session and name.startswith("agentexec:w"):
