@@ -101,6 +101,32 @@ async def test_a_lease_reaped_away_cannot_be_acked_or_released(url: str) -> None
     assert (await queue.stats(name)).in_flight == 0
 
 
+async def test_reserve_many_takes_a_batch_in_queue_order_and_buries_a_malformed_row(url: str) -> None:
+    """``reserve_many`` takes the first task like ``reserve`` and the rest in one statement:
+    HIGH before LOW, FIFO within each, a released task first, a malformed payload among them
+    dead-lettered (not handed out), and the rest of the queue left for the next call."""
+    queue = SQLQueue(url)
+    name = f"many-{uuid.uuid4().hex[:8]}"
+    lows = [_env(name, n) for n in range(4)]
+    for env in lows[:2]:
+        await queue.push(env)
+    queue.push_raw(name, '{"not": "an envelope"}')
+    for env in lows[2:]:
+        await queue.push(env)
+    highs = [_env(name, 10 + n, Priority.HIGH) for n in range(2)]
+    await queue.push_many(highs)
+    first = await queue.reserve_many(name, "c", 2, 1.0)
+    assert [lease.envelope.agent_id for lease in first] == [e.agent_id for e in highs]
+    await queue.release(first[1])  # back to the front of its priority
+    taken = await queue.reserve_many(name, "c", 10, 1.0)
+    assert [lease.envelope.agent_id for lease in taken] == [highs[1].agent_id] + [e.agent_id for e in lows]
+    assert [d.reason[:17] for d in await queue.dead_letters(name)] == ["malformed payload"]
+    assert await queue.reserve_many(name, "c", 10, 0.05) == []
+    await queue.ack_many(first[:1] + taken)
+    stats = await queue.stats(name)
+    assert (stats.high, stats.low, stats.in_flight) == (0, 0, 0)
+
+
 async def test_reap_consumer_hands_back_at_once(url: str) -> None:
     queue = SQLQueue(url)
     queue.max_attempts = 2

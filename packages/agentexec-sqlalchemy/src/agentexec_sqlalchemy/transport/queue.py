@@ -234,6 +234,79 @@ class SQLQueue(SQLTransport):
             if time.monotonic() >= deadline:
                 return None
 
+    async def reserve_many(
+        self, queue_name: str, consumer_id: str, max_count: int, timeout: float
+    ) -> list[Lease]:
+        """:class:`agentexec.backends.BatchReserve`: up to ``max_count`` leases in one write
+        transaction, each taken by :meth:`_take` (the same statement, the same rules), waiting
+        up to ``timeout`` for the first. A worker with free slots takes them all in one commit
+        instead of one commit and one writer-thread round trip each (issue #18: on SQLite the
+        one-at-a-time take held a 32-slot worker near 200 tasks/s)."""
+        if max_count <= 1:
+            lease = await self.reserve(queue_name, consumer_id, timeout)
+            return [] if lease is None else [lease]
+        wait_until = 0.0
+
+        async def attempt() -> list[Lease] | _Recheck | None:
+            leases = await self.run_write(self._take_many, queue_name, consumer_id, max_count, durable=False)
+            if not leases:
+                next_due = self._next_due.get(queue_name)
+                if next_due is not None and next_due < wait_until - 0.002:
+                    return _Recheck()
+                return None
+            return leases
+
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            remaining = deadline - time.monotonic()
+            next_due = self._next_due.get(queue_name)
+            wait = remaining if next_due is None else min(remaining, max(next_due - time.time(), 0.0) + 0.001)
+            wait_until = time.time() + wait
+            got = await self.wait_for("queue", queue_name, attempt, wait)
+            if isinstance(got, list):
+                return got
+            if time.monotonic() >= deadline:
+                return []
+
+    def _take_many(self, conn: Connection, queue_name: str, consumer_id: str, max_count: int) -> list[Lease]:
+        """The first task as :meth:`_take` leases it (heartbeat, due delayed tasks, one row),
+        then up to ``max_count - 1`` more in ONE statement (``TAKE_MANY``: the same order, the
+        same ``FOR UPDATE SKIP LOCKED``), handed out in queue order. Keep the per-row handling
+        in :meth:`_lease_of` the same as :meth:`_take`'s."""
+        first = self._take(conn, queue_name, consumer_id)
+        if first is None or max_count <= 1:
+            return [] if first is None else [first]
+        now = time.time()
+        params = {"qn": queue_name, "cid": consumer_id, "ts": now, "n": max_count - 1}
+        rows = sorted(conn.execute(sql.TAKE_MANY, params).all(), key=lambda r: (r.rank, -r.front, r.id))
+        leases = [first]
+        for row in rows:
+            lease = self._lease_of(conn, queue_name, consumer_id, row, now)
+            if lease is not None:
+                leases.append(lease)
+        return leases
+
+    def _lease_of(self, conn: Connection, queue_name: str, consumer_id: str, row: Any, now: float) -> Lease | None:
+        """A taken row's lease; a malformed payload is dead-lettered instead (``None``)."""
+        try:
+            env = Envelope.model_validate_json(row.payload)
+        except ValidationError as exc:
+            conn.execute(sql.DELETE_TASK, {"row_id": row.id})
+            self._bury(conn, queue_name, row.payload, f"malformed payload: {_first_error(exc)}", now)
+            return None
+        if env.attempts != row.attempts:
+            env = env.model_copy(update={"attempts": row.attempts})
+        return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
+
+    async def ack_many(self, leases: Sequence[Lease]) -> None:
+        """:class:`agentexec.backends.BatchAck`: every ack in one write operation."""
+        if leases:
+            await self.run_write(self._ack_many, list(leases), durable=False)
+
+    def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
+        # executemany: psycopg pipelines it, one round trip for the batch
+        conn.execute(sql.ACK, [self._mine(lease) for lease in leases])
+
     def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
         RETURNING``, one statement, in a transaction that need not be durable (lost in a crash,

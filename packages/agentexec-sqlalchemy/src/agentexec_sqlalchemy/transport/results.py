@@ -36,6 +36,29 @@ class SQLResults(SQLTransport):
         await self.run_write(self._set, str(agent_id), bytes(data), ttl, purge, durable=False)
         self.wake_local("result", str(agent_id))
 
+    async def set_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
+        """:class:`agentexec.backends.BatchResults`: every outcome in one write operation, each
+        as :meth:`set` stores it (its waiters woken after the commit)."""
+        if not items:
+            return
+        rows = [(str(a), bytes(d), next(self._sets) % PURGE_EVERY == 0) for a, d in items]
+        await self.run_write(self._set_rows, rows, ttl, durable=False)
+        for key, _, _ in rows:
+            self.wake_local("result", key)
+
+    def _set_rows(self, conn: Connection, rows: list[tuple[str, bytes, bool]], ttl: int) -> None:
+        now = time.time()
+        params: list[dict[str, object]] = []
+        for key, data, _ in rows:
+            row: dict[str, object] = {"key": key, "data": data, "exp": now + ttl}
+            if not self.is_sqlite:
+                row.update(self.note("result", key))
+            params.append(row)
+        # executemany: psycopg pipelines it, one round trip for the batch
+        conn.execute(self.dialect_sql(sql.SET_RESULT), params)
+        if any(purge for _, _, purge in rows):
+            conn.execute(sql.PURGE_RESULTS, {"ts": now})
+
     def _set(self, conn: Connection, key: str, data: bytes, ttl: int, purge: bool) -> None:
         now = time.time()
         params: dict[str, object] = {"key": key, "data": data, "exp": now + ttl}
@@ -56,10 +79,13 @@ class SQLResults(SQLTransport):
 
     def _stage(self, conn: Connection, rows: list[tuple[str, bytes]], ttl: int) -> None:
         exp = time.time() + ttl
+        params: list[dict[str, object]] = []
         for key, data in rows:
-            params: dict[str, object] = {"key": key, "data": data, "exp": exp}
+            row: dict[str, object] = {"key": key, "data": data, "exp": exp}
             if not self.is_sqlite:  # the statement notifies; no waiter listens for a staged key
-                params.update(self.note("result", key))
+                row.update(self.note("result", key))
+            params.append(row)
+        if params:  # executemany: one round trip on PostgreSQL (psycopg pipelines it)
             conn.execute(self.dialect_sql(sql.SET_RESULT), params)
 
     async def staged(self, agent_id: UUID) -> bytes | None:

@@ -52,6 +52,22 @@ TAKE = (
     .values(consumer_id=B("cid"), leased_at=B("ts"))
     .returning(Q.c.id, Q.c.payload, Q.c.attempts)
 )
+# reserve_many: the next ``n`` waiting rows in one statement, in TAKE's order (RETURNING gives
+# no order: the caller sorts by rank, front, id)
+TAKE_MANY = (
+    Q.update()
+    .where(
+        Q.c.id.in_(
+            sa.select(Q.c.id)
+            .where(Q.c.queue_name == B("qn"), Q.c.consumer_id.is_(None))
+            .order_by(Q.c.rank, Q.c.front.desc(), Q.c.id)
+            .limit(B("n"))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(consumer_id=B("cid"), leased_at=B("ts"))
+    .returning(Q.c.id, Q.c.payload, Q.c.attempts, Q.c.rank, Q.c.front)
+)
 LENGTH = sa.select(sa.func.count()).where(Q.c.queue_name == B("qn"), Q.c.consumer_id.is_(None))
 DELETE_TASK = Q.delete().where(Q.c.id == B("row_id"))
 

@@ -1,0 +1,241 @@
+"""The pool as users run it: ``agentexec run _cli_app:pool`` in a separate process, configured
+through ``AGENTEXEC_*`` only, with INFO console logging (what ``agentexec run`` turns on),
+activity tracking on. ``pool.py`` measures the components inside one process instead.
+
+    uv run python benchmarks/cli_pool.py                               # Redis + PostgreSQL
+    uv run python benchmarks/cli_pool.py --stack sqlite --only drain
+    uv run python benchmarks/cli_pool.py --settings default,tuned --repeat 3
+    PYTHONPATH=/old/checkout/packages/agentexec-core/src uv run python benchmarks/cli_pool.py
+        # another checkout's core (worker and producer), for a before/after in one sitting
+
+Settings: ``default`` is ``agentexec run`` with no option but ``--workers`` (agentexec's default
+``worker_concurrency``); ``tuned`` adds ``--concurrency`` (``--tuned-concurrency``, 32: what
+docs/worker-pool.md recommends for short tasks). Scenarios, as in ../shared/bench:
+
+1. drain: ``--tasks`` no-op tasks queued (``enqueue_many``), then the pool launched with 1 and
+   with 2 worker processes; tasks/s (all processes together) = tasks / (first handler start ->
+   every task acknowledged), and the wall time from launch (start-up included).
+2. latency: the pool idle and warm; 200 tasks enqueued one at a time every 10 ms; enqueue call
+   -> handler start, p50 / p99 ms (1 worker process).
+3. io: 500 tasks that each sleep 0.1 s queued, then a 1-process pool with 500 slots launched;
+   seconds from the first handler start to the last handler end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import agentexec as ax
+import anyio
+from _support import fresh_postgres
+from agentexec.config import CONF
+from agentexec.runtime import get_backends, has_backends, set_backends
+
+HERE = Path(__file__).resolve().parent
+AGENTEXEC = Path(sys.executable).with_name("agentexec")
+WAIT = 300
+
+
+def uptime() -> str:
+    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class Stack:
+    """The AGENTEXEC_* of one stack, for the worker's environment and the producer's CONF."""
+
+    def __init__(self, name: str, redis_url: str, pg_url: str | None, tmp: Path) -> None:
+        self.name, self.tmp, self.step = name, tmp, 0
+        self.redis_url, self.pg_url = redis_url, pg_url
+
+    def fresh(self) -> dict[str, str]:
+        """A new queue (and, embedded, a new file) per step: nothing left over from the last."""
+        self.step += 1
+        env = {"AGENTEXEC_QUEUE_NAME": f"clibench_{uuid.uuid4().hex[:8]}"}
+        if self.name == "sqlite":
+            env["AGENTEXEC_EMBEDDED_DB_PATH"] = str(self.tmp / f"step{self.step}.db")
+        else:
+            assert self.pg_url is not None
+            env["AGENTEXEC_DATABASE_URL"] = self.pg_url
+            if self.name == "redis":
+                env["AGENTEXEC_REDIS_URL"] = self.redis_url
+        return env
+
+
+@contextmanager
+def producer(env: dict[str, str]) -> Iterator[None]:
+    """This process's agentexec settings, the worker's: these AGENTEXEC_*, defaults for the rest."""
+    for field, info in type(CONF).model_fields.items():
+        value = env.get(f"AGENTEXEC_{field.upper()}")
+        setattr(CONF, field, value if value is not None else info.get_default(call_default_factory=True))
+    backends = get_backends()
+    if CONF.database_url:
+        ax.Base.metadata.create_all(backends.activity.engine)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if has_backends():
+            set_backends(None)
+            anyio.run(backends.aclose)
+
+
+class Worker:
+    """``agentexec run _cli_app:pool --workers N [--concurrency M]``, output to a log file."""
+
+    def __init__(self, env: dict[str, str], workers: int, concurrency: int | None, log: Path) -> None:
+        argv = [str(AGENTEXEC), "run", "_cli_app:pool", "--workers", str(workers)]
+        if concurrency:
+            argv += ["--concurrency", str(concurrency)]
+        full = {k: v for k, v in os.environ.items() if not k.startswith("AGENTEXEC_")} | env
+        self.log = log
+        self.launched = time.time()
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(argv, cwd=HERE, env=full, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def lines(self) -> int:
+        return sum(1 for _ in self.log.open())
+
+
+async def fill(count: int, **job: float) -> list[ax.Task]:
+    from _cli_app import Job
+
+    tasks: list[ax.Task] = []
+    for start in range(0, count, 1000):
+        tasks += await ax.enqueue_many([("noop", Job(**job))] * min(1000, count - start))
+    return tasks
+
+
+async def drained() -> None:
+    backends = get_backends()
+    with anyio.fail_after(WAIT):
+        while await backends.queue.length(CONF.queue_name):
+            await anyio.sleep(0.005)
+        while (await backends.queue.stats(CONF.queue_name)).in_flight:
+            await anyio.sleep(0.005)
+
+
+def bench_drain(stack: Stack, count: int, workers: int, concurrency: int | None, log: Path) -> dict[str, Any]:
+    env = stack.fresh()
+    with producer(env):
+        tasks = anyio.run(fill, count)
+        worker = Worker(env, workers, concurrency, log)
+        try:
+            anyio.run(drained)
+            done = time.time()
+            results = anyio.run(lambda: ax.gather(*tasks, timeout=WAIT))
+        finally:
+            worker.stop()
+    first = min(r[0] for r in results)
+    return {"rate": count / (done - first), "wall": done - worker.launched, "log_lines": worker.lines()}
+
+
+def bench_latency(stack: Stack, concurrency: int | None, log: Path, trials: int = 200) -> dict[str, Any]:
+    from _cli_app import Job
+
+    env = stack.fresh()
+    with producer(env):
+        worker = Worker(env, 1, concurrency, log)
+        try:
+            async def go() -> list[float]:
+                warm = await ax.enqueue("noop", Job())
+                await ax.get_result(warm, timeout=WAIT)
+                await anyio.sleep(0.5)
+                sent, tasks = [], []
+                for _ in range(trials):
+                    sent.append(time.time())
+                    tasks.append(await ax.enqueue("noop", Job()))
+                    await anyio.sleep(0.01)
+                results = await ax.gather(*tasks, timeout=WAIT)
+                return sorted((r[0] - s) * 1000 for r, s in zip(results, sent, strict=True))
+
+            samples = anyio.run(go)
+        finally:
+            worker.stop()
+    return {"p50": statistics.median(samples), "p99": samples[int(len(samples) * 0.99) - 1]}
+
+
+def bench_io(stack: Stack, log: Path) -> dict[str, Any]:
+    env = stack.fresh()
+    with producer(env):
+        tasks = anyio.run(lambda: fill(500, sleep=0.1))
+        worker = Worker(env, 1, 500, log)
+        try:
+            results = anyio.run(lambda: ax.gather(*tasks, timeout=WAIT))
+        finally:
+            worker.stop()
+    return {"seconds": max(r[1] for r in results) - min(r[0] for r in results)}
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # so the finally blocks stop the pool this script started
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], action="append",
+                        help="repeatable; default redis")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--settings", default="default,tuned", help="comma-separated: default, tuned")
+    parser.add_argument("--tuned-concurrency", type=int, default=32)
+    parser.add_argument("--only", choices=["drain", "latency", "io"], action="append")
+    parser.add_argument("--repeat", type=int, default=1, help="drain runs per case (all printed)")
+    args = parser.parse_args()
+    only = args.only or ["drain", "latency", "io"]
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    print(f"agentexec run, default worker_concurrency {type(CONF).model_fields['worker_concurrency'].default}; "
+          f"{uptime()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.stack or ["redis"]:
+            pg = fresh_postgres(args.pg_url) if name != "sqlite" else None
+            pg_url = pg.__enter__() if pg else None
+            try:
+                stack = Stack(name, args.redis_url, pg_url, Path(tmp))
+                log = Path(tmp) / "worker.log"
+                for setting in settings:
+                    conc = args.tuned_concurrency if setting == "tuned" else None
+                    label = f"{name:<8} {setting:<7}"
+                    if "drain" in only:
+                        for workers in (1, 2):
+                            for _ in range(args.repeat):
+                                r = bench_drain(stack, args.tasks, workers, conc, log)
+                                print(f"{label} drain {workers} proc: {r['rate']:>7,.0f} tasks/s "
+                                      f"(wall {r['wall']:.1f} s, {r['log_lines']} output lines; "
+                                      f"{uptime()})", flush=True)
+                    if "latency" in only:
+                        r = bench_latency(stack, conc, log)
+                        print(f"{label} latency: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms ({uptime()})",
+                              flush=True)
+                if "io" in only:
+                    r = bench_io(stack, log)
+                    print(f"{name:<8} io      500 x 0.1 s, 500 slots: {r['seconds']:.2f} s ({uptime()})", flush=True)
+            finally:
+                if pg:
+                    pg.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    main()
