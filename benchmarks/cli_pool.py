@@ -9,8 +9,8 @@ activity tracking on. ``pool.py`` measures the components inside one process ins
         # another checkout's core (worker and producer), for a before/after in one sitting
 
 Settings: ``default`` is ``agentexec run`` with no option but ``--workers`` (agentexec's default
-``worker_concurrency``); ``tuned`` adds ``--concurrency`` (``--tuned-concurrency``, 32: what
-docs/worker-pool.md recommends for short tasks). Scenarios, as in ../shared/bench:
+``worker_concurrency``); ``tuned`` adds ``--concurrency`` (``--tuned-concurrency``, 32) and
+``--log-level WARNING``: what docs/worker-pool.md recommends for many short tasks. Scenarios, as in ../shared/bench:
 
 1. drain: ``--tasks`` no-op tasks queued (``enqueue_many``), then the pool launched with 1 and
    with 2 worker processes; tasks/s (all processes together) = tasks / (first handler start ->
@@ -96,7 +96,8 @@ class Worker:
     def __init__(self, env: dict[str, str], workers: int, concurrency: int | None, log: Path) -> None:
         argv = [str(AGENTEXEC), "run", "_cli_app:pool", "--workers", str(workers)]
         if concurrency:
-            argv += ["--concurrency", str(concurrency)]
+            # tuned: more slots, and the per-task INFO lines kept in the workers
+            argv += ["--concurrency", str(concurrency), "--log-level", "WARNING"]
         full = {k: v for k, v in os.environ.items() if not k.startswith("AGENTEXEC_")} | env
         self.log = log
         self.launched = time.time()

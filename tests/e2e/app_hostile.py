@@ -22,8 +22,6 @@ from sqlalchemy import create_engine
 faulthandler.register(signal.SIGUSR2, all_threads=True)
 # every line says its level: the tests look for warnings
 logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-if os.environ.get("E2E_TASK_LINES"):  # a task's own lines are DEBUG: the tests that count them ask
-    logging.getLogger("agentexec").setLevel(logging.DEBUG)
 
 DATABASE_URL = os.environ["AGENTEXEC_DATABASE_URL"]
 JOURNAL = os.environ["E2E_JOURNAL"]

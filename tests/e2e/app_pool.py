@@ -23,11 +23,6 @@ faulthandler.register(signal.SIGUSR2, all_threads=True)
 DATABASE_URL = os.environ["AGENTEXEC_DATABASE_URL"]
 JOURNAL = os.environ["E2E_JOURNAL"]
 
-if os.environ.get("E2E_TASK_LINES"):  # a task's own lines are DEBUG: the tests that look for them ask
-    import logging
-
-    logging.getLogger("agentexec").setLevel(logging.DEBUG)
-
 engine = create_engine(DATABASE_URL)
 ax.Base.metadata.create_all(engine)
 

@@ -85,7 +85,7 @@ def warnings_in(output: str) -> list[str]:
 async def test_hostile_data_ends_as_documented(
     stack: Stack, producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
-    pool = run_pool(APP, AGENTEXEC_WORKER_CONCURRENCY=4, AGENTEXEC_MAX_RESULT_BYTES=4096, E2E_TASK_LINES=1)
+    pool = run_pool(APP, AGENTEXEC_WORKER_CONCURRENCY=4, AGENTEXEC_MAX_RESULT_BYTES=4096)
     logs_channel = f"logs:{queue_name}"
     since = await producer.events.publish(logs_channel, "a line before the test")
     async with ax.events.subscribe("hostile.*") as subscriber:
@@ -209,7 +209,7 @@ async def test_an_idle_pool_logs_no_warning(stack: Stack, run_pool: RunPool) -> 
 async def test_two_pools_on_one_queue_print_only_their_own_workers(
     producer: Backends, run_pool: RunPool, queue_name: str
 ) -> None:
-    first, second = run_pool(APP, E2E_TASK_LINES=1), run_pool(APP, E2E_TASK_LINES=1)
+    first, second = run_pool(APP), run_pool(APP)
     tasks = [await enqueue(queue_name, label=f"t{i}", seconds=0.05) for i in range(20)]
     await ax.gather(*tasks, timeout=WAIT)
     await anyio.sleep(1)  # the last relayed lines

@@ -61,7 +61,7 @@ async def test_lifecycle_messages_errors_and_worker_logs(
     }
     for key, value in messages.items():
         monkeypatch.setattr(CONF, key, value)
-    pool = run_pool(python_app(), E2E_TASK_LINES=1, **{f"AGENTEXEC_{k.upper()}": v for k, v in messages.items()})
+    pool = run_pool(python_app(), **{f"AGENTEXEC_{k.upper()}": v for k, v in messages.items()})
 
     ok = await enqueue(queue_name, "first")
     assert await ax.get_result(ok, timeout=WAIT) == "first"

@@ -56,7 +56,7 @@ async def test_a_pool_of_two_workers_runs_every_task_on_a_redis_cluster(
                               priority=ax.Priority.HIGH) for i in range(12)]
     assert await producer.queue.length(queue_name) == 24
 
-    pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2, AGENTEXEC_WORKER_CONCURRENCY=1, E2E_TASK_LINES=1)
+    pool = run_pool(python_app(), AGENTEXEC_NUM_WORKERS=2, AGENTEXEC_WORKER_CONCURRENCY=1)
     # and more while it runs, both priorities, one batch through enqueue_many
     more = await ax.enqueue_many(
         [("job", Job(label=f"more{i}", seconds=0.02)) for i in range(12)], queue_name=queue_name

@@ -146,45 +146,6 @@ def test_install_forwarder_forwards_each_record_once() -> None:
         quiet.propagate = saved[2]
 
 
-@pytest.mark.anyio
-async def test_at_the_default_level_a_task_sends_no_record_to_the_main_process(backends: Backends) -> None:
-    """What ``agentexec run`` sets up (agentexec's logger at INFO, the worker's forwarder on the
-    root): a task that succeeds leaves nothing to forward, so no per-task record crosses to the
-    main process (issue #18); its failure does, and DEBUG brings the task's own lines back."""
-    pool = ax.Pool(backends=backends, queue_name=f"q{uuid.uuid4().hex[:8]}")
-
-    @pool.task("quiet_job")
-    async def quiet_job(agent_id: UUID, context: Ctx) -> int:
-        if context.value < 0:
-            raise ValueError("negative")
-        return context.value
-
-    ours = logging.getLogger("agentexec")
-    root = logging.getLogger()
-    saved = (list(root.handlers), list(ours.handlers), ours.level)
-    try:
-        ours.handlers.clear()
-        ours.setLevel(logging.INFO)
-        forwarder = install_forwarder(0)
-        assert await (await ax.enqueue("quiet_job", Ctx(value=1), queue_name=pool.queue_name)).execute() == 1
-        assert list(forwarder._buffer) == []
-        with pytest.raises(ValueError):
-            await (await ax.enqueue("quiet_job", Ctx(value=-1), queue_name=pool.queue_name)).execute()
-        assert [json.loads(d)["message"].splitlines()[0] for d in forwarder._buffer] == [
-            "Task failed: ValueError: negative"
-        ]
-        forwarder._buffer.clear()
-        ours.setLevel(logging.DEBUG)
-        await (await ax.enqueue("quiet_job", Ctx(value=2), queue_name=pool.queue_name)).execute()
-        assert [json.loads(d)["message"] for d in forwarder._buffer] == [
-            "Processing task: quiet_job", "Task completed: quiet_job",
-        ]
-    finally:
-        root.handlers[:] = saved[0]
-        ours.handlers[:] = saved[1]
-        ours.setLevel(saved[2])
-
-
 def test_cli_parser_and_pool_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     assert "agentexec.cli.run" in COMMAND_MODULES
     args = build_parser().parse_args(["run", "app:pool", "--workers", "2", "--concurrency", "8", "--create-tables"])

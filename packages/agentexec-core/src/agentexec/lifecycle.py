@@ -291,10 +291,7 @@ async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
     try:
         if not quiet:
             await sink.started(LogEntry(task.agent_id, CONF.activity_message_started, Status.RUNNING))
-        # DEBUG, not INFO: at INFO every task sent two records from its worker to the main
-        # process, which printed them -- 40-50 % of a no-op pool's throughput (issue #18).
-        # Failures stay at ERROR; `agentexec run --log-level DEBUG` shows these lines again.
-        log.debug("Processing task: %s", task.task_name)
+        log.info("Processing task: %s", task.task_name)
         try:
             value = await call_handler(definition, task.agent_id, context)
             outcome = Outcome.ok(task.task_name, value, attempts)
@@ -332,7 +329,7 @@ async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
             None if quiet else LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100),
             data,
         )
-        log.debug("Task completed: %s", task.task_name)
+        log.info("Task completed: %s", task.task_name)
         return value
     finally:
         _quiet.reset(quiet_token)

@@ -42,8 +42,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--log-level", type=str.upper, metavar="LEVEL",
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="agentexec's log level (default INFO; DEBUG adds a task's 'Processing task' and "
-        "'Task completed' lines, which cost throughput: each crosses to the main process)",
+        help="agentexec's log level (default INFO; WARNING drops the per-task lines, which then "
+        "never leave the workers)",
     )
     parser.add_argument(
         "--log-format", choices=["text", "json"], default="text",
