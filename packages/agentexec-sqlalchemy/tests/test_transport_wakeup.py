@@ -14,27 +14,32 @@ import anyio
 import pytest
 import sqlalchemy as sa
 from agentexec.task import Envelope
+from agentexec_sqlalchemy.transport.events import SQLEvents
 from agentexec_sqlalchemy.transport.models import queue_table
 from agentexec_sqlalchemy.transport.queue import SQLQueue
 from agentexec_sqlalchemy.transport.results import SQLResults
 
-# Another process: on each line from stdin it pushes one task or sets one result, then prints
+# Another process: on each line from stdin it pushes one task, sets one result or publishes one
+# event, then prints
 # the wall-clock time its transaction committed.
 WRITER = """
 import sys, time, uuid, anyio
 from agentexec.task import Envelope
+from agentexec_sqlalchemy.transport.events import SQLEvents
 from agentexec_sqlalchemy.transport.queue import SQLQueue
 from agentexec_sqlalchemy.transport.results import SQLResults
 
 url = sys.argv[1]
 
 async def main() -> None:
-    queue, results = SQLQueue(url), SQLResults(url)
+    queue, results, events = SQLQueue(url), SQLResults(url), SQLEvents(url)
     queue.ensure_schema()
     print("ready", flush=True)
     for line in sys.stdin:
         kind, name = line.split()
-        if kind == "push":
+        if kind == "publish":
+            await events.publish(name, "x")
+        elif kind == "push":
             await queue.push(Envelope(agent_id=uuid.uuid4(), task_name="t", context={}, queue_name=name))
         else:
             await results.set(uuid.UUID(name), b"done", 60)
@@ -151,6 +156,42 @@ async def test_result_waiter_wakes_on_a_set_from_another_process(
     latency = woke_at - set_at
     assert latency < BOUND[results.engine.dialect.name], f"woke {latency * 1000:.0f} ms after the set"
     assert idle_reads == 1, idle_reads  # the waiter itself never polls
+
+
+@pytest.mark.anyio
+async def test_an_event_wakes_only_the_subscriptions_it_matches(
+    url: str, writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events of other channels, published by another process or this one, do not make an idle
+    subscription query (a worker's ``control:cancel`` listener is not woken by every lifecycle
+    event and log line); one of its own channel wakes it at once."""
+    events = SQLEvents(url)
+    mine, other = f"mine-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+    reads = _counting(events, "_matching_after", monkeypatch)
+    got: list[tuple[str, float]] = []
+    with anyio.fail_after(15):
+        async with events.subscribe([f"{mine}:*"]) as sub:
+
+            async def listen() -> None:
+                async for event in sub:
+                    got.append((event.channel, time.time()))
+                    return
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listen)
+                await anyio.sleep(0.5)  # the subscription waits
+                idle_reads = len(reads)
+                for i in range(5):
+                    await anyio.to_thread.run_sync(writer.send, "publish", f"{other}:{i}")
+                    await SQLEvents(url).publish(f"{other}:local", "x")
+                await anyio.sleep(0.3)  # past the SQLite poll back-off
+                assert len(reads) == idle_reads, "woken by events of other channels"
+                sent_at = await anyio.to_thread.run_sync(writer.send, "publish", f"{mine}:a")
+    channel, woke_at = got[0]
+    assert channel == f"{mine}:a"
+    latency = woke_at - sent_at
+    # latency proper is the other tests' business: a bound loose enough for a loaded box
+    assert latency < 1.0, f"woke {latency * 1000:.0f} ms after the publish"
 
 
 def _push_bypassing_this_process(queue: SQLQueue, queue_name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from agentexec import task_events
 from agentexec.activity.status import Status
 from agentexec.backends import (
     ConsumerReaper,
@@ -59,17 +60,22 @@ async def settle(backends: Backends, report: ReapReport, *, marked: bool = False
     failed.report(len(report.requeued))
     lines = _Failures("recording the dead letter of")
     outcomes = _Failures("storing the failure of")
+    # no worker will tell of these tasks' end: the reaper does (lifecycle events)
+    events: list[tuple[str, str]] = []
     for dead in report.dead:
         log.error("Task dead-lettered on %s: %s", dead.queue_name, dead.reason)
         if dead.envelope is None:
             continue
         env = dead.envelope
-        if await _finished_before(backends, env):
+        if await _finished_before(backends, env, events):
             continue
-        try:
-            await activity.aappend(
-                env.agent_id, error_message(dead.reason), Status.ERROR
+        message = error_message(dead.reason)
+        if CONF.lifecycle_events:
+            events.append(
+                ("task.failed", task_events.encode_task(env.agent_id, env.task_name, Status.ERROR, env.metadata, message))
             )
+        try:
+            await activity.aappend(env.agent_id, message, Status.ERROR)
         except UnknownActivityError:
             pass
         except Exception as exc:
@@ -81,9 +87,10 @@ async def settle(backends: Backends, report: ReapReport, *, marked: bool = False
             outcomes.add(env.agent_id, exc)
     lines.report()
     outcomes.report()
+    await task_events.publish_now(events, backends.events)
 
 
-async def _finished_before(backends: Backends, env: Envelope) -> bool:
+async def _finished_before(backends: Backends, env: Envelope, events: list[tuple[str, str]]) -> bool:
     """A dead-lettered task may have finished before its last worker died (between its final
     line and its ack): its final state stands, and the dead letter only records the lost lease.
     Its outcome is stored from what was staged; a final line is written only where none is.
@@ -102,9 +109,14 @@ async def _finished_before(backends: Backends, env: Envelope) -> bool:
         outcome = Outcome.decode(staged)
         if not final:
             if outcome.status == "ok":
-                await activity.aappend(env.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100)
+                line, end = CONF.activity_message_complete, Status.COMPLETE
+                await activity.aappend(env.agent_id, line, end, 100)
             else:
-                await activity.aappend(env.agent_id, error_message(outcome.error or "failed"), Status.ERROR)
+                line, end = error_message(outcome.error or "failed"), Status.ERROR
+                await activity.aappend(env.agent_id, line, end)
+            if CONF.lifecycle_events:  # its worker died before it could tell
+                event = task_events.EVENT_OF_STATUS[end]
+                events.append((event, task_events.encode_task(env.agent_id, env.task_name, end, env.metadata, line)))
     elif final and detail is not None and status is not None:
         reason = (
             LOST_RESULT_MESSAGE if status is Status.COMPLETE

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from agentexec_sqlalchemy.transport import statements as sql
 from agentexec_sqlalchemy.transport.common import SQLTransport
 from agentexec_sqlalchemy.transport.models import event_table
+from agentexec_sqlalchemy.transport.notify import ANY_EVENT, HUB, event_key
 
 #: the channel of each stream's marker row: the newest row a trim removed (see the module doc)
 MARKERS: dict[Stream, str] = {"logs": LOGS_PREFIX + "~agentexec-trimmed", "events": "~agentexec-trimmed"}
@@ -36,6 +37,8 @@ MARKERS: dict[Stream, str] = {"logs": LOGS_PREFIX + "~agentexec-trimmed", "event
 TRIM_EVERY = 100
 #: rows read per round trip by a subscriber
 BATCH = 500
+#: bytes of a channel name a NOTIFY payload carries (PostgreSQL's limit is 8,000); longer: any
+_MAX_NOTE = 4000
 _TAKE_PUBLISH_LOCK = sa.select(sa.func.pg_advisory_xact_lock(0x61676576))
 E = event_table
 _IS_LOG = sa.func.substr(E.c.channel, 1, len(LOGS_PREFIX)) == LOGS_PREFIX  # LIKE ignores case on SQLite
@@ -71,7 +74,7 @@ class SQLEvents(SQLTransport):
     async def publish(self, channel: str, data: str) -> str | None:
         trim = next(self._published) % TRIM_EVERY == 0
         event_id = await self.run_write(self._publish, channel, data, trim, durable=False)
-        self.wake_local("event", "")
+        HUB.wake_events(self.database, (channel,))
         return str(event_id)
 
     def _publish(self, conn: Connection, channel: str, data: str, trim: bool) -> int:
@@ -83,7 +86,8 @@ class SQLEvents(SQLTransport):
         event_id = int(conn.execute(sql.PUBLISH, params).scalar_one())
         if trim:
             self._trim(conn, stream_of(channel))
-        self.notify(conn, "event", "")
+        # the payload names the channel: a listener wakes only the subscriptions it matches
+        self.notify(conn, "event", channel if len(channel.encode()) <= _MAX_NOTE else ANY_EVENT)
         return event_id
 
     @staticmethod
@@ -184,13 +188,14 @@ class _Subscription:
         self._cursor = cursor
         self._pending: list[Event] = []
         self._matching = matching
+        self._key = event_key(patterns)
 
     def __aiter__(self) -> _Subscription:
         return self
 
     async def __anext__(self) -> Event:
         while not self._pending:
-            await self._backend.wait_for("event", "", self._fetch, timeout=3600.0)
+            await self._backend.wait_for("event", self._key, self._fetch, timeout=3600.0)
         return self._pending.pop(0)
 
     async def _fetch(self) -> bool | None:

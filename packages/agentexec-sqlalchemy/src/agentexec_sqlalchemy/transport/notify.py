@@ -1,7 +1,9 @@
 """Wake-ups for idle consumers, result waiters and event subscribers: the process-local hub.
 
 :class:`Hub` holds asyncio futures keyed by ``(database, kind, name)`` — kind ``queue`` (name: the
-queue), ``result`` (the agent id) or ``event`` (name ``""``: any event). It is woken
+queue), ``result`` (the agent id) or ``event`` (name: the subscription's patterns, see
+:func:`event_key`; an event wakes only the subscriptions whose patterns match its channel,
+:meth:`Hub.wake_events`). It is woken
 
 - by a writer in this process, right after its commit, whatever loop or thread waits;
 - by the process's *watcher* of that database, for writes of other processes:
@@ -14,9 +16,13 @@ Waiters register *before* checking the database, so a wake-up between check and 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
+import functools
+import json
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from agentexec.backoff import Backoff
 from agentexec.config import CONF
@@ -36,6 +42,25 @@ def channel(kind: str) -> str:
 
 
 Key = tuple[str, str, str]  # (database, kind, name)
+
+#: the event name of a wake-up for any channel (a peer of an older version NOTIFYs it)
+ANY_EVENT = ""
+
+
+def event_key(patterns: Sequence[str]) -> str:
+    """The hub name an event subscription waits under: its patterns (never :data:`ANY_EVENT`)."""
+    return json.dumps(list(patterns))
+
+
+@functools.lru_cache(maxsize=1024)
+def _event_matcher(name: str) -> re.Pattern[str] | None:
+    """One regex for a subscription's patterns (``fnmatch`` syntax); None: it waits for any."""
+    if name == ANY_EVENT:
+        return None
+    patterns = json.loads(name)
+    if not patterns:
+        return re.compile(r"(?!)")  # matches nothing
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 class Hub:
@@ -73,6 +98,24 @@ class Hub:
             items = self._waiters.pop(key, [])
         _resolve_all(items)
 
+    def wake_events(self, database: str, channels: Iterable[str]) -> None:
+        """Wake the event subscriptions of one database whose patterns match one of ``channels``
+        (:data:`ANY_EVENT` among them: every one). Every publish used to wake every subscriber
+        of every process, each then querying: each worker's ``control:cancel`` listener, the
+        pool's log relay and schedule watch, for every lifecycle event."""
+        names = set(channels)
+        if not names:
+            return
+        wake_all = ANY_EVENT in names
+        with self._lock:
+            keys = [
+                k
+                for k in self._waiters
+                if k[0] == database and k[1] == "event" and (wake_all or _matches(k[2], names))
+            ]
+            items = [item for k in keys for item in self._waiters.pop(k)]
+        _resolve_all(items)
+
     def has_waiters(self, database: str) -> bool:
         with self._lock:
             return any(k[0] == database for k in self._waiters)
@@ -92,6 +135,11 @@ class Hub:
             keys = [k for k in self._waiters if k[0] == database]
             items = [item for k in keys for item in self._waiters.pop(k)]
         _resolve_all(items)
+
+
+def _matches(name: str, channels: set[str]) -> bool:
+    matcher = _event_matcher(name)
+    return matcher is None or any(matcher.match(c) for c in channels)
 
 
 def _resolve_all(items: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:

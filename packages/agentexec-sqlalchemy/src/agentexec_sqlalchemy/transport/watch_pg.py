@@ -1,7 +1,8 @@
 """PostgreSQL watcher: one ``LISTEN`` connection per process and database, feeding the hub.
 
 One daemon thread holds one connection that listens on three channels (queue, result, event;
-the payload names the queue, agent id or event channel) and forwards every NOTIFY to
+the payload names the queue, agent id or event channel: an event wakes only the subscriptions
+its channel matches) and forwards every NOTIFY to
 :data:`~agentexec_sqlalchemy.transport.notify.HUB`. A fixed set of channels means no LISTEN/UNLISTEN round
 trip per waiter, and queue names need not be valid identifiers. A thread, not an async
 connection, because waiters live on many event loops (one per test, several per worker) and a
@@ -45,7 +46,9 @@ class PgListener(Watcher):
                     while True:
                         for note in conn.notifies(timeout=1.0):
                             kind = self._channels.get(note.channel)
-                            if kind is not None:
+                            if kind == "event":  # the payload is the event's channel
+                                HUB.wake_events(self.database, (note.payload,))
+                            elif kind is not None:
                                 HUB.wake((self.database, kind, note.payload))
             except Exception as exc:  # the server went away: waiters poll until we are back
                 self._ready.clear()

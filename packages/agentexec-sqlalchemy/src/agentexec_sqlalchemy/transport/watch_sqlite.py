@@ -5,14 +5,16 @@ its own row (500 ``gather``-ed results would be 500 pollers), one daemon thread 
 the waiters of this process, and only while someone waits. Each tick reads
 ``PRAGMA data_version`` on its own connection — a counter that moves when *another* connection
 commits, costing microseconds and no table read — and only when it moved asks one question per
-kind: which of these queues have waiting tasks, which of these results exist, is there a newer
-event. Ticks back off from 1 ms to 10 ms while nothing changes.
+kind: which of these queues have waiting tasks, which of these results exist, which channels
+got newer events (one query for all the subscriptions, which are then woken only when one of
+their patterns matches). Ticks back off from 1 ms to 10 ms while nothing changes.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import sqlalchemy as sa
 from agentexec.backoff import Backoff
@@ -24,7 +26,7 @@ from agentexec_sqlalchemy.transport.models import (
     queue_table,
     result_table,
 )
-from agentexec_sqlalchemy.transport.notify import HUB
+from agentexec_sqlalchemy.transport.notify import ANY_EVENT, HUB
 from agentexec_sqlalchemy.transport.watch import Watcher
 
 #: names per IN (...) list, well under SQLite's bound-parameter limit
@@ -50,6 +52,8 @@ RESULTS_STORED = sa.select(R.c.key).where(
 RESULTS_SINCE = sa.select(R.c.id, R.c.key, R.c.expires_at).where(R.c.id > B("last")).order_by(R.c.id)
 LAST_RESULT = sa.select(sa.func.coalesce(sa.func.max(R.c.id), 0))
 LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0))
+# the channels published on since the last look, and the newest id of each
+CHANNELS_SINCE = sa.select(E.c.channel, sa.func.max(E.c.id)).where(E.c.id > B("last")).group_by(E.c.channel)
 # delayed tasks pushed since the last look: their consumers re-read how long to wait
 DELAYED_SINCE = sa.select(delayed_table.c.id, delayed_table.c.queue_name).where(
     delayed_table.c.id > B("last")
@@ -107,14 +111,18 @@ class SqlitePoller(Watcher):
             if current != version:
                 version = current
                 for kind, name in self._poll(conn, waiting):
-                    HUB.wake((self.database, kind, name))
+                    if kind == "event":
+                        HUB.wake_events(self.database, name)
+                    else:
+                        HUB.wake((self.database, kind, name))
                 ticks.reset()
             if self._kicked.wait(ticks.next()):  # a new waiter: check for it now
                 self._kicked.clear()
                 version = None
 
-    def _poll(self, conn: Connection, waiting: dict[str, list[str]]) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
+    def _poll(self, conn: Connection, waiting: dict[str, list[str]]) -> list[tuple[str, Any]]:
+        """What to wake: (kind, name) pairs; for events ("event", the new rows' channels)."""
+        found: list[tuple[str, Any]] = []
         for chunk in _chunks(waiting.get("queue", [])):
             rows = conn.execute(QUEUES_WITH_WORK, {"names": chunk})
             found += [("queue", name) for (name,) in rows]
@@ -122,8 +130,10 @@ class SqlitePoller(Watcher):
             found += [("queue", name) for name in self._new_delayed(conn, waiting["queue"])]
         if "result" in waiting:
             found += [("result", key) for key in self._new_results(conn, waiting["result"])]
-        if "event" in waiting and self._newer_event(conn):
-            found.append(("event", ""))
+        if "event" in waiting:
+            channels = self._new_channels(conn)
+            if channels:
+                found.append(("event", channels))
         conn.rollback()  # end the read transaction
         return found
 
@@ -158,12 +168,17 @@ class SqlitePoller(Watcher):
         self._last_delayed = rows[-1].id
         return {row.queue_name for row in rows} & set(names)
 
-    def _newer_event(self, conn: Connection) -> bool:
-        last = int(conn.execute(LAST_EVENT).scalar_one())
-        # first sighting: an event may have landed between a subscriber's own check and now
-        newer = self._last_event is None or last > self._last_event
-        self._last_event = last
-        return newer
+    def _new_channels(self, conn: Connection) -> set[str]:
+        """The channels of the events stored since the last look."""
+        if self._last_event is None:
+            self._last_event = int(conn.execute(LAST_EVENT).scalar_one())
+            # first sighting: an event may have landed between a subscriber's own check and
+            # now, on any channel: every subscription re-checks
+            return {ANY_EVENT}
+        rows = conn.execute(CHANNELS_SINCE, {"last": self._last_event}).all()
+        if rows:
+            self._last_event = max(int(top) for _, top in rows)
+        return {str(channel) for channel, _ in rows}
 
 
 def _chunks(names: list[str]) -> list[list[str]]:
