@@ -23,6 +23,13 @@ def backends() -> Iterator[Backends]:
 
 
 @pytest.fixture
+def own_queue(unique_name: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``CONF.queue_name`` set to a name of this test's own."""
+    monkeypatch.setattr(CONF, "queue_name", unique_name)
+    return unique_name
+
+
+@pytest.fixture
 def make_pool(backends: Backends, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
     monkeypatch.setattr(CONF, "num_workers", 1)
     monkeypatch.setattr(CONF, "worker_concurrency", 1)

@@ -5,8 +5,6 @@ finished and staged its outcome before the worker died; nothing when its worker 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -18,24 +16,14 @@ from agentexec.activity.status import Status
 from agentexec.config import CONF
 from agentexec.events import BusEvent
 from agentexec.results import Outcome
-from agentexec.runtime import Backends, build_backends, set_backends
+from agentexec.runtime import Backends
 from agentexec.worker.reaping import reap
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("own_queue")]
 
 
 class Job(BaseModel):
     n: int = 0
-
-
-@pytest.fixture
-def backends(unique_name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backends]:
-    url = f"memory://{uuid.uuid4().hex}"
-    built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
-    set_backends(built)
-    monkeypatch.setattr(CONF, "queue_name", unique_name)
-    yield built
-    set_backends(None)
 
 
 async def _reaped(backends: Backends, lines: list[Status], staged: Outcome | None) -> tuple[ax.Task, list[BusEvent]]:

@@ -4,9 +4,6 @@ and the ack, on its last attempt) keeps its final state: no ERROR after COMPLETE
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import anyio
 import pytest
 from pydantic import BaseModel
@@ -15,24 +12,14 @@ import agentexec as ax
 from agentexec.activity.status import Status
 from agentexec.config import CONF
 from agentexec.results import Outcome
-from agentexec.runtime import Backends, build_backends, set_backends
+from agentexec.runtime import Backends
 from agentexec.worker.reaping import LOST_RESULT_MESSAGE, reap
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("own_queue")]
 
 
 class Job(BaseModel):
     n: int = 0
-
-
-@pytest.fixture
-def backends(unique_name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backends]:
-    url = f"memory://{uuid.uuid4().hex}"
-    built = build_backends({k: url for k in ("queue", "results", "events", "activity")})  # type: ignore[misc]
-    set_backends(built)
-    monkeypatch.setattr(CONF, "queue_name", unique_name)
-    yield built
-    set_backends(None)
 
 
 async def _lost_on_its_last_attempt(backends: Backends, lines: list[Status], staged: Outcome | None) -> ax.Task:

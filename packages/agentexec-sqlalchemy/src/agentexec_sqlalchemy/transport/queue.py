@@ -12,8 +12,8 @@ leases of silent consumers back or dead-letters them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -212,27 +212,11 @@ class SQLQueue(SQLTransport):
 
     # -- reserve -------------------------------------------------------------------------
     async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
-        wait_until = 0.0  # the end of the current wait (epoch seconds)
-
-        async def attempt() -> Lease | _Recheck | None:
-            lease = await self.run_write(self._take, queue_name, consumer_id, durable=False)
-            if lease is None:
-                next_due = self._next_due.get(queue_name)
-                if next_due is not None and next_due < wait_until - 0.002:
-                    return _Recheck()  # a task falls due before this wait ends: wait less
+        async def take() -> Lease | None:
+            lease: Lease | None = await self.run_write(self._take, queue_name, consumer_id, durable=False)
             return lease
 
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            remaining = deadline - time.monotonic()
-            next_due = self._next_due.get(queue_name)
-            wait = remaining if next_due is None else min(remaining, max(next_due - time.time(), 0.0) + 0.001)
-            wait_until = time.time() + wait
-            got = await self.wait_for("queue", queue_name, attempt, wait)
-            if isinstance(got, Lease):
-                return got
-            if time.monotonic() >= deadline:
-                return None
+        return await self._taking(queue_name, take, timeout)
 
     async def reserve_many(
         self, queue_name: str, consumer_id: str, max_count: int, timeout: float
@@ -245,16 +229,28 @@ class SQLQueue(SQLTransport):
         if max_count <= 1:
             lease = await self.reserve(queue_name, consumer_id, timeout)
             return [] if lease is None else [lease]
-        wait_until = 0.0
-
-        async def attempt() -> list[Lease] | _Recheck | None:
-            leases = await self.run_write(self._take_many, queue_name, consumer_id, max_count, durable=False)
-            if not leases:
-                next_due = self._next_due.get(queue_name)
-                if next_due is not None and next_due < wait_until - 0.002:
-                    return _Recheck()
-                return None
+        async def take() -> list[Lease]:
+            leases: list[Lease] = await self.run_write(
+                self._take_many, queue_name, consumer_id, max_count, durable=False
+            )
             return leases
+
+        return await self._taking(queue_name, take, timeout) or []
+
+    async def _taking(self, queue_name: str, take: Callable[[], Awaitable[T]], timeout: float) -> T | None:
+        """``take()`` until it gives something (a lease, a non-empty batch) or ``timeout``
+        passes, sleeping between tries until a push wakes this queue — or until the earliest
+        delayed task falls due, whichever comes first."""
+        wait_until = 0.0  # the end of the current wait (epoch seconds)
+
+        async def attempt() -> T | _Recheck | None:
+            got = await take()
+            if got:
+                return got
+            next_due = self._next_due.get(queue_name)
+            if next_due is not None and next_due < wait_until - 0.002:
+                return _Recheck()  # a task falls due before this wait ends: wait less
+            return None
 
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
@@ -263,10 +259,11 @@ class SQLQueue(SQLTransport):
             wait = remaining if next_due is None else min(remaining, max(next_due - time.time(), 0.0) + 0.001)
             wait_until = time.time() + wait
             got = await self.wait_for("queue", queue_name, attempt, wait)
-            if isinstance(got, list):
-                return got
-            if time.monotonic() >= deadline:
-                return []
+            if isinstance(got, _Recheck) or got is None:
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            return cast("T", got)
 
     def _take_many(self, conn: Connection, queue_name: str, consumer_id: str, max_count: int) -> list[Lease]:
         """The first task as :meth:`_take` leases it (heartbeat, due delayed tasks, one row),
