@@ -9,6 +9,8 @@ logged once, and once more when it ends.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
 
 from agentexec.backends import ActivityStore, QueueBackend, ResultBackend
@@ -78,6 +80,22 @@ class Health:
     def recovered(self, outage: Outage) -> None:
         if outage.down and outage.ok():
             self.changed()
+
+    async def write(self, call: Callable[[], Awaitable[object]], backend: object, outage: Outage) -> Exception | None:
+        """``await call()`` until it succeeds (``None``), waiting out ``outage`` while
+        ``backend`` is unreachable; an error of another kind (the backend refusing the data) is
+        returned for the caller to handle."""
+        wait = write_backoff()
+        while True:
+            try:
+                await call()
+            except Exception as exc:
+                if is_transient(exc, backend):
+                    await self.outage(outage, exc, wait)
+                    continue
+                return exc
+            self.recovered(outage)
+            return None
 
     def read_failed(self, exc: BaseException, results: bool = False) -> bool:
         """A read of the activity store (or of the results backend) failed, outside the

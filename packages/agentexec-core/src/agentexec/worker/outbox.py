@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from uuid import UUID
 
 import anyio
@@ -28,7 +29,7 @@ from agentexec.backends import (
     ResultBackend,
 )
 from agentexec.config import CONF
-from agentexec.faults import describe, is_transient
+from agentexec.faults import describe
 from agentexec.results import Outcome
 from agentexec.task import Envelope
 from agentexec.worker.health import Health, write_backoff
@@ -102,30 +103,24 @@ class Outbox:
         """Store them, waiting out an outage of the results backend. An outcome the backend
         refuses for good is replaced by the task's failure, saying why (the task is counted
         once: it ends, with a reason, instead of running again)."""
-        health, wait = self._health, write_backoff()
+        health, refused_wait = self._health, write_backoff()
         while True:
-            try:
-                await self._set_outcomes(outcomes)
-            except Exception as exc:
-                if is_transient(exc, self._results):
-                    await health.outage(health.results_down, exc, wait)
-                    continue
-                if len(outcomes) > 1:
-                    half = len(outcomes) // 2
-                    await self._store_outcomes(outcomes[:half])
-                    await self._store_outcomes(outcomes[half:])
-                    return
-                agent_id, data = outcomes[0]
-                failure = _failure_instead(data, exc)
-                if failure is None:  # the backend refuses even a failure: its fault, not ours
-                    await health.outage(health.results_down, exc, wait)
-                    continue
-                log.error("the outcome of %s could not be stored (%s); storing its failure instead",
-                          agent_id, describe(exc))
-                outcomes = [(agent_id, failure)]
+            exc = await health.write(partial(self._set_outcomes, outcomes), self._results, health.results_down)
+            if exc is None:
+                return
+            if len(outcomes) > 1:
+                half = len(outcomes) // 2
+                await self._store_outcomes(outcomes[:half])
+                await self._store_outcomes(outcomes[half:])
+                return
+            agent_id, data = outcomes[0]
+            failure = _failure_instead(data, exc)
+            if failure is None:  # the backend refuses even a failure: its fault, not ours
+                await health.outage(health.results_down, exc, refused_wait)
                 continue
-            health.recovered(health.results_down)
-            return
+            log.error("the outcome of %s could not be stored (%s); storing its failure instead",
+                      agent_id, describe(exc))
+            outcomes = [(agent_id, failure)]
 
     async def _end_leases(
         self, what: str, leases: list[Lease], call: Callable[[Sequence[Lease]], Awaitable[None]]
@@ -133,43 +128,27 @@ class Outbox:
         """Acknowledge (or give back) ``leases``, waiting out an outage of the queue. One the
         queue refuses for good is left to expire: the queue hands it out again, and the next
         worker finds its outcome stored (an ack) or runs it (a release)."""
-        health, wait = self._health, write_backoff()
-        while True:
-            try:
-                await call(leases)
-            except Exception as exc:
-                if is_transient(exc, self._queue):
-                    await health.outage(health.queue_down, exc, wait)
-                    continue
-                if len(leases) > 1:
-                    half = len(leases) // 2
-                    await self._end_leases(what, leases[:half], call)
-                    await self._end_leases(what, leases[half:], call)
-                    return
-                log.error(
-                    "%s task %s failed (%s); its lease expires and the queue hands it out again",
-                    what, leases[0].envelope.agent_id, describe(exc),
-                )
-                return
-            health.recovered(health.queue_down)
+        exc = await self._health.write(lambda: call(leases), self._queue, self._health.queue_down)
+        if exc is None:
             return
+        if len(leases) > 1:
+            half = len(leases) // 2
+            await self._end_leases(what, leases[:half], call)
+            await self._end_leases(what, leases[half:], call)
+            return
+        log.error(
+            "%s task %s failed (%s); its lease expires and the queue hands it out again",
+            what, leases[0].envelope.agent_id, describe(exc),
+        )
 
     async def _push_later(self, envelope: Envelope, due: float) -> None:
         """A retry goes back to its queue, due after its backoff, before its old lease is
         acknowledged (a crash between the two runs it twice, never zero times)."""
-        health, wait = self._health, write_backoff()
-        while True:
-            try:
-                assert isinstance(self._queue, DelayedPush)
-                await self._queue.push_at(envelope, due)
-            except Exception as exc:
-                if is_transient(exc, self._queue):
-                    await health.outage(health.queue_down, exc, wait)
-                    continue
-                log.error("the retry of %s could not be queued (%s)", envelope.agent_id, describe(exc))
-                return
-            health.recovered(health.queue_down)
-            return
+        assert isinstance(self._queue, DelayedPush)
+        queue = self._queue
+        exc = await self._health.write(lambda: queue.push_at(envelope, due), queue, self._health.queue_down)
+        if exc is not None:
+            log.error("the retry of %s could not be queued (%s)", envelope.agent_id, describe(exc))
 
     async def _set_outcomes(self, outcomes: Sequence[tuple[UUID, bytes]]) -> None:
         ttl = CONF.result_ttl
