@@ -255,6 +255,11 @@ def _stamp_head(target: Any, connection: Connection, tables: Any = (), **_: Any)
         connection.execute(version.insert().values(version_num=HEAD))
 
 
+from agentexec_sqlalchemy.activity.metadata_pairs import pair_table  # noqa: E402
+
+#: PostgreSQL: the activities' metadata pairs, kept by a trigger (see .metadata_pairs)
+ActivityMetadataPair = pair_table(Base.metadata, ACTIVITY_TABLE)
+
 from agentexec_sqlalchemy.transport import models as _transport_models  # noqa: E402,F401
 
 

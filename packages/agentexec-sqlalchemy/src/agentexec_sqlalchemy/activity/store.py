@@ -132,14 +132,18 @@ class SQLActivityStore:
 
     def _create_tables(self) -> None:
         from agentexec_sqlalchemy import migrations
-        from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
+        from agentexec_sqlalchemy.activity.models import Activity, ActivityLog, ActivityMetadataPair
 
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x61676578)))
-            Activity.metadata.create_all(
-                conn, tables=[Activity.__table__, ActivityLog.__table__]  # type: ignore[list-item]
-            )
+            present = sa.inspect(conn).has_table(Activity.__tablename__)
+            # the pair table comes with the activity table; on an older schema, with the
+            # migration that fills it (ax0007)
+            tables = [Activity.__table__, ActivityLog.__table__]
+            if not present:
+                tables.append(ActivityMetadataPair)
+            Activity.metadata.create_all(conn, tables=tables)  # type: ignore[arg-type]
             if migrations.recorded(conn) in (None, *migrations.REVISIONS[:-1]):
                 migrations.upgrade(conn)
 
@@ -392,14 +396,16 @@ class SQLActivityStore:
         metadata: dict[str, Any] | None,
         task_name: str | None = None,
     ) -> ActivityListSchema:
-        conditions = queries.filters(status, metadata, conn.dialect, task_name)
-        rows = conn.execute(queries.list_page(page, page_size, *conditions)).all()
+        selected = queries.selection(
+            metadata, conn.dialect, *queries.filters(status, None, conn.dialect, task_name)
+        )
+        rows = conn.execute(queries.list_page(page, page_size, selected)).all()
         if rows:
             total = int(rows[0].total)
         elif page == 1:
             total = 0
         else:  # past the last page: the total still counts
-            total = int(conn.scalar(queries.count_activities(*conditions)) or 0)
+            total = int(conn.scalar(queries.count_selected(selected)) or 0)
         items = [
             ActivityListItemSchema(
                 agent_id=row.agent_id,
@@ -452,9 +458,8 @@ class SQLActivityStore:
         return max(top, after), changes
 
     def _count_active(self, conn: Connection, metadata: dict[str, Any] | None) -> int:
-        conditions = [queries.is_pending()]
-        conditions += queries.filters(None, metadata, conn.dialect)
-        return int(conn.scalar(queries.count_activities(*conditions)) or 0)
+        selected = queries.selection(metadata, conn.dialect, queries.is_pending())
+        return int(conn.scalar(queries.count_selected(selected)) or 0)
 
     def _detail(
         self, conn: Connection, agent_id: UUID, metadata: dict[str, Any] | None = None
