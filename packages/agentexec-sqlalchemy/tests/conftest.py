@@ -11,7 +11,7 @@ from agentexec.memory.events import MemoryEvents
 from agentexec.memory.queue import MemoryQueue
 from agentexec.memory.results import MemoryResults
 from agentexec_sqlalchemy import engine as engines
-from agentexec_sqlalchemy.activity.models import Activity, ActivityLog, Base
+from agentexec_sqlalchemy.activity.models import Activity, ActivityLog, ActivityMetadataPair, Base
 from agentexec_sqlalchemy.activity.session import clear_global_session
 from agentexec_sqlalchemy.activity.store import SQLActivityStore
 from sqlalchemy.engine import Engine
@@ -30,7 +30,9 @@ def pg_engine(postgres_server_url: str) -> Iterator[Engine]:
 
 def _empty_pg(engine: Engine) -> Engine:
     # other test modules share the database: make sure the tables exist, then empty ours
-    Base.metadata.create_all(engine, tables=[Activity.__table__, ActivityLog.__table__])
+    Base.metadata.create_all(
+        engine, tables=[Activity.__table__, ActivityLog.__table__, ActivityMetadataPair]  # type: ignore[list-item]
+    )
     with engine.begin() as conn:
         conn.execute(sa.delete(ActivityLog.__table__))
         conn.execute(sa.delete(Activity.__table__))

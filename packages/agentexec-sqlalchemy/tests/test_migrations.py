@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from agentexec.activity.status import Status
 from agentexec.cli import main as cli
 from agentexec_sqlalchemy import migrations
+from agentexec_sqlalchemy.activity.metadata_pairs import PAIR_TABLE as PAIRS
 from agentexec_sqlalchemy.activity.models import ACTIVITY_LOG_TABLE as L
 from agentexec_sqlalchemy.activity.models import ACTIVITY_TABLE as A
 from agentexec_sqlalchemy.activity.models import Base
@@ -150,9 +151,29 @@ def test_upgrade_from_empty_is_create_all(kind: str, new_url: Any, engines: list
             ).scalar_one()
         assert "gin" in index and "jsonb_path_ops" in index
         assert schema(migrated)[A]["options"] == ["fillfactor=80"]
+        # the metadata pair table's trigger and function (ax0007), which reflection omits
+        assert _triggers(migrated) == _triggers(created) and len(_triggers(created)) == 3
     else:
         # SQLite: only the PostgreSQL-only GIN index, which neither database has
         assert [d for d in autogenerate_diff(migrated) if "metadata" not in d] == []
+
+
+def _triggers(engine: Engine) -> list[str]:
+    """The definitions of the triggers on the activity table and of their function (without
+    the schema's name, which differs between tests)."""
+    with engine.connect() as conn:
+        own = f"{conn.scalar(sa.text('SELECT current_schema()'))}."
+        triggers = conn.execute(sa.text(
+            "SELECT pg_get_triggerdef(t.oid), pg_get_functiondef(t.tgfoid) FROM pg_trigger t "
+            "WHERE t.tgrelid = to_regclass(:t) AND NOT t.tgisinternal ORDER BY t.tgname"),
+            {"t": f'"{A}"'},
+        ).all()
+    return sorted({text.replace(own, "") for row in triggers for text in row})
+
+
+def _pairs(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(sa.text(f'SELECT count(*) FROM "{PAIRS}"')) or 0)
 
 
 def _fill_baseline(engine: Engine, count: int = 30) -> dict[uuid.UUID, list[tuple[str, str, int | None]]]:
@@ -223,6 +244,9 @@ def test_baseline_filled_upgrades_and_back(kind: str, new_url: Any, engines: lis
     current = {uuid.UUID(str(r[0])): (r[1], r[2]) for r in rows}
     assert current == {agent_id: _current(entries) for agent_id, entries in expected.items()}
     _check_logs(store, expected)
+    # ax0007 filled the metadata pair table (PostgreSQL; SQLite filters with json_each)
+    assert _pairs(engine) == (len(expected) if kind == "postgresql" else 0)
+    assert [store.list(metadata={"n": n}).total for n in (0, 7, 29, 30)] == [1, 1, 1, 0]
     for status in (Status.QUEUED, Status.RUNNING, Status.COMPLETE, Status.ERROR):
         page = store.list(page_size=100, status=status)
         assert {i.agent_id for i in page.items} == {
@@ -238,6 +262,16 @@ def test_baseline_filled_upgrades_and_back(kind: str, new_url: Any, engines: lis
     assert migrations.recorded(engine) == migrations.REVISIONS[-2]
     _check_logs(store, expected)
     assert store.list(page_size=1).items[0].status == Status.RUNNING
+    assert not sa.inspect(engine).has_table(PAIRS)
+    if kind == "postgresql":
+        assert _triggers(engine) == []
+        with engine.begin() as conn:  # a write at ax0006 (no trigger), then ax0007 again
+            conn.execute(sa.text(f"UPDATE {A} SET metadata = CAST('{{\"n\": 99}}' AS jsonb) "
+                                 f"WHERE metadata = CAST('{{\"n\": 0}}' AS jsonb)"))
+        migrations.upgrade(engine)
+        assert _pairs(engine) == len(expected)
+        assert [store.list(metadata={"n": n}).total for n in (0, 99)] == [0, 1]
+        migrations.downgrade(engine, "-1")
     migrations.downgrade(engine, migrations.BASELINE)  # and to the baseline: the columns go
     assert migrations.recorded(engine) == migrations.BASELINE
     assert "status" not in {c["name"] for c in sa.inspect(engine).get_columns(A)}

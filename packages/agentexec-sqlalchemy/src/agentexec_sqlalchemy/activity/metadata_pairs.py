@@ -70,8 +70,9 @@ KEPT_SQL = f"""length(pair.key) <= {KEY_CHARS} AND CASE jsonb_typeof(pair.value)
 
 def trigger_ddl(activity: str, pairs: str, quote: Any) -> list[str]:
     """The function and triggers that keep ``pairs`` (table name) equal to the kept pairs of
-    every row of ``activity``. ``quote``: the dialect's identifier quoting. Also what migration
-    ax0007 runs (it keeps its own copy: a migration is frozen)."""
+    every row of ``activity``, and the pairs of the rows that exist. ``quote``: the dialect's
+    identifier quoting. Migration ax0007 runs the same (its own copy: a migration is frozen;
+    tests/test_migrations.py compares the two)."""
     function = quote(f"{pairs}_sync")
     return [
         f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
@@ -92,6 +93,13 @@ $body$""",
         f"CREATE TRIGGER {quote(f'{pairs}_update')} AFTER UPDATE OF metadata, created_at "
         f"ON {quote(activity)} FOR EACH ROW WHEN (OLD.metadata IS DISTINCT FROM NEW.metadata "
         f"OR OLD.created_at IS DISTINCT FROM NEW.created_at) EXECUTE FUNCTION {function}()",
+        # the activities that exist already: create_all on an older database makes a complete
+        # table too (the trigger sees every later row: CREATE TRIGGER locks out writers until
+        # this transaction ends)
+        f"INSERT INTO {quote(pairs)} (activity_id, key, value, created_at) "
+        f"SELECT activity.id, pair.key, pair.value, activity.created_at "
+        f"FROM {quote(activity)} AS activity, jsonb_each(activity.metadata) AS pair "
+        f"WHERE jsonb_typeof(activity.metadata) = 'object' AND {KEPT_SQL} ON CONFLICT DO NOTHING",
     ]
 
 

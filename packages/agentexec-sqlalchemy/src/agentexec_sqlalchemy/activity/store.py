@@ -137,13 +137,9 @@ class SQLActivityStore:
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x61676578)))
-            present = sa.inspect(conn).has_table(Activity.__tablename__)
-            # the pair table comes with the activity table; on an older schema, with the
-            # migration that fills it (ax0007)
-            tables = [Activity.__table__, ActivityLog.__table__]
-            if not present:
-                tables.append(ActivityMetadataPair)
-            Activity.metadata.create_all(conn, tables=tables)  # type: ignore[arg-type]
+            Activity.metadata.create_all(conn, tables=[
+                Activity.__table__, ActivityLog.__table__, ActivityMetadataPair,  # type: ignore[list-item]
+            ])
             if migrations.recorded(conn) in (None, *migrations.REVISIONS[:-1]):
                 migrations.upgrade(conn)
 
