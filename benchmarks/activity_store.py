@@ -41,8 +41,16 @@ from agentexec_sqlalchemy.engine import create_engine
 WITH_STATUS = "status" in Activity.__table__.c
 
 
+#: ``--metadata``: every activity is created with a tenant (the pair table's trigger runs)
+METADATA = False
+
+
+def tenant(n: int) -> dict[str, str] | None:
+    return {"tenant": f"t{n % 100}", "org": f"org-{n % 3}"} if METADATA else None
+
+
 def lifecycle(store: SQLActivityStore, n: int) -> None:
-    agent_id = store.create("bench", "Waiting to start.")
+    agent_id = store.create("bench", "Waiting to start.", metadata=tenant(n))
     store.append(agent_id, "Task started.", Status.RUNNING, 0)
     store.append(agent_id, f"working on {n}", None, 50)
     store.append(agent_id, "Task completed successfully.", Status.COMPLETE, 100)
@@ -72,7 +80,8 @@ def batched_throughput(store: SQLActivityStore, count: int, batch: int = 100) ->
     async def run() -> None:
         for first in range(0, count, batch):
             ids = [uuid.uuid4() for _ in range(min(batch, count - first))]
-            await store.acreate_many([(agent_id, "bench", "Waiting to start.") for agent_id in ids])
+            await store.acreate_many([(agent_id, "bench", "Waiting to start.", tenant(first + n))
+                                      for n, agent_id in enumerate(ids)])
             for message, status, pct in (("Task started.", Status.RUNNING, 0), ("working", None, 50),
                                          ("Task completed successfully.", Status.COMPLETE, 100)):
                 await store.aappend_many([LogEntry(a, message, status, pct) for a in ids])
@@ -130,7 +139,11 @@ def main() -> None:
     parser.add_argument("--list-size", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--only", choices=("throughput", "list"), help="run one part")
+    parser.add_argument("--metadata", action="store_true",
+                        help="throughput: create every activity with tenant metadata")
     args = parser.parse_args()
+    global METADATA
+    METADATA = args.metadata
     if args.only != "list":
         bench_throughput(args)
     if args.only != "throughput":
@@ -138,7 +151,8 @@ def main() -> None:
 
 
 def bench_throughput(args: argparse.Namespace) -> None:
-    print(f"# throughput: {args.activities} activities x (create + 3 updates)")
+    print(f"# throughput: {args.activities} activities x (create + 3 updates)"
+          f"{', with tenant metadata' if args.metadata else ''}")
     with tempfile.TemporaryDirectory() as tmp, fresh_postgres(args.pg_url) as pg_url:
         for label, url in (("sqlite file", f"sqlite:///{Path(tmp) / 'bench.db'}"), ("postgresql", pg_url)):
             engine = create_engine(url, pool_size=args.threads + 2)

@@ -12,12 +12,13 @@ Values compare as ``jsonb``, typed as the filter's rules say (1 = 1.0, 1 != true
 
 Not every pair is kept: a btree entry must stay small. :func:`kept` says which pairs are, in
 Python for the filter and in SQL (:data:`KEPT_SQL`) for the trigger; the two must agree on every
-value a filter can hold (tests/test_activity_store.py checks them against each other). The rule
-depends only on the key and on the JSON value (never on how a number was spelled), so every row
-equal to a kept filter pair is kept too. A filter pair not kept (a list, an object, a long
-string, a number with more than 18 digits on either side of the point) falls back to the GIN
-index. SQLite has the table (the schema is the same on both) but no trigger: it filters with
-``json_each``.
+value a filter can hold (tests/test_activity_metadata_pairs.py checks them against each
+other). The rule depends only on the key and on the JSON value (never on how a number was
+spelled), so every row equal to a kept filter pair is kept too. Only a filter of exactly one
+kept pair reads this table (``queries.selection``); a pair not kept (a list, an object, a long
+string, a number with more than 18 digits on either side of the point), or several pairs (which
+the GIN index intersects before visiting any row), go through the GIN index as before. SQLite
+has the table (the schema is the same on both) but no trigger: it filters with ``json_each``.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ END
 $body$""",
         # an activity without metadata costs no call; the store never updates these columns
         f"CREATE TRIGGER {quote(f'{pairs}_insert')} AFTER INSERT ON {quote(activity)} "
-        f"FOR EACH ROW WHEN (NEW.metadata IS NOT NULL) EXECUTE FUNCTION {function}()",
+        f"FOR EACH ROW WHEN (jsonb_typeof(NEW.metadata) = 'object') EXECUTE FUNCTION {function}()",
         f"CREATE TRIGGER {quote(f'{pairs}_update')} AFTER UPDATE OF metadata, created_at "
         f"ON {quote(activity)} FOR EACH ROW WHEN (OLD.metadata IS DISTINCT FROM NEW.metadata "
         f"OR OLD.created_at IS DISTINCT FROM NEW.created_at) EXECUTE FUNCTION {function}()",

@@ -2,7 +2,9 @@
 
 "Latest" means the last entry in the order of ``Activity.logs``: by ``created_at``, then ``id``.
 Status and percentage are read from the activity row (which every write keeps equal to its
-latest entry's), so a status filter is a range scan of the ``(status, created_at, id)`` index.
+latest entry's), so a status filter is a range scan of the ``(status, created_at, id)`` index;
+on PostgreSQL a one-pair metadata filter (a tenant) is a range scan of the pair table's index
+(:func:`selection`).
 The latest message is a correlated subquery that the ``(activity_id, created_at, id)`` index
 answers with one short backward range scan, so a page of ``list()`` costs the same whether the
 table holds a hundred activities or a million.

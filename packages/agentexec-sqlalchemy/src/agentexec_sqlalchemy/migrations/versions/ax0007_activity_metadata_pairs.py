@@ -61,7 +61,7 @@ END
 $body$""",
         f"DROP TRIGGER IF EXISTS {quote(INSERT_TRIGGER)} ON {quote(A)}",
         f"CREATE TRIGGER {quote(INSERT_TRIGGER)} AFTER INSERT ON {quote(A)} "
-        f"FOR EACH ROW WHEN (NEW.metadata IS NOT NULL) EXECUTE FUNCTION {quote(FUNCTION)}()",
+        f"FOR EACH ROW WHEN (jsonb_typeof(NEW.metadata) = 'object') EXECUTE FUNCTION {quote(FUNCTION)}()",
         f"DROP TRIGGER IF EXISTS {quote(UPDATE_TRIGGER)} ON {quote(A)}",
         f"CREATE TRIGGER {quote(UPDATE_TRIGGER)} AFTER UPDATE OF metadata, created_at "
         f"ON {quote(A)} FOR EACH ROW WHEN (OLD.metadata IS DISTINCT FROM NEW.metadata "
