@@ -88,9 +88,10 @@ BEGIN
     RETURN NULL;
 END
 $body$""",
-        # an activity without metadata costs no call; the store never updates these columns
+        # an activity without metadata (NULL, or a JSON null) costs no call
         f"CREATE TRIGGER {quote(f'{pairs}_insert')} AFTER INSERT ON {quote(activity)} "
         f"FOR EACH ROW WHEN (jsonb_typeof(NEW.metadata) = 'object') EXECUTE FUNCTION {function}()",
+        # for other writers: agentexec's own updates never set these columns, so never fire it
         f"CREATE TRIGGER {quote(f'{pairs}_update')} AFTER UPDATE OF metadata, created_at "
         f"ON {quote(activity)} FOR EACH ROW WHEN (OLD.metadata IS DISTINCT FROM NEW.metadata "
         f"OR OLD.created_at IS DISTINCT FROM NEW.created_at) EXECUTE FUNCTION {function}()",
