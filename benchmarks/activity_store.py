@@ -6,7 +6,9 @@
 1. Throughput: for each activity, ``create`` + 3 ``update`` calls (the life of a task: queued,
    started, progress, complete), one transaction each, through the sync API; once from one
    thread and once from 8 threads (a worker pool's pattern); then the same through the batch
-   calls (``acreate_many`` / ``aappend_many``, 100 activities per transaction).
+   calls (``acreate_many`` / ``aappend_many``, 100 activities per transaction). ``--metadata``:
+   every activity is created with a tenant's metadata (on PostgreSQL the pair table's trigger
+   runs for it, migration ax0007).
 2. ``list()`` of a page of 50 over ``--list-size`` activities on PostgreSQL (goal: <= 20 ms):
    first page, a deep page, and filtered by status (a quarter of the rows each: the status is a
    column of the activity since migration ax0002, issue #20) / metadata (one tenant of 100, and
