@@ -166,7 +166,9 @@ async def drained(count: int = 0, pid: int = 0) -> tuple[float, float]:
         while length := await backends.queue.length(CONF.queue_name):
             if start is None and pid and length < count:
                 start = tree_cpu(pid)
-            await anyio.sleep(0.005)
+            # length scans the list on Redis (~240 us of the server with 3,000 waiting): a
+            # long queue is polled every 50 ms, the last thousand tasks every 5 ms
+            await anyio.sleep(0.005 if length < 1000 or start is None else 0.05)
         while (await backends.queue.stats(CONF.queue_name)).in_flight:
             await anyio.sleep(0.005)
     if start is None or not pid:
