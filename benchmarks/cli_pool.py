@@ -14,7 +14,9 @@ Settings: ``default`` is ``agentexec run`` with no option but ``--workers`` (age
 
 1. drain: ``--tasks`` no-op tasks queued (``enqueue_many``), then the pool launched with 1 and
    with 2 worker processes; tasks/s (all processes together) = tasks / (first handler start ->
-   every task acknowledged), and the wall time from launch (start-up included).
+   every task acknowledged), the wall time from launch (start-up included), and the CPU time
+   per task of the pool's main process and of its workers (and fork server), from the first
+   take to the last ack (from /proc; less noisy than tasks/s on a shared machine).
 2. latency: the pool idle and warm; 200 tasks enqueued one at a time every 10 ms; enqueue call
    -> handler start, p50 / p99 ms (1 worker process).
 3. io: 500 tasks that each sleep 0.1 s queued, then a 1-process pool with 500 slots launched;
@@ -127,13 +129,52 @@ async def fill(count: int, **job: float) -> list[ax.Task]:
     return tasks
 
 
-async def drained() -> None:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int) -> tuple[float, float]:
+    """CPU seconds (user + system) so far of the pool's main process and of its descendants
+    (fork server and workers), from /proc: steadier than the wall clock on a shared machine."""
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
+    below = 0.0
+    for pid in cpu:
+        up = parent.get(pid)
+        while up is not None and up != root and up > 1:
+            up = parent.get(up)
+        if up == root:
+            below += cpu[pid]
+    return cpu.get(root, 0.0), below
+
+
+async def drained(count: int = 0, pid: int = 0) -> tuple[float, float]:
+    """Wait until every task is acknowledged; the pool's CPU (main, workers) spent meanwhile,
+    counted from the first take (start-up excluded)."""
     backends = get_backends()
+    start: tuple[float, float] | None = None
     with anyio.fail_after(WAIT):
-        while await backends.queue.length(CONF.queue_name):
-            await anyio.sleep(0.005)
+        while length := await backends.queue.length(CONF.queue_name):
+            if start is None and pid and length < count:
+                start = tree_cpu(pid)
+            # length scans the list on Redis (~240 us of the server with 3,000 waiting): a
+            # long queue is polled every 50 ms, the last thousand tasks every 5 ms
+            await anyio.sleep(0.005 if length < 1000 or start is None else 0.05)
         while (await backends.queue.stats(CONF.queue_name)).in_flight:
             await anyio.sleep(0.005)
+    if start is None or not pid:
+        return 0.0, 0.0
+    end = tree_cpu(pid)
+    return end[0] - start[0], end[1] - start[1]
 
 
 def bench_drain(stack: Stack, count: int, workers: int, concurrency: int | None, log: Path) -> dict[str, Any]:
@@ -142,13 +183,14 @@ def bench_drain(stack: Stack, count: int, workers: int, concurrency: int | None,
         tasks = anyio.run(fill, count)
         worker = Worker(env, workers, concurrency, log)
         try:
-            anyio.run(drained)
+            main_cpu, workers_cpu = anyio.run(drained, count, worker.proc.pid)
             done = time.time()
             results = anyio.run(lambda: ax.gather(*tasks, timeout=WAIT))
         finally:
             worker.stop()
     first = min(r[0] for r in results)
-    return {"rate": count / (done - first), "wall": done - worker.launched, "log_lines": worker.lines()}
+    return {"rate": count / (done - first), "wall": done - worker.launched, "log_lines": worker.lines(),
+            "main_us": main_cpu / count * 1e6, "workers_us": workers_cpu / count * 1e6}
 
 
 def bench_latency(stack: Stack, concurrency: int | None, log: Path, trials: int = 200) -> dict[str, Any]:
@@ -224,7 +266,8 @@ def main() -> None:
                             for _ in range(args.repeat):
                                 r = bench_drain(stack, args.tasks, workers, conc, log)
                                 print(f"{label} drain {workers} proc: {r['rate']:>7,.0f} tasks/s "
-                                      f"(wall {r['wall']:.1f} s, {r['log_lines']} output lines; "
+                                      f"(wall {r['wall']:.1f} s, {r['log_lines']} output lines; CPU "
+                                      f"per task main {r['main_us']:.0f} us, workers {r['workers_us']:.0f} us; "
                                       f"{uptime()})", flush=True)
                     if "latency" in only:
                         r = bench_latency(stack, conc, log)

@@ -67,11 +67,13 @@ def make_pool(queue_name: str, backends: Backends) -> ax.Pool:
 
 
 async def drained(backends: Backends, queue_name: str) -> None:
-    """Every task taken (LLEN, cheap) and then every lease acknowledged (stats reads the whole
-    queue, so it is only polled once the queue is empty)."""
+    """Every task taken and then every lease acknowledged (stats reads the whole queue, so it
+    is only polled once the queue is empty). ``length`` scans the list on Redis (it leaves out
+    wake-up tokens: ~240 us of the server per call with 3,000 waiting), so a long queue is polled
+    every 50 ms and the last thousand tasks every 5 ms."""
     with anyio.fail_after(WAIT):
-        while await backends.queue.length(queue_name):
-            await anyio.sleep(0.005)
+        while left := await backends.queue.length(queue_name):
+            await anyio.sleep(0.005 if left < 1000 else 0.05)
         while (await backends.queue.stats(queue_name)).in_flight:
             await anyio.sleep(0.005)
 

@@ -27,6 +27,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from agentexec_redis._connection import direct_send
+
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 _lock = threading.Lock()
@@ -213,7 +215,7 @@ def _new_async(url: str) -> aioredis.Redis:
         retry=_retry(),
         **_socket_options(url),
     )
-    return aioredis.Redis.from_pool(pool)
+    return aioredis.Redis.from_pool(direct_send(pool))
 
 
 def _new_sync(url: str) -> redis.Redis:

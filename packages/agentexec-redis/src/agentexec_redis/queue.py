@@ -333,19 +333,22 @@ class RedisQueue:
         """Up to ``max_count`` tasks. While tasks wait this is one round trip: the ``TAKE``
         script moves up to ``max_count`` of them into the consumer's in-flight list in one
         atomic step. When none wait, the first is taken as :meth:`reserve` takes it (waiting up
-        to ``timeout``) and whatever arrived meanwhile with one more ``TAKE``. ``[]`` when
-        nothing came."""
+        to ``timeout``) and returned alone, at once: a task that woke an idle worker starts
+        without another round trip, and whatever arrived with it is the next call's ``TAKE``
+        (a consumer's first call, which recovers its earlier tasks first, takes the rest at
+        once). ``[]`` when nothing came."""
         deadline = time.monotonic() + max(timeout, 0.0)
         keys = queue_keys(queue_name)
         state = self._consumer((queue_name, consumer_id))
-        if max_count > 1 and state.started and not state.dirty:
+        started = state.started and not state.dirty
+        if max_count > 1 and started:
             leases = await self._take_more(keys, consumer_id, state, max_count)
             if leases:
                 return leases
         first = await self.reserve(queue_name, consumer_id, deadline - time.monotonic())
         if first is None:
             return []
-        if max_count <= 1:
+        if max_count <= 1 or started:
             return [first]
         return [first, *await self._take_more(keys, consumer_id, state, max_count - 1)]
 

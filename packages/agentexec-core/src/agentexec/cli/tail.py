@@ -151,10 +151,21 @@ def render(raw: Event) -> dict[str, Any] | None:
         msg = json.loads(raw.data)
     except (ValueError, RecursionError):  # printed as the raw text it is
         msg = None
+    if isinstance(msg, list) and msg and all(isinstance(m, dict) for m in msg):
+        # the records a worker logged meanwhile, in one message: one line each
+        records = [_log_record(raw, m) for m in msg]
+        if len(records) == 1:
+            return records[0]
+        return {"kind": "logs", "id": raw.id, "events": records,
+                "text": "\n".join(str(r["text"]) for r in records)}
     if not isinstance(msg, dict):  # shown as the text it is, within a screenful
         text = truncate(raw.data, RAW_LIMIT)
         return {"kind": "log", "channel": raw.channel, "message": text,
                 "text": f"[dim]{safe(raw.channel)}[/] {safe(text)}"}
+    return _log_record(raw, msg)
+
+
+def _log_record(raw: Event, msg: dict[str, Any]) -> dict[str, Any]:
     worker = safe(msg.get("worker", "?"))
     when = _clock(msg.get("time"))
     if msg.get("event") == "exit":

@@ -1,7 +1,8 @@
 """Event channels a pool uses, shared with ``agentexec`` CLI commands.
 
-- ``logs:<queue>``: one JSON object per worker log record (``worker``, ``pool`` (the pool's id),
-  ``pid``, ``level`` (the name, ``"INFO"``), ``levelno``, ``logger``, ``message``, ``time``);
+- ``logs:<queue>``: worker log records, a JSON object each (``worker``, ``pool`` (the pool's id),
+  ``pid``, ``level`` (the name, ``"INFO"``), ``levelno``, ``logger``, ``message``, ``time``), one
+  per message or several in one message as a JSON array (what a worker logged meanwhile);
   the pool's main process prints those of its own workers as ``[Worker N] ...`` (several pools
   may serve one queue). A worker announces its exit with
   ``{"worker": N, "pool": ID, "pid": P, "event": "exit"}``.

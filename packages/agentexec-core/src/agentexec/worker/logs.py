@@ -3,6 +3,11 @@
 In a worker process every record that the inherited logging configuration lets through is sent,
 once, on the ``logs:<queue>`` channel. The main process hands each one to the logger of the same
 name, so the user's handlers, formats and levels apply as if the record had been logged there.
+
+The records a worker logged meanwhile travel together: one message holds a JSON array of them
+(at most ``BATCH_RECORDS`` and about ``CONF.max_event_bytes``), so a busy worker's two lines per
+task cost the events backend, and the main process reading it, a message per batch, not one
+per line. A message holding one object is one record (what a worker's exit notice is).
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ from agentexec.limits import truncate
 
 #: records kept while the events backend is slow; past this the oldest are dropped (and counted)
 BUFFER = 10_000
+#: most records in one message on the logs channel
+BATCH_RECORDS = 500
+#: a worker that just logged waits this long (seconds) for more records before it sends them,
+#: unless it already holds ``LINGER_RECORDS``: fewer, larger messages under a steady stream
+LINGER = 0.01
+LINGER_RECORDS = 200
 
 
 class LogForwarder(logging.Handler):
@@ -95,6 +106,8 @@ class LogForwarder(logging.Handler):
             elif not self._buffer:
                 with anyio.move_on_after(0.05):
                     await self._wake.wait()
+            if self._buffer and len(self._buffer) < LINGER_RECORDS and not self._down:
+                await anyio.sleep(LINGER)
             with anyio.CancelScope(shield=True):  # a record is sent whole, and only once
                 await self.flush_to(events, channel)
 
@@ -123,28 +136,49 @@ class LogForwarder(logging.Handler):
                 "logger": "agentexec.worker", "time": time.time(),
                 "message": f"{dropped} log record(s) dropped: the events backend was too slow",
             }))
-        if isinstance(events, BatchPublish):
-            while self._buffer:
-                batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), 500))]
-                try:
-                    await events.publish_many(channel, batch)
-                except Exception as exc:
-                    if self._unreachable(events, exc, batch, final):
-                        return
-                    _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); " + "\n".join(batch))
-            self._down, self._pause = False, 0.0
-            self._pauses.reset()
-            return
         while self._buffer:
-            data = self._buffer.popleft()
+            batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), BATCH_RECORDS))]
+            groups = pack(batch)
             try:
-                await events.publish(channel, data)
+                if isinstance(events, BatchPublish):
+                    await events.publish_many(channel, [joined(g) for g in groups])
+                else:
+                    for sent, group in enumerate(groups):
+                        try:
+                            await events.publish(channel, joined(group))
+                        except Exception:
+                            # what was sent stays sent: only the rest is kept or printed
+                            batch = [record for g in groups[sent:] for record in g]
+                            raise
             except Exception as exc:
-                if self._unreachable(events, exc, [data], final):
+                if self._unreachable(events, exc, batch, final):
                     return
-                _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); {data}")
+                _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); " + "\n".join(batch))
         self._down, self._pause = False, 0.0
         self._pauses.reset()
+
+
+def pack(records: list[str]) -> list[list[str]]:
+    """``records`` (each one JSON object) in order, in groups of about ``CONF.max_event_bytes``
+    at most (a larger record goes alone): each group is one message (:func:`joined`)."""
+    limit = CONF.max_event_bytes
+    groups: list[list[str]] = []
+    group: list[str] = []
+    size = 0
+    for record in records:
+        if group and size + len(record) > limit:
+            groups.append(group)
+            group, size = [], 0
+        group.append(record)
+        size += len(record) + 1
+    if group:
+        groups.append(group)
+    return groups
+
+
+def joined(group: list[str]) -> str:
+    """One message of the logs channel: the record itself, or a JSON array of several."""
+    return group[0] if len(group) == 1 else "[" + ",".join(group) + "]"
 
 
 def install_forwarder(worker_index: int, pool_id: str | None = None) -> LogForwarder:
@@ -167,6 +201,22 @@ def install_forwarder(worker_index: int, pool_id: str | None = None) -> LogForwa
     return forwarder
 
 
+def emit_worker_records(data: str, pool_id: str | None = None) -> list[dict[str, Any]]:
+    """In the main process: re-emit the records of one message of the logs channel (one record,
+    or a JSON array of them) through the user's logging config, in order. Returns the decoded
+    messages of ``pool_id``'s workers (every worker's when ``None``); what is not a record is
+    skipped."""
+    try:
+        decoded = json.loads(data)
+    except (ValueError, TypeError, RecursionError):  # not a record: skipped
+        return []
+    out: list[dict[str, Any]] = []
+    for msg in decoded if isinstance(decoded, list) else [decoded]:
+        if isinstance(msg, dict) and _emit(msg, pool_id):
+            out.append(msg)
+    return out
+
+
 def emit_worker_record(data: str, pool_id: str | None = None) -> dict[str, Any] | None:
     """In the main process: re-emit one forwarded record through the user's logging config.
     Returns the decoded message (``None`` if it was not one). With ``pool_id``, a record of
@@ -174,18 +224,24 @@ def emit_worker_record(data: str, pool_id: str | None = None) -> dict[str, Any] 
     returned."""
     try:
         msg = json.loads(data)
-        if not isinstance(msg, dict):
-            return None
+    except (ValueError, TypeError, RecursionError):  # not a record: skipped
+        return None
+    return msg if isinstance(msg, dict) and _emit(msg, pool_id) else None
+
+
+def _emit(msg: dict[str, Any], pool_id: str | None) -> bool:
+    """Hand one decoded record to its logger; False when it is not one of ``pool_id``'s."""
+    try:
         if pool_id is not None and msg.get("pool") != pool_id:
-            return None
+            return False
         if msg.get("event"):
-            return msg
+            return True
         name = str(msg.get("logger") or "agentexec.worker")
         level = _level(msg)
         # cleaned: a lone surrogate in a task's error text would make the user's handler fail
         text = clean_text(f"[Worker {msg.get('worker', '?')}] {msg.get('message', '')}", None)
     except (ValueError, TypeError, RecursionError):  # not a record: skipped
-        return None
+        return False
     logger = logging.getLogger(name)
     if logger.isEnabledFor(level):
         record = logger.makeRecord(name, level, "(worker)", 0, text, (), None)
@@ -201,7 +257,7 @@ def emit_worker_record(data: str, pool_id: str | None = None) -> dict[str, Any] 
             record.agent_id = msg.get("agent_id")
             record.attempt = msg.get("attempt")
         logger.handle(record)
-    return msg
+    return True
 
 
 def _level(msg: dict[str, Any]) -> int:

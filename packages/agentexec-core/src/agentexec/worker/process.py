@@ -248,6 +248,9 @@ def _child_main(spec: WorkerSpec) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     forwarder = install_forwarder(spec.index, spec.pool_id)
+    # the forwarder sends no caller information (the main process prints "(worker)"), so the
+    # frame walk of every logging call is skipped: the logging HOWTO's "Optimization" switch
+    logging._srcfile = None
     if has_backends():
         _inherited.append(get_backends())
     if spec.engine is not None:

@@ -35,7 +35,7 @@ from agentexec.lanes import Lane
 from agentexec.runtime import Backends
 from agentexec.worker.channels import control_channel, logs_channel, shutdown_message
 from agentexec.worker.forkserver import ForkServer, reap_strays
-from agentexec.worker.logs import emit_worker_record
+from agentexec.worker.logs import emit_worker_records
 from agentexec.worker.process import (
     RECYCLED_EXIT_CODE,
     WorkerSpec,
@@ -371,11 +371,11 @@ class ProcessSupervisor(Supervisor):
                         task_status.started()
                     wait.reset()
                     async for event in stream:
-                        msg = emit_worker_record(event.data, self.pool.id)
-                        if msg and msg.get("event") == "exit":
-                            for slot in self.slots:
-                                if slot.index == msg.get("worker"):
-                                    slot.exit_seen = True
+                        for msg in emit_worker_records(event.data, self.pool.id):
+                            if msg.get("event") == "exit":
+                                for slot in self.slots:
+                                    if slot.index == msg.get("worker"):
+                                        slot.exit_seen = True
             except Exception as exc:
                 if not started:
                     started = True
