@@ -21,6 +21,12 @@ Settings: ``default`` is ``agentexec run`` with no option but ``--workers`` (age
    -> handler start, p50 / p99 ms (1 worker process).
 3. io: 500 tasks that each sleep 0.1 s queued, then a 1-process pool with 500 slots launched;
    seconds from the first handler start to the last handler end.
+4. cpu (only when asked, ``--only cpu``): a 1-process pool, warm and idle, then ``--tasks``
+   no-op tasks queued; CPU time per task of the pool's main process and of its other
+   processes (the worker, the fork server), from ``/proc/<pid>/schedstat`` before and after.
+   Less sensitive to the machine's load than tasks/s. ``--py-spy FILE`` runs the pool under
+   ``py-spy record --subprocesses`` (raw format) in this scenario, with ``$PY_SPY_ARGS`` added
+   (``--gil --rate 500``: only the thread holding the GIL, more samples).
 """
 
 from __future__ import annotations
@@ -81,6 +87,10 @@ def producer(env: dict[str, str]) -> Iterator[None]:
     for field, info in type(CONF).model_fields.items():
         value = env.get(f"AGENTEXEC_{field.upper()}")
         setattr(CONF, field, value if value is not None else info.get_default(call_default_factory=True))
+    if has_backends():  # built before these settings (importing _cli_app builds a Pool): stale
+        stale = get_backends()
+        set_backends(None)
+        anyio.run(stale.aclose)
     backends = get_backends()
     if CONF.database_url:
         ax.Base.metadata.create_all(backends.activity.engine)  # type: ignore[attr-defined]
@@ -95,8 +105,13 @@ def producer(env: dict[str, str]) -> Iterator[None]:
 class Worker:
     """``agentexec run _cli_app:pool --workers N [--concurrency M]``, output to a log file."""
 
-    def __init__(self, env: dict[str, str], workers: int, concurrency: int | None, log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], workers: int, concurrency: int | None, log: Path, py_spy: str | None = None
+    ) -> None:
         argv = [str(AGENTEXEC), "run", "_cli_app:pool", "--workers", str(workers)]
+        if py_spy:
+            argv = ["py-spy", "record", "--subprocesses", "--nonblocking", "--format", "raw", "-o", py_spy,
+                    *os.environ.get("PY_SPY_ARGS", "").split(), "--", *argv]
         if concurrency:
             # tuned: more slots, and the per-task INFO lines kept in the workers
             argv += ["--concurrency", str(concurrency), "--log-level", "WARNING"]
@@ -108,7 +123,10 @@ class Worker:
                                          start_new_session=True)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        main = self._main()
+        if main != self.proc.pid:  # py-spy writes its profile once the pool has exited
+            os.kill(main, signal.SIGTERM)
+        elif self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(30)
@@ -118,6 +136,42 @@ class Worker:
 
     def lines(self) -> int:
         return sum(1 for _ in self.log.open())
+
+    def _main(self) -> int:
+        """The pool's main process: ours, or py-spy's child."""
+        if "py-spy" not in str(self.proc.args):
+            return self.proc.pid
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == self.proc.pid:
+                return int(entry.name)
+        return self.proc.pid
+
+    def cpu(self) -> tuple[float, float]:
+        """Seconds on CPU so far: (the pool's main process, its other processes)."""
+        main = self._main()
+        procs: dict[int, tuple[int, float]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                fields = stat[stat.rindex(")") + 2:].split()
+                ppid, sid = int(fields[1]), int(fields[3])
+                # every thread's (the process's own schedstat is its main thread's only)
+                ran = sum(int((t / "schedstat").read_text().split()[0]) for t in (entry / "task").iterdir()) / 1e9
+            except (OSError, ValueError):
+                continue
+            if sid == self.proc.pid:
+                procs[int(entry.name)] = (ppid, ran)
+        own = procs.get(main, (0, 0.0))[1]
+        others = sum(ran for pid, (_, ran) in procs.items() if pid not in (main, self.proc.pid))
+        return own, others
 
 
 async def fill(count: int, **job: float) -> list[ax.Task]:
@@ -230,6 +284,31 @@ def bench_io(stack: Stack, log: Path) -> dict[str, Any]:
     return {"seconds": max(r[1] for r in results) - min(r[0] for r in results)}
 
 
+def bench_cpu(stack: Stack, count: int, concurrency: int | None, log: Path, py_spy: str | None) -> dict[str, Any]:
+    from _cli_app import Job
+
+    env = stack.fresh()
+    with producer(env):
+        worker = Worker(env, 1, concurrency, log, py_spy)
+        try:
+            async def warm() -> None:
+                await ax.get_result(await ax.enqueue("noop", Job()), timeout=WAIT)
+                await anyio.sleep(0.5)
+
+            anyio.run(warm)
+            main0, rest0 = worker.cpu()
+            started = time.time()
+            tasks = anyio.run(fill, count)
+            anyio.run(drained)
+            elapsed = time.time() - started
+            main1, rest1 = worker.cpu()
+            anyio.run(lambda: ax.gather(*tasks, timeout=WAIT))
+        finally:
+            worker.stop()
+    return {"main_us": (main1 - main0) / count * 1e6, "rest_us": (rest1 - rest0) / count * 1e6,
+            "rate": count / elapsed, "log_lines": worker.lines()}
+
+
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # so the finally blocks stop the pool this script started
 
@@ -244,7 +323,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--settings", default="default,tuned", help="comma-separated: default, tuned")
     parser.add_argument("--tuned-concurrency", type=int, default=32)
-    parser.add_argument("--only", choices=["drain", "latency", "io"], action="append")
+    parser.add_argument("--only", choices=["drain", "latency", "io", "cpu"], action="append")
+    parser.add_argument("--py-spy", default=None, help="cpu scenario: py-spy raw output file")
     parser.add_argument("--repeat", type=int, default=1, help="drain runs per case (all printed)")
     args = parser.parse_args()
     only = args.only or ["drain", "latency", "io"]
@@ -269,6 +349,12 @@ def main() -> None:
                                       f"(wall {r['wall']:.1f} s, {r['log_lines']} output lines; CPU "
                                       f"per task main {r['main_us']:.0f} us, workers {r['workers_us']:.0f} us; "
                                       f"{uptime()})", flush=True)
+                    if "cpu" in only:
+                        for _ in range(args.repeat):
+                            r = bench_cpu(stack, args.tasks, conc, log, args.py_spy)
+                            print(f"{label} cpu per task: main {r['main_us']:,.0f} us, workers "
+                                  f"{r['rest_us']:,.0f} us ({r['rate']:,.0f} tasks/s incl. enqueue, "
+                                  f"{r['log_lines']} output lines; {uptime()})", flush=True)
                     if "latency" in only:
                         r = bench_latency(stack, conc, log)
                         print(f"{label} latency: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms ({uptime()})",

@@ -5,6 +5,7 @@ Configured by the test through AGENTEXEC_* variables (Redis transport, SQLite ac
 
 from __future__ import annotations
 
+import logging
 import os
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 engine = get_engine(os.environ["AGENTEXEC_DATABASE_URL"])
 ax.Base.metadata.create_all(engine)
 pool = ax.Pool(engine=engine)
+log = logging.getLogger("cli_ops_app")
 
 
 class Note(BaseModel):
@@ -30,6 +32,9 @@ class Fragile(BaseModel):
 @pool.task("echo")
 async def echo(agent_id: UUID, context: Note) -> str:
     await ax.activity.aupdate(agent_id, "Half way [step 1/2]", percentage=50)
+    # a line of the handler's own: relayed to the main process, so ``agentexec tail`` sees it
+    # (the per-task ``Processing task`` lines are printed by the worker itself)
+    log.warning("echoing %s", context.text)
     return context.text.upper()
 
 

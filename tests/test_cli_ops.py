@@ -210,7 +210,7 @@ def test_tail_shows_worker_logs_and_events(ops: OpsPool, capsys: pytest.CaptureF
     records = [json.loads(line) for line in out.splitlines()]
     logs = [r for r in records if r["kind"] == "log"]
     events = [r for r in records if r["kind"] == "event"]
-    assert any("echo" in str(r.get("message")) and r.get("worker") == 0 for r in logs), logs
+    assert any("echoing tail" in str(r.get("message")) and r.get("worker") == 0 for r in logs), logs
     assert [e["event_type"] for e in events] == ["tailtest.done"]  # other.thing filtered out
     assert events[0]["payload"] == {"agent_id": str(agent_id)} and events[0]["source"] == "tester"
 

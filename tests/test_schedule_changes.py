@@ -100,3 +100,34 @@ async def test_an_idle_scheduler_reads_the_store_only_on_change(backends: Backen
             stop.set()
     finally:
         store.schedule_records = real  # type: ignore[attr-defined]
+
+
+async def test_a_store_that_cannot_be_read_is_retried_with_pauses(backends: Backends) -> None:
+    """A read that fails (the database down, the SQLite file deleted under a running pool) is
+    tried again after a pause that grows, not at once: it once kept a pool's main process busy
+    at ~80 % of a core, logging a warning per try."""
+    queue = f"changes_{uuid.uuid4().hex[:8]}"
+    tries = 0
+    store = backends.results
+    real = store.schedule_records  # type: ignore[attr-defined]
+
+    async def failing(queue_name: str) -> dict[str, str]:
+        nonlocal tries
+        if queue_name != queue:
+            return await real(queue_name)  # type: ignore[no-any-return]
+        tries += 1
+        raise RuntimeError("no such table")
+
+    store.schedule_records = failing  # type: ignore[attr-defined]
+    scheduler = Scheduler(queue_name=queue)
+    stop = anyio.Event()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(scheduler.run, backends, stop)
+            await wait_for(lambda: tries >= 1, 10, "the first read")
+            await anyio.sleep(2.0)
+            # pauses of 0.1, 0.2, 0.4, 0.8 s ... : a handful of tries in 2 s, not thousands
+            assert 2 <= tries <= 8, f"{tries} reads of a failing store in 2 s"
+            stop.set()
+    finally:
+        store.schedule_records = real  # type: ignore[attr-defined]

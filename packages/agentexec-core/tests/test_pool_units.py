@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import sys
 import uuid
 from pathlib import Path
@@ -25,7 +26,14 @@ from agentexec.worker.channels import (
     logs_channel,
     shutdown_message,
 )
-from agentexec.worker.logs import LogForwarder, emit_worker_record, install_forwarder
+from agentexec.worker.logs import (
+    WRITE_CHARS,
+    JsonFormatter,
+    LogForwarder,
+    emit_worker_record,
+    install_forwarder,
+    printers,
+)
 
 
 class Ctx(BaseModel):
@@ -144,6 +152,67 @@ def test_install_forwarder_forwards_each_record_once() -> None:
         root.handlers[:] = saved[0]
         quiet.handlers[:] = saved[1]
         quiet.propagate = saved[2]
+
+
+def _per_task_record(message: str, name: str) -> logging.LogRecord:
+    logger = logging.getLogger("agentexec.worker")
+    return logger.makeRecord("agentexec.worker", logging.INFO, __file__, 1, message, (name,), None)
+
+
+def test_a_worker_prints_the_per_task_lines_itself_when_the_handlers_allow(tmp_path: Path) -> None:
+    """``Processing task`` / ``Task completed`` do not cross to the main process when every
+    handler that prints them may write from the worker (a plain stream or file handler): they
+    are written by the worker, prefixed and formatted as the main process would, whole lines
+    of at most PIPE_BUF bytes per write; any other record is still relayed."""
+    ours = logging.getLogger("agentexec")
+    saved = (list(ours.handlers), ours.level, ours.propagate)
+    out = (tmp_path / "out.txt").open("w")
+    try:
+        ours.handlers[:] = []
+        plain = logging.StreamHandler(out)
+        plain.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        ours.addHandler(plain)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False  # pytest's own capture handlers sit on the root logger
+        found = printers("agentexec.worker", logging.INFO)
+        assert found == [plain]
+        forwarder = LogForwarder(worker_index=2, printers=found)
+        for i in range(200):
+            forwarder.emit(_per_task_record("Processing task: %s", f"job{i}"))
+            forwarder.emit(_per_task_record("Task completed: %s", f"job{i}"))
+        forwarder.emit(_per_task_record("Task %s went oddly", "job0"))  # not a per-task line
+        assert [json.loads(d)["message"] for d in forwarder._buffer] == ["Task job0 went oddly"]
+        writes: list[str] = []
+        real_write = out.write
+        out.write = lambda text: writes.append(text) or real_write(text)  # type: ignore[method-assign]
+        forwarder.write_printed()
+        out.flush()
+        lines = (tmp_path / "out.txt").read_text().splitlines()
+        assert lines[:2] == ["INFO [Worker 2] Processing task: job0", "INFO [Worker 2] Task completed: job0"]
+        assert len(lines) == 400 and lines[-1] == "INFO [Worker 2] Task completed: job199"
+        assert len(writes) > 1 and all(len(w) <= WRITE_CHARS and w.endswith("\n") for w in writes)
+
+        # JSON lines say which worker and which task, as the main process's would
+        plain.setFormatter(JsonFormatter())
+        forwarder.emit(_per_task_record("Task completed: %s", "jobj"))
+        forwarder.write_printed()
+        out.flush()
+        last = json.loads((tmp_path / "out.txt").read_text().splitlines()[-1])
+        assert (last["message"], last["worker"]) == ("[Worker 2] Task completed: jobj", 2)
+
+        # a handler the worker may not write through: the lines go to the main process
+        ours.addHandler(logging.handlers.RotatingFileHandler(tmp_path / "rot.log"))
+        assert printers("agentexec.worker", logging.INFO) is None
+        ours.handlers[:] = [logging.StreamHandler(__import__("io").StringIO())]  # no descriptor
+        assert printers("agentexec.worker", logging.INFO) is None
+        relayed = LogForwarder(worker_index=2, printers=None)
+        relayed.emit(_per_task_record("Processing task: %s", "job0"))
+        assert [json.loads(d)["message"] for d in relayed._buffer] == ["Processing task: job0"]
+    finally:
+        for handler in ours.handlers:
+            handler.close()
+        ours.handlers[:], ours.level, ours.propagate = saved
+        out.close()
 
 
 def test_cli_parser_and_pool_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,6 +39,10 @@ from agentexec.results import Outcome
 from agentexec.task import Task, TaskDefinition
 
 log = logging.getLogger("agentexec.worker")
+#: the per-task lines of the spec's log format (``[Worker 0] Processing task: name``); a worker
+#: prints them itself where it can (:mod:`agentexec.worker.logs`), they never cross processes
+PROCESSING = "Processing task: %s"
+COMPLETED = "Task completed: %s"
 
 
 class LifecycleSink(Protocol):
@@ -291,7 +295,7 @@ async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
     try:
         if not quiet:
             await sink.started(LogEntry(task.agent_id, CONF.activity_message_started, Status.RUNNING))
-        log.info("Processing task: %s", task.task_name)
+        log.info(PROCESSING, task.task_name)
         try:
             value = await call_handler(definition, task.agent_id, context)
             outcome = Outcome.ok(task.task_name, value, attempts)
@@ -329,7 +333,7 @@ async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
             None if quiet else LogEntry(task.agent_id, CONF.activity_message_complete, Status.COMPLETE, 100),
             data,
         )
-        log.info("Task completed: %s", task.task_name)
+        log.info(COMPLETED, task.task_name)
         return value
     finally:
         _quiet.reset(quiet_token)

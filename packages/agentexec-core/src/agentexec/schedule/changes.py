@@ -21,6 +21,7 @@ import anyio
 import anyio.abc
 
 from agentexec.backends import EventBackend
+from agentexec.backoff import Backoff
 from agentexec.faults import describe
 
 log = logging.getLogger("agentexec.schedule")
@@ -56,6 +57,10 @@ class ScheduleWatch:
         self.subscribed = False
         self._stale = True  # the first look always reads
         self._last_read = float("-inf")
+        #: pauses before reading again after failed reads (the store down, its file gone):
+        #: without them a scheduler re-read, failed and logged in a loop, one core busy
+        self._retries = Backoff(0.1, 5.0)
+        self._retry_in = 0.0
         self._woken = anyio.Event()
         #: notices received (tests)
         self.notices = 0
@@ -64,6 +69,8 @@ class ScheduleWatch:
         """True when the records must be read now; the caller reads them at once (a notice
         arriving during that read makes the next call True again)."""
         now = anyio.current_time()
+        if not self._stale:
+            self._retries.reset()  # the last read worked
         if self._stale or not self.subscribed or now - self._last_read >= RESYNC:
             self._stale = False
             self._last_read = now
@@ -71,13 +78,16 @@ class ScheduleWatch:
         return False
 
     def stale(self) -> None:
-        """The read failed: read again at the next look."""
+        """The read failed: read again at the next look, after a pause that grows while the
+        reads keep failing."""
         self._stale = True
+        self._retry_in = self._retries.next()
 
     async def wait(self, seconds: float, stop: anyio.Event) -> None:
-        """Sleep ``seconds``, or less when a notice comes or ``stop`` is set."""
+        """Sleep ``seconds``, or less when a notice comes or ``stop`` is set (or the pause
+        after a failed read is over)."""
         if self._stale:
-            return
+            seconds = min(seconds, self._retry_in)
         with anyio.move_on_after(seconds):
             async with anyio.create_task_group() as tg:
 
@@ -116,5 +126,6 @@ class ScheduleWatch:
 
     def _notice(self) -> None:
         self._stale = True
+        self._retry_in = 0.0  # a change to read now, not a failed read
         self._woken.set()
         self._woken = anyio.Event()

@@ -76,14 +76,7 @@ class BatchWriter:
         """Queue ``fn(conn, *args)``; the future (of the running loop) gets its return value."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-
-        def done(ok: bool, value: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(_settle, fut, ok, value)
-            except RuntimeError:  # the caller's event loop is closed: nobody to tell
-                pass
-
-        self._queue.put(_Op(fn, args, durable, done))
+        self._queue.put(_Op(fn, args, durable, _Settle(loop, fut)))
         return fut
 
     def call(self, fn: Callable[..., Any], *args: Any, durable: bool = True) -> Any:
@@ -140,14 +133,12 @@ class BatchWriter:
         except Exception as exc:
             conn = _reset(conn)
             if len(batch) == 1 or is_transient(exc):
-                for op in batch:
-                    op.done(False, exc)
+                _resolve([(op, False, exc) for op in batch])
                 return conn
             for op in batch:  # find the faulty one: each alone in its own transaction
                 conn = self._run_batch(conn, [op])
             return conn
-        for op, value in zip(batch, results, strict=True):
-            op.done(True, value)
+        _resolve([(op, True, value) for op, value in zip(batch, results, strict=True)])
         return conn
 
     def _transaction(self, conn: Connection, batch: list[_Op]) -> list[Any]:
@@ -198,13 +189,47 @@ def _reset(conn: Connection | None) -> Connection | None:
         return None
 
 
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.done():  # the caller was cancelled; the write happened anyway
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
+class _Settle:
+    """Resolves a future of an event loop from the writer thread (the ``done`` of an async
+    caller's operation); :func:`_resolve` wakes each loop once per batch."""
+
+    __slots__ = ("fut", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> None:
+        self.loop, self.fut = loop, fut
+
+    def __call__(self, ok: bool, value: Any) -> None:
+        self._on_loop([(self.fut, ok, value)])
+
+    def _on_loop(self, settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        try:
+            self.loop.call_soon_threadsafe(_settle_all, settled)
+        except RuntimeError:  # the caller's event loop is closed: nobody to tell
+            pass
+
+
+def _resolve(done: list[tuple[_Op, bool, Any]]) -> None:
+    """Hand each operation of a batch its outcome: the futures of one event loop in ONE
+    ``call_soon_threadsafe`` (each call writes to the loop's self-pipe: measured ~12 % of a
+    SQLite worker's samples when it was one call per operation)."""
+    per_loop: dict[asyncio.AbstractEventLoop, tuple[_Settle, list[tuple[asyncio.Future[Any], bool, Any]]]] = {}
+    for op, ok, value in done:
+        if isinstance(op.done, _Settle):
+            per_loop.setdefault(op.done.loop, (op.done, []))[1].append((op.done.fut, ok, value))
+        else:
+            op.done(ok, value)
+    for first, settled in per_loop.values():
+        first._on_loop(settled)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in settled:
+        if fut.done():  # the caller was cancelled; the write happened anyway
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 def get_writer(engine: Engine) -> BatchWriter:
