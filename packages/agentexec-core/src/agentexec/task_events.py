@@ -45,7 +45,7 @@ from uuid import UUID
 
 from agentexec._ratelimit import RateLimited
 from agentexec.activity.status import Status
-from agentexec.backends import EventBackend, LogEntry
+from agentexec.backends import EventBackend, LogEntry, MixedPublish
 from agentexec.config import CONF
 from agentexec.faults import describe, is_transient
 
@@ -140,23 +140,36 @@ async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) 
     array (``ax.events`` subscribers receive each event; :func:`agentexec.events.decode_all`),
     of at most ``BATCH_EVENTS`` events and about ``CONF.max_event_bytes``. Every subscriber of
     the bus reads every message, whatever it listens to (the workers' ``control:cancel``
-    listeners too), so a message per event would cost each of them per task."""
+    listeners too), so a message per event would cost each of them per task. A backend with
+    :class:`~agentexec.backends.MixedPublish` gets the messages of every type in one write."""
+    messages = _messages(events)
+    if isinstance(backend, MixedPublish):
+        await backend.publish_mixed(messages)
+        return
+    for channel, data in messages:
+        await backend.publish(channel, data)
+
+
+def _messages(events: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(channel, message)``: the events of each type joined (see :func:`publish_all`)."""
     by_type: dict[str, list[str]] = {}
     for event_type, data in events:
         by_type.setdefault(event_type, []).append(data)
     limit = CONF.max_event_bytes
-    for event_type, messages in by_type.items():
+    out: list[tuple[str, str]] = []
+    for event_type, datas in by_type.items():
         channel = _CHANNEL + event_type
         batch: list[str] = []
         size = 0
-        for data in messages:
+        for data in datas:
             if batch and (len(batch) >= BATCH_EVENTS or size + len(data) > limit):
-                await backend.publish(channel, _joined(batch))
+                out.append((channel, _joined(batch)))
                 batch, size = [], 0
             batch.append(data)
             size += len(data) + 2
         if batch:
-            await backend.publish(channel, _joined(batch))
+            out.append((channel, _joined(batch)))
+    return out
 
 
 def _joined(batch: list[str]) -> str:
@@ -280,6 +293,10 @@ class WriterEvents:
             batch, self._pending = self._pending, []
             backend = self._backend or _backend()
             try:
+                if isinstance(backend, MixedPublish):
+                    # every window in one write, in order (all or none: retried whole)
+                    await backend.publish_mixed([m for w in _windows(batch) for m in _messages(w)])
+                    batch = []
                 for window in list(_windows(batch)):
                     await publish_all(backend, window)
                     del batch[:len(window)]  # published: not retried
