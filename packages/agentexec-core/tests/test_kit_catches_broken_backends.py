@@ -175,6 +175,7 @@ CAUGHT_BY: dict[str, tuple[str, str, set[str]]] = {
     "FirstSubscriberOnlyEvents": ("EventsSuite", "test_every_subscriber_receives_each_event", set()),
     "PublishManyReversedEvents": ("EventsSuite", "test_publish_many_delivers_each_message_in_order", set()),
     "PublishManyFirstOnlyEvents": ("EventsSuite", "test_publish_many_delivers_each_message_in_order", set()),
+    "PublishMixedByChannelEvents": ("EventsSuite", "test_publish_mixed_delivers_each_message_in_order", set()),
     "ReplayAllChannelsEvents": ("EventsSuite", "test_resume_after_last_id", {
         "test_a_trimmed_resume_point_raises_event_gap_error",
     }),

@@ -157,3 +157,46 @@ async def test_events_of_one_commit_travel_as_one_message(backends: Backends) ->
     assert last_ids[:3] == [None, None, raw[0].id]
     record = render(raw[0])
     assert record is not None and len(record["events"]) == 3
+
+
+async def test_a_window_of_events_is_one_write_on_a_mixed_publish_backend() -> None:
+    """A backend with ``publish_mixed`` gets everything a worker's writer committed over a
+    ``LINGER`` window in one call (the SQL transport: one statement), every type of it, and
+    each task's events still in the order they happened, though the window holds two of each."""
+    from agentexec import task_events
+    from agentexec.activity.status import Status
+    from agentexec.backends import LogEntry, MixedPublish
+    from agentexec.events import decode_all
+    from agentexec.memory.events import MemoryEvents
+
+    class Mixed(MemoryEvents):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[list[tuple[str, str]]] = []
+
+        async def publish_mixed(self, messages: Any) -> None:
+            self.writes.append(list(messages))
+            for channel, data in messages:
+                await self.publish(channel, data)
+
+    bus = Mixed()
+    assert isinstance(bus, MixedPublish)
+    ids = [uuid.uuid4() for _ in range(3)]
+    names = {i: "work" for i in ids}
+    writer = task_events.WriterEvents(bus)
+    async with bus.subscribe(["events:*"]) as stream:
+        writer.written([LogEntry(i, "started", Status.RUNNING) for i in ids], names, {})
+        await anyio.sleep(task_events.LINGER / 5)  # the next commits, within the window
+        writer.written([LogEntry(ids[0], "done", Status.COMPLETE)], names, {})
+        writer.written([LogEntry(i, "done", Status.COMPLETE) for i in ids[1:]], names, {})
+        await anyio.sleep(task_events.LINGER * 4)
+        await writer.aclose()
+        got = []
+        with anyio.fail_after(WAIT):
+            async for message in stream:
+                got += [(e.event_type, e.payload["agent_id"]) for e in decode_all(message)]
+                if len(got) == 6:
+                    break
+    assert len(bus.writes) == 1, f"{len(bus.writes)} writes for one window"
+    for i in ids:
+        assert [t for t, a in got if a == str(i)] == ["task.started", "task.completed"]

@@ -229,6 +229,39 @@ async def test_events_keep_a_bounded_history(sqlite_url: str, monkeypatch: pytes
             assert (await anext(stream)).data == "7"
 
 
+async def test_publish_mixed_is_one_ordered_write(url: str) -> None:
+    """``publish_mixed``: every row, in the list's order (ids increasing), whatever its channel."""
+    tag = uuid.uuid4().hex[:8]
+    messages = [(f"{tag}.{i % 3}", str(i)) for i in range(9)] + [(f"logs:{tag}", "l1"), (f"logs:{tag}", "l2")]
+    events = SQLEvents(url)
+    async with events.subscribe([f"{tag}.*", f"logs:{tag}"]) as stream, events.subscribe([f"{tag}.1"]) as one:
+        await events.publish_mixed(messages)
+        got = []
+        with anyio.fail_after(5):
+            while len(got) < len(messages):
+                got.append(await anext(stream))
+            assert [(await anext(one)).data for _ in range(3)] == ["1", "4", "7"]
+    assert [(e.channel, e.data) for e in got] == messages
+    assert [int(e.id or 0) for e in got] == sorted(int(e.id or 0) for e in got)
+
+
+async def test_publish_mixed_trims_each_stream_it_wrote(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once ``TRIM_EVERY`` rows went out, each stream a ``publish_mixed`` wrote to is trimmed
+    to its own retention."""
+    monkeypatch.setattr(CONF, "events_retention", 3)
+    monkeypatch.setattr(CONF, "logs_retention", 2)
+    monkeypatch.setattr(events_module, "TRIM_EVERY", 10)
+    events = SQLEvents(sqlite_url)
+    await events.publish_mixed([("a", "1"), ("b", "2")])  # 2 rows: no trim yet
+    await events.publish_mixed([(f"x{i % 2}", str(i)) for i in range(6)] + [("logs:q", f"l{i}") for i in range(4)])
+    with events.read() as conn:
+        rows = conn.execute(sa.select(event_table.c.channel, event_table.c.data).order_by(event_table.c.id)).all()
+    markers = events_module.MARKERS
+    # the newest row trimmed of each stream is its marker
+    assert rows == [(markers["events"], ""), ("x1", "3"), ("x0", "4"), ("x1", "5"),
+                    (markers["logs"], ""), ("logs:q", "l2"), ("logs:q", "l3")]
+
+
 async def test_logs_and_events_are_trimmed_apart(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A burst of log lines never pushes an event out (they shared one table bound)."""
     monkeypatch.setattr(CONF, "logs_retention", 5)

@@ -457,6 +457,16 @@ class BatchPublish(Protocol):
     async def publish_many(self, channel: str, data: Sequence[str]) -> None: ...
 
 
+@runtime_checkable
+class MixedPublish(Protocol):
+    """Optional event capability: publish ``(channel, data)`` messages to any channels in one
+    write, in order (same effect as ``publish`` on each, all or none). A worker's lifecycle
+    events then cost one write per window (:mod:`agentexec.task_events`), not one per event
+    type and window, each joining the writes the backend already makes."""
+
+    async def publish_mixed(self, messages: Sequence[tuple[str, str]]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class LogEntry:
     """One activity log line to write (used by batched writers). A message longer than

@@ -18,9 +18,19 @@ Cost: in a worker, events are derived from the lifecycle lines its writer has ju
 message per event type (a JSON array) for everything committed over ``LINGER`` (50 ms), so a
 task never waits for its events and a busy worker sends a few messages every 50 ms, not one per
 task: every subscriber of the bus reads every message (the workers' ``control:cancel``
-listeners included), so this keeps their cost per window, not per task. Each task's events
-arrive in order (a window holds one event per task). An event is published once
-its line is committed: a ``task.completed`` subscriber finds the activity COMPLETE (its result
+listeners included), so this keeps their cost per window, not per task. A backend with
+:class:`~agentexec.backends.MixedPublish` (the SQL transport) takes all the messages of a
+window, every type, as one write, which rides in the transaction of the acks and results its
+writer commits anyway (PostgreSQL: one statement for the lock that orders event ids, the rows
+and the NOTIFY). Measured with py-spy on ``benchmarks/pool.py --only drain`` (no-op tasks),
+2026-12-07: a ``publish`` per message and window took ~15 % of a PostgreSQL worker's on-CPU
+samples and ~20 % of its transport writer's time (three round trips each, the advisory lock held
+meanwhile); one ``publish_mixed`` per window, ~5 % of on-CPU samples (half of it encoding the
+events), ~3 % on SQLite (as before). The drain, events on against off (medians of 6 to 9
+interleaved runs, load 3 to 13): within the runs' ±30 % spread on both SQL stacks, 1 and 2
+processes (docs/schedules-and-events.md has the figures). Each task's events arrive in order
+(a window holds one event per task; the windows of one write keep their order). An event is
+published once its line is committed: a ``task.completed`` subscriber finds the activity COMPLETE (its result
 follows a moment later: ``ax.get_result`` waits for it). Producers publish ``task.queued``
 behind the activity they already create behind the push (:mod:`agentexec.activity.creates`).
 
@@ -45,7 +55,7 @@ from uuid import UUID
 
 from agentexec._ratelimit import RateLimited
 from agentexec.activity.status import Status
-from agentexec.backends import EventBackend, LogEntry
+from agentexec.backends import EventBackend, LogEntry, MixedPublish
 from agentexec.config import CONF
 from agentexec.faults import describe, is_transient
 
@@ -140,23 +150,36 @@ async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) 
     array (``ax.events`` subscribers receive each event; :func:`agentexec.events.decode_all`),
     of at most ``BATCH_EVENTS`` events and about ``CONF.max_event_bytes``. Every subscriber of
     the bus reads every message, whatever it listens to (the workers' ``control:cancel``
-    listeners too), so a message per event would cost each of them per task."""
+    listeners too), so a message per event would cost each of them per task. A backend with
+    :class:`~agentexec.backends.MixedPublish` gets the messages of every type in one write."""
+    messages = _messages(events)
+    if isinstance(backend, MixedPublish):
+        await backend.publish_mixed(messages)
+        return
+    for channel, data in messages:
+        await backend.publish(channel, data)
+
+
+def _messages(events: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(channel, message)``: the events of each type joined (see :func:`publish_all`)."""
     by_type: dict[str, list[str]] = {}
     for event_type, data in events:
         by_type.setdefault(event_type, []).append(data)
     limit = CONF.max_event_bytes
-    for event_type, messages in by_type.items():
+    out: list[tuple[str, str]] = []
+    for event_type, datas in by_type.items():
         channel = _CHANNEL + event_type
         batch: list[str] = []
         size = 0
-        for data in messages:
+        for data in datas:
             if batch and (len(batch) >= BATCH_EVENTS or size + len(data) > limit):
-                await backend.publish(channel, _joined(batch))
+                out.append((channel, _joined(batch)))
                 batch, size = [], 0
             batch.append(data)
             size += len(data) + 2
         if batch:
-            await backend.publish(channel, _joined(batch))
+            out.append((channel, _joined(batch)))
+    return out
 
 
 def _joined(batch: list[str]) -> str:
@@ -280,6 +303,10 @@ class WriterEvents:
             batch, self._pending = self._pending, []
             backend = self._backend or _backend()
             try:
+                if isinstance(backend, MixedPublish):
+                    # every window in one write, in order (all or none: retried whole)
+                    await backend.publish_mixed([m for w in _windows(batch) for m in _messages(w)])
+                    batch = []
                 for window in list(_windows(batch)):
                     await publish_all(backend, window)
                     del batch[:len(window)]  # published: not retried

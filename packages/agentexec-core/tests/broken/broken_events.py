@@ -97,6 +97,17 @@ class PublishManyFirstOnlyEvents(MemoryEvents):
         await super().publish_many(channel, list(data)[:1])
 
 
+class PublishMixedByChannelEvents(MemoryEvents):
+    """``publish_mixed`` (lifecycle events) publishes channel by channel, each channel's messages
+    together: across channels, the list's order is lost."""
+
+    async def publish_mixed(self, messages: Sequence[tuple[str, str]]) -> None:
+        for channel in dict.fromkeys(c for c, _ in messages):
+            for c, data in messages:
+                if c == channel:
+                    await self.publish(c, data)
+
+
 class ReplayAllChannelsEvents(MemoryEvents):
     """Replay after ``last_id`` ignores the patterns: a client resuming its task's stream gets
     every other task's events too."""

@@ -30,6 +30,7 @@ from agentexec.backends import (
     DelayedPush,
     EnqueueKeys,
     InFlightView,
+    MixedPublish,
     RawPayloads,
     RemoveQueued,
     ScheduleRecords,
@@ -65,6 +66,7 @@ METHOD_CAPABILITIES: dict[str, MethodCapability] = {
     "staged_results": MethodCapability(StagedResults, ("stage_many", "staged")),
     "set_many": MethodCapability(BatchResults, ("set_many",)),
     "publish_many": MethodCapability(BatchPublish, ("publish_many",)),
+    "publish_mixed": MethodCapability(MixedPublish, ("publish_mixed",)),
     "find_prefix": MethodCapability(ActivityPrefixLookup, ("afind_prefix",)),
     "changes": MethodCapability(ActivityChanges, ("achanges",)),
     "schedule_records": MethodCapability(
@@ -127,6 +129,9 @@ class Capabilities:
     # -- events -------------------------------------------------------------------------------
     #: :class:`agentexec.backends.BatchPublish` ``publish_many``: worker log forwarding
     publish_many: bool | None = None
+    #: :class:`agentexec.backends.MixedPublish` ``publish_mixed``: a worker's lifecycle events
+    #: of a window, whatever their types, in one write
+    publish_mixed: bool | None = None
     #: ``EventBackend.subscribe(..., last_id=...)`` replays the events published after ``last_id``
     replay: bool = False
     # -- activity -----------------------------------------------------------------------------

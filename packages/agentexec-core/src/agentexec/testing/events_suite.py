@@ -181,6 +181,25 @@ class EventsSuite(Suite):
             assert [e.data for e in got] == [f"line{i}" for i in range(5)] + ["after"]
             assert {e.channel for e in got} == {channel}
 
+    async def test_publish_mixed_delivers_each_message_in_order(self, events: Any, prefix: str) -> None:
+        """``publish_mixed`` has the effect of ``publish`` on each ``(channel, data)``, in order,
+        whatever the channels: a subscriber of several of them gets them in that order, a
+        subscriber of one only its own.
+
+        Needs ``Capabilities.publish_mixed``. Troubleshooting: one ordered write for the whole
+        batch (a pipeline, one multi-row INSERT ordered like the list), not one per channel.
+        """
+        self.require("publish_mixed", events)
+        a, b = f"{prefix}:mixed-a", f"{prefix}:mixed-b"
+        async with events.subscribe([a, b]) as both, events.subscribe([b]) as only_b:
+            await events.publish_mixed([(a, "a1"), (b, "b1"), (a, "a2"), (b, "b2")])
+            await events.publish_mixed([])
+            await events.publish(a, "after")
+            got = [await self._next(both) for _ in range(5)]
+            assert [(e.channel, e.data) for e in got] == [(a, "a1"), (b, "b1"), (a, "a2"), (b, "b2"), (a, "after")]
+            assert [(await self._next(only_b)).data for _ in range(2)] == ["b1", "b2"]
+            assert await _nothing_within(only_b, self.quiet_s) is None
+
     async def test_close_then_use_again(self, events: Any, prefix: str) -> None:
         """After ``close`` the backend still works: the next subscribe/publish reconnects.
 

@@ -22,6 +22,7 @@ from agentexec.backends import (
     ConsumerReaper,
     EventBackend,
     InFlightView,
+    MixedPublish,
     QueueBackend,
     ResultBackend,
     StagedResults,
@@ -49,7 +50,7 @@ PROTOCOLS: dict[BackendKind, type[Any]] = {
 OPTIONAL_PROTOCOLS: dict[BackendKind, tuple[type[Any], ...]] = {
     "queue": (ConsumerReaper, InFlightView, BatchReserve, BatchAck),
     "results": (BatchResults, StagedResults),
-    "events": (BatchPublish,),
+    "events": (BatchPublish, MixedPublish),
     "activity": (ActivityPrefixLookup,),
 }
 

@@ -9,12 +9,18 @@ delivered): ``subscribe(last_id=...)`` before a marker raises
 PostgreSQL ``publish`` also NOTIFYs, and publishes are serialised by a transaction-scoped
 advisory lock so ids become visible in increasing order (a reader that has seen id N never
 later finds a smaller id committing).
+
+``publish_mixed`` (:class:`agentexec.backends.MixedPublish`) stores messages of any channels as
+one write of the process's batching writer (:mod:`.batching`), riding in the transaction of
+whatever else is queued: on PostgreSQL one statement takes the lock, inserts the rows and
+NOTIFYs each channel once, where a ``publish`` per message costs three round trips (measured
+with py-spy on a drain of no-op tasks: a PostgreSQL worker's event publishes went from ~20 % of
+its samples to ~3 %).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -39,10 +45,36 @@ TRIM_EVERY = 100
 BATCH = 500
 #: bytes of a channel name a NOTIFY payload carries (PostgreSQL's limit is 8,000); longer: any
 _MAX_NOTE = 4000
-_TAKE_PUBLISH_LOCK = sa.select(sa.func.pg_advisory_xact_lock(0x61676576))
+_PUBLISH_LOCK = 0x61676576
+_TAKE_PUBLISH_LOCK = sa.select(sa.func.pg_advisory_xact_lock(_PUBLISH_LOCK))
 E = event_table
 _IS_LOG = sa.func.substr(E.c.channel, 1, len(LOGS_PREFIX)) == LOGS_PREFIX  # LIKE ignores case on SQLite
 _IN_STREAM = {"logs": _IS_LOG, "events": sa.not_(_IS_LOG)}
+
+
+#: SQLite: the rows of ``publish_mixed``, in order (executemany)
+_PUBLISH_ROWS = E.insert().values(channel=sa.bindparam("channel"), data=sa.bindparam("data"),
+                                  created_at=sa.bindparam("ts"))
+
+
+#: PostgreSQL: ``publish_mixed`` in one statement. The lock is taken before any row gets its
+#: id (the sort needs every joined row, the lock's included, before the first reaches the
+#: insert), the ids follow the list's order, and each channel is notified once (the payload
+#: names it; longer than ``_MAX_NOTE``: any). psycopg's own placeholders: the arrays go in
+#: binary (its text format escapes every quote of the JSON with a regex: measured, that was
+#: most of the statement's cost)
+_PUBLISH_ROWS_PG = f"""
+WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock({_PUBLISH_LOCK}) AS taken),
+stored AS (
+    INSERT INTO "{E.name}" (channel, data, created_at)
+    SELECT m.channel, m.data, %(ts)b::float8
+    FROM locked, unnest(%(channels)b::text[], %(data)b::text[]) WITH ORDINALITY AS m(channel, data, n)
+    ORDER BY m.n
+    RETURNING channel
+)
+SELECT count(pg_notify(%(note)b, CASE WHEN octet_length(c) <= {_MAX_NOTE} THEN c ELSE '' END))
+FROM (SELECT DISTINCT channel AS c FROM stored) AS channels
+"""
 
 
 def _oldest_kept(stream: Stream) -> sa.Select[tuple[int]]:
@@ -69,13 +101,41 @@ class SQLEvents(SQLTransport):
 
     def __init__(self, url: str | sa.Engine) -> None:
         super().__init__(url)
-        self._published = itertools.count(1)
+        self._published = 0
+
+    def _trim_due(self, count: int) -> bool:
+        """Count ``count`` more rows published; True every ``TRIM_EVERY``."""
+        before, self._published = self._published, self._published + count
+        return before // TRIM_EVERY != self._published // TRIM_EVERY
 
     async def publish(self, channel: str, data: str) -> str | None:
-        trim = next(self._published) % TRIM_EVERY == 0
-        event_id = await self.run_write(self._publish, channel, data, trim, durable=False)
+        event_id = await self.run_write(self._publish, channel, data, self._trim_due(1), durable=False)
         HUB.wake_events(self.database, (channel,))
         return str(event_id)
+
+    async def publish_mixed(self, messages: Sequence[tuple[str, str]]) -> None:
+        """``publish`` of each ``(channel, data)``, in order, as one write (see the module doc)."""
+        if not messages:
+            return
+        rows = list(messages)
+        await self.run_write(self._publish_mixed, rows, self._trim_due(len(rows)), durable=False)
+        HUB.wake_events(self.database, {channel for channel, _ in rows})
+
+    def _publish_mixed(self, conn: Connection, rows: list[tuple[str, str]], trim: bool) -> None:
+        ts = time.time()
+        if self.is_sqlite:
+            conn.execute(_PUBLISH_ROWS, [{"channel": c, "data": d, "ts": ts} for c, d in rows])
+        elif conn.dialect.driver != "psycopg":  # another driver: no binary placeholders
+            for channel, data in rows:
+                self._publish(conn, channel, data, False)
+        else:
+            conn.exec_driver_sql(_PUBLISH_ROWS_PG, {
+                "ts": ts, "channels": [c for c, _ in rows], "data": [d for _, d in rows],
+                "note": self.note("event", "")["channel"],
+            })
+        if trim:
+            for stream in sorted({stream_of(channel) for channel, _ in rows}):
+                self._trim(conn, stream)
 
     def _publish(self, conn: Connection, channel: str, data: str, trim: bool) -> int:
         # relaxed: events are notices (log lines, shutdown broadcasts), no need to wait for the
