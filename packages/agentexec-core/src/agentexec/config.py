@@ -295,7 +295,8 @@ class Config(BaseModel):
     logs_retention: int = Field(
         default=10_000,
         ge=1,
-        description="Worker log records kept (for `agentexec tail --since` and the pool's relay).",
+        description="Worker log messages kept (for `agentexec tail --since` and the pool's relay); "
+        "a message holds the records one worker logged within ~10 ms (up to 500).",
     )
 
     # -- worker recycling (docs/operations.md) ---------------------------------------------
