@@ -50,6 +50,7 @@ import anyio
 from _support import fresh_postgres
 from agentexec.config import CONF
 from agentexec.runtime import get_backends, has_backends, set_backends
+from agentexec.testing.process import children
 
 HERE = Path(__file__).resolve().parent
 AGENTEXEC = Path(sys.executable).with_name("agentexec")
@@ -141,16 +142,8 @@ class Worker:
         """The pool's main process: ours, or py-spy's child."""
         if "py-spy" not in str(self.proc.args):
             return self.proc.pid
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == self.proc.pid:
-                return int(entry.name)
-        return self.proc.pid
+        kids = children(self.proc.pid)
+        return kids[0] if kids else self.proc.pid
 
     def cpu(self) -> tuple[float, float]:
         """Seconds on CPU so far: (the pool's main process, its other processes)."""

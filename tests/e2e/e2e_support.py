@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentexec.testing.process import ProgramProcess
+from agentexec.testing.process import ProgramProcess, children
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "app_pool.py"
@@ -128,23 +128,6 @@ def _die_with_the_test() -> None:
     """In the pool process before exec: a test run that is itself killed takes it along."""
     if _prctl is not None:
         _prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
-def children(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the command name may contain spaces; fields after the closing parenthesis are fixed
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
 
 
 def descendants(pid: int) -> list[int]:
