@@ -291,3 +291,46 @@ async def test_a_task_aborted_before_its_first_step_goes_back_with_its_slot(back
     assert await backends.queue.length(queue) == 1
     detail = ax.activity.detail(task.agent_id)
     assert detail is not None and detail.status is ax.activity.Status.QUEUED
+
+
+class _Sent:
+    """An events backend that notes when each logs message arrives."""
+
+    def __init__(self) -> None:
+        self.at: list[tuple[float, str]] = []
+
+    async def publish(self, channel: str, data: str) -> str | None:
+        import time
+
+        self.at.append((time.monotonic(), data))
+        return None
+
+
+@pytest.mark.anyio
+async def test_a_warning_or_an_error_is_sent_without_lingering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """INFO records wait up to LINGER for company (one message for many); a warning or an
+    error goes at once: a worker about to die (``os._exit`` in a handler) would take it along."""
+    import time
+
+    import anyio
+
+    from agentexec.worker import logs
+
+    monkeypatch.setattr(logs, "LINGER", 30.0)
+    forwarder = LogForwarder(worker_index=0)
+    sent = _Sent()
+    logger = logging.getLogger("myapp")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(forwarder.publish, sent, "logs:q")
+        await anyio.sleep(0.05)
+        forwarder.emit(logger.makeRecord("myapp", logging.INFO, __file__, 1, "chatty", (), None))
+        await anyio.sleep(0.3)
+        assert sent.at == []  # lingering: the INFO record waits for more
+        start = time.monotonic()
+        forwarder.emit(logger.makeRecord("myapp", logging.ERROR, __file__, 1, "boom", (), None))
+        with anyio.fail_after(5):
+            while not sent.at:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert sent.at[0][0] - start < 1.0
+    assert [r["message"] for r in json.loads(sent.at[0][1])] == ["chatty", "boom"]

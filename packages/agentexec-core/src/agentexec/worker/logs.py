@@ -46,7 +46,8 @@ BUFFER = 10_000
 #: most records in one message on the logs channel
 BATCH_RECORDS = 500
 #: a worker that just logged waits this long (seconds) for more records before it sends them,
-#: unless it already holds ``LINGER_RECORDS``: fewer, larger messages under a steady stream
+#: unless it already holds ``LINGER_RECORDS`` or a warning: fewer, larger messages under a steady
+#: stream, and an error out before the worker can die with it
 LINGER = 0.01
 LINGER_RECORDS = 200
 #: the lifecycle's per-task lines, which a worker prints itself where it can
@@ -78,6 +79,8 @@ class LogForwarder(logging.Handler):
         self._buffer: deque[str] = deque(maxlen=BUFFER)
         self._dropped = 0
         self._wake: anyio.Event | None = None
+        #: a warning or an error is buffered: send without lingering
+        self._urgent = False
         self._loop_thread: int | None = None
         self._formatter = logging.Formatter()
         #: the events backend is unreachable: records are kept, and sent again after a pause
@@ -119,6 +122,8 @@ class LogForwarder(logging.Handler):
                 payload["agent_id"] = str(task.agent_id)
                 payload["attempt"] = task.attempts + 1
             self._buffer.append(json.dumps(payload))
+            if record.levelno >= logging.WARNING:
+                self._urgent = True
             wake = self._wake
             if wake is not None and threading.get_ident() == self._loop_thread:
                 wake.set()  # records from other threads are picked up by the next poll
@@ -179,11 +184,21 @@ class LogForwarder(logging.Handler):
             elif not self._buffer and not self._printed:
                 with anyio.move_on_after(0.05):
                     await self._wake.wait()
-            if self._buffer and len(self._buffer) < LINGER_RECORDS and not self._down:
-                await anyio.sleep(LINGER)
+            if not self._down:
+                await self._linger()
+            self._urgent = False
             self.write_printed()
             with anyio.CancelScope(shield=True):  # a record is sent whole, and only once
                 await self.flush_to(events, channel)
+
+    async def _linger(self) -> None:
+        """Let more records join the batch for up to ``LINGER`` seconds, unless it is full or
+        holds a warning or an error: those go at once, because a worker that is about to die
+        (``os._exit`` in a handler, the OOM killer) takes what it still holds along."""
+        with anyio.move_on_after(LINGER):
+            while self._buffer and len(self._buffer) < LINGER_RECORDS and not self._urgent:
+                self._wake = anyio.Event()
+                await self._wake.wait()
 
     def _unreachable(self, events: EventBackend, exc: Exception, batch: list[str], final: bool) -> bool:
         """A publish failed: when the backend is only unreachable (and the worker is not
