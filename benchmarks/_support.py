@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 import uuid
 from collections.abc import Awaitable, Iterator
@@ -9,6 +10,19 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 from agentexec.task import Envelope
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def stack_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's arguments, starting with the stack it runs on: ``--stack``,
+    ``--redis-url``, ``--pg-url``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], default="redis")
+    parser.add_argument("--redis-url", default=REDIS_URL)
+    parser.add_argument("--pg-url", default=PG_URL)
+    return parser
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import anyio
 import sqlalchemy as sa
-from _support import fresh_postgres
+from _support import PG_URL, fresh_postgres
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry
 from agentexec_sqlalchemy.activity.models import Activity, ActivityLog, Base
@@ -136,7 +136,7 @@ def timed_ms(call: Callable[[], object], repeat: int = 30) -> tuple[float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--activities", type=int, default=10_000)
     parser.add_argument("--list-size", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=8)

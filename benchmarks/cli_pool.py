@@ -47,7 +47,7 @@ from typing import Any
 
 import agentexec as ax
 import anyio
-from _support import fresh_postgres
+from _support import PG_URL, REDIS_URL, fresh_postgres
 from agentexec.config import CONF
 from agentexec.runtime import get_backends, has_backends, set_backends
 from agentexec.testing.process import children
@@ -311,8 +311,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], action="append",
                         help="repeatable; default redis")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis-url", default=REDIS_URL)
+    parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--settings", default="default,tuned", help="comma-separated: default, tuned")
     parser.add_argument("--tuned-concurrency", type=int, default=32)

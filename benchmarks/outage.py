@@ -34,6 +34,7 @@ from collections import Counter
 from pathlib import Path
 
 import anyio
+from _support import REDIS_URL
 from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +142,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=0.01, help="length of each task")
     parser.add_argument("--workers", type=int, default=2)

@@ -25,7 +25,6 @@ server of ``--pg-url``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
@@ -38,7 +37,7 @@ from uuid import UUID
 
 import agentexec as ax
 import anyio
-from _support import fresh_postgres
+from _support import fresh_postgres, stack_parser
 from agentexec.activity.creates import acreated
 from agentexec.config import CONF
 from agentexec.runtime import Backends, build_backends, set_backends
@@ -232,10 +231,7 @@ def setup_telemetry(mode: str, tmp: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], default="redis")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser = stack_parser(__doc__)
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--enqueues", type=int, default=10000)
     parser.add_argument("--trials", type=int, default=300)

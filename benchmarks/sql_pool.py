@@ -25,7 +25,7 @@ from pathlib import Path
 
 import agentexec as ax
 import sqlalchemy as sa
-from _support import fresh_postgres
+from _support import PG_URL, fresh_postgres
 from agentexec.config import CONF
 from agentexec.runtime import set_backends
 from pydantic import BaseModel
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     args = parser.parse_args()
     if args.only != "postgresql":

@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _support import envelopes, fresh_postgres, rate
+from _support import PG_URL, envelopes, fresh_postgres, rate
 from agentexec_sqlalchemy.transport.queue import SQLQueue
 
 BATCH = 1000
@@ -138,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     args = parser.parse_args()
     if args.only != "postgresql":

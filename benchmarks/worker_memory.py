@@ -10,14 +10,13 @@ Prints the worker's RSS when idle after start-up, then after every ``--step`` no
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import anyio
-from _support import fresh_postgres
+from _support import fresh_postgres, stack_parser
 from cli_pool import Stack, Worker, drained, fill, producer, uptime
 
 
@@ -48,10 +47,7 @@ def worker_pids(session: int) -> list[int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], default="redis")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser = stack_parser(__doc__)
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--step", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=None)

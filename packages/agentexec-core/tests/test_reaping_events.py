@@ -5,11 +5,11 @@ finished and staged its outcome before the worker died; nothing when its worker 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
-from pydantic import BaseModel
 
 import agentexec as ax
 from agentexec.activity.status import Status
@@ -22,32 +22,20 @@ from agentexec.worker.reaping import reap
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("own_queue")]
 
 
-class Job(BaseModel):
-    n: int = 0
-
-
-async def _reaped(backends: Backends, lines: list[Status], staged: Outcome | None) -> tuple[ax.Task, list[BusEvent]]:
-    """Enqueue, take as a consumer that vanishes after writing ``lines`` (and staging
-    ``staged``), reap past ``max_attempts``; the lifecycle events published by the reap."""
-    task = await ax.enqueue("job", Job(n=1), metadata={"org": "acme"})
-    queue = backends.queue
-    assert await queue.reserve(CONF.queue_name, "ghost", 1) is not None
-    for status in lines:
-        await backends.activity.aappend(task.agent_id, status.value.lower(), status)
-    if staged is not None:
-        await backends.results.stage_many([(task.agent_id, staged.encode())], 60)  # type: ignore[attr-defined]
+async def _reaped(
+    backends: Backends, lost: Callable[..., Awaitable[ax.Task]], lines: list[Status], staged: Outcome | None
+) -> tuple[ax.Task, list[BusEvent]]:
+    """The ``lost_on_last_attempt`` task (of tenant ``acme``), reaped past ``max_attempts``;
+    the lifecycle events published by the reap."""
+    task = await lost(lines, staged, {"org": "acme"})
     got: list[BusEvent] = []
-    queue.lease_timeout, queue.max_attempts = 0.01, 1
-    try:
-        async with ax.events.subscribe("task.*") as events:
-            await anyio.sleep(0.05)
-            await reap(backends, CONF.queue_name)
-            with anyio.move_on_after(0.3):  # the reap publishes before it returns: no more come
-                async for event in events:
-                    got.append(event)
-    finally:
-        queue.lease_timeout, queue.max_attempts = 30.0, 3
-    assert len(await queue.dead_letters(CONF.queue_name)) == 1
+    async with ax.events.subscribe("task.*") as events:
+        await anyio.sleep(0.05)
+        await reap(backends, CONF.queue_name)
+        with anyio.move_on_after(0.3):  # the reap publishes before it returns: no more come
+            async for event in events:
+                got.append(event)
+    assert len(await backends.queue.dead_letters(CONF.queue_name)) == 1
     return task, got
 
 
@@ -55,8 +43,8 @@ def _summary(got: list[BusEvent]) -> list[tuple[str, Any]]:
     return [(e.event_type, e.payload["agent_id"]) for e in got]
 
 
-async def test_a_dead_lettered_task_is_announced_failed(backends: Backends) -> None:
-    task, got = await _reaped(backends, [Status.RUNNING], None)
+async def test_a_dead_lettered_task_is_announced_failed(backends: Backends, lost_on_last_attempt: Callable[..., Awaitable[ax.Task]]) -> None:
+    task, got = await _reaped(backends, lost_on_last_attempt, [Status.RUNNING], None)
     assert _summary(got) == [("task.failed", str(task.agent_id))]
     payload = got[0].payload
     assert payload["status"] == "ERROR" and payload["task_name"] == "job"
@@ -66,19 +54,19 @@ async def test_a_dead_lettered_task_is_announced_failed(backends: Backends) -> N
     assert detail is not None and detail.logs[-1].message == payload["message"]
 
 
-async def test_a_task_finished_before_its_worker_died_is_announced_by_the_reaper(backends: Backends) -> None:
-    task, got = await _reaped(backends, [Status.RUNNING], Outcome.ok("job", 42))
+async def test_a_task_finished_before_its_worker_died_is_announced_by_the_reaper(backends: Backends, lost_on_last_attempt: Callable[..., Awaitable[ax.Task]]) -> None:
+    task, got = await _reaped(backends, lost_on_last_attempt, [Status.RUNNING], Outcome.ok("job", 42))
     assert _summary(got) == [("task.completed", str(task.agent_id))]
 
 
-async def test_a_final_line_already_written_is_not_announced_again(backends: Backends) -> None:
-    _, got = await _reaped(backends, [Status.RUNNING, Status.COMPLETE], Outcome.ok("job", 7))
+async def test_a_final_line_already_written_is_not_announced_again(backends: Backends, lost_on_last_attempt: Callable[..., Awaitable[ax.Task]]) -> None:
+    _, got = await _reaped(backends, lost_on_last_attempt, [Status.RUNNING, Status.COMPLETE], Outcome.ok("job", 7))
     assert got == []
 
 
 async def test_nothing_is_announced_when_lifecycle_events_are_off(
-    backends: Backends, monkeypatch: pytest.MonkeyPatch
+    backends: Backends, lost_on_last_attempt: Callable[..., Awaitable[ax.Task]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(CONF, "lifecycle_events", False)
-    _, got = await _reaped(backends, [Status.RUNNING], None)
+    _, got = await _reaped(backends, lost_on_last_attempt, [Status.RUNNING], None)
     assert got == []

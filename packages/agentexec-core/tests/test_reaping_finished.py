@@ -4,9 +4,10 @@ and the ack, on its last attempt) keeps its final state: no ERROR after COMPLETE
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
 import pytest
-from pydantic import BaseModel
 
 import agentexec as ax
 from agentexec.activity.status import Status
@@ -18,27 +19,14 @@ from agentexec.worker.reaping import LOST_RESULT_MESSAGE, reap
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("own_queue")]
 
 
-class Job(BaseModel):
-    n: int = 0
-
-
-async def _lost_on_its_last_attempt(backends: Backends, lines: list[Status], staged: Outcome | None) -> ax.Task:
-    """Enqueue, take as a consumer that then vanishes, write ``lines`` and stage ``staged`` as
-    its worker did, and reap past ``max_attempts``."""
-    task = await ax.enqueue("job", Job(n=1))
-    queue = backends.queue
-    assert await queue.reserve(CONF.queue_name, "ghost", 1) is not None
-    for status in lines:
-        await backends.activity.aappend(task.agent_id, status.value.lower(), status)
-    if staged is not None:
-        await backends.results.stage_many([(task.agent_id, staged.encode())], 60)  # type: ignore[attr-defined]
-    queue.lease_timeout, queue.max_attempts = 0.01, 1
-    try:
-        await anyio.sleep(0.05)
-        await reap(backends, CONF.queue_name)
-    finally:
-        queue.lease_timeout, queue.max_attempts = 30.0, 3
-    assert len(await queue.dead_letters(CONF.queue_name)) == 1
+async def _lost_on_its_last_attempt(
+    backends: Backends, lost: Callable[..., Awaitable[ax.Task]], lines: list[Status], staged: Outcome | None
+) -> ax.Task:
+    """The ``lost_on_last_attempt`` task, reaped past ``max_attempts``."""
+    task = await lost(lines, staged)
+    await anyio.sleep(0.05)
+    await reap(backends, CONF.queue_name)
+    assert len(await backends.queue.dead_letters(CONF.queue_name)) == 1
     return task
 
 
@@ -48,28 +36,28 @@ async def statuses(task: ax.Task, backends: Backends) -> list[Status]:
     return [log.status for log in detail.logs]
 
 
-async def test_a_staged_outcome_is_the_result_and_completes_the_log(backends: Backends) -> None:
-    task = await _lost_on_its_last_attempt(backends, [Status.RUNNING], Outcome.ok("job", 42))
+async def test_a_staged_outcome_is_the_result_and_completes_the_log(backends: Backends, lost_on_last_attempt: Callable[..., Awaitable[ax.Task]]) -> None:
+    task = await _lost_on_its_last_attempt(backends, lost_on_last_attempt, [Status.RUNNING], Outcome.ok("job", 42))
     assert await ax.get_result(task, timeout=1) == 42
     assert await statuses(task, backends) == [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
 
 
-async def test_a_complete_line_is_not_followed_by_an_error(backends: Backends) -> None:
-    task = await _lost_on_its_last_attempt(backends, [Status.RUNNING, Status.COMPLETE], Outcome.ok("job", 7))
+async def test_a_complete_line_is_not_followed_by_an_error(backends: Backends, lost_on_last_attempt: Callable[..., Awaitable[ax.Task]]) -> None:
+    task = await _lost_on_its_last_attempt(backends, lost_on_last_attempt, [Status.RUNNING, Status.COMPLETE], Outcome.ok("job", 7))
     assert await ax.get_result(task, timeout=1) == 7
     assert await statuses(task, backends) == [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
 
 
-async def test_a_complete_task_whose_value_was_lost_says_so(backends: Backends) -> None:
-    task = await _lost_on_its_last_attempt(backends, [Status.RUNNING, Status.COMPLETE], None)
+async def test_a_complete_task_whose_value_was_lost_says_so(backends: Backends, lost_on_last_attempt: Callable[..., Awaitable[ax.Task]]) -> None:
+    task = await _lost_on_its_last_attempt(backends, lost_on_last_attempt, [Status.RUNNING, Status.COMPLETE], None)
     with pytest.raises(ax.TaskFailedError, match="its worker died before storing its result"):
         await ax.get_result(task, timeout=1)
     assert await statuses(task, backends) == [Status.QUEUED, Status.RUNNING, Status.COMPLETE]
     assert LOST_RESULT_MESSAGE.startswith("the task completed")
 
 
-async def test_a_task_that_never_finished_still_ends_error(backends: Backends) -> None:
-    task = await _lost_on_its_last_attempt(backends, [Status.RUNNING], None)
+async def test_a_task_that_never_finished_still_ends_error(backends: Backends, lost_on_last_attempt: Callable[..., Awaitable[ax.Task]]) -> None:
+    task = await _lost_on_its_last_attempt(backends, lost_on_last_attempt, [Status.RUNNING], None)
     with pytest.raises(ax.TaskFailedError, match="lease expired"):
         await ax.get_result(task, timeout=1)
     assert await statuses(task, backends) == [Status.QUEUED, Status.RUNNING, Status.ERROR]
