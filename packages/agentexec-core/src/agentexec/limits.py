@@ -8,6 +8,8 @@
   bursty) in the *logs* stream, every other channel (``events:*``, ``control:*``) in the *events*
   stream, each with its own retention (``CONF.logs_retention``, ``CONF.events_retention``), so a
   burst of logs can never push an event out of what a subscriber can resume from.
+- Many small messages of one channel travel as one, a JSON array (:func:`pack`,
+  :func:`joined`), of at most a count and about ``CONF.max_event_bytes``.
 
 See docs/operations.md ("Limits").
 """
@@ -87,3 +89,25 @@ def streams_for(patterns: Iterable[str]) -> set[Stream]:
         else:
             found.add("events")
     return found
+
+
+def pack(messages: Iterable[str], limit: int, most: int) -> list[list[str]]:
+    """``messages`` (each one JSON value) in order, in groups of at most ``most`` and about
+    ``limit`` bytes (a larger message goes alone): each group is one message (:func:`joined`)."""
+    groups: list[list[str]] = []
+    group: list[str] = []
+    size = 0
+    for message in messages:
+        if group and (len(group) >= most or size + len(message) > limit):
+            groups.append(group)
+            group, size = [], 0
+        group.append(message)
+        size += len(message) + 1
+    if group:
+        groups.append(group)
+    return groups
+
+
+def joined(group: list[str]) -> str:
+    """One message made of ``group``: its only message, or a JSON array of them."""
+    return group[0] if len(group) == 1 else "[" + ",".join(group) + "]"

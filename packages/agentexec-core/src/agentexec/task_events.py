@@ -58,6 +58,7 @@ from agentexec.activity.status import Status
 from agentexec.backends import EventBackend, LogEntry, MixedPublish
 from agentexec.config import CONF
 from agentexec.faults import describe, is_transient
+from agentexec.limits import joined, pack
 
 __all__ = ["EVENT_OF_STATUS", "SOURCE", "WriterEvents", "encode", "publish_all", "queued", "schedule_fired"]
 
@@ -165,25 +166,11 @@ def _messages(events: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     by_type: dict[str, list[str]] = {}
     for event_type, data in events:
         by_type.setdefault(event_type, []).append(data)
-    limit = CONF.max_event_bytes
-    out: list[tuple[str, str]] = []
-    for event_type, datas in by_type.items():
-        channel = _CHANNEL + event_type
-        batch: list[str] = []
-        size = 0
-        for data in datas:
-            if batch and (len(batch) >= BATCH_EVENTS or size + len(data) > limit):
-                out.append((channel, _joined(batch)))
-                batch, size = [], 0
-            batch.append(data)
-            size += len(data) + 2
-        if batch:
-            out.append((channel, _joined(batch)))
-    return out
-
-
-def _joined(batch: list[str]) -> str:
-    return batch[0] if len(batch) == 1 else "[" + ", ".join(batch) + "]"
+    return [
+        (_CHANNEL + event_type, joined(group))
+        for event_type, datas in by_type.items()
+        for group in pack(datas, CONF.max_event_bytes, BATCH_EVENTS)
+    ]
 
 
 def _backend() -> EventBackend:

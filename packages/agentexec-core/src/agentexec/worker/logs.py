@@ -39,7 +39,7 @@ from agentexec.backoff import Backoff
 from agentexec.config import CONF
 from agentexec.faults import clean_text, describe, is_transient
 from agentexec.lifecycle import COMPLETED, PROCESSING, current_task
-from agentexec.limits import truncate
+from agentexec.limits import joined, pack, truncate
 
 #: records kept while the events backend is slow; past this the oldest are dropped (and counted)
 BUFFER = 10_000
@@ -229,7 +229,7 @@ class LogForwarder(logging.Handler):
             }))
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), BATCH_RECORDS))]
-            groups = pack(batch)
+            groups = pack(batch, CONF.max_event_bytes, BATCH_RECORDS)
             try:
                 if isinstance(events, BatchPublish):
                     await events.publish_many(channel, [joined(g) for g in groups])
@@ -247,29 +247,6 @@ class LogForwarder(logging.Handler):
                 _stderr(f"[Worker {self.worker_index}] cannot forward logs ({exc}); " + "\n".join(batch))
         self._down, self._pause = False, 0.0
         self._pauses.reset()
-
-
-def pack(records: list[str]) -> list[list[str]]:
-    """``records`` (each one JSON object) in order, in groups of about ``CONF.max_event_bytes``
-    at most (a larger record goes alone): each group is one message (:func:`joined`)."""
-    limit = CONF.max_event_bytes
-    groups: list[list[str]] = []
-    group: list[str] = []
-    size = 0
-    for record in records:
-        if group and size + len(record) > limit:
-            groups.append(group)
-            group, size = [], 0
-        group.append(record)
-        size += len(record) + 1
-    if group:
-        groups.append(group)
-    return groups
-
-
-def joined(group: list[str]) -> str:
-    """One message of the logs channel: the record itself, or a JSON array of several."""
-    return group[0] if len(group) == 1 else "[" + ",".join(group) + "]"
 
 
 def install_forwarder(worker_index: int, pool_id: str | None = None) -> LogForwarder:
