@@ -44,7 +44,8 @@ def note(event: str, **fields: Any) -> None:
 def _started_before(agent_id: UUID) -> bool:
     try:
         with open(JOURNAL) as f:
-            events = [json.loads(line) for line in f if line.strip()]
+            # a line without its newline is one another process is still writing
+            events = [json.loads(line) for line in f if line.endswith("\n")]
     except FileNotFoundError:
         return False
     return any(e["event"] == "start" and e.get("agent_id") == str(agent_id) for e in events)

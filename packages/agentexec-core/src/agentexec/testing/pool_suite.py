@@ -45,7 +45,8 @@ class PoolRun:
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         if not self.journal.exists():
             return []
-        found = [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
+        # the last piece is "" or a line a process is still writing: only whole lines count
+        found = [json.loads(line) for line in self.journal.read_text().split("\n")[:-1] if line.strip()]
         return [e for e in found if kind is None or e["event"] == kind]
 
     def log(self) -> str:
