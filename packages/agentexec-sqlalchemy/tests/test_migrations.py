@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from agentexec.activity.status import Status
 from agentexec.cli import main as cli
+from agentexec.config import CONF
 from agentexec_sqlalchemy import migrations
 from agentexec_sqlalchemy.activity.metadata_pairs import PAIR_TABLE as PAIRS
 from agentexec_sqlalchemy.activity.models import ACTIVITY_LOG_TABLE as L
@@ -30,6 +32,7 @@ from agentexec_sqlalchemy.activity.models import Base
 from agentexec_sqlalchemy.activity.store import SQLActivityStore
 from agentexec_sqlalchemy.engine import create_engine, dispose_all
 from agentexec_sqlalchemy.errors import SchemaOutdatedError
+from agentexec_sqlalchemy.transport import compression
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Engine
@@ -97,6 +100,7 @@ def schema(engine: Engine) -> dict[str, Any]:
             ),
             "unique": sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
             "options": _storage_options(engine, table),
+            "compression": _compression(engine, table),
             "checks": sorted(
                 (str(c["name"]), " ".join(c["sqltext"].split())) for c in inspector.get_check_constraints(table)
             ),
@@ -112,6 +116,23 @@ def _storage_options(engine: Engine, table: str) -> list[str] | None:
         return conn.execute(sa.text(
             "SELECT reloptions FROM pg_class WHERE oid = to_regclass(:t)"), {"t": f'"{table}"'}
         ).scalar()
+
+
+def _compression(engine: Engine, table: str) -> dict[str, str] | None:
+    """PostgreSQL: the columns of ``table`` with a compression method of their own ('l': lz4),
+    which reflection omits."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT attname, attcompression FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+            "AND attnum > 0 AND NOT attisdropped AND attcompression <> ''"), {"t": f'"{table}"'}
+        ).all()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _lz4_columns(engine: Engine) -> set[tuple[str, str]]:
+    return {(t, c) for t, found in schema(engine).items() for c, m in (found["compression"] or {}).items() if m == "l"}
 
 
 def autogenerate_diff(engine: Engine) -> list[Any]:
@@ -153,6 +174,13 @@ def test_upgrade_from_empty_is_create_all(kind: str, new_url: Any, engines: list
         assert schema(migrated)[A]["options"] == ["fillfactor=80"]
         # the metadata pair table's trigger and function (ax0007), which reflection omits
         assert _triggers(migrated) == _triggers(created) and len(_triggers(created)) == 3
+        # ax0008: the transport's large columns compress with lz4 where the server has it
+        with migrated.connect() as conn:
+            lz4 = compression.lz4_available(conn)
+        expected = {(f"{CONF.table_prefix}{t}", c) for t, c in compression.COLUMNS} if lz4 else set()
+        assert _lz4_columns(migrated) == _lz4_columns(created) == expected
+        if os.environ.get("CI") == "true":  # Debian's PostgreSQL 15 has lz4: the path is taken
+            assert lz4
     else:
         # SQLite: only the PostgreSQL-only GIN index, which neither database has
         assert [d for d in autogenerate_diff(migrated) if "metadata" not in d] == []
@@ -258,8 +286,14 @@ def test_baseline_filled_upgrades_and_back(kind: str, new_url: Any, engines: lis
     store.append(new, "go", Status.RUNNING, 5)
     assert store.list(page_size=1).items[0].status == Status.RUNNING
 
-    migrations.downgrade(engine, "-1")  # one step back from head, the data as it was
-    assert migrations.recorded(engine) == migrations.REVISIONS[-2]
+    if kind == "postgresql":
+        with engine.connect() as conn:
+            lz4 = compression.lz4_available(conn)
+        assert len(_lz4_columns(engine)) == (len(compression.COLUMNS) if lz4 else 0)
+    migrations.downgrade(engine, "ax0007")  # ax0008 undone: the server's default compression
+    assert migrations.recorded(engine) == "ax0007" and not (kind == "postgresql" and _lz4_columns(engine))
+    migrations.downgrade(engine, "ax0006")  # ax0007 undone, the data as it was
+    assert migrations.recorded(engine) == "ax0006"
     _check_logs(store, expected)
     assert store.list(page_size=1).items[0].status == Status.RUNNING
     assert not sa.inspect(engine).has_table(PAIRS)
@@ -271,7 +305,7 @@ def test_baseline_filled_upgrades_and_back(kind: str, new_url: Any, engines: lis
         migrations.upgrade(engine)
         assert _pairs(engine) == len(expected)
         assert [store.list(metadata={"n": n}).total for n in (0, 99)] == [0, 1]
-        migrations.downgrade(engine, "-1")
+        migrations.downgrade(engine, "ax0006")
     migrations.downgrade(engine, migrations.BASELINE)  # and to the baseline: the columns go
     assert migrations.recorded(engine) == migrations.BASELINE
     assert "status" not in {c["name"] for c in sa.inspect(engine).get_columns(A)}

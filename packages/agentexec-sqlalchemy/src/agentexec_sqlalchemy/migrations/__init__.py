@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 #: the revisions of this release, oldest first (tests check them against the scripts)
-REVISIONS = ("ax0001", "ax0002", "ax0003", "ax0004", "ax0005", "ax0006", "ax0007")
+REVISIONS = ("ax0001", "ax0002", "ax0003", "ax0004", "ax0005", "ax0006", "ax0007", "ax0008")
 HEAD = REVISIONS[-1]
 #: the revision whose schema is agentexec 0.4's first (what ``create_all`` made before migrations)
 BASELINE = "ax0001"

@@ -7,8 +7,11 @@ the backends speak SQL expressions, not ORM objects, to keep each round trip one
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from agentexec.config import CONF
+from sqlalchemy.engine import Connection
 
 from agentexec_sqlalchemy.activity.models import Base
 
@@ -169,3 +172,14 @@ TRANSPORT_TABLES = (
     queue_table, delayed_table, dead_letter_table, consumer_table, result_table, event_table, schedule_table,
     lock_table, parked_table, enqueue_key_table,
 )
+
+
+@sa.event.listens_for(_META, "after_create")
+def _compress_with_lz4(target: Any, connection: Connection, tables: Any = (), **_: Any) -> None:
+    """PostgreSQL: the large columns of the tables just made compress with lz4 (see
+    :mod:`.compression`)."""
+    from agentexec_sqlalchemy.transport.compression import set_compression
+
+    made = {t.name for t in tables}
+    if made & {t.name for t in TRANSPORT_TABLES}:
+        set_compression(connection, P, only=made)
