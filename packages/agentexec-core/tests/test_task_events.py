@@ -198,5 +198,46 @@ async def test_a_window_of_events_is_one_write_on_a_mixed_publish_backend() -> N
                 if len(got) == 6:
                     break
     assert len(bus.writes) == 1, f"{len(bus.writes)} writes for one window"
+    # one message per type for the whole window, though its commits interleave the types
+    assert [channel for channel, _ in bus.writes[0]] == ["events:task.started", "events:task.completed"]
     for i in ids:
         assert [t for t, a in got if a == str(i)] == ["task.started", "task.completed"]
+
+
+def test_windows_keep_each_tasks_events_in_order() -> None:
+    """Random interleavings of tasks that start, fail, are queued again and complete: the
+    messages of the windows, in order, give every task's events in the order they happened,
+    and a window is cut only where a task comes back to an earlier type."""
+    import random
+
+    from agentexec import task_events
+
+    rng = random.Random(7)
+    lives = [["task.started", "task.completed"], ["task.started", "task.failed"],
+             ["task.queued", "task.started", "task.completed"],
+             ["task.started", "task.queued", "task.started", "task.completed"]]
+    for _ in range(200):
+        series = {uuid.uuid4(): list(rng.choice(lives)) for _ in range(rng.randint(1, 8))}
+        batch = []
+        pending = {a: list(s) for a, s in series.items()}
+        while pending:
+            agent = rng.choice(list(pending))
+            batch.append((pending[agent].pop(0), str(agent), agent))
+            if not pending[agent]:
+                del pending[agent]
+        windows = list(task_events._windows(batch))
+        sent = [(t, d) for w in windows for t, group in _by_type(w) for d in group]
+        for agent, life in series.items():
+            assert [t for t, d in sent if d == str(agent)] == life
+        if all(len(set(life)) == len(life) for life in series.values()) and len(
+            {tuple(life) for life in series.values()}
+        ) == 1:
+            assert len(windows) == 1  # one kind of life, no type twice: nothing to cut
+
+
+def _by_type(window: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """A window's messages as ``publish_all`` makes them: one per type, in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for event_type, data in window:
+        groups.setdefault(event_type, []).append(data)
+    return list(groups.items())
