@@ -11,8 +11,9 @@ activity (``--stack sqlite`` / ``--stack postgres`` run the embedded SQL transpo
 3. drain: ``--tasks`` no-op tasks queued first, then a pool of 1 and of 2 processes (each with
    ``--concurrency`` slots) started; timed from ``pool.start()`` returning until every task is
    acknowledged (its RUNNING and COMPLETE lines committed and its result stored), tasks/s per
-   process, and the workers' CPU time per task (user + system, from /proc: steadier than the
-   wall clock on a shared machine).
+   process, the workers' CPU time per task (user + system, from /proc: steadier than the
+   wall clock on a shared machine), and on PostgreSQL the server's CPU time per task (every
+   ``postgres`` process of the machine).
 4. latency: ``--trials`` tasks enqueued one at a time into an idle 1-process pool; the handler
    returns when it started; enqueue-call → handler-start p50/p99 (ms).
 5. io: 500 tasks that each ``await anyio.sleep(0.1)``, one process with 500 slots, timed from
@@ -109,6 +110,28 @@ def workers_cpu(pool: ax.Pool) -> float:
     return total / tick
 
 
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds each PostgreSQL server process on this machine has used so far (pid ->
+    seconds): the database's side of a drain, which the workers' CPU leaves out."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" not in text:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        found[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def postgres_cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds the server used since ``before`` (processes started since count whole)."""
+    return sum(now - before.get(pid, 0.0) for pid, now in postgres_cpu().items())
+
+
 def bench_enqueue(backends: Backends, count: int) -> float:
     queue_name = f"bench_{uuid.uuid4().hex[:8]}"
 
@@ -136,7 +159,7 @@ def bench_bulk(backends: Backends, count: int) -> float:
     return anyio.run(go)
 
 
-def bench_drain(backends: Backends, count: int, workers: int, concurrency: int) -> float:
+def bench_drain(backends: Backends, count: int, workers: int, concurrency: int) -> tuple[float, float, float]:
     queue_name = f"bench_{uuid.uuid4().hex[:8]}"
 
     async def fill() -> None:
@@ -145,15 +168,16 @@ def bench_drain(backends: Backends, count: int, workers: int, concurrency: int) 
 
     anyio.run(fill)
 
-    def body() -> tuple[float, float]:
+    def body() -> tuple[float, float, float]:
         assert _current is not None
-        cpu = workers_cpu(_current)
+        cpu, server = workers_cpu(_current), postgres_cpu()
         started = time.perf_counter()
         anyio.run(drained, backends, queue_name)
         elapsed = time.perf_counter() - started
-        return count / elapsed / workers, (workers_cpu(_current) - cpu) / count * 1e6
+        return (count / elapsed / workers, (workers_cpu(_current) - cpu) / count * 1e6,
+                postgres_cpu_since(server) / count * 1e6)
 
-    rate: tuple[float, float] = run_pool(backends, queue_name, workers, concurrency, body)
+    rate: tuple[float, float, float] = run_pool(backends, queue_name, workers, concurrency, body)
     return rate
 
 
@@ -264,9 +288,10 @@ def main() -> None:
             print(f"enqueue_many (1,000 per call): {bench_bulk(backends, args.tasks):,.0f} tasks/s")
         if "drain" in only:
             for workers in (1, 2):
-                rate, cpu = bench_drain(backends, args.tasks, workers, args.concurrency)
+                rate, cpu, server = bench_drain(backends, args.tasks, workers, args.concurrency)
+                on_server = f", PostgreSQL's {server:,.0f} us" if "postgres" in (db + str(transport)) else ""
                 print(f"drain {args.tasks} no-op tasks, {workers} process(es) x {args.concurrency} "
-                      f"slots: {rate:,.0f} tasks/s per process, workers' CPU {cpu:,.0f} us per task")
+                      f"slots: {rate:,.0f} tasks/s per process, workers' CPU {cpu:,.0f} us per task{on_server}")
         if "latency" in only:
             p50, p99 = bench_latency(backends, args.trials)
             print(f"enqueue -> start latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms")

@@ -12,6 +12,10 @@ ONE transaction on its own connection, then resolves each caller's future:
   :func:`~agentexec_sqlalchemy.transport.sqlite_lock.writer_lock` so other writers queue instead;
 - PostgreSQL: a batch whose operations are all *relaxed* (see ``SQLTransport.write``) commits
   without waiting for the WAL flush; one durable operation makes the whole batch durable.
+  An operation submitted ``alone`` (an event publish, which holds the bus's ordering lock until
+  it commits) gets a relaxed transaction of its own right after the batch's, so that lock is
+  never held through another operation's WAL flush: with two worker processes, events riding
+  in their durable batches made each wait for the other's flush.
 
 If one operation fails, the batch is rolled back and its operations run again one per
 transaction, so only the faulty one fails (its caller gets the exception). When the database
@@ -58,6 +62,7 @@ class _Op:
     args: tuple[Any, ...]
     durable: bool
     done: Callable[[bool, Any], None]
+    alone: bool = False
 
 
 class BatchWriter:
@@ -72,11 +77,14 @@ class BatchWriter:
         # tasks per second than one writing bigger batches (fewer commits, less GIL traffic)
         threading.Thread(target=self._run, name=f"agentexec-write-{key}", daemon=True).start()
 
-    def submit(self, fn: Callable[..., Any], *args: Any, durable: bool = True) -> asyncio.Future[Any]:
-        """Queue ``fn(conn, *args)``; the future (of the running loop) gets its return value."""
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, durable: bool = True, alone: bool = False
+    ) -> asyncio.Future[Any]:
+        """Queue ``fn(conn, *args)``; the future (of the running loop) gets its return value.
+        ``alone``: in a transaction without the batch's other operations (see the module doc)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Op(fn, args, durable, _Settle(loop, fut)))
+        self._queue.put(_Op(fn, args, durable, _Settle(loop, fut), alone))
         return fut
 
     def call(self, fn: Callable[..., Any], *args: Any, durable: bool = True) -> Any:
@@ -108,7 +116,13 @@ class BatchWriter:
                 for op in batch:
                     op.done(False, exc)
                 continue
-            conn = self._run_batch(conn, batch)
+            alone = [op for op in batch if op.alone]
+            if alone:
+                batch = [op for op in batch if not op.alone]
+            if batch:
+                conn = self._run_batch(conn, batch)
+            if alone:
+                conn = self._run_batch(conn, alone)
 
     def _connect(self) -> Connection:
         conn = self._engine.connect()
