@@ -1,39 +1,48 @@
-"""The transport's batching writer: what shares a transaction and what does not."""
+"""The transport's batching writers: what shares a transaction and what does not."""
 
 from __future__ import annotations
 
 import threading
-import uuid
 
 import anyio
 import pytest
-from agentexec_sqlalchemy.transport.batching import BatchWriter
+from agentexec_sqlalchemy.engine import create_engine
+from agentexec_sqlalchemy.transport.batching import get_writer
 from sqlalchemy.engine import Connection, Engine
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_alone_operations_commit_apart_from_the_batch(pg_engine: Engine) -> None:
-    """Operations queued together share one transaction, except those submitted ``alone``
-    (event publishes on PostgreSQL, which hold the bus's ordering lock until they commit):
-    those share one of their own, committed after the batch's and relaxed (they are) though
-    the batch is durable."""
-    writer = BatchWriter(pg_engine, f"test-{uuid.uuid4().hex}")
-    gate = threading.Event()
+def _txn(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT txid_current()").scalar_one())
 
-    def hold(conn: Connection) -> None:
-        gate.wait(5)  # the writer is busy: what follows is queued, then taken as one batch
 
-    def txn(conn: Connection) -> tuple[int, str]:
-        row = conn.exec_driver_sql("SELECT txid_current(), current_setting('synchronous_commit')").one()
-        return int(row[0]), str(row[1])
+async def test_a_lane_commits_while_the_process_writer_is_busy(postgres_server_url: str) -> None:
+    """PostgreSQL: writes of another lane (event publishes) have a writer thread and connection
+    of their own: they commit while the process's writer is stuck in a batch of acks and
+    results, and never share its transactions; each writer still batches what queued up."""
+    engine: Engine = create_engine(postgres_server_url)
+    try:
+        main, events = get_writer(engine), get_writer(engine, "events")
+        assert main is not events and get_writer(engine, "events") is events
+        gate = threading.Event()
+        held = main.submit(lambda conn: gate.wait(10))
+        queued = [main.submit(_txn) for _ in range(2)]
+        with anyio.fail_after(5):  # the main writer is held: the events lane is not
+            published = [await op for op in [events.submit(_txn, durable=False) for _ in range(2)]]
+        assert not held.done()
+        gate.set()
+        behind = [await op for op in queued]
+        await held
+        assert behind[0] == behind[1], "the main writer batched what queued up"
+        assert published[0] not in behind and published[1] not in behind
+    finally:
+        engine.dispose()
 
-    first = writer.submit(hold)
-    ops = [writer.submit(txn, durable=not alone, alone=alone) for alone in (False, True, False, True)]
-    await anyio.sleep(0.05)
-    gate.set()
-    await first
-    together, alone, with_them, alone_too = [await op for op in ops]
-    assert together == with_them and together[1] == "on"
-    assert alone == alone_too and alone[1] == "off", "alone operations are relaxed"
-    assert alone[0] > together[0], "the alone ones commit after the batch's"
+
+def test_sqlite_has_one_writer_whatever_the_lane(tmp_path: object) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/lanes.db")
+    try:
+        assert get_writer(engine, "events") is get_writer(engine)
+    finally:
+        engine.dispose()

@@ -12,10 +12,13 @@ ONE transaction on its own connection, then resolves each caller's future:
   :func:`~agentexec_sqlalchemy.transport.sqlite_lock.writer_lock` so other writers queue instead;
 - PostgreSQL: a batch whose operations are all *relaxed* (see ``SQLTransport.write``) commits
   without waiting for the WAL flush; one durable operation makes the whole batch durable.
-  An operation submitted ``alone`` (an event publish, which holds the bus's ordering lock until
-  it commits) gets a relaxed transaction of its own right after the batch's, so that lock is
-  never held through another operation's WAL flush: with two worker processes, events riding
-  in their durable batches made each wait for the other's flush.
+- PostgreSQL: event publishes have a writer of their own (``lane="events"``). A publish
+  holds the bus's ordering lock until it commits, and a NOTIFY makes a commit wait for every
+  other NOTIFYing commit of the database: riding in a durable batch of acks and results, it
+  held the lock through that batch's WAL flush (with two worker processes, each waited for
+  the other's); in a transaction of its own on the same thread, the batch after it waited
+  for the other process's flush instead. On their own thread and connection, events wait for
+  nobody's acks and nobody's acks wait for them.
 
 If one operation fails, the batch is rolled back and its operations run again one per
 transaction, so only the faulty one fails (its caller gets the exception). When the database
@@ -62,7 +65,6 @@ class _Op:
     args: tuple[Any, ...]
     durable: bool
     done: Callable[[bool, Any], None]
-    alone: bool = False
 
 
 class BatchWriter:
@@ -77,14 +79,11 @@ class BatchWriter:
         # tasks per second than one writing bigger batches (fewer commits, less GIL traffic)
         threading.Thread(target=self._run, name=f"agentexec-write-{key}", daemon=True).start()
 
-    def submit(
-        self, fn: Callable[..., Any], *args: Any, durable: bool = True, alone: bool = False
-    ) -> asyncio.Future[Any]:
-        """Queue ``fn(conn, *args)``; the future (of the running loop) gets its return value.
-        ``alone``: in a transaction without the batch's other operations (see the module doc)."""
+    def submit(self, fn: Callable[..., Any], *args: Any, durable: bool = True) -> asyncio.Future[Any]:
+        """Queue ``fn(conn, *args)``; the future (of the running loop) gets its return value."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Op(fn, args, durable, _Settle(loop, fut), alone))
+        self._queue.put(_Op(fn, args, durable, _Settle(loop, fut)))
         return fut
 
     def call(self, fn: Callable[..., Any], *args: Any, durable: bool = True) -> Any:
@@ -116,13 +115,7 @@ class BatchWriter:
                 for op in batch:
                     op.done(False, exc)
                 continue
-            alone = [op for op in batch if op.alone]
-            if alone:
-                batch = [op for op in batch if not op.alone]
-            if batch:
-                conn = self._run_batch(conn, batch)
-            if alone:
-                conn = self._run_batch(conn, alone)
+            conn = self._run_batch(conn, batch)
 
     def _connect(self) -> Connection:
         conn = self._engine.connect()
@@ -246,9 +239,13 @@ def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_exception(value)
 
 
-def get_writer(engine: Engine) -> BatchWriter:
-    """The process's writer of the database of ``engine`` (started on first use)."""
+def get_writer(engine: Engine, lane: str = "") -> BatchWriter:
+    """The process's writer of the database of ``engine`` (started on first use); ``lane``
+    names another writer of the same database, for writes that must not share its
+    transactions (PostgreSQL only: SQLite has one writer at a time whatever the threads)."""
     key = database_key(engine)
+    if lane and engine.dialect.name != "sqlite":
+        key = f"{key}#{lane}"
     writer = _writers.get(key)
     if writer is None:
         with _registry_lock:

@@ -11,11 +11,12 @@ advisory lock so ids become visible in increasing order (a reader that has seen 
 later finds a smaller id committing).
 
 ``publish_mixed`` (:class:`agentexec.backends.MixedPublish`) stores messages of any channels as
-one write of the process's batching writer (:mod:`.batching`), riding in the transaction of
-whatever else is queued: on PostgreSQL one statement takes the lock, inserts the rows and
-NOTIFYs each channel once, where a ``publish`` per message costs three round trips (measured
-with py-spy on a drain of no-op tasks: a PostgreSQL worker's event publishes went from ~20 % of
-its samples to ~3 %).
+one write of the process's batching writer (:mod:`.batching`): on PostgreSQL one statement
+takes the lock, inserts the rows and NOTIFYs each channel once, where a ``publish`` per message
+costs three round trips (measured with py-spy on a drain of no-op tasks: a PostgreSQL worker's
+event publishes went from ~20 % of its samples to ~3 %). On PostgreSQL publishes have a writer
+of their own, so the lock is never held through a batch of acks and results (SQLite: the
+process's one writer, in the transaction of whatever else is queued).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ BATCH = 500
 #: bytes of a channel name a NOTIFY payload carries (PostgreSQL's limit is 8,000); longer: any
 _MAX_NOTE = 4000
 _PUBLISH_LOCK = 0x61676576
+#: PostgreSQL: publishes go through a batching writer of their own (see :mod:`.batching`)
+LANE = "events"
 _TAKE_PUBLISH_LOCK = sa.select(sa.func.pg_advisory_xact_lock(_PUBLISH_LOCK))
 E = event_table
 _IS_LOG = sa.func.substr(E.c.channel, 1, len(LOGS_PREFIX)) == LOGS_PREFIX  # LIKE ignores case on SQLite
@@ -109,8 +112,7 @@ class SQLEvents(SQLTransport):
         return before // TRIM_EVERY != self._published // TRIM_EVERY
 
     async def publish(self, channel: str, data: str) -> str | None:
-        event_id = await self.run_write(self._publish, channel, data, self._trim_due(1), durable=False,
-                                        alone=not self.is_sqlite)
+        event_id = await self.run_write(self._publish, channel, data, self._trim_due(1), durable=False, lane=LANE)
         HUB.wake_events(self.database, (channel,))
         return str(event_id)
 
@@ -119,10 +121,7 @@ class SQLEvents(SQLTransport):
         if not messages:
             return
         rows = list(messages)
-        # PostgreSQL: a transaction of its own, so the ordering lock is not held through the
-        # flush of a durable batch (SQLite has one writer anyway: one commit fewer)
-        await self.run_write(self._publish_mixed, rows, self._trim_due(len(rows)), durable=False,
-                             alone=not self.is_sqlite)
+        await self.run_write(self._publish_mixed, rows, self._trim_due(len(rows)), durable=False, lane=LANE)
         HUB.wake_events(self.database, {channel for channel, _ in rows})
 
     def _publish_mixed(self, conn: Connection, rows: list[tuple[str, str]], trim: bool) -> None:
