@@ -6,7 +6,9 @@ default, logging included (``agentexec run`` turns INFO console logging on).
 
 from __future__ import annotations
 
+import os
 import time
+from typing import Any
 from uuid import UUID
 
 import agentexec as ax
@@ -14,6 +16,10 @@ import anyio
 from pydantic import BaseModel
 
 pool = ax.Pool()
+#: ``cli_pool.py --hook``: every task ends with an INCR on this Redis, as ../shared/bench's tasks
+#: do: a handler that awaits a network round trip, as real ones do, where a no-op never yields
+HOOK = os.environ.get("AXBENCH_HOOK_REDIS")
+_hook: Any = None
 
 
 class Job(BaseModel):
@@ -27,4 +33,11 @@ async def noop(agent_id: UUID, context: Job) -> list[float]:
     started = time.time()
     if context.sleep:
         await anyio.sleep(context.sleep)
+    if HOOK:
+        global _hook
+        if _hook is None:
+            import redis.asyncio
+
+            _hook = redis.asyncio.Redis.from_url(HOOK)
+        await _hook.incr("axbench:done")
     return [started, time.time()]
