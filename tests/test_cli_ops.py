@@ -204,8 +204,9 @@ def test_tail_shows_worker_logs_and_events(ops: OpsPool, capsys: pytest.CaptureF
     _run(lambda: ax.events.publish("other.thing", {}, source="tester"))
 
     # resume after the first event: the worker's log lines and the later events are replayed
+    # (the timeout covers opening the backends too: generous, for a loaded CI machine)
     code, out, _ = cli(capsys, "tail", "--queue", ops.queue, "--events", "tailtest.*",
-                       "--since", str(start), "--timeout", "1.5", "--json")
+                       "--since", str(start), "--timeout", "3", "--json")
     assert code == 0
     records = [json.loads(line) for line in out.splitlines()]
     logs = [r for r in records if r["kind"] == "log"]
@@ -215,7 +216,7 @@ def test_tail_shows_worker_logs_and_events(ops: OpsPool, capsys: pytest.CaptureF
     assert events[0]["payload"] == {"agent_id": str(agent_id)} and events[0]["source"] == "tester"
 
     code, out, _ = cli(capsys, "tail", "--queue", ops.queue, "--events", "tailtest.*",
-                       "--since", str(start), "--timeout", "1")
+                       "--since", str(start), "--timeout", "3")
     assert code == 0 and "[Worker 0]" in out and "event tailtest.done from tester" in out
 
 
