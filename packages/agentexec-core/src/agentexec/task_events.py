@@ -20,17 +20,14 @@ task never waits for its events and a busy worker sends a few messages every 50 
 task: every subscriber of the bus reads every message (the workers' ``control:cancel``
 listeners included), so this keeps their cost per window, not per task. A backend with
 :class:`~agentexec.backends.MixedPublish` (the SQL transport) takes all the messages of a
-window, every type, as one write, which rides in the transaction of the acks and results its
-writer commits anyway (PostgreSQL: one statement for the lock that orders event ids, the rows
-and the NOTIFY). Measured with py-spy on ``benchmarks/pool.py --only drain`` (no-op tasks),
-2026-12-07: a ``publish`` per message and window took ~15 % of a PostgreSQL worker's on-CPU
-samples and ~20 % of its transport writer's time (three round trips each, the advisory lock held
-meanwhile); one ``publish_mixed`` per window, ~5 % of on-CPU samples (half of it encoding the
-events), ~3 % on SQLite (as before). The drain, events on against off (medians of 6 to 9
-interleaved runs, load 3 to 13): within the runs' ±30 % spread on both SQL stacks, 1 and 2
-processes (docs/schedules-and-events.md has the figures). Each task's events arrive in order
-(a window holds one event per task; the windows of one write keep their order). An event is
-published once its line is committed: a ``task.completed`` subscriber finds the activity COMPLETE (its result
+window, every type, as one write: on SQLite in the transaction of the acks and results its
+writer commits anyway; on PostgreSQL one statement (the lock that orders event ids, the rows,
+the NOTIFY) on a writer of its own, so the lock is never held through another batch's WAL
+flush, and the rows' large JSON compresses with lz4 (migration ax0008: pglz cost the server
+more than the insert). Each task's events arrive in order: a window's messages keep every
+task's events in the order they happened (see :func:`_windows`), and the windows of one write
+keep theirs. Measured figures: docs/schedules-and-events.md. An event is published once its
+line is committed: a ``task.completed`` subscriber finds the activity COMPLETE (its result
 follows a moment later: ``ax.get_result`` waits for it). Producers publish ``task.queued``
 behind the activity they already create behind the push (:mod:`agentexec.activity.creates`).
 
