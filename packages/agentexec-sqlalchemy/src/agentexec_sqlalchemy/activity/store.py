@@ -569,11 +569,16 @@ class SQLActivityStore:
                 percentages.setdefault(pk, None)
             logs.append({"activity_id": pk, "message": entry.message, "status": current[pk],
                          "percentage": entry.percentage, "created_at": times[pk]})
-        conn.execute(writes.INSERT_LOG, logs)
-        conn.execute(writes.SET_CURRENT, [
+        current_rows = [
             {"p_id": pk, "p_updated_at": at, "p_status": current[pk], "p_percentage": percentages[pk]}
             for pk, at in times.items()
-        ])
+        ]
+        if conn.dialect.name == "sqlite":  # per-row cost in Python: see writes.DriverMany
+            writes.INSERT_LOG_ROWS(conn, logs)
+            writes.SET_CURRENT_ROWS(conn, current_rows)
+            return
+        conn.execute(writes.INSERT_LOG, logs)
+        conn.execute(writes.SET_CURRENT, current_rows)
 
 
 __all__ = ["CANCELED_MESSAGE", "SQLActivityStore"]
