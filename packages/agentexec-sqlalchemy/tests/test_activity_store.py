@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -357,3 +358,39 @@ async def test_pg_writes_survive_their_idle_connection_being_cut(
     detail = store.detail(agent_id)
     assert detail is not None and detail.status is Status.RUNNING
     await store.aclose()
+
+
+def test_driver_executemany_raises_what_sqlalchemy_would(tmp_path: Any) -> None:
+    """SQLite's batch writes go to the driver's executemany (``writes.DriverMany``): the values
+    stored are the ones SQLAlchemy's executemany stores, and a driver error comes out as
+    SQLAlchemy's exception class (what ``is_transient`` and the worker tell apart)."""
+    from agentexec_sqlalchemy.activity import writes
+    from agentexec_sqlalchemy.errors import is_transient
+
+    stored = []
+    for name, raw in (("orm", False), ("driver", True)):
+        store = SQLActivityStore(f"sqlite:///{tmp_path}/{name}.db")
+        store.ensure_schema()
+        agent_id = store.create("t", "queued")
+        with store.engine.connect() as conn:
+            pk = conn.scalar(sa.select(Activity.id).where(Activity.agent_id == agent_id))
+            logs = [{"activity_id": pk, "message": "m\u00e9", "status": Status.RUNNING, "percentage": None,
+                     "created_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)}]
+            current = [{"p_id": pk, "p_updated_at": logs[0]["created_at"], "p_status": Status.RUNNING, "p_percentage": 7}]
+            if raw:
+                writes.INSERT_LOG_ROWS(conn, logs)
+                writes.SET_CURRENT_ROWS(conn, current)
+            else:
+                conn.execute(writes.INSERT_LOG, logs)
+                conn.execute(writes.SET_CURRENT, current)
+            conn.commit()
+            stored.append([  # as SQLite stores them, the activity's id aside (random)
+                row[1:] for row in
+                conn.exec_driver_sql("SELECT activity_id, message, status, percentage, created_at FROM agentexec_activity_log ORDER BY id").all()[1:]
+                + conn.exec_driver_sql("SELECT id, status, percentage, updated_at FROM agentexec_activity").all()
+            ] + [pk.hex in {row[0] for row in conn.exec_driver_sql("SELECT activity_id FROM agentexec_activity_log")}])
+            with pytest.raises(sa.exc.IntegrityError) as refused:  # CHECK: percentage 0-100
+                writes.SET_CURRENT_ROWS(conn, [{**current[0], "p_percentage": 101}])
+            assert not is_transient(refused.value)
+            conn.rollback()
+    assert stored[0] == stored[1]
