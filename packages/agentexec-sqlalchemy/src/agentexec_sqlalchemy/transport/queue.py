@@ -190,9 +190,7 @@ class SQLQueue(SQLTransport):
     def _promote(self, conn: Connection, queue_name: str, now: float) -> None:
         """Inside a take's transaction: move the queue's due tasks into the queue table (in due
         order, so FIFO among them), and note the next due time."""
-        first = conn.execute(
-            sa.select(sa.func.min(DL.c.due)).where(DL.c.queue_name == queue_name)
-        ).scalar_one()
+        first = conn.execute(sql.NEXT_DUE, {"qn": queue_name}).scalar_one()
         if first is not None and first <= now:
             due = sa.and_(DL.c.queue_name == queue_name, DL.c.due <= now)
             rows = conn.execute(
@@ -205,9 +203,7 @@ class SQLQueue(SQLTransport):
                 for r in rows
             ])
             conn.execute(DL.delete().where(DL.c.id.in_([r.id for r in rows])))
-            first = conn.execute(
-                sa.select(sa.func.min(DL.c.due)).where(DL.c.queue_name == queue_name)
-            ).scalar_one()
+            first = conn.execute(sql.NEXT_DUE, {"qn": queue_name}).scalar_one()
         self._next_due[queue_name] = first
 
     # -- reserve -------------------------------------------------------------------------
