@@ -361,7 +361,7 @@ async def test_pg_writes_survive_their_idle_connection_being_cut(
 
 
 def test_driver_executemany_raises_what_sqlalchemy_would(tmp_path: Any) -> None:
-    """SQLite's batch writes go to the driver's executemany (``writes.DriverMany``): the values
+    """SQLite's batch writes go to the driver's executemany (``agentexec_sqlalchemy.driver``): the values
     stored are the ones SQLAlchemy's executemany stores, and a driver error comes out as
     SQLAlchemy's exception class (what ``is_transient`` and the worker tell apart)."""
     from agentexec_sqlalchemy.activity import writes
@@ -378,8 +378,8 @@ def test_driver_executemany_raises_what_sqlalchemy_would(tmp_path: Any) -> None:
                      "created_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)}]
             current = [{"p_id": pk, "p_updated_at": logs[0]["created_at"], "p_status": Status.RUNNING, "p_percentage": 7}]
             if raw:
-                writes.INSERT_LOG_ROWS(conn, logs)
-                writes.SET_CURRENT_ROWS(conn, current)
+                writes.insert_log_rows(conn, logs)
+                writes.set_current_rows(conn, current)
             else:
                 conn.execute(writes.INSERT_LOG, logs)
                 conn.execute(writes.SET_CURRENT, current)
@@ -390,7 +390,7 @@ def test_driver_executemany_raises_what_sqlalchemy_would(tmp_path: Any) -> None:
                 + conn.exec_driver_sql("SELECT id, status, percentage, updated_at FROM agentexec_activity").all()
             ] + [pk.hex in {row[0] for row in conn.exec_driver_sql("SELECT activity_id FROM agentexec_activity_log")}])
             with pytest.raises(sa.exc.IntegrityError) as refused:  # CHECK: percentage 0-100
-                writes.SET_CURRENT_ROWS(conn, [{**current[0], "p_percentage": 101}])
+                writes.set_current_rows(conn, [{**current[0], "p_percentage": 101}])
             assert not is_transient(refused.value)
             conn.rollback()
     assert stored[0] == stored[1]

@@ -573,9 +573,9 @@ class SQLActivityStore:
             {"p_id": pk, "p_updated_at": at, "p_status": current[pk], "p_percentage": percentages[pk]}
             for pk, at in times.items()
         ]
-        if conn.dialect.name == "sqlite":  # per-row cost in Python: see writes.DriverMany
-            writes.INSERT_LOG_ROWS(conn, logs)
-            writes.SET_CURRENT_ROWS(conn, current_rows)
+        if conn.dialect.name == "sqlite":  # per-row cost in Python: see agentexec_sqlalchemy.driver
+            writes.insert_log_rows(conn, logs)
+            writes.set_current_rows(conn, current_rows)
             return
         conn.execute(writes.INSERT_LOG, logs)
         conn.execute(writes.SET_CURRENT, current_rows)

@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentexec.activity.status import Status
-from sqlalchemy import Integer, Table, bindparam, case, exc, func, insert, select, update
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy import Integer, Table, bindparam, case, func, insert, select, update
+from sqlalchemy.engine import Connection
 
+from agentexec_sqlalchemy import driver
 from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
 from agentexec_sqlalchemy.types import UTCDateTime
 
@@ -106,52 +107,16 @@ SET_CURRENT = (
 )
 
 
-class DriverMany:
-    """An ``executemany`` of ``stmt`` straight on the driver's cursor, for SQLite.
 
-    SQLAlchemy's ``executemany`` costs tens of microseconds per row in Python on SQLite (an
-    execution context, a parameter dict and every bind processor per row): more than SQLite
-    takes to store the row. This compiles ``stmt`` once per dialect, binds positionally with
-    the same bind processors (the column types' own ``bind_processor``), and raises what
-    SQLAlchemy would: a driver error becomes its ``sqlalchemy.exc.DBAPIError`` subclass (so
-    missing tables, transient and refused writes are told apart as before). It runs inside the
-    connection's transaction (the same driver connection). Listeners of
-    ``before_cursor_execute`` do not see these statements.
-    """
-
-    def __init__(self, stmt: Any, column_keys: Sequence[str] | None = None) -> None:
-        self._stmt = stmt
-        self._keys = list(column_keys) if column_keys is not None else None
-        self._compiled: dict[str, tuple[str, list[str], list[Callable[[Any], Any] | None]]] = {}
-
-    def _prepare(self, dialect: Dialect) -> tuple[str, list[str], list[Callable[[Any], Any] | None]]:
-        compiled = self._stmt.compile(dialect=dialect, column_keys=self._keys)
-        names = list(compiled.positiontup or ())
-        processors = [compiled.binds[name].type.bind_processor(dialect) for name in names]
-        return compiled.string, names, processors
-
-    def __call__(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        dialect = conn.dialect
-        prepared = self._compiled.get(dialect.name)
-        if prepared is None:
-            prepared = self._compiled[dialect.name] = self._prepare(dialect)
-        sql, names, processors = prepared
-        pairs = list(zip(names, processors, strict=True))
-        params = [
-            tuple(row[name] if fn is None or row[name] is None else fn(row[name]) for name, fn in pairs)
-            for row in rows
-        ]
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        dbapi = dialect.loaded_dbapi
-        try:
-            driver.cursor().executemany(sql, params)
-        except dbapi.Error as error:
-            raise exc.DBAPIError.instance(sql, params[:1], error, dbapi.Error, dialect=dialect) from error
+def insert_log_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT_LOG on SQLite's driver (:mod:`agentexec_sqlalchemy.driver`): SQLAlchemy's
+    ``executemany`` costs tens of µs per row in Python, more than SQLite takes to store it."""
+    driver.executemany(conn, INSERT_LOG, rows, _LOG_COLUMNS)
 
 
-#: INSERT_LOG and SET_CURRENT on SQLite (see :class:`DriverMany`)
-INSERT_LOG_ROWS = DriverMany(
-    INSERT_LOG, ["activity_id", "message", "status", "percentage", "created_at"]
-)
-SET_CURRENT_ROWS = DriverMany(SET_CURRENT)
+def set_current_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """SET_CURRENT on SQLite's driver (see :func:`insert_log_rows`)."""
+    driver.executemany(conn, SET_CURRENT, rows)
+
+
+_LOG_COLUMNS = ("activity_id", "message", "status", "percentage", "created_at")
