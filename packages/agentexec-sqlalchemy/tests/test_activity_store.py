@@ -11,7 +11,7 @@ import anyio
 import pytest
 import sqlalchemy as sa
 from agentexec.activity.status import Status
-from agentexec.backends import ActivityStore, LogEntry
+from agentexec.backends import ActivityStore, LogEntry, UnknownActivityError
 from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
 from agentexec_sqlalchemy.activity.store import CANCELED_MESSAGE, SQLActivityStore
 from agentexec_sqlalchemy.errors import MissingTablesError
@@ -118,8 +118,8 @@ async def test_batches_are_one_transaction_each(
     finally:
         sa.event.remove(store.engine, "commit", on_commit)
     # statement counts do not grow with the batch: no per-row round trips
-    assert created.count <= 3, created.statements  # existing ids, activities, logs
-    assert appended.count <= 4, appended.statements
+    assert created.work <= 3, created.statements  # existing ids, activities, logs
+    assert appended.work <= 4, appended.statements
     assert store.list(status=Status.RUNNING).total == 200
 
 
@@ -394,3 +394,48 @@ def test_driver_executemany_raises_what_sqlalchemy_would(tmp_path: Any) -> None:
             assert not is_transient(refused.value)
             conn.rollback()
     assert stored[0] == stored[1]
+
+
+@pytest.mark.anyio
+async def test_sqlite_lines_share_the_transport_writer_and_fail_alone(tmp_path: Any) -> None:
+    """On a SQLite file the async writes run on the transport's batching writer, each in a
+    savepoint: lines naming an unknown activity fail alone (nothing of theirs is left), while
+    the writes batched with them commit."""
+    from agentexec_sqlalchemy.transport.batching import get_writer
+
+    store = SQLActivityStore(f"sqlite:///{tmp_path}/agentexec.db")
+    store.ensure_schema()
+    known = store.create("t", "queued")
+    before = store.detail(known)
+    assert before is not None
+    writer = get_writer(store.engine)
+    results: dict[str, Any] = {}
+
+    async def bad() -> None:
+        try:
+            await store.aappend_many([LogEntry(known, "x", Status.RUNNING), LogEntry(uuid.uuid4(), "y")])
+        except Exception as exc:
+            results["bad"] = exc
+
+    async def good() -> None:
+        await store.aappend_many([LogEntry(known, "running", Status.RUNNING)])
+        results["good"] = True
+
+    async def other() -> None:
+        results["other"] = await writer.submit(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+
+    gate = threading.Event()
+    blocked = writer.submit(lambda conn: gate.wait(5))  # the next batch then holds all three
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bad)
+        tg.start_soon(good)
+        tg.start_soon(other)
+        await anyio.sleep(0.05)
+        gate.set()
+    assert await blocked
+    assert isinstance(results["bad"], UnknownActivityError)
+    assert results["good"] is True and results["other"] == 1
+    detail = store.detail(known)
+    assert detail is not None
+    assert [log.message for log in detail.logs] == ["queued", "running"]
+    assert detail.status is Status.RUNNING

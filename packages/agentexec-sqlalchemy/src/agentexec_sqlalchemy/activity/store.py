@@ -6,7 +6,9 @@ for the reads).
 
 The async twins run the same sync code in a worker thread (``anyio.to_thread``): one code path
 for both databases, the thread hop costs microseconds next to a database round trip, and a
-cancelled caller still lets the transaction commit or roll back whole.
+cancelled caller still lets the transaction commit or roll back whole. Their writes to a SQLite
+file run on the transport's batching writer instead (``SQLActivityStore._batched``), in one
+transaction with the queue's, results' and events' writes of the moment.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import anyio.to_thread
@@ -54,6 +56,7 @@ from agentexec_sqlalchemy.engine import get_engine
 from agentexec_sqlalchemy.errors import (
     MissingTablesError,
     SchemaOutdatedError,
+    explain_missing_tables,
     is_transient,
     is_unique_violation,
 )
@@ -73,6 +76,11 @@ _ActivityRow = tuple[UUID, str, str, "dict[str, Any] | None"]
 
 def _checked(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if metadata is None else validate_metadata(metadata)
+
+
+def _in_memory(engine: Engine) -> bool:
+    database = engine.url.database or ""
+    return database in ("", ":memory:") or ":memory:" in database or "mode=memory" in str(engine.url)
 
 
 def _chunks(items: Sequence[T]) -> Iterable[builtins.list[T]]:
@@ -364,13 +372,59 @@ class SQLActivityStore:
 
     async def _in_thread(self, call: Callable[[Connection], T], *, write: bool = True) -> T:
         """``call`` in a worker thread, on a connection of its own (never a thread's global
-        session), one transaction."""
+        session), one transaction. A write to a SQLite file goes to the process's batching
+        writer instead (:meth:`_batched`)."""
+        if write:
+            engine = self._uow.engine_for_background()
+            if engine.dialect.name == "sqlite" and not _in_memory(engine):
+                return await self._batched(engine, call)
 
         def run() -> T:
             with self._uow.own(self._uow.engine_for_background(), write=write) as conn:
                 return call(conn)
 
         return await anyio.to_thread.run_sync(run)
+
+    async def _batched(self, engine: Engine, call: Callable[[Connection], T]) -> T:
+        """``call`` on the process's batching writer of this SQLite file (:mod:`agentexec_sqlalchemy.transport.batching`),
+        the one the queue, results and events write through: a worker's lines commit in the
+        same transactions as its leases, outcomes and acks, on one connection, instead of a
+        second connection contending for SQLite's single write lock (a collision sleeps in
+        the busy handler) and committing on its own.
+
+        ``call`` runs inside a savepoint: one that raises anything but a transient error (an
+        unknown activity, data refused, missing tables) is undone alone, and its caller gets
+        the error, while the batch's other writes commit. A transient error (locked, disk full,
+        I/O) fails the whole batch, which its callers wait out as before."""
+        from agentexec_sqlalchemy.transport.batching import get_writer
+
+        def op(conn: Connection) -> tuple[bool, Any]:
+            # the savepoint on the driver's cursor: SQLAlchemy's begin_nested() costs several
+            # times the statements themselves, and the writer's transaction is SQLite's own
+            # (BEGIN IMMEDIATE on the driver) anyway
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute("SAVEPOINT agentexec_activity")
+            try:
+                with explain_missing_tables(engine):
+                    value = call(conn)
+            except Exception as error:
+                if is_transient(error):
+                    raise  # the writer rolls the whole transaction back
+                raw.execute("ROLLBACK TO agentexec_activity")
+                raw.execute("RELEASE agentexec_activity")
+                return False, error
+            raw.execute("RELEASE agentexec_activity")
+            return True, value
+
+        fut = get_writer(engine).submit(op)
+        # the write happens even if the caller is cancelled meanwhile (as a thread's would):
+        # wait for it, so a cancelled caller still sees the transaction commit or roll back whole
+        with anyio.CancelScope(shield=True):
+            ok, value = await fut
+        if not ok:
+            raise value
+        return cast(T, value)
 
     # -- the calls, inside one transaction on ``conn`` ---------------------------------------
     def _cancel_pending(self, conn: Connection) -> int:
