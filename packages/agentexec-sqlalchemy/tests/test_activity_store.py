@@ -375,7 +375,11 @@ def test_driver_executemany_raises_what_sqlalchemy_would(tmp_path: Any) -> None:
         with store.engine.connect() as conn:
             pk = conn.scalar(sa.select(Activity.id).where(Activity.agent_id == agent_id))
             logs = [{"activity_id": pk, "message": "m\u00e9", "status": Status.RUNNING, "percentage": None,
-                     "created_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)}]
+                     "created_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)},
+                    # a whole second: SQLite's DATETIME still stores ".000000" (the driver's own
+                    # datetime adapter would not)
+                    {"activity_id": pk, "message": "n", "status": Status.COMPLETE, "percentage": 100,
+                     "created_at": datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)}]
             current = [{"p_id": pk, "p_updated_at": logs[0]["created_at"], "p_status": Status.RUNNING, "p_percentage": 7}]
             if raw:
                 writes.insert_log_rows(conn, logs)

@@ -40,7 +40,9 @@ class _Compiled:
         self.sql: str = compiled.string
         self.names: list[str] = list(compiled.positiontup or ())
         self.processors: list[_Processor] = [
-            compiled.binds[name].type.bind_processor(dialect) for name in self.names
+            # the dialect's implementation of the type, as SQLAlchemy binds it (a generic
+            # DateTime's bind_processor is None; SQLite's DATETIME formats it)
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
         ]
         self.expanding: frozenset[str] = frozenset(
             name for name in self.names if compiled.binds[name].expanding
@@ -99,8 +101,15 @@ def _driver(conn: Connection) -> Any:
     return driver
 
 
-def execute(conn: Connection, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
-    """Run ``stmt`` once; its rows (named tuples, driver values), ``[]`` when it returns none."""
+_result_processors: dict[tuple[str, tuple[Any, ...]], list[_Processor]] = {}
+
+
+def execute(
+    conn: Connection, stmt: Any, params: dict[str, Any] | None = None, result_types: Sequence[Any] = ()
+) -> list[Any]:
+    """Run ``stmt`` once; its rows (named tuples), ``[]`` when it returns none. The values are
+    the driver's, or, for the columns whose SQLAlchemy types ``result_types`` gives (in order;
+    ``None`` for a column left as it is), what those types' result processors make of them."""
     sql, values = _prepare(stmt, conn.dialect).bind(params or {})
     try:
         cursor = _driver(conn).execute(sql, values)
@@ -113,6 +122,18 @@ def execute(conn: Connection, stmt: Any, params: dict[str, Any] | None = None) -
     row_type = _row_types.get(names)
     if row_type is None:
         row_type = _row_types[names] = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+    if result_types:
+        key = (conn.dialect.name, tuple(result_types))
+        processors = _result_processors.get(key)
+        if processors is None:
+            processors = _result_processors[key] = [
+                None if t is None else t.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
+                for t in result_types
+            ]
+        rows = [
+            tuple(v if fn is None or v is None else fn(v) for v, fn in zip(row, processors, strict=False))
+            for row in rows
+        ]
     return [row_type._make(row) for row in rows]  # type: ignore[attr-defined]
 
 

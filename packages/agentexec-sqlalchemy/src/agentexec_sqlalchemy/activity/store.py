@@ -43,6 +43,7 @@ from agentexec.backends import as_uuid as _uuid
 from sqlalchemy import exc, select
 from sqlalchemy.engine import Connection, Engine
 
+from agentexec_sqlalchemy import driver
 from agentexec_sqlalchemy.activity import queries, writes
 from agentexec_sqlalchemy.activity.models import (
     ACTIVITY_LOG_TABLE,
@@ -602,8 +603,15 @@ class SQLActivityStore:
         locked_at: dict[UUID, datetime] = {}  # activity id -> updated_at set by the lock
         # the status an entry without one inherits: the activity's, read under the lock
         current: dict[UUID, Status] = {}
+        sqlite = conn.dialect.name == "sqlite"
         for chunk in _chunks(sorted({_uuid(e.agent_id) for e in entries})):
-            for row in conn.execute(writes.LOCK_MANY, {"p_agent_ids": chunk, "p_now": now}):
+            params = {"p_agent_ids": chunk, "p_now": now}
+            rows = (
+                driver.execute(conn, writes.LOCK_MANY, params, writes.LOCK_MANY_TYPES)
+                if sqlite  # per-statement cost in Python: see agentexec_sqlalchemy.driver
+                else conn.execute(writes.LOCK_MANY, params)
+            )
+            for row in rows:
                 pks[row.agent_id], locked_at[row.id] = row.id, row.updated_at
                 current[row.id] = row.status or Status.QUEUED
         for entry in entries:
@@ -627,7 +635,7 @@ class SQLActivityStore:
             {"p_id": pk, "p_updated_at": at, "p_status": current[pk], "p_percentage": percentages[pk]}
             for pk, at in times.items()
         ]
-        if conn.dialect.name == "sqlite":  # per-row cost in Python: see agentexec_sqlalchemy.driver
+        if sqlite:  # per-row cost in Python: see agentexec_sqlalchemy.driver
             writes.insert_log_rows(conn, logs)
             writes.set_current_rows(conn, current_rows)
             return

@@ -75,6 +75,9 @@ LOCK_MANY = lock_sorted(
     activity.c.agent_id, activity.c.id, activity.c.updated_at, activity.c.status
 )
 
+#: the types of LOCK_MANY's returned columns, for its rows on the driver (agentexec_sqlalchemy.driver)
+LOCK_MANY_TYPES = (activity.c.agent_id.type, activity.c.id.type, activity.c.updated_at.type, activity.c.status.type)
+
 #: one entry, with the status LOCK_ONE returned
 INSERT_ONE = insert(log).values(
     activity_id=bindparam("p_activity_id"),
