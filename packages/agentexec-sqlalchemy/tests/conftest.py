@@ -103,6 +103,13 @@ class StatementCounter:
     def count(self) -> int:
         return len(self.statements)
 
+    @property
+    def work(self) -> int:
+        """The statements that are not transaction control (``BEGIN IMMEDIATE``, a savepoint
+        and its release: what a write on SQLite's batching writer adds around its own)."""
+        control = ("BEGIN", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+        return sum(1 for s in self.statements if not s.lstrip().upper().startswith(control))
+
 
 @pytest.fixture
 def statement_counter() -> type[StatementCounter]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import pytest
 import sqlalchemy as sa
 from agentexec.activity.status import Status
-from agentexec.backends import ActivityStore, LogEntry
+from agentexec.backends import ActivityStore, LogEntry, UnknownActivityError
 from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
 from agentexec_sqlalchemy.activity.store import CANCELED_MESSAGE, SQLActivityStore
 from agentexec_sqlalchemy.errors import MissingTablesError
@@ -117,8 +118,8 @@ async def test_batches_are_one_transaction_each(
     finally:
         sa.event.remove(store.engine, "commit", on_commit)
     # statement counts do not grow with the batch: no per-row round trips
-    assert created.count <= 3, created.statements  # existing ids, activities, logs
-    assert appended.count <= 4, appended.statements
+    assert created.work <= 3, created.statements  # existing ids, activities, logs
+    assert appended.work <= 4, appended.statements
     assert store.list(status=Status.RUNNING).total == 200
 
 
@@ -357,3 +358,88 @@ async def test_pg_writes_survive_their_idle_connection_being_cut(
     detail = store.detail(agent_id)
     assert detail is not None and detail.status is Status.RUNNING
     await store.aclose()
+
+
+def test_driver_executemany_raises_what_sqlalchemy_would(tmp_path: Any) -> None:
+    """SQLite's batch writes go to the driver's executemany (``agentexec_sqlalchemy.driver``): the values
+    stored are the ones SQLAlchemy's executemany stores, and a driver error comes out as
+    SQLAlchemy's exception class (what ``is_transient`` and the worker tell apart)."""
+    from agentexec_sqlalchemy.activity import writes
+    from agentexec_sqlalchemy.errors import is_transient
+
+    stored = []
+    for name, raw in (("orm", False), ("driver", True)):
+        store = SQLActivityStore(f"sqlite:///{tmp_path}/{name}.db")
+        store.ensure_schema()
+        agent_id = store.create("t", "queued")
+        with store.engine.connect() as conn:
+            pk = conn.scalar(sa.select(Activity.id).where(Activity.agent_id == agent_id))
+            logs = [{"activity_id": pk, "message": "m\u00e9", "status": Status.RUNNING, "percentage": None,
+                     "created_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)},
+                    # a whole second: SQLite's DATETIME still stores ".000000" (the driver's own
+                    # datetime adapter would not)
+                    {"activity_id": pk, "message": "n", "status": Status.COMPLETE, "percentage": 100,
+                     "created_at": datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)}]
+            current = [{"p_id": pk, "p_updated_at": logs[0]["created_at"], "p_status": Status.RUNNING, "p_percentage": 7}]
+            if raw:
+                writes.insert_log_rows(conn, logs)
+                writes.set_current_rows(conn, current)
+            else:
+                conn.execute(writes.INSERT_LOG, logs)
+                conn.execute(writes.SET_CURRENT, current)
+            conn.commit()
+            stored.append([  # as SQLite stores them, the activity's id aside (random)
+                row[1:] for row in
+                conn.exec_driver_sql("SELECT activity_id, message, status, percentage, created_at FROM agentexec_activity_log ORDER BY id").all()[1:]
+                + conn.exec_driver_sql("SELECT id, status, percentage, updated_at FROM agentexec_activity").all()
+            ] + [pk.hex in {row[0] for row in conn.exec_driver_sql("SELECT activity_id FROM agentexec_activity_log")}])
+            with pytest.raises(sa.exc.IntegrityError) as refused:  # CHECK: percentage 0-100
+                writes.set_current_rows(conn, [{**current[0], "p_percentage": 101}])
+            assert not is_transient(refused.value)
+            conn.rollback()
+    assert stored[0] == stored[1]
+
+
+@pytest.mark.anyio
+async def test_sqlite_lines_share_the_transport_writer_and_fail_alone(tmp_path: Any) -> None:
+    """On a SQLite file the async writes run on the transport's batching writer, each in a
+    savepoint: lines naming an unknown activity fail alone (nothing of theirs is left), while
+    the writes batched with them commit."""
+    from agentexec_sqlalchemy.transport.batching import get_writer
+
+    store = SQLActivityStore(f"sqlite:///{tmp_path}/agentexec.db")
+    store.ensure_schema()
+    known = store.create("t", "queued")
+    before = store.detail(known)
+    assert before is not None
+    writer = get_writer(store.engine)
+    results: dict[str, Any] = {}
+
+    async def bad() -> None:
+        try:
+            await store.aappend_many([LogEntry(known, "x", Status.RUNNING), LogEntry(uuid.uuid4(), "y")])
+        except Exception as exc:
+            results["bad"] = exc
+
+    async def good() -> None:
+        await store.aappend_many([LogEntry(known, "running", Status.RUNNING)])
+        results["good"] = True
+
+    async def other() -> None:
+        results["other"] = await writer.submit(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+
+    gate = threading.Event()
+    blocked = writer.submit(lambda conn: gate.wait(5))  # the next batch then holds all three
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bad)
+        tg.start_soon(good)
+        tg.start_soon(other)
+        await anyio.sleep(0.05)
+        gate.set()
+    assert await blocked
+    assert isinstance(results["bad"], UnknownActivityError)
+    assert results["good"] is True and results["other"] == 1
+    detail = store.detail(known)
+    assert detail is not None
+    assert [log.message for log in detail.logs] == ["queued", "running"]
+    assert detail.status is Status.RUNNING

@@ -6,7 +6,9 @@ for the reads).
 
 The async twins run the same sync code in a worker thread (``anyio.to_thread``): one code path
 for both databases, the thread hop costs microseconds next to a database round trip, and a
-cancelled caller still lets the transaction commit or roll back whole.
+cancelled caller still lets the transaction commit or roll back whole. Their writes to a SQLite
+file run on the transport's batching writer instead (``SQLActivityStore._batched``), in one
+transaction with the queue's, results' and events' writes of the moment.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import anyio.to_thread
@@ -41,6 +43,7 @@ from agentexec.backends import as_uuid as _uuid
 from sqlalchemy import exc, select
 from sqlalchemy.engine import Connection, Engine
 
+from agentexec_sqlalchemy import driver
 from agentexec_sqlalchemy.activity import queries, writes
 from agentexec_sqlalchemy.activity.models import (
     ACTIVITY_LOG_TABLE,
@@ -54,6 +57,7 @@ from agentexec_sqlalchemy.engine import get_engine
 from agentexec_sqlalchemy.errors import (
     MissingTablesError,
     SchemaOutdatedError,
+    explain_missing_tables,
     is_transient,
     is_unique_violation,
 )
@@ -73,6 +77,11 @@ _ActivityRow = tuple[UUID, str, str, "dict[str, Any] | None"]
 
 def _checked(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if metadata is None else validate_metadata(metadata)
+
+
+def _in_memory(engine: Engine) -> bool:
+    database = engine.url.database or ""
+    return database in ("", ":memory:") or ":memory:" in database or "mode=memory" in str(engine.url)
 
 
 def _chunks(items: Sequence[T]) -> Iterable[builtins.list[T]]:
@@ -364,13 +373,59 @@ class SQLActivityStore:
 
     async def _in_thread(self, call: Callable[[Connection], T], *, write: bool = True) -> T:
         """``call`` in a worker thread, on a connection of its own (never a thread's global
-        session), one transaction."""
+        session), one transaction. A write to a SQLite file goes to the process's batching
+        writer instead (:meth:`_batched`)."""
+        if write:
+            engine = self._uow.engine_for_background()
+            if engine.dialect.name == "sqlite" and not _in_memory(engine):
+                return await self._batched(engine, call)
 
         def run() -> T:
             with self._uow.own(self._uow.engine_for_background(), write=write) as conn:
                 return call(conn)
 
         return await anyio.to_thread.run_sync(run)
+
+    async def _batched(self, engine: Engine, call: Callable[[Connection], T]) -> T:
+        """``call`` on the process's batching writer of this SQLite file (:mod:`agentexec_sqlalchemy.transport.batching`),
+        the one the queue, results and events write through: a worker's lines commit in the
+        same transactions as its leases, outcomes and acks, on one connection, instead of a
+        second connection contending for SQLite's single write lock (a collision sleeps in
+        the busy handler) and committing on its own.
+
+        ``call`` runs inside a savepoint: one that raises anything but a transient error (an
+        unknown activity, data refused, missing tables) is undone alone, and its caller gets
+        the error, while the batch's other writes commit. A transient error (locked, disk full,
+        I/O) fails the whole batch, which its callers wait out as before."""
+        from agentexec_sqlalchemy.transport.batching import get_writer
+
+        def op(conn: Connection) -> tuple[bool, Any]:
+            # the savepoint on the driver's cursor: SQLAlchemy's begin_nested() costs several
+            # times the statements themselves, and the writer's transaction is SQLite's own
+            # (BEGIN IMMEDIATE on the driver) anyway
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute("SAVEPOINT agentexec_activity")
+            try:
+                with explain_missing_tables(engine):
+                    value = call(conn)
+            except Exception as error:
+                if is_transient(error):
+                    raise  # the writer rolls the whole transaction back
+                raw.execute("ROLLBACK TO agentexec_activity")
+                raw.execute("RELEASE agentexec_activity")
+                return False, error
+            raw.execute("RELEASE agentexec_activity")
+            return True, value
+
+        fut = get_writer(engine).submit(op)
+        # the write happens even if the caller is cancelled meanwhile (as a thread's would):
+        # wait for it, so a cancelled caller still sees the transaction commit or roll back whole
+        with anyio.CancelScope(shield=True):
+            ok, value = await fut
+        if not ok:
+            raise value
+        return cast(T, value)
 
     # -- the calls, inside one transaction on ``conn`` ---------------------------------------
     def _cancel_pending(self, conn: Connection) -> int:
@@ -548,8 +603,15 @@ class SQLActivityStore:
         locked_at: dict[UUID, datetime] = {}  # activity id -> updated_at set by the lock
         # the status an entry without one inherits: the activity's, read under the lock
         current: dict[UUID, Status] = {}
+        sqlite = conn.dialect.name == "sqlite"
         for chunk in _chunks(sorted({_uuid(e.agent_id) for e in entries})):
-            for row in conn.execute(writes.LOCK_MANY, {"p_agent_ids": chunk, "p_now": now}):
+            params = {"p_agent_ids": chunk, "p_now": now}
+            rows = (
+                driver.execute(conn, writes.LOCK_MANY, params, writes.LOCK_MANY_TYPES)
+                if sqlite  # per-statement cost in Python: see agentexec_sqlalchemy.driver
+                else conn.execute(writes.LOCK_MANY, params)
+            )
+            for row in rows:
                 pks[row.agent_id], locked_at[row.id] = row.id, row.updated_at
                 current[row.id] = row.status or Status.QUEUED
         for entry in entries:
@@ -569,11 +631,16 @@ class SQLActivityStore:
                 percentages.setdefault(pk, None)
             logs.append({"activity_id": pk, "message": entry.message, "status": current[pk],
                          "percentage": entry.percentage, "created_at": times[pk]})
-        conn.execute(writes.INSERT_LOG, logs)
-        conn.execute(writes.SET_CURRENT, [
+        current_rows = [
             {"p_id": pk, "p_updated_at": at, "p_status": current[pk], "p_percentage": percentages[pk]}
             for pk, at in times.items()
-        ])
+        ]
+        if sqlite:  # per-row cost in Python: see agentexec_sqlalchemy.driver
+            writes.insert_log_rows(conn, logs)
+            writes.set_current_rows(conn, current_rows)
+            return
+        conn.execute(writes.INSERT_LOG, logs)
+        conn.execute(writes.SET_CURRENT, current_rows)
 
 
 __all__ = ["CANCELED_MESSAGE", "SQLActivityStore"]

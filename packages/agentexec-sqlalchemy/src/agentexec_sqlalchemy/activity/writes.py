@@ -17,12 +17,14 @@ Batches and ``cancel_pending`` lock their activities the same way, in ``agent_id
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentexec.activity.status import Status
 from sqlalchemy import Integer, Table, bindparam, case, func, insert, select, update
+from sqlalchemy.engine import Connection
 
+from agentexec_sqlalchemy import driver
 from agentexec_sqlalchemy.activity.models import Activity, ActivityLog
 from agentexec_sqlalchemy.types import UTCDateTime
 
@@ -73,6 +75,9 @@ LOCK_MANY = lock_sorted(
     activity.c.agent_id, activity.c.id, activity.c.updated_at, activity.c.status
 )
 
+#: the types of LOCK_MANY's returned columns, for its rows on the driver (agentexec_sqlalchemy.driver)
+LOCK_MANY_TYPES = (activity.c.agent_id.type, activity.c.id.type, activity.c.updated_at.type, activity.c.status.type)
+
 #: one entry, with the status LOCK_ONE returned
 INSERT_ONE = insert(log).values(
     activity_id=bindparam("p_activity_id"),
@@ -103,3 +108,18 @@ SET_CURRENT = (
         percentage=func.coalesce(bindparam("p_percentage", type_=Integer()), activity.c.percentage),
     )
 )
+
+
+
+def insert_log_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT_LOG on SQLite's driver (:mod:`agentexec_sqlalchemy.driver`): SQLAlchemy's
+    ``executemany`` costs tens of µs per row in Python, more than SQLite takes to store it."""
+    driver.executemany(conn, INSERT_LOG, rows, _LOG_COLUMNS)
+
+
+def set_current_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """SET_CURRENT on SQLite's driver (see :func:`insert_log_rows`)."""
+    driver.executemany(conn, SET_CURRENT, rows)
+
+
+_LOG_COLUMNS = ("activity_id", "message", "status", "percentage", "created_at")

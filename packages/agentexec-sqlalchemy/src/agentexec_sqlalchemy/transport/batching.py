@@ -119,7 +119,14 @@ class BatchWriter:
 
     def _connect(self) -> Connection:
         conn = self._engine.connect()
-        if not self._sqlite:
+        if self._sqlite:
+            # a savepoint inside a batch (the activity store's writes take one each) keeps the
+            # pages it changes in a statement journal: in memory, not a temporary file that
+            # spills past 64 KiB (measured: +70 % bytes written, +25 % CPU per line)
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA temp_store=MEMORY")  # on the driver: no transaction
+        else:
             # this connection is the writer's alone: relaxed commits by default, and a durable
             # batch switches its own transaction back (SET LOCAL), saving a round trip per batch
             conn.exec_driver_sql("SET synchronous_commit TO OFF")

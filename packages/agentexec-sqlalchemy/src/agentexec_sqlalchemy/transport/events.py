@@ -33,6 +33,7 @@ from agentexec.config import CONF
 from agentexec.limits import LOGS_PREFIX, Stream, stream_of, streams_for
 from sqlalchemy.engine import Connection
 
+from agentexec_sqlalchemy import driver
 from agentexec_sqlalchemy.transport import statements as sql
 from agentexec_sqlalchemy.transport.common import SQLTransport
 from agentexec_sqlalchemy.transport.models import event_table
@@ -127,7 +128,7 @@ class SQLEvents(SQLTransport):
     def _publish_mixed(self, conn: Connection, rows: list[tuple[str, str]], trim: bool) -> None:
         ts = time.time()
         if self.is_sqlite:
-            conn.execute(_PUBLISH_ROWS, [{"channel": c, "data": d, "ts": ts} for c, d in rows])
+            driver.executemany(conn, _PUBLISH_ROWS, [{"channel": c, "data": d, "ts": ts} for c, d in rows])
         elif conn.dialect.driver != "psycopg":  # another driver: no binary placeholders
             for channel, data in rows:
                 self._publish(conn, channel, data, False)

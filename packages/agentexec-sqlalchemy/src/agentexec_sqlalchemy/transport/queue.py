@@ -23,6 +23,7 @@ from agentexec.task import Envelope, Priority
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
+from agentexec_sqlalchemy import driver
 from agentexec_sqlalchemy.transport import statements as sql
 from agentexec_sqlalchemy.transport.common import SQLTransport
 from agentexec_sqlalchemy.transport.models import (
@@ -190,9 +191,7 @@ class SQLQueue(SQLTransport):
     def _promote(self, conn: Connection, queue_name: str, now: float) -> None:
         """Inside a take's transaction: move the queue's due tasks into the queue table (in due
         order, so FIFO among them), and note the next due time."""
-        first = conn.execute(
-            sa.select(sa.func.min(DL.c.due)).where(DL.c.queue_name == queue_name)
-        ).scalar_one()
+        first = self._next_due_of(conn, queue_name)
         if first is not None and first <= now:
             due = sa.and_(DL.c.queue_name == queue_name, DL.c.due <= now)
             rows = conn.execute(
@@ -205,10 +204,14 @@ class SQLQueue(SQLTransport):
                 for r in rows
             ])
             conn.execute(DL.delete().where(DL.c.id.in_([r.id for r in rows])))
-            first = conn.execute(
-                sa.select(sa.func.min(DL.c.due)).where(DL.c.queue_name == queue_name)
-            ).scalar_one()
+            first = self._next_due_of(conn, queue_name)
         self._next_due[queue_name] = first
+
+    def _next_due_of(self, conn: Connection, queue_name: str) -> float | None:
+        if self.is_sqlite:  # the driver's cursor: see agentexec_sqlalchemy.driver
+            due: float | None = driver.execute(conn, sql.NEXT_DUE, {"qn": queue_name})[0][0]
+            return due
+        return cast("float | None", conn.execute(sql.NEXT_DUE, {"qn": queue_name}).scalar_one())
 
     # -- reserve -------------------------------------------------------------------------
     async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
@@ -275,7 +278,8 @@ class SQLQueue(SQLTransport):
             return [] if first is None else [first]
         now = time.time()
         params = {"qn": queue_name, "cid": consumer_id, "ts": now, "n": max_count - 1}
-        rows = sorted(conn.execute(sql.TAKE_MANY, params).all(), key=lambda r: (r.rank, -r.front, r.id))
+        taken = driver.execute(conn, sql.TAKE_MANY, params) if self.is_sqlite else conn.execute(sql.TAKE_MANY, params).all()
+        rows = sorted(taken, key=lambda r: (r.rank, -r.front, r.id))
         leases = [first]
         for row in rows:
             lease = self._lease_of(conn, queue_name, consumer_id, row, now)
@@ -301,8 +305,11 @@ class SQLQueue(SQLTransport):
             await self.run_write(self._ack_many, list(leases), durable=False)
 
     def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
-        # executemany: psycopg pipelines it, one round trip for the batch
-        conn.execute(sql.ACK, [self._mine(lease) for lease in leases])
+        mine = [self._mine(lease) for lease in leases]
+        if self.is_sqlite:
+            driver.executemany(conn, sql.ACK, mine)
+        else:  # executemany: psycopg pipelines it, one round trip for the batch
+            conn.execute(sql.ACK, mine)
 
     def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
@@ -316,7 +323,11 @@ class SQLQueue(SQLTransport):
         params = {"qn": queue_name, "cid": consumer_id, "ts": now}
         self._promote(conn, queue_name, now)
         while True:
-            row = conn.execute(sql.TAKE, params).first()
+            if self.is_sqlite:
+                found = driver.execute(conn, sql.TAKE, params)
+                row = found[0] if found else None
+            else:
+                row = conn.execute(sql.TAKE, params).first()
             if row is None:
                 return None
             try:

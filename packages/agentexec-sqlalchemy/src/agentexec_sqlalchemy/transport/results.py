@@ -10,6 +10,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from agentexec_sqlalchemy import driver
 from agentexec_sqlalchemy.transport import statements as sql
 from agentexec_sqlalchemy.transport.common import SQLTransport
 from agentexec_sqlalchemy.transport.models import schedule_table as S
@@ -54,8 +55,7 @@ class SQLResults(SQLTransport):
             if not self.is_sqlite:
                 row.update(self.note("result", key))
             params.append(row)
-        # executemany: psycopg pipelines it, one round trip for the batch
-        conn.execute(self.dialect_sql(sql.SET_RESULT), params)
+        self._store(conn, params)
         if any(purge for _, _, purge in rows):
             conn.execute(sql.PURGE_RESULTS, {"ts": now})
 
@@ -85,7 +85,14 @@ class SQLResults(SQLTransport):
             if not self.is_sqlite:  # the statement notifies; no waiter listens for a staged key
                 row.update(self.note("result", key))
             params.append(row)
-        if params:  # executemany: one round trip on PostgreSQL (psycopg pipelines it)
+        self._store(conn, params)
+
+    def _store(self, conn: Connection, params: list[dict[str, object]]) -> None:
+        if not params:
+            return
+        if self.is_sqlite:  # the driver's cursor: see agentexec_sqlalchemy.driver
+            driver.executemany(conn, sql.SET_RESULT["sqlite"], params)
+        else:  # executemany: one round trip on PostgreSQL (psycopg pipelines it)
             conn.execute(self.dialect_sql(sql.SET_RESULT), params)
 
     async def staged(self, agent_id: UUID) -> bytes | None:

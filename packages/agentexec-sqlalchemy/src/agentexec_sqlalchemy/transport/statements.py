@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from agentexec_sqlalchemy.transport.models import consumer_table as C
 from agentexec_sqlalchemy.transport.models import dead_letter_table as D
+from agentexec_sqlalchemy.transport.models import delayed_table as DL
 from agentexec_sqlalchemy.transport.models import event_table as E
 from agentexec_sqlalchemy.transport.models import queue_table as Q
 from agentexec_sqlalchemy.transport.models import result_table as R
@@ -28,6 +29,8 @@ def _per_dialect(build: Any) -> dict[str, Any]:
 
 
 NOTIFY = sa.select(sa.func.pg_notify(B("channel"), B("note")))
+#: the earliest due time among a queue's delayed tasks (every take asks: see SQLQueue._promote)
+NEXT_DUE = sa.select(sa.func.min(DL.c.due)).where(DL.c.queue_name == B("qn"))
 
 # -- queue ----------------------------------------------------------------------------------
 PUSH = Q.insert()

@@ -7,7 +7,9 @@ the waiters of this process, and only while someone waits. Each tick reads
 commits, costing microseconds and no table read — and only when it moved asks one question per
 kind: which of these queues have waiting tasks, which of these results exist, which channels
 got newer events (one query for all the subscriptions, which are then woken only when one of
-their patterns matches). Ticks back off from 1 ms to 10 ms while nothing changes.
+their patterns matches). Ticks back off from 1 ms to 10 ms while nothing changes. The queries
+run on the driver's cursor (:mod:`agentexec_sqlalchemy.driver`): a poll follows nearly every
+commit of a busy worker.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sqlalchemy as sa
 from agentexec.backoff import Backoff
 from sqlalchemy.engine import Connection, Engine
 
+from agentexec_sqlalchemy.driver import execute as run
 from agentexec_sqlalchemy.transport.models import (
     delayed_table,
     event_table,
@@ -124,7 +127,7 @@ class SqlitePoller(Watcher):
         """What to wake: (kind, name) pairs; for events ("event", the new rows' channels)."""
         found: list[tuple[str, Any]] = []
         for chunk in _chunks(waiting.get("queue", [])):
-            rows = conn.execute(QUEUES_WITH_WORK, {"names": chunk})
+            rows = run(conn, QUEUES_WITH_WORK, {"names": chunk})
             found += [("queue", name) for (name,) in rows]
         if "queue" in waiting:
             found += [("queue", name) for name in self._new_delayed(conn, waiting["queue"])]
@@ -142,14 +145,14 @@ class SqlitePoller(Watcher):
         gets a new one), so the cost follows the sets, not the number of waiters."""
         now = time.time()
         if self._last_result is None:  # first look: the waiters' keys themselves, once
-            self._last_result = int(conn.execute(LAST_RESULT).scalar_one())
+            self._last_result = int(run(conn, LAST_RESULT)[0][0])
             stored = {
                 key
                 for chunk in _chunks(keys)
-                for (key,) in conn.execute(RESULTS_STORED, {"keys": chunk, "now": now})
+                for (key,) in run(conn, RESULTS_STORED, {"keys": chunk, "now": now})
             }
         else:
-            rows = conn.execute(RESULTS_SINCE, {"last": self._last_result}).all()
+            rows = run(conn, RESULTS_SINCE, {"last": self._last_result})
             if rows:
                 self._last_result = rows[-1].id
             stored = {row.key for row in rows if row.expires_at > now}
@@ -160,9 +163,9 @@ class SqlitePoller(Watcher):
     def _new_delayed(self, conn: Connection, names: list[str]) -> set[str]:
         """Queues waited on that got a delayed task since the last look."""
         if self._last_delayed is None:
-            self._last_delayed = int(conn.execute(LAST_DELAYED).scalar_one())
+            self._last_delayed = int(run(conn, LAST_DELAYED)[0][0])
             return set()
-        rows = conn.execute(DELAYED_SINCE, {"last": self._last_delayed}).all()
+        rows = run(conn, DELAYED_SINCE, {"last": self._last_delayed})
         if not rows:
             return set()
         self._last_delayed = rows[-1].id
@@ -171,11 +174,11 @@ class SqlitePoller(Watcher):
     def _new_channels(self, conn: Connection) -> set[str]:
         """The channels of the events stored since the last look."""
         if self._last_event is None:
-            self._last_event = int(conn.execute(LAST_EVENT).scalar_one())
+            self._last_event = int(run(conn, LAST_EVENT)[0][0])
             # first sighting: an event may have landed between a subscriber's own check and
             # now, on any channel: every subscription re-checks
             return {ANY_EVENT}
-        rows = conn.execute(CHANNELS_SINCE, {"last": self._last_event}).all()
+        rows = run(conn, CHANNELS_SINCE, {"last": self._last_event})
         if rows:
             self._last_event = max(int(top) for _, top in rows)
         return {str(channel) for channel, _ in rows}

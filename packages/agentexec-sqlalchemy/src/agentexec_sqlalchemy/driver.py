@@ -1,0 +1,152 @@
+"""Hot statements run straight on the driver's cursor, for SQLite.
+
+On SQLite, SQLAlchemy's execution costs more in Python than SQLite takes to run a short
+statement: an execution context, a cache-key lookup, a parameter dict and every bind processor
+per row, a result object. A worker runs a handful of such statements per task (take, ack, its
+activity lines, the watcher's polls), so this module runs the hottest ones on the driver:
+
+- each statement is compiled once per dialect (the same SQL SQLAlchemy would send), and bound
+  positionally through the same bind processors (the column types' own ``bind_processor``);
+- an ``IN`` list of an expanding parameter gets one ``?`` per value;
+- a driver error is raised as SQLAlchemy would raise it (``sqlalchemy.exc.DBAPIError.instance``:
+  ``OperationalError``, ``IntegrityError`` …), so callers tell missing tables, transient and
+  refused writes apart as before;
+- rows come back as named tuples of the driver's values, without result processors: only for
+  statements whose returned columns need none on SQLite (integers, floats, text, bytes).
+
+It runs inside whatever transaction the connection is in (the same driver connection).
+Listeners of ``before_cursor_execute`` do not see these statements.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import namedtuple
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection, Dialect
+
+_Processor = Callable[[Any], Any] | None
+_POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
+
+
+class _Compiled:
+    __slots__ = ("defaults", "expanding", "names", "processors", "sql")
+
+    def __init__(self, stmt: Any, dialect: Dialect, column_keys: Sequence[str] | None) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
+        self.sql: str = compiled.string
+        self.names: list[str] = list(compiled.positiontup or ())
+        self.processors: list[_Processor] = [
+            # the dialect's implementation of the type, as SQLAlchemy binds it (a generic
+            # DateTime's bind_processor is None; SQLite's DATETIME formats it)
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
+        ]
+        self.expanding: frozenset[str] = frozenset(
+            name for name in self.names if compiled.binds[name].expanding
+        )
+        #: the values of the statement's own literals (``.limit(1)``, ``coalesce(x, 0)`` …)
+        self.defaults: dict[str, Any] = {
+            name: compiled.binds[name].effective_value
+            for name in self.names
+            if not compiled.binds[name].required
+        }
+
+    def bind(self, row: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """The SQL and positional parameters of one execution."""
+        values: list[Any] = []
+        sql = self.sql
+        for name, fn in zip(self.names, self.processors, strict=True):
+            value = row[name] if name in row else self.defaults[name]
+            if name in self.expanding:
+                items = list(value)
+                sql = sql.replace(f"__[POSTCOMPILE_{name}]", ", ".join("?" * len(items)) or "NULL", 1)
+                values += [item if fn is None or item is None else fn(item) for item in items]
+            else:
+                values.append(value if fn is None or value is None else fn(value))
+        return sql, tuple(values)
+
+    def bind_many(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        if self.defaults:
+            rows = [{**self.defaults, **row} for row in rows]
+        pairs = list(zip(self.names, self.processors, strict=True))
+        return [
+            tuple(row[name] if fn is None or row[name] is None else fn(row[name]) for name, fn in pairs)
+            for row in rows
+        ]
+
+
+_compiled: dict[tuple[int, str, tuple[str, ...] | None], tuple[Any, _Compiled]] = {}
+_row_types: dict[tuple[str, ...], type] = {}
+
+
+def _prepare(stmt: Any, dialect: Dialect, column_keys: Sequence[str] | None = None) -> _Compiled:
+    key = (id(stmt), dialect.name, tuple(column_keys) if column_keys is not None else None)
+    found = _compiled.get(key)
+    if found is None or found[0] is not stmt:  # the statement is kept: its id stays its own
+        found = _compiled[key] = (stmt, _Compiled(stmt, dialect, column_keys))
+    return found[1]
+
+
+def _raise(conn: Connection, sql: str, params: Any, error: BaseException) -> Any:
+    dbapi = conn.dialect.loaded_dbapi
+    raise exc.DBAPIError.instance(sql, params, error, dbapi.Error, dialect=conn.dialect) from error
+
+
+def _driver(conn: Connection) -> Any:
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return driver
+
+
+_result_processors: dict[tuple[str, tuple[Any, ...]], list[_Processor]] = {}
+
+
+def execute(
+    conn: Connection, stmt: Any, params: dict[str, Any] | None = None, result_types: Sequence[Any] = ()
+) -> list[Any]:
+    """Run ``stmt`` once; its rows (named tuples), ``[]`` when it returns none. The values are
+    the driver's, or, for the columns whose SQLAlchemy types ``result_types`` gives (in order;
+    ``None`` for a column left as it is), what those types' result processors make of them."""
+    sql, values = _prepare(stmt, conn.dialect).bind(params or {})
+    try:
+        cursor = _driver(conn).execute(sql, values)
+        rows = cursor.fetchall()
+    except conn.dialect.loaded_dbapi.Error as error:
+        return _raise(conn, sql, values, error)  # type: ignore[no-any-return]
+    if not rows:
+        return []
+    names = tuple(d[0] for d in cursor.description)
+    row_type = _row_types.get(names)
+    if row_type is None:
+        row_type = _row_types[names] = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+    if result_types:
+        key = (conn.dialect.name, tuple(result_types))
+        processors = _result_processors.get(key)
+        if processors is None:
+            processors = _result_processors[key] = [
+                None if t is None else t.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
+                for t in result_types
+            ]
+        rows = [
+            tuple(v if fn is None or v is None else fn(v) for v, fn in zip(row, processors, strict=False))
+            for row in rows
+        ]
+    return [row_type._make(row) for row in rows]  # type: ignore[attr-defined]
+
+
+def executemany(
+    conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]], column_keys: Sequence[str] | None = None
+) -> None:
+    """Run ``stmt`` once per row of ``rows`` (no expanding parameters); ``column_keys``: the
+    columns of an ``INSERT`` built without ``values()``, in the rows' keys."""
+    if not rows:
+        return
+    compiled = _prepare(stmt, conn.dialect, column_keys)
+    params = compiled.bind_many(rows)
+    try:
+        _driver(conn).executemany(compiled.sql, params)
+    except conn.dialect.loaded_dbapi.Error as error:
+        _raise(conn, compiled.sql, params[:1], error)
