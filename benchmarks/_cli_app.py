@@ -19,6 +19,8 @@ pool = ax.Pool()
 #: ``cli_pool.py --hook``: every task ends with an INCR on this Redis, as ../shared/bench's tasks
 #: do: a handler that awaits a network round trip, as real ones do, where a no-op never yields
 HOOK = os.environ.get("AXBENCH_HOOK_REDIS")
+#: ``cli_pool.py --yield``: every task yields to the event loop once (``await anyio.sleep(0)``)
+YIELD = bool(os.environ.get("AXBENCH_YIELD"))
 _hook: Any = None
 
 
@@ -33,6 +35,8 @@ async def noop(agent_id: UUID, context: Job) -> list[float]:
     started = time.time()
     if context.sleep:
         await anyio.sleep(context.sleep)
+    if YIELD:
+        await anyio.sleep(0)
     if HOOK:
         global _hook
         if _hook is None:

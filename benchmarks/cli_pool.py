@@ -8,6 +8,9 @@ activity tracking on. ``pool.py`` measures the components inside one process ins
     PYTHONPATH=/old/checkout/packages/agentexec-core/src uv run python benchmarks/cli_pool.py
         # another checkout's core (worker and producer), for a before/after in one sitting
 
+``--yield``: every task yields to the event loop once (``await anyio.sleep(0)``), the least a
+handler that awaits anything does.
+
 ``--hook``: every task ends with an INCR on Redis (``--redis-url``), as the tasks of
 ../shared/bench do. A no-op handler never yields to the event loop, so a worker runs a whole
 task in one step and batches widely; a handler that awaits a round trip, as a real one does,
@@ -328,9 +331,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="drain runs per case (all printed)")
     parser.add_argument("--hook", action="store_true",
                         help="each task ends with an INCR on --redis-url, as ../shared/bench's tasks do")
+    parser.add_argument("--yield", dest="yield_", action="store_true",
+                        help="each task yields to the event loop once (await anyio.sleep(0))")
     args = parser.parse_args()
     if args.hook:
         os.environ["AXBENCH_HOOK_REDIS"] = args.redis_url
+    if args.yield_:
+        os.environ["AXBENCH_YIELD"] = "1"
     only = args.only or ["drain", "latency", "io"]
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     print(f"agentexec run, default worker_concurrency {type(CONF).model_fields['worker_concurrency'].default}; "
