@@ -16,7 +16,12 @@ handler that awaits anything does.
 task in one step and batches widely; a handler that awaits a round trip, as a real one does,
 costs the worker far more per task (measured 2026-12-07, Redis stack, defaults: workers' CPU
 227 µs per task without the hook, 418 µs with it; the INCR itself costs ~50 µs), which is
-most of the gap between this script's figures and the bench's.
+most of the gap between this script's figures and the bench's. Most of that gap was the
+worker's own: slots that free one at a time meant a take of one task (two round trips on
+Redis), a lifecycle-events publish per message waking every listener, the printed per-task
+lines written (and the forwarder woken) every turn of the loop, and staging pipelines twice
+as many. Since (same day, ``--only cpu``, medians of 3 interleaved runs, load 3-5): no-op
+218 -> 174 µs, ``--yield`` 300 -> 194 µs, ``--hook`` 444 -> 331 µs.
 
 Settings: ``default`` is ``agentexec run`` with no option but ``--workers`` (agentexec's default
 ``worker_concurrency``); ``tuned`` adds ``--concurrency`` (``--tuned-concurrency``, 32) and
