@@ -8,8 +8,8 @@ activity tracking on. ``pool.py`` measures the components inside one process ins
     PYTHONPATH=/old/checkout/packages/agentexec-core/src uv run python benchmarks/cli_pool.py
         # another checkout's core (worker and producer), for a before/after in one sitting
 
-``--yield``: every task yields to the event loop once (``await anyio.sleep(0)``), the least a
-handler that awaits anything does.
+``--yield``: every task yields to the event loop once (``await anyio.lowlevel.checkpoint()``),
+the least a handler that awaits anything does.
 
 ``--hook``: every task ends with an INCR on Redis (``--redis-url``), as the tasks of
 ../shared/bench do. A no-op handler never yields to the event loop, so a worker runs a whole
@@ -337,7 +337,7 @@ def main() -> None:
     parser.add_argument("--hook", action="store_true",
                         help="each task ends with an INCR on --redis-url, as ../shared/bench's tasks do")
     parser.add_argument("--yield", dest="yield_", action="store_true",
-                        help="each task yields to the event loop once (await anyio.sleep(0))")
+                        help="each task yields to the event loop once (await anyio.lowlevel.checkpoint())")
     args = parser.parse_args()
     if args.hook:
         os.environ["AXBENCH_HOOK_REDIS"] = args.redis_url
