@@ -13,12 +13,15 @@ from uuid import UUID
 
 import agentexec as ax
 import anyio
+import anyio.lowlevel
 from pydantic import BaseModel
 
 pool = ax.Pool()
 #: ``cli_pool.py --hook``: every task ends with an INCR on this Redis, as ../shared/bench's tasks
 #: do: a handler that awaits a network round trip, as real ones do, where a no-op never yields
 HOOK = os.environ.get("AXBENCH_HOOK_REDIS")
+#: ``cli_pool.py --yield``: every task yields to the event loop once (a checkpoint)
+YIELD = bool(os.environ.get("AXBENCH_YIELD"))
 _hook: Any = None
 
 
@@ -33,6 +36,8 @@ async def noop(agent_id: UUID, context: Job) -> list[float]:
     started = time.time()
     if context.sleep:
         await anyio.sleep(context.sleep)
+    if YIELD:
+        await anyio.lowlevel.checkpoint()
     if HOOK:
         global _hook
         if _hook is None:

@@ -8,12 +8,20 @@ activity tracking on. ``pool.py`` measures the components inside one process ins
     PYTHONPATH=/old/checkout/packages/agentexec-core/src uv run python benchmarks/cli_pool.py
         # another checkout's core (worker and producer), for a before/after in one sitting
 
+``--yield``: every task yields to the event loop once (``await anyio.lowlevel.checkpoint()``),
+the least a handler that awaits anything does.
+
 ``--hook``: every task ends with an INCR on Redis (``--redis-url``), as the tasks of
 ../shared/bench do. A no-op handler never yields to the event loop, so a worker runs a whole
 task in one step and batches widely; a handler that awaits a round trip, as a real one does,
 costs the worker far more per task (measured 2026-12-07, Redis stack, defaults: workers' CPU
 227 µs per task without the hook, 418 µs with it; the INCR itself costs ~50 µs), which is
-most of the gap between this script's figures and the bench's.
+most of the gap between this script's figures and the bench's. Most of that gap was the
+worker's own: slots that free one at a time meant a take of one task (two round trips on
+Redis), a lifecycle-events publish per message waking every listener, the printed per-task
+lines written (and the forwarder woken) every turn of the loop, and staging pipelines twice
+as many. Since (same day, ``--only cpu``, medians of 3 interleaved runs, load 3-5): no-op
+218 -> 174 µs, ``--yield`` 300 -> 194 µs, ``--hook`` 444 -> 331 µs.
 
 Settings: ``default`` is ``agentexec run`` with no option but ``--workers`` (agentexec's default
 ``worker_concurrency``); ``tuned`` adds ``--concurrency`` (``--tuned-concurrency``, 32) and
@@ -328,9 +336,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="drain runs per case (all printed)")
     parser.add_argument("--hook", action="store_true",
                         help="each task ends with an INCR on --redis-url, as ../shared/bench's tasks do")
+    parser.add_argument("--yield", dest="yield_", action="store_true",
+                        help="each task yields to the event loop once (await anyio.lowlevel.checkpoint())")
     args = parser.parse_args()
     if args.hook:
         os.environ["AXBENCH_HOOK_REDIS"] = args.redis_url
+    if args.yield_:
+        os.environ["AXBENCH_YIELD"] = "1"
     only = args.only or ["drain", "latency", "io"]
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     print(f"agentexec run, default worker_concurrency {type(CONF).model_fields['worker_concurrency'].default}; "

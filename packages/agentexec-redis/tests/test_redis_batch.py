@@ -411,3 +411,33 @@ async def test_many_waiters_read_their_results_in_a_few_round_trips(
         assert before <= 4 and len(reads) - before <= 4, reads
     finally:
         await results.close()
+
+
+async def test_reserve_many_of_one_is_one_round_trip_and_an_empty_take_blocks_at_once(
+    queue: RedisQueue, redis_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose slots free one at a time takes one task at a time: with tasks waiting
+    that is one TAKE (reserve's PROMOTE + BLMOVE is two round trips); with none, the TAKE's
+    own promotion stands for reserve's, so the BLMOVE follows it directly; a delayed task still
+    ends the block when it falls due."""
+    r = await _loaded(await get_redis(redis_url))
+    with anyio.fail_after(10):
+        await queue.push(envelope(unique_name, 0))
+        first = await queue.reserve_many(unique_name, "c1", 1, 1)  # starts the consumer
+        assert [lease.envelope.context["n"] for lease in first] == [0]
+        await queue.push(envelope(unique_name, 1))
+        await queue.push(envelope(unique_name, 2))
+        counting = _Counting(monkeypatch, r)
+        one = await queue.reserve_many(unique_name, "c1", 1, 1)
+        assert [lease.envelope.context["n"] for lease in one] == [1]
+        assert counting.executes == 1  # TAKE
+        two = await queue.reserve_many(unique_name, "c1", 1, 1)
+        assert [lease.envelope.context["n"] for lease in two] == [2]
+        counting.executes = 0
+        assert await queue.reserve_many(unique_name, "c1", 1, 0.2) == []
+        assert counting.executes == 2  # TAKE, then BLMOVE until the timeout: no PROMOTE
+        # a task delayed meanwhile: the block that follows an empty TAKE ends when it is due
+        await queue.push_at(envelope(unique_name, 3), __import__("time").time() + 0.3)
+        leases = await queue.reserve_many(unique_name, "c1", 1, 5)
+        assert [lease.envelope.context["n"] for lease in leases] == [3]
+        await queue.ack_many([*first, *one, *two, *leases])

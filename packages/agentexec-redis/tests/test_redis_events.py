@@ -99,3 +99,21 @@ async def test_an_idle_subscriber_logs_no_warning(redis_server_url: str | None, 
                 await anext(stream)
     await events.close()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_publish_mixed_is_one_call_across_both_streams(redis_url: str, unique_name: str) -> None:
+    """``publish_mixed`` (a worker's lifecycle events of a window) is one script call, even
+    when its messages go to both streams: each lands in its own stream, the ids in one
+    increasing sequence, so a subscriber of both gets them in the order given."""
+    events = RedisEvents(redis_url)
+    log_channel, event_channel = f"logs:{unique_name}", f"events:{unique_name}.done"
+    before = await events.publish(event_channel, "before")
+    assert before is not None
+    await events.publish_mixed([(event_channel, "e1"), (log_channel, "l1"), (event_channel, "e2")])
+    r = await get_redis(redis_url)
+    logged = await r.xrange(keys.LOGS, min=before)
+    assert [fields[b"data"] for _, fields in logged if fields[b"channel"] == log_channel.encode()] == [b"l1"]
+    with anyio.fail_after(5):
+        async with events.subscribe([log_channel, f"events:{unique_name}.*"], last_id=before) as stream:
+            got = [await anext(stream) for _ in range(3)]
+    assert [(e.channel, e.data) for e in got] == [(event_channel, "e1"), (log_channel, "l1"), (event_channel, "e2")]

@@ -160,24 +160,27 @@ return promote(KEYS[1], KEYS[2])
 """)
 
 #: ... ARGV[4] (optional): the wake token, left at the front of the queue (never taken here).
+#: Returns {payloads taken, what PROMOTE returns (false without KEYS[4])}: a consumer that
+#: found nothing waits in BLMOVE next without a PROMOTE of its own first.
 TAKE = Script(_PROMOTE + """
-if KEYS[4] then promote(KEYS[4], KEYS[1]) end
+local left = false
+if KEYS[4] then left = promote(KEYS[4], KEYS[1]) end
 if ARGV[2] == '1' then
   redis.call('ZADD', KEYS[3], now_seconds(), ARGV[3])
 end
 local popped = redis.call('RPOP', KEYS[1], ARGV[1])
-if not popped then return {} end
+if not popped then return {{}, left} end
 local items, wakes = {}, 0
 for _, item in ipairs(popped) do
   if ARGV[4] and item == ARGV[4] then wakes = wakes + 1 else table.insert(items, item) end
 end
 -- a wake token is for a consumer blocked in BLMOVE (it re-plans its wait): it stays in front
 for _ = 1, wakes do redis.call('RPUSH', KEYS[1], ARGV[4]) end
-if #items == 0 then return {} end
+if #items == 0 then return {{}, left} end
 for i = 1, #items, 1000 do
   redis.call('LPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
 end
-return items
+return {items, left}
 """)
 
 #: KEYS: in-flight lists. ARGV: for each key in turn, a count n, then n payloads to remove from
@@ -203,6 +206,16 @@ for i = 2, #KEYS do
   redis.call('SET', KEYS[i], ARGV[i + 3], 'EX', ARGV[1])
 end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[4])
+""")
+
+#: KEYS: one staged-outcome key per value. ARGV: ttl (seconds), then the values. ``SET ... EX
+#: ttl`` of each: what a pipeline of SETs does, at half its client CPU (measured: ~90 against
+#: ~200 us per call of 7). Only where all keys live on one server (not a cluster).
+STAGE = Script("""
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1])
+end
+return 1
 """)
 
 #: KEYS: inflight, dead, dead_seq. ARGV: payload, reason, queue name, payload as UTF-8 text.

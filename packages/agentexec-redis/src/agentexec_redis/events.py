@@ -65,6 +65,39 @@ redis.call('SET', KEYS[2], id)
 return id
 """)
 
+#: ``publish_mixed``: PUBLISH's ids, for messages of either stream in one call (both streams
+#: and the sequence share one hash slot). KEYS: the events stream, the logs stream, the shared
+#: id sequence. ARGV: the events' max length, the logs' max length, then stream ("e" or "l"),
+#: channel and data of each message. Returns the last id.
+PUBLISH_MIXED = Script("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms, seq = now, 0
+local last = redis.call('GET', KEYS[3])
+if last then
+  local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+  lms, lseq = tonumber(lms), tonumber(lseq)
+  if lms >= now then ms, seq = lms, lseq + 1 end
+end
+for k = 1, 2 do
+  local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)[1]
+  if top then  -- written by someone else since (an older agentexec: XADD *)
+    local tms, tseq = string.match(top[1], '^(%d+)-(%d+)$')
+    tms, tseq = tonumber(tms), tonumber(tseq)
+    if tms > ms or (tms == ms and tseq >= seq) then ms, seq = tms, tseq + 1 end
+  end
+end
+local id
+for i = 3, #ARGV, 3 do
+  local k = ARGV[i] == 'l' and 2 or 1
+  id = string.format('%d-%d', ms, seq)
+  redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[k], id, 'channel', ARGV[i + 1], 'data', ARGV[i + 2])
+  seq = seq + 1
+end
+redis.call('SET', KEYS[3], id)
+return id
+""")
+
 
 def _retention(stream: Stream) -> int:
     return CONF.logs_retention if stream == "logs" else CONF.events_retention
@@ -130,6 +163,19 @@ class RedisEvents:
         """``publish`` of each message, in order, in one round trip (one script call per 500)."""
         for start in range(0, len(data), 500):
             await self._publish(channel, data[start:start + 500])
+
+    async def publish_mixed(self, messages: Sequence[tuple[str, str]]) -> None:
+        """:class:`agentexec.backends.MixedPublish`: ``publish`` of each ``(channel, data)``,
+        in order, in one script call whatever their channels and streams (all or none): a
+        worker's lifecycle events of a window cost one round trip, and wake each subscriber
+        once, not once per message."""
+        if not messages:
+            return
+        script_keys = [STREAM_KEYS["events"], STREAM_KEYS["logs"], keys.EVENT_SEQ]
+        args: list[str | int] = [_retention("events"), _retention("logs")]
+        for channel, data in messages:
+            args += ["l" if stream_of(channel) == "logs" else "e", channel, data]
+        await retrying("publish", lambda: PUBLISH_MIXED(async_client(self.url), script_keys, args), self._window())
 
     async def _publish(self, channel: str, data: Sequence[str]) -> str | None:
         if not data:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -228,6 +229,14 @@ class RedisQueue:
         While Redis is unreachable this backs off and retries (logging at most once a second)
         until ``timeout``, then returns ``None``, so a worker loop never crash-loops.
         """
+        return await self._reserve(queue_name, consumer_id, timeout)
+
+    async def _reserve(
+        self, queue_name: str, consumer_id: str, timeout: float, promoted: float | None = None
+    ) -> Lease | None:
+        """``reserve``; ``promoted``: a ``TAKE`` that found nothing just moved the due delayed
+        tasks, and the next is due then (monotonic; ``inf``: none delayed), so the first try
+        blocks without a ``PROMOTE`` of its own."""
         keys = queue_keys(queue_name)
         state = self._consumer((queue_name, consumer_id))
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -235,7 +244,10 @@ class RedisQueue:
         while True:
             try:
                 # due delayed tasks join the list first; a block ends when the next is due
-                until = await self._promote(keys, deadline)
+                if promoted is not None:
+                    until, promoted = min(deadline, promoted), None
+                else:
+                    until = await self._promote(keys, deadline)
                 got = await self._take_one(keys, consumer_id, state, until)
                 if got is None and time.monotonic() < deadline:
                     continue
@@ -341,26 +353,31 @@ class RedisQueue:
         keys = queue_keys(queue_name)
         state = self._consumer((queue_name, consumer_id))
         started = state.started and not state.dirty
-        if max_count > 1 and started:
-            leases = await self._take_more(keys, consumer_id, state, max_count)
+        promoted: float | None = None
+        if started and max_count >= 1:
+            # one TAKE even for one task: reserve's PROMOTE + BLMOVE is two round trips
+            leases, promoted = await self._take_more(keys, consumer_id, state, max_count)
             if leases:
                 return leases
-        first = await self.reserve(queue_name, consumer_id, deadline - time.monotonic())
+        first = await self._reserve(queue_name, consumer_id, deadline - time.monotonic(), promoted)
         if first is None:
             return []
         if max_count <= 1 or started:
             return [first]
-        return [first, *await self._take_more(keys, consumer_id, state, max_count - 1)]
+        more, _ = await self._take_more(keys, consumer_id, state, max_count - 1)
+        return [first, *more]
 
     async def _take_more(
         self, keys: QueueKeys, consumer_id: str, state: _Consumer, count: int
-    ) -> list[Lease]:
-        """Tasks already waiting, without blocking (one ``TAKE``). A failure midway leaves the
-        consumer dirty, so its next take recovers whatever was moved but never leased (as
-        after a cut-off ``reserve``); the leases made so far are returned."""
+    ) -> tuple[list[Lease], float | None]:
+        """Tasks already waiting, without blocking (one ``TAKE``), and, when it took none, when
+        the next delayed task is due (monotonic, ``inf`` for none; ``None``: not known). A
+        failure midway leaves the consumer dirty, so its next take recovers whatever was moved
+        but never leased (as after a cut-off ``reserve``); the leases made so far are returned."""
         leases: list[Lease] = []
         if state.dirty or not state.started:
-            return leases  # a recovery is due or running: leave it to the next `reserve`
+            return leases, None  # a recovery is due or running: leave it to the next `reserve`
+        promoted: float | None = None
         r = self._redis()
         inflight = keys.inflight(consumer_id)
         # counted as busy with no await since the check above (see `_take_one`)
@@ -370,12 +387,14 @@ class RedisQueue:
             # the consumer is re-registered before the take when due (see `_beat_if_due`)
             sent = time.monotonic()
             beat = state.last_beat is None or sent - state.last_beat >= self.lease_timeout / 4
-            taken: list[bytes] = await _lua.TAKE(
+            taken, left = await _lua.TAKE(
                 r, [keys.queue, inflight, keys.consumers, keys.delayed],
                 [count, "1" if beat else "0", consumer_id, _lua.WAKE],
             )
             if beat:
                 state.last_beat = sent
+            if not taken:
+                promoted = math.inf if left is None else sent + max(float(left), 0.0) + 0.001
             for raw in taken:
                 got = await self._leased(r, keys, consumer_id, state, raw)
                 if isinstance(got, Lease):
@@ -395,7 +414,7 @@ class RedisQueue:
             state.busy -= 1
             if state.busy == 0:
                 state.idle.set()
-        return leases
+        return leases, promoted
 
     async def _leased(
         self, r: aioredis.Redis, keys: QueueKeys, consumer_id: str, state: _Consumer, raw: bytes

