@@ -20,11 +20,10 @@ task never waits for its events and a busy worker sends a few messages every 50 
 task: every subscriber of the bus reads every message (the workers' ``control:cancel``
 listeners included), so this keeps their cost per window, not per task. A backend with
 :class:`~agentexec.backends.MixedPublish` (the SQL transport) takes all the messages of a
-window, every type, as one write: on SQLite in the transaction of the acks and results its
-writer commits anyway; on PostgreSQL one statement (the lock that orders event ids, the rows,
-the NOTIFY) on a writer of its own, so the lock is never held through another batch's WAL
-flush, and the rows' large JSON compresses with lz4 (migration ax0008: pglz cost the server
-more than the insert). Each task's events arrive in order: a window's messages keep every
+window, every type, as one write, in the transaction of the acks and results its writer
+commits anyway (PostgreSQL: one statement for the lock that orders event ids, the rows and the
+NOTIFY; the rows' large JSON compresses with lz4, migration ax0008: pglz cost the server more
+than the insert). Each task's events arrive in order: a window's messages keep every
 task's events in the order they happened (see :func:`_windows`), and the windows of one write
 keep theirs. Measured figures: docs/schedules-and-events.md. An event is published once its
 line is committed: a ``task.completed`` subscriber finds the activity COMPLETE (its result

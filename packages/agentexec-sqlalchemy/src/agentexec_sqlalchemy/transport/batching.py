@@ -12,13 +12,6 @@ ONE transaction on its own connection, then resolves each caller's future:
   :func:`~agentexec_sqlalchemy.transport.sqlite_lock.writer_lock` so other writers queue instead;
 - PostgreSQL: a batch whose operations are all *relaxed* (see ``SQLTransport.write``) commits
   without waiting for the WAL flush; one durable operation makes the whole batch durable.
-- PostgreSQL: event publishes have a writer of their own (``lane="events"``). A publish
-  holds the bus's ordering lock until it commits, and a NOTIFY makes a commit wait for every
-  other NOTIFYing commit of the database: riding in a durable batch of acks and results, it
-  held the lock through that batch's WAL flush (with two worker processes, each waited for
-  the other's); in a transaction of its own on the same thread, the batch after it waited
-  for the other process's flush instead. On their own thread and connection, events wait for
-  nobody's acks and nobody's acks wait for them.
 
 If one operation fails, the batch is rolled back and its operations run again one per
 transaction, so only the faulty one fails (its caller gets the exception). When the database
@@ -246,13 +239,9 @@ def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_exception(value)
 
 
-def get_writer(engine: Engine, lane: str = "") -> BatchWriter:
-    """The process's writer of the database of ``engine`` (started on first use); ``lane``
-    names another writer of the same database, for writes that must not share its
-    transactions (PostgreSQL only: SQLite has one writer at a time whatever the threads)."""
+def get_writer(engine: Engine) -> BatchWriter:
+    """The process's writer of the database of ``engine`` (started on first use)."""
     key = database_key(engine)
-    if lane and engine.dialect.name != "sqlite":
-        key = f"{key}#{lane}"
     writer = _writers.get(key)
     if writer is None:
         with _registry_lock:

@@ -110,16 +110,16 @@ class SQLTransport:
             await anyio.to_thread.run_sync(self.ensure_schema)
         return await anyio.to_thread.run_sync(functools.partial(fn, *args))
 
-    async def run_write(self, fn: Callable[..., T], *args: Any, durable: bool = True, lane: str = "") -> T:
+    async def run_write(self, fn: Callable[..., T], *args: Any, durable: bool = True) -> T:
         """``fn(conn, *args)`` inside a write transaction; returns what it returned, once committed.
 
-        It runs on the process's batching writer thread (:mod:`.batching`; ``lane``: another
-        one), in one transaction with whatever other writes are queued. ``durable=False`` marks
-        writes whose loss in a database *crash* only means a task runs again (see :meth:`write`).
+        It runs on the process's batching writer thread (:mod:`.batching`), in one transaction
+        with whatever other writes are queued. ``durable=False`` marks writes whose loss in a
+        database *crash* only means a task runs again (see :meth:`write`).
         """
         if not self.schema_ready:
             await anyio.to_thread.run_sync(self.ensure_schema)
-        fut = get_writer(self.engine, lane).submit(fn, *args, durable=durable)
+        fut = get_writer(self.engine).submit(fn, *args, durable=durable)
         # the write happens even if we are cancelled meanwhile: wait for it (milliseconds), so a
         # lease it took is handed to the caller rather than lost
         with anyio.CancelScope(shield=True):
