@@ -34,42 +34,14 @@ _BLOCK_MS = 5000
 
 STREAM_KEYS: dict[Stream, str] = {"events": keys.EVENTS, "logs": keys.LOGS}
 
-#: KEYS: the stream, the shared id sequence. ARGV: max length, then channel and data of each
-#: message. Appends each message with an id greater than every id issued in either stream
-#: (server time in ms, or the last id's ms with the next sequence number), so ids order the
-#: two streams as one: a subscriber of both resumes after one id and misses nothing, and gets
-#: nothing twice. Returns the last id.
+#: Every publish, of one message or of many of either stream (both streams and the sequence
+#: share one hash slot), all or none. KEYS: the events stream, the logs stream, the shared id
+#: sequence. ARGV: the events' max length, the logs' max length, then stream ("e" or "l"),
+#: channel and data of each message. Appends each message with an id greater than every id
+#: issued in either stream (server time in ms, or the last id's ms with the next sequence
+#: number), so ids order the two streams as one: a subscriber of both resumes after one id and
+#: misses nothing, and gets nothing twice. Returns the last id.
 PUBLISH = Script("""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ms, seq = now, 0
-local last = redis.call('GET', KEYS[2])
-if last then
-  local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
-  lms, lseq = tonumber(lms), tonumber(lseq)
-  if lms >= now then ms, seq = lms, lseq + 1 end
-end
-local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-if top then  -- written by someone else since (an older agentexec: XADD *)
-  local tms, tseq = string.match(top[1], '^(%d+)-(%d+)$')
-  tms, tseq = tonumber(tms), tonumber(tseq)
-  if tms > ms or (tms == ms and tseq >= seq) then ms, seq = tms, tseq + 1 end
-end
-local id
-for i = 2, #ARGV, 2 do
-  id = string.format('%d-%d', ms, seq)
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'channel', ARGV[i], 'data', ARGV[i + 1])
-  seq = seq + 1
-end
-redis.call('SET', KEYS[2], id)
-return id
-""")
-
-#: ``publish_mixed``: PUBLISH's ids, for messages of either stream in one call (both streams
-#: and the sequence share one hash slot). KEYS: the events stream, the logs stream, the shared
-#: id sequence. ARGV: the events' max length, the logs' max length, then stream ("e" or "l"),
-#: channel and data of each message. Returns the last id.
-PUBLISH_MIXED = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ms, seq = now, 0
@@ -169,22 +141,19 @@ class RedisEvents:
         in order, in one script call whatever their channels and streams (all or none): a
         worker's lifecycle events of a window cost one round trip, and wake each subscriber
         once, not once per message."""
+        await self._append(messages)
+
+    async def _publish(self, channel: str, data: Sequence[str]) -> str | None:
+        return await self._append([(channel, item) for item in data])
+
+    async def _append(self, messages: Sequence[tuple[str, str]]) -> str | None:
+        """One :data:`PUBLISH` call; the id of the last message."""
         if not messages:
-            return
+            return None
         script_keys = [STREAM_KEYS["events"], STREAM_KEYS["logs"], keys.EVENT_SEQ]
         args: list[str | int] = [_retention("events"), _retention("logs")]
         for channel, data in messages:
             args += ["l" if stream_of(channel) == "logs" else "e", channel, data]
-        await retrying("publish", lambda: PUBLISH_MIXED(async_client(self.url), script_keys, args), self._window())
-
-    async def _publish(self, channel: str, data: Sequence[str]) -> str | None:
-        if not data:
-            return None
-        stream = stream_of(channel)
-        args: list[str | int] = [_retention(stream)]
-        for item in data:
-            args += [channel, item]
-        script_keys = [STREAM_KEYS[stream], keys.EVENT_SEQ]
         entry_id = await retrying(
             "publish", lambda: PUBLISH(async_client(self.url), script_keys, args), self._window()
         )
