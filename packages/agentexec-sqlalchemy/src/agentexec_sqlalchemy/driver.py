@@ -15,7 +15,8 @@ activity lines, the watcher's polls), so this module runs the hottest ones on th
   statements whose returned columns need none on SQLite (integers, floats, text, bytes).
 
 It runs inside whatever transaction the connection is in (the same driver connection).
-Listeners of ``before_cursor_execute`` do not see these statements.
+Listeners of ``before_cursor_execute`` do not see these statements. Callers use :func:`fetch`
+and :func:`run_many`, which take this route on SQLite and SQLAlchemy's everywhere else.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def _raise(conn: Connection, sql: str, params: Any, error: BaseException) -> Any
     raise exc.DBAPIError.instance(sql, params, error, dbapi.Error, dialect=conn.dialect) from error
 
 
-def _driver(conn: Connection) -> Any:
+def raw(conn: Connection) -> Any:
+    """The driver's own connection under ``conn`` (in ``conn``'s transaction)."""
     driver = conn.connection.driver_connection
     assert driver is not None
     return driver
@@ -112,7 +114,7 @@ def execute(
     ``None`` for a column left as it is), what those types' result processors make of them."""
     sql, values = _prepare(stmt, conn.dialect).bind(params or {})
     try:
-        cursor = _driver(conn).execute(sql, values)
+        cursor = raw(conn).execute(sql, values)
         rows = cursor.fetchall()
     except conn.dialect.loaded_dbapi.Error as error:
         return _raise(conn, sql, values, error)  # type: ignore[no-any-return]
@@ -147,6 +149,29 @@ def executemany(
     compiled = _prepare(stmt, conn.dialect, column_keys)
     params = compiled.bind_many(rows)
     try:
-        _driver(conn).executemany(compiled.sql, params)
+        raw(conn).executemany(compiled.sql, params)
     except conn.dialect.loaded_dbapi.Error as error:
         _raise(conn, compiled.sql, params[:1], error)
+
+
+def fetch(
+    conn: Connection, stmt: Any, params: dict[str, Any] | None = None, result_types: Sequence[Any] = ()
+) -> Sequence[Any]:
+    """The rows of ``stmt``: on SQLite through :func:`execute`, elsewhere through SQLAlchemy
+    (whose own result processing makes ``result_types`` unneeded there)."""
+    if conn.dialect.name == "sqlite":
+        return execute(conn, stmt, params, result_types)
+    return conn.execute(stmt, params or {}).all()
+
+
+def run_many(
+    conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]], column_keys: Sequence[str] | None = None
+) -> None:
+    """``stmt`` once per row: on SQLite through :func:`executemany`, elsewhere SQLAlchemy's
+    executemany (psycopg pipelines it: one round trip for the batch)."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        executemany(conn, stmt, rows, column_keys)
+    else:
+        conn.execute(stmt, list(rows))

@@ -43,7 +43,7 @@ from agentexec.backends import as_uuid as _uuid
 from sqlalchemy import exc, select
 from sqlalchemy.engine import Connection, Engine
 
-from agentexec_sqlalchemy import driver
+from agentexec_sqlalchemy import driver, schema_once
 from agentexec_sqlalchemy.activity import queries, writes
 from agentexec_sqlalchemy.activity.models import (
     ACTIVITY_LOG_TABLE,
@@ -77,11 +77,6 @@ _ActivityRow = tuple[UUID, str, str, "dict[str, Any] | None"]
 
 def _checked(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if metadata is None else validate_metadata(metadata)
-
-
-def _in_memory(engine: Engine) -> bool:
-    database = engine.url.database or ""
-    return database in ("", ":memory:") or ":memory:" in database or "mode=memory" in str(engine.url)
 
 
 def _chunks(items: Sequence[T]) -> Iterable[builtins.list[T]]:
@@ -135,8 +130,6 @@ class SQLActivityStore:
         release made them (the embedded default calls this; with your own database, prefer
         ``ax.Base.metadata.create_all(engine)`` and ``agentexec db upgrade``). Once per
         database, for this process and the workers it forks (:mod:`.schema_once`)."""
-        from agentexec_sqlalchemy import schema_once
-
         schema_once.once(schema_once.database_key(self.engine, "activity"), self._create_tables)
 
     def _create_tables(self) -> None:
@@ -375,13 +368,13 @@ class SQLActivityStore:
         """``call`` in a worker thread, on a connection of its own (never a thread's global
         session), one transaction. A write to a SQLite file goes to the process's batching
         writer instead (:meth:`_batched`)."""
-        if write:
-            engine = self._uow.engine_for_background()
-            if engine.dialect.name == "sqlite" and not _in_memory(engine):
-                return await self._batched(engine, call)
+        engine = self._uow.engine_for_background()
+        # a SQLite file (one other connections can name: not in-memory) has a batching writer
+        if write and engine.dialect.name == "sqlite" and schema_once.database_key(engine, "") is not None:
+            return await self._batched(engine, call)
 
         def run() -> T:
-            with self._uow.own(self._uow.engine_for_background(), write=write) as conn:
+            with self._uow.own(engine, write=write) as conn:
                 return call(conn)
 
         return await anyio.to_thread.run_sync(run)
@@ -403,8 +396,7 @@ class SQLActivityStore:
             # the savepoint on the driver's cursor: SQLAlchemy's begin_nested() costs several
             # times the statements themselves, and the writer's transaction is SQLite's own
             # (BEGIN IMMEDIATE on the driver) anyway
-            raw = conn.connection.driver_connection
-            assert raw is not None
+            raw = driver.raw(conn)
             raw.execute("SAVEPOINT agentexec_activity")
             try:
                 with explain_missing_tables(engine):
@@ -603,15 +595,9 @@ class SQLActivityStore:
         locked_at: dict[UUID, datetime] = {}  # activity id -> updated_at set by the lock
         # the status an entry without one inherits: the activity's, read under the lock
         current: dict[UUID, Status] = {}
-        sqlite = conn.dialect.name == "sqlite"
         for chunk in _chunks(sorted({_uuid(e.agent_id) for e in entries})):
             params = {"p_agent_ids": chunk, "p_now": now}
-            rows = (
-                driver.execute(conn, writes.LOCK_MANY, params, writes.LOCK_MANY_TYPES)
-                if sqlite  # per-statement cost in Python: see agentexec_sqlalchemy.driver
-                else conn.execute(writes.LOCK_MANY, params)
-            )
-            for row in rows:
+            for row in driver.fetch(conn, writes.LOCK_MANY, params, writes.LOCK_MANY_TYPES):
                 pks[row.agent_id], locked_at[row.id] = row.id, row.updated_at
                 current[row.id] = row.status or Status.QUEUED
         for entry in entries:
@@ -635,12 +621,8 @@ class SQLActivityStore:
             {"p_id": pk, "p_updated_at": at, "p_status": current[pk], "p_percentage": percentages[pk]}
             for pk, at in times.items()
         ]
-        if sqlite:  # per-row cost in Python: see agentexec_sqlalchemy.driver
-            writes.insert_log_rows(conn, logs)
-            writes.set_current_rows(conn, current_rows)
-            return
-        conn.execute(writes.INSERT_LOG, logs)
-        conn.execute(writes.SET_CURRENT, current_rows)
+        writes.insert_log_rows(conn, logs)
+        writes.set_current_rows(conn, current_rows)
 
 
 __all__ = ["CANCELED_MESSAGE", "SQLActivityStore"]

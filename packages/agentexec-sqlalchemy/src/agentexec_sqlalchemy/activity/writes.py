@@ -109,17 +109,17 @@ SET_CURRENT = (
     )
 )
 
+#: the columns of INSERT_LOG's rows
+_LOG_COLUMNS = ("activity_id", "message", "status", "percentage", "created_at")
 
 
 def insert_log_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT_LOG on SQLite's driver (:mod:`agentexec_sqlalchemy.driver`): SQLAlchemy's
-    ``executemany`` costs tens of µs per row in Python, more than SQLite takes to store it."""
-    driver.executemany(conn, INSERT_LOG, rows, _LOG_COLUMNS)
+    """INSERT_LOG of each row; on SQLite on the driver (:mod:`agentexec_sqlalchemy.driver`):
+    SQLAlchemy's ``executemany`` costs tens of µs per row in Python there, more than SQLite
+    takes to store it."""
+    driver.run_many(conn, INSERT_LOG, rows, _LOG_COLUMNS)
 
 
 def set_current_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """SET_CURRENT on SQLite's driver (see :func:`insert_log_rows`)."""
-    driver.executemany(conn, SET_CURRENT, rows)
-
-
-_LOG_COLUMNS = ("activity_id", "message", "status", "percentage", "created_at")
+    """SET_CURRENT of each row (see :func:`insert_log_rows`)."""
+    driver.run_many(conn, SET_CURRENT, rows)

@@ -207,11 +207,9 @@ class SQLQueue(SQLTransport):
             first = self._next_due_of(conn, queue_name)
         self._next_due[queue_name] = first
 
-    def _next_due_of(self, conn: Connection, queue_name: str) -> float | None:
-        if self.is_sqlite:  # the driver's cursor: see agentexec_sqlalchemy.driver
-            due: float | None = driver.execute(conn, sql.NEXT_DUE, {"qn": queue_name})[0][0]
-            return due
-        return cast("float | None", conn.execute(sql.NEXT_DUE, {"qn": queue_name}).scalar_one())
+    @staticmethod
+    def _next_due_of(conn: Connection, queue_name: str) -> float | None:
+        return cast("float | None", driver.fetch(conn, sql.NEXT_DUE, {"qn": queue_name})[0][0])
 
     # -- reserve -------------------------------------------------------------------------
     async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
@@ -278,8 +276,7 @@ class SQLQueue(SQLTransport):
             return [] if first is None else [first]
         now = time.time()
         params = {"qn": queue_name, "cid": consumer_id, "ts": now, "n": max_count - 1}
-        taken = driver.execute(conn, sql.TAKE_MANY, params) if self.is_sqlite else conn.execute(sql.TAKE_MANY, params).all()
-        rows = sorted(taken, key=lambda r: (r.rank, -r.front, r.id))
+        rows = sorted(driver.fetch(conn, sql.TAKE_MANY, params), key=lambda r: (r.rank, -r.front, r.id))
         leases = [first]
         for row in rows:
             lease = self._lease_of(conn, queue_name, consumer_id, row, now)
@@ -305,11 +302,7 @@ class SQLQueue(SQLTransport):
             await self.run_write(self._ack_many, list(leases), durable=False)
 
     def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
-        mine = [self._mine(lease) for lease in leases]
-        if self.is_sqlite:
-            driver.executemany(conn, sql.ACK, mine)
-        else:  # executemany: psycopg pipelines it, one round trip for the batch
-            conn.execute(sql.ACK, mine)
+        driver.run_many(conn, sql.ACK, [self._mine(lease) for lease in leases])
 
     def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
@@ -323,11 +316,8 @@ class SQLQueue(SQLTransport):
         params = {"qn": queue_name, "cid": consumer_id, "ts": now}
         self._promote(conn, queue_name, now)
         while True:
-            if self.is_sqlite:
-                found = driver.execute(conn, sql.TAKE, params)
-                row = found[0] if found else None
-            else:
-                row = conn.execute(sql.TAKE, params).first()
+            found = driver.fetch(conn, sql.TAKE, params)
+            row = found[0] if found else None
             if row is None:
                 return None
             try:

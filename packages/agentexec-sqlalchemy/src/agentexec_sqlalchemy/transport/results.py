@@ -88,12 +88,7 @@ class SQLResults(SQLTransport):
         self._store(conn, params)
 
     def _store(self, conn: Connection, params: list[dict[str, object]]) -> None:
-        if not params:
-            return
-        if self.is_sqlite:  # the driver's cursor: see agentexec_sqlalchemy.driver
-            driver.executemany(conn, sql.SET_RESULT["sqlite"], params)
-        else:  # executemany: one round trip on PostgreSQL (psycopg pipelines it)
-            conn.execute(self.dialect_sql(sql.SET_RESULT), params)
+        driver.run_many(conn, self.dialect_sql(sql.SET_RESULT), params)
 
     async def staged(self, agent_id: UUID) -> bytes | None:
         return await self._fetch(f"staged:{agent_id}")
