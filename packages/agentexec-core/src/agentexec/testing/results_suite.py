@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 
+from agentexec.backends import StagedResults
 from agentexec.testing._helpers import unique
 from agentexec.testing._suite import Suite
 
@@ -369,6 +370,23 @@ class ResultsSuite(Suite):
         for agent_id in ids:
             assert await results.get(agent_id) == agent_id.bytes
         await results.set_many([], 60)
+
+    async def test_set_many_keeps_the_last_value_of_an_id_given_twice(self, results: Any) -> None:
+        """An id given twice in one ``set_many`` (or ``stage_many``) ends with its later value,
+        as two ``set`` calls would leave it, and a value already stored is replaced.
+
+        Needs ``Capabilities.set_many``. Troubleshooting: a single upsert of the whole batch may
+        not touch a row twice (PostgreSQL refuses it): keep each id's last value first.
+        """
+        self.require("set_many", results)
+        one, two = uuid.uuid4(), uuid.uuid4()
+        await results.set(two, b"before", 60)
+        await results.set_many([(one, b"first"), (two, b"second"), (one, b"again")], 60)
+        assert await results.get(one) == b"again"
+        assert await results.get(two) == b"second"
+        if isinstance(results, StagedResults):
+            await results.stage_many([(one, b"first"), (one, b"again")], 60)
+            assert await results.staged(one) == b"again"
 
     async def test_a_staged_outcome_expires_after_its_ttl(self, results: Any) -> None:
         """A staged outcome is still there at 60 % of its ``ttl`` and gone once it has passed.

@@ -302,7 +302,15 @@ class SQLQueue(SQLTransport):
             await self.run_write(self._ack_many, list(leases), durable=False)
 
     def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
-        driver.run_many(conn, sql.ACK, [self._mine(lease) for lease in leases])
+        if self.is_sqlite:
+            driver.run_many(conn, sql.ACK, [self._mine(lease) for lease in leases])
+            return
+        tokens = [lease.token for lease in leases]
+        conn.execute(sql.ACK_MANY_PG, {
+            "ids": [row_id for row_id, _ in tokens],
+            "cids": [lease.consumer_id for lease in leases],
+            "atts": [attempts for _, attempts in tokens],
+        })
 
     def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)

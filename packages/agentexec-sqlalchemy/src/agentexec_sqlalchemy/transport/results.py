@@ -49,6 +49,11 @@ class SQLResults(SQLTransport):
 
     def _set_rows(self, conn: Connection, rows: list[tuple[str, bytes, bool]], ttl: int) -> None:
         now = time.time()
+        if not self.is_sqlite:
+            self._upsert_many(conn, sql.SET_MANY_PG, [(key, data) for key, data, _ in rows], now + ttl, notify=True)
+            if any(purge for _, _, purge in rows):
+                conn.execute(sql.PURGE_RESULTS, {"ts": now})
+            return
         params: list[dict[str, object]] = []
         for key, data, _ in rows:
             row: dict[str, object] = {"key": key, "data": data, "exp": now + ttl}
@@ -79,13 +84,21 @@ class SQLResults(SQLTransport):
 
     def _stage(self, conn: Connection, rows: list[tuple[str, bytes]], ttl: int) -> None:
         exp = time.time() + ttl
-        params: list[dict[str, object]] = []
-        for key, data in rows:
-            row: dict[str, object] = {"key": key, "data": data, "exp": exp}
-            if not self.is_sqlite:  # the statement notifies; no waiter listens for a staged key
-                row.update(self.note("result", key))
-            params.append(row)
-        self._store(conn, params)
+        if not self.is_sqlite:
+            self._upsert_many(conn, sql.STAGE_MANY_PG, rows, exp, notify=False)
+            return
+        self._store(conn, [{"key": key, "data": data, "exp": exp} for key, data in rows])
+
+    def _upsert_many(
+        self, conn: Connection, stmt: sa.TextClause, rows: list[tuple[str, bytes]], exp: float, notify: bool
+    ) -> None:
+        """PostgreSQL: ``rows`` in one statement, the last value of a key repeated in the batch
+        winning (as one statement per row would leave it)."""
+        latest = dict(rows)
+        params: dict[str, object] = {"keys": list(latest), "datas": list(latest.values()), "exp": exp}
+        if notify:
+            params["channel"] = self.note("result", "")["channel"]
+        conn.execute(stmt, params)
 
     def _store(self, conn: Connection, params: list[dict[str, object]]) -> None:
         driver.run_many(conn, self.dialect_sql(sql.SET_RESULT), params)

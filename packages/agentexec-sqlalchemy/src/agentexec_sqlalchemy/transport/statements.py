@@ -77,6 +77,13 @@ DELETE_TASK = Q.delete().where(Q.c.id == B("row_id"))
 # the row is still this lease's: same consumer, and not reaped since (attempts)
 _MINE = sa.and_(Q.c.id == B("row_id"), Q.c.consumer_id == B("cid"), Q.c.attempts == B("att"))
 ACK = Q.delete().where(_MINE)
+#: PostgreSQL: the acks of a batch as one statement (arrays, not a statement per row: the
+#: server plans and runs one DELETE, the client binds three arrays)
+ACK_MANY_PG = sa.text(f"""
+DELETE FROM "{Q.name}" q
+USING unnest(CAST(:ids AS bigint[]), CAST(:cids AS text[]), CAST(:atts AS int[])) AS t(id, cid, att)
+WHERE q.id = t.id AND q.consumer_id = t.cid AND q.attempts = t.att
+""")
 _RELEASE = Q.update().where(_MINE).values(consumer_id=None, leased_at=None, front=B("front"))
 _released = _RELEASE.returning(Q.c.id).cte("released")
 # a row comes back only when the lease was still ours (PostgreSQL: NOTIFY only then)
@@ -127,6 +134,20 @@ SET_RESULT = {
     "postgresql": NOTIFY.add_cte(_set_result(postgresql.insert).cte("stored")),
 }
 CLAIM = _per_dialect(_claim)
+
+#: PostgreSQL: a batch of results as one upsert (the keys distinct: one statement may not
+#: update a row twice); STAGE_MANY_PG without a NOTIFY (no waiter watches a staged key),
+#: SET_MANY_PG with one per key, as SET_RESULT sends
+_UPSERT_MANY_PG = f"""
+INSERT INTO "{R.name}" (key, data, expires_at)
+SELECT key, data, CAST(:exp AS double precision)
+FROM unnest(CAST(:keys AS text[]), CAST(:datas AS bytea[])) AS t(key, data)
+ON CONFLICT (key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
+"""
+STAGE_MANY_PG = sa.text(_UPSERT_MANY_PG)
+SET_MANY_PG = sa.text(
+    f"WITH stored AS ({_UPSERT_MANY_PG} RETURNING key) SELECT count(pg_notify(:channel, key)) FROM stored"
+)
 
 
 def _schedule_row(insert: Any) -> Any:
