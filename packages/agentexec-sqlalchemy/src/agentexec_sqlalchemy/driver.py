@@ -106,6 +106,21 @@ def raw(conn: Connection) -> Any:
 _result_processors: dict[tuple[str, tuple[Any, ...]], list[_Processor]] = {}
 
 
+def _row_type(cursor: Any) -> Any:
+    names = tuple(d[0] for d in cursor.description)
+    row_type = _row_types.get(names)
+    if row_type is None:
+        row_type = _row_types[names] = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+    return row_type
+
+
+def _named(cursor: Any, rows: list[Any]) -> list[Any]:
+    if not rows:
+        return []
+    make = _row_type(cursor)._make
+    return [make(row) for row in rows]
+
+
 def execute(
     conn: Connection, stmt: Any, params: dict[str, Any] | None = None, result_types: Sequence[Any] = ()
 ) -> list[Any]:
@@ -120,10 +135,7 @@ def execute(
         return _raise(conn, sql, values, error)  # type: ignore[no-any-return]
     if not rows:
         return []
-    names = tuple(d[0] for d in cursor.description)
-    row_type = _row_types.get(names)
-    if row_type is None:
-        row_type = _row_types[names] = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+    row_type = _row_type(cursor)
     if result_types:
         key = (conn.dialect.name, tuple(result_types))
         processors = _result_processors.get(key)
@@ -152,6 +164,25 @@ def executemany(
         raw(conn).executemany(compiled.sql, params)
     except conn.dialect.loaded_dbapi.Error as error:
         _raise(conn, compiled.sql, params[:1], error)
+
+
+def run_raw(conn: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+    """``sql`` in the driver's own parameter style (PostgreSQL: psycopg's ``%(name)b`` for a
+    binary parameter), run once on the driver's cursor, in ``conn``'s transaction; its rows
+    (named tuples of the driver's values), ``[]`` when it returns none. For the hottest
+    PostgreSQL statements: no SQLAlchemy execution context or result object, and arrays that
+    psycopg dumps far faster in binary (a ``bytea[]`` in text is escaped byte by byte) than
+    SQLAlchemy's ``%(name)s`` lets it."""
+    if not conn.in_transaction():
+        # SQLAlchemy begins (and so commits) only what it has run a statement in: without
+        # this, a batch of raw statements alone would be left open, then rolled back
+        conn.begin()
+    try:
+        cursor = raw(conn).execute(sql, params)
+        rows = cursor.fetchall() if cursor.description else []
+    except conn.dialect.loaded_dbapi.Error as error:
+        return _raise(conn, sql, params, error)  # type: ignore[no-any-return]
+    return _named(cursor, rows)
 
 
 def fetch(

@@ -270,7 +270,10 @@ class SQLQueue(SQLTransport):
         """The first task as :meth:`_take` leases it (heartbeat, due delayed tasks, one row),
         then up to ``max_count - 1`` more in ONE statement (``TAKE_MANY``: the same order, the
         same ``FOR UPDATE SKIP LOCKED``), handed out in queue order. Keep the per-row handling
-        in :meth:`_lease_of` the same as :meth:`_take`'s."""
+        in :meth:`_lease_of` the same as :meth:`_take`'s. PostgreSQL: all in one ``TAKE_PG``."""
+        if not self.is_sqlite:
+            now = self._reserving(conn, queue_name, consumer_id)
+            return self._take_pg(conn, queue_name, consumer_id, max_count, now)
         first = self._take(conn, queue_name, consumer_id)
         if first is None or max_count <= 1:
             return [] if first is None else [first]
@@ -306,7 +309,7 @@ class SQLQueue(SQLTransport):
             driver.run_many(conn, sql.ACK, [self._mine(lease) for lease in leases])
             return
         tokens = [lease.token for lease in leases]
-        conn.execute(sql.ACK_MANY_PG, {
+        driver.run_raw(conn, sql.ACK_MANY_PG, {
             "ids": [row_id for row_id, _ in tokens],
             "cids": [lease.consumer_id for lease in leases],
             "atts": [attempts for _, attempts in tokens],
@@ -316,11 +319,10 @@ class SQLQueue(SQLTransport):
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
         RETURNING``, one statement, in a transaction that need not be durable (lost in a crash,
         the task is simply still waiting)."""
-        now = time.time()
-        # reserving counts as a heartbeat; written at most every lease_timeout / 4
-        last = self._beaten.get((queue_name, consumer_id))
-        if last is None or time.monotonic() - last > self.lease_timeout / 4:
-            self._beat(conn, queue_name, consumer_id, now)
+        now = self._reserving(conn, queue_name, consumer_id)
+        if not self.is_sqlite:
+            taken = self._take_pg(conn, queue_name, consumer_id, 1, now)
+            return taken[0] if taken else None
         params = {"qn": queue_name, "cid": consumer_id, "ts": now}
         self._promote(conn, queue_name, now)
         while True:
@@ -338,6 +340,39 @@ class SQLQueue(SQLTransport):
             if env.attempts != row.attempts:
                 env = env.model_copy(update={"attempts": row.attempts})
             return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
+
+    def _reserving(self, conn: Connection, queue_name: str, consumer_id: str) -> float:
+        """The time of a take; reserving counts as a heartbeat, written at most every
+        ``lease_timeout / 4``."""
+        now = time.time()
+        last = self._beaten.get((queue_name, consumer_id))
+        if last is None or time.monotonic() - last > self.lease_timeout / 4:
+            self._beat(conn, queue_name, consumer_id, now)
+        return now
+
+    def _take_pg(self, conn: Connection, queue_name: str, consumer_id: str, count: int, now: float) -> list[Lease]:
+        """PostgreSQL: up to ``count`` leases, in queue order, by ``TAKE_PG`` (one statement
+        that also reads the next due time): due delayed tasks are promoted first (then it runs
+        again), and a malformed row, dead-lettered, leaves its place to the next."""
+        leases: list[Lease] = []
+        promoted = False
+        while len(leases) < count:
+            params = {"qn": queue_name, "cid": consumer_id, "ts": now, "n": count - len(leases)}
+            rows = driver.run_raw(conn, sql.TAKE_PG, params)
+            next_due = rows[0].next_due
+            if next_due is not None and next_due <= now and not promoted:
+                self._promote(conn, queue_name, now)
+                promoted = True  # once: a task due meanwhile waits for the next take
+                continue
+            self._next_due[queue_name] = next_due
+            taken = sorted((r for r in rows if r.id is not None), key=lambda r: (r.rank, -r.front, r.id))
+            if not taken:
+                break
+            for row in taken:
+                lease = self._lease_of(conn, queue_name, consumer_id, row, now)
+                if lease is not None:
+                    leases.append(lease)
+        return leases
 
     def _beat(self, conn: Connection, queue_name: str, consumer_id: str, now: float) -> None:
         conn.execute(self.dialect_sql(sql.BEAT), {"qn": queue_name, "cid": consumer_id, "ts": now})

@@ -90,7 +90,7 @@ class SQLResults(SQLTransport):
         self._store(conn, [{"key": key, "data": data, "exp": exp} for key, data in rows])
 
     def _upsert_many(
-        self, conn: Connection, stmt: sa.TextClause, rows: list[tuple[str, bytes]], exp: float, notify: bool
+        self, conn: Connection, stmt: str, rows: list[tuple[str, bytes]], exp: float, notify: bool
     ) -> None:
         """PostgreSQL: ``rows`` in one statement, the last value of a key repeated in the batch
         winning (as one statement per row would leave it)."""
@@ -98,7 +98,7 @@ class SQLResults(SQLTransport):
         params: dict[str, object] = {"keys": list(latest), "datas": list(latest.values()), "exp": exp}
         if notify:
             params["channel"] = self.note("result", "")["channel"]
-        conn.execute(stmt, params)
+        driver.run_raw(conn, stmt, params)
 
     def _store(self, conn: Connection, params: list[dict[str, object]]) -> None:
         driver.run_many(conn, self.dialect_sql(sql.SET_RESULT), params)

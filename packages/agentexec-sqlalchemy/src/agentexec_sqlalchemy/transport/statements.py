@@ -71,6 +71,27 @@ TAKE_MANY = (
     .values(consumer_id=B("cid"), leased_at=B("ts"))
     .returning(Q.c.id, Q.c.payload, Q.c.attempts, Q.c.rank, Q.c.front)
 )
+#: PostgreSQL: TAKE_MANY with the queue's next due time read in the same statement (every
+#: take asks it, see ``SQLQueue._promote``): one round trip per take instead of two or three.
+#: While a delayed task is due it takes nothing (the caller promotes, then takes), so due
+#: tasks keep their place in the order. One row at least: ``id`` NULL when nothing was taken.
+TAKE_PG = f"""
+WITH due AS MATERIALIZED (
+    SELECT min(due) AS next FROM "{DL.name}" WHERE queue_name = %(qn)s
+), taken AS (
+    UPDATE "{Q.name}" SET consumer_id = %(cid)s, leased_at = %(ts)s
+    WHERE id IN (
+        SELECT id FROM "{Q.name}"
+        WHERE queue_name = %(qn)s AND consumer_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM due WHERE next <= %(ts)s)
+        ORDER BY rank, front DESC, id
+        LIMIT %(n)s::int
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, payload, attempts, rank, front
+)
+SELECT taken.*, due.next AS next_due FROM due LEFT JOIN taken ON true
+"""
 LENGTH = sa.select(sa.func.count()).where(Q.c.queue_name == B("qn"), Q.c.consumer_id.is_(None))
 DELETE_TASK = Q.delete().where(Q.c.id == B("row_id"))
 
@@ -79,11 +100,12 @@ _MINE = sa.and_(Q.c.id == B("row_id"), Q.c.consumer_id == B("cid"), Q.c.attempts
 ACK = Q.delete().where(_MINE)
 #: PostgreSQL: the acks of a batch as one statement (arrays, not a statement per row: the
 #: server plans and runs one DELETE, the client binds three arrays)
-ACK_MANY_PG = sa.text(f"""
+#: three arrays, psycopg's binary parameters (``driver.run_raw``)
+ACK_MANY_PG = f"""
 DELETE FROM "{Q.name}" q
-USING unnest(CAST(:ids AS bigint[]), CAST(:cids AS text[]), CAST(:atts AS int[])) AS t(id, cid, att)
+USING unnest(%(ids)b::bigint[], %(cids)b::text[], %(atts)b::int[]) AS t(id, cid, att)
 WHERE q.id = t.id AND q.consumer_id = t.cid AND q.attempts = t.att
-""")
+"""
 _RELEASE = Q.update().where(_MINE).values(consumer_id=None, leased_at=None, front=B("front"))
 _released = _RELEASE.returning(Q.c.id).cte("released")
 # a row comes back only when the lease was still ours (PostgreSQL: NOTIFY only then)
@@ -137,16 +159,17 @@ CLAIM = _per_dialect(_claim)
 
 #: PostgreSQL: a batch of results as one upsert (the keys distinct: one statement may not
 #: update a row twice); STAGE_MANY_PG without a NOTIFY (no waiter watches a staged key),
-#: SET_MANY_PG with one per key, as SET_RESULT sends
+#: SET_MANY_PG with one per key, as SET_RESULT sends; psycopg's binary parameters
+#: (``driver.run_raw``)
 _UPSERT_MANY_PG = f"""
 INSERT INTO "{R.name}" (key, data, expires_at)
-SELECT key, data, CAST(:exp AS double precision)
-FROM unnest(CAST(:keys AS text[]), CAST(:datas AS bytea[])) AS t(key, data)
+SELECT key, data, %(exp)b::double precision
+FROM unnest(%(keys)b::text[], %(datas)b::bytea[]) AS t(key, data)
 ON CONFLICT (key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
 """
-STAGE_MANY_PG = sa.text(_UPSERT_MANY_PG)
-SET_MANY_PG = sa.text(
-    f"WITH stored AS ({_UPSERT_MANY_PG} RETURNING key) SELECT count(pg_notify(:channel, key)) FROM stored"
+STAGE_MANY_PG = _UPSERT_MANY_PG
+SET_MANY_PG = (
+    f"WITH stored AS ({_UPSERT_MANY_PG} RETURNING key) SELECT count(pg_notify(%(channel)b, key)) FROM stored"
 )
 
 
