@@ -78,6 +78,14 @@ class SetManyFirstOnlyResults(MemoryResults):
         await super().set_many(list(items)[:1], ttl)
 
 
+class SetManyFirstValueWinsResults(MemoryResults):
+    """``set_many`` keeps the first value of an id the batch gives twice (a batched upsert that
+    keeps a row's first version): ``get_result`` returns a value the task replaced."""
+
+    async def set_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
+        await super().set_many(list(reversed(items)), ttl)
+
+
 class StagedNeverExpiresResults(MemoryResults):
     """``stage_many`` ignores ``ttl``: staged outcomes of finished tasks are never cleaned up."""
 

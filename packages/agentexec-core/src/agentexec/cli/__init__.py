@@ -96,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` names. An invalid ``AGENTEXEC_*`` value ends it with one line
     and status 1 (:class:`agentexec.config.ConfigError` is a ``SystemExit``)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if argv is None and _chosen(args_list) == "run":
+        # before anything slow: a SIGTERM while the app imports stops the pool before it starts
+        from agentexec.worker import early_stop
+
+        early_stop.catch()
     parser = build_parser(args_list)
     args = parser.parse_args(args_list)
     func = getattr(args, "func", None)

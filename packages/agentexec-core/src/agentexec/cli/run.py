@@ -14,6 +14,7 @@ from typing import Any
 
 from agentexec._redact import redact
 from agentexec.config import CONF
+from agentexec.worker import early_stop
 
 
 def add_parser(subparsers: Any) -> None:
@@ -99,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"agentexec run: {redact(problem)}", file=sys.stderr)
         return 2
+    if early_stop.REQUESTED.is_set():
+        print("agentexec run: stopped while starting (SIGTERM or SIGINT); the pool did not start", file=sys.stderr)
+        early_stop.REQUESTED.clear()
+        return 0
     pool.run()
     return 0
 

@@ -37,6 +37,7 @@ from agentexec.runtime import (
 )
 from agentexec.schedule.pool_api import SchedulingMixin
 from agentexec.task import MAX_QUEUE_NAME, TaskDefinition, check_name
+from agentexec.worker import early_stop
 from agentexec.worker.logs import ensure_console_logging
 from agentexec.worker.process_supervisor import ProcessSupervisor
 from agentexec.worker.supervisor import Supervisor, ThreadSupervisor
@@ -231,6 +232,10 @@ class Pool(SchedulingMixin):
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, on_signal)
         try:
+            if early_stop.REQUESTED.is_set():  # `agentexec run` was stopped while starting
+                early_stop.REQUESTED.clear()
+                log.info("Stop requested while starting: the pool does not start")
+                return
             self.start()
             while not stop.wait(0.2):
                 if not self.running:
