@@ -2,6 +2,7 @@
 
     uv run python benchmarks/chaos.py --stack redis     # Redis queue/results/events, SQLite activity
     uv run python benchmarks/chaos.py --stack sqlite    # the embedded SQLite stack
+    uv run python benchmarks/chaos.py --stack postgres  # everything on PostgreSQL (a fresh database)
 
 A pool of ``--workers`` worker processes (``tests/e2e/app_pool.py``, run as a user runs it) gets
 ``--tasks`` tasks of 20-80 ms; every ``--interval`` seconds one random process of the pool other
@@ -20,6 +21,7 @@ After the queue settles, it checks what an operator relies on:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 E2E = ROOT / "tests" / "e2e"
 sys.path.insert(0, str(E2E))
 
+from _support import fresh_postgres  # noqa: E402
 from e2e_support import PoolProcess, children, process_name, python_app  # noqa: E402
 
 FINAL = {"COMPLETE", "ERROR", "CANCELED"}
@@ -132,10 +135,17 @@ def run(
     workdir: Path | None = None,
     redis_url: str = "redis://127.0.0.1:6379/0",
     only: str | None = None,
+    database_url: str | None = None,
 ) -> Report:
+    """``database_url``: the activity store's (and, on the ``postgres`` stack, the transport's)
+    database; a new SQLite file by default."""
     rng = random.Random(seed)
     tmp = Path(workdir or tempfile.mkdtemp(prefix="agentexec-chaos-"))
-    database_url = f"sqlite:///{tmp / 'chaos.db'}"
+    database_url = database_url or f"sqlite:///{tmp / 'chaos.db'}"
+    if not database_url.startswith("sqlite"):
+        import agentexec as ax
+
+        ax.Base.metadata.create_all(sa.create_engine(database_url))
     queue = f"chaos_{uuid.uuid4().hex[:8]}"
     env = {
         "AGENTEXEC_DATABASE_URL": database_url,
@@ -267,7 +277,9 @@ def lines_after_final(engine: sa.Engine) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", choices=["redis", "sqlite"], default="redis")
+    parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], default="redis")
+    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                        help="postgres stack: a fresh database is made next to this one per run")
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--kills", type=int, default=40)
@@ -279,10 +291,13 @@ def main() -> None:
     args = parser.parse_args()
     failed = False
     for n in range(args.runs):
-        report = run(
-            args.stack, tasks=args.tasks, workers=args.workers, kills=args.kills,
-            interval=args.interval, seed=None if args.seed is None else args.seed + n, only=args.only,
-        )
+        with contextlib.ExitStack() as stack:
+            database_url = stack.enter_context(fresh_postgres(args.pg_url)) if args.stack == "postgres" else None
+            report = run(
+                args.stack, tasks=args.tasks, workers=args.workers, kills=args.kills,
+                interval=args.interval, seed=None if args.seed is None else args.seed + n, only=args.only,
+                database_url=database_url,
+            )
         print(report.line(), flush=True)
         for problem in report.problems():
             print(f"  PROBLEM: {problem}", flush=True)
