@@ -341,7 +341,7 @@ async def test_pg_writes_survive_their_idle_connection_being_cut(
 ) -> None:
     """A server restart (here: its backends terminated) while the async connections sat idle:
     the next write checks the connection first and opens a new one, instead of failing."""
-    from agentexec_sqlalchemy.activity import pg_writes
+    from agentexec_sqlalchemy import pg_async
 
     store = SQLActivityStore(pg_engine)
     await store.acreate("t", "first")
@@ -352,7 +352,7 @@ async def test_pg_writes_survive_their_idle_connection_being_cut(
             "AND application_name = ''"
         )).scalar()
     assert cut
-    monkeypatch.setattr(pg_writes, "PING_AFTER", 0.0)
+    monkeypatch.setattr(pg_async, "PING_AFTER", 0.0)
     agent_id = await store.acreate("t", "after the cut")
     await store.aappend_many([LogEntry(agent_id, "running", Status.RUNNING)])
     detail = store.detail(agent_id)

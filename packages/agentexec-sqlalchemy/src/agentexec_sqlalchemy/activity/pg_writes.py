@@ -26,14 +26,9 @@ can only be followed by a redelivery, never by a lost task.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import os
-import time
-import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -42,14 +37,11 @@ from agentexec.activity.status import Status
 from agentexec.backends import LogEntry, UnknownActivityError
 
 from agentexec_sqlalchemy.activity.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE
+from agentexec_sqlalchemy.pg_async import AsyncConnections
 from agentexec_sqlalchemy.types import utcnow
 
 log = logging.getLogger("agentexec.sqlalchemy")
 
-#: connections per event loop: the worker's writer uses one at a time, a busy web process more
-POOL_SIZE = 8
-#: a connection idle for longer is checked with a round trip before use (a busy one never is)
-PING_AFTER = 5.0
 FINAL = frozenset({Status.COMPLETE.value, Status.ERROR.value, Status.CANCELED.value})
 
 _A, _L = f'"{ACTIVITY_TABLE}"', f'"{ACTIVITY_LOG_TABLE}"'
@@ -172,80 +164,15 @@ FROM numbered ORDER BY ord
 """
 
 
-def conninfo(url: Any) -> str:
-    """A libpq connection string for a SQLAlchemy URL (``postgresql+psycopg://`` and kin)."""
-    return str(url.set(drivername="postgresql").render_as_string(hide_password=False))
-
-
-async def _alive(conn: Any) -> bool:
-    try:
-        await conn.execute("SELECT 1")
-        return True
-    except Exception:
-        with contextlib.suppress(Exception):
-            await conn.close()
-        return False
-
-
-class _LoopPool:
-    """Idle connections of one event loop (with the time each went idle), at most
-    ``POOL_SIZE`` in use at once."""
-
-    def __init__(self) -> None:
-        self.idle: list[tuple[Any, float]] = []
-        self.slots = asyncio.Semaphore(POOL_SIZE)
-
-
 class PgWriter:
     """The fast activity writes of one database (see the module doc)."""
 
     def __init__(self, url: Any) -> None:
-        self._conninfo = conninfo(url)
-        #: per event loop, the relaxed pool and the durable one (whose commits wait for the WAL
-        #: flush by the session's own setting: no SET LOCAL, no explicit transaction)
-        self._pools: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[_LoopPool, _LoopPool]
-        ] = weakref.WeakKeyDictionary()
-        self._pid = os.getpid()
-
-    @contextlib.asynccontextmanager
-    async def _connection(self, durable: bool = False) -> AsyncIterator[Any]:
-        import psycopg
-
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
-            self._pools = weakref.WeakKeyDictionary()
-            self._pid = os.getpid()
-        loop = asyncio.get_running_loop()
-        pools = self._pools.get(loop)
-        if pools is None:
-            pools = self._pools[loop] = (_LoopPool(), _LoopPool())
-        pool = pools[durable]
-        async with pool.slots:
-            conn = None
-            while pool.idle and conn is None:
-                conn, idle_since = pool.idle.pop()
-                if conn.closed or (time.monotonic() - idle_since > PING_AFTER and not await _alive(conn)):
-                    conn = None  # a server restart or a network cut while it sat idle
-            if conn is None:
-                conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True,
-                    options=f"-c synchronous_commit={'on' if durable else 'off'}",
-                )
-            try:
-                yield conn
-            finally:
-                if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    # cut off mid-statement or broken: never reuse it
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close())
-                else:
-                    pool.idle.append((conn, time.monotonic()))
+        self._connections = AsyncConnections(url)
+        self._connection = self._connections.connection
 
     async def close(self) -> None:
-        for pool in self._pools.pop(asyncio.get_running_loop(), ()):
-            for conn, _ in pool.idle:
-                with contextlib.suppress(Exception):
-                    await conn.close()
+        await self._connections.close()
 
     async def create(
         self, items: Sequence[tuple[UUID, str, str] | tuple[UUID, str, str, dict[str, Any] | None]]
