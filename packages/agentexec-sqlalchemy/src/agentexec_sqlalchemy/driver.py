@@ -114,7 +114,8 @@ def _row_type(cursor: Any) -> Any:
     return row_type
 
 
-def _named(cursor: Any, rows: list[Any]) -> list[Any]:
+def named(cursor: Any, rows: list[Any]) -> list[Any]:
+    """``rows`` of ``cursor`` as named tuples (of the column names)."""
     if not rows:
         return []
     make = _row_type(cursor)._make
@@ -182,7 +183,7 @@ def run_raw(conn: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
         rows = cursor.fetchall() if cursor.description else []
     except conn.dialect.loaded_dbapi.Error as error:
         return _raise(conn, sql, params, error)  # type: ignore[no-any-return]
-    return _named(cursor, rows)
+    return named(cursor, rows)
 
 
 def fetch(

@@ -258,6 +258,9 @@ class SQLQueue(SQLTransport):
     # -- reserve -------------------------------------------------------------------------
     async def reserve(self, queue_name: str, consumer_id: str, timeout: float) -> Lease | None:
         async def take() -> Lease | None:
+            taken = await self._take_now(queue_name, consumer_id, 1)
+            if taken is not None:
+                return taken[0] if taken else None
             lease: Lease | None = await self.run_write(self._take, queue_name, consumer_id, durable=False)
             return lease
 
@@ -275,6 +278,9 @@ class SQLQueue(SQLTransport):
             lease = await self.reserve(queue_name, consumer_id, timeout)
             return [] if lease is None else [lease]
         async def take() -> list[Lease]:
+            taken = await self._take_now(queue_name, consumer_id, max_count)
+            if taken is not None:
+                return taken
             leases: list[Lease] = await self.run_write(
                 self._take_many, queue_name, consumer_id, max_count, durable=False
             )
@@ -309,6 +315,47 @@ class SQLQueue(SQLTransport):
                     return None
                 continue
             return cast("T", got)
+
+    async def _take_now(self, queue_name: str, consumer_id: str, count: int) -> list[Lease] | None:
+        """PostgreSQL: ``TAKE_PG`` as one autocommit statement on a relaxed async connection of
+        the caller's loop (one round trip; the batching writer's transaction costs three and
+        two thread hops). ``None`` when the take must go through the writer instead: a
+        heartbeat is due, or a delayed task is due (promoted there first). A malformed row it
+        took is dead-lettered through the writer."""
+        if self._pg is None or not self.schema_ready:
+            return None
+        last = self._beaten.get((queue_name, consumer_id))
+        if last is None or time.monotonic() - last > self.lease_timeout / 4:
+            return None
+        now = time.time()
+        params = {"qn": queue_name, "cid": consumer_id, "ts": now, "n": count}
+        with anyio.CancelScope(shield=True):  # like run_write: a lease taken reaches the caller
+            async with self._pg.connection() as conn:
+                cursor = await conn.execute(sql.TAKE_PG, params)
+                rows = driver.named(cursor, await cursor.fetchall())
+        next_due = rows[0].next_due
+        if next_due is not None and next_due <= now:
+            return None  # it took nothing: the writer's take promotes the due tasks first
+        self._next_due[queue_name] = next_due
+        leases: list[Lease] = []
+        malformed: list[tuple[int, str, str]] = []
+        for row in sorted((r for r in rows if r.id is not None), key=lambda r: (r.rank, -r.front, r.id)):
+            try:
+                env = Envelope.model_validate_json(row.payload)
+            except ValidationError as error:
+                malformed.append((row.id, row.payload, f"malformed payload: {_first_error(error)}"))
+                continue
+            if env.attempts != row.attempts:
+                env = env.model_copy(update={"attempts": row.attempts})
+            leases.append(Lease(env, consumer_id, queue_name, (row.id, row.attempts)))
+        if malformed:
+            await self.run_write(self._bury_taken, queue_name, malformed, now)
+        return leases
+
+    def _bury_taken(self, conn: Connection, queue_name: str, rows: list[tuple[int, str, str]], now: float) -> None:
+        for row_id, payload, reason in rows:
+            conn.execute(sql.DELETE_TASK, {"row_id": row_id})
+            self._bury(conn, queue_name, payload, reason, now)
 
     def _take_many(self, conn: Connection, queue_name: str, consumer_id: str, max_count: int) -> list[Lease]:
         """The first task as :meth:`_take` leases it (heartbeat, due delayed tasks, one row),
