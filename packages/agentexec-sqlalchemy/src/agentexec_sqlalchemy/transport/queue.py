@@ -392,19 +392,31 @@ class SQLQueue(SQLTransport):
 
     async def ack_many(self, leases: Sequence[Lease]) -> None:
         """:class:`agentexec.backends.BatchAck`: every ack in one write operation."""
-        if leases:
-            await self.run_write(self._ack_many, list(leases), durable=False)
+        if not leases:
+            return
+        if self._pg is not None and self.schema_ready:
+            # one autocommit statement on a relaxed async connection of this loop (see _take_now)
+            with anyio.CancelScope(shield=True):
+                async with self._pg.connection() as conn:
+                    await conn.execute(sql.ACK_MANY_PG, self._acks(leases))
+            return
+        await self.run_write(self._ack_many, list(leases), durable=False)
 
     def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
         if self.is_sqlite:
             driver.run_many(conn, sql.ACK, [self._mine(lease) for lease in leases])
             return
+        driver.run_raw(conn, sql.ACK_MANY_PG, self._acks(leases))
+
+    @staticmethod
+    def _acks(leases: Sequence[Lease]) -> dict[str, list[Any]]:
+        """``ACK_MANY_PG``'s arrays."""
         tokens = [lease.token for lease in leases]
-        driver.run_raw(conn, sql.ACK_MANY_PG, {
+        return {
             "ids": [row_id for row_id, _ in tokens],
             "cids": [lease.consumer_id for lease in leases],
             "atts": [attempts for _, attempts in tokens],
-        })
+        }
 
     def _take(self, conn: Connection, queue_name: str, consumer_id: str) -> Lease | None:
         """Lease the next task: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
