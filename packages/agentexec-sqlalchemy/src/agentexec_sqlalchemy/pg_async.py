@@ -105,3 +105,17 @@ class AsyncConnections:
             for conn, _ in pool.idle:
                 with contextlib.suppress(Exception):
                     await conn.close()
+
+
+_shared: dict[str, AsyncConnections] = {}
+
+
+def shared(url: Any) -> AsyncConnections:
+    """The process's connections to the database of ``url``: the transport's queue and
+    results and the activity store share them, so a worker holds one small pool per loop, not
+    one per backend."""
+    key = conninfo(url)
+    found = _shared.get(key)
+    if found is None:
+        found = _shared[key] = AsyncConnections(url)
+    return found

@@ -36,8 +36,8 @@ from uuid import UUID
 from agentexec.activity.status import Status
 from agentexec.backends import LogEntry, UnknownActivityError
 
+from agentexec_sqlalchemy import pg_async
 from agentexec_sqlalchemy.activity.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE
-from agentexec_sqlalchemy.pg_async import AsyncConnections
 from agentexec_sqlalchemy.types import utcnow
 
 log = logging.getLogger("agentexec.sqlalchemy")
@@ -168,7 +168,7 @@ class PgWriter:
     """The fast activity writes of one database (see the module doc)."""
 
     def __init__(self, url: Any) -> None:
-        self._connections = AsyncConnections(url)
+        self._connections = pg_async.shared(url)
         self._connection = self._connections.connection
 
     async def close(self) -> None:

@@ -23,7 +23,7 @@ import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from agentexec_sqlalchemy import schema_once
+from agentexec_sqlalchemy import pg_async, schema_once
 from agentexec_sqlalchemy.engine import get_engine, is_sqlite
 from agentexec_sqlalchemy.errors import is_transient
 from agentexec_sqlalchemy.transport.batching import get_writer
@@ -71,6 +71,12 @@ class SQLTransport:
         self.database = self._engine.url.render_as_string(hide_password=True)
         self._dialect = "sqlite" if self.is_sqlite else "postgresql"
         self._schema_key = schema_once.database_key(self._engine, "transport")
+        #: PostgreSQL through psycopg: the hottest writes are one autocommit statement each on
+        #: the caller's loop (:mod:`agentexec_sqlalchemy.pg_async`), not a writer transaction
+        self._pg = (
+            pg_async.shared(self._engine.url)
+            if not self.is_sqlite and self._engine.dialect.driver == "psycopg" else None
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.database!r})"

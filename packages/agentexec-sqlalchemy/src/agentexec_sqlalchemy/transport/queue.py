@@ -26,7 +26,6 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy import driver
-from agentexec_sqlalchemy.pg_async import AsyncConnections
 from agentexec_sqlalchemy.transport import statements as sql
 from agentexec_sqlalchemy.transport.common import SQLTransport
 from agentexec_sqlalchemy.transport.models import (
@@ -93,11 +92,6 @@ class SQLQueue(SQLTransport):
         self._next_due: dict[str, float | None] = {}
         #: queues a lock release moved a parked task back to, to wake after the commit
         self._moved: set[str] = set()
-        #: PostgreSQL through psycopg: a push is one statement on the caller's loop (see push)
-        self._pg = (
-            AsyncConnections(self.engine.url)
-            if not self.is_sqlite and self.engine.dialect.driver == "psycopg" else None
-        )
         self._push_sql: str | None = None
         self._push_literals: dict[str, Any] = {}
 

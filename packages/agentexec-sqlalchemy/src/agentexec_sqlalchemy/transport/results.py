@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from uuid import UUID
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -43,7 +44,10 @@ class SQLResults(SQLTransport):
         if not items:
             return
         rows = [(str(a), bytes(d), next(self._sets) % PURGE_EVERY == 0) for a, d in items]
-        await self.run_write(self._set_rows, rows, ttl, durable=False)
+        if self._pg is not None and self.schema_ready and not any(purge for _, _, purge in rows):
+            await self._upsert_now(sql.SET_MANY_PG, [(key, data) for key, data, _ in rows], time.time() + ttl, True)
+        else:
+            await self.run_write(self._set_rows, rows, ttl, durable=False)
         for key, _, _ in rows:
             self.wake_local("result", key)
 
@@ -79,8 +83,13 @@ class SQLResults(SQLTransport):
     async def stage_many(self, items: Sequence[tuple[UUID, bytes]], ttl: int) -> None:
         """:class:`agentexec.backends.StagedResults`: rows keyed ``staged:<agent_id>``, which no
         waiter watches; relaxed, like ``set``."""
-        if items:
-            await self.run_write(self._stage, [(f"staged:{a}", bytes(d)) for a, d in items], ttl, durable=False)
+        if not items:
+            return
+        rows = [(f"staged:{a}", bytes(d)) for a, d in items]
+        if self._pg is not None and self.schema_ready:
+            await self._upsert_now(sql.STAGE_MANY_PG, rows, time.time() + ttl, False)
+        else:
+            await self.run_write(self._stage, rows, ttl, durable=False)
 
     def _stage(self, conn: Connection, rows: list[tuple[str, bytes]], ttl: int) -> None:
         exp = time.time() + ttl
@@ -92,13 +101,26 @@ class SQLResults(SQLTransport):
     def _upsert_many(
         self, conn: Connection, stmt: str, rows: list[tuple[str, bytes]], exp: float, notify: bool
     ) -> None:
-        """PostgreSQL: ``rows`` in one statement, the last value of a key repeated in the batch
-        winning (as one statement per row would leave it)."""
+        """PostgreSQL: ``rows`` in one statement, in ``conn``'s transaction."""
+        driver.run_raw(conn, stmt, self._upsert_params(rows, exp, notify))
+
+    async def _upsert_now(self, stmt: str, rows: list[tuple[str, bytes]], exp: float, notify: bool) -> None:
+        """PostgreSQL: ``rows`` in one autocommit statement on a relaxed async connection of the
+        caller's loop (one round trip; a writer transaction costs three and two thread hops)."""
+        assert self._pg is not None
+        params = self._upsert_params(rows, exp, notify)
+        with anyio.CancelScope(shield=True):  # like run_write: once sent, it is waited for
+            async with self._pg.connection() as conn:
+                await conn.execute(stmt, params)
+
+    def _upsert_params(self, rows: list[tuple[str, bytes]], exp: float, notify: bool) -> dict[str, object]:
+        """The last value of a key the batch repeats wins, as one statement per row would leave
+        it (one statement may not update a row twice)."""
         latest = dict(rows)
         params: dict[str, object] = {"keys": list(latest), "datas": list(latest.values()), "exp": exp}
         if notify:
             params["channel"] = self.note("result", "")["channel"]
-        driver.run_raw(conn, stmt, params)
+        return params
 
     def _store(self, conn: Connection, params: list[dict[str, object]]) -> None:
         driver.run_many(conn, self.dialect_sql(sql.SET_RESULT), params)
@@ -207,8 +229,10 @@ class SQLResults(SQLTransport):
         return _as_int(value) if value is not None else 0
 
     async def close(self) -> None:
-        """Nothing to release: the engine is the process's, shared with the activity store."""
-        return None
+        """This loop's async connections; the engine is the process's, shared with the
+        activity store."""
+        if self._pg is not None:
+            await self._pg.close()
 
 
 def _as_int(data: bytes) -> int:
