@@ -17,8 +17,9 @@ Cost: in a worker, events are derived from the lifecycle lines its writer has ju
 (:mod:`agentexec.worker.writer`, group commit) and published by a background task, one
 message per event type (a JSON array) for everything committed over ``LINGER`` (50 ms), so a
 task never waits for its events and a busy worker sends a few messages every 50 ms, not one per
-task: every subscriber of the bus reads every message (the workers' ``control:cancel``
-listeners included), so this keeps their cost per window, not per task. A backend with
+task: every subscriber of the events stream reads every message of it (on Redis; the workers'
+``control:cancel`` listeners read the control stream only, :mod:`agentexec.limits`), so this
+keeps their cost per window, not per task. A backend with
 :class:`~agentexec.backends.MixedPublish` (the SQL transport) takes all the messages of a
 window, every type, as one write, in the transaction of the acks and results its writer
 commits anyway (PostgreSQL: one statement for the lock that orders event ids, the rows and the
@@ -169,8 +170,8 @@ async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) 
     """Publish ``(event_type, message)`` pairs: the events of one type as one message, a JSON
     array (``ax.events`` subscribers receive each event; :func:`agentexec.events.decode_all`),
     of at most ``BATCH_EVENTS`` events and about ``CONF.max_event_bytes``. Every subscriber of
-    the bus reads every message, whatever it listens to (the workers' ``control:cancel``
-    listeners too), so a message per event would cost each of them per task. A backend with
+    the events stream reads every message of it, whatever it listens to (on Redis), so a message
+    per event would cost each of them per task. A backend with
     :class:`~agentexec.backends.MixedPublish` gets the messages of every type in one write."""
     messages = _messages(events)
     if isinstance(backend, MixedPublish):
