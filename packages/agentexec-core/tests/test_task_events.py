@@ -6,6 +6,8 @@ nothing. (tests/e2e/test_pool_lifecycle_events.py: the same across processes, on
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -222,22 +224,91 @@ def test_windows_keep_each_tasks_events_in_order() -> None:
         pending = {a: list(s) for a, s in series.items()}
         while pending:
             agent = rng.choice(list(pending))
-            batch.append((pending[agent].pop(0), str(agent), agent))
+            batch.append((pending[agent].pop(0), json.dumps(str(agent)), str(agent)))
             if not pending[agent]:
                 del pending[agent]
-        windows = list(task_events._windows(batch))
-        sent = [(t, d) for w in windows for t, group in _by_type(w) for d in group]
+        windows = task_events._windows(batch)
+        assert sum(count for count, _ in windows) == len(batch)
+        sent = [(channel.removeprefix("events:"), d) for _, messages in windows
+                for channel, data in messages for d in _items(data)]
         for agent, life in series.items():
             assert [t for t, d in sent if d == str(agent)] == life
         if all(len(set(life)) == len(life) for life in series.values()) and len(
             {tuple(life) for life in series.values()}
         ) == 1:
             assert len(windows) == 1  # one kind of life, no type twice: nothing to cut
+            assert len(windows[0][1]) == len(next(iter(series.values())))  # a message per type
 
 
-def _by_type(window: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
-    """A window's messages as ``publish_all`` makes them: one per type, in first-seen order."""
-    groups: dict[str, list[str]] = {}
-    for event_type, data in window:
-        groups.setdefault(event_type, []).append(data)
-    return list(groups.items())
+def _items(message: str) -> list[Any]:
+    value = json.loads(message)
+    return value if isinstance(value, list) else [value]
+
+
+def test_a_windows_messages_are_grouped_as_pack_groups_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window's messages of one type (a fast path: ``BATCH_EVENTS`` at a time while they
+    fit) are the groups :func:`agentexec.limits.pack` makes: at most ``BATCH_EVENTS`` events
+    and about ``CONF.max_event_bytes`` each."""
+    import random
+
+    from agentexec import task_events
+    from agentexec.limits import joined, pack
+
+    monkeypatch.setattr(CONF, "max_event_bytes", 4096)
+    rng = random.Random(3)
+    for _ in range(100):
+        datas = [json.dumps("x" * rng.choice([1, 5, 20, 300])) for _ in range(rng.randint(1, 700))]
+        windows = task_events._windows([("task.started", d, str(i)) for i, d in enumerate(datas)])
+        want = [("events:task.started", joined(g)) for g in pack(datas, 4096, task_events.BATCH_EVENTS)]
+        assert windows == [(len(datas), want)]
+
+
+async def test_a_workers_events_of_a_task_share_one_encoding_of_it() -> None:
+    """A worker encodes a task's ids, name and metadata once for all its events (kept from its
+    first to its final event, then dropped); every event is the text ``encode`` makes of
+    ``task_payload``, but for its time and uuid."""
+    import re
+
+    from agentexec import task_events
+    from agentexec.activity.status import Status
+    from agentexec.backends import LogEntry
+
+    ids = [uuid.uuid4() for _ in range(3)]
+    names = {i: "work" for i in ids}
+    metadata = {ids[0]: {"tenant": "acme", "n": 1}, ids[2]: {"when": datetime(2026, 1, 2, tzinfo=UTC)}}
+    writer = task_events.WriterEvents(object())  # type: ignore[arg-type]  # never published here
+    writer._task = asyncio.get_running_loop().create_future()  # as if publishing: starts none
+    lines = [
+        LogEntry(ids[0], "started", Status.RUNNING), LogEntry(ids[1], "started", Status.RUNNING),
+        LogEntry(ids[2], "started", Status.RUNNING), LogEntry(ids[1], "back", Status.QUEUED),
+    ]
+    writer.written(lines, names, metadata)
+    assert sorted(writer._parts) == sorted(i.int for i in ids)  # kept: more events will follow
+    ends = [LogEntry(ids[0], "done", Status.COMPLETE), LogEntry(ids[1], "boom", Status.ERROR),
+            LogEntry(ids[2], "stop", Status.CANCELED)]
+    writer.written(ends, names, metadata)
+    assert writer._parts == {}, "a task's part is dropped at its final event"
+    stamp = re.compile(r'"time": "[^"]*", "uuid": "[0-9a-f]{32}"')
+    for (event_type, data, task), line in zip(writer._pending, lines + ends, strict=True):
+        want = task_events.encode(event_type, task_events.task_payload(
+            line.agent_id, "work", line.status or Status.RUNNING, metadata.get(line.agent_id), line.message))
+        assert (event_type, task) == (task_events.EVENT_OF_STATUS[line.status or Status.RUNNING], str(line.agent_id))
+        assert stamp.sub("", data) == stamp.sub("", want)
+    writer._task.cancel()
+
+
+async def test_a_worker_keeps_at_most_max_task_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks released for a retry may never come back to this worker: what it keeps for them is
+    bounded (``MAX_TASK_PARTS``, then dropped all at once)."""
+    from agentexec import task_events
+    from agentexec.activity.status import Status
+    from agentexec.backends import LogEntry
+
+    monkeypatch.setattr(task_events, "MAX_TASK_PARTS", 10)
+    ids = [uuid.uuid4() for _ in range(25)]
+    writer = task_events.WriterEvents(object())  # type: ignore[arg-type]
+    writer._task = asyncio.get_running_loop().create_future()
+    writer.written([LogEntry(i, "started", Status.RUNNING) for i in ids], {i: "w" for i in ids}, {})
+    assert 0 < len(writer._parts) <= 10
+    assert len(writer._pending) == 25
+    writer._task.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 import pytest
@@ -117,3 +118,20 @@ async def test_publish_mixed_is_one_call_across_both_streams(redis_url: str, uni
         async with events.subscribe([log_channel, f"events:{unique_name}.*"], last_id=before) as stream:
             got = [await anext(stream) for _ in range(3)]
     assert [(e.channel, e.data) for e in got] == [(event_channel, "e1"), (log_channel, "l1"), (event_channel, "e2")]
+
+
+async def test_control_channels_have_a_stream_of_their_own(redis_url: str, unique_name: str) -> None:
+    """Every worker's ``control:cancel`` listener once read (and decoded) every lifecycle
+    event of the shared stream: control channels now go to their own, which it reads alone."""
+    events = RedisEvents(redis_url)
+    r = await get_redis(redis_url)
+    cancel = await events.publish(f"control:{unique_name}", "cancel")
+    event = await events.publish(f"events:{unique_name}", "{}")
+    assert [e[0].decode() for e in await r.xrange(keys.CONTROL, min=cancel, max=cancel)] == [cancel]
+    assert await r.xrange(keys.EVENTS, min=cancel, max=cancel) == []
+    assert [e[0].decode() for e in await r.xrange(keys.EVENTS, min=event, max=event)] == [event]
+    async with events.subscribe([f"control:{unique_name}"], last_id="0-0") as stream:
+        sub: Any = stream
+        assert list(sub.cursors) == [keys.CONTROL], "a control subscription reads the control stream only"
+        with anyio.fail_after(5):
+            assert (await anext(stream)).id == cancel

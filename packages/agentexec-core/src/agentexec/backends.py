@@ -415,9 +415,10 @@ class EventGapError(LookupError):
         self.last_id = last_id
         self.resume_id = resume_id
         self.stream = stream
+        setting = "logs_retention" if stream == "logs" else "events_retention"
         super().__init__(
             f"events after {last_id} were trimmed from the {stream} stream: its oldest event "
-            f"kept is newer (it keeps the newest CONF.{stream}_retention); resume with "
+            f"kept is newer (it keeps the newest CONF.{setting}); resume with "
             f"last_id={resume_id!r} to accept the gap"
         )
 
@@ -428,9 +429,10 @@ class EventBackend(Protocol):
 
     Channel patterns use ``*`` as a wildcard (``"agentexec:logs:*"``).
 
-    Channels are kept in two streams (:mod:`agentexec.limits`): ``logs:*`` channels in one,
-    every other channel in the other, each trimmed to its own retention, so logs never evict
-    events. ``subscribe(last_id=...)`` raises :class:`EventGapError` when events after
+    Channels are kept in three streams (:mod:`agentexec.limits`): ``logs:*`` channels,
+    ``control:*`` channels, and every other channel, each trimmed to its own retention, so logs
+    never evict events, nor events control messages (and a ``control:*`` subscriber reads only
+    the control stream). ``subscribe(last_id=...)`` raises :class:`EventGapError` when events after
     ``last_id`` were trimmed away.
     """
 

@@ -283,8 +283,9 @@ class Config(BaseModel):
     events_retention: int = Field(
         default=10_000,
         ge=1,
-        description="Events (`ax.events`, pool control messages) kept for `last_id` replay. Worker "
-        "logs are kept apart (`logs_retention`), so logs never push events out.",
+        description="Events (`ax.events`) kept for `last_id` replay, and as many pool control "
+        "messages (`control:*`, a stream of their own). Worker logs are kept apart "
+        "(`logs_retention`), so logs never push events out.",
     )
     lifecycle_events: bool = Field(
         default=True,

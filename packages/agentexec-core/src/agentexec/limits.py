@@ -1,13 +1,16 @@
-"""Size limits (``CONF.max_*_bytes``) and the two event streams.
+"""Size limits (``CONF.max_*_bytes``) and the three event streams.
 
 - Worker log messages and activity messages longer than their limit are cut, and say so
   (:func:`truncate`): a log line must never be lost for being long, nor fill a server.
 - An event or a result larger than its limit is refused with :class:`TooLargeError`: cutting
   one would hand its reader something it cannot parse.
-- Event channels live in two streams: ``logs:<queue>`` channels (worker log records, many and
-  bursty) in the *logs* stream, every other channel (``events:*``, ``control:*``) in the *events*
-  stream, each with its own retention (``CONF.logs_retention``, ``CONF.events_retention``), so a
-  burst of logs can never push an event out of what a subscriber can resume from.
+- Event channels live in three streams: ``logs:<queue>`` channels (worker log records, many and
+  bursty) in the *logs* stream, ``control:*`` channels (cancel requests, shutdown broadcasts,
+  schedule changes: few) in the *control* stream, every other channel (``events:*``, lifecycle
+  events included) in the *events* stream, each with its own retention (:func:`retention`), so a
+  burst of logs can never push an event out of what a subscriber can resume from, nor a burst of
+  events a control message; and a subscriber of ``control:*`` channels (every worker listens for
+  ``control:cancel``) reads the control stream only, not every lifecycle event of the bus.
 - Many small messages of one channel travel as one, a JSON array (:func:`pack`,
   :func:`joined`), of at most a count and about ``CONF.max_event_bytes``.
 
@@ -19,10 +22,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-Stream = Literal["logs", "events"]
+Stream = Literal["logs", "events", "control"]
 
 #: channels of the logs stream start with this (``agentexec.worker.channels.logs_channel``)
 LOGS_PREFIX = "logs:"
+#: channels of the control stream start with this (``agentexec.cancellation.CANCEL_CHANNEL``,
+#: ``agentexec.worker.channels.control_channel``, ``agentexec.schedule.changes``)
+CONTROL_PREFIX = "control:"
+#: the streams, each with the prefix of its channels (*events*: every other channel)
+STREAMS: tuple[Stream, ...] = ("events", "logs", "control")
+_PREFIXES: tuple[tuple[str, Stream], ...] = ((LOGS_PREFIX, "logs"), (CONTROL_PREFIX, "control"))
 
 
 class TooLargeError(ValueError):
@@ -67,7 +76,19 @@ def check_size(what: str, size: int, limit: int, setting: str) -> None:
 
 def stream_of(channel: str) -> Stream:
     """The stream a channel's messages go to."""
-    return "logs" if channel.startswith(LOGS_PREFIX) else "events"
+    if channel.startswith(LOGS_PREFIX):
+        return "logs"
+    if channel.startswith(CONTROL_PREFIX):
+        return "control"
+    return "events"
+
+
+def retention(stream: Stream) -> int:
+    """The messages a stream keeps for replay: ``CONF.logs_retention`` for the logs,
+    ``CONF.events_retention`` for each of the other two."""
+    from agentexec.config import CONF
+
+    return CONF.logs_retention if stream == "logs" else CONF.events_retention
 
 
 def streams_for(patterns: Iterable[str]) -> set[Stream]:
@@ -82,12 +103,13 @@ def streams_for(patterns: Iterable[str]) -> set[Stream]:
         else:  # an exact channel
             found.add(stream_of(pattern))
             continue
-        if literal.startswith(LOGS_PREFIX):
-            found.add("logs")
-        elif LOGS_PREFIX.startswith(literal):  # "*", "l*", "log?:x": may match either
-            found.update(("logs", "events"))
-        else:
+        for prefix, stream in _PREFIXES:
+            if literal.startswith(prefix):
+                found.add(stream)
+                break
+        else:  # "*", "l*", "c*", "log?:x": the events stream, and each whose prefix it may match
             found.add("events")
+            found.update(stream for prefix, stream in _PREFIXES if prefix.startswith(literal))
     return found
 
 

@@ -17,8 +17,9 @@ Cost: in a worker, events are derived from the lifecycle lines its writer has ju
 (:mod:`agentexec.worker.writer`, group commit) and published by a background task, one
 message per event type (a JSON array) for everything committed over ``LINGER`` (50 ms), so a
 task never waits for its events and a busy worker sends a few messages every 50 ms, not one per
-task: every subscriber of the bus reads every message (the workers' ``control:cancel``
-listeners included), so this keeps their cost per window, not per task. A backend with
+task: every subscriber of the events stream reads every message of it (on Redis; the workers'
+``control:cancel`` listeners read the control stream only, :mod:`agentexec.limits`), so this
+keeps their cost per window, not per task. A backend with
 :class:`~agentexec.backends.MixedPublish` (the SQL transport) takes all the messages of a
 window, every type, as one write, in the transaction of the acks and results its writer
 commits anyway (PostgreSQL: one statement for the lock that orders event ids, the rows and the
@@ -45,7 +46,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -77,6 +78,9 @@ MAX_PENDING = 10_000
 BATCH_EVENTS = 200
 #: seconds a worker gathers events before publishing them (see ``WriterEvents``)
 LINGER = 0.05
+#: tasks whose shared part of their events a worker keeps at most (each is dropped at the
+#: task's final event; past this, all are: a task released for a retry may never come back)
+MAX_TASK_PARTS = 10_000
 #: waits between tries of a publish that failed transiently
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
@@ -111,16 +115,20 @@ def task_payload(
     return payload
 
 
-#: a task event's JSON, filled in by :func:`encode_task` (the same text ``encode`` makes of
+#: a task event's JSON, filled in by :func:`_event` (the same text ``encode`` makes of
 #: ``task_payload``, built without a generic ``json.dumps`` of nested dicts: a worker makes two
-#: per task, on its event loop)
-_TASK_EVENT = (
-    '{"event_type": "%s", "payload": {"task_id": "%s", "agent_id": "%s", "task_name": %s, '
-    '"status": "%s", "metadata": %s%s}, "source": "agentexec", "time": "%s", "uuid": "%s"}'
-)
+#: per task, on its event loop): event type, the task's part (:func:`_task_part`: its ids and
+#: name, then its metadata), status, message, time, uuid
+_TASK_EVENT = '{"event_type": "%s", "payload": {%s%s%s%s}, "source": "agentexec", "time": "%s", "uuid": "%s"}'
 _names: dict[str, str] = {}
-#: each status's (event type, status value): one lookup per event (``Enum.value`` is slow)
-_KINDS: dict[Status, tuple[str, str]] = {status: (event, status.value) for status, event in EVENT_OF_STATUS.items()}
+#: statuses whose event ends a task's events (a worker drops what it kept for the task)
+_FINAL = (Status.COMPLETE, Status.ERROR, Status.CANCELED)
+#: each status's (event type, status value, final, with message): one lookup per event
+#: (``Enum.value`` and an enum's hash are Python calls)
+_KINDS: dict[Status, tuple[str, str, bool, bool]] = {
+    status: (event, status.value, status in _FINAL, status in (Status.ERROR, Status.CANCELED))
+    for status, event in EVENT_OF_STATUS.items()
+}
 
 
 class _EventIds:
@@ -142,26 +150,38 @@ class _EventIds:
 _ids = _EventIds()
 
 
+#: what every event of one task shares (:func:`_task_part`): its id (the text), the payload
+#: up to its status, and from the status's end to its metadata's
+_TaskPart = tuple[str, str, str]
+
+
+def _task_part(agent_id: UUID, task_name: str, metadata: Mapping[str, Any] | None) -> _TaskPart:
+    name = _names.get(task_name)
+    if name is None:
+        name = json.dumps(task_name)
+        if len(_names) < 10_000:
+            _names[task_name] = name
+    aid = str(agent_id)
+    return (
+        aid,
+        f'"task_id": "{aid}", "agent_id": "{aid}", "task_name": {name}, "status": "',
+        '", "metadata": ' + (json.dumps(metadata, default=str) if metadata else "{}"),
+    )
+
+
+def _event(kind: tuple[str, str, bool, bool], part: _TaskPart, message: str | None, when: str) -> str:
+    extra = ', "message": ' + json.dumps(message) if message is not None and kind[3] else ""
+    return _TASK_EVENT % (kind[0], part[1], kind[1], part[2], extra, when, _ids.next())
+
+
 def encode_task(
     agent_id: UUID, task_name: str, status: Status, metadata: Mapping[str, Any] | None,
     message: str | None = None, when: str | None = None,
 ) -> str:
     """``encode(EVENT_OF_STATUS[status], task_payload(...))``, a few times faster; ``when``:
     the event's time (ISO), now by default."""
-    name = _names.get(task_name)
-    if name is None:
-        name = json.dumps(task_name)
-        if len(_names) < 10_000:
-            _names[task_name] = name
-    extra = ""
-    if message is not None and status in (Status.ERROR, Status.CANCELED):
-        extra = ', "message": ' + json.dumps(message)
-    aid = str(agent_id)
-    event_type, value = _KINDS[status]
-    return _TASK_EVENT % (
-        event_type, aid, aid, name, value,
-        json.dumps(metadata, default=str) if metadata else "{}", extra,
-        when or datetime.now(UTC).isoformat(), _ids.next(),
+    return _event(
+        _KINDS[status], _task_part(agent_id, task_name, metadata), message, when or datetime.now(UTC).isoformat()
     )
 
 
@@ -169,8 +189,8 @@ async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) 
     """Publish ``(event_type, message)`` pairs: the events of one type as one message, a JSON
     array (``ax.events`` subscribers receive each event; :func:`agentexec.events.decode_all`),
     of at most ``BATCH_EVENTS`` events and about ``CONF.max_event_bytes``. Every subscriber of
-    the bus reads every message, whatever it listens to (the workers' ``control:cancel``
-    listeners too), so a message per event would cost each of them per task. A backend with
+    the events stream reads every message of it, whatever it listens to (on Redis), so a message
+    per event would cost each of them per task. A backend with
     :class:`~agentexec.backends.MixedPublish` gets the messages of every type in one write."""
     messages = _messages(events)
     if isinstance(backend, MixedPublish):
@@ -185,11 +205,24 @@ def _messages(events: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     by_type: dict[str, list[str]] = {}
     for event_type, data in events:
         by_type.setdefault(event_type, []).append(data)
-    return [
-        (_CHANNEL + event_type, joined(group))
-        for event_type, datas in by_type.items()
-        for group in pack(datas, CONF.max_event_bytes, BATCH_EVENTS)
-    ]
+    messages: list[tuple[str, str]] = []
+    for event_type, datas in by_type.items():
+        _join(event_type, datas, messages)
+    return messages
+
+
+def _join(event_type: str, datas: list[str], out: list[tuple[str, str]]) -> None:
+    """Append to ``out`` the messages of ``datas``, events of one type, grouped as
+    :func:`agentexec.limits.pack` groups them: ``BATCH_EVENTS`` at a time while they fit
+    ``CONF.max_event_bytes`` (the usual case, measured by one ``sum``), then by ``pack``."""
+    channel = _CHANNEL + event_type
+    limit = CONF.max_event_bytes
+    for start in range(0, len(datas), BATCH_EVENTS):
+        chunk = datas[start:start + BATCH_EVENTS]
+        if sum(map(len, chunk)) + len(chunk) > limit:
+            out.extend((channel, joined(group)) for group in pack(datas[start:], limit, BATCH_EVENTS))
+            return
+        out.append((channel, joined(chunk)))
 
 
 def _backend() -> EventBackend:
@@ -230,26 +263,44 @@ def schedule_fired(
     return [("schedule.fired", encode("schedule.fired", fired)), *queued([(agent_id, task_name, metadata)])]
 
 
-def _windows(batch: list[tuple[str, str, UUID]]) -> Iterator[list[tuple[str, str]]]:
-    """``batch`` cut into windows whose messages (:func:`_messages`: one per event type, the
-    types in the order they first appear) keep every task's events in the order they happened
-    (queued, started, completed): a window is cut only where a task's event would land in a
-    type that comes before (or is) the type of its previous event in the window. So a worker's
-    started and completed events of a whole ``LINGER`` are two messages, not two per commit."""
-    window: list[tuple[str, str]] = []
-    rank: dict[str, int] = {}  # event type -> its message's place in the window
-    last: dict[UUID, int] = {}  # task -> the place of its latest event in the window
-    for event_type, data, agent_id in batch:
-        place = rank.get(event_type, len(rank))
-        if last.get(agent_id, -1) >= place:
-            yield window
-            window, rank, last = [], {}, {}
+def _windows(batch: list[tuple[str, str, str]]) -> list[tuple[int, list[tuple[str, str]]]]:
+    """``batch`` (event type, message, task) cut into windows, each as its count of events and
+    its messages: one per event type (and per ``BATCH_EVENTS``, :func:`_join`), the types in
+    the order they first appear in the window, so that the messages keep every task's events in
+    the order they happened (queued, started, completed): a window is cut only where a task's
+    event would land in a type that comes before (or is) the type of its previous event in the
+    window. So a worker's started and completed events of a whole ``LINGER`` are two messages,
+    not two per commit. One pass over ``batch``."""
+    windows: list[tuple[int, list[tuple[str, str]]]] = []
+    types: list[str] = []  # the window's event types, in order
+    groups: list[list[str]] = []  # their events
+    rank: dict[str, int] = {}  # event type -> its place in the window
+    last: dict[str, int] = {}  # task -> the place of its latest event in the window
+    count = 0
+    for event_type, data, task in batch:
+        place = rank.get(event_type)
+        if place is None:  # a new type comes after every other: never a cut
+            place = rank[event_type] = len(types)
+            types.append(event_type)
+            groups.append([data])
+        elif last.get(task, -1) >= place:
+            windows.append(_window(count, types, groups))
+            types, groups, rank, last, count = [event_type], [[data]], {event_type: 0}, {}, 0
             place = 0
-        rank.setdefault(event_type, place)
-        last[agent_id] = place
-        window.append((event_type, data))
-    if window:
-        yield window
+        else:
+            groups[place].append(data)
+        last[task] = place
+        count += 1
+    if count:
+        windows.append(_window(count, types, groups))
+    return windows
+
+
+def _window(count: int, types: list[str], groups: list[list[str]]) -> tuple[int, list[tuple[str, str]]]:
+    messages: list[tuple[str, str]] = []
+    for event_type, datas in zip(types, groups, strict=True):
+        _join(event_type, datas, messages)
+    return count, messages
 
 
 class WriterEvents:
@@ -262,8 +313,12 @@ class WriterEvents:
 
     def __init__(self, backend: EventBackend | None = None) -> None:
         self._backend = backend
-        #: (event type, message, agent_id), in commit order
-        self._pending: list[tuple[str, str, UUID]] = []
+        #: (event type, message, agent_id as text), in commit order
+        self._pending: list[tuple[str, str, str]] = []
+        #: the part of its events each task's share (:func:`_task_part`), made at its first
+        #: event (task.started) and dropped at its final one: by ``agent_id.int`` (a UUID's
+        #: hash is a Python call)
+        self._parts: dict[int, _TaskPart] = {}
         self._task: asyncio.Task[None] | None = None
         self._dropped = 0
         self._closing = asyncio.Event()
@@ -281,19 +336,29 @@ class WriterEvents:
     ) -> None:
         """Lifecycle lines are committed: queue their events (only the worker's own tasks,
         whose names it knows, are told of)."""
-        added = False
-        when = datetime.now(UTC).isoformat()  # one time for the lines of one commit
+        when = ""  # one time for the lines of one commit
+        parts = self._parts
+        pending = self._pending
         for entry in entries:
             if entry is None or entry.status is None:
                 continue
-            event_type = EVENT_OF_STATUS.get(entry.status)
-            name = names.get(entry.agent_id)
-            if event_type is None or name is None:
+            kind = _KINDS.get(entry.status)
+            agent_id = entry.agent_id
+            name = names.get(agent_id)
+            if kind is None or name is None:
                 continue
-            data = encode_task(entry.agent_id, name, entry.status, metadata.get(entry.agent_id), entry.message, when)
-            self._pending.append((event_type, data, entry.agent_id))
-            added = True
-        if not added:
+            key = agent_id.int
+            part = parts.pop(key, None) if kind[2] else parts.get(key)
+            if part is None:
+                part = _task_part(agent_id, name, metadata.get(agent_id))
+                if not kind[2]:
+                    if len(parts) >= MAX_TASK_PARTS:
+                        parts.clear()
+                    parts[key] = part
+            if not when:
+                when = datetime.now(UTC).isoformat()
+            pending.append((kind[0], _event(kind, part, entry.message, when), part[0]))
+        if not when:
             return
         if len(self._pending) > MAX_PENDING:
             over = len(self._pending) - MAX_PENDING
@@ -315,13 +380,15 @@ class WriterEvents:
             batch, self._pending = self._pending, []
             backend = self._backend or _backend()
             try:
+                windows = _windows(batch)
                 if isinstance(backend, MixedPublish):
                     # every window in one write, in order (all or none: retried whole)
-                    await backend.publish_mixed([m for w in _windows(batch) for m in _messages(w)])
-                    batch = []
-                for window in list(_windows(batch)):
-                    await publish_all(backend, window)
-                    del batch[:len(window)]  # published: not retried
+                    await backend.publish_mixed([m for _, messages in windows for m in messages])
+                    batch, windows = [], []
+                for count, messages in windows:
+                    for channel, data in messages:
+                        await backend.publish(channel, data)
+                    del batch[:count]  # published: not retried
                 delay = FIRST_BACKOFF
             except Exception as exc:
                 if not is_transient(exc, backend):

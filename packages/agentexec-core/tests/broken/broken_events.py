@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from agentexec.backends import Event
-from agentexec.config import CONF
-from agentexec.limits import stream_of
+from agentexec.limits import Stream, retention, stream_of
 from agentexec.memory import events as memory_events
 from agentexec.memory.events import MemoryEvents
 
@@ -58,10 +58,30 @@ class _Publisher(MemoryEvents):
             stream = stream_of(channel)
             history = self._history[stream]
             history.append(event)
-            keep = CONF.logs_retention if stream == "logs" else CONF.events_retention
+            keep = retention(stream)
             while len(history) > keep:
                 self._dropped[stream] = int(history.popleft().id or 0)
             subs = self._deliver_to(channel, list(self._subs))
+        for _patterns, loop, queue in subs:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+        return event.id
+
+
+class SharedControlStreamEvents(MemoryEvents):
+    """Keeps ``control:*`` channels in the events stream (two streams, as before the control
+    stream): a burst of lifecycle events pushes a cancel request out of what can be resumed."""
+
+    async def publish(self, channel: str, data: str) -> str | None:
+        with self._lock:
+            event = Event(channel, data, str(next(self._ids)))
+            stream: Stream = "logs" if stream_of(channel) == "logs" else "events"
+            history = self._history[stream]
+            history.append(event)
+            while len(history) > retention(stream):
+                self._dropped[stream] = int(history.popleft().id or 0)
+            # replay reads the streams the patterns name: give it the control messages kept
+            self._history["control"] = deque(e for e in history if stream_of(e.channel) == "control")
+            subs = [s for s in self._subs if memory_events._matches(channel, s[0])]
         for _patterns, loop, queue in subs:
             loop.call_soon_threadsafe(queue.put_nowait, event)
         return event.id

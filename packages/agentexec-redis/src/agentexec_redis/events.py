@@ -1,9 +1,12 @@
-"""``RedisEvents``: event channels on two Redis streams.
+"""``RedisEvents``: event channels on three Redis streams (:mod:`agentexec.limits`).
 
-``logs:<queue>`` channels (worker log records) go to ``{agentexec:events}:logs``, every other
-channel (user events, shutdown broadcasts) to ``agentexec:events``; each is ``XADD ... MAXLEN ~``
-its own retention (``CONF.logs_retention``, ``CONF.events_retention``), so a burst of logs never
-evicts an event. Fields ``channel`` and ``data``; the stream id is the event id. A subscription
+``logs:<queue>`` channels (worker log records) go to ``{agentexec:events}:logs``, ``control:*``
+channels (cancel requests, shutdown broadcasts, schedule changes) to
+``{agentexec:events}:control``, every other channel (user and lifecycle events) to
+``agentexec:events``; each is ``XADD ... MAXLEN ~`` its own retention
+(:func:`agentexec.limits.retention`), so a burst of logs never evicts an event, nor a burst of
+events a control message, and a worker's ``control:cancel`` listener reads the control stream
+only (it read, and decoded, every lifecycle event of the bus before). Fields ``channel`` and ``data``; the stream id is the event id. A subscription
 tails the stream(s) its patterns can match with one ``XREAD BLOCK`` and keeps the events whose
 channel matches one of its ``fnmatch`` patterns. Unlike pub/sub, a subscriber that reconnects (or
 passes ``last_id``) resumes where it was; if that point was trimmed away, ``subscribe`` raises
@@ -21,7 +24,7 @@ from contextlib import asynccontextmanager
 from agentexec._redact import mask_url
 from agentexec.backends import Event, EventGapError
 from agentexec.config import CONF
-from agentexec.limits import Stream, stream_of, streams_for
+from agentexec.limits import Stream, retention, stream_of, streams_for
 
 from agentexec_redis import _streams, keys
 from agentexec_redis._lua import Script
@@ -32,26 +35,28 @@ from agentexec_redis.client import async_client, block_for, close_redis, resolve
 #: closed is noticed soon
 _BLOCK_MS = 5000
 
-STREAM_KEYS: dict[Stream, str] = {"events": keys.EVENTS, "logs": keys.LOGS}
+STREAM_KEYS: dict[Stream, str] = {"events": keys.EVENTS, "logs": keys.LOGS, "control": keys.CONTROL}
+#: each stream's place in :data:`PUBLISH`'s KEYS and ARGV
+_SLOT: dict[Stream, str] = {"events": "1", "logs": "2", "control": "3"}
 
-#: Every publish, of one message or of many of either stream (both streams and the sequence
-#: share one hash slot), all or none. KEYS: the events stream, the logs stream, the shared id
-#: sequence. ARGV: the events' max length, the logs' max length, then stream ("e" or "l"),
-#: channel and data of each message. Appends each message with an id greater than every id
-#: issued in either stream (server time in ms, or the last id's ms with the next sequence
-#: number), so ids order the two streams as one: a subscriber of both resumes after one id and
+#: Every publish, of one message or of many of any streams (the streams and the sequence
+#: share one hash slot), all or none. KEYS: the events stream, the logs stream, the control
+#: stream, the shared id sequence. ARGV: the three streams' max lengths, then stream (its KEYS
+#: index), channel and data of each message. Appends each message with an id greater than every
+#: id issued in any stream (server time in ms, or the last id's ms with the next sequence
+#: number), so ids order the streams as one: a subscriber of several resumes after one id and
 #: misses nothing, and gets nothing twice. Returns the last id.
 PUBLISH = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ms, seq = now, 0
-local last = redis.call('GET', KEYS[3])
+local last = redis.call('GET', KEYS[4])
 if last then
   local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
   lms, lseq = tonumber(lms), tonumber(lseq)
   if lms >= now then ms, seq = lms, lseq + 1 end
 end
-for k = 1, 2 do
+for k = 1, 3 do
   local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)[1]
   if top then  -- written by someone else since (an older agentexec: XADD *)
     local tms, tseq = string.match(top[1], '^(%d+)-(%d+)$')
@@ -60,19 +65,15 @@ for k = 1, 2 do
   end
 end
 local id
-for i = 3, #ARGV, 3 do
-  local k = ARGV[i] == 'l' and 2 or 1
+for i = 4, #ARGV, 3 do
+  local k = tonumber(ARGV[i])
   id = string.format('%d-%d', ms, seq)
   redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[k], id, 'channel', ARGV[i + 1], 'data', ARGV[i + 2])
   seq = seq + 1
 end
-redis.call('SET', KEYS[3], id)
+redis.call('SET', KEYS[4], id)
 return id
 """)
-
-
-def _retention(stream: Stream) -> int:
-    return CONF.logs_retention if stream == "logs" else CONF.events_retention
 
 
 class _Subscription:
@@ -110,7 +111,7 @@ class _Subscription:
 
 
 class RedisEvents:
-    """Publish/subscribe on two Redis streams; ``RedisEvents(url)``."""
+    """Publish/subscribe on three Redis streams; ``RedisEvents(url)``."""
 
     @staticmethod
     def is_transient(exc: BaseException) -> bool:
@@ -150,10 +151,10 @@ class RedisEvents:
         """One :data:`PUBLISH` call; the id of the last message."""
         if not messages:
             return None
-        script_keys = [STREAM_KEYS["events"], STREAM_KEYS["logs"], keys.EVENT_SEQ]
-        args: list[str | int] = [_retention("events"), _retention("logs")]
+        script_keys = [STREAM_KEYS["events"], STREAM_KEYS["logs"], STREAM_KEYS["control"], keys.EVENT_SEQ]
+        args: list[str | int] = [retention("events"), retention("logs"), retention("control")]
         for channel, data in messages:
-            args += ["l" if stream_of(channel) == "logs" else "e", channel, data]
+            args += [_SLOT[stream_of(channel)], channel, data]
         entry_id = await retrying(
             "publish", lambda: PUBLISH(async_client(self.url), script_keys, args), self._window()
         )
@@ -191,7 +192,7 @@ class RedisEvents:
                 key = STREAM_KEYS[stream]
                 resume = await retrying(
                     "subscribe",
-                    functools.partial(_streams.trimmed_after, client, key, str(last_id), _retention(stream)),
+                    functools.partial(_streams.trimmed_after, client, key, str(last_id), retention(stream)),
                     self._window(),
                 )
                 if resume is not None:

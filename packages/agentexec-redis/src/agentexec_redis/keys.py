@@ -19,15 +19,20 @@ PREFIX = "agentexec"
 #: stream of result-ready notifications that ``RedisResults.wait`` tails: field ``id`` = one
 #: agent id, or field ``ids`` = several agent ids, comma-separated (one entry per batch)
 RESULTS_DONE = f"{PREFIX}:results:done"
-#: the stream of every event channel but worker logs (user events, shutdown broadcasts);
+#: the stream of every event channel but worker logs and control channels (user events,
+#: lifecycle events);
 #: trimmed to about ``CONF.events_retention`` entries
 EVENTS = f"{PREFIX}:events"
 #: the stream of worker log channels (``logs:<queue>``), trimmed to about
 #: ``CONF.logs_retention`` on its own, so logs never evict events. Its hash tag is the events
 #: stream's name: both are in one cluster slot, so one XREAD reads both.
 LOGS = "{" + EVENTS + "}:logs"
-#: the last event id given out in either stream: ids are issued in one sequence across both
-#: (:data:`agentexec_redis.events.PUBLISH`), so one ``last_id`` resumes both exactly
+#: the stream of control channels (``control:*``: cancel requests, shutdown broadcasts,
+#: schedule changes), trimmed to about ``CONF.events_retention`` on its own: a worker's
+#: ``control:cancel`` listener reads this one, not every lifecycle event. Same hash tag.
+CONTROL = "{" + EVENTS + "}:control"
+#: the last event id given out in any of the three streams: ids are issued in one sequence
+#: across them (:data:`agentexec_redis.events.PUBLISH`), so one ``last_id`` resumes each exactly
 EVENT_SEQ = "{" + EVENTS + "}:seq"
 #: approximate length bound (``XADD ... MAXLEN ~``) of the result-ready stream
 STREAM_MAXLEN = 10_000

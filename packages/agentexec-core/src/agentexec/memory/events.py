@@ -1,4 +1,4 @@
-"""In-process reference event bus: a bounded history per stream (logs and the rest, see
+"""In-process reference event bus: a bounded history per stream (events, logs, control: see
 :mod:`agentexec.limits`) so subscribers can resume, and are told when they cannot."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from agentexec.backends import Event, EventGapError
-from agentexec.config import CONF
-from agentexec.limits import Stream, stream_of, streams_for
+from agentexec.limits import STREAMS, Stream, retention, stream_of, streams_for
 
 
 class MemoryEvents:
@@ -23,14 +22,14 @@ class MemoryEvents:
         self.url = url
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._history: dict[Stream, deque[Event]] = {"events": deque(), "logs": deque()}
+        self._history: dict[Stream, deque[Event]] = {stream: deque() for stream in STREAMS}
         #: the newest id dropped from each stream's history
-        self._dropped: dict[Stream, int] = {"events": 0, "logs": 0}
+        self._dropped: dict[Stream, int] = dict.fromkeys(STREAMS, 0)
         self._subs: list[tuple[tuple[str, ...], asyncio.AbstractEventLoop, asyncio.Queue[Event]]] = []
 
     async def publish(self, channel: str, data: str) -> str | None:
         stream = stream_of(channel)
-        keep = CONF.logs_retention if stream == "logs" else CONF.events_retention
+        keep = retention(stream)
         with self._lock:
             event = Event(channel, data, str(next(self._ids)))
             history = self._history[stream]

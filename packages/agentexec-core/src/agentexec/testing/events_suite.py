@@ -216,8 +216,8 @@ class EventsSuite(Suite):
         burst of log records never pushes an event out of what a subscriber can resume from.
 
         Needs ``Capabilities.replay``. Troubleshooting: route channels with
-        ``agentexec.limits.stream_of(channel)`` to two streams (or tables, or partitions) and
-        trim each to ``CONF.logs_retention`` / ``CONF.events_retention``.
+        ``agentexec.limits.stream_of(channel)`` to three streams (or tables, or partitions) and
+        trim each to ``agentexec.limits.retention(stream)``.
         """
         self.require("replay")
         monkeypatch.setattr(CONF, "logs_retention", 50)
@@ -228,6 +228,35 @@ class EventsSuite(Suite):
                 await events.publish(f"logs:{prefix}", str(i))
         async with events.subscribe([f"events:{prefix}.*"], last_id=before) as stream:
             assert (await self._next(stream)).channel == f"events:{prefix}.kept"
+
+    async def test_events_never_evict_control_messages(
+        self, events: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``control:*`` channels (cancel requests, shutdown broadcasts) are kept apart from
+        the other events, with their own retention: a burst of (lifecycle) events never pushes
+        a control message out of what a subscriber can resume from; and a subscription that
+        spans both still gets their messages in publish order.
+
+        Needs ``Capabilities.replay``. Troubleshooting: route channels with
+        ``agentexec.limits.stream_of(channel)`` to three streams (events, logs, control) and
+        trim each to ``agentexec.limits.retention(stream)``; a subscription reads every stream
+        ``agentexec.limits.streams_for(patterns)`` names, in id order.
+        """
+        self.require("replay")
+        monkeypatch.setattr(CONF, "events_retention", 50)
+        control, event = f"control:{prefix}", f"events:{prefix}"
+        before = await events.publish(f"{control}.before", "{}")
+        await events.publish(f"{control}.kept", "{}")
+        for start in range(0, 400, 100):
+            for i in range(start, start + 100):
+                await events.publish(event, str(i))
+        async with events.subscribe([f"{control}.*"], last_id=before) as stream:
+            assert (await self._next(stream)).channel == f"{control}.kept"
+        async with events.subscribe([f"{control}.*", f"{event}.*"]) as both:
+            for channel in (f"{event}.a", f"{control}.b", f"{event}.c", f"{control}.d"):
+                await events.publish(channel, channel)
+            got = [(await self._next(both)).data for _ in range(4)]
+            assert got == [f"{event}.a", f"{control}.b", f"{event}.c", f"{control}.d"]
 
     async def test_a_trimmed_resume_point_raises_event_gap_error(
         self, events: Any, prefix: str, monkeypatch: pytest.MonkeyPatch

@@ -1,8 +1,9 @@
 """Publish/subscribe on a SQL table: every event is a row; subscribers read rows after an id.
 
-Rows form two streams (:mod:`agentexec.limits`): ``logs:*`` channels, and every other channel.
-Each keeps its own newest ``CONF.logs_retention`` / ``CONF.events_retention`` rows, so logs
-never push events out, and a subscriber can resume from an id it saw (``last_id``). A trim
+Rows form three streams by their channel (:mod:`agentexec.limits`; no column: a row's stream is
+its channel's prefix): ``logs:*`` channels, ``control:*`` channels, and every other channel.
+Each keeps its own newest :func:`agentexec.limits.retention` rows, so logs never push events
+out, nor events control messages, and a subscriber can resume from an id it saw (``last_id``). A trim
 turns the newest row it removes into that stream's *marker* (channel :data:`MARKERS`, never
 delivered): ``subscribe(last_id=...)`` before a marker raises
 :class:`agentexec.backends.EventGapError` rather than replaying with a silent hole. On
@@ -30,8 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from agentexec.backends import Event, EventGapError
-from agentexec.config import CONF
-from agentexec.limits import LOGS_PREFIX, Stream, stream_of, streams_for
+from agentexec.limits import CONTROL_PREFIX, LOGS_PREFIX, Stream, retention, stream_of, streams_for
 from sqlalchemy.engine import Connection
 
 from agentexec_sqlalchemy import driver
@@ -41,7 +41,11 @@ from agentexec_sqlalchemy.transport.models import event_table
 from agentexec_sqlalchemy.transport.notify import ANY_EVENT, HUB, event_key
 
 #: the channel of each stream's marker row: the newest row a trim removed (see the module doc)
-MARKERS: dict[Stream, str] = {"logs": LOGS_PREFIX + "~agentexec-trimmed", "events": "~agentexec-trimmed"}
+MARKERS: dict[Stream, str] = {
+    "logs": LOGS_PREFIX + "~agentexec-trimmed",
+    "control": CONTROL_PREFIX + "~agentexec-trimmed",
+    "events": "~agentexec-trimmed",
+}
 #: every this many publishes of one process also trim the table
 TRIM_EVERY = 100
 #: rows read per round trip by a subscriber
@@ -52,7 +56,8 @@ _PUBLISH_LOCK = 0x61676576
 _TAKE_PUBLISH_LOCK = sa.select(sa.func.pg_advisory_xact_lock(_PUBLISH_LOCK))
 E = event_table
 _IS_LOG = sa.func.substr(E.c.channel, 1, len(LOGS_PREFIX)) == LOGS_PREFIX  # LIKE ignores case on SQLite
-_IN_STREAM = {"logs": _IS_LOG, "events": sa.not_(_IS_LOG)}
+_IS_CONTROL = sa.func.substr(E.c.channel, 1, len(CONTROL_PREFIX)) == CONTROL_PREFIX
+_IN_STREAM = {"logs": _IS_LOG, "control": _IS_CONTROL, "events": sa.not_(sa.or_(_IS_LOG, _IS_CONTROL))}
 
 
 #: SQLite: the rows of ``publish_mixed``, in order (executemany)
@@ -93,10 +98,6 @@ def _oldest_kept(stream: Stream) -> sa.Select[tuple[int]]:
 
 def _marker(stream: Stream) -> sa.Select[Any]:
     return sa.select(sa.func.coalesce(sa.func.max(E.c.id), 0)).where(E.c.channel == MARKERS[stream])
-
-
-def _retention(stream: Stream) -> int:
-    return CONF.logs_retention if stream == "logs" else CONF.events_retention
 
 
 class SQLEvents(SQLTransport):
@@ -156,7 +157,7 @@ class SQLEvents(SQLTransport):
     @staticmethod
     def _trim(conn: Connection, stream: Stream) -> None:
         """Keep the stream's newest rows; the newest row trimmed becomes its marker."""
-        cut = conn.execute(_oldest_kept(stream), {"keep": _retention(stream)}).scalar()
+        cut = conn.execute(_oldest_kept(stream), {"keep": retention(stream)}).scalar()
         if cut is None:
             return
         conn.execute(E.delete().where(_IN_STREAM[stream], E.c.id < cut))
