@@ -37,7 +37,9 @@ async def _leases(store: SQLActivityStore, queue: SQLQueue, count: int) -> list[
 
 @pytest.mark.parametrize("db_engine", ["sqlite_file"], indirect=True)
 async def test_a_window_of_finished_tasks_is_one_transaction(db_engine: Engine, statement_counter: Any) -> None:
-    """Before: the lines, then the outcomes, then the acks, each a transaction of its own."""
+    """A fast task's RUNNING and final lines, its outcome and its ack: one transaction for the
+    window. Before: the RUNNING lines, the final lines, the outcomes, the acks, each a
+    transaction of its own."""
     store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
     leases = await _leases(store, queue, 5)
     writer = ActivityWriter(store, results, queue)
@@ -46,6 +48,7 @@ async def test_a_window_of_finished_tasks_is_one_transaction(db_engine: Engine, 
             tg.start_soon(writer.run)
             for lease in leases:
                 agent_id = lease.envelope.agent_id
+                writer.submit(LogEntry(agent_id, "started", Status.RUNNING))
                 writer.submit(LogEntry(agent_id, "done", Status.COMPLETE, 100),
                               outcome=(agent_id, f"out {agent_id}".encode()), ack=lease)
             with anyio.fail_after(10):
@@ -56,6 +59,9 @@ async def test_a_window_of_finished_tasks_is_one_transaction(db_engine: Engine, 
         assert await results.get(agent_id) == f"out {agent_id}".encode()
         detail = await store.adetail(agent_id)
         assert detail is not None and detail.status == Status.COMPLETE
+        assert [(line.message, line.status) for line in detail.logs] == [
+            ("queued", Status.QUEUED), ("started", Status.RUNNING), ("done", Status.COMPLETE)
+        ]
     assert (await queue.stats("q")).in_flight == 0
     assert writer.health.unfinished == 0
 

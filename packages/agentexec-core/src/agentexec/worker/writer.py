@@ -204,8 +204,11 @@ class ActivityWriter:
                 rest.append(item)
                 continue
             if agent is not None:
-                # a second line of the same activity stays behind its first one
-                if agent in claimed:
+                # a second line of the same activity stays behind its first one, unless the
+                # store writes a batch's lines of one activity in order (a joint finish: the
+                # SQL store's single transaction); a fast task's RUNNING and final lines then
+                # share one batch, and its activity row is updated once instead of twice
+                if agent in claimed and self._joint is None:
                     rest.append(item)
                     continue
                 claimed.add(agent)
