@@ -369,3 +369,23 @@ async def test_subscribe_rejects_a_foreign_last_id(sqlite_url: str) -> None:
     with pytest.raises(ValueError, match="not an id of this event backend"):
         async with events.subscribe(["x"], last_id="1700000000000-0"):  # a Redis stream id
             pass
+
+
+async def test_a_take_that_finds_its_task_does_not_kick_the_sqlite_poller(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kick makes the poller query at once (and wake this loop with what it found): only a
+    waiter that found nothing needs one. Before: every reserve kicked it, a full poll per take."""
+    from agentexec_sqlalchemy.transport.watch_sqlite import SqlitePoller
+
+    kicks: list[int] = []
+    original = SqlitePoller.kick
+    monkeypatch.setattr(SqlitePoller, "kick", lambda self: (kicks.append(1), original(self))[1])
+    queue = SQLQueue(sqlite_url)
+    for n in range(3):
+        await queue.push(_env("q", n))
+    assert await queue.reserve("q", "c", 1.0) is not None
+    assert len(await queue.reserve_many("q", "c", 5, 1.0)) == 2
+    assert kicks == []
+    assert await queue.reserve("q", "c", 0.05) is None  # waits: kicked
+    assert kicks
