@@ -389,3 +389,37 @@ async def test_a_take_that_finds_its_task_does_not_kick_the_sqlite_poller(
     assert kicks == []
     assert await queue.reserve("q", "c", 0.05) is None  # waits: kicked
     assert kicks
+
+
+async def test_the_sqlite_poll_of_a_waited_queue_reads_one_row_not_all_waiting(sqlite_url: str) -> None:
+    """The poller asks, at each change of the file, whether a waited-on queue has a waiting
+    task: the first row of its waiting index. Before: a DISTINCT that read every waiting row
+    (1.2 ms per poll with 10,000 queued, in every worker with a fetcher waiting)."""
+    from agentexec_sqlalchemy.transport.watch_sqlite import SqlitePoller
+
+    queue = SQLQueue(sqlite_url)
+    await queue.push_many([_env("q", n) for n in range(5000)])
+    engine = get_engine(sqlite_url)
+
+    def steps(waiting: dict[str, list[str]]) -> tuple[int, list[tuple[str, object]]]:
+        with engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            ticks = [0]
+
+            def tick() -> int:
+                ticks[0] += 1
+                return 0
+
+            raw.set_progress_handler(tick, 100)
+            try:
+                found = SqlitePoller._poll(poller, conn, waiting)
+            finally:
+                raw.set_progress_handler(None, 0)
+        return ticks[0], found
+
+    poller = object.__new__(SqlitePoller)
+    poller._last_delayed = 0
+    few, found = steps({"queue": ["q", "empty"]})
+    assert found == [("queue", "q")]
+    assert few < 50, f"{few} x 100 SQLite VM steps for one poll"
