@@ -369,3 +369,57 @@ async def test_subscribe_rejects_a_foreign_last_id(sqlite_url: str) -> None:
     with pytest.raises(ValueError, match="not an id of this event backend"):
         async with events.subscribe(["x"], last_id="1700000000000-0"):  # a Redis stream id
             pass
+
+
+async def test_a_take_that_finds_its_task_does_not_kick_the_sqlite_poller(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kick makes the poller query at once (and wake this loop with what it found): only a
+    waiter that found nothing needs one. Before: every reserve kicked it, a full poll per take."""
+    from agentexec_sqlalchemy.transport.watch_sqlite import SqlitePoller
+
+    kicks: list[int] = []
+    original = SqlitePoller.kick
+    monkeypatch.setattr(SqlitePoller, "kick", lambda self: (kicks.append(1), original(self))[1])
+    queue = SQLQueue(sqlite_url)
+    for n in range(3):
+        await queue.push(_env("q", n))
+    assert await queue.reserve("q", "c", 1.0) is not None
+    assert len(await queue.reserve_many("q", "c", 5, 1.0)) == 2
+    assert kicks == []
+    assert await queue.reserve("q", "c", 0.05) is None  # waits: kicked
+    assert kicks
+
+
+async def test_the_sqlite_poll_of_a_waited_queue_reads_one_row_not_all_waiting(sqlite_url: str) -> None:
+    """The poller asks, at each change of the file, whether a waited-on queue has a waiting
+    task: the first row of its waiting index. Before: a DISTINCT that read every waiting row
+    (1.2 ms per poll with 10,000 queued, in every worker with a fetcher waiting)."""
+    from agentexec_sqlalchemy.transport.watch_sqlite import SqlitePoller
+
+    queue = SQLQueue(sqlite_url)
+    await queue.push_many([_env("q", n) for n in range(5000)])
+    engine = get_engine(sqlite_url)
+
+    def steps(waiting: dict[str, list[str]]) -> tuple[int, list[tuple[str, object]]]:
+        with engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            ticks = [0]
+
+            def tick() -> int:
+                ticks[0] += 1
+                return 0
+
+            raw.set_progress_handler(tick, 100)
+            try:
+                found = SqlitePoller._poll(poller, conn, waiting)
+            finally:
+                raw.set_progress_handler(None, 0)
+        return ticks[0], found
+
+    poller = object.__new__(SqlitePoller)
+    poller._last_delayed = 0
+    few, found = steps({"queue": ["q", "empty"]})
+    assert found == [("queue", "q")]
+    assert few < 50, f"{few} x 100 SQLite VM steps for one poll"

@@ -11,7 +11,7 @@ A backend is a plain class; it needs no base class, only these methods. The conf
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -618,6 +618,32 @@ class ActivityPrefixLookup(Protocol):
     uses it whenever the store has it; without it, the CLI pages through the newest activities."""
 
     async def afind_prefix(self, prefix: str, limit: int = 2) -> list[UUID]: ...
+
+
+#: ``finish(entries, outcomes, ttl, acks)``: see :class:`JointFinish`
+Finish = Callable[
+    [Sequence[LogEntry], Sequence[tuple[UUID, bytes]], int, Sequence[Lease]], Awaitable[None]
+]
+
+
+@runtime_checkable
+class JointFinish(Protocol):
+    """Optional activity-store capability: a worker's finished tasks in ONE transaction.
+
+    ``joint_finish(results, queue)`` returns ``finish(entries, outcomes, ttl, acks)`` when
+    ``results`` and ``queue`` write to the store's own database through one writer, else
+    ``None``. ``finish`` appends the lines (as ``aappend_many``), stores the outcomes (as the
+    results' ``set_many``, waking their waiters) and acknowledges the leases (as the queue's
+    ``ack_many``) all together or not at all: a line, its outcome and its ack commit at once,
+    so "acknowledged only after its final line and outcome are stored" holds as in the three
+    steps. On any error nothing is written and the error is raised; the worker then does the
+    three steps in order (their own fault handling applies).
+
+    For the embedded SQLite stack a window of finished tasks is then one transaction instead of
+    three (lines, outcomes, acks). Used by the worker's line writer when present; not part of
+    the conformance kit (it concerns three backends of one database together)."""
+
+    def joint_finish(self, results: ResultBackend, queue: QueueBackend) -> Finish | None: ...
 
 
 @dataclass(frozen=True, slots=True)

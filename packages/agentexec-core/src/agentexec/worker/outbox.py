@@ -77,6 +77,14 @@ class Outbox:
         """Whether a retry can wait in the queue backend (``DelayedPush``)."""
         return isinstance(self._queue, DelayedPush)
 
+    def ended(self, items: list[Item]) -> None:
+        """The leases of ``items`` are acknowledged or given back (here, or with their lines:
+        the store's joint finish): the worker may take more."""
+        ended = sum(1 for i in items if i.lease is not None)
+        if ended:
+            self._health.unfinished -= ended
+            self._health.changed()
+
     async def post(self, items: list[Item]) -> None:
         """Outcomes, then retries, then acks, then give-backs, of ``items`` (lines written)."""
         async with self._posts:
@@ -94,10 +102,7 @@ class Outbox:
                 if releases:
                     await self._end_leases("giving back", releases, self._release)
             finally:
-                ended = sum(1 for i in items if i.lease is not None)
-                if ended:
-                    self._health.unfinished -= ended
-                    self._health.changed()
+                self.ended(items)
 
     async def _store_outcomes(self, outcomes: list[tuple[UUID, bytes]]) -> None:
         """Store them, waiting out an outage of the results backend. An outcome the backend

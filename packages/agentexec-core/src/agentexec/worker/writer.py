@@ -40,6 +40,7 @@ import anyio
 
 from agentexec.backends import (
     ActivityStore,
+    JointFinish,
     Lease,
     LogEntry,
     QueueBackend,
@@ -47,6 +48,7 @@ from agentexec.backends import (
     UnknownActivityError,
 )
 from agentexec.backoff import Backoff
+from agentexec.config import CONF
 from agentexec.faults import clean_text, describe, is_transient
 from agentexec.task import Envelope
 from agentexec.task_events import WriterEvents
@@ -90,6 +92,9 @@ class ActivityWriter:
         self._finished = anyio.Event()
         #: lifecycle events (``task.started`` ...) of the lines committed (None: turned off)
         self.events = WriterEvents.create()
+        #: lines, outcomes and acks of a batch in one transaction, where the store offers it
+        #: for these backends (:class:`agentexec.backends.JointFinish`)
+        self._joint = activity.joint_finish(results, queue) if isinstance(activity, JointFinish) else None
 
     # -- producers (the worker's event loop) -------------------------------------------------
     async def written(self, agent_ids: Iterable[UUID] | None = None) -> None:
@@ -199,8 +204,11 @@ class ActivityWriter:
                 rest.append(item)
                 continue
             if agent is not None:
-                # a second line of the same activity stays behind its first one
-                if agent in claimed:
+                # a second line of the same activity stays behind its first one, unless the
+                # store writes a batch's lines of one activity in order (a joint finish: the
+                # SQL store's single transaction); a fast task's RUNNING and final lines then
+                # share one batch, and its activity row is updated once instead of twice
+                if agent in claimed and self._joint is None:
                     rest.append(item)
                     continue
                 claimed.add(agent)
@@ -211,6 +219,10 @@ class ActivityWriter:
 
     async def _commit_batch(self, batch: list[Item], tg: anyio.abc.TaskGroup) -> None:
         missing: set[UUID] = set()
+        if self._joint is not None and await self._commit_joint(batch):
+            self._commits -= 1
+            self._finish(batch, tg, posted=True)
+            return
         try:
             missing = await self._commit([i.entry for i in batch if i.entry is not None])
         finally:
@@ -230,9 +242,37 @@ class ActivityWriter:
         finally:
             self._finish(items, tg)
 
-    def _finish(self, items: list[Item], tg: anyio.abc.TaskGroup) -> None:
+    async def _commit_joint(self, batch: list[Item]) -> bool:
+        """The batch's lines, outcomes and acks in one transaction (:attr:`_joint`); whether
+        it committed. A batch with a retry or a give-back, or one the store refuses or cannot
+        write now, goes the usual way instead (:meth:`_commit`, then the outbox), whose fault
+        handling applies: the joint transaction wrote nothing."""
+        assert self._joint is not None
+        entries: list[LogEntry] = []
+        outcomes: list[tuple[UUID, bytes]] = []
+        acks: list[Lease] = []
+        for item in batch:
+            if item.later is not None or item.release is not None:
+                return False
+            if item.entry is not None:
+                entries.append(item.entry)
+            if item.outcome is not None:
+                outcomes.append(item.outcome)
+            if item.ack is not None:
+                acks.append(item.ack)
+        try:
+            await self._joint(entries, outcomes, CONF.result_ttl, acks)
+        except Exception as exc:
+            log.debug("joint finish of %d line(s) failed (%s); writing them step by step",
+                      len(entries), describe(exc))
+            return False
+        self.health.recovered(self.health.activity_down)
+        return True
+
+    def _finish(self, items: list[Item], tg: anyio.abc.TaskGroup, posted: bool = False) -> None:
         """The lines of ``items`` are written: their activities are free for the next lines,
-        their outcomes and acknowledgements go out."""
+        their outcomes and acknowledgements go out (``posted``: they are written already, in
+        the lines' own transaction)."""
         for item in items:
             if item.entry is not None:
                 self._busy.discard(item.entry.agent_id)
@@ -242,7 +282,9 @@ class ActivityWriter:
         for item in posts:
             if item.lease is not None:
                 self.own.forget(item.lease.envelope.agent_id)
-        if posts:
+        if posted:
+            self.outbox.ended(posts)
+        elif posts:
             tg.start_soon(self.outbox.post, posts)
 
     async def _commit(self, entries: list[LogEntry]) -> set[UUID]:

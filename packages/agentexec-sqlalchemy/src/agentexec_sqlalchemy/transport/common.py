@@ -220,7 +220,6 @@ class SQLTransport:
             if not watcher.healthy:  # stopped or reconnecting: a new one, or poll on our own
                 watcher = await self.watcher(wait=0)
             fut = HUB.register(key)
-            watcher.kick()
             try:
                 value = await attempt()
                 if value is not None:
@@ -228,6 +227,11 @@ class SQLTransport:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
+                # only now that it waits (registered before the attempt, so nothing committed
+                # since is missed): the SQLite poller looks at once whatever the version. A kick
+                # before every attempt cost a busy worker a full poll, and a wake-up of its loop,
+                # per take that found its tasks anyway
+                watcher.kick()
                 delay = SAFETY_RECHECK if watcher.healthy else next(delays)
                 if await wait_woken(fut, min(remaining, delay)):
                     delays = poll_delays()

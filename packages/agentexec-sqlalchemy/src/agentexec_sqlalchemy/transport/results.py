@@ -43,11 +43,20 @@ class SQLResults(SQLTransport):
         as :meth:`set` stores it (its waiters woken after the commit)."""
         if not items:
             return
-        rows = [(str(a), bytes(d), next(self._sets) % PURGE_EVERY == 0) for a, d in items]
+        rows = self.outcome_rows(items)
         if self._pg is not None and self.schema_ready and not any(purge for _, _, purge in rows):
             await self._upsert_now(sql.SET_MANY_PG, [(key, data) for key, data, _ in rows], time.time() + ttl, True)
         else:
             await self.run_write(self._set_rows, rows, ttl, durable=False)
+        self.woken(rows)
+
+    def outcome_rows(self, items: Sequence[tuple[UUID, bytes]]) -> list[tuple[str, bytes, bool]]:
+        """``(key, data, purge)`` of each outcome, for :meth:`_set_rows` (``set_many``, and the
+        activity store's joint finish, which runs it in its own transaction)."""
+        return [(str(a), bytes(d), next(self._sets) % PURGE_EVERY == 0) for a, d in items]
+
+    def woken(self, rows: list[tuple[str, bytes, bool]]) -> None:
+        """After the commit of :meth:`_set_rows`: wake this process's waiters of ``rows``."""
         for key, _, _ in rows:
             self.wake_local("result", key)
 

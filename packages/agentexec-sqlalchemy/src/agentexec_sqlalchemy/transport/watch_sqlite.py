@@ -44,10 +44,10 @@ Q, R, E = queue_table, result_table, event_table
 B = sa.bindparam
 
 # built once: building a statement costs more than running it (see _statements)
-QUEUES_WITH_WORK = (
-    sa.select(Q.c.queue_name)
-    .where(Q.c.queue_name.in_(B("names", expanding=True)), Q.c.consumer_id.is_(None))
-    .distinct()
+#: whether one queue has a waiting task: the first row of its waiting index. (A DISTINCT over
+#: ``queue_name IN (...)`` read every waiting row: 1.2 ms with 10,000 tasks queued, per poll)
+QUEUE_HAS_WORK = (
+    sa.select(Q.c.id).where(Q.c.queue_name == B("name"), Q.c.consumer_id.is_(None)).limit(1)
 )
 RESULTS_STORED = sa.select(R.c.key).where(
     R.c.key.in_(B("keys", expanding=True)), R.c.expires_at > B("now")
@@ -126,9 +126,9 @@ class SqlitePoller(Watcher):
     def _poll(self, conn: Connection, waiting: dict[str, list[str]]) -> list[tuple[str, Any]]:
         """What to wake: (kind, name) pairs; for events ("event", the new rows' channels)."""
         found: list[tuple[str, Any]] = []
-        for chunk in _chunks(waiting.get("queue", [])):
-            rows = run(conn, QUEUES_WITH_WORK, {"names": chunk})
-            found += [("queue", name) for (name,) in rows]
+        for name in waiting.get("queue", []):
+            if run(conn, QUEUE_HAS_WORK, {"name": name}):
+                found.append(("queue", name))
         if "queue" in waiting:
             found += [("queue", name) for name in self._new_delayed(conn, waiting["queue"])]
         if "result" in waiting:

@@ -1,0 +1,98 @@
+"""A worker's finished tasks on the embedded SQLite stack: lines, outcomes and acks in ONE
+transaction (:class:`agentexec.backends.JointFinish`), all or nothing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+from agentexec.activity.status import Status
+from agentexec.backends import Lease, LogEntry, UnknownActivityError
+from agentexec.memory.queue import MemoryQueue
+from agentexec.memory.results import MemoryResults
+from agentexec.task import Envelope, Priority
+from agentexec.worker.writer import ActivityWriter
+from agentexec_sqlalchemy.activity.store import SQLActivityStore
+from agentexec_sqlalchemy.transport.queue import SQLQueue
+from agentexec_sqlalchemy.transport.results import SQLResults
+from sqlalchemy.engine import Engine
+
+pytestmark = pytest.mark.anyio
+
+
+async def _leases(store: SQLActivityStore, queue: SQLQueue, count: int) -> list[Lease]:
+    for _ in range(count):
+        agent_id = await store.acreate("t", "queued")
+        await queue.push(Envelope(
+            agent_id=agent_id, task_name="t", context={}, priority=Priority.LOW, queue_name="q",
+            enqueued_at=time.time(),
+        ))
+    leases = await queue.reserve_many("q", "w", count, 1.0)
+    assert len(leases) == count
+    return leases
+
+
+@pytest.mark.parametrize("db_engine", ["sqlite_file"], indirect=True)
+async def test_a_window_of_finished_tasks_is_one_transaction(db_engine: Engine, statement_counter: Any) -> None:
+    """A fast task's RUNNING and final lines, its outcome and its ack: one transaction for the
+    window. Before: the RUNNING lines, the final lines, the outcomes, the acks, each a
+    transaction of its own."""
+    store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
+    leases = await _leases(store, queue, 5)
+    writer = ActivityWriter(store, results, queue)
+    with statement_counter(db_engine) as counter:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run)
+            for lease in leases:
+                agent_id = lease.envelope.agent_id
+                writer.submit(LogEntry(agent_id, "started", Status.RUNNING))
+                writer.submit(LogEntry(agent_id, "done", Status.COMPLETE, 100),
+                              outcome=(agent_id, f"out {agent_id}".encode()), ack=lease)
+            with anyio.fail_after(10):
+                await writer.close()
+    assert sum(s.lstrip().upper().startswith("BEGIN") for s in counter.statements) == 1
+    for lease in leases:
+        agent_id = lease.envelope.agent_id
+        assert await results.get(agent_id) == f"out {agent_id}".encode()
+        detail = await store.adetail(agent_id)
+        assert detail is not None and detail.status == Status.COMPLETE
+        assert [(line.message, line.status) for line in detail.logs] == [
+            ("queued", Status.QUEUED), ("started", Status.RUNNING), ("done", Status.COMPLETE)
+        ]
+    assert (await queue.stats("q")).in_flight == 0
+    assert writer.health.unfinished == 0
+
+
+@pytest.mark.parametrize("db_engine", ["sqlite_file"], indirect=True)
+async def test_a_joint_finish_that_fails_writes_nothing(db_engine: Engine) -> None:
+    """One unknown activity among the lines: no line, no outcome, no ack lands (the worker
+    then writes them step by step, with that line's own handling)."""
+    store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
+    (lease,) = await _leases(store, queue, 1)
+    finish = store.joint_finish(results, queue)
+    assert finish is not None
+    agent_id, unknown = lease.envelope.agent_id, uuid.uuid4()
+    with pytest.raises(UnknownActivityError):
+        await finish(
+            [LogEntry(agent_id, "done", Status.COMPLETE, 100), LogEntry(unknown, "x", Status.COMPLETE)],
+            [(agent_id, b"out")], 60, [lease],
+        )
+    assert await results.get(agent_id) is None
+    assert (await queue.stats("q")).in_flight == 1
+    detail = await store.adetail(agent_id)
+    assert detail is not None and detail.status == Status.QUEUED
+
+    await finish([LogEntry(agent_id, "done", Status.COMPLETE, 100)], [(agent_id, b"out")], 60, [lease])
+    assert await results.get(agent_id) == b"out"
+    assert (await queue.stats("q")).in_flight == 0
+
+
+@pytest.mark.parametrize("db_engine", ["sqlite_file", "sqlite_memory", "postgresql"], indirect=True)
+async def test_only_a_sqlite_file_shared_with_the_transport_finishes_jointly(db_engine: Engine) -> None:
+    store = SQLActivityStore(db_engine)
+    assert store.joint_finish(MemoryResults(), MemoryQueue()) is None
+    joint = store.joint_finish(SQLResults(db_engine), SQLQueue(db_engine))
+    assert (joint is not None) == (db_engine.url.drivername.startswith("sqlite") and db_engine.url.database not in (None, "", ":memory:"))
