@@ -204,11 +204,12 @@ class ActivityWriter:
                 rest.append(item)
                 continue
             if agent is not None:
-                # a second line of the same activity stays behind its first one, unless the
-                # store writes a batch's lines of one activity in order (a joint finish: the
-                # SQL store's single transaction); a fast task's RUNNING and final lines then
-                # share one batch, and its activity row is updated once instead of twice
-                if agent in claimed and self._joint is None:
+                # one transaction at a time writes an activity's lines in order, a batch's
+                # included (``aappend_many`` keeps their order: the kit checks it), so a fast
+                # task's RUNNING and final lines share one batch and its activity row is
+                # updated once instead of twice; only overlapping transactions could reorder
+                # them, so then a second line waits for the next batch
+                if agent in claimed and MAX_COMMITS > 1:
                     rest.append(item)
                     continue
                 claimed.add(agent)
