@@ -13,6 +13,7 @@ Staging is best effort: a failure is logged and the task's finish goes on as bef
 from __future__ import annotations
 
 import logging
+import time
 from uuid import UUID
 
 import anyio
@@ -20,6 +21,7 @@ import anyio
 from agentexec.backends import ResultBackend, StagedResults
 from agentexec.config import CONF
 from agentexec.faults import Outage, describe
+from agentexec.worker.writer import GATHER_LINGER, GATHER_MIN, GATHER_WINDOW
 
 log = logging.getLogger("agentexec.worker")
 
@@ -44,8 +46,12 @@ class Stager:
         """Stage what was added, one call per batch, until cancelled."""
         if self._stage_many is None:
             return
+        last = 0.0
         while True:
             await self._wake.wait()
+            if len(self._pending) < GATHER_MIN and time.monotonic() - last < GATHER_WINDOW:
+                await anyio.sleep(GATHER_LINGER)  # as the writer does: see writer.GATHER_MIN
+            last = time.monotonic()
             self._wake = anyio.Event()
             batch, self._pending = self._pending, []
             try:
