@@ -180,7 +180,10 @@ class ActivityWriter:
         if item.lease is not None:
             self.health.unfinished += 1
         self._pending.append(item)
-        self._wake.set()
+        if self._commits < MAX_COMMITS:
+            # else the commit in flight wakes the writer when it ends (``_finish``): a wake-up
+            # per line while it is in flight only made the writer look and find nothing to do
+            self._wake.set()
 
     # -- the writer task -----------------------------------------------------------------------
     async def run(self) -> None:
