@@ -29,6 +29,7 @@ url, queue_name, consumer, done_flag = sys.argv[1:5]
 async def main() -> None:
     queue = SQLQueue(url)
     taken = []
+    Path(f"{done_flag}.ready-{consumer}").touch()  # the producer starts once all are ready
     while True:
         lease = await queue.reserve(queue_name, consumer, 0.2)
         if lease is None:
@@ -82,6 +83,13 @@ def test_processes_on_one_sqlite_file_take_each_task_once(tmp_path: Path) -> Non
         for i in range(CONSUMERS)
     ]
     try:
+        # every consumer running before the first push (a slow start under load used to find
+        # the queue drained by the others: "a consumer took nothing")
+        deadline = time.monotonic() + 60
+        while not all(Path(f"{done_flag}.ready-proc-{i}").exists() for i in range(CONSUMERS)):
+            assert time.monotonic() < deadline, "the consumer processes did not start"
+            assert all(p.poll() is None for p in procs), "a consumer process exited"
+            time.sleep(0.02)
         anyio.run(_produce, queue, queue_name)
         done_flag.touch()
         outputs = []
