@@ -16,13 +16,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
-import anyio
 import sqlalchemy as sa
 from agentexec.backends import DeadLetter, Lease, QueueStats, ReapReport
 from agentexec.config import CONF
 from agentexec.task import Envelope, Priority
 from pydantic import ValidationError
-from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy import driver
@@ -92,8 +90,6 @@ class SQLQueue(SQLTransport):
         self._next_due: dict[str, float | None] = {}
         #: queues a lock release moved a parked task back to, to wake after the commit
         self._moved: set[str] = set()
-        self._push_sql: str | None = None
-        self._push_literals: dict[str, Any] = {}
 
     @property
     def lease_timeout(self) -> float:
@@ -114,38 +110,13 @@ class SQLQueue(SQLTransport):
     # -- push ----------------------------------------------------------------------------
     async def push(self, envelope: Envelope, priority: Priority | None = None) -> None:
         row = self._row(envelope, priority)
-        if self._pg is not None and self.schema_ready:
-            await self._push_now(row)
+        if self.pg_ready:
+            # most of ax.enqueue's time, and of the enqueue-to-start latency, was the writer's
+            # transaction around this one statement
+            await self.pg_execute(sql.PUSH_ONE_PG, self._push_params(row), durable=True)
         else:
             await self.run_write(self._push_one, row)
         self.wake_local("queue", envelope.queue_name)
-
-    async def _push_now(self, row: dict[str, Any]) -> None:
-        """PostgreSQL: ``PUSH_ONE`` (insert and NOTIFY) as one autocommit statement on a durable
-        async connection of the caller's loop: one round trip, where the batching writer's
-        transaction costs four (``BEGIN``, ``SET LOCAL``, the statement, ``COMMIT``) and two
-        thread hops. That is most of ``ax.enqueue``'s time, and of the enqueue-to-start
-        latency. A driver error is raised as SQLAlchemy would raise it."""
-        import psycopg
-
-        assert self._pg is not None
-        if self._push_sql is None:
-            compiled = self.dialect_sql(sql.PUSH_ONE).compile(dialect=self.engine.dialect)
-            self._push_sql = compiled.string
-            # the statement's own literals (``front`` = 0) are bind parameters too
-            self._push_literals = {
-                name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
-            }
-        params = {**self._push_literals, **self._push_params(row)}
-        # like run_write: once sent, the push is waited for even if the caller is cancelled
-        with anyio.CancelScope(shield=True):
-            try:
-                async with self._pg.connection(durable=True) as conn:
-                    await conn.execute(self._push_sql, params)
-            except psycopg.Error as error:
-                raise exc.DBAPIError.instance(
-                    self._push_sql, params, error, psycopg.Error, dialect=self.engine.dialect
-                ) from error
 
     async def push_many(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
@@ -188,7 +159,10 @@ class SQLQueue(SQLTransport):
         return params
 
     def _push_one(self, conn: Connection, row: dict[str, Any]) -> None:
-        conn.execute(self.dialect_sql(sql.PUSH_ONE), self._push_params(row))
+        if self.is_sqlite:
+            conn.execute(sql.PUSH_ONE, self._push_params(row))
+        else:
+            driver.run_raw(conn, sql.PUSH_ONE_PG, self._push_params(row))
 
     def _push_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Many rows in one transaction: all or none."""
@@ -311,45 +285,37 @@ class SQLQueue(SQLTransport):
             return cast("T", got)
 
     async def _take_now(self, queue_name: str, consumer_id: str, count: int) -> list[Lease] | None:
-        """PostgreSQL: ``TAKE_PG`` as one autocommit statement on a relaxed async connection of
-        the caller's loop (one round trip; the batching writer's transaction costs three and
-        two thread hops). ``None`` when the take must go through the writer instead: a
-        heartbeat is due, or a delayed task is due (promoted there first). A malformed row it
-        took is dead-lettered through the writer."""
-        if self._pg is None or not self.schema_ready:
-            return None
-        last = self._beaten.get((queue_name, consumer_id))
-        if last is None or time.monotonic() - last > self.lease_timeout / 4:
+        """PostgreSQL: ``TAKE_PG`` through :meth:`pg_execute` (relaxed). ``None`` when the take
+        must go through the writer instead: a heartbeat is due, or a delayed task is due
+        (promoted there first). A malformed row it took is dead-lettered through the writer."""
+        if not self.pg_ready or self._beat_due(queue_name, consumer_id):
             return None
         now = time.time()
-        params = {"qn": queue_name, "cid": consumer_id, "ts": now, "n": count}
-        with anyio.CancelScope(shield=True):  # like run_write: a lease taken reaches the caller
-            async with self._pg.connection() as conn:
-                cursor = await conn.execute(sql.TAKE_PG, params)
-                rows = driver.named(cursor, await cursor.fetchall())
+        rows = await self.pg_execute(sql.TAKE_PG, {"qn": queue_name, "cid": consumer_id, "ts": now, "n": count})
         next_due = rows[0].next_due
         if next_due is not None and next_due <= now:
             return None  # it took nothing: the writer's take promotes the due tasks first
         self._next_due[queue_name] = next_due
         leases: list[Lease] = []
         malformed: list[tuple[int, str, str]] = []
-        for row in sorted((r for r in rows if r.id is not None), key=lambda r: (r.rank, -r.front, r.id)):
-            try:
-                env = Envelope.model_validate_json(row.payload)
-            except ValidationError as error:
-                malformed.append((row.id, row.payload, f"malformed payload: {_first_error(error)}"))
-                continue
-            if env.attempts != row.attempts:
-                env = env.model_copy(update={"attempts": row.attempts})
-            leases.append(Lease(env, consumer_id, queue_name, (row.id, row.attempts)))
+        for row in _in_take_order(rows):
+            lease = self._lease(row, consumer_id, queue_name)
+            if isinstance(lease, str):
+                malformed.append((row.id, row.payload, lease))
+            else:
+                leases.append(lease)
         if malformed:
             await self.run_write(self._bury_taken, queue_name, malformed, now)
         return leases
 
     def _bury_taken(self, conn: Connection, queue_name: str, rows: list[tuple[int, str, str]], now: float) -> None:
         for row_id, payload, reason in rows:
-            conn.execute(sql.DELETE_TASK, {"row_id": row_id})
-            self._bury(conn, queue_name, payload, reason, now)
+            self._bury_row(conn, queue_name, row_id, payload, reason, now)
+
+    def _bury_row(self, conn: Connection, queue_name: str, row_id: int, payload: str, reason: str, now: float) -> None:
+        """A taken row whose payload is not a task: out of the queue, into its dead letters."""
+        conn.execute(sql.DELETE_TASK, {"row_id": row_id})
+        self._bury(conn, queue_name, payload, reason, now)
 
     def _take_many(self, conn: Connection, queue_name: str, consumer_id: str, max_count: int) -> list[Lease]:
         """The first task as :meth:`_take` leases it (heartbeat, due delayed tasks, one row),
@@ -364,7 +330,7 @@ class SQLQueue(SQLTransport):
             return [] if first is None else [first]
         now = time.time()
         params = {"qn": queue_name, "cid": consumer_id, "ts": now, "n": max_count - 1}
-        rows = sorted(driver.fetch(conn, sql.TAKE_MANY, params), key=lambda r: (r.rank, -r.front, r.id))
+        rows = _in_take_order(driver.fetch(conn, sql.TAKE_MANY, params))
         leases = [first]
         for row in rows:
             lease = self._lease_of(conn, queue_name, consumer_id, row, now)
@@ -374,12 +340,19 @@ class SQLQueue(SQLTransport):
 
     def _lease_of(self, conn: Connection, queue_name: str, consumer_id: str, row: Any, now: float) -> Lease | None:
         """A taken row's lease; a malformed payload is dead-lettered instead (``None``)."""
+        lease = self._lease(row, consumer_id, queue_name)
+        if isinstance(lease, str):
+            self._bury_row(conn, queue_name, row.id, row.payload, lease, now)
+            return None
+        return lease
+
+    @staticmethod
+    def _lease(row: Any, consumer_id: str, queue_name: str) -> Lease | str:
+        """A taken row's lease, or why its payload is not a task."""
         try:
             env = Envelope.model_validate_json(row.payload)
         except ValidationError as exc:
-            conn.execute(sql.DELETE_TASK, {"row_id": row.id})
-            self._bury(conn, queue_name, row.payload, f"malformed payload: {_first_error(exc)}", now)
-            return None
+            return f"malformed payload: {_first_error(exc)}"
         if env.attempts != row.attempts:
             env = env.model_copy(update={"attempts": row.attempts})
         return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
@@ -388,11 +361,8 @@ class SQLQueue(SQLTransport):
         """:class:`agentexec.backends.BatchAck`: every ack in one write operation."""
         if not leases:
             return
-        if self._pg is not None and self.schema_ready:
-            # one autocommit statement on a relaxed async connection of this loop (see _take_now)
-            with anyio.CancelScope(shield=True):
-                async with self._pg.connection() as conn:
-                    await conn.execute(sql.ACK_MANY_PG, self._acks(leases))
+        if self.pg_ready:
+            await self.pg_execute(sql.ACK_MANY_PG, self._acks(leases))
             return
         await self.run_write(self._ack_many, list(leases), durable=False)
 
@@ -427,25 +397,21 @@ class SQLQueue(SQLTransport):
             row = found[0] if found else None
             if row is None:
                 return None
-            try:
-                env = Envelope.model_validate_json(row.payload)
-            except ValidationError as exc:
-                reason = f"malformed payload: {_first_error(exc)}"
-                conn.execute(sql.DELETE_TASK, {"row_id": row.id})
-                self._bury(conn, queue_name, row.payload, reason, now)
-                continue
-            if env.attempts != row.attempts:
-                env = env.model_copy(update={"attempts": row.attempts})
-            return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
+            lease = self._lease_of(conn, queue_name, consumer_id, row, now)
+            if lease is not None:  # else dead-lettered: the next row takes its place
+                return lease
 
     def _reserving(self, conn: Connection, queue_name: str, consumer_id: str) -> float:
         """The time of a take; reserving counts as a heartbeat, written at most every
         ``lease_timeout / 4``."""
         now = time.time()
-        last = self._beaten.get((queue_name, consumer_id))
-        if last is None or time.monotonic() - last > self.lease_timeout / 4:
+        if self._beat_due(queue_name, consumer_id):
             self._beat(conn, queue_name, consumer_id, now)
         return now
+
+    def _beat_due(self, queue_name: str, consumer_id: str) -> bool:
+        last = self._beaten.get((queue_name, consumer_id))
+        return last is None or time.monotonic() - last > self.lease_timeout / 4
 
     def _take_pg(self, conn: Connection, queue_name: str, consumer_id: str, count: int, now: float) -> list[Lease]:
         """PostgreSQL: up to ``count`` leases, in queue order, by ``TAKE_PG`` (one statement
@@ -462,7 +428,7 @@ class SQLQueue(SQLTransport):
                 promoted = True  # once: a task due meanwhile waits for the next take
                 continue
             self._next_due[queue_name] = next_due
-            taken = sorted((r for r in rows if r.id is not None), key=lambda r: (r.rank, -r.front, r.id))
+            taken = _in_take_order(rows)
             if not taken:
                 break
             for row in taken:
@@ -931,6 +897,11 @@ class SQLQueue(SQLTransport):
         activity store."""
         if self._pg is not None:
             await self._pg.close()
+
+
+def _in_take_order(rows: Sequence[Any]) -> list[Any]:
+    """Taken rows (``id`` NULL: none) in the queue's order: RETURNING gives no order."""
+    return sorted((r for r in rows if r.id is not None), key=lambda r: (r.rank, -r.front, r.id))
 
 
 class _Recheck:

@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from uuid import UUID
 
-import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -44,8 +43,10 @@ class SQLResults(SQLTransport):
         if not items:
             return
         rows = self.outcome_rows(items)
-        if self._pg is not None and self.schema_ready and not any(purge for _, _, purge in rows):
-            await self._upsert_now(sql.SET_MANY_PG, [(key, data) for key, data, _ in rows], time.time() + ttl, True)
+        if self.pg_ready and not any(purge for _, _, purge in rows):
+            await self.pg_execute(sql.SET_MANY_PG, self._upsert_params(
+                [(key, data) for key, data, _ in rows], time.time() + ttl, notify=True
+            ))
         else:
             await self.run_write(self._set_rows, rows, ttl, durable=False)
         self.woken(rows)
@@ -62,18 +63,10 @@ class SQLResults(SQLTransport):
 
     def _set_rows(self, conn: Connection, rows: list[tuple[str, bytes, bool]], ttl: int) -> None:
         now = time.time()
-        if not self.is_sqlite:
+        if self.is_sqlite:
+            self._store(conn, [{"key": key, "data": data, "exp": now + ttl} for key, data, _ in rows])
+        else:
             self._upsert_many(conn, sql.SET_MANY_PG, [(key, data) for key, data, _ in rows], now + ttl, notify=True)
-            if any(purge for _, _, purge in rows):
-                conn.execute(sql.PURGE_RESULTS, {"ts": now})
-            return
-        params: list[dict[str, object]] = []
-        for key, data, _ in rows:
-            row: dict[str, object] = {"key": key, "data": data, "exp": now + ttl}
-            if not self.is_sqlite:
-                row.update(self.note("result", key))
-            params.append(row)
-        self._store(conn, params)
         if any(purge for _, _, purge in rows):
             conn.execute(sql.PURGE_RESULTS, {"ts": now})
 
@@ -95,8 +88,8 @@ class SQLResults(SQLTransport):
         if not items:
             return
         rows = [(f"staged:{a}", bytes(d)) for a, d in items]
-        if self._pg is not None and self.schema_ready:
-            await self._upsert_now(sql.STAGE_MANY_PG, rows, time.time() + ttl, False)
+        if self.pg_ready:
+            await self.pg_execute(sql.STAGE_MANY_PG, self._upsert_params(rows, time.time() + ttl, notify=False))
         else:
             await self.run_write(self._stage, rows, ttl, durable=False)
 
@@ -113,15 +106,6 @@ class SQLResults(SQLTransport):
         """PostgreSQL: ``rows`` in one statement, in ``conn``'s transaction."""
         driver.run_raw(conn, stmt, self._upsert_params(rows, exp, notify))
 
-    async def _upsert_now(self, stmt: str, rows: list[tuple[str, bytes]], exp: float, notify: bool) -> None:
-        """PostgreSQL: ``rows`` in one autocommit statement on a relaxed async connection of the
-        caller's loop (one round trip; a writer transaction costs three and two thread hops)."""
-        assert self._pg is not None
-        params = self._upsert_params(rows, exp, notify)
-        with anyio.CancelScope(shield=True):  # like run_write: once sent, it is waited for
-            async with self._pg.connection() as conn:
-                await conn.execute(stmt, params)
-
     def _upsert_params(self, rows: list[tuple[str, bytes]], exp: float, notify: bool) -> dict[str, object]:
         """The last value of a key the batch repeats wins, as one statement per row would leave
         it (one statement may not update a row twice)."""
@@ -132,7 +116,8 @@ class SQLResults(SQLTransport):
         return params
 
     def _store(self, conn: Connection, params: list[dict[str, object]]) -> None:
-        driver.run_many(conn, self.dialect_sql(sql.SET_RESULT), params)
+        """SQLite: the rows, one ``INSERT OR REPLACE`` each (PostgreSQL: :meth:`_upsert_many`)."""
+        driver.run_many(conn, sql.SET_RESULT["sqlite"], params)
 
     async def staged(self, agent_id: UUID) -> bytes | None:
         return await self._fetch(f"staged:{agent_id}")

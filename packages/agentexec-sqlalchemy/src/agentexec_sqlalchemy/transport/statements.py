@@ -34,12 +34,19 @@ NEXT_DUE = sa.select(sa.func.min(DL.c.due)).where(DL.c.queue_name == B("qn"))
 
 # -- queue ----------------------------------------------------------------------------------
 PUSH = Q.insert()
-_PUSH_ONE = Q.insert().values(
+PUSH_ONE = Q.insert().values(
     queue_name=B("qn"), rank=B("rank"), front=0, payload=B("body"), attempts=B("att"),
     enqueued_at=B("ts"),
 )
-# PostgreSQL: insert and NOTIFY in one statement (one round trip, atomic, notifies on commit)
-PUSH_ONE = {"sqlite": _PUSH_ONE, "postgresql": NOTIFY.add_cte(_PUSH_ONE.cte("pushed"))}
+#: PostgreSQL: insert and NOTIFY in one statement (one round trip, atomic, notifies on commit);
+#: psycopg's parameters (``driver.run_raw``, ``SQLTransport.pg_execute``)
+PUSH_ONE_PG = f"""
+WITH pushed AS (
+    INSERT INTO "{Q.name}" (queue_name, rank, front, payload, attempts, enqueued_at)
+    VALUES (%(qn)s, %(rank)s, 0, %(body)s, %(att)s, %(ts)s)
+)
+SELECT pg_notify(%(channel)s, %(note)s)
+"""
 
 _NEXT_WAITING = (
     sa.select(Q.c.id)
