@@ -106,8 +106,10 @@ async def test_metrics_of_a_pool_after_100_tasks(
         retried = value(samples, "agentexec_tasks_retried_total", **job)
         completed = value(samples, "agentexec_tasks_completed_total", **job)
         failed = value(samples, "agentexec_tasks_failed_total", **job)
-        # at least once: a lease that expires on a loaded machine may run a task once more
-        assert 3 <= retried <= 6, samples
+        # at least once: each of the three deaths may also lose the finish of the task its worker
+        # ran just before (counted, not yet written), and on a loaded machine a 2 s lease can
+        # expire; every extra run must still be a counted retry that started and ended
+        assert 3 <= retried <= 20, samples
         assert started == 107 + retried
         assert completed >= 97 and failed >= 10
         assert completed + failed == started - 3  # the three runs whose worker died never ended
