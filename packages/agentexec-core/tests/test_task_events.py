@@ -7,7 +7,6 @@ nothing. (tests/e2e/test_pool_lifecycle_events.py: the same across processes, on
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -206,6 +205,17 @@ async def test_a_window_of_events_is_one_write_on_a_mixed_publish_backend() -> N
         assert [t for t, a in got if a == str(i)] == ["task.started", "task.completed"]
 
 
+def _row(agent: uuid.UUID, n: int = 0, metadata: Any = None) -> Any:
+    return ((agent.hex, "work", metadata), None, "2026-12-07T10:00:00+00:00", n)
+
+
+def _decoded(channel: str, data: str) -> list[Any]:
+    from agentexec.backends import Event
+    from agentexec.events import decode_all
+
+    return decode_all(Event(channel, data, "1-0"))
+
+
 def test_windows_keep_each_tasks_events_in_order() -> None:
     """Random interleavings of tasks that start, fail, are queued again and complete: the
     messages of the windows, in order, give every task's events in the order they happened,
@@ -224,15 +234,15 @@ def test_windows_keep_each_tasks_events_in_order() -> None:
         pending = {a: list(s) for a, s in series.items()}
         while pending:
             agent = rng.choice(list(pending))
-            batch.append((pending[agent].pop(0), json.dumps(str(agent)), str(agent)))
+            batch.append((pending[agent].pop(0), _row(agent)))
             if not pending[agent]:
                 del pending[agent]
         windows = task_events._windows(batch)
         assert sum(count for count, _ in windows) == len(batch)
-        sent = [(channel.removeprefix("events:"), d) for _, messages in windows
-                for channel, data in messages for d in _items(data)]
+        sent = [(e.event_type, e.payload["agent_id"]) for _, messages in windows
+                for channel, data in messages for e in _decoded(channel, data)]
         for agent, life in series.items():
-            assert [t for t, d in sent if d == str(agent)] == life
+            assert [t for t, a in sent if a == str(agent)] == life
         if all(len(set(life)) == len(life) for life in series.values()) and len(
             {tuple(life) for life in series.values()}
         ) == 1:
@@ -240,35 +250,37 @@ def test_windows_keep_each_tasks_events_in_order() -> None:
             assert len(windows[0][1]) == len(next(iter(series.values())))  # a message per type
 
 
-def _items(message: str) -> list[Any]:
-    value = json.loads(message)
-    return value if isinstance(value, list) else [value]
-
-
-def test_a_windows_messages_are_grouped_as_pack_groups_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The window's messages of one type (a fast path: ``BATCH_EVENTS`` at a time while they
-    fit) are the groups :func:`agentexec.limits.pack` makes: at most ``BATCH_EVENTS`` events
-    and about ``CONF.max_event_bytes`` each."""
+def test_a_windows_messages_hold_at_most_batch_events_and_fit_max_event_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The window's messages of one type hold at most ``BATCH_EVENTS`` events and about
+    ``CONF.max_event_bytes`` each (an event alone goes as it is), all of them, in order."""
     import random
 
     from agentexec import task_events
-    from agentexec.limits import joined, pack
 
     monkeypatch.setattr(CONF, "max_event_bytes", 4096)
     rng = random.Random(3)
     for _ in range(100):
-        datas = [json.dumps("x" * rng.choice([1, 5, 20, 300])) for _ in range(rng.randint(1, 700))]
-        windows = task_events._windows([("task.started", d, str(i)) for i, d in enumerate(datas)])
-        want = [("events:task.started", joined(g)) for g in pack(datas, 4096, task_events.BATCH_EVENTS)]
-        assert windows == [(len(datas), want)]
+        rows = [_row(uuid.uuid4(), i, {"x": "x" * rng.choice([1, 5, 20, 300, 5000])})
+                for i in range(rng.randint(1, 700))]
+        [(count, messages)] = task_events._windows([("task.started", row) for row in rows])
+        assert count == len(rows)
+        got = []
+        for channel, data in messages:
+            events = _decoded(channel, data)
+            assert channel == "events:task.started" and 0 < len(events) <= task_events.BATCH_EVENTS
+            assert len(data) <= 4096 or len(events) == 1
+            got += events
+        assert [e.payload["agent_id"] for e in got] == [str(UUID(hex=row[0][0])) for row in rows]
+        assert [e.payload["metadata"] for e in got] == [row[0][2] for row in rows]
 
 
-async def test_a_workers_events_of_a_task_share_one_encoding_of_it() -> None:
-    """A worker encodes a task's ids, name and metadata once for all its events (kept from its
-    first to its final event, then dropped); every event is the text ``encode`` makes of
-    ``task_payload``, but for its time and uuid."""
-    import re
-
+async def test_a_workers_events_are_the_events_encode_makes() -> None:
+    """A worker keeps a task's ids, name and metadata once for all its events (from its first
+    to its final event, then dropped) and sends its events as rows of a compact message; a
+    subscriber decodes each into the event ``encode`` makes of ``task_payload``, with a time
+    and a unique uuid of its own."""
     from agentexec import task_events
     from agentexec.activity.status import Status
     from agentexec.backends import LogEntry
@@ -288,12 +300,21 @@ async def test_a_workers_events_of_a_task_share_one_encoding_of_it() -> None:
             LogEntry(ids[2], "stop", Status.CANCELED)]
     writer.written(ends, names, metadata)
     assert writer._parts == {}, "a task's part is dropped at its final event"
-    stamp = re.compile(r'"time": "[^"]*", "uuid": "[0-9a-f]{32}"')
-    for (event_type, data, task), line in zip(writer._pending, lines + ends, strict=True):
-        want = task_events.encode(event_type, task_events.task_payload(
-            line.agent_id, "work", line.status or Status.RUNNING, metadata.get(line.agent_id), line.message))
-        assert (event_type, task) == (task_events.EVENT_OF_STATUS[line.status or Status.RUNNING], str(line.agent_id))
-        assert stamp.sub("", data) == stamp.sub("", want)
+    got = [e for _, messages in task_events._windows(writer._pending)
+           for channel, data in messages for e in _decoded(channel, data)]
+    for agent in ids:
+        theirs = [e for e in got if e.payload["agent_id"] == str(agent)]
+        wanted = [line for line in lines + ends if line.agent_id == agent]
+        assert len(theirs) == len(wanted)
+        for event, line in zip(theirs, wanted, strict=True):
+            status = line.status or Status.RUNNING
+            want = BusEvent.model_validate_json(task_events.encode(
+                task_events.EVENT_OF_STATUS[status],
+                task_events.task_payload(agent, "work", status, metadata.get(agent), line.message),
+            ))
+            assert (event.event_type, event.payload, event.source) == (want.event_type, want.payload, want.source)
+    assert len({e.uuid for e in got}) == len(got) == 7
+    assert all(len(e.uuid) == 32 and int(e.uuid, 16) >= 0 for e in got)
     writer._task.cancel()
 
 

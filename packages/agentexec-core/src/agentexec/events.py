@@ -59,6 +59,7 @@ from pydantic import BaseModel, Field
 from agentexec._ratelimit import RateLimited
 from agentexec.backends import Event, EventBackend, EventGapError
 from agentexec.limits import check_size, utf8_size
+from agentexec.task_events import ROWS_FORMAT, expand_rows
 
 __all__ = [
     "CHANNEL_PREFIX",
@@ -431,13 +432,16 @@ def decode(raw: Event) -> BusEvent | None:
 
 
 def decode_all(raw: Event) -> list[BusEvent]:
-    """The :class:`BusEvent` (or, for a JSON array, the events) in a backend message; none if
+    """The :class:`BusEvent` (or, for a JSON array or a worker's compact message of task events,
+    the events) in a backend message; none if
     it is not one: a malformed message (not JSON, not an object, nested too deep to parse,
     fields of the wrong type) is skipped with a warning, at most one a minute per channel, and
     never stops a subscriber."""
     event_type = raw.channel[len(CHANNEL_PREFIX):] if raw.channel.startswith(CHANNEL_PREFIX) else raw.channel
     try:
         data = json.loads(raw.data)
+        if isinstance(data, dict) and data.get("format") == ROWS_FORMAT:
+            data = expand_rows(data)  # a worker's lifecycle events of one type (task_events)
         items = data if isinstance(data, list) and data else [data]
         events = []
         for item in items:

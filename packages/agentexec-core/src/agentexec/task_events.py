@@ -15,11 +15,13 @@ result (read it with ``ax.get_result(agent_id)``). ``source`` is ``"agentexec"``
 
 Cost: in a worker, events are derived from the lifecycle lines its writer has just committed
 (:mod:`agentexec.worker.writer`, group commit) and published by a background task, one
-message per event type (a JSON array) for everything committed over ``LINGER`` (50 ms), so a
+message per event type for everything committed over ``LINGER`` (50 ms), so a
 task never waits for its events and a busy worker sends a few messages every 50 ms, not one per
-task: every subscriber of the events stream reads every message of it (on Redis; the workers'
-``control:cancel`` listeners read the control stream only, :mod:`agentexec.limits`), so this
-keeps their cost per window, not per task. A backend with
+task. The message is compact (:func:`task_rows_message`: a row per event, the task's ids, name
+and metadata, no JSON built per event); :func:`agentexec.events.decode_all` hands out each
+event as ``encode`` makes it. Every subscriber of the events stream reads every message of
+it (on Redis; the workers' ``control:cancel`` listeners read the control stream only,
+:mod:`agentexec.limits`), so this keeps their cost per window, not per task. A backend with
 :class:`~agentexec.backends.MixedPublish` (the SQL transport) takes all the messages of a
 window, every type, as one write, in the transaction of the acks and results its writer
 commits anyway (PostgreSQL: one statement for the lock that orders event ids, the rows and the
@@ -48,7 +50,7 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from agentexec._ratelimit import RateLimited
@@ -115,36 +117,55 @@ def task_payload(
     return payload
 
 
-#: a task event's JSON, filled in by :func:`_event` (the same text ``encode`` makes of
-#: ``task_payload``, built without a generic ``json.dumps`` of nested dicts: a worker makes two
-#: per task, on its event loop): event type, the task's part (:func:`_task_part`: its ids and
-#: name, then its metadata), status, message, time, uuid
-_TASK_EVENT = '{"event_type": "%s", "payload": {%s%s%s%s}, "source": "agentexec", "time": "%s", "uuid": "%s"}'
+#: a task event's JSON is made of (:func:`_event`): its kind's head (event type), the task's
+#: part up to its status (:func:`_task_part`: its ids and name), the status, the rest of the
+#: task's part (its metadata), the message, and a stamp of time and uuid (:meth:`_EventIds.stamp`,
+#: made once per commit) -- the same text ``encode`` makes of ``task_payload``, built without a
+#: generic ``json.dumps`` of nested dicts: a worker makes two per task, on its event loop
 _names: dict[str, str] = {}
 #: statuses whose event ends a task's events (a worker drops what it kept for the task)
 _FINAL = (Status.COMPLETE, Status.ERROR, Status.CANCELED)
-#: each status's (event type, status value, final, with message): one lookup per event
-#: (``Enum.value`` and an enum's hash are Python calls)
-_KINDS: dict[Status, tuple[str, str, bool, bool]] = {
-    status: (event, status.value, status in _FINAL, status in (Status.ERROR, Status.CANCELED))
+
+
+class _Kind(NamedTuple):
+    """What one status's events share: one lookup per event (``Enum.value`` and an enum's hash
+    are Python calls)."""
+
+    event_type: str
+    head: str
+    value: str
+    final: bool
+    with_message: bool
+
+
+_KINDS: dict[Status, _Kind] = {
+    status: _Kind(
+        event, f'{{"event_type": "{event}", "payload": {{', status.value, status in _FINAL,
+        status in (Status.ERROR, Status.CANCELED),
+    )
     for status, event in EVENT_OF_STATUS.items()
 }
 
 
 class _EventIds:
-    """Event ``uuid``s: 80 random bits drawn once per process, then a counter: unique like
-    ``uuid4().hex`` across processes (drawn again in a forked child) at a fifth of its cost."""
+    """Event ``uuid``s: 80 random bits drawn once per process, then a 48-bit counter: unique
+    like ``uuid4().hex`` across processes (drawn again in a forked child) at a fraction of its
+    cost."""
 
     def __init__(self) -> None:
         self.reseed()
         os.register_at_fork(after_in_child=self.reseed)
 
     def reseed(self) -> None:
-        self._prefix = os.urandom(10).hex()
+        self.prefix = os.urandom(10).hex()
         self._count = itertools.count()
 
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._count) & 0xFFFFFFFFFFFF:012x}"
+    def stamp(self, when: str) -> str:
+        """The end of an event up to its uuid's counter: events of one commit share it."""
+        return f'}}, "source": "agentexec", "time": "{when}", "uuid": "{self.prefix}'
+
+    def next(self) -> int:
+        return next(self._count) & 0xFFFFFFFFFFFF
 
 
 _ids = _EventIds()
@@ -169,9 +190,9 @@ def _task_part(agent_id: UUID, task_name: str, metadata: Mapping[str, Any] | Non
     )
 
 
-def _event(kind: tuple[str, str, bool, bool], part: _TaskPart, message: str | None, when: str) -> str:
-    extra = ', "message": ' + json.dumps(message) if message is not None and kind[3] else ""
-    return _TASK_EVENT % (kind[0], part[1], kind[1], part[2], extra, when, _ids.next())
+def _event(kind: _Kind, part: _TaskPart, message: str | None, stamp: str) -> str:
+    extra = ', "message": ' + json.dumps(message) if message is not None and kind.with_message else ""
+    return f'{kind.head}{part[1]}{kind.value}{part[2]}{extra}{stamp}{_ids.next():012x}"}}'
 
 
 def encode_task(
@@ -181,7 +202,8 @@ def encode_task(
     """``encode(EVENT_OF_STATUS[status], task_payload(...))``, a few times faster; ``when``:
     the event's time (ISO), now by default."""
     return _event(
-        _KINDS[status], _task_part(agent_id, task_name, metadata), message, when or datetime.now(UTC).isoformat()
+        _KINDS[status], _task_part(agent_id, task_name, metadata), message,
+        _ids.stamp(when or datetime.now(UTC).isoformat()),
     )
 
 
@@ -263,32 +285,79 @@ def schedule_fired(
     return [("schedule.fired", encode("schedule.fired", fired)), *queued([(agent_id, task_name, metadata)])]
 
 
-def _windows(batch: list[tuple[str, str, str]]) -> list[tuple[int, list[tuple[str, str]]]]:
-    """``batch`` (event type, message, task) cut into windows, each as its count of events and
-    its messages: one per event type (and per ``BATCH_EVENTS``, :func:`_join`), the types in
-    the order they first appear in the window, so that the messages keep every task's events in
-    the order they happened (queued, started, completed): a window is cut only where a task's
-    event would land in a type that comes before (or is) the type of its previous event in the
-    window. So a worker's started and completed events of a whole ``LINGER`` are two messages,
-    not two per commit. One pass over ``batch``."""
+#: the format of a worker's compact message (:func:`task_rows_message`), and the event
+#: type it says each status of its rows has
+ROWS_FORMAT = "agentexec.task-events/1"
+STATUS_OF_EVENT: dict[str, str] = {event: status.value for status, event in EVENT_OF_STATUS.items()}
+
+#: a worker's task event before it is sent (:class:`WriterEvents`): the task's part (its
+#: ``agent_id`` as 32 hex digits, name, metadata: shared by all its events), the message (for
+#: task.failed and task.cancelled), the time (ISO) and the uuid's counter (:class:`_EventIds`)
+_Row = tuple[tuple[str, str, Any], "str | None", str, int]
+
+
+def task_rows_message(event_type: str, rows: Sequence[_Row]) -> str:
+    """One message of a worker's task events of one type: the rows as they are, in one JSON
+    object that :func:`agentexec.events.decode_all` expands into the same events
+    :func:`encode_task` would have made one by one. A worker sends two events per task, so
+    they are not made one by one: an event's payload repeats its task's ids and the source
+    (300+ bytes, and a Python string build, per event), a row is ~100 bytes and costs nothing
+    to build."""
+    return json.dumps({
+        "format": ROWS_FORMAT, "event_type": event_type, "source": SOURCE, "ids": _ids.prefix,
+        "rows": rows,
+    }, default=str, separators=(",", ":"))
+
+
+def expand_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The events of a :func:`task_rows_message` (parsed), each as ``encode`` would have sent
+    it; ``ValueError``/``TypeError`` for a malformed one."""
+    event_type = data["event_type"]
+    status = STATUS_OF_EVENT[event_type]
+    prefix = str(data["ids"])
+    events = []
+    for (hex_id, name, metadata), message, when, n in data["rows"]:
+        aid = str(UUID(hex=hex_id))
+        payload: dict[str, Any] = {
+            "task_id": aid, "agent_id": aid, "task_name": name, "status": status,
+            "metadata": metadata if metadata is not None else {},
+        }
+        if message is not None:
+            payload["message"] = message
+        events.append({
+            "event_type": event_type, "payload": payload, "source": data.get("source", SOURCE),
+            "time": when, "uuid": f"{prefix}{int(n) & 0xFFFFFFFFFFFF:012x}",
+        })
+    return events
+
+
+def _windows(batch: list[tuple[str, _Row]]) -> list[tuple[int, list[tuple[str, str]]]]:
+    """``batch`` (event type, row) cut into windows, each as its count of events and its
+    messages: one per event type (and per ``BATCH_EVENTS``, :func:`_rows_messages`), the types
+    in the order they first appear in the window, so that the messages keep every task's
+    events in the order they happened (queued, started, completed): a window is cut only where
+    a task's event would land in a type that comes before (or is) the type of its previous
+    event in the window. So a worker's started and completed events of a whole ``LINGER`` are
+    two messages, not two per commit. One pass over ``batch``."""
     windows: list[tuple[int, list[tuple[str, str]]]] = []
     types: list[str] = []  # the window's event types, in order
-    groups: list[list[str]] = []  # their events
+    groups: list[list[_Row]] = []  # their events
     rank: dict[str, int] = {}  # event type -> its place in the window
     last: dict[str, int] = {}  # task -> the place of its latest event in the window
     count = 0
-    for event_type, data, task in batch:
+    for event_type, row in batch:
+        task = row[0][0]
         place = rank.get(event_type)
         if place is None:  # a new type comes after every other: never a cut
             place = rank[event_type] = len(types)
             types.append(event_type)
-            groups.append([data])
+            groups.append([row])
         elif last.get(task, -1) >= place:
             windows.append(_window(count, types, groups))
-            types, groups, rank, last, count = [event_type], [[data]], {event_type: 0}, {}, 0
+            types, groups, rank, last, count = [event_type], [[row]], {event_type: 0}, {}, 0
             place = 0
         else:
-            groups[place].append(data)
+            groups[place].append(row)
         last[task] = place
         count += 1
     if count:
@@ -296,11 +365,27 @@ def _windows(batch: list[tuple[str, str, str]]) -> list[tuple[int, list[tuple[st
     return windows
 
 
-def _window(count: int, types: list[str], groups: list[list[str]]) -> tuple[int, list[tuple[str, str]]]:
+def _window(count: int, types: list[str], groups: list[list[_Row]]) -> tuple[int, list[tuple[str, str]]]:
     messages: list[tuple[str, str]] = []
-    for event_type, datas in zip(types, groups, strict=True):
-        _join(event_type, datas, messages)
+    for event_type, rows in zip(types, groups, strict=True):
+        _rows_messages(event_type, rows, messages)
     return count, messages
+
+
+def _rows_messages(event_type: str, rows: list[_Row], out: list[tuple[str, str]]) -> None:
+    """Append to ``out`` the messages of ``rows``, events of one type: ``BATCH_EVENTS`` at a
+    time, halved until each fits ``CONF.max_event_bytes`` (a row alone goes as it is)."""
+    channel = _CHANNEL + event_type
+    limit = CONF.max_event_bytes
+    chunks = [rows[start:start + BATCH_EVENTS] for start in range(0, len(rows), BATCH_EVENTS)]
+    while chunks:
+        chunk = chunks.pop(0)
+        data = task_rows_message(event_type, chunk)
+        if len(data) > limit and len(chunk) > 1:
+            half = len(chunk) // 2
+            chunks[:0] = [chunk[:half], chunk[half:]]
+            continue
+        out.append((channel, data))
 
 
 class WriterEvents:
@@ -308,17 +393,19 @@ class WriterEvents:
     writer's event loop, never blocking); a background task publishes what gathered over
     ``LINGER`` seconds (and while the previous publish was on the wire), one message per event
     type. So an event is out at most ~50 ms after its line is committed, and a busy worker
-    sends a few messages every 50 ms whatever its throughput.
+    sends a few messages every 50 ms whatever its throughput. An event is kept as a row
+    (:data:`_Row`) and sent in a compact message (:func:`task_rows_message`): what it costs the
+    worker is a tuple per event, and the JSON encoding of its window, in C.
     """
 
     def __init__(self, backend: EventBackend | None = None) -> None:
         self._backend = backend
-        #: (event type, message, agent_id as text), in commit order
-        self._pending: list[tuple[str, str, str]] = []
-        #: the part of its events each task's share (:func:`_task_part`), made at its first
-        #: event (task.started) and dropped at its final one: by ``agent_id.int`` (a UUID's
-        #: hash is a Python call)
-        self._parts: dict[int, _TaskPart] = {}
+        #: (event type, row), in commit order
+        self._pending: list[tuple[str, _Row]] = []
+        #: the part of its rows each task's events share, made at its first event
+        #: (task.started) and dropped at its final one: by ``agent_id.int`` (a UUID's hash is a
+        #: Python call)
+        self._parts: dict[int, tuple[str, str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
         self._dropped = 0
         self._closing = asyncio.Event()
@@ -339,25 +426,28 @@ class WriterEvents:
         when = ""  # one time for the lines of one commit
         parts = self._parts
         pending = self._pending
+        kinds = _KINDS
+        ids = _ids
         for entry in entries:
-            if entry is None or entry.status is None:
+            if entry is None or (kind := kinds.get(entry.status)) is None:  # type: ignore[arg-type]
                 continue
-            kind = _KINDS.get(entry.status)
             agent_id = entry.agent_id
-            name = names.get(agent_id)
-            if kind is None or name is None:
-                continue
             key = agent_id.int
-            part = parts.pop(key, None) if kind[2] else parts.get(key)
+            part = parts.pop(key, None) if kind.final else parts.get(key)
             if part is None:
-                part = _task_part(agent_id, name, metadata.get(agent_id))
-                if not kind[2]:
+                name = names.get(agent_id)
+                if name is None:
+                    continue
+                part = (agent_id.hex, name, metadata.get(agent_id))
+                if not kind.final:
                     if len(parts) >= MAX_TASK_PARTS:
                         parts.clear()
                     parts[key] = part
             if not when:
                 when = datetime.now(UTC).isoformat()
-            pending.append((kind[0], _event(kind, part, entry.message, when), part[0]))
+            pending.append((
+                kind.event_type, (part, entry.message if kind.with_message else None, when, ids.next())
+            ))
         if not when:
             return
         if len(self._pending) > MAX_PENDING:
