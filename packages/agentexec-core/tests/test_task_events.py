@@ -205,8 +205,12 @@ async def test_a_window_of_events_is_one_write_on_a_mixed_publish_backend() -> N
         assert [t for t, a in got if a == str(i)] == ["task.started", "task.completed"]
 
 
-def _row(agent: uuid.UUID, n: int = 0, metadata: Any = None) -> Any:
-    return ((agent.hex, "work", metadata), None, "2026-12-07T10:00:00+00:00", n)
+def _row(event_type: str, agent: uuid.UUID, n: int = 0, metadata: Any = None) -> tuple[str, str, str]:
+    """A batch item of :func:`agentexec.task_events._windows`: (event type, row, task's part)."""
+    from agentexec import task_events
+
+    part = task_events._row_part(agent, "work", metadata)
+    return event_type, f'[{part},null,"2026-12-07T10:00:00+00:00",{n}]', part
 
 
 def _decoded(channel: str, data: str) -> list[Any]:
@@ -234,7 +238,7 @@ def test_windows_keep_each_tasks_events_in_order() -> None:
         pending = {a: list(s) for a, s in series.items()}
         while pending:
             agent = rng.choice(list(pending))
-            batch.append((pending[agent].pop(0), _row(agent)))
+            batch.append(_row(pending[agent].pop(0), agent))
             if not pending[agent]:
                 del pending[agent]
         windows = task_events._windows(batch)
@@ -262,9 +266,10 @@ def test_a_windows_messages_hold_at_most_batch_events_and_fit_max_event_bytes(
     monkeypatch.setattr(CONF, "max_event_bytes", 4096)
     rng = random.Random(3)
     for _ in range(100):
-        rows = [_row(uuid.uuid4(), i, {"x": "x" * rng.choice([1, 5, 20, 300, 5000])})
-                for i in range(rng.randint(1, 700))]
-        [(count, messages)] = task_events._windows([("task.started", row) for row in rows])
+        agents = [uuid.uuid4() for _ in range(rng.randint(1, 700))]
+        metadata = [{"x": "x" * rng.choice([1, 5, 20, 300, 5000])} for _ in agents]
+        rows = [_row("task.started", a, i, m) for i, (a, m) in enumerate(zip(agents, metadata, strict=True))]
+        [(count, messages)] = task_events._windows(rows)
         assert count == len(rows)
         got = []
         for channel, data in messages:
@@ -272,8 +277,8 @@ def test_a_windows_messages_hold_at_most_batch_events_and_fit_max_event_bytes(
             assert channel == "events:task.started" and 0 < len(events) <= task_events.BATCH_EVENTS
             assert len(data) <= 4096 or len(events) == 1
             got += events
-        assert [e.payload["agent_id"] for e in got] == [str(UUID(hex=row[0][0])) for row in rows]
-        assert [e.payload["metadata"] for e in got] == [row[0][2] for row in rows]
+        assert [e.payload["agent_id"] for e in got] == [str(a) for a in agents]
+        assert [e.payload["metadata"] for e in got] == metadata
 
 
 async def test_a_workers_events_are_the_events_encode_makes() -> None:

@@ -48,7 +48,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -123,6 +123,24 @@ def task_payload(
 #: made once per commit) -- the same text ``encode`` makes of ``task_payload``, built without a
 #: generic ``json.dumps`` of nested dicts: a worker makes two per task, on its event loop
 _names: dict[str, str] = {}
+
+
+def _fast_json() -> Callable[[Any], str]:
+    """``json.dumps(value, default=str)`` for values without cycles (a task's metadata, which
+    was JSON already), with one C encoder made once: ``json.dumps`` makes one per call, which
+    cost three times the encoding of a small dict."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)  # CPython's, not in typeshed
+    if make is None:
+        return json.JSONEncoder(default=str).encode
+    chunks = make(
+        None, str, encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+    return lambda value: "".join(chunks(value, 0))  # type: ignore[no-any-return]
+
+
+_json_of = _fast_json()
 #: statuses whose event ends a task's events (a worker drops what it kept for the task)
 _FINAL = (Status.COMPLETE, Status.ERROR, Status.CANCELED)
 
@@ -158,14 +176,15 @@ class _EventIds:
 
     def reseed(self) -> None:
         self.prefix = os.urandom(10).hex()
-        self._count = itertools.count()
+        #: the counter (taken modulo 2**48)
+        self.counter = itertools.count()
 
     def stamp(self, when: str) -> str:
         """The end of an event up to its uuid's counter: events of one commit share it."""
         return f'}}, "source": "agentexec", "time": "{when}", "uuid": "{self.prefix}'
 
     def next(self) -> int:
-        return next(self._count) & 0xFFFFFFFFFFFF
+        return next(self.counter) & 0xFFFFFFFFFFFF
 
 
 _ids = _EventIds()
@@ -186,8 +205,18 @@ def _task_part(agent_id: UUID, task_name: str, metadata: Mapping[str, Any] | Non
     return (
         aid,
         f'"task_id": "{aid}", "agent_id": "{aid}", "task_name": {name}, "status": "',
-        '", "metadata": ' + (json.dumps(metadata, default=str) if metadata else "{}"),
+        '", "metadata": ' + (_json_of(metadata) if metadata else "{}"),
     )
+
+
+def _row_part(agent_id: UUID, task_name: str, metadata: Mapping[str, Any] | None) -> str:
+    """The JSON of a task's part of its rows (:data:`_Row`)."""
+    name = _names.get(task_name)
+    if name is None:
+        name = json.dumps(task_name)
+        if len(_names) < 10_000:
+            _names[task_name] = name
+    return f'["{agent_id.hex}",{name},{_json_of(metadata) if metadata else "null"}]'
 
 
 def _event(kind: _Kind, part: _TaskPart, message: str | None, stamp: str) -> str:
@@ -290,23 +319,23 @@ def schedule_fired(
 ROWS_FORMAT = "agentexec.task-events/1"
 STATUS_OF_EVENT: dict[str, str] = {event: status.value for status, event in EVENT_OF_STATUS.items()}
 
-#: a worker's task event before it is sent (:class:`WriterEvents`): the task's part (its
-#: ``agent_id`` as 32 hex digits, name, metadata: shared by all its events), the message (for
-#: task.failed and task.cancelled), the time (ISO) and the uuid's counter (:class:`_EventIds`)
-_Row = tuple[tuple[str, str, Any], "str | None", str, int]
+#: a worker's task event before it is sent (:class:`WriterEvents`), as the JSON text of its
+#: row: ``[part, message, time, n]``, the task's part (``[agent_id as 32 hex digits, name,
+#: metadata]``, encoded once for all its events), the message (task.failed and task.cancelled,
+#: else null), the time (ISO) and the uuid's counter (:class:`_EventIds`)
+_Row = str
 
 
 def task_rows_message(event_type: str, rows: Sequence[_Row]) -> str:
-    """One message of a worker's task events of one type: the rows as they are, in one JSON
-    object that :func:`agentexec.events.decode_all` expands into the same events
-    :func:`encode_task` would have made one by one. A worker sends two events per task, so
-    they are not made one by one: an event's payload repeats its task's ids and the source
-    (300+ bytes, and a Python string build, per event), a row is ~100 bytes and costs nothing
-    to build."""
-    return json.dumps({
-        "format": ROWS_FORMAT, "event_type": event_type, "source": SOURCE, "ids": _ids.prefix,
-        "rows": rows,
-    }, default=str, separators=(",", ":"))
+    """One message of a worker's task events of one type: their rows in one JSON object,
+    which :func:`agentexec.events.decode_all` expands into the events :func:`encode_task`
+    would have made one by one. A worker sends two events per task: an event's full payload
+    repeats its task's ids and the source (300+ bytes, built per event), a row is ~100 bytes
+    and its task's part is encoded once."""
+    return (
+        f'{{"format":"{ROWS_FORMAT}","event_type":"{event_type}","source":"{SOURCE}",'
+        f'"ids":"{_ids.prefix}","rows":[{",".join(rows)}]}}'
+    )
 
 
 def expand_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -331,8 +360,8 @@ def expand_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
-def _windows(batch: list[tuple[str, _Row]]) -> list[tuple[int, list[tuple[str, str]]]]:
-    """``batch`` (event type, row) cut into windows, each as its count of events and its
+def _windows(batch: list[tuple[str, _Row, str]]) -> list[tuple[int, list[tuple[str, str]]]]:
+    """``batch`` (event type, row, task) cut into windows, each as its count of events and its
     messages: one per event type (and per ``BATCH_EVENTS``, :func:`_rows_messages`), the types
     in the order they first appear in the window, so that the messages keep every task's
     events in the order they happened (queued, started, completed): a window is cut only where
@@ -345,8 +374,7 @@ def _windows(batch: list[tuple[str, _Row]]) -> list[tuple[int, list[tuple[str, s
     rank: dict[str, int] = {}  # event type -> its place in the window
     last: dict[str, int] = {}  # task -> the place of its latest event in the window
     count = 0
-    for event_type, row in batch:
-        task = row[0][0]
+    for event_type, row, task in batch:
         place = rank.get(event_type)
         if place is None:  # a new type comes after every other: never a cut
             place = rank[event_type] = len(types)
@@ -374,18 +402,17 @@ def _window(count: int, types: list[str], groups: list[list[_Row]]) -> tuple[int
 
 def _rows_messages(event_type: str, rows: list[_Row], out: list[tuple[str, str]]) -> None:
     """Append to ``out`` the messages of ``rows``, events of one type: ``BATCH_EVENTS`` at a
-    time, halved until each fits ``CONF.max_event_bytes`` (a row alone goes as it is)."""
+    time while they fit ``CONF.max_event_bytes`` (the usual case, measured by one ``sum``),
+    else grouped as :func:`agentexec.limits.pack` groups them (a row alone goes as it is)."""
     channel = _CHANNEL + event_type
-    limit = CONF.max_event_bytes
-    chunks = [rows[start:start + BATCH_EVENTS] for start in range(0, len(rows), BATCH_EVENTS)]
-    while chunks:
-        chunk = chunks.pop(0)
-        data = task_rows_message(event_type, chunk)
-        if len(data) > limit and len(chunk) > 1:
-            half = len(chunk) // 2
-            chunks[:0] = [chunk[:half], chunk[half:]]
-            continue
-        out.append((channel, data))
+    limit = CONF.max_event_bytes - 200  # the message's own fields
+    for start in range(0, len(rows), BATCH_EVENTS):
+        chunk = rows[start:start + BATCH_EVENTS]
+        if sum(map(len, chunk)) + len(chunk) > limit:
+            out.extend((channel, task_rows_message(event_type, group))
+                       for group in pack(rows[start:], limit, BATCH_EVENTS))
+            return
+        out.append((channel, task_rows_message(event_type, chunk)))
 
 
 class WriterEvents:
@@ -400,12 +427,12 @@ class WriterEvents:
 
     def __init__(self, backend: EventBackend | None = None) -> None:
         self._backend = backend
-        #: (event type, row), in commit order
-        self._pending: list[tuple[str, _Row]] = []
-        #: the part of its rows each task's events share, made at its first event
-        #: (task.started) and dropped at its final one: by ``agent_id.int`` (a UUID's hash is a
-        #: Python call)
-        self._parts: dict[int, tuple[str, str, Any]] = {}
+        #: (event type, row, the task's part), in commit order
+        self._pending: list[tuple[str, _Row, str]] = []
+        #: the part of its rows each task's events share (:func:`_row_part`), made at its first
+        #: event (task.started) and dropped at its final one: by ``agent_id.int`` (a UUID's hash
+        #: is a Python call)
+        self._parts: dict[int, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._dropped = 0
         self._closing = asyncio.Event()
@@ -423,11 +450,11 @@ class WriterEvents:
     ) -> None:
         """Lifecycle lines are committed: queue their events (only the worker's own tasks,
         whose names it knows, are told of)."""
-        when = ""  # one time for the lines of one commit
+        tail = ""  # the time of the lines of one commit, in their rows
         parts = self._parts
         pending = self._pending
         kinds = _KINDS
-        ids = _ids
+        counter = _ids.counter
         for entry in entries:
             if entry is None or (kind := kinds.get(entry.status)) is None:  # type: ignore[arg-type]
                 continue
@@ -438,17 +465,16 @@ class WriterEvents:
                 name = names.get(agent_id)
                 if name is None:
                     continue
-                part = (agent_id.hex, name, metadata.get(agent_id))
+                part = _row_part(agent_id, name, metadata.get(agent_id))
                 if not kind.final:
                     if len(parts) >= MAX_TASK_PARTS:
                         parts.clear()
                     parts[key] = part
-            if not when:
-                when = datetime.now(UTC).isoformat()
-            pending.append((
-                kind.event_type, (part, entry.message if kind.with_message else None, when, ids.next())
-            ))
-        if not when:
+            if not tail:
+                tail = f',"{datetime.now(UTC).isoformat()}",'
+            message = json.dumps(entry.message) if kind.with_message else "null"
+            pending.append((kind.event_type, f"[{part},{message}{tail}{next(counter)}]", part))
+        if not tail:
             return
         if len(self._pending) > MAX_PENDING:
             over = len(self._pending) - MAX_PENDING
