@@ -169,10 +169,8 @@ async def _announce(
 ) -> None:
     """``task.cancelled`` for a task no worker will ever see (lifecycle events)."""
     if CONF.lifecycle_events:
-        payload = task_events.task_payload(aid, task_name, Status.CANCELED, metadata, canceled_message(reason))
-        await task_events.publish_now(
-            [("task.cancelled", task_events.encode("task.cancelled", payload))], backends.events
-        )
+        row = task_events.encode_task(aid, task_name, Status.CANCELED, metadata, canceled_message(reason))
+        await task_events.publish_now([("task.cancelled", row)], backends.events)
 
 
 async def _create_canceled(

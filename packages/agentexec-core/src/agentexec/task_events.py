@@ -117,11 +117,7 @@ def task_payload(
     return payload
 
 
-#: a task event's JSON is made of (:func:`_event`): its kind's head (event type), the task's
-#: part up to its status (:func:`_task_part`: its ids and name), the status, the rest of the
-#: task's part (its metadata), the message, and a stamp of time and uuid (:meth:`_EventIds.stamp`,
-#: made once per commit) -- the same text ``encode`` makes of ``task_payload``, built without a
-#: generic ``json.dumps`` of nested dicts: a worker makes two per task, on its event loop
+#: task names as JSON (a task's part of its rows, :func:`_row_part`)
 _names: dict[str, str] = {}
 
 
@@ -141,6 +137,7 @@ def _fast_json() -> Callable[[Any], str]:
 
 
 _json_of = _fast_json()
+
 #: statuses whose event ends a task's events (a worker drops what it kept for the task)
 _FINAL = (Status.COMPLETE, Status.ERROR, Status.CANCELED)
 
@@ -150,19 +147,26 @@ class _Kind(NamedTuple):
     are Python calls)."""
 
     event_type: str
-    head: str
-    value: str
     final: bool
     with_message: bool
 
 
 _KINDS: dict[Status, _Kind] = {
-    status: _Kind(
-        event, f'{{"event_type": "{event}", "payload": {{', status.value, status in _FINAL,
-        status in (Status.ERROR, Status.CANCELED),
-    )
+    status: _Kind(event, status in _FINAL, status in (Status.ERROR, Status.CANCELED))
     for status, event in EVENT_OF_STATUS.items()
 }
+
+
+#: the format of a compact message of task events (:func:`task_rows_message`), and the status
+#: of each event type
+ROWS_FORMAT = "agentexec.task-events/1"
+STATUS_OF_EVENT: dict[str, str] = {event: status.value for status, event in EVENT_OF_STATUS.items()}
+
+#: a task event as it is sent (:func:`encode_task`, :class:`WriterEvents`): the JSON text of
+#: its row, ``[part, message, time, n]``, the task's part (``[agent_id as 32 hex digits, name,
+#: metadata]``, encoded once for all its events), the message (task.failed and task.cancelled,
+#: else null), the time (ISO) and the uuid's counter (:class:`_EventIds`)
+_Row = str
 
 
 class _EventIds:
@@ -179,34 +183,11 @@ class _EventIds:
         #: the counter (taken modulo 2**48)
         self.counter = itertools.count()
 
-    def stamp(self, when: str) -> str:
-        """The end of an event up to its uuid's counter: events of one commit share it."""
-        return f'}}, "source": "agentexec", "time": "{when}", "uuid": "{self.prefix}'
-
     def next(self) -> int:
         return next(self.counter) & 0xFFFFFFFFFFFF
 
 
 _ids = _EventIds()
-
-
-#: what every event of one task shares (:func:`_task_part`): its id (the text), the payload
-#: up to its status, and from the status's end to its metadata's
-_TaskPart = tuple[str, str, str]
-
-
-def _task_part(agent_id: UUID, task_name: str, metadata: Mapping[str, Any] | None) -> _TaskPart:
-    name = _names.get(task_name)
-    if name is None:
-        name = json.dumps(task_name)
-        if len(_names) < 10_000:
-            _names[task_name] = name
-    aid = str(agent_id)
-    return (
-        aid,
-        f'"task_id": "{aid}", "agent_id": "{aid}", "task_name": {name}, "status": "',
-        '", "metadata": ' + (_json_of(metadata) if metadata else "{}"),
-    )
 
 
 def _row_part(agent_id: UUID, task_name: str, metadata: Mapping[str, Any] | None) -> str:
@@ -219,27 +200,24 @@ def _row_part(agent_id: UUID, task_name: str, metadata: Mapping[str, Any] | None
     return f'["{agent_id.hex}",{name},{_json_of(metadata) if metadata else "null"}]'
 
 
-def _event(kind: _Kind, part: _TaskPart, message: str | None, stamp: str) -> str:
-    extra = ', "message": ' + json.dumps(message) if message is not None and kind.with_message else ""
-    return f'{kind.head}{part[1]}{kind.value}{part[2]}{extra}{stamp}{_ids.next():012x}"}}'
-
-
 def encode_task(
     agent_id: UUID, task_name: str, status: Status, metadata: Mapping[str, Any] | None,
     message: str | None = None, when: str | None = None,
 ) -> str:
-    """``encode(EVENT_OF_STATUS[status], task_payload(...))``, a few times faster; ``when``:
-    the event's time (ISO), now by default."""
-    return _event(
-        _KINDS[status], _task_part(agent_id, task_name, metadata), message,
-        _ids.stamp(when or datetime.now(UTC).isoformat()),
-    )
+    """The row (:data:`_Row`) of ``encode(EVENT_OF_STATUS[status], task_payload(...))``, for
+    :func:`publish_all`; ``when``: the event's time (ISO), now by default."""
+    kind = _KINDS[status]
+    text = json.dumps(message) if message is not None and kind.with_message else "null"
+    when = when or datetime.now(UTC).isoformat()
+    return f'[{_row_part(agent_id, task_name, metadata)},{text},"{when}",{_ids.next()}]'
 
 
 async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) -> None:
-    """Publish ``(event_type, message)`` pairs: the events of one type as one message, a JSON
-    array (``ax.events`` subscribers receive each event; :func:`agentexec.events.decode_all`),
-    of at most ``BATCH_EVENTS`` events and about ``CONF.max_event_bytes``. Every subscriber of
+    """Publish ``(event_type, message)`` pairs (a task event's message: its row,
+    :func:`encode_task`): the events of one type as one message, a JSON array (task events: a
+    compact message of rows, :func:`task_rows_message`; ``ax.events`` subscribers receive each
+    event: :func:`agentexec.events.decode_all`), of at most ``BATCH_EVENTS`` events and about
+    ``CONF.max_event_bytes``. Every subscriber of
     the events stream reads every message of it, whatever it listens to (on Redis), so a message
     per event would cost each of them per task. A backend with
     :class:`~agentexec.backends.MixedPublish` gets the messages of every type in one write."""
@@ -258,7 +236,10 @@ def _messages(events: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         by_type.setdefault(event_type, []).append(data)
     messages: list[tuple[str, str]] = []
     for event_type, datas in by_type.items():
-        _join(event_type, datas, messages)
+        if event_type in STATUS_OF_EVENT:
+            _rows_messages(event_type, datas, messages)
+        else:
+            _join(event_type, datas, messages)
     return messages
 
 
@@ -312,18 +293,6 @@ def schedule_fired(
         "task_id": str(agent_id), "scheduled_for": tick.isoformat(), "queue": queue_name,
     }
     return [("schedule.fired", encode("schedule.fired", fired)), *queued([(agent_id, task_name, metadata)])]
-
-
-#: the format of a worker's compact message (:func:`task_rows_message`), and the event
-#: type it says each status of its rows has
-ROWS_FORMAT = "agentexec.task-events/1"
-STATUS_OF_EVENT: dict[str, str] = {event: status.value for status, event in EVENT_OF_STATUS.items()}
-
-#: a worker's task event before it is sent (:class:`WriterEvents`), as the JSON text of its
-#: row: ``[part, message, time, n]``, the task's part (``[agent_id as 32 hex digits, name,
-#: metadata]``, encoded once for all its events), the message (task.failed and task.cancelled,
-#: else null), the time (ISO) and the uuid's counter (:class:`_EventIds`)
-_Row = str
 
 
 def task_rows_message(event_type: str, rows: Sequence[_Row]) -> str:
@@ -472,6 +441,8 @@ class WriterEvents:
                     parts[key] = part
             if not tail:
                 tail = f',"{datetime.now(UTC).isoformat()}",'
+            # encode_task's row, inline: with a task's part kept and a commit's time shared, an
+            # event costs this one f-string
             message = json.dumps(entry.message) if kind.with_message else "null"
             pending.append((kind.event_type, f"[{part},{message}{tail}{next(counter)}]", part))
         if not tail:
