@@ -47,6 +47,7 @@ import itertools
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -404,6 +405,10 @@ class WriterEvents:
         self._parts: dict[int, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._dropped = 0
+        #: the time part of rows (``,"<ISO time>",``), made at most once a millisecond: commits
+        #: can be a line or two each, and a datetime's isoformat cost as much as the row
+        self._tail = ""
+        self._tail_at = 0.0
         self._closing = asyncio.Event()
 
     @classmethod
@@ -440,7 +445,7 @@ class WriterEvents:
                         parts.clear()
                     parts[key] = part
             if not tail:
-                tail = f',"{datetime.now(UTC).isoformat()}",'
+                tail = self._time_tail()
             # encode_task's row, inline: with a task's part kept and a commit's time shared, an
             # event costs this one f-string
             message = json.dumps(entry.message) if kind.with_message else "null"
@@ -455,6 +460,13 @@ class WriterEvents:
                           self._dropped)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._publish())
+
+    def _time_tail(self) -> str:
+        now = time.monotonic()
+        if now - self._tail_at >= 0.001:
+            self._tail = f',"{datetime.now(UTC).isoformat()}",'
+            self._tail_at = now
+        return self._tail
 
     async def _publish(self) -> None:
         delay = FIRST_BACKOFF
