@@ -181,11 +181,9 @@ class _EventIds:
 
     def reseed(self) -> None:
         self.prefix = os.urandom(10).hex()
-        #: the counter (taken modulo 2**48)
+        #: the counter (an event's uuid takes it modulo 2**48: :func:`expand_rows`)
         self.counter = itertools.count()
 
-    def next(self) -> int:
-        return next(self.counter) & 0xFFFFFFFFFFFF
 
 
 _ids = _EventIds()
@@ -210,7 +208,7 @@ def encode_task(
     kind = _KINDS[status]
     text = json.dumps(message) if message is not None and kind.with_message else "null"
     when = when or datetime.now(UTC).isoformat()
-    return f'[{_row_part(agent_id, task_name, metadata)},{text},"{when}",{_ids.next()}]'
+    return f'[{_row_part(agent_id, task_name, metadata)},{text},"{when}",{next(_ids.counter)}]'
 
 
 async def publish_all(backend: EventBackend, events: Sequence[tuple[str, str]]) -> None:
@@ -297,7 +295,7 @@ def schedule_fired(
 
 
 def task_rows_message(event_type: str, rows: Sequence[_Row]) -> str:
-    """One message of a worker's task events of one type: their rows in one JSON object,
+    """One message of task events of one type: their rows in one JSON object,
     which :func:`agentexec.events.decode_all` expands into the events :func:`encode_task`
     would have made one by one. A worker sends two events per task: an event's full payload
     repeats its task's ids and the source (300+ bytes, built per event), a row is ~100 bytes
@@ -390,9 +388,9 @@ class WriterEvents:
     writer's event loop, never blocking); a background task publishes what gathered over
     ``LINGER`` seconds (and while the previous publish was on the wire), one message per event
     type. So an event is out at most ~50 ms after its line is committed, and a busy worker
-    sends a few messages every 50 ms whatever its throughput. An event is kept as a row
-    (:data:`_Row`) and sent in a compact message (:func:`task_rows_message`): what it costs the
-    worker is a tuple per event, and the JSON encoding of its window, in C.
+    sends a few messages every 50 ms whatever its throughput. An event is kept as its row
+    (:data:`_Row`: one f-string, its task's part made once) and sent in a compact message of its
+    window (:func:`task_rows_message`, a join).
     """
 
     def __init__(self, backend: EventBackend | None = None) -> None:
