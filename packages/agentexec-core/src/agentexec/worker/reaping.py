@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from agentexec import task_events
 from agentexec.activity.status import Status
@@ -29,10 +30,14 @@ LOST_RESULT_MESSAGE = (
 RELEASED_MESSAGE = "The worker shut down before the task finished; queued again."
 
 
-async def settle(backends: Backends, report: ReapReport, *, marked: bool = False) -> None:
+async def settle(
+    backends: Backends, report: ReapReport, *, marked: bool = False, since: datetime | None = None
+) -> None:
     """Record a reap: requeued tasks read QUEUED again, dead-lettered ones ERROR with a failed
     outcome (so ``ax.get_result`` raises ``TaskFailedError`` instead of waiting).
-    ``marked``: the QUEUED lines were written before the reap (:func:`mark_requeued`)."""
+    ``marked``: the QUEUED lines were written before the reap (:func:`mark_requeued`).
+    ``since``: when the reap began; a task with a line from then on was already taken again by
+    another worker (the reap handed it out before this ran), whose lines stand."""
     activity = backends.activity
     failed = _Failures("recording the requeue of")
     for env in () if marked else report.requeued:
@@ -45,7 +50,10 @@ async def settle(backends: Backends, report: ReapReport, *, marked: bool = False
             # only a RUNNING activity goes back to QUEUED: if a worker already took the task
             # again and finished it, its COMPLETE must stay the last word
             current = await activity.adetail(env.agent_id)
-            if current is not None and current.status is Status.RUNNING:
+            if (
+                current is not None and current.status is Status.RUNNING
+                and not (since is not None and current.logs and current.logs[-1].created_at >= since)
+            ):
                 await activity.aappend(
                     env.agent_id,
                     REQUEUED_MESSAGE.format(attempt=env.attempts + 1, max=backends.queue.max_attempts),
@@ -200,4 +208,10 @@ async def reap_consumer(backends: Backends, queue_name: str, consumer_id: str) -
 
 
 async def reap(backends: Backends, queue_name: str) -> None:
-    await settle(backends, await backends.queue.reap(queue_name))
+    """The periodic reap of expired leases. Its QUEUED lines come after the tasks are handed
+    out, one task after another, so a pool's idle workers may take and run a task first: a
+    line of that run from the reap's start on means the task is running (or done) again, and
+    no QUEUED line follows it (seen with a pool restarted after its main process was killed:
+    a 50 ms task's QUEUED line landed after its second run's COMPLETE)."""
+    since = datetime.now(UTC)
+    await settle(backends, await backends.queue.reap(queue_name), since=since)
