@@ -47,3 +47,16 @@ def test_a_published_task_event_has_the_documented_shape() -> None:
     [[part, text, when, n]] = message["rows"]
     assert part == [agent.hex, "resize", {"user": "ann"}] and text == "ValueError: boom"
     assert isinstance(when, str) and isinstance(n, int) and len(message["ids"]) == 20
+
+
+def test_a_malformed_message_of_rows_is_skipped_not_raised() -> None:
+    good = json.loads(_example())
+    broken = [
+        {**good, "event_type": "task.unknown"},
+        {k: v for k, v in good.items() if k != "rows"},
+        {**good, "rows": [["not a part", None, "2026-12-07T13:40:00+00:00", 1]]},
+        {**good, "rows": [[["zz", "resize", None], None, "2026-12-07T13:40:00+00:00", 1]]},
+        {**good, "rows": 5},
+    ]
+    for data in broken:
+        assert decode_all(Event("events:task.failed", json.dumps(data), "8-0")) == [], data

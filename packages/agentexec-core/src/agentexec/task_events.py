@@ -161,7 +161,7 @@ _KINDS: dict[Status, _Kind] = {
 #: the format of a compact message of task events (:func:`task_rows_message`), and the status
 #: of each event type
 ROWS_FORMAT = "agentexec.task-events/1"
-STATUS_OF_EVENT: dict[str, str] = {event: status.value for status, event in EVENT_OF_STATUS.items()}
+STATUS_OF_EVENT: dict[str, Status] = {event: status for status, event in EVENT_OF_STATUS.items()}
 
 #: a task event as it is sent (:func:`encode_task`, :class:`WriterEvents`): the JSON text of
 #: its row, ``[part, message, time, n]``, the task's part (``[agent_id as 32 hex digits, name,
@@ -309,18 +309,14 @@ def task_rows_message(event_type: str, rows: Sequence[_Row]) -> str:
 def expand_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The events of a :func:`task_rows_message` (parsed), each as ``encode`` would have sent
     it; ``ValueError``/``TypeError`` for a malformed one."""
-    event_type = data["event_type"]
-    status = STATUS_OF_EVENT[event_type]
-    prefix = str(data["ids"])
+    try:
+        event_type, prefix, rows = data["event_type"], str(data["ids"]), data["rows"]
+        status = STATUS_OF_EVENT[event_type]
+    except (KeyError, TypeError) as missing:
+        raise ValueError(f"not a message of task events ({missing!r} missing)") from None
     events = []
-    for (hex_id, name, metadata), message, when, n in data["rows"]:
-        aid = str(UUID(hex=hex_id))
-        payload: dict[str, Any] = {
-            "task_id": aid, "agent_id": aid, "task_name": name, "status": status,
-            "metadata": metadata if metadata is not None else {},
-        }
-        if message is not None:
-            payload["message"] = message
+    for (hex_id, name, metadata), message, when, n in rows:
+        payload = task_payload(UUID(hex=hex_id), name, status, metadata, message)
         events.append({
             "event_type": event_type, "payload": payload, "source": data.get("source", SOURCE),
             "time": when, "uuid": f"{prefix}{int(n) & 0xFFFFFFFFFFFF:012x}",
