@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 from agentexec import task_events
+from agentexec.activity.schemas import ActivityDetailSchema
 from agentexec.activity.status import Status
 from agentexec.backends import (
     ConsumerReaper,
@@ -50,10 +51,7 @@ async def settle(
             # only a RUNNING activity goes back to QUEUED: if a worker already took the task
             # again and finished it, its COMPLETE must stay the last word
             current = await activity.adetail(env.agent_id)
-            if (
-                current is not None and current.status is Status.RUNNING
-                and not (since is not None and current.logs and current.logs[-1].created_at >= since)
-            ):
+            if current is not None and current.status is Status.RUNNING and not _taken_again(current, since):
                 await activity.aappend(
                     env.agent_id,
                     REQUEUED_MESSAGE.format(attempt=env.attempts + 1, max=backends.queue.max_attempts),
@@ -96,6 +94,15 @@ async def settle(
     lines.report()
     outcomes.report()
     await task_events.publish_now(events, backends.events)
+
+
+def _taken_again(detail: ActivityDetailSchema, since: datetime | None) -> bool:
+    """Whether the activity has a line from ``since`` (a reap's start) on: another worker took
+    the task again. A store's naive time is UTC."""
+    if since is None or not detail.logs:
+        return False
+    last = detail.logs[-1].created_at
+    return (last if last.tzinfo is not None else last.replace(tzinfo=UTC)) >= since
 
 
 async def _finished_before(backends: Backends, env: Envelope, events: list[tuple[str, str]]) -> bool:
