@@ -70,7 +70,7 @@ MAX_RESERVE_BATCH = 64
 #: being written and one filling, so a healthy store is never the bottleneck (measured: a
 #: bound of 96 cost a third of a no-op drain), while a slow one holds the worker back
 MAX_UNFINISHED = 2 * MAX_BATCH
-#: while tasks wait and fewer than a quarter of a lane's slots are free, how long a fetcher
+#: while tasks wait and fewer than half of a lane's slots are free, how long a fetcher
 #: lets more runs end before it takes (seconds): with handlers that await, slots free one at a
 #: time, and a take per freed slot cost more than the wait (measured on PostgreSQL: a take and
 #: a finish per task instead of per batch)
