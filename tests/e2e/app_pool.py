@@ -101,6 +101,15 @@ def poisoned(agent_id: UUID, context: Job) -> str:
     raise AssertionError(context.poison)
 
 
+@pool.task("event_loop")
+async def event_loop(agent_id: UUID, context: Job) -> str:
+    """The class of the event loop its worker runs it on (``CONF.worker_event_loop``)."""
+    import asyncio
+
+    loop = type(asyncio.get_running_loop())
+    return f"{loop.__module__}.{loop.__qualname__}"
+
+
 @pool.task("sync_job")
 def sync_job(agent_id: UUID, context: Job) -> str:
     """A sync handler: it runs in a thread of its worker."""

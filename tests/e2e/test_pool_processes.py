@@ -142,6 +142,23 @@ async def test_a_worker_creates_the_activity_its_producer_never_wrote(
     assert pool.stop() == 0
 
 
+async def test_workers_run_on_uvloop_by_default(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    run_pool(python_app())
+    task = await ax.enqueue("event_loop", Job(), queue_name=queue_name)
+    assert await ax.get_result(task, timeout=WAIT) == "uvloop.Loop"
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_worker_event_loop_asyncio_is_the_standard_librarys(
+    producer: Backends, run_pool: RunPool, queue_name: str
+) -> None:
+    run_pool(python_app(), AGENTEXEC_WORKER_EVENT_LOOP="asyncio")
+    task = await ax.enqueue("event_loop", Job(), queue_name=queue_name)
+    assert await ax.get_result(task, timeout=WAIT) == "asyncio.unix_events._UnixSelectorEventLoop"
+
+
 async def test_high_priority_first(producer: Backends, run_pool: RunPool, queue_name: str) -> None:
     lows = [await enqueue(queue_name, f"low{i}") for i in range(5)]
     high = await enqueue(queue_name, "high", priority=ax.Priority.HIGH)

@@ -34,6 +34,7 @@ from agentexec.backoff import Backoff
 from agentexec.lanes import Lane
 from agentexec.runtime import Backends
 from agentexec.worker.channels import control_channel, logs_channel, shutdown_message
+from agentexec.worker.event_loop import worker_loop_options
 from agentexec.worker.forkserver import ForkServer, reap_strays
 from agentexec.worker.logs import emit_worker_records
 from agentexec.worker.process import (
@@ -93,12 +94,16 @@ class ProcessSupervisor(Supervisor):
         self.forks = ForkServer(self._spec)
         self._exited: list[tuple[_Slot, _Status]] = []
         self._swept_at = 0.0
+        self._loop_options: dict[str, Any] = {}
 
     @property
     def pids(self) -> list[int]:
         return [s.pid for s in self.slots if s.pid is not None]
 
     def start(self, ready_timeout: float = 60.0) -> None:
+        # before anything is forked: a bad setting fails here, once, and uvloop is loaded in
+        # the fork server (and so in every worker) already
+        self._loop_options = worker_loop_options()
         # so the workers of a fork server that dies become our children, not init's
         _SUBREAPER.take()
         # first, while this process runs none of our threads: see agentexec.worker.forkserver
@@ -123,6 +128,7 @@ class ProcessSupervisor(Supervisor):
             parent_pid=server_pid,
             pool_pid=pool_pid,
             engine=self.pool.engine,
+            loop_options=self._loop_options,
         )
 
     def _spawn(self, slot: _Slot) -> None:
