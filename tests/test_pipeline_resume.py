@@ -63,7 +63,9 @@ def install(pool: Any) -> Any:
         @pipeline.step(1, description="Slow step (the worker dies here the first time)")
         async def slow(self, workdir: str, value: int, notes: list[str]) -> dict[str, Any]:
             if _record(workdir, "slow") == 1:
-                (Path(workdir) / "worker.pid").write_text(str(os.getpid()))
+                # written whole, then renamed: the test polls for the file and reads it at once
+                (Path(workdir) / "worker.pid.part").write_text(str(os.getpid()))
+                (Path(workdir) / "worker.pid.part").rename(Path(workdir) / "worker.pid")
                 await anyio.sleep(WAIT)  # killed during this sleep
             return {"workdir": workdir, "value": value * 2, "notes": notes}
 
