@@ -106,10 +106,11 @@ class PrometheusInstrument(Instrument):
         if CONF.metrics_port is None or self._server is not None:
             return
         from prometheus_client import CollectorRegistry, start_http_server
-        from prometheus_client.multiprocess import MultiProcessCollector
+
+        from agentexec_telemetry.metric_files import WholeFilesCollector
 
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
+        WholeFilesCollector(registry, path=self.directory)
         self._sampler = _Sampler(pool)
         registry.register(_PoolCollector(pool, self._sampler))
         self._server, _ = start_http_server(CONF.metrics_port, registry=registry)
