@@ -144,16 +144,17 @@ class SQLTransport:
         """Whether :meth:`pg_execute` may run now (PostgreSQL through psycopg, tables made)."""
         return self._pg is not None and self.schema_ready
 
-    async def run_write(self, fn: Callable[..., T], *args: Any, durable: bool = True) -> T:
+    async def run_write(self, fn: Callable[..., T], *args: Any, durable: bool = True, first: bool = False) -> T:
         """``fn(conn, *args)`` inside a write transaction; returns what it returned, once committed.
 
         It runs on the process's batching writer thread (:mod:`.batching`), in one transaction
         with whatever other writes are queued. ``durable=False`` marks writes whose loss in a
-        database *crash* only means a task runs again (see :meth:`write`).
+        database *crash* only means a task runs again (see :meth:`write`); ``first`` a take,
+        which runs ahead of the rest of its batch (see :mod:`.batching`).
         """
         if not self.schema_ready:
             await anyio.to_thread.run_sync(self.ensure_schema)
-        fut = get_writer(self.engine).submit(fn, *args, durable=durable)
+        fut = get_writer(self.engine).submit(fn, *args, durable=durable, first=first)
         # the write happens even if we are cancelled meanwhile: wait for it (milliseconds), so a
         # lease it took is handed to the caller rather than lost
         with anyio.CancelScope(shield=True):

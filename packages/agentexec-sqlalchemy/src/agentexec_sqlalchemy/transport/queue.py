@@ -229,7 +229,7 @@ class SQLQueue(SQLTransport):
             taken = await self._take_now(queue_name, consumer_id, 1)
             if taken is not None:
                 return taken[0] if taken else None
-            lease: Lease | None = await self.run_write(self._take, queue_name, consumer_id, durable=False)
+            lease: Lease | None = await self.run_write(self._take, queue_name, consumer_id, durable=False, first=True)
             return lease
 
         return await self._taking(queue_name, take, timeout)
@@ -250,7 +250,7 @@ class SQLQueue(SQLTransport):
             if taken is not None:
                 return taken
             leases: list[Lease] = await self.run_write(
-                self._take_many, queue_name, consumer_id, max_count, durable=False
+                self._take_many, queue_name, consumer_id, max_count, durable=False, first=True
             )
             return leases
 
