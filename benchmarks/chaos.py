@@ -258,20 +258,25 @@ def latest_statuses(engine: sa.Engine) -> dict[str, str]:
 
 
 def lines_after_final(engine: sa.Engine) -> list[str]:
-    """Activities whose log has any line after a COMPLETE/ERROR/CANCELED one."""
+    """Activities whose log has any line after a COMPLETE/ERROR/CANCELED one; the log of the
+    first three is printed (time, status, message)."""
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            "SELECT a.agent_id, l.status FROM agentexec_activity a JOIN agentexec_activity_log l "
-            "ON l.activity_id = a.id ORDER BY a.agent_id, l.created_at, l.id"
+            "SELECT a.agent_id, l.status, l.created_at, l.message FROM agentexec_activity a "
+            "JOIN agentexec_activity_log l ON l.activity_id = a.id ORDER BY a.agent_id, l.created_at, l.id"
         )).all()
     bad: list[str] = []
     ended: set[str] = set()
-    for agent_id, status in rows:
+    logs: dict[str, list[str]] = {}
+    for agent_id, status, created_at, message in rows:
         key = str(agent_id)
+        logs.setdefault(key, []).append(f"    {created_at} {status} {message}")
         if key in ended and key not in bad:
             bad.append(key)
         if str(status) in FINAL:
             ended.add(key)
+    for key in bad[:3]:
+        print(f"  the log of {key}:", *logs[key], sep="\n")
     return bad
 
 

@@ -646,6 +646,21 @@ class JointFinish(Protocol):
     def joint_finish(self, results: ResultBackend, queue: QueueBackend) -> Finish | None: ...
 
 
+@runtime_checkable
+class RequeueLine(Protocol):
+    """Optional activity-store capability: a reaped task's QUEUED line, written only while its
+    activity reads RUNNING, decided under the activity's lock.
+
+    ``arequeue(agent_id, message)`` appends ``message`` with status QUEUED and returns True when
+    the activity reads RUNNING at that moment, and writes nothing and returns False otherwise
+    (a final line already there, or no such activity). A check with ``adetail`` followed by
+    ``aappend`` cannot promise that: the last statement a killed worker sent (its COMPLETE line)
+    may still commit on a database server after the check, and the QUEUED line would land after
+    it. The reaper uses it when present."""
+
+    async def arequeue(self, agent_id: UUID, message: str) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ActivityChange:
     """One activity log line as a change feed hands it out (``ActivityChanges``): the line, and

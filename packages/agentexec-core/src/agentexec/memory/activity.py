@@ -112,12 +112,15 @@ class MemoryActivityStore:
             rec = self._records.get(agent_id)
             if rec is None:
                 raise UnknownActivityError(agent_id)
-            now = _now()
-            rec.logs.append(ActivityLogSchema(
-                id=next(self._ids), message=message, status=status or rec.status,
-                percentage=percentage, created_at=now,
-            ))
-            rec.updated_at = now
+            self._add_line(rec, message, status, percentage)
+
+    def _add_line(self, rec: Any, message: str, status: Status | None, percentage: int | None) -> None:
+        now = _now()
+        rec.logs.append(ActivityLogSchema(
+            id=next(self._ids), message=message, status=status or rec.status,
+            percentage=percentage, created_at=now,
+        ))
+        rec.updated_at = now
 
     def cancel_pending(self, session: Any = None) -> int:
         with self._lock:
@@ -232,6 +235,15 @@ class MemoryActivityStore:
                     raise UnknownActivityError(e.agent_id)
         for e in entries:
             self.append(e.agent_id, e.message, e.status, e.percentage)
+
+    async def arequeue(self, agent_id: UUID, message: str) -> bool:
+        """:class:`agentexec.backends.RequeueLine`: checked and written under the store's lock."""
+        with self._lock:
+            rec = self._records.get(_uuid(agent_id))
+            if rec is None or rec.status is not Status.RUNNING:
+                return False
+            self._add_line(rec, message, Status.QUEUED, None)
+            return True
 
     async def adetail(
         self, agent_id: UUID, metadata: dict[str, Any] | None = None

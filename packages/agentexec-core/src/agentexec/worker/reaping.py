@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from uuid import UUID
 
 from agentexec import task_events
 from agentexec.activity.schemas import ActivityDetailSchema
 from agentexec.activity.status import Status
 from agentexec.backends import (
+    ActivityStore,
     ConsumerReaper,
     InFlightView,
     ReapReport,
+    RequeueLine,
     StagedResults,
     UnknownActivityError,
 )
@@ -52,10 +55,9 @@ async def settle(
             # again and finished it, its COMPLETE must stay the last word
             current = await activity.adetail(env.agent_id)
             if current is not None and current.status is Status.RUNNING and not _taken_again(current, since):
-                await activity.aappend(
-                    env.agent_id,
+                await requeue_line(
+                    activity, env.agent_id,
                     REQUEUED_MESSAGE.format(attempt=env.attempts + 1, max=backends.queue.max_attempts),
-                    Status.QUEUED,
                 )
         except UnknownActivityError:
             pass
@@ -145,6 +147,19 @@ async def _finished_before(backends: Backends, env: Envelope, events: list[tuple
     return True
 
 
+async def requeue_line(activity: ActivityStore, agent_id: UUID, message: str) -> None:
+    """The QUEUED line of a reaped task, only while its activity reads RUNNING: decided under
+    the activity's lock where the store can (:class:`~agentexec.backends.RequeueLine`; the last
+    line a killed worker sent may still commit on a database server after any earlier check),
+    else checked first."""
+    if isinstance(activity, RequeueLine):
+        await activity.arequeue(agent_id, message)
+        return
+    current = await activity.adetail(agent_id)
+    if current is not None and current.status is Status.RUNNING:
+        await activity.aappend(agent_id, message, Status.QUEUED)
+
+
 async def mark_requeued(backends: Backends, held: list[Envelope]) -> None:
     """Before a dead consumer's tasks are handed out again: the QUEUED line of each one whose
     activity says RUNNING and that will be requeued (not dead-lettered). Written first, it
@@ -156,13 +171,9 @@ async def mark_requeued(backends: Backends, held: list[Envelope]) -> None:
         if env.attempts + 1 >= queue.max_attempts:
             continue  # dead-lettered: settle() writes its ERROR line
         try:
-            current = await activity.adetail(env.agent_id)
-            if current is not None and current.status is Status.RUNNING:
-                await activity.aappend(
-                    env.agent_id,
-                    REQUEUED_MESSAGE.format(attempt=env.attempts + 2, max=queue.max_attempts),
-                    Status.QUEUED,
-                )
+            await requeue_line(
+                activity, env.agent_id, REQUEUED_MESSAGE.format(attempt=env.attempts + 2, max=queue.max_attempts)
+            )
         except UnknownActivityError:
             pass
         except Exception as exc:

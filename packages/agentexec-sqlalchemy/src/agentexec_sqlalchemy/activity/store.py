@@ -294,6 +294,21 @@ class SQLActivityStore:
             return
         await self._in_thread(lambda conn: self._append_entries(conn, batch))
 
+    async def arequeue(self, agent_id: UUID, message: str) -> bool:
+        """:class:`agentexec.backends.RequeueLine`: one transaction, the status checked by the
+        UPDATE that locks the activity."""
+        return await self._in_thread(lambda conn: self._requeue(conn, _uuid(agent_id), message))
+
+    def _requeue(self, conn: Connection, agent_id: UUID, message: str) -> bool:
+        locked = conn.execute(writes.REQUEUE_ONE, {"p_agent_id": agent_id, "p_now": utcnow()}).one_or_none()
+        if locked is None:
+            return False
+        conn.execute(writes.INSERT_ONE, {
+            "p_activity_id": locked.id, "p_message": message, "p_status": Status.QUEUED,
+            "p_percentage": None, "p_created_at": locked.updated_at,
+        })
+        return True
+
     async def adetail(
         self, agent_id: UUID, metadata: dict[str, Any] | None = None
     ) -> ActivityDetailSchema | None:

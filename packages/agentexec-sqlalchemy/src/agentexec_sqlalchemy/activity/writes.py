@@ -68,6 +68,15 @@ LOCK_ONE = _move_updated_at(
 ).returning(
     activity.c.id, activity.c.updated_at, activity.c.status
 )
+#: lock one activity by agent_id only while it reads RUNNING, setting it QUEUED -> (id,
+#: updated_at); no row otherwise. On PostgreSQL an UPDATE that waited for a row lock checks its
+#: WHERE again on the row as the other transaction left it: a COMPLETE committed meanwhile wins
+REQUEUE_ONE = _move_updated_at(
+    update(activity).where(
+        activity.c.agent_id == bindparam("p_agent_id"), activity.c.status == Status.RUNNING
+    ),
+    status=Status.QUEUED,
+).returning(activity.c.id, activity.c.updated_at)
 #: lock many activities by agent_id -> (agent_id, id, updated_at, status)
 LOCK_MANY = lock_sorted(
     lambda table: table.c.agent_id.in_(bindparam("p_agent_ids", expanding=True))
