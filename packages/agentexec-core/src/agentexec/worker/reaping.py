@@ -163,8 +163,9 @@ async def requeue_line(activity: ActivityStore, agent_id: UUID, message: str) ->
 async def mark_requeued(backends: Backends, held: list[Envelope]) -> None:
     """Before a dead consumer's tasks are handed out again: the QUEUED line of each one whose
     activity says RUNNING and that will be requeued (not dead-lettered). Written first, it
-    comes before the RUNNING line of whichever worker takes the task next; and the worker is
-    dead, so no line of its own can follow it."""
+    comes before the RUNNING line of whichever worker takes the task next. The dead worker's
+    own last line may still commit on a database server after it died (PostgreSQL runs the
+    statement it had received): :func:`requeue_line` then leaves the QUEUED line out."""
     queue, activity = backends.queue, backends.activity
     failed = _Failures("recording the requeue of")
     for env in held:
