@@ -68,12 +68,12 @@ async def test_metrics_of_a_pool_after_100_tasks(
         "--metrics-port", str(port), "--log-format", "json",
         AGENTEXEC_NUM_WORKERS=2, AGENTEXEC_METRICS_DIR=metrics_dir,
     )
+    gate = tmp_path / "gate"
     try:
         samples = scrape(port)
         assert value(samples, "agentexec_workers", queue=obs_queue) == 2
 
         # two held tasks keep both workers busy: five more wait in the queue
-        gate = tmp_path / "gate"
         held = [await ax.enqueue("job", Job(label=f"hold{i}", hold=str(gate)), queue_name=obs_queue) for i in range(2)]
         wait_for(lambda: value(scrape(port), "agentexec_tasks_in_flight", queue=obs_queue) == 2, "2 in flight")
         waiting = [await ax.enqueue("job", Job(label=f"wait{i}"), queue_name=obs_queue) for i in range(5)]
@@ -120,6 +120,7 @@ async def test_metrics_of_a_pool_after_100_tasks(
         assert value(samples, "agentexec_tasks_in_flight", queue=obs_queue) == 0
         assert value(samples, "agentexec_dead_letters", queue=obs_queue) == 0
     finally:
+        gate.touch()  # a failure above may leave the held tasks waiting: the stop would wait 60 s
         assert pool.stop() == 0, pool.output
     assert list(metrics_dir.glob("*.db"))  # a directory the operator gave is kept
 
