@@ -114,7 +114,7 @@ class MemoryActivityStore:
                 raise UnknownActivityError(agent_id)
             self._add_line(rec, message, status, percentage)
 
-    def _add_line(self, rec: Any, message: str, status: Status | None, percentage: int | None) -> None:
+    def _add_line(self, rec: _Record, message: str, status: Status | None, percentage: int | None) -> None:
         now = _now()
         rec.logs.append(ActivityLogSchema(
             id=next(self._ids), message=message, status=status or rec.status,

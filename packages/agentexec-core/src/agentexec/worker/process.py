@@ -108,7 +108,7 @@ class WorkerSpec:
     pool_pid: int
     engine: Any = None
     #: ``anyio.run``'s backend options (:func:`agentexec.worker.event_loop.worker_loop_options`)
-    loop_options: Mapping[str, Any] = field(default_factory=dict)
+    loop_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _prctl(option: int, arg: int) -> int | None:
@@ -268,7 +268,7 @@ def _child_main(spec: WorkerSpec) -> int:
     # concurrent tasks otherwise stall 30-60 ms now and then in one), and copy-on-write pages
     # shared with the pool stay shared
     gc.freeze()
-    recycled = anyio.run(_serve, spec, backends, forwarder, backend_options=dict(spec.loop_options))
+    recycled = anyio.run(_serve, spec, backends, forwarder, backend_options=spec.loop_options)
     CREATES.flush()  # activities of tasks its handlers enqueued (the child skips atexit)
     return RECYCLED_EXIT_CODE if recycled else 0
 

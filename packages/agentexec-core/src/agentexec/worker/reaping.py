@@ -58,6 +58,7 @@ async def settle(
                 await requeue_line(
                     activity, env.agent_id,
                     REQUEUED_MESSAGE.format(attempt=env.attempts + 1, max=backends.queue.max_attempts),
+                    read=current,
                 )
         except UnknownActivityError:
             pass
@@ -147,15 +148,17 @@ async def _finished_before(backends: Backends, env: Envelope, events: list[tuple
     return True
 
 
-async def requeue_line(activity: ActivityStore, agent_id: UUID, message: str) -> None:
+async def requeue_line(
+    activity: ActivityStore, agent_id: UUID, message: str, read: ActivityDetailSchema | None = None
+) -> None:
     """The QUEUED line of a reaped task, only while its activity reads RUNNING: decided under
     the activity's lock where the store can (:class:`~agentexec.backends.RequeueLine`; the last
     line a killed worker sent may still commit on a database server after any earlier check),
-    else checked first."""
+    else checked first (``read``: the activity as the caller has just read it)."""
     if isinstance(activity, RequeueLine):
         await activity.arequeue(agent_id, message)
         return
-    current = await activity.adetail(agent_id)
+    current = read if read is not None else await activity.adetail(agent_id)
     if current is not None and current.status is Status.RUNNING:
         await activity.aappend(agent_id, message, Status.QUEUED)
 
