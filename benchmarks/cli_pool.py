@@ -79,14 +79,18 @@ def uptime() -> str:
 class Stack:
     """The AGENTEXEC_* of one stack, for the worker's environment and the producer's CONF."""
 
-    def __init__(self, name: str, redis_url: str, pg_url: str | None, tmp: Path) -> None:
+    def __init__(
+        self, name: str, redis_url: str, pg_url: str | None, tmp: Path, extra: dict[str, str] | None = None
+    ) -> None:
         self.name, self.tmp, self.step = name, tmp, 0
         self.redis_url, self.pg_url = redis_url, pg_url
+        #: more AGENTEXEC_* for the worker and the producer (``--set``)
+        self.extra = extra or {}
 
     def fresh(self) -> dict[str, str]:
         """A new queue (and, embedded, a new file) per step: nothing left over from the last."""
         self.step += 1
-        env = {"AGENTEXEC_QUEUE_NAME": f"clibench_{uuid.uuid4().hex[:8]}"}
+        env = {**self.extra, "AGENTEXEC_QUEUE_NAME": f"clibench_{uuid.uuid4().hex[:8]}"}
         if self.name == "sqlite":
             env["AGENTEXEC_EMBEDDED_DB_PATH"] = str(self.tmp / f"step{self.step}.db")
         else:
@@ -118,6 +122,10 @@ def producer(env: dict[str, str]) -> Iterator[None]:
             anyio.run(backends.aclose)
 
 
+#: the tuned setting's ``--log-level`` (``--tuned-log-level``)
+TUNED_LOG_LEVEL = "WARNING"
+
+
 class Worker:
     """``agentexec run _cli_app:pool --workers N [--concurrency M]``, output to a log file."""
 
@@ -130,7 +138,7 @@ class Worker:
                     *os.environ.get("PY_SPY_ARGS", "").split(), "--", *argv]
         if concurrency:
             # tuned: more slots, and the per-task INFO lines kept in the workers
-            argv += ["--concurrency", str(concurrency), "--log-level", "WARNING"]
+            argv += ["--concurrency", str(concurrency), "--log-level", TUNED_LOG_LEVEL]
         full = {k: v for k, v in os.environ.items() if not k.startswith("AGENTEXEC_")} | env
         self.log = log
         self.launched = time.time()
@@ -317,6 +325,18 @@ def bench_cpu(stack: Stack, count: int, concurrency: int | None, log: Path, py_s
             "rate": count / elapsed, "log_lines": worker.lines()}
 
 
+def settings_of(pairs: list[str]) -> dict[str, str]:
+    """``--set NAME=VALUE`` pairs as AGENTEXEC_* variables (the prefix may be left out)."""
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: write NAME=VALUE, e.g. --set LIFECYCLE_EVENTS=false")
+        name = name.strip().upper()
+        settings[name if name.startswith("AGENTEXEC_") else f"AGENTEXEC_{name}"] = value
+    return settings
+
+
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # so the finally blocks stop the pool this script started
 
@@ -331,6 +351,11 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--settings", default="default,tuned", help="comma-separated: default, tuned")
     parser.add_argument("--tuned-concurrency", type=int, default=32)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="an AGENTEXEC_* setting for the worker and the producer (repeatable): "
+                             "the environment's own AGENTEXEC_* never reach the worker")
+    parser.add_argument("--tuned-log-level", default="WARNING",
+                        help="tuned: the workers' --log-level (INFO: 32 slots, the per-task lines printed)")
     parser.add_argument("--only", choices=["drain", "latency", "io", "cpu"], action="append")
     parser.add_argument("--py-spy", default=None, help="cpu scenario: py-spy raw output file")
     parser.add_argument("--repeat", type=int, default=1, help="drain runs per case (all printed)")
@@ -339,6 +364,8 @@ def main() -> None:
     parser.add_argument("--yield", dest="yield_", action="store_true",
                         help="each task yields to the event loop once (await anyio.lowlevel.checkpoint())")
     args = parser.parse_args()
+    global TUNED_LOG_LEVEL
+    TUNED_LOG_LEVEL = args.tuned_log_level
     if args.hook:
         os.environ["AXBENCH_HOOK_REDIS"] = args.redis_url
     if args.yield_:
@@ -352,7 +379,7 @@ def main() -> None:
             pg = fresh_postgres(args.pg_url) if name != "sqlite" else None
             pg_url = pg.__enter__() if pg else None
             try:
-                stack = Stack(name, args.redis_url, pg_url, Path(tmp))
+                stack = Stack(name, args.redis_url, pg_url, Path(tmp), settings_of(args.set))
                 log = Path(tmp) / "worker.log"
                 for setting in settings:
                     conc = args.tuned_concurrency if setting == "tuned" else None
