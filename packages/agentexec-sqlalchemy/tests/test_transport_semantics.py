@@ -359,8 +359,10 @@ async def test_sqlite_waiters_share_one_poll(sqlite_url: str, monkeypatch: pytes
                 ])
     assert got == [b"v"] * 300
     assert 600 <= len(reads) <= 900  # and once more when woken (rarely twice)
-    # queries run only when the file changed (PRAGMA data_version) or a waiter arrived
-    assert max(polls) == 300 and polls_before <= 30, polls
+    # queries run only when the file changed (PRAGMA data_version) or a waiter arrived; the
+    # waiters' kicks coalesce into some tens of polls while they register (31 seen in 1 run of
+    # 8, before and after the file lock, on a loaded 2-core machine), never one per waiter
+    assert max(polls) == 300 and polls_before <= 60, polls
     assert len(polls) - polls_before <= 5, polls
 
 
