@@ -33,7 +33,7 @@ from _support import PG_URL, REDIS_URL, fresh_postgres
 from cli_pool import WAIT, Stack, Worker, drained, fill, producer, settings_of, uptime
 
 #: the calls printed one by one (the rest are summed)
-SHOWN = ("futex", "epoll_pwait", "epoll_wait", "pwrite64", "pread64", "fcntl", "write", "read",
+SHOWN = ("futex", "flock", "epoll_pwait", "epoll_wait", "pwrite64", "pread64", "fcntl", "write", "read",
          "sendto", "recvfrom", "getpid", "clock_nanosleep")
 
 
@@ -67,12 +67,12 @@ def parse(report: str) -> dict[str, int]:
     return calls
 
 
-def measure(stack: Stack, count: int, out: Path) -> dict[str, int]:
+def measure(stack: Stack, count: int, out: Path, workers: int = 1) -> dict[str, int]:
     from _cli_app import Job
 
     env = stack.fresh()
     with producer(env):
-        worker = Worker(env, 1, None, out.with_suffix(".log"))
+        worker = Worker(env, workers, None, out.with_suffix(".log"))
         try:
             async def warm() -> None:
                 await ax.get_result(await ax.enqueue("noop", Job()), timeout=WAIT)
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--stack", choices=["redis", "sqlite", "postgres"], action="append")
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (all traced, counts summed)")
     parser.add_argument("--hook", action="store_true",
                         help="each task ends with an INCR on Redis, as ../shared/bench's tasks do")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -110,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.hook:
         os.environ["AXBENCH_HOOK_REDIS"] = args.redis_url
-    print(f"system calls per task of the worker process ({args.tasks:,} tasks, agentexec run, defaults"
+    print(f"system calls per task of the {args.workers} worker process(es) ({args.tasks:,} tasks, agentexec run, defaults"
           f"{', --hook' if args.hook else ''}); {uptime()}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.stack or ["sqlite"]:
@@ -119,7 +120,7 @@ def main() -> None:
             try:
                 stack = Stack(name, args.redis_url, pg_url, Path(tmp), settings_of(args.set))
                 for run in range(args.repeat):
-                    calls = measure(stack, args.tasks, Path(tmp) / f"strace-{name}-{run}.txt")
+                    calls = measure(stack, args.tasks, Path(tmp) / f"strace-{name}-{run}.txt", args.workers)
                     total = sum(calls.values())
                     shown = ", ".join(f"{k} {calls[k] / args.tasks:.1f}" for k in SHOWN if k in calls)
                     print(f"{name:<8} all {total / args.tasks:.1f}: {shown}", flush=True)
