@@ -8,6 +8,11 @@ activity tracking on. ``pool.py`` measures the components inside one process ins
     PYTHONPATH=/old/checkout/packages/agentexec-core/src uv run python benchmarks/cli_pool.py
         # another checkout's core (worker and producer), for a before/after in one sitting
 
+``--set NAME=VALUE`` (repeatable): an ``AGENTEXEC_*`` setting for the worker and the producer;
+the environment's own ``AGENTEXEC_*`` never reach the worker, so this is the way to compare
+settings (``--set WORKER_EVENT_LOOP=asyncio``). ``--tuned-log-level INFO``: the tuned setting
+with its per-task lines printed.
+
 ``--yield``: every task yields to the event loop once (``await anyio.lowlevel.checkpoint()``),
 the least a handler that awaits anything does.
 
