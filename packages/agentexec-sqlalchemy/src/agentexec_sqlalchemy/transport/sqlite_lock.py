@@ -73,6 +73,7 @@ class WriterLock:
         self._turn = threading.Condition()
         self._wanted = False
         self._granted = False
+        self._got = False
         self._waiter: threading.Thread | None = None
 
     def __enter__(self) -> WriterLock:
@@ -107,7 +108,7 @@ class WriterLock:
                 self._waiter = threading.Thread(target=self._wait_turns, args=(fd,), daemon=True,
                                                 name=f"agentexec-sqlite-lock-{os.path.basename(self.path or '')}")
                 self._waiter.start()
-            self._wanted = True
+            self._got, self._wanted = False, True
             self._turn.notify_all()
             while not self._granted:
                 if not self._turn.wait(FILE_LOCK_WARN):
@@ -117,7 +118,7 @@ class WriterLock:
                         self.path, time.monotonic() - waited,
                     )
             self._granted = False
-        return True
+            return self._got
 
     def _wait_turns(self, fd: int) -> None:
         while True:
@@ -125,16 +126,21 @@ class WriterLock:
                 while not self._wanted:
                     self._turn.wait()
                 self._wanted = False
-            fcntl.flock(fd, fcntl.LOCK_EX)  # the GIL is released while it blocks
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # the GIL is released while it blocks
+                got = True
+            except OSError:  # not expected (the file is ours): the writer goes on without it
+                got = False
             with self._turn:
-                self._granted = True
+                self._granted, self._got = True, got
                 self._turn.notify_all()
 
     def _open(self) -> int | None:
         if self._fd is None and self.path is not None and fcntl is not None:
             try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError:  # a read-only directory: nothing can be written there anyway
+                # read-only is enough for flock: a lock file another user made still serves
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:  # a directory we cannot create files in: the database is no better
                 self.path = None
         return self._fd
 
