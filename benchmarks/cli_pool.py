@@ -330,6 +330,20 @@ def bench_cpu(stack: Stack, count: int, concurrency: int | None, log: Path, py_s
             "rate": count / elapsed, "log_lines": worker.lines()}
 
 
+def stacks(
+    names: list[str], redis_url: str, pg_url: str, tmp: Path, extra: dict[str, str]
+) -> Iterator[Stack]:
+    """Each stack in turn, with a fresh PostgreSQL database for the stacks that use one."""
+    for name in names:
+        pg = fresh_postgres(pg_url) if name != "sqlite" else None
+        url = pg.__enter__() if pg else None
+        try:
+            yield Stack(name, redis_url, url, tmp, extra)
+        finally:
+            if pg:
+                pg.__exit__(None, None, None)
+
+
 def settings_of(pairs: list[str]) -> dict[str, str]:
     """``--set NAME=VALUE`` pairs as AGENTEXEC_* variables (the prefix may be left out)."""
     settings: dict[str, str] = {}
@@ -380,39 +394,33 @@ def main() -> None:
     print(f"agentexec run, default worker_concurrency {type(CONF).model_fields['worker_concurrency'].default}; "
           f"{uptime()}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.stack or ["redis"]:
-            pg = fresh_postgres(args.pg_url) if name != "sqlite" else None
-            pg_url = pg.__enter__() if pg else None
-            try:
-                stack = Stack(name, args.redis_url, pg_url, Path(tmp), settings_of(args.set))
-                log = Path(tmp) / "worker.log"
-                for setting in settings:
-                    conc = args.tuned_concurrency if setting == "tuned" else None
-                    label = f"{name:<8} {setting:<7}"
-                    if "drain" in only:
-                        for workers in (1, 2):
-                            for _ in range(args.repeat):
-                                r = bench_drain(stack, args.tasks, workers, conc, log)
-                                print(f"{label} drain {workers} proc: {r['rate']:>7,.0f} tasks/s "
-                                      f"(wall {r['wall']:.1f} s, {r['log_lines']} output lines; CPU "
-                                      f"per task main {r['main_us']:.0f} us, workers {r['workers_us']:.0f} us; "
-                                      f"{uptime()})", flush=True)
-                    if "cpu" in only:
+        for stack in stacks(args.stack or ["redis"], args.redis_url, args.pg_url, Path(tmp), settings_of(args.set)):
+            name = stack.name
+            log = Path(tmp) / "worker.log"
+            for setting in settings:
+                conc = args.tuned_concurrency if setting == "tuned" else None
+                label = f"{name:<8} {setting:<7}"
+                if "drain" in only:
+                    for workers in (1, 2):
                         for _ in range(args.repeat):
-                            r = bench_cpu(stack, args.tasks, conc, log, args.py_spy)
-                            print(f"{label} cpu per task: main {r['main_us']:,.0f} us, workers "
-                                  f"{r['rest_us']:,.0f} us ({r['rate']:,.0f} tasks/s incl. enqueue, "
-                                  f"{r['log_lines']} output lines; {uptime()})", flush=True)
-                    if "latency" in only:
-                        r = bench_latency(stack, conc, log)
-                        print(f"{label} latency: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms ({uptime()})",
-                              flush=True)
-                if "io" in only:
-                    r = bench_io(stack, log)
-                    print(f"{name:<8} io      500 x 0.1 s, 500 slots: {r['seconds']:.2f} s ({uptime()})", flush=True)
-            finally:
-                if pg:
-                    pg.__exit__(None, None, None)
+                            r = bench_drain(stack, args.tasks, workers, conc, log)
+                            print(f"{label} drain {workers} proc: {r['rate']:>7,.0f} tasks/s "
+                                  f"(wall {r['wall']:.1f} s, {r['log_lines']} output lines; CPU "
+                                  f"per task main {r['main_us']:.0f} us, workers {r['workers_us']:.0f} us; "
+                                  f"{uptime()})", flush=True)
+                if "cpu" in only:
+                    for _ in range(args.repeat):
+                        r = bench_cpu(stack, args.tasks, conc, log, args.py_spy)
+                        print(f"{label} cpu per task: main {r['main_us']:,.0f} us, workers "
+                              f"{r['rest_us']:,.0f} us ({r['rate']:,.0f} tasks/s incl. enqueue, "
+                              f"{r['log_lines']} output lines; {uptime()})", flush=True)
+                if "latency" in only:
+                    r = bench_latency(stack, conc, log)
+                    print(f"{label} latency: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms ({uptime()})",
+                          flush=True)
+            if "io" in only:
+                r = bench_io(stack, log)
+                print(f"{name:<8} io      500 x 0.1 s, 500 slots: {r['seconds']:.2f} s ({uptime()})", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import agentexec as ax
 import anyio
-from _support import PG_URL, REDIS_URL, fresh_postgres
-from cli_pool import WAIT, Stack, Worker, drained, fill, producer, settings_of, uptime
+from _support import PG_URL, REDIS_URL
+from cli_pool import WAIT, Stack, Worker, drained, fill, producer, settings_of, stacks, uptime
 
 #: the calls printed one by one (the rest are summed)
 SHOWN = ("futex", "flock", "epoll_pwait", "epoll_wait", "pwrite64", "pread64", "fcntl", "write", "read",
@@ -114,19 +114,12 @@ def main() -> None:
     print(f"system calls per task of the {args.workers} worker process(es) ({args.tasks:,} tasks, agentexec run, defaults"
           f"{', --hook' if args.hook else ''}); {uptime()}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.stack or ["sqlite"]:
-            pg = fresh_postgres(args.pg_url) if name != "sqlite" else None
-            pg_url = pg.__enter__() if pg else None
-            try:
-                stack = Stack(name, args.redis_url, pg_url, Path(tmp), settings_of(args.set))
-                for run in range(args.repeat):
-                    calls = measure(stack, args.tasks, Path(tmp) / f"strace-{name}-{run}.txt", args.workers)
-                    total = sum(calls.values())
-                    shown = ", ".join(f"{k} {calls[k] / args.tasks:.1f}" for k in SHOWN if k in calls)
-                    print(f"{name:<8} all {total / args.tasks:.1f}: {shown}", flush=True)
-            finally:
-                if pg:
-                    pg.__exit__(None, None, None)
+        for stack in stacks(args.stack or ["sqlite"], args.redis_url, args.pg_url, Path(tmp), settings_of(args.set)):
+            for run in range(args.repeat):
+                calls = measure(stack, args.tasks, Path(tmp) / f"strace-{stack.name}-{run}.txt", args.workers)
+                total = sum(calls.values())
+                shown = ", ".join(f"{k} {calls[k] / args.tasks:.1f}" for k in SHOWN if k in calls)
+                print(f"{stack.name:<8} all {total / args.tasks:.1f}: {shown}", flush=True)
 
 
 if __name__ == "__main__":
