@@ -165,3 +165,17 @@ def test_a_lock_file_that_cannot_be_made_leaves_sqlites_own_lock(
         pass
     assert lock.path is None
     assert not (tmp_path / "q.db-lock").exists()
+
+
+def test_a_file_system_without_flock_leaves_sqlites_own_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = sqlite_lock.WriterLock(str(tmp_path / "q.db-lock"))
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(37, "No locks available")  # ENOLCK
+
+    monkeypatch.setattr(sqlite_lock.fcntl, "flock", no_locks)
+    with lock:
+        pass
+    with lock:  # and it does not try again
+        pass
+    assert lock.path is None

@@ -102,6 +102,10 @@ class WriterLock:
             return True
         except BlockingIOError:
             pass
+        except OSError:  # a file system without flock (ENOLCK): SQLite's own lock, from now on
+            self.close()
+            self.path = None
+            return False
         waited = time.monotonic()
         with self._turn:
             if self._waiter is None:
