@@ -158,6 +158,33 @@ def test_status_shows_depth_per_priority_live_workers_and_dead_letters(
     assert worker["worker"] in shown.stdout and "ago" in shown.stdout
 
 
+def test_status_counts_the_activities_this_process_has_just_enqueued(
+    ops: OpsPool, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ax.enqueue`` writes the QUEUED activity behind the push; ``status`` run in the same
+    process (a script, a test) counts it once written, as ``ax.activity`` reads do."""
+    from agentexec.activity import creates
+    from cli_ops_app import Note
+
+    idle = f"{ops.queue}-behind"
+    before = cli_json(capsys, "status", "--queue", idle)["activities"]["QUEUED"]
+    original = creates._create
+
+    async def slow(store: Any, items: Any) -> None:
+        await anyio.sleep(0.5)  # the write behind the push, still on its way when status reads
+        await original(store, items)
+
+    monkeypatch.setattr(creates, "_create", slow)
+
+    async def fill() -> None:
+        for _ in range(3):
+            await ax.enqueue("echo", Note(), queue_name=idle)
+
+    _run(fill)
+    after = cli_json(capsys, "status", "--queue", idle)["activities"]["QUEUED"]
+    assert after - before == 3
+
+
 # -- activity ---------------------------------------------------------------------------------
 def test_activity_list_and_show_timeline(ops: OpsPool, capsys: pytest.CaptureFixture[str]) -> None:
     from cli_ops_app import Note

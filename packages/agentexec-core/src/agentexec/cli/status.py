@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from agentexec.activity.creates import acreated
 from agentexec.activity.status import Status
 from agentexec.cli._ops import (
     add_json_flag,
@@ -44,6 +45,9 @@ async def _status(args: argparse.Namespace) -> int:
         queue = backends.queue
         stats = [await queue.stats(name) for name in selected_queues(args)]
         totals: dict[str, int] = {}
+        # activities this process enqueued are written behind the push (agentexec.activity.creates):
+        # counted once written, as every ax.activity read of this process does
+        await acreated()
         for status in Status:
             page = await backends.activity.alist(page=1, page_size=1, status=status)
             totals[status.value] = page.total
