@@ -131,6 +131,21 @@ def producer(env: dict[str, str]) -> Iterator[None]:
 TUNED_LOG_LEVEL = "WARNING"
 
 
+def session_processes(session: int) -> Iterator[tuple[Path, list[str]]]:
+    """The processes of one session (a pool started with ``start_new_session``): their /proc
+    entry and the fields of their ``stat`` after the command name (ppid is [1], sid [3])."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) == session:
+                yield entry, fields
+        except (OSError, ValueError):
+            continue
+
+
 class Worker:
     """``agentexec run _cli_app:pool --workers N [--concurrency M]``, output to a log file."""
 
@@ -177,19 +192,13 @@ class Worker:
         """Seconds on CPU so far: (the pool's main process, its other processes)."""
         main = self._main()
         procs: dict[int, tuple[int, float]] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
+        for entry, fields in session_processes(self.proc.pid):
             try:
-                stat = (entry / "stat").read_text()
-                fields = stat[stat.rindex(")") + 2:].split()
-                ppid, sid = int(fields[1]), int(fields[3])
                 # every thread's (the process's own schedstat is its main thread's only)
                 ran = sum(int((t / "schedstat").read_text().split()[0]) for t in (entry / "task").iterdir()) / 1e9
             except (OSError, ValueError):
                 continue
-            if sid == self.proc.pid:
-                procs[int(entry.name)] = (ppid, ran)
+            procs[int(entry.name)] = (int(fields[1]), ran)
         own = procs.get(main, (0, 0.0))[1]
         others = sum(ran for pid, (_, ran) in procs.items() if pid not in (main, self.proc.pid))
         return own, others

@@ -30,7 +30,18 @@ from pathlib import Path
 import agentexec as ax
 import anyio
 from _support import PG_URL, REDIS_URL
-from cli_pool import WAIT, Stack, Worker, drained, fill, producer, settings_of, stacks, uptime
+from cli_pool import (
+    WAIT,
+    Stack,
+    Worker,
+    drained,
+    fill,
+    producer,
+    session_processes,
+    settings_of,
+    stacks,
+    uptime,
+)
 
 #: the calls printed one by one (the rest are summed)
 SHOWN = ("futex", "flock", "epoll_pwait", "epoll_wait", "pwrite64", "pread64", "fcntl", "write", "read",
@@ -41,16 +52,10 @@ def worker_threads(session: int) -> list[int]:
     """Every thread of the pool's worker processes (``agentexec:w<N>``; not its main process,
     fork server or standby), found by the pool's session."""
     tids: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry, _ in session_processes(session):
         try:
-            stat = (entry / "stat").read_text()
-            if int(stat[stat.rindex(")") + 2:].split()[3]) != session:
-                continue
-            if not (entry / "comm").read_text().startswith("agentexec:w"):
-                continue
-            tids += [int(t.name) for t in (entry / "task").iterdir()]
+            if (entry / "comm").read_text().startswith("agentexec:w"):
+                tids += [int(t.name) for t in (entry / "task").iterdir()]
         except (OSError, ValueError):
             continue
     return tids

@@ -74,7 +74,7 @@ class BatchWriter:
     def __init__(self, engine: Engine, key: str) -> None:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
-        self._lock = writer_lock(engine) if self._sqlite else None
+        self._lock = writer_lock(engine, key) if self._sqlite else None
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         # one thread also on PostgreSQL: measured, several writers side by side move fewer
         # tasks per second than one writing bigger batches (fewer commits, less GIL traffic)

@@ -187,7 +187,7 @@ class SQLTransport:
         never waits for a sync at commit, so it changes nothing there.
         """
         if self.is_sqlite:
-            with writer_lock(self.engine), self.engine.connect() as conn:
+            with writer_lock(self.engine, self.database), self.engine.connect() as conn:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield from _committed(conn)
             return

@@ -67,19 +67,20 @@ class WriterLock:
         self.path = path
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
-        self._file_locked = False
+        #: the open file whose lock this process holds now (None: only the thread lock)
+        self._held: int | None = None
         # a contended file lock is waited for by a helper thread, so the writer can say that it
-        # still waits (a blocking flock cannot time out)
+        # still waits (a blocking flock cannot time out); ``_outcome``: whether it got the lock,
+        # None while it waits
         self._turn = threading.Condition()
         self._wanted = False
-        self._granted = False
-        self._got = False
+        self._outcome: bool | None = None
         self._waiter: threading.Thread | None = None
 
     def __enter__(self) -> WriterLock:
         self._thread_lock.acquire()
         try:
-            self._file_locked = self._lock_file()
+            self._held = self._fd if self._lock_file() else None
         except BaseException:
             self._thread_lock.release()
             raise
@@ -87,9 +88,9 @@ class WriterLock:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if self._file_locked:
-                self._file_locked = False
-                fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+            if self._held is not None:
+                fcntl.flock(self._held, fcntl.LOCK_UN)
+                self._held = None
         finally:
             self._thread_lock.release()
 
@@ -112,17 +113,16 @@ class WriterLock:
                 self._waiter = threading.Thread(target=self._wait_turns, args=(fd,), daemon=True,
                                                 name=f"agentexec-sqlite-lock-{os.path.basename(self.path or '')}")
                 self._waiter.start()
-            self._got, self._wanted = False, True
+            self._outcome, self._wanted = None, True
             self._turn.notify_all()
-            while not self._granted:
+            while self._outcome is None:
                 if not self._turn.wait(FILE_LOCK_WARN):
                     log.warning(
                         "another process has held the write lock of %s for %.0f s; still waiting "
                         "(a stopped process holding it stops every writer until it resumes or exits)",
                         self.path, time.monotonic() - waited,
                     )
-            self._granted = False
-            return self._got
+            return self._outcome
 
     def _wait_turns(self, fd: int) -> None:
         while True:
@@ -136,7 +136,7 @@ class WriterLock:
             except OSError:  # not expected (the file is ours): the writer goes on without it
                 got = False
             with self._turn:
-                self._granted, self._got = True, got
+                self._outcome = got
                 self._turn.notify_all()
 
     def _open(self) -> int | None:
@@ -159,9 +159,10 @@ _locks: dict[str, WriterLock] = {}
 _registry = threading.Lock()
 
 
-def writer_lock(engine: Engine) -> WriterLock:
-    """The process's write lock of one SQLite file: hold it around every write transaction."""
-    key = database_key(engine)
+def writer_lock(engine: Engine, key: str | None = None) -> WriterLock:
+    """The process's write lock of one SQLite file: hold it around every write transaction
+    (``key``: ``database_key(engine)``, when the caller has it already)."""
+    key = key or database_key(engine)
     lock = _locks.get(key)
     if lock is None:
         with _registry:
