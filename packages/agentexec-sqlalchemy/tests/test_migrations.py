@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -596,7 +597,7 @@ def test_an_applications_alembic_env_runs_agentexecs_migrations(
     (scripts / "versions" / "app0001.py").write_text(APP_REVISION)
     monkeypatch.syspath_prepend(str(tmp_path))
     url = f"sqlite:///{tmp_path / 'app.db'}"
-    cfg = Config()
+    cfg = Config(stdout=sys.stdout)  # its default is the sys.stdout of when alembic was imported (a closed capture)
     cfg.set_main_option("script_location", str(scripts))
     cfg.set_main_option("sqlalchemy.url", url)
 
