@@ -366,6 +366,54 @@ async def test_sqlite_waiters_share_one_poll(sqlite_url: str, monkeypatch: pytes
     assert len(polls) - polls_before <= 5, polls
 
 
+def _child_pushes(queue: SQLQueue, name: str) -> None:
+    anyio.run(queue.push, _env(name, 1))
+
+
+async def test_the_sqlite_poller_looks_when_another_process_commits_not_after_this_ones(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit of this process's writer has woken its waiters here already; the poller's
+    queries are for other processes' commits. Before: it watched its own connection, which
+    every commit of the writer moved, so a busy worker paid a poll for nearly each of them."""
+    from agentexec_sqlalchemy.transport.watch_sqlite import SqlitePoller
+
+    polls: list[int] = []
+    original = SqlitePoller._poll
+    monkeypatch.setattr(
+        SqlitePoller, "_poll", lambda self, conn, waiting: (polls.append(1), original(self, conn, waiting))[1]
+    )
+    queue = SQLQueue(sqlite_url)
+    name = f"idle-{uuid.uuid4().hex[:8]}"
+    taken: list[Any] = []
+
+    async def wait() -> None:
+        taken.append(await queue.reserve(name, "c", 10.0))
+
+    def fork_and_join() -> int | None:  # another process, from a thread as the pool forks
+        child = multiprocessing.get_context("fork").Process(target=_child_pushes, args=(queue, name))
+        child.start()
+        child.join(20)
+        return child.exitcode
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.sleep(0.3)  # the waiter registered and the poller looked
+            before = len(polls)
+            for n in range(50):  # this process's commits, none for the waited queue
+                await queue.push(_env("other", n))
+            await anyio.sleep(0.1)
+            assert len(polls) - before <= 2, f"{len(polls) - before} polls after 50 commits of this process"
+            assert await anyio.to_thread.run_sync(fork_and_join) == 0
+            started = time.monotonic()
+            while not taken:
+                await anyio.sleep(0.01)
+            # woken by the poller, not by the waiter's own re-check every few seconds
+            assert time.monotonic() - started < 1.0
+    assert taken[0] is not None and taken[0].envelope.context["n"] == 1
+
+
 async def test_subscribe_rejects_a_foreign_last_id(sqlite_url: str) -> None:
     events = SQLEvents(sqlite_url)
     with pytest.raises(ValueError, match="not an id of this event backend"):

@@ -47,6 +47,8 @@ from agentexec_sqlalchemy.transport.sqlite_lock import database_key, writer_lock
 
 #: operations per transaction at most (each is one or two statements of some tens of µs)
 MAX_BATCH = 200
+#: seconds :meth:`BatchWriter.foreign_version` waits for a running batch
+VERSION_WAIT = 0.01
 #: retries of a transaction that still finds the file locked after busy_timeout
 LOCKED_RETRIES = 5
 
@@ -76,6 +78,9 @@ class BatchWriter:
         self._sqlite = engine.dialect.name == "sqlite"
         self._lock = writer_lock(engine, key) if self._sqlite else None
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        #: the writer thread's connection, held by it for each batch (see :meth:`foreign_version`)
+        self._conn: Connection | None = None
+        self._conn_lock = threading.Lock()
         # one thread also on PostgreSQL: measured, several writers side by side move fewer
         # tasks per second than one writing bigger batches (fewer commits, less GIL traffic)
         threading.Thread(target=self._run, name=f"agentexec-write-{key}", daemon=True).start()
@@ -104,8 +109,27 @@ class BatchWriter:
         self._queue.put(_Op(fn, args, durable, done))
         return result.result()
 
+    def foreign_version(self) -> tuple[Connection, Any] | None:
+        """SQLite: ``PRAGMA data_version`` of the writer's connection, with the connection (a new
+        one is a change), once the batch it runs (if any) is over; ``None`` before it has one or
+        while a batch runs on past ``VERSION_WAIT``.
+        It moves only when *another* connection commits: another process, or another connection
+        of this one. The process's poller watches it rather than its own connection's, which
+        moved after every commit of this writer too and cost a poll each (measured: ~7-11 % of
+        a busy one-process SQLite worker), though a commit of this process has already woken
+        its waiters here (``wake_local``)."""
+        # a batch waiting for another process's turn on the file may take long: then None
+        if not self._conn_lock.acquire(timeout=VERSION_WAIT):
+            return None
+        try:
+            conn = self._conn
+            if conn is None or conn.invalidated or conn.closed:
+                return None
+            return conn, driver.raw(conn).execute("PRAGMA data_version").fetchone()
+        finally:
+            self._conn_lock.release()
+
     def _run(self) -> None:
-        conn: Connection | None = None
         while True:
             batch = [self._queue.get()]
             while len(batch) < MAX_BATCH:
@@ -113,19 +137,23 @@ class BatchWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                if conn is None:
-                    conn = self._connect()
-            except Exception as exc:  # could not even connect: fail this batch, keep serving
-                for op in batch:
-                    op.done(False, exc)
-                continue
-            takes = [op for op in batch if op.first]
-            if takes and len(takes) < len(batch):
-                # free slots wait on the takes; nothing waits on the finishes queued with them
-                conn = self._run_batch(conn, takes)
-                batch = [op for op in batch if not op.first]
-            conn = self._run_batch(conn, batch)
+            with self._conn_lock:
+                self._serve(batch)
+
+    def _serve(self, batch: list[_Op]) -> None:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+        except Exception as exc:  # could not even connect: fail this batch, keep serving
+            for op in batch:
+                op.done(False, exc)
+            return
+        takes = [op for op in batch if op.first]
+        if takes and len(takes) < len(batch):
+            # free slots wait on the takes; nothing waits on the finishes queued with them
+            self._conn = self._run_batch(self._conn, takes)
+            batch = [op for op in batch if not op.first]
+        self._conn = self._run_batch(self._conn, batch)
 
     def _connect(self) -> Connection:
         conn = self._engine.connect()
@@ -252,6 +280,11 @@ def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_result(value)
         else:
             fut.set_exception(value)
+
+
+def existing_writer(key: str) -> BatchWriter | None:
+    """The process's writer of database ``key`` if it has started one."""
+    return _writers.get(key)
 
 
 def get_writer(engine: Engine) -> BatchWriter:

@@ -3,13 +3,14 @@
 SQLite has no cross-process signal, so something must poll. Rather than every waiter polling
 its own row (500 ``gather``-ed results would be 500 pollers), one daemon thread polls for all
 the waiters of this process, and only while someone waits. Each tick reads
-``PRAGMA data_version`` on its own connection — a counter that moves when *another* connection
-commits, costing microseconds and no table read — and only when it moved asks one question per
-kind: which of these queues have waiting tasks, which of these results exist, which channels
-got newer events (one query for all the subscriptions, which are then woken only when one of
-their patterns matches). Ticks back off from 1 ms to 10 ms while nothing changes. The queries
-run on the driver's cursor (:mod:`agentexec_sqlalchemy.driver`): a poll follows nearly every
-commit of a busy worker.
+``PRAGMA data_version`` — a counter that moves when *another* connection commits, costing
+microseconds and no table read — on the connection of this process's writer when it has one
+(whose own commits have woken this process's waiters already), else on its own; and only when
+it moved asks one question per kind: which of these queues have waiting tasks, which of these
+results exist, which channels got newer events (one query for all the subscriptions, which are
+then woken only when one of their patterns matches). Ticks back off from 1 ms to 10 ms while
+nothing changes. The queries run on the driver's cursor (:mod:`agentexec_sqlalchemy.driver`):
+with several processes at work, a poll follows nearly every commit of the others.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from agentexec.backoff import Backoff
 from sqlalchemy.engine import Connection, Engine
 
 from agentexec_sqlalchemy.driver import execute as run
+from agentexec_sqlalchemy.transport.batching import existing_writer
 from agentexec_sqlalchemy.transport.models import (
     delayed_table,
     event_table,
@@ -110,7 +112,7 @@ class SqlitePoller(Watcher):
                 continue
             idle_since = time.monotonic()
             # the raw cursor: this runs up to 1,000 times a second, and SQLite answers in µs
-            current = raw.execute("PRAGMA data_version").fetchone()
+            current = self._version(raw)
             if current != version:
                 version = current
                 for kind, name in self._poll(conn, waiting):
@@ -122,6 +124,14 @@ class SqlitePoller(Watcher):
             if self._kicked.wait(ticks.next()):  # a new waiter: check for it now
                 self._kicked.clear()
                 version = None
+
+    def _version(self, raw: Any) -> Any:
+        """What moves when another connection commits. This process's writer's connection when
+        it has one: unlike the poller's own, it does not move after the writer's commits, whose
+        waiters here are woken by the writer (:meth:`.BatchWriter.foreign_version`)."""
+        writer = existing_writer(self.database)
+        seen = writer.foreign_version() if writer is not None else None
+        return seen if seen is not None else raw.execute("PRAGMA data_version").fetchone()
 
     def _poll(self, conn: Connection, waiting: dict[str, list[str]]) -> list[tuple[str, Any]]:
         """What to wake: (kind, name) pairs; for events ("event", the new rows' channels)."""
