@@ -99,14 +99,14 @@ input AS (
 #: deadlocking) and move updated_at past every new line of the activity
 _LOCK_AND_MOVE = f"""
 locked AS (
-    SELECT a.id FROM {_A} a JOIN counts USING (agent_id)
+    SELECT a.id FROM {_A} a WHERE a.agent_id = ANY(%(agent_ids)b::uuid[])
     ORDER BY a.agent_id FOR NO KEY UPDATE OF a
 ), moved AS (
     UPDATE {_A} a
     SET updated_at = GREATEST(a.updated_at, %(now)b) + (c.n - 1) * interval '1 microsecond',
         status = COALESCE(c.status, a.status), percentage = COALESCE(c.percentage, a.percentage)
     FROM counts c
-    WHERE a.agent_id = c.agent_id AND a.id IN (SELECT id FROM locked)
+    WHERE a.id = ANY(ARRAY(SELECT id FROM locked)) AND a.agent_id = c.agent_id
       {{guard}}
     RETURNING a.id, a.agent_id, a.updated_at, c.n
 )"""
@@ -147,7 +147,9 @@ APPEND = f"""
 WITH {_LINES}, numbered AS (
     SELECT i.*, a.id AS activity_id, a.updated_at,
            c.n, row_number() OVER (PARTITION BY i.agent_id ORDER BY i.ord) AS k
-    FROM input i JOIN counts c USING (agent_id) JOIN {_A} a USING (agent_id)
+    FROM input i JOIN counts c USING (agent_id)
+        JOIN (SELECT id, agent_id, updated_at FROM {_A} WHERE agent_id = ANY(%(agent_ids)b::uuid[])) a
+        USING (agent_id)
 )
 INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
 SELECT activity_id, message,
