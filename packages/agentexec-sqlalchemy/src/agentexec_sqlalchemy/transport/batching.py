@@ -111,8 +111,9 @@ class BatchWriter:
 
     def foreign_version(self) -> tuple[Connection, Any] | None:
         """SQLite: ``PRAGMA data_version`` of the writer's connection, with the connection (a new
-        one is a change), once the batch it runs (if any) is over; ``None`` before it has one or
-        while a batch runs on past ``VERSION_WAIT``.
+        one is a change), once the batch it runs (if any) is over; ``None`` before it has one,
+        while a batch runs on past ``VERSION_WAIT``, or when the connection fails.
+
         It moves only when *another* connection commits: another process, or another connection
         of this one. The process's poller watches it rather than its own connection's, which
         moved after every commit of this writer too and cost a poll each (measured: ~7-11 % of
@@ -126,6 +127,8 @@ class BatchWriter:
             if conn is None or conn.invalidated or conn.closed:
                 return None
             return conn, driver.raw(conn).execute("PRAGMA data_version").fetchone()
+        except Exception:  # the poller falls back to its own connection, which reports the error
+            return None
         finally:
             self._conn_lock.release()
 
