@@ -8,6 +8,9 @@ activity tracking on. ``pool.py`` measures the components inside one process ins
     PYTHONPATH=/old/checkout/packages/agentexec-core/src uv run python benchmarks/cli_pool.py
         # another checkout's core (worker and producer), for a before/after in one sitting
 
+``--history N``: N finished activities in the store before every step, as a service that has
+run a while holds (a query plan that reads the whole activity table shows only then).
+
 ``--set NAME=VALUE`` (repeatable): an ``AGENTEXEC_*`` setting for the worker and the producer;
 the environment's own ``AGENTEXEC_*`` never reach the worker, so this is the way to compare
 settings (``--set WORKER_EVENT_LOOP=asyncio``). ``--tuned-log-level INFO``: the tuned setting
@@ -35,8 +38,9 @@ Settings: ``default`` is ``agentexec run`` with no option but ``--workers`` (age
 1. drain: ``--tasks`` no-op tasks queued (``enqueue_many``), then the pool launched with 1 and
    with 2 worker processes; tasks/s (all processes together) = tasks / (first handler start ->
    every task acknowledged), the wall time from launch (start-up included), and the CPU time
-   per task of the pool's main process and of its workers (and fork server), from the first
-   take to the last ack (from /proc; less noisy than tasks/s on a shared machine).
+   per task of the pool's main process, of its workers (and fork server), and of the servers
+   (every ``postgres`` and ``redis-server`` process: on 2 cores they share the workers'), from
+   the first take to the last ack (from /proc; less noisy than tasks/s on a shared machine).
 2. latency: the pool idle and warm; 200 tasks enqueued one at a time every 10 ms; enqueue call
    -> handler start, p50 / p99 ms (1 worker process).
 3. io: 500 tasks that each sleep 0.1 s queued, then a 1-process pool with 500 slots launched;
@@ -119,12 +123,42 @@ def producer(env: dict[str, str]) -> Iterator[None]:
     backends = get_backends()
     if CONF.database_url:
         ax.Base.metadata.create_all(backends.activity.engine)  # type: ignore[attr-defined]
+    if HISTORY:
+        add_history(backends.activity.engine, HISTORY)  # type: ignore[attr-defined]
     try:
         yield
     finally:
         if has_backends():
             set_backends(None)
             anyio.run(backends.aclose)
+
+
+#: finished activities every step's store holds before it starts (``--history``)
+HISTORY = 0
+
+
+def add_history(engine: Any, count: int) -> None:
+    """Finished activities up to ``count`` in the store, as a service that has run for a while
+    has (a query plan that reads the whole table shows only then)."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    tables = ax.Base.metadata.tables
+    activity = tables["agentexec_activity"]
+    with engine.begin() as conn:
+        have = conn.execute(sa.select(sa.func.count()).select_from(activity)).scalar_one()
+        now = datetime.now(UTC)
+        rows = [{"id": uuid.uuid4(), "agent_id": uuid.uuid4(), "agent_type": "history", "created_at": now,
+                 "updated_at": now, "status": "COMPLETE", "percentage": 100} for _ in range(count - have)]
+        if rows:
+            conn.execute(activity.insert(), rows)
+            conn.execute(tables["agentexec_activity_log"].insert(), [
+                {"activity_id": r["id"], "message": "done", "status": "COMPLETE", "percentage": 100,
+                 "created_at": now} for r in rows
+            ])
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("ANALYZE agentexec_activity"))
 
 
 #: the tuned setting's ``--log-level`` (``--tuned-log-level``)
@@ -216,21 +250,30 @@ async def fill(count: int, **job: float) -> list[ax.Task]:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu(root: int) -> tuple[float, float]:
-    """CPU seconds (user + system) so far of the pool's main process and of its descendants
-    (fork server and workers), from /proc: steadier than the wall clock on a shared machine."""
+#: the servers whose CPU a drain also reports (on a 2-core machine they share the workers' cores)
+SERVERS = ("postgres", "redis-server")
+
+
+def tree_cpu(root: int) -> tuple[float, float, float]:
+    """CPU seconds (user + system) so far of the pool's main process, of its descendants
+    (fork server and workers), and of the database servers (every ``SERVERS`` process), from
+    /proc: steadier than the wall clock on a shared machine."""
     parent: dict[int, int] = {}
     cpu: dict[int, float] = {}
+    servers = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
+                name, _, rest = f.read().partition(" (")[2].rpartition(")")
+                fields = rest.split()
         except OSError:
             continue
         parent[int(entry)] = int(fields[1])
         cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
+        if name.startswith(SERVERS):
+            servers += cpu[int(entry)]
     below = 0.0
     for pid in cpu:
         up = parent.get(pid)
@@ -238,12 +281,12 @@ def tree_cpu(root: int) -> tuple[float, float]:
             up = parent.get(up)
         if up == root:
             below += cpu[pid]
-    return cpu.get(root, 0.0), below
+    return cpu.get(root, 0.0), below, servers
 
 
-async def drained(count: int = 0, pid: int = 0) -> tuple[float, float]:
-    """Wait until every task is acknowledged; the pool's CPU (main, workers) spent meanwhile,
-    counted from the first take (start-up excluded)."""
+async def drained(count: int = 0, pid: int = 0) -> tuple[float, float, float]:
+    """Wait until every task is acknowledged; the CPU (the pool's main process, its workers, the
+    servers) spent meanwhile, counted from the first take (start-up excluded)."""
     backends = get_backends()
     start: tuple[float, float] | None = None
     with anyio.fail_after(WAIT):
@@ -256,9 +299,9 @@ async def drained(count: int = 0, pid: int = 0) -> tuple[float, float]:
         while (await backends.queue.stats(CONF.queue_name)).in_flight:
             await anyio.sleep(0.005)
     if start is None or not pid:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     end = tree_cpu(pid)
-    return end[0] - start[0], end[1] - start[1]
+    return end[0] - start[0], end[1] - start[1], end[2] - start[2]
 
 
 def bench_drain(stack: Stack, count: int, workers: int, concurrency: int | None, log: Path) -> dict[str, Any]:
@@ -267,14 +310,15 @@ def bench_drain(stack: Stack, count: int, workers: int, concurrency: int | None,
         tasks = anyio.run(fill, count)
         worker = Worker(env, workers, concurrency, log)
         try:
-            main_cpu, workers_cpu = anyio.run(drained, count, worker.proc.pid)
+            main_cpu, workers_cpu, servers_cpu = anyio.run(drained, count, worker.proc.pid)
             done = time.time()
             results = anyio.run(lambda: ax.gather(*tasks, timeout=WAIT))
         finally:
             worker.stop()
     first = min(r[0] for r in results)
     return {"rate": count / (done - first), "wall": done - worker.launched, "log_lines": worker.lines(),
-            "main_us": main_cpu / count * 1e6, "workers_us": workers_cpu / count * 1e6}
+            "main_us": main_cpu / count * 1e6, "workers_us": workers_cpu / count * 1e6,
+            "servers_us": servers_cpu / count * 1e6}
 
 
 def bench_latency(stack: Stack, concurrency: int | None, log: Path, trials: int = 200) -> dict[str, Any]:
@@ -389,11 +433,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="drain runs per case (all printed)")
     parser.add_argument("--hook", action="store_true",
                         help="each task ends with an INCR on --redis-url, as ../shared/bench's tasks do")
+    parser.add_argument("--history", type=int, default=0,
+                        help="finished activities in the store before every step (a service that ran a while)")
     parser.add_argument("--yield", dest="yield_", action="store_true",
                         help="each task yields to the event loop once (await anyio.lowlevel.checkpoint())")
     args = parser.parse_args()
-    global TUNED_LOG_LEVEL
+    global TUNED_LOG_LEVEL, HISTORY
     TUNED_LOG_LEVEL = args.tuned_log_level
+    HISTORY = args.history
     if args.hook:
         os.environ["AXBENCH_HOOK_REDIS"] = args.redis_url
     if args.yield_:
@@ -415,7 +462,8 @@ def main() -> None:
                             r = bench_drain(stack, args.tasks, workers, conc, log)
                             print(f"{label} drain {workers} proc: {r['rate']:>7,.0f} tasks/s "
                                   f"(wall {r['wall']:.1f} s, {r['log_lines']} output lines; CPU "
-                                  f"per task main {r['main_us']:.0f} us, workers {r['workers_us']:.0f} us; "
+                                  f"per task main {r['main_us']:.0f} us, workers {r['workers_us']:.0f} us, "
+                                  f"servers {r['servers_us']:.0f} us; "
                                   f"{uptime()})", flush=True)
                 if "cpu" in only:
                     for _ in range(args.repeat):
