@@ -1,13 +1,17 @@
-"""The one route every task takes into a queue: its QUEUED activity, then the push.
+"""The one route every task takes into a queue: its QUEUED activity, and the push.
 
 ``ax.enqueue``, ``ax.enqueue_many``, ``Pipeline.enqueue`` and the scheduler all call
 :func:`submit`, so they share one ordering and one failure rule:
 
-1. **The activity is given before the push.** A lone task from a process that has already
-   written to this store goes *behind* the push (:mod:`agentexec.activity.creates`: committed in
-   the background, read-your-writes in this process); the first task and batches are committed
-   before the push. Either way, a worker that takes the task before its activity exists creates
-   it from the task (:mod:`agentexec.worker.own`), so a line is never lost to the race.
+1. **The activity is given with the push.** The first task per store and batches are
+   committed before the push. A lone task from a process that has already written to this
+   store goes *behind* the push: handed to the writer thread of
+   :mod:`agentexec.activity.creates` once the push is answered (committed in the background,
+   read-your-writes in this process). Handed over before the push, that thread's start on the
+   write kept the push's reply waiting (for the GIL, most likely): ``ax.enqueue`` every 10 ms
+   took 1.2-1.4 ms (p50), the push alone 0.9-1.1 ms, against 0.7-1.0 and 0.4-0.7 ms now
+   (benchmarks/README.md). Either way, a worker that takes the task before its activity exists
+   creates it from the task (:mod:`agentexec.worker.own`), so a line is never lost to the race.
 2. **A push that fails ends the tasks it did not queue**: their activities get an ERROR line
    ``not queued: <error>`` (instead of QUEUED forever) and the error reaches the caller.
 3. **Observed when telemetry is on**: one ``send`` span for the push, whose context rides in
@@ -69,7 +73,10 @@ async def submit(
             f"enqueue(..., delay=/at=): the queue backend {type(queue).__name__} cannot "
             f"delay a task (it lacks DelayedPush.push_at); use the memory, Redis or SQL queue"
         )
-    went_behind = await _create(tasks, backends, due_message(due), behind)
+    message = due_message(due)
+    went_behind = len(tasks) == 1 and behind and CREATES.checked(backends.activity)  # see 1. above
+    if not went_behind:
+        await _create(tasks, backends, message)
     try:
         if telemetry.on():
             with telemetry.sending(tasks[0].queue_name or "", tasks) as trace:
@@ -77,35 +84,39 @@ async def submit(
         else:
             await _push(tasks, backends, due, kind, None)
     except Exception as exc:
+        if went_behind:
+            _create_behind(tasks[0], backends, message)
         await _not_queued(tasks, backends, exc)
         raise
+    if went_behind:
+        _create_behind(tasks[0], backends, message)
     if announce and not went_behind:
         await task_events.publish_now(
             task_events.queued((t.agent_id, t.task_name, t.metadata) for t in tasks), backends.events
         )
 
 
-async def _create(tasks: Sequence[Task[Any]], backends: Backends, message: str, behind: bool) -> bool:
-    """Give the activities of ``tasks``; True when they went behind the push."""
+async def _create(tasks: Sequence[Task[Any]], backends: Backends, message: str) -> None:
+    """Give the activities of ``tasks`` before their push."""
     store = backends.activity
     if len(tasks) == 1:
         task = tasks[0]
-        if behind and CREATES.checked(store):
-            CREATES.submit(store, task.agent_id, task.task_name, message, task.metadata)
-            return True
         if task.metadata is None:
             await store.acreate(task.task_name, message, task.agent_id)
         else:
             await store.acreate(task.task_name, message, task.agent_id, task.metadata)
         if backends.cross_process:  # in-process stores gain nothing from a writer thread
             CREATES.mark_checked(store)
-        return False
+        return
     await store.acreate_many([
         (t.agent_id, t.task_name, message) if t.metadata is None
         else (t.agent_id, t.task_name, message, t.metadata)
         for t in tasks
     ])
-    return False
+
+
+def _create_behind(task: Task[Any], backends: Backends, message: str) -> None:
+    CREATES.submit(backends.activity, task.agent_id, task.task_name, message, task.metadata)
 
 
 def _envelope(task: Task[Any], kind: str | None, trace: dict[str, str] | None) -> Envelope:

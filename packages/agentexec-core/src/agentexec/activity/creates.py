@@ -1,9 +1,9 @@
 """The QUEUED activities ``ax.enqueue`` creates, written behind the push by one thread.
 
 A single producer calling ``enqueue`` in a loop would otherwise wait for two round trips per
-task, one to the database and one to the queue. ``enqueue`` hands the activity to this writer
-and pushes the task at once; the writer's thread creates whatever has queued up with one
-``acreate_many`` per store, usually while the push is still on the wire.
+task, one to the database and one to the queue. ``enqueue`` pushes the task, then hands the
+activity to this writer and returns; the writer's thread creates whatever has queued up with
+one ``acreate_many`` per store.
 
 Nothing is lost and nothing reads stale in this process:
 
