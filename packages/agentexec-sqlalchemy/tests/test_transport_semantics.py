@@ -287,6 +287,19 @@ def _connection_id(queue: SQLQueue) -> object:
         return conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
 
 
+async def _in_a_forked_process(target: Any, *args: Any) -> int | None:
+    """``target(*args)`` in a forked child, forked from a thread with no event loop as the
+    pool's forker does; its exit code (None: still running after 20 s)."""
+
+    def fork_and_join() -> int | None:
+        child = multiprocessing.get_context("fork").Process(target=target, args=args)
+        child.start()
+        child.join(20)
+        return child.exitcode
+
+    return await anyio.to_thread.run_sync(fork_and_join)
+
+
 def _child_takes_and_pushes(queue: SQLQueue, name: str, parent_connection: object) -> None:
     assert _connection_id(queue) != parent_connection, "the child reused the parent's connection"
 
@@ -306,15 +319,7 @@ async def test_a_forked_process_uses_the_inherited_backend_on_its_own_connection
     await queue.push(_env(name, 1))
     parent_connection = _connection_id(queue)  # pooled, open, inherited by the child
 
-    def fork_and_join() -> int | None:  # from a thread with no event loop, like the pool's forker
-        child = multiprocessing.get_context("fork").Process(
-            target=_child_takes_and_pushes, args=(queue, name, parent_connection)
-        )
-        child.start()
-        child.join(20)
-        return child.exitcode
-
-    assert await anyio.to_thread.run_sync(fork_and_join) == 0
+    assert await _in_a_forked_process(_child_takes_and_pushes, queue, name, parent_connection) == 0
     lease = await queue.reserve(name, "parent", 2.0)
     assert lease is not None and lease.envelope.context["n"] == 2
     await queue.ack(lease)
@@ -390,12 +395,6 @@ async def test_the_sqlite_poller_looks_when_another_process_commits_not_after_th
     async def wait() -> None:
         taken.append(await queue.reserve(name, "c", 10.0))
 
-    def fork_and_join() -> int | None:  # another process, from a thread as the pool forks
-        child = multiprocessing.get_context("fork").Process(target=_child_pushes, args=(queue, name))
-        child.start()
-        child.join(20)
-        return child.exitcode
-
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             tg.start_soon(wait)
@@ -405,7 +404,7 @@ async def test_the_sqlite_poller_looks_when_another_process_commits_not_after_th
                 await queue.push(_env("other", n))
             await anyio.sleep(0.1)
             assert len(polls) - before <= 2, f"{len(polls) - before} polls after 50 commits of this process"
-            assert await anyio.to_thread.run_sync(fork_and_join) == 0
+            assert await _in_a_forked_process(_child_pushes, queue, name) == 0
             started = time.monotonic()
             while not taken:
                 await anyio.sleep(0.01)
