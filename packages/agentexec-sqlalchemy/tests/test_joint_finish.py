@@ -96,3 +96,30 @@ async def test_only_a_sqlite_file_shared_with_the_transport_finishes_jointly(db_
     assert store.joint_finish(MemoryResults(), MemoryQueue()) is None
     joint = store.joint_finish(SQLResults(db_engine), SQLQueue(db_engine))
     assert (joint is not None) == (db_engine.url.drivername.startswith("sqlite") and db_engine.url.database not in (None, "", ":memory:"))
+
+
+@pytest.mark.parametrize("db_engine", ["sqlite_file"], indirect=True)
+async def test_a_joint_finish_ends_a_lease_whole_locks_and_key_included(db_engine: Engine) -> None:
+    """An ack in the joint transaction is a whole ack: the lease's lock sends its parked task
+    back to the queue, and its enqueue key is free again."""
+    store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
+    envelopes = []
+    for n in (1, 2):
+        agent_id = await store.acreate("t", "queued")
+        env = Envelope(
+            agent_id=agent_id, task_name="t", context={"n": n}, priority=Priority.LOW,
+            queue_name="q", enqueued_at=time.time(), locks={"key:a": 1},
+            key="report:1" if n == 1 else None,
+        )
+        if env.key is not None:
+            assert await queue.claim_key("q", env.key, agent_id) is None
+        await queue.push(env)
+        envelopes.append(env)
+    holder, waiting = await queue.reserve_many("q", "w", 2, 1.0)
+    assert [await queue.acquire(holder), await queue.acquire(waiting)] == [True, False]
+    finish = store.joint_finish(results, queue)
+    assert finish is not None
+    agent_id = holder.envelope.agent_id
+    await finish([LogEntry(agent_id, "done", Status.COMPLETE, 100)], [(agent_id, b"out")], 60, [holder])
+    assert await queue.parked("q") == 0 and await queue.length("q") == 1
+    assert await queue.claim_key("q", "report:1", uuid.uuid4()) is None, "the key outlived its task"

@@ -965,6 +965,31 @@ class QueueSuite(Suite):
         assert numbers(list(report.requeued)) == [2]
         assert two.envelope.context["n"] == 2
 
+    async def test_ack_many_ends_locks_and_keys_as_ack_does(self, queue: Any, queue_name: str) -> None:
+        """A lease that holds locks or an enqueue key ends in ``ack_many`` as in ``ack``: its
+        lock's parked task goes back to the queue, its key is free for the next claim.
+
+        Needs ``Capabilities.ack_many``, ``task_locks`` and ``enqueue_keys``. Troubleshooting:
+        the batch statement that removes the tokens is not the whole of an ack; leases whose
+        envelope has ``locks`` or ``key`` need the rest of ``ack`` too."""
+        for capability in ("ack_many", "task_locks", "enqueue_keys"):
+            self.require(capability, queue)
+        queue.lease_timeout = 30.0
+        holder = envelope(queue_name, 1).model_copy(update={"locks": {"key:a": 1}, "key": "report:9"})
+        assert await queue.claim_key(queue_name, "report:9", holder.agent_id) is None
+        await queue.push(holder, Priority.LOW)
+        await self._locked(queue, queue_name, 2, {"key:a": 1})
+        await queue.push(envelope(queue_name, 3), Priority.LOW)
+        first, second, plain = await self._take(queue, queue_name, 3)
+        assert [await queue.acquire(first), await queue.acquire(second)] == [True, False]
+        await queue.ack_many([plain, first])
+        assert await queue.parked(queue_name) == 0, "ack_many left the lock's parked task parked"
+        assert await queue.length(queue_name) == 1
+        assert await queue.claim_key(queue_name, "report:9", uuid.uuid4()) is None, (
+            "the key outlived its task's ack_many"
+        )
+        assert (await queue.stats(queue_name)).in_flight == 0
+
     # -- dead letters ----------------------------------------------------------------------
     async def test_dead_letter_after_max_attempts(self, queue: Any, queue_name: str) -> None:
         """When a delivery would exceed ``max_attempts``, the task is dead-lettered with a reason;

@@ -412,6 +412,7 @@ class SQLActivityStore:
 
             await self._batched(now, call)
             results.woken(rows)
+            queue._wake_moved()  # a lock its acks released refilled a queue
 
         return finish
 

@@ -358,19 +358,33 @@ class SQLQueue(SQLTransport):
         return Lease(env, consumer_id, queue_name, (row.id, row.attempts))
 
     async def ack_many(self, leases: Sequence[Lease]) -> None:
-        """:class:`agentexec.backends.BatchAck`: every ack in one write operation."""
-        if not leases:
+        """:class:`agentexec.backends.BatchAck`: every ack in one write operation; a lease
+        that holds locks or an enqueue key is acknowledged as :meth:`ack` does it (its locks
+        in a transaction of their own on PostgreSQL)."""
+        plain = [lease for lease in leases if not _ends_more(lease)]
+        for lease in leases:
+            if _ends_more(lease):
+                await self.ack(lease)
+        if not plain:
             return
         if self.pg_ready:
-            await self.pg_execute(sql.ACK_MANY_PG, self._acks(leases))
+            await self.pg_execute(sql.ACK_MANY_PG, self._acks(plain))
             return
-        await self.run_write(self._ack_many, list(leases), durable=False)
+        await self.run_write(self._ack_many, plain, durable=False)
 
     def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
-        if self.is_sqlite:
-            driver.run_many(conn, sql.ACK, [self._mine(lease) for lease in leases])
+        """The acks of ``leases`` in ``conn``'s transaction (the activity store's joint finish
+        on SQLite runs it too, so each lease ends whole: locks and key included)."""
+        plain = [lease for lease in leases if not _ends_more(lease)]
+        for lease in leases:
+            if _ends_more(lease):
+                self._ack(conn, lease)
+        if not plain:
             return
-        driver.run_raw(conn, sql.ACK_MANY_PG, self._acks(leases))
+        if self.is_sqlite:
+            driver.run_many(conn, sql.ACK, [self._mine(lease) for lease in plain])
+        else:
+            driver.run_raw(conn, sql.ACK_MANY_PG, self._acks(plain))
 
     @staticmethod
     def _acks(leases: Sequence[Lease]) -> dict[str, list[Any]]:
@@ -906,6 +920,11 @@ def _in_take_order(rows: Sequence[Any]) -> list[Any]:
 
 class _Recheck:
     """A take found no task, but learnt of a delayed one due sooner than the wait in progress."""
+
+
+def _ends_more(lease: Lease) -> bool:
+    """Whether acknowledging ``lease`` also releases locks or an enqueue key."""
+    return lease.envelope.locks is not None or lease.envelope.key is not None
 
 
 def _envelope(payload: str) -> Envelope | None:
