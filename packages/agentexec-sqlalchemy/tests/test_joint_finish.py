@@ -1,5 +1,6 @@
-"""A worker's finished tasks on the embedded SQLite stack: lines, outcomes and acks in ONE
-transaction (:class:`agentexec.backends.JointFinish`), all or nothing."""
+"""A worker's finished tasks where the transport is the activity store's database (the embedded
+SQLite stack, the PostgreSQL-only stack): lines, outcomes and acks in ONE transaction
+(:class:`agentexec.backends.JointFinish`), all or nothing."""
 
 from __future__ import annotations
 
@@ -66,7 +67,49 @@ async def test_a_window_of_finished_tasks_is_one_transaction(db_engine: Engine, 
     assert writer.health.unfinished == 0
 
 
-@pytest.mark.parametrize("db_engine", ["sqlite_file"], indirect=True)
+@pytest.mark.parametrize("db_engine", ["postgresql"], indirect=True)
+async def test_a_window_of_finished_tasks_is_one_statement_on_postgresql(db_engine: Engine) -> None:
+    """On PostgreSQL the window's final lines, outcomes and acks go in one statement: the
+    writer's batches are counted at the store, and nothing goes through the outbox."""
+    store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
+    leases = await _leases(store, queue, 5)
+    writer = ActivityWriter(store, results, queue)
+    calls: list[str] = []
+    for name in ("aappend_many",):
+        setattr(store, name, _counting(calls, name, getattr(store, name)))
+    for backend, name in ((results, "set_many"), (queue, "ack_many")):
+        setattr(backend, name, _counting(calls, name, getattr(backend, name)))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        for lease in leases:
+            agent_id = lease.envelope.agent_id
+            writer.submit(LogEntry(agent_id, "started", Status.RUNNING))
+            writer.submit(LogEntry(agent_id, "done", Status.COMPLETE, 100),
+                          outcome=(agent_id, f"out {agent_id}".encode()), ack=lease)
+        with anyio.fail_after(10):
+            await writer.close()
+    assert calls == [], "a window went step by step"
+    for lease in leases:
+        agent_id = lease.envelope.agent_id
+        assert await results.get(agent_id) == f"out {agent_id}".encode()
+        detail = await store.adetail(agent_id)
+        assert detail is not None and detail.status == Status.COMPLETE
+        assert [(line.message, line.status) for line in detail.logs] == [
+            ("queued", Status.QUEUED), ("started", Status.RUNNING), ("done", Status.COMPLETE)
+        ]
+    assert (await queue.stats("q")).in_flight == 0
+    assert writer.health.unfinished == 0
+
+
+def _counting(calls: list[str], name: str, method: Any) -> Any:
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return await method(*args, **kwargs)
+
+    return counted
+
+
+@pytest.mark.parametrize("db_engine", ["sqlite_file", "postgresql"], indirect=True)
 async def test_a_joint_finish_that_fails_writes_nothing(db_engine: Engine) -> None:
     """One unknown activity among the lines: no line, no outcome, no ack lands (the worker
     then writes them step by step, with that line's own handling)."""
@@ -91,17 +134,18 @@ async def test_a_joint_finish_that_fails_writes_nothing(db_engine: Engine) -> No
 
 
 @pytest.mark.parametrize("db_engine", ["sqlite_file", "sqlite_memory", "postgresql"], indirect=True)
-async def test_only_a_sqlite_file_shared_with_the_transport_finishes_jointly(db_engine: Engine) -> None:
+async def test_only_a_database_file_or_server_shared_with_the_transport_finishes_jointly(db_engine: Engine) -> None:
     store = SQLActivityStore(db_engine)
     assert store.joint_finish(MemoryResults(), MemoryQueue()) is None
     joint = store.joint_finish(SQLResults(db_engine), SQLQueue(db_engine))
-    assert (joint is not None) == (db_engine.url.drivername.startswith("sqlite") and db_engine.url.database not in (None, "", ":memory:"))
+    assert (joint is not None) == (db_engine.url.database not in (None, "", ":memory:"))
 
 
-@pytest.mark.parametrize("db_engine", ["sqlite_file"], indirect=True)
+@pytest.mark.parametrize("db_engine", ["sqlite_file", "postgresql"], indirect=True)
 async def test_a_joint_finish_ends_a_lease_whole_locks_and_key_included(db_engine: Engine) -> None:
-    """An ack in the joint transaction is a whole ack: the lease's lock sends its parked task
-    back to the queue, and its enqueue key is free again."""
+    """A finished task whose lease holds a lock and an enqueue key ends whole: its lock sends
+    the parked task back to the queue, and its key is free again (SQLite: in the joint
+    transaction; PostgreSQL: step by step, its lock in a transaction of its own)."""
     store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
     envelopes = []
     for n in (1, 2):
@@ -117,9 +161,13 @@ async def test_a_joint_finish_ends_a_lease_whole_locks_and_key_included(db_engin
         envelopes.append(env)
     holder, waiting = await queue.reserve_many("q", "w", 2, 1.0)
     assert [await queue.acquire(holder), await queue.acquire(waiting)] == [True, False]
-    finish = store.joint_finish(results, queue)
-    assert finish is not None
     agent_id = holder.envelope.agent_id
-    await finish([LogEntry(agent_id, "done", Status.COMPLETE, 100)], [(agent_id, b"out")], 60, [holder])
+    writer = ActivityWriter(store, results, queue)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        writer.submit(LogEntry(agent_id, "done", Status.COMPLETE, 100), outcome=(agent_id, b"out"), ack=holder)
+        with anyio.fail_after(10):
+            await writer.close()
+    assert await results.get(agent_id) == b"out"
     assert await queue.parked("q") == 0 and await queue.length("q") == 1
     assert await queue.claim_key("q", "report:1", uuid.uuid4()) is None, "the key outlived its task"

@@ -38,6 +38,7 @@ from agentexec.backends import LogEntry, UnknownActivityError
 
 from agentexec_sqlalchemy import pg_async
 from agentexec_sqlalchemy.activity.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE
+from agentexec_sqlalchemy.transport.statements import ACK_MANY_PG_IF, UPSERT_MANY_PG_IF
 from agentexec_sqlalchemy.types import utcnow
 
 log = logging.getLogger("agentexec.sqlalchemy")
@@ -141,6 +142,32 @@ FROM input i JOIN moved m USING (agent_id)
 ORDER BY i.ord
 """
 
+#: APPEND_WITH_STATUS, and with it the outcomes' upsert (``keys``, ``datas``, ``exp``, a NOTIFY
+#: on ``channel`` per key) and the acks (``ids``, ``cids``, ``atts``): the activity store's joint
+#: finish, ONE statement and one commit; when an agent_id is unknown the guard leaves ``moved``
+#: empty, and then nothing at all is written (the caller compares ``lines``)
+FINISH = f"""
+WITH {_LINES}, {_LOCK_AND_MOVE.format(
+    guard="AND (SELECT count(*) FROM locked) = (SELECT count(*) FROM counts)"
+)}, lines AS (
+    INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
+    SELECT m.id, i.message, i.status, i.percentage,
+           m.updated_at
+           - (m.n - row_number() OVER (PARTITION BY i.agent_id ORDER BY i.ord)) * interval '1 microsecond'
+    FROM input i JOIN moved m USING (agent_id)
+    ORDER BY i.ord
+    RETURNING 1
+), stored AS (
+    {UPSERT_MANY_PG_IF.format(only="WHERE EXISTS (SELECT FROM moved)")}
+    RETURNING key
+), acked AS (
+    {ACK_MANY_PG_IF.format(only="AND EXISTS (SELECT FROM moved)")}
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM lines) AS lines,
+       (SELECT count(pg_notify(%(channel)b, key)) FROM stored) AS notified
+"""
+
 #: the lines, in batch order; a line without a status takes the one before it in the batch, or
 #: the activity's latest (read in this statement, after LOCK took the row locks)
 APPEND = f"""
@@ -217,6 +244,33 @@ class PgWriter:
             cur = await conn.execute(EXISTING, {"agent_ids": agent_ids})
             known = {row[0] for row in await cur.fetchall()}
         return next((a for a in agent_ids if a not in known), agent_ids[0])
+
+    def shares(self, connections: pg_async.AsyncConnections | None) -> bool:
+        """Whether ``connections`` (a transport's) reach this writer's database."""
+        return connections is self._connections
+
+    async def finish(
+        self, entries: Sequence[LogEntry], stored: dict[str, Any], acked: dict[str, Any]
+    ) -> None:
+        """Lines that all carry a status, with the outcomes' upsert (``stored``: the results'
+        ``_upsert_params``) and the acks (``acked``: the queue's ``_acks``), in ONE statement on
+        a durable connection, all or nothing: :class:`UnknownActivityError` (nothing written)
+        when an ``agent_id`` has no activity."""
+        agent_ids = [e.agent_id for e in entries]
+        params = {
+            "agent_ids": agent_ids, "now": utcnow(),
+            "statuses": [Status(e.status).value for e in entries if e.status is not None],
+            "messages": [e.message for e in entries],
+            "percentages": [e.percentage for e in entries],
+            **stored, **acked,
+        }
+        if len(params["statuses"]) != len(entries):
+            raise ValueError("a joint finish takes lines that all carry a status")
+        async with self._connection(durable=True) as conn:
+            cur = await conn.execute(FINISH, params)
+            row = await cur.fetchone()
+        if row is None or row[0] != len(entries):
+            raise UnknownActivityError(await self._first_unknown(agent_ids))
 
     async def append(self, entries: Sequence[LogEntry]) -> None:
         """Append the lines in order, all or nothing: :class:`UnknownActivityError` (nothing

@@ -14,11 +14,12 @@ transaction with the queue's, results' and events' writes of the moment.
 from __future__ import annotations
 
 import builtins
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
 import anyio.to_thread
@@ -67,6 +68,10 @@ from agentexec_sqlalchemy.errors import (
 )
 from agentexec_sqlalchemy.types import utcnow
 
+if TYPE_CHECKING:
+    from agentexec_sqlalchemy.transport.queue import SQLQueue
+    from agentexec_sqlalchemy.transport.results import SQLResults
+
 #: the start of a runner's token-usage line (``agentexec.runners.TokenUsage.PREFIX``)
 USAGE_PREFIX = "Token usage:"
 
@@ -77,6 +82,10 @@ CANCELED_MESSAGE = "Canceled."
 _CHUNK = 500
 _TICK = timedelta(microseconds=1)
 _ActivityRow = tuple[UUID, str, str, "dict[str, Any] | None"]
+
+
+class NotJoint(Exception):
+    """A batch the joint finish does not take: the worker writes it step by step."""
 
 
 def _checked(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -373,16 +382,19 @@ class SQLActivityStore:
             await self._pg.close()
 
     def joint_finish(self, results: ResultBackend, queue: QueueBackend) -> Finish | None:
-        """:class:`agentexec.backends.JointFinish`: on a SQLite file whose transport
-        (``results``, ``queue``) is this store's database, a worker's lines, outcomes and acks
-        in ONE savepoint of the batching writer's transaction (:meth:`_batched`): one commit,
-        one wake-up of the worker's loop, instead of three of each. Elsewhere ``None``."""
+        """:class:`agentexec.backends.JointFinish`, where the transport (``results``,
+        ``queue``) is this store's database: a worker's lines, outcomes and acks in one commit
+        instead of three (and one wake-up of the worker's loop instead of three). On a SQLite
+        file, ONE savepoint of the batching writer's transaction (:meth:`_batched`); on
+        PostgreSQL through psycopg, ONE statement (:meth:`_pg_finish`). Elsewhere ``None``."""
         from agentexec_sqlalchemy.transport.queue import SQLQueue
         from agentexec_sqlalchemy.transport.results import SQLResults
         from agentexec_sqlalchemy.transport.sqlite_lock import database_key as writer_key
 
-        if self._pg is not None or not isinstance(results, SQLResults) or not isinstance(queue, SQLQueue):
+        if not isinstance(results, SQLResults) or not isinstance(queue, SQLQueue):
             return None
+        if self._pg is not None:
+            return self._pg_finish(results, queue) if self._pg.shares(results._pg) and self._pg.shares(queue._pg) else None
         engine = self._uow.engine_for_background()
         if engine.dialect.name != "sqlite" or schema_once.database_key(engine, "") is None:
             return None  # PostgreSQL, or an in-memory database: no batching writer
@@ -413,6 +425,42 @@ class SQLActivityStore:
             await self._batched(now, call)
             results.woken(rows)
             queue._wake_moved()  # a lock its acks released refilled a queue
+
+        return finish
+
+    def _pg_finish(self, results: SQLResults, queue: SQLQueue) -> Finish:
+        """The joint finish on PostgreSQL: lines, outcomes and acks in ONE autocommit statement
+        (``pg_writes.FINISH``). A batch it does not take raises :class:`NotJoint` before
+        anything is sent (the worker then writes it step by step): a line without a status, a
+        lease whose ack also releases locks or a key (those take advisory locks in a
+        transaction of their own), or tables not made yet."""
+        assert self._pg is not None
+        pg = self._pg
+
+        async def finish(
+            entries: Sequence[LogEntry], outcomes: Sequence[tuple[UUID, bytes]], ttl: int,
+            acks: Sequence[Lease],
+        ) -> None:
+            lines = [e if isinstance(e.agent_id, UUID) else replace(e, agent_id=_uuid(e.agent_id))
+                     for e in entries]
+            for entry in lines:
+                validate_percentage(entry.percentage)
+            if not outcomes and not acks:
+                if lines:
+                    await self._fast(pg.append(lines))
+                return
+            if not lines or any(e.status is None for e in lines):
+                raise NotJoint("a line without a status, or no line")
+            if any(lease.envelope.locks is not None or lease.envelope.key is not None for lease in acks):
+                raise NotJoint("an ack that releases locks or an enqueue key")
+            if not (results.pg_ready and queue.pg_ready):
+                raise NotJoint("the transport's tables are not made yet")
+            rows = results.outcome_rows(outcomes)
+            if any(purge for _, _, purge in rows):
+                await results.purge_expired()
+            stored = results._upsert_params([(key, data) for key, data, _ in rows], time.time() + ttl, notify=True)
+            await self._fast(pg.finish(lines, stored, queue._acks(acks)))
+            results.woken(rows)
 
         return finish
 

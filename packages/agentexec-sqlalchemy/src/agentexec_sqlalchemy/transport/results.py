@@ -51,6 +51,11 @@ class SQLResults(SQLTransport):
             await self.run_write(self._set_rows, rows, ttl, durable=False)
         self.woken(rows)
 
+    async def purge_expired(self) -> None:
+        """Delete the expired rows of the whole table now (``set`` does it every
+        ``PURGE_EVERY`` calls; the activity store's joint finish on PostgreSQL calls this)."""
+        await self.run_write(lambda conn: conn.execute(sql.PURGE_RESULTS, {"ts": time.time()}), durable=False)
+
     def outcome_rows(self, items: Sequence[tuple[UUID, bytes]]) -> list[tuple[str, bytes, bool]]:
         """``(key, data, purge)`` of each outcome, for :meth:`_set_rows` (``set_many``, and the
         activity store's joint finish, which runs it in its own transaction)."""

@@ -108,11 +108,13 @@ ACK = Q.delete().where(_MINE)
 #: PostgreSQL: the acks of a batch as one statement (arrays, not a statement per row: the
 #: server plans and runs one DELETE, the client binds three arrays)
 #: three arrays, psycopg's binary parameters (``driver.run_raw``)
-ACK_MANY_PG = f"""
+#: (``ACK_MANY_PG_IF`` takes one more condition, ``{only}``: the activity store's joint finish)
+ACK_MANY_PG_IF = f"""
 DELETE FROM "{Q.name}" q
 USING unnest(%(ids)b::bigint[], %(cids)b::text[], %(atts)b::int[]) AS t(id, cid, att)
-WHERE q.id = t.id AND q.consumer_id = t.cid AND q.attempts = t.att
+WHERE q.id = t.id AND q.consumer_id = t.cid AND q.attempts = t.att {{only}}
 """
+ACK_MANY_PG = ACK_MANY_PG_IF.format(only="")
 _RELEASE = Q.update().where(_MINE).values(consumer_id=None, leased_at=None, front=B("front"))
 _released = _RELEASE.returning(Q.c.id).cte("released")
 # a row comes back only when the lease was still ours (PostgreSQL: NOTIFY only then)
@@ -168,12 +170,14 @@ CLAIM = _per_dialect(_claim)
 #: update a row twice); STAGE_MANY_PG without a NOTIFY (no waiter watches a staged key),
 #: SET_MANY_PG with one per key, as SET_RESULT sends; psycopg's binary parameters
 #: (``driver.run_raw``)
-_UPSERT_MANY_PG = f"""
+#: (``UPSERT_MANY_PG_IF`` takes a condition, ``{only}``: the activity store's joint finish)
+UPSERT_MANY_PG_IF = f"""
 INSERT INTO "{R.name}" (key, data, expires_at)
 SELECT key, data, %(exp)b::double precision
-FROM unnest(%(keys)b::text[], %(datas)b::bytea[]) AS t(key, data)
+FROM unnest(%(keys)b::text[], %(datas)b::bytea[]) AS t(key, data) {{only}}
 ON CONFLICT (key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at
 """
+_UPSERT_MANY_PG = UPSERT_MANY_PG_IF.format(only="")
 STAGE_MANY_PG = _UPSERT_MANY_PG
 SET_MANY_PG = (
     f"WITH stored AS ({_UPSERT_MANY_PG} RETURNING key) SELECT count(pg_notify(%(channel)b, key)) FROM stored"
