@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextvars import ContextVar
 from uuid import UUID
 
 from agentexec.activity.status import Status
@@ -15,10 +16,14 @@ from agentexec.faults import clean_text
 from agentexec.results import NonRetryableError, RetryAfter
 from agentexec.task import Task, TaskDefinition
 from agentexec.worker.locking import without_key
-from agentexec.worker.stager import Stager
+from agentexec.worker.stager import STAGE_AFTER, Stager
 from agentexec.worker.writer import ActivityWriter
 
 log = logging.getLogger("agentexec.worker")
+
+#: when the running task's handler started (monotonic seconds); each task runs in an asyncio
+#: task of its own, whose context ``started`` and ``finished`` share
+_began: ContextVar[float | None] = ContextVar("agentexec_handler_began", default=None)
 
 
 class WorkerSink:
@@ -35,6 +40,7 @@ class WorkerSink:
         # not awaited: the handler starts at once, and every later line of the activity, the
         # handler's own ones included (see ``written``), is committed after this one
         self.writer.submit(entry)
+        _began.set(time.monotonic())
 
     async def written(self, agent_id: UUID | None = None) -> None:
         await self.writer.written(None if agent_id is None else (agent_id,))
@@ -104,6 +110,9 @@ class WorkerSink:
         return True
 
     async def finished(self, task: Task, entry: LogEntry | None, data: bytes) -> None:
-        if entry is not None and self.stager is not None:
+        began = _began.get()
+        if entry is not None and self.stager is not None and began is not None and (
+            time.monotonic() - began >= STAGE_AFTER
+        ):
             self.stager.add(task.agent_id, data)
         self.writer.submit(entry, outcome=(task.agent_id, data), ack=self.leases.pop(task.agent_id, None))
