@@ -97,7 +97,10 @@ CAUGHT_BY: dict[str, tuple[str, str, set[str]]] = {
     "ReserveManyOverTakesQueue": ("QueueSuite", "test_reserve_many_takes_up_to_max_count_in_priority_order", set()),
     "ReserveManyNotInFlightQueue": ("QueueSuite", "test_reserve_many_takes_up_to_max_count_in_priority_order", set()),
     "ReserveManyDoesNotWaitQueue": ("QueueSuite", "test_reserve_many_waits_and_wakes_like_reserve", set()),
-    "AckManyAcksFirstOnlyQueue": ("QueueSuite", "test_ack_many_acknowledges_every_lease_given", set()),
+    "AckManyAcksFirstOnlyQueue": ("QueueSuite", "test_ack_many_acknowledges_every_lease_given", {
+        "test_ack_many_ends_locks_and_keys_as_ack_does",
+    }),
+    "AckManyTokensOnlyQueue": ("QueueSuite", "test_ack_many_ends_locks_and_keys_as_ack_does", set()),
     "InFlightAcrossConsumersQueue": ("QueueSuite", "test_in_flight_lists_one_consumers_tasks_oldest_first", set()),
     "ClosedForGoodQueue": ("QueueSuite", "test_close_then_use_again", set()),
     "WakesNobodyQueue": ("QueueSuite", "test_reserve_wakes_when_a_task_is_pushed", {
@@ -124,14 +127,16 @@ CAUGHT_BY: dict[str, tuple[str, str, set[str]]] = {
     }),
     "LockIgnoredQueue": ("QueueSuite", "test_acquire_parks_a_task_whose_key_is_held_and_others_flow", {
         "test_a_counted_lock_admits_up_to_its_limit", "test_unlock_frees_the_locks_before_the_ack", "test_a_dead_holders_locks_are_released_by_the_reap",
-        "test_remove_finds_a_parked_task",
+        "test_remove_finds_a_parked_task", "test_ack_many_ends_locks_and_keys_as_ack_does",
     }),
     "UnlockWakesNobodyQueue": ("QueueSuite", "test_acquire_parks_a_task_whose_key_is_held_and_others_flow", {
         "test_a_counted_lock_admits_up_to_its_limit", "test_a_dead_holders_locks_are_released_by_the_reap",
-        "test_unlock_frees_the_locks_before_the_ack",
+        "test_unlock_frees_the_locks_before_the_ack", "test_ack_many_ends_locks_and_keys_as_ack_does",
     }),
     "ReapKeepsLocksQueue": ("QueueSuite", "test_a_dead_holders_locks_are_released_by_the_reap", set()),
-    "KeyNeverReleasedQueue": ("QueueSuite", "test_an_enqueue_key_is_held_until_its_task_is_acknowledged", set()),
+    "KeyNeverReleasedQueue": ("QueueSuite", "test_an_enqueue_key_is_held_until_its_task_is_acknowledged", {
+        "test_ack_many_ends_locks_and_keys_as_ack_does",
+    }),
     # -- results --------------------------------------------------------------------------------
     "WaitMissesEarlyValueResults": ("ResultsSuite", "test_wait_returns_a_value_set_before_the_wait", {
         "test_value_expires_after_ttl", "test_close_then_use_again",

@@ -125,7 +125,7 @@ def test_declaring_off_a_method_the_pool_calls_fails(pytester: pytest.Pytester) 
     result = run(pytester, """
 class TestMine(QueueSuite):
     capabilities = Capabilities(ack_many=False)
-""" + FIXTURE, "-k", "ack_many")
+""" + FIXTURE, "-k", "ack_many_acknowledges")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*Capabilities.ack_many is False but the backend has ack_many(): agentexec calls it "

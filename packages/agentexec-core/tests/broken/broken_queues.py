@@ -234,6 +234,20 @@ class AckManyAcksFirstOnlyQueue(MemoryQueue):
         await super().ack_many(list(leases)[:1])
 
 
+class AckManyTokensOnlyQueue(MemoryQueue):
+    """``ack_many`` removes the leases' tokens and nothing more (one batch ``DELETE``): ``ack``
+    releases a lease's locks and enqueue key, ``ack_many`` leaves them, so a parked task of the
+    lock's key waits forever and the key outlives its task."""
+
+    async def ack(self, lease: Lease) -> None:
+        await super().ack_many([lease])
+
+    async def ack_many(self, leases: Sequence[Lease]) -> None:
+        with self._lock:
+            for lease in leases:
+                self._take_inflight(lease)
+
+
 class InFlightAcrossConsumersQueue(MemoryQueue):
     """``in_flight`` lists the in-flight tasks of every consumer of the queue."""
 
