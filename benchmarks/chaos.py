@@ -15,6 +15,11 @@ After the queue settles, it checks what an operator relies on:
 - nothing was dead-lettered that never ran;
 - duplicate runs (handler starts beyond one per task) <= kills.
 
+``--only main`` SIGKILLs the pool's main process instead (``--kills`` times, ``--interval`` apart;
+say ``--kills 3 --interval 4``): one second later none of its processes may be alive (a worker
+outliving its pool would hold leases no one reaps), and a fresh pool takes over; each kill may
+cut off one run per worker, so the bound on duplicate runs is ``kills x workers``.
+
 ``tests/e2e/test_chaos.py`` runs a shorter version of the same soak in the suite.
 """
 
@@ -72,6 +77,10 @@ class Report:
     exit_code: int | None = None
     drain_seconds: float = 0.0
     settle_seconds: float = 0.0
+    #: processes of a killed main process still alive a second after it (``--only main``)
+    survivors: int = 0
+    #: runs one kill may cut off (1, or the workers when the main process is killed)
+    runs_per_kill: int = 1
 
     @property
     def duplicates(self) -> int:
@@ -92,8 +101,10 @@ class Report:
             found.append(f"{len(self.after_final)} log(s) go on after a final line: {self.after_final[:3]}")
         if self.dead_never_ran:
             found.append(f"{self.dead_never_ran} task(s) dead-lettered that never ran")
-        if self.duplicates > self.kills:
+        if self.duplicates > self.kills * self.runs_per_kill:
             found.append(f"{self.duplicates} duplicate runs for {self.kills} kills")
+        if self.survivors:
+            found.append(f"{self.survivors} process(es) outlived their killed main process by 1 s")
         return found
 
     def line(self) -> str:
@@ -103,7 +114,29 @@ class Report:
             f"dead_never_ran={self.dead_never_ran} after_final={len(self.after_final)} "
             f"missing_results={self.missing_results} pool_alive={self.pool_alive} "
             f"exit={self.exit_code} drain={self.drain_seconds:.1f}s settle={self.settle_seconds:.1f}s"
+            + (f" survivors={self.survivors}" if self.killed["main"] else "")
         )
+
+
+def _kill_main(pool: PoolProcess, report: Report, env: dict[str, str], journal: Path) -> PoolProcess:
+    """SIGKILL the pool's main process; count its processes alive a second later; start a
+    fresh pool (as a supervisor such as systemd would)."""
+    family = pool_processes(pool.proc.pid)
+    os.kill(pool.proc.pid, signal.SIGKILL)  # the main process alone, not its process group
+    pool.proc.wait(10)
+    report.killed["main"] += 1
+    report.runs_per_kill = max(report.runs_per_kill, int(env["AGENTEXEC_NUM_WORKERS"]))
+    time.sleep(1.0)
+    report.survivors += sum(1 for pid in family if _alive(pid))
+    return PoolProcess.start(python_app(), env=env, journal=journal)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
 
 
 def pool_processes(main_pid: int) -> dict[int, str]:
@@ -185,6 +218,9 @@ def run(
 
         for _ in range(kills):
             time.sleep(interval)
+            if only == "main":
+                pool = _kill_main(pool, report, env, journal)
+                continue
             victims = pool_processes(pool.proc.pid)
             if only is not None:
                 victims = {pid: role for pid, role in victims.items() if role == only}
@@ -291,8 +327,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--only", choices=["worker", "fork server", "standby"], default=None,
-                        help="kill only processes of this role")
+    parser.add_argument("--only", choices=["worker", "fork server", "standby", "main"], default=None,
+                        help="kill only processes of this role (main: the pool's main process, then "
+                             "start a fresh pool)")
     args = parser.parse_args()
     failed = False
     for n in range(args.runs):
