@@ -259,17 +259,18 @@ async def _call_handler(definition: TaskDefinition, agent_id: Any, context: Any,
     return result
 
 
-async def execute_task(task: Task, *, quiet: bool = False) -> Any:
+async def execute_task(task: Task, *, quiet: bool = False, definition: TaskDefinition | None = None) -> Any:
     """Run ``task`` through its whole lifecycle; return the handler's value or raise its error.
+    ``definition``: the task's, when the caller has it (a worker does), else looked up by name.
 
     Observed (:mod:`agentexec.telemetry`: a span, counts, a duration) when instruments are on."""
     if not telemetry.on():
-        return await _execute_task(task, quiet=quiet)
+        return await _execute_task(task, quiet=quiet, definition=definition)
     with telemetry.task_run(task):
-        return await _execute_task(task, quiet=quiet)
+        return await _execute_task(task, quiet=quiet, definition=definition)
 
 
-async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
+async def _execute_task(task: Task, *, quiet: bool = False, definition: TaskDefinition | None = None) -> Any:
     """Run ``task`` through its whole lifecycle; return the handler's value or raise its error.
 
     ``quiet``: the task's activity already says COMPLETE but its value was never stored (its
@@ -279,7 +280,7 @@ async def _execute_task(task: Task, *, quiet: bool = False) -> Any:
 
     in_worker = _sink.get() is not None
     sink = _sink.get() or DirectSink()
-    definition = task._definition or find_definition(task.task_name)
+    definition = definition or find_definition(task.task_name)
     if definition is None:
         error = unknown_task_error(task.task_name, registered_names(), task.queue_name)
         await reject(task, error, sink)

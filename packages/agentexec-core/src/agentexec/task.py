@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any, Generic
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 from typing_extensions import TypeVar
 
 #: the longest task name: what every activity store keeps (``agent_type`` is a VARCHAR(255))
@@ -316,8 +316,6 @@ class Task(BaseModel, Generic[R]):
     locks: dict[str, int] | None = None
     #: its dedup key (``ax.enqueue(..., key=...)``)
     key: str | None = None
-
-    _definition: TaskDefinition | None = PrivateAttr(default=None)
 
     @classmethod
     def create(cls, task_name: str, context: BaseModel) -> Task[Any]:

@@ -378,7 +378,6 @@ class Worker:
             trace=env.trace,
         )
         definition = self.definitions.get(env.task_name)
-        task._definition = definition
         self.running += 1
         try:
             heard = self._cancels.pop(env.agent_id, None)
@@ -409,7 +408,7 @@ class Worker:
                 ), self.sink)
                 return
             try:
-                await execute_task(task, quiet=quiet)
+                await execute_task(task, quiet=quiet, definition=definition)
             except Exception:
                 pass  # the lifecycle recorded it (activity ERROR, failed outcome) and logged it
             if lease.envelope.locks is not None:
