@@ -36,49 +36,12 @@ async def _leases(store: SQLActivityStore, queue: SQLQueue, count: int) -> list[
     return leases
 
 
-@pytest.mark.parametrize("db_engine", ["sqlite_file"], indirect=True)
-async def test_a_window_of_finished_tasks_is_one_transaction(db_engine: Engine, statement_counter: Any) -> None:
-    """A fast task's RUNNING and final lines, its outcome and its ack: one transaction for the
-    window. Before: the RUNNING lines, the final lines, the outcomes, the acks, each a
-    transaction of its own."""
-    store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
-    leases = await _leases(store, queue, 5)
+async def _finish_a_window(
+    store: SQLActivityStore, results: SQLResults, queue: SQLQueue, leases: list[Lease]
+) -> None:
+    """Fast tasks through a worker's writer: each one's RUNNING and final lines, its outcome
+    and its ack, all submitted before the writer's first batch; then everything is stored."""
     writer = ActivityWriter(store, results, queue)
-    with statement_counter(db_engine) as counter:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(writer.run)
-            for lease in leases:
-                agent_id = lease.envelope.agent_id
-                writer.submit(LogEntry(agent_id, "started", Status.RUNNING))
-                writer.submit(LogEntry(agent_id, "done", Status.COMPLETE, 100),
-                              outcome=(agent_id, f"out {agent_id}".encode()), ack=lease)
-            with anyio.fail_after(10):
-                await writer.close()
-    assert sum(s.lstrip().upper().startswith("BEGIN") for s in counter.statements) == 1
-    for lease in leases:
-        agent_id = lease.envelope.agent_id
-        assert await results.get(agent_id) == f"out {agent_id}".encode()
-        detail = await store.adetail(agent_id)
-        assert detail is not None and detail.status == Status.COMPLETE
-        assert [(line.message, line.status) for line in detail.logs] == [
-            ("queued", Status.QUEUED), ("started", Status.RUNNING), ("done", Status.COMPLETE)
-        ]
-    assert (await queue.stats("q")).in_flight == 0
-    assert writer.health.unfinished == 0
-
-
-@pytest.mark.parametrize("db_engine", ["postgresql"], indirect=True)
-async def test_a_window_of_finished_tasks_is_one_statement_on_postgresql(db_engine: Engine) -> None:
-    """On PostgreSQL the window's final lines, outcomes and acks go in one statement: the
-    writer's batches are counted at the store, and nothing goes through the outbox."""
-    store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
-    leases = await _leases(store, queue, 5)
-    writer = ActivityWriter(store, results, queue)
-    calls: list[str] = []
-    for name in ("aappend_many",):
-        setattr(store, name, _counting(calls, name, getattr(store, name)))
-    for backend, name in ((results, "set_many"), (queue, "ack_many")):
-        setattr(backend, name, _counting(calls, name, getattr(backend, name)))
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         for lease in leases:
@@ -88,7 +51,6 @@ async def test_a_window_of_finished_tasks_is_one_statement_on_postgresql(db_engi
                           outcome=(agent_id, f"out {agent_id}".encode()), ack=lease)
         with anyio.fail_after(10):
             await writer.close()
-    assert calls == [], "a window went step by step"
     for lease in leases:
         agent_id = lease.envelope.agent_id
         assert await results.get(agent_id) == f"out {agent_id}".encode()
@@ -99,6 +61,30 @@ async def test_a_window_of_finished_tasks_is_one_statement_on_postgresql(db_engi
         ]
     assert (await queue.stats("q")).in_flight == 0
     assert writer.health.unfinished == 0
+
+
+@pytest.mark.parametrize("db_engine", ["sqlite_file"], indirect=True)
+async def test_a_window_of_finished_tasks_is_one_transaction(db_engine: Engine, statement_counter: Any) -> None:
+    """A fast task's RUNNING and final lines, its outcome and its ack: one transaction for the
+    window. Before: the RUNNING lines, the final lines, the outcomes, the acks, each a
+    transaction of its own."""
+    store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
+    leases = await _leases(store, queue, 5)
+    with statement_counter(db_engine) as counter:
+        await _finish_a_window(store, results, queue, leases)
+    assert sum(s.lstrip().upper().startswith("BEGIN") for s in counter.statements) == 1
+
+
+@pytest.mark.parametrize("db_engine", ["postgresql"], indirect=True)
+async def test_a_window_of_finished_tasks_is_one_statement_on_postgresql(db_engine: Engine) -> None:
+    """On PostgreSQL the window's final lines, outcomes and acks go in one statement: nothing
+    goes step by step (the lines, then the outbox's outcomes and acks)."""
+    store, results, queue = SQLActivityStore(db_engine), SQLResults(db_engine), SQLQueue(db_engine)
+    calls: list[str] = []
+    for backend, name in ((store, "aappend_many"), (results, "set_many"), (queue, "ack_many")):
+        setattr(backend, name, _counting(calls, name, getattr(backend, name)))
+    await _finish_a_window(store, results, queue, await _leases(store, queue, 5))
+    assert calls == [], "a window went step by step"
 
 
 def _counting(calls: list[str], name: str, method: Any) -> Any:

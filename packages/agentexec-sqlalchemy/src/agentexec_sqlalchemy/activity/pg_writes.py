@@ -127,35 +127,30 @@ INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
 SELECT id, %(message)b, %(status)b, %(percentage)b, updated_at FROM moved
 """
 
-#: lines that all carry a status, in one statement: lock (agent_id order), move updated_at,
-#: insert in batch order; when an agent_id is unknown nothing is updated or inserted (the
-#: caller compares the row count)
-APPEND_WITH_STATUS = f"""
-WITH {_LINES}, {_LOCK_AND_MOVE.format(
+#: every activity of the batch locked and moved, or none (an agent_id unknown)
+_ALL_OR_NOTHING = _LOCK_AND_MOVE.format(
     guard="AND (SELECT count(*) FROM locked) = (SELECT count(*) FROM counts)"
-)}
+)
+#: the batch's lines, in batch order, each activity's strictly after its last one
+_INSERT_LINES = f"""
 INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
 SELECT m.id, i.message, i.status, i.percentage,
        m.updated_at
        - (m.n - row_number() OVER (PARTITION BY i.agent_id ORDER BY i.ord)) * interval '1 microsecond'
 FROM input i JOIN moved m USING (agent_id)
-ORDER BY i.ord
-"""
+ORDER BY i.ord"""
+
+#: lines that all carry a status, in one statement: lock (agent_id order), move updated_at,
+#: insert in batch order; when an agent_id is unknown nothing is updated or inserted (the
+#: caller compares the row count)
+APPEND_WITH_STATUS = f"WITH {_LINES}, {_ALL_OR_NOTHING}{_INSERT_LINES}"
 
 #: APPEND_WITH_STATUS, and with it the outcomes' upsert (``keys``, ``datas``, ``exp``, a NOTIFY
 #: on ``channel`` per key) and the acks (``ids``, ``cids``, ``atts``): the activity store's joint
 #: finish, ONE statement and one commit; when an agent_id is unknown the guard leaves ``moved``
 #: empty, and then nothing at all is written (the caller compares ``lines``)
 FINISH = f"""
-WITH {_LINES}, {_LOCK_AND_MOVE.format(
-    guard="AND (SELECT count(*) FROM locked) = (SELECT count(*) FROM counts)"
-)}, lines AS (
-    INSERT INTO {_L} (activity_id, message, status, percentage, created_at)
-    SELECT m.id, i.message, i.status, i.percentage,
-           m.updated_at
-           - (m.n - row_number() OVER (PARTITION BY i.agent_id ORDER BY i.ord)) * interval '1 microsecond'
-    FROM input i JOIN moved m USING (agent_id)
-    ORDER BY i.ord
+WITH {_LINES}, {_ALL_OR_NOTHING}, lines AS ({_INSERT_LINES}
     RETURNING 1
 ), stored AS (
     {UPSERT_MANY_PG_IF.format(only="WHERE EXISTS (SELECT FROM moved)")}
