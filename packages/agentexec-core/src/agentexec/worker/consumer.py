@@ -231,7 +231,9 @@ class Worker:
         # finished tasks waiting for their outcome and ack count against taking new ones: a
         # worker whose writes fall behind (or fail) slows down instead of drifting ahead
         writer.health.max_unfinished = max(sum(lane.slots for lane in self.lanes), MAX_UNFINISHED)
-        stager = Stager(self.backends.results)
+        # where a batch's line, outcome and ack commit together, a quick handler's outcome is
+        # not staged (see Stager); elsewhere every outcome is
+        stager = Stager(self.backends.results, every=not writer.joint)
         self.sink = WorkerSink(writer, stager)
         set_sink(self.sink)  # inherited by every task started below
         try:

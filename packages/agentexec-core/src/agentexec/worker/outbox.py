@@ -51,6 +51,8 @@ class Item:
     release: Lease | None = None
     #: a retry: the envelope to push again and when it is due (``DelayedPush.push_at``)
     later: tuple[Envelope, float] | None = None
+    #: when it was submitted (monotonic seconds)
+    at: float = 0.0
 
     @property
     def posts(self) -> bool:

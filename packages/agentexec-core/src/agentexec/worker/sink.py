@@ -110,9 +110,9 @@ class WorkerSink:
         return True
 
     async def finished(self, task: Task, entry: LogEntry | None, data: bytes) -> None:
-        began = _began.get()
-        if entry is not None and self.stager is not None and began is not None and (
-            time.monotonic() - began >= STAGE_AFTER
+        stager = self.stager
+        if entry is not None and stager is not None and (
+            stager.every or ((began := _began.get()) is not None and time.monotonic() - began >= STAGE_AFTER)
         ):
-            self.stager.add(task.agent_id, data)
+            stager.add(task.agent_id, data)
         self.writer.submit(entry, outcome=(task.agent_id, data), ack=self.leases.pop(task.agent_id, None))

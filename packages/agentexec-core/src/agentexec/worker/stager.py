@@ -7,9 +7,12 @@ outcome is also *staged* at once (:class:`agentexec.backends.StagedResults`, whe
 backend offers it), in one round trip per turn of the event loop, beside the line's commit: the
 worker that gets the task again finishes it from the staged copy instead of running it again.
 
-Only a handler that ran ``STAGE_AFTER`` seconds or more is staged: a shorter one costs less
-to run again, in the rare crash in that window, than a write of every outcome costs (for many
-short tasks, a tenth of the worker's and of the database's time per task).
+Where the store finishes jointly (the final line, the outcome and the ack commit together: the
+embedded SQLite and PostgreSQL-only stacks), only a handler that ran ``STAGE_AFTER`` seconds or
+more is staged: there the window is one commit, and a shorter handler costs less to run again,
+in the rare crash inside it, than a write of every outcome costs (for many short tasks, about
+a tenth of the worker's and of the database's time per task). Elsewhere every outcome is
+staged: the outcome's own write comes after the line's, so the window is wider.
 
 Staging is best effort: a failure is logged and the task's finish goes on as before.
 """
@@ -34,7 +37,9 @@ STAGE_AFTER = 0.05
 
 
 class Stager:
-    def __init__(self, results: ResultBackend) -> None:
+    def __init__(self, results: ResultBackend, every: bool = True) -> None:
+        #: stage every outcome (False: only those of handlers that ran ``STAGE_AFTER`` or more)
+        self.every = every
         self._stage_many = results.stage_many if isinstance(results, StagedResults) else None
         self._down = Outage(
             f"the results backend ({type(results).__name__}), for staging outcomes",

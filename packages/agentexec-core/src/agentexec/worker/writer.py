@@ -3,7 +3,8 @@
 Every lifecycle line of the process's tasks goes through one writer. Lines that arrive while
 transactions are in progress are written together in the next one (``aappend_many``), so with
 many tasks in flight the database sees one transaction per batch instead of one per line, while
-a lone task pays one transaction and no added delay. Should several transactions be allowed
+a lone task's final line pays no added delay. A RUNNING line waits a few milliseconds for its
+task's next line (``RUNNING_HOLD``), so a task that ends meanwhile updates its activity once. Should several transactions be allowed
 in flight (``MAX_COMMITS``), two lines of one activity are never in flight together, so each
 activity's lines commit in the order they were written.
 
@@ -39,6 +40,7 @@ from uuid import UUID
 
 import anyio
 
+from agentexec.activity.status import Status
 from agentexec.backends import (
     ActivityStore,
     JointFinish,
@@ -78,6 +80,12 @@ GATHER_LINGER = 0.002
 UNKNOWN_GRACE = 1.0
 #: pauses before a batch with a missing activity is tried again whole (then split)
 ARRIVING = (0.001, 0.002, 0.005, 0.01, 0.02)
+#: a RUNNING line waits up to this long for its task's next line, so that a task which ends
+#: meanwhile has its activity row updated once, not twice (its two lines in one batch); measured
+#: on the PostgreSQL-only stack, 32 slots, a handler awaiting a Redis INCR: the worker's CPU per
+#: task 16 % lower in 2 of 3 pairs. Nobody waits for it: a caller of ``written`` has its lines
+#: written at once, and the handler started before the line was submitted
+RUNNING_HOLD = 0.005
 
 
 class ActivityWriter:
@@ -102,6 +110,10 @@ class ActivityWriter:
         self._last_batch = 0.0
         self._streak = 0
         self._wake = anyio.Event()
+        #: activities whose lines a caller of ``written`` waits for: none of them is held back
+        self._wanted: set[UUID] = set()
+        #: when the earliest RUNNING line held back by the last ``_take`` is due (None: none)
+        self._held_until: float | None = None
         self._closing = False
         self._finished = anyio.Event()
         #: lifecycle events (``task.started`` ...) of the lines committed (None: turned off)
@@ -110,12 +122,20 @@ class ActivityWriter:
         #: for these backends (:class:`agentexec.backends.JointFinish`)
         self._joint = activity.joint_finish(results, queue) if isinstance(activity, JointFinish) else None
 
+    @property
+    def joint(self) -> bool:
+        """Whether a batch's lines, outcomes and acks commit together (the store's joint finish)."""
+        return self._joint is not None
+
     # -- producers (the worker's event loop) -------------------------------------------------
     async def written(self, agent_ids: Iterable[UUID] | None = None) -> None:
         """Returns once every line submitted so far for ``agent_ids`` (every activity when
         ``None``) is committed, or failed for good."""
         wanted = list(self._unwritten) if agent_ids is None else agent_ids
         targets = [(a, q[-1]) for a in wanted if (q := self._unwritten.get(a))]
+        if targets:
+            self._wanted.update(a for a, _ in targets)
+            self._wake.set()
         for agent_id, last in targets:
             while (q := self._unwritten.get(agent_id)) and q[0] <= last:
                 await self._committed.wait()
@@ -168,6 +188,7 @@ class ActivityWriter:
                 unwritten.remove(item.seq)
                 if not unwritten:
                     del self._unwritten[agent_id]
+                    self._wanted.discard(agent_id)
         self._committed.set()
         self._committed = anyio.Event()
 
@@ -179,6 +200,7 @@ class ActivityWriter:
             self._unwritten.setdefault(item.entry.agent_id, deque()).append(item.seq)
         if item.lease is not None:
             self.health.unfinished += 1
+        item.at = time.monotonic()
         self._pending.append(item)
         if self._commits < MAX_COMMITS:
             # else the commit in flight wakes the writer when it ends (``_finish``): a wake-up
@@ -209,7 +231,11 @@ class ActivityWriter:
                         continue
                     if self._closing and not self._pending and not self._commits:
                         break
-                    await self._wake.wait()
+                    if self._held_until is not None and self._commits < MAX_COMMITS:
+                        with anyio.move_on_after(max(self._held_until - time.monotonic(), 0.0)):
+                            await self._wake.wait()
+                    else:
+                        await self._wake.wait()
                     self._wake = anyio.Event()
         finally:
             self._finished.set()
@@ -227,8 +253,12 @@ class ActivityWriter:
         batch: list[Item] = []
         rest: list[Item] = []
         claimed: set[UUID] = set()
+        held = self._held()
         for item in self._pending:
             agent = item.entry.agent_id if item.entry is not None else None
+            if agent is not None and agent in held:
+                rest.append(item)
+                continue
             if len(batch) >= MAX_BATCH or (agent is not None and agent in self._busy):
                 rest.append(item)
                 continue
@@ -246,6 +276,31 @@ class ActivityWriter:
         self._pending = rest
         self._busy |= claimed
         return batch
+
+    def _held(self) -> set[UUID]:
+        """The activities whose RUNNING line waits for the task's next line (``RUNNING_HOLD``):
+        the line alone of its activity here, younger than the hold, and nobody waiting for it;
+        sets :attr:`_held_until` to when the first of them is due."""
+        self._held_until = None
+        if self._closing:
+            return set()
+        lines: dict[UUID, int] = {}
+        for item in self._pending:
+            if item.entry is not None:
+                lines[item.entry.agent_id] = lines.get(item.entry.agent_id, 0) + 1
+        held: set[UUID] = set()
+        now = time.monotonic()
+        for item in self._pending:
+            entry = item.entry
+            if (
+                entry is not None and entry.status == Status.RUNNING and not item.posts
+                and now - item.at < RUNNING_HOLD and lines[entry.agent_id] == 1
+                and entry.agent_id not in self._wanted
+            ):
+                held.add(entry.agent_id)
+                due = item.at + RUNNING_HOLD
+                self._held_until = due if self._held_until is None else min(self._held_until, due)
+        return held
 
     async def _commit_batch(self, batch: list[Item], tg: anyio.abc.TaskGroup) -> None:
         missing: set[UUID] = set()
