@@ -25,11 +25,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def _staged(every: bool, runs_for: float, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    monkeypatch.setattr("agentexec.worker.sink.STAGE_AFTER", 0.05)
+    monkeypatch.setattr(stager_module, "STAGE_AFTER", 0.05)
     results = MemoryResults()
     stager = Stager(results, every=every)
-    added: list[Any] = []
-    monkeypatch.setattr(stager, "add", lambda agent_id, data: added.append(agent_id))
     sink = WorkerSink(ActivityWriter(MemoryActivityStore(), results, MemoryQueue()), stager)
     task = Task.model_construct(agent_id=uuid.uuid4(), task_name="t", context={}, queue_name="q")
 
@@ -40,7 +38,7 @@ async def _staged(every: bool, runs_for: float, monkeypatch: pytest.MonkeyPatch)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)
-    return added
+    return [agent_id for agent_id, _ in stager._pending]  # added, not yet sent (no run())
 
 
 async def test_without_a_joint_finish_every_outcome_is_staged(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ from agentexec.faults import clean_text
 from agentexec.results import NonRetryableError, RetryAfter
 from agentexec.task import Task, TaskDefinition
 from agentexec.worker.locking import without_key
-from agentexec.worker.stager import STAGE_AFTER, Stager
+from agentexec.worker.stager import Stager
 from agentexec.worker.writer import ActivityWriter
 
 log = logging.getLogger("agentexec.worker")
@@ -110,9 +110,6 @@ class WorkerSink:
         return True
 
     async def finished(self, task: Task, entry: LogEntry | None, data: bytes) -> None:
-        stager = self.stager
-        if entry is not None and stager is not None and (
-            stager.every or ((began := _began.get()) is not None and time.monotonic() - began >= STAGE_AFTER)
-        ):
-            stager.add(task.agent_id, data)
+        if entry is not None and self.stager is not None:
+            self.stager.add(task.agent_id, data, _began.get())
         self.writer.submit(entry, outcome=(task.agent_id, data), ack=self.leases.pop(task.agent_id, None))

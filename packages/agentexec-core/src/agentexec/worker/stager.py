@@ -49,7 +49,11 @@ class Stager:
         self._pending: list[tuple[UUID, bytes]] = []
         self._wake = anyio.Event()
 
-    def add(self, agent_id: UUID, data: bytes) -> None:
+    def add(self, agent_id: UUID, data: bytes, began: float | None = None) -> None:
+        """Stage the outcome of a handler that started at ``began`` (monotonic seconds; None:
+        no handler ran), if the policy above wants it."""
+        if not self.every and (began is None or time.monotonic() - began < STAGE_AFTER):
+            return
         if self._stage_many is not None:
             self._pending.append((agent_id, data))
             self._wake.set()

@@ -284,21 +284,25 @@ class ActivityWriter:
         self._held_until = None
         if self._closing:
             return set()
-        lines: dict[UUID, int] = {}
-        for item in self._pending:
-            if item.entry is not None:
-                lines[item.entry.agent_id] = lines.get(item.entry.agent_id, 0) + 1
-        held: set[UUID] = set()
         now = time.monotonic()
+        seen: set[UUID] = set()
+        again: set[UUID] = set()  # activities with more than one line pending
+        young: list[tuple[UUID, float]] = []  # RUNNING lines that may be held: activity, submitted
         for item in self._pending:
             entry = item.entry
-            if (
-                entry is not None and entry.status == Status.RUNNING and not item.posts
-                and now - item.at < RUNNING_HOLD and lines[entry.agent_id] == 1
-                and entry.agent_id not in self._wanted
-            ):
-                held.add(entry.agent_id)
-                due = item.at + RUNNING_HOLD
+            if entry is None:
+                continue
+            agent_id = entry.agent_id
+            if agent_id in seen:
+                again.add(agent_id)
+            seen.add(agent_id)
+            if entry.status == Status.RUNNING and not item.posts and now - item.at < RUNNING_HOLD:
+                young.append((agent_id, item.at))
+        held: set[UUID] = set()
+        for agent_id, at in young:
+            if agent_id not in again and agent_id not in self._wanted:
+                held.add(agent_id)
+                due = at + RUNNING_HOLD
                 self._held_until = due if self._held_until is None else min(self._held_until, due)
         return held
 

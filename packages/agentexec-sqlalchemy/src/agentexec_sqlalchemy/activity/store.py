@@ -88,6 +88,11 @@ class NotJoint(Exception):
     """A batch the joint finish does not take: the worker writes it step by step."""
 
 
+def _with_uuids(entries: Sequence[LogEntry]) -> builtins.list[LogEntry]:
+    """``entries`` with every ``agent_id`` a UUID (psycopg binds them as ``uuid[]``)."""
+    return [e if isinstance(e.agent_id, UUID) else replace(e, agent_id=_uuid(e.agent_id)) for e in entries]
+
+
 def _checked(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if metadata is None else validate_metadata(metadata)
 
@@ -296,10 +301,7 @@ class SQLActivityStore:
         if not batch:
             return
         if self._pg is not None:
-            await self._fast(self._pg.append(
-                [e if isinstance(e.agent_id, UUID) else replace(e, agent_id=_uuid(e.agent_id))
-                 for e in batch]
-            ))
+            await self._fast(self._pg.append(_with_uuids(batch)))
             return
         await self._in_thread(lambda conn: self._append_entries(conn, batch))
 
@@ -434,6 +436,8 @@ class SQLActivityStore:
         anything is sent (the worker then writes it step by step): a line without a status, a
         lease whose ack also releases locks or a key (those take advisory locks in a
         transaction of their own), or tables not made yet."""
+        from agentexec_sqlalchemy.transport.queue import ends_more
+
         assert self._pg is not None
         pg = self._pg
 
@@ -441,8 +445,7 @@ class SQLActivityStore:
             entries: Sequence[LogEntry], outcomes: Sequence[tuple[UUID, bytes]], ttl: int,
             acks: Sequence[Lease],
         ) -> None:
-            lines = [e if isinstance(e.agent_id, UUID) else replace(e, agent_id=_uuid(e.agent_id))
-                     for e in entries]
+            lines = _with_uuids(entries)
             for entry in lines:
                 validate_percentage(entry.percentage)
             if not outcomes and not acks:
@@ -451,7 +454,7 @@ class SQLActivityStore:
                 return
             if not lines or any(e.status is None for e in lines):
                 raise NotJoint("a line without a status, or no line")
-            if any(lease.envelope.locks is not None or lease.envelope.key is not None for lease in acks):
+            if any(ends_more(lease) for lease in acks):
                 raise NotJoint("an ack that releases locks or an enqueue key")
             if not (results.pg_ready and queue.pg_ready):
                 raise NotJoint("the transport's tables are not made yet")

@@ -361,9 +361,9 @@ class SQLQueue(SQLTransport):
         """:class:`agentexec.backends.BatchAck`: every ack in one write operation; a lease
         that holds locks or an enqueue key is acknowledged as :meth:`ack` does it (its locks
         in a transaction of their own on PostgreSQL)."""
-        plain = [lease for lease in leases if not _ends_more(lease)]
+        plain = [lease for lease in leases if not ends_more(lease)]
         for lease in leases:
-            if _ends_more(lease):
+            if ends_more(lease):
                 await self.ack(lease)
         if not plain:
             return
@@ -375,9 +375,9 @@ class SQLQueue(SQLTransport):
     def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
         """The acks of ``leases`` in ``conn``'s transaction (the activity store's joint finish
         on SQLite runs it too, so each lease ends whole: locks and key included)."""
-        plain = [lease for lease in leases if not _ends_more(lease)]
+        plain = [lease for lease in leases if not ends_more(lease)]
         for lease in leases:
-            if _ends_more(lease):
+            if ends_more(lease):
                 self._ack(conn, lease)
         if not plain:
             return
@@ -922,7 +922,7 @@ class _Recheck:
     """A take found no task, but learnt of a delayed one due sooner than the wait in progress."""
 
 
-def _ends_more(lease: Lease) -> bool:
+def ends_more(lease: Lease) -> bool:
     """Whether acknowledging ``lease`` also releases locks or an enqueue key."""
     return lease.envelope.locks is not None or lease.envelope.key is not None
 
