@@ -4,11 +4,13 @@ SQLite stack, the PostgreSQL-only stack): lines, outcomes and acks in ONE transa
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
 from agentexec.activity.status import Status
 from agentexec.backends import Lease, LogEntry, UnknownActivityError
@@ -17,6 +19,7 @@ from agentexec.memory.results import MemoryResults
 from agentexec.task import Envelope, Priority
 from agentexec.worker.writer import ActivityWriter
 from agentexec_sqlalchemy.activity.store import SQLActivityStore
+from agentexec_sqlalchemy.transport.notify import RESULTS, channel
 from agentexec_sqlalchemy.transport.queue import SQLQueue
 from agentexec_sqlalchemy.transport.results import SQLResults
 from sqlalchemy.engine import Engine
@@ -83,8 +86,15 @@ async def test_a_window_of_finished_tasks_is_one_statement_on_postgresql(db_engi
     calls: list[str] = []
     for backend, name in ((store, "aappend_many"), (results, "set_many"), (queue, "ack_many")):
         setattr(backend, name, _counting(calls, name, getattr(backend, name)))
-    await _finish_a_window(store, results, queue, await _leases(store, queue, 5))
+    leases = await _leases(store, queue, 5)
+    conninfo = db_engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{channel(RESULTS)}"')  # type: ignore[arg-type]
+        await _finish_a_window(store, results, queue, leases)
+        notes = [json.loads(note.payload) for note in listener.notifies(timeout=2.0, stop_after=1)]
     assert calls == [], "a window went step by step"
+    # the waiters of the window's outcomes are woken by one NOTIFY, not one per outcome
+    assert [sorted(keys) for keys in notes] == [sorted(str(lease.envelope.agent_id) for lease in leases)]
 
 
 def _counting(calls: list[str], name: str, method: Any) -> Any:

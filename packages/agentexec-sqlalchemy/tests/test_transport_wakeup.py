@@ -18,16 +18,17 @@ from agentexec_sqlalchemy.transport.events import SQLEvents
 from agentexec_sqlalchemy.transport.models import queue_table
 from agentexec_sqlalchemy.transport.queue import SQLQueue
 from agentexec_sqlalchemy.transport.results import SQLResults
+from agentexec_sqlalchemy.transport.watch_pg import result_keys
 
-# Another process: on each line from stdin it pushes one task, sets one result or publishes one
-# event, then prints
-# the wall-clock time its transaction committed.
+# Another process: on each line from stdin it pushes one task, sets one result or a batch of
+# them, or publishes one event, then prints the wall-clock time its transaction committed.
 WRITER = """
 import sys, time, uuid, anyio
 from agentexec.task import Envelope
 from agentexec_sqlalchemy.transport.events import SQLEvents
 from agentexec_sqlalchemy.transport.queue import SQLQueue
 from agentexec_sqlalchemy.transport.results import SQLResults
+from agentexec_sqlalchemy.transport.watch_pg import result_keys
 
 url = sys.argv[1]
 
@@ -39,6 +40,8 @@ async def main() -> None:
         kind, name = line.split()
         if kind == "publish":
             await events.publish(name, "x")
+        elif kind == "set_many":
+            await results.set_many([(uuid.UUID(key), b"done") for key in name.split(",")], 60)
         elif kind == "push":
             await queue.push(Envelope(agent_id=uuid.uuid4(), task_name="t", context={}, queue_name=name))
         else:
@@ -158,6 +161,40 @@ async def test_result_waiter_wakes_on_a_set_from_another_process(
     assert idle_reads == 1, idle_reads  # the waiter itself never polls
 
 
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_batch_of_results_wakes_its_waiters_and_no_other(
+    url: str, writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 keys are more than one NOTIFY's payload holds: the waiter of the 250th wakes at once,
+    the waiter of a key the batch does not hold is not woken (it read once, and sleeps on)."""
+    results = SQLResults(url)
+    keys = [uuid.uuid4() for _ in range(300)]
+    other = uuid.uuid4()
+    reads = _counting(results, "_get", monkeypatch)
+    got: list[tuple[bytes, float]] = []
+
+    async def wait() -> None:
+        got.append((await results.wait(keys[249], 5.0), time.time()))
+
+    async def wait_other() -> None:
+        with anyio.move_on_after(1.5):
+            await results.wait(other, 5.0)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            tg.start_soon(wait_other)
+            await anyio.sleep(1.0)
+            assert len(reads) == 2
+            set_at = await anyio.to_thread.run_sync(writer.send, "set_many", ",".join(map(str, keys)))
+    value, woke_at = got[0]
+    assert value == b"done"
+    latency = woke_at - set_at
+    assert latency < BOUND[results.engine.dialect.name], f"woke {latency * 1000:.0f} ms after the set"
+    assert len(reads) == 3, len(reads)  # the woken waiter read once more; the other never
+
+
 @pytest.mark.anyio
 async def test_an_event_wakes_only_the_subscriptions_it_matches(
     url: str, writer: Writer, monkeypatch: pytest.MonkeyPatch
@@ -256,3 +293,9 @@ async def test_an_idle_sqlite_poller_stops_and_a_new_one_starts(
     assert got[0] is not None
     assert time.monotonic() - started < 0.5
     assert (await queue.watcher()) is not first
+
+
+def test_a_results_payload_names_its_keys_or_every_waiter() -> None:
+    assert result_keys('["a", "b"]') == ["a", "b"]
+    for everyone in ("", "not json", "[1, 2]", '{"a": 1}'):
+        assert result_keys(everyone) is None

@@ -38,7 +38,11 @@ from agentexec.backends import LogEntry, UnknownActivityError
 
 from agentexec_sqlalchemy import pg_async
 from agentexec_sqlalchemy.activity.models import ACTIVITY_LOG_TABLE, ACTIVITY_TABLE
-from agentexec_sqlalchemy.transport.statements import ACK_MANY_PG_IF, UPSERT_MANY_PG_IF
+from agentexec_sqlalchemy.transport.statements import (
+    ACK_MANY_PG_IF,
+    NOTIFY_KEYS_PG,
+    UPSERT_MANY_PG_IF,
+)
 from agentexec_sqlalchemy.types import utcnow
 
 log = logging.getLogger("agentexec.sqlalchemy")
@@ -145,9 +149,9 @@ ORDER BY i.ord"""
 #: caller compares the row count)
 APPEND_WITH_STATUS = f"WITH {_LINES}, {_ALL_OR_NOTHING}{_INSERT_LINES}"
 
-#: APPEND_WITH_STATUS, and with it the outcomes' upsert (``keys``, ``datas``, ``exp``, a NOTIFY
-#: on ``channel`` per key) and the acks (``ids``, ``cids``, ``atts``): the activity store's joint
-#: finish, ONE statement and one commit; when an agent_id is unknown the guard leaves ``moved``
+#: APPEND_WITH_STATUS, and with it the outcomes' upsert (``keys``, ``datas``, ``exp``, their
+#: NOTIFY_KEYS_PG on ``channel``) and the acks (``ids``, ``cids``, ``atts``): the activity
+#: store's joint finish, ONE statement and one commit; when an agent_id is unknown the guard leaves ``moved``
 #: empty, and then nothing at all is written (the caller compares ``lines``)
 FINISH = f"""
 WITH {_LINES}, {_ALL_OR_NOTHING}, lines AS ({_INSERT_LINES}
@@ -160,7 +164,7 @@ WITH {_LINES}, {_ALL_OR_NOTHING}, lines AS ({_INSERT_LINES}
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM lines) AS lines,
-       (SELECT count(pg_notify(%(channel)b, key)) FROM stored) AS notified
+       {NOTIFY_KEYS_PG} AS notified
 """
 
 #: the lines, in batch order; a line without a status takes the one before it in the batch, or

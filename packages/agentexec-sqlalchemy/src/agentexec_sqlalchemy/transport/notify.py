@@ -28,6 +28,10 @@ from agentexec.backoff import Backoff
 from agentexec.config import CONF
 
 KINDS = ("queue", "result", "event")
+#: the PostgreSQL channel kind of a batch of stored results: the payload is a JSON array of
+#: their keys, or empty for "every result waiter" (``statements.NOTIFY_KEYS_PG``); ``result``
+#: carries one key (``set``)
+RESULTS = "results"
 
 #: poll back-off: first re-check after 5 ms, doubling up to 100 ms
 POLL_MIN = 0.005
@@ -96,6 +100,16 @@ class Hub:
     def wake(self, key: Key) -> None:
         with self._lock:
             items = self._waiters.pop(key, [])
+        _resolve_all(items)
+
+    def wake_names(self, database: str, kind: str, names: Iterable[str] | None) -> None:
+        """Wake the waiters of ``names`` of one kind in one database; None: every one of that kind."""
+        with self._lock:
+            if names is None:
+                keys = [k for k in self._waiters if k[0] == database and k[1] == kind]
+            else:
+                keys = [(database, kind, name) for name in names]
+            items = [item for k in keys for item in self._waiters.pop(k, ())]
         _resolve_all(items)
 
     def wake_events(self, database: str, channels: Iterable[str]) -> None:

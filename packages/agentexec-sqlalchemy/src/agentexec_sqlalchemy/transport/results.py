@@ -14,6 +14,7 @@ from agentexec_sqlalchemy import driver
 from agentexec_sqlalchemy.transport import statements as sql
 from agentexec_sqlalchemy.transport.common import SQLTransport
 from agentexec_sqlalchemy.transport.models import schedule_table as S
+from agentexec_sqlalchemy.transport.notify import RESULTS, channel
 
 #: every this many ``set`` calls also delete the expired rows of the whole table
 PURGE_EVERY = 200
@@ -117,7 +118,7 @@ class SQLResults(SQLTransport):
         latest = dict(rows)
         params: dict[str, object] = {"keys": list(latest), "datas": list(latest.values()), "exp": exp}
         if notify:
-            params["channel"] = self.note("result", "")["channel"]
+            params["channel"] = channel(RESULTS)
         return params
 
     def _store(self, conn: Connection, params: list[dict[str, object]]) -> None:

@@ -168,8 +168,7 @@ CLAIM = _per_dialect(_claim)
 
 #: PostgreSQL: a batch of results as one upsert (the keys distinct: one statement may not
 #: update a row twice); STAGE_MANY_PG without a NOTIFY (no waiter watches a staged key),
-#: SET_MANY_PG with one per key, as SET_RESULT sends; psycopg's binary parameters
-#: (``driver.run_raw``)
+#: SET_MANY_PG with NOTIFY_KEYS_PG; psycopg's binary parameters (``driver.run_raw``)
 #: (``UPSERT_MANY_PG_IF`` takes a condition, ``{only}``: the activity store's joint finish)
 UPSERT_MANY_PG_IF = f"""
 INSERT INTO "{R.name}" (key, data, expires_at)
@@ -179,9 +178,20 @@ ON CONFLICT (key) DO UPDATE SET data = excluded.data, expires_at = excluded.expi
 """
 _UPSERT_MANY_PG = UPSERT_MANY_PG_IF.format(only="")
 STAGE_MANY_PG = _UPSERT_MANY_PG
-SET_MANY_PG = (
-    f"WITH stored AS ({_UPSERT_MANY_PG} RETURNING key) SELECT count(pg_notify(%(channel)b, key)) FROM stored"
-)
+#: the keys of a CTE ``stored`` in as few NOTIFYs as fit, on the ``results`` channel
+#: (``%(channel)b``): each payload a JSON array of keys, about 7,000 bytes at most; one past
+#: PostgreSQL's 8,000 (keys full of escapes) goes empty, which wakes every result waiter. Every
+#: listening process reads every NOTIFY: one per key was most of the cost of a batch's waking
+NOTIFY_KEYS_PG = """(
+    SELECT count(pg_notify(%(channel)b, CASE WHEN octet_length(note) < 8000 THEN note ELSE '' END))
+    FROM (
+        SELECT json_agg(key)::text AS note
+        FROM (SELECT key, sum(octet_length(key) + 3) OVER (ROWS UNBOUNDED PRECEDING) / 7000 AS chunk
+              FROM stored) AS k
+        GROUP BY chunk
+    ) AS notes
+)"""
+SET_MANY_PG = f"WITH stored AS ({_UPSERT_MANY_PG} RETURNING key) SELECT {NOTIFY_KEYS_PG}"
 
 
 def _schedule_row(insert: Any) -> Any:

@@ -11,13 +11,14 @@ connection belongs to one loop. Idle waiters then do nothing at all until a NOTI
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
 import sqlalchemy as sa
 from agentexec.backoff import Backoff
 
-from agentexec_sqlalchemy.transport.notify import HUB, KINDS, channel
+from agentexec_sqlalchemy.transport.notify import HUB, KINDS, RESULTS, channel
 from agentexec_sqlalchemy.transport.watch import Watcher
 
 log = logging.getLogger("agentexec.sqlalchemy")
@@ -26,7 +27,7 @@ log = logging.getLogger("agentexec.sqlalchemy")
 class PgListener(Watcher):
     def __init__(self, url: sa.URL, database: str) -> None:
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._channels = {channel(kind): kind for kind in KINDS}
+        self._channels = {channel(kind): kind for kind in (*KINDS, RESULTS)}
         self._failed: str | None = None
         super().__init__(database, name="agentexec-pg-listen")
 
@@ -48,6 +49,8 @@ class PgListener(Watcher):
                             kind = self._channels.get(note.channel)
                             if kind == "event":  # the payload is the event's channel
                                 HUB.wake_events(self.database, (note.payload,))
+                            elif kind == RESULTS:
+                                HUB.wake_names(self.database, "result", result_keys(note.payload))
                             elif kind is not None:
                                 HUB.wake((self.database, kind, note.payload))
             except Exception as exc:  # the server went away: waiters poll until we are back
@@ -62,3 +65,15 @@ class PgListener(Watcher):
                     self._failed = str(exc)
                     log.warning("agentexec: PostgreSQL LISTEN connection lost (%s); retrying", exc)
                 time.sleep(wait.next())
+
+
+def result_keys(payload: str) -> list[str] | None:
+    """The keys a ``results`` NOTIFY names; None (wake every result waiter) when it is empty or
+    not a JSON array of strings."""
+    try:
+        keys = json.loads(payload) if payload else None
+    except ValueError:
+        return None
+    if isinstance(keys, list) and all(isinstance(key, str) for key in keys):
+        return keys
+    return None
