@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,12 +32,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         # SQLite compares timestamps as text: store one canonical form (UTC, no offset)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        # process_bind_param and SQLite's DATETIME formatting in one step: the same text
+        # (``YYYY-MM-DD HH:MM:SS.ffffff``) at a third of the cost; every line a worker writes
+        # binds one or two of these
+        return _sqlite_text
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
 
 
 def utcnow() -> datetime:
