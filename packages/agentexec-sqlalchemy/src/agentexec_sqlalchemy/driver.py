@@ -114,12 +114,29 @@ def _row_type(cursor: Any) -> Any:
     return row_type
 
 
-def named(cursor: Any, rows: list[Any]) -> list[Any]:
-    """``rows`` of ``cursor`` as named tuples (of the column names)."""
+#: the row type of a raw PostgreSQL statement (its text, the width of its rows)
+_statement_rows: dict[tuple[str, int], Any] = {}
+
+
+def pg_rows(cursor: Any, statement: str, rows: list[Any]) -> list[Any]:
+    """psycopg's ``rows`` of ``statement`` as named tuples (of the column names), their type
+    kept per statement: psycopg builds ``cursor.description`` anew at each access, an object
+    per column."""
     if not rows:
         return []
-    make = _row_type(cursor)._make
+    key = (statement, len(rows[0]))
+    row_type = _statement_rows.get(key)
+    if row_type is None:
+        row_type = _statement_rows[key] = _row_type(cursor)
+    make = row_type._make
     return [make(row) for row in rows]
+
+
+def has_rows(cursor: Any) -> bool:
+    """Whether psycopg's last statement returned a result set (``description`` is not None),
+    without building ``description``."""
+    result = cursor.pgresult
+    return result is not None and result.nfields > 0
 
 
 def execute(
@@ -180,10 +197,10 @@ def run_raw(conn: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
         conn.begin()
     try:
         cursor = raw(conn).execute(sql, params)
-        rows = cursor.fetchall() if cursor.description else []
+        rows = cursor.fetchall() if has_rows(cursor) else []
     except conn.dialect.loaded_dbapi.Error as error:
         return _raise(conn, sql, params, error)  # type: ignore[no-any-return]
-    return named(cursor, rows)
+    return pg_rows(cursor, sql, rows)
 
 
 def fetch(

@@ -132,12 +132,12 @@ class SQLTransport:
             try:
                 async with self._pg.connection(durable) as conn:
                     cursor = await conn.execute(statement, params)
-                    rows = await cursor.fetchall() if cursor.description else []
+                    rows = await cursor.fetchall() if driver.has_rows(cursor) else []
             except psycopg.Error as error:
                 raise sa.exc.DBAPIError.instance(
                     statement, params, error, psycopg.Error, dialect=self.engine.dialect
                 ) from error
-        return driver.named(cursor, rows)
+        return driver.pg_rows(cursor, statement, rows)
 
     @property
     def pg_ready(self) -> bool:
