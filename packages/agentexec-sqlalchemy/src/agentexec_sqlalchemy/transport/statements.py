@@ -99,6 +99,9 @@ WITH due AS MATERIALIZED (
 )
 SELECT taken.*, due.next AS next_due FROM due LEFT JOIN taken ON true
 """
+#: PostgreSQL: the dead rows of a table by the server's statistics (``SQLQueue.vacuum``)
+QUEUE_DEAD_ROWS_PG = "SELECT n_dead_tup AS dead FROM pg_stat_user_tables WHERE relid = to_regclass(%(table)s)"
+VACUUM_QUEUE_PG = f'VACUUM (SKIP_LOCKED) "{Q.name}"'
 LENGTH = sa.select(sa.func.count()).where(Q.c.queue_name == B("qn"), Q.c.consumer_id.is_(None))
 DELETE_TASK = Q.delete().where(Q.c.id == B("row_id"))
 
