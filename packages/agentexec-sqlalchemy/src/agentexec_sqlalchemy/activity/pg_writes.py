@@ -151,8 +151,8 @@ APPEND_WITH_STATUS = f"WITH {_LINES}, {_ALL_OR_NOTHING}{_INSERT_LINES}"
 
 #: APPEND_WITH_STATUS, and with it the outcomes' upsert (``keys``, ``datas``, ``exp``, their
 #: NOTIFY_KEYS_PG on ``channel``) and the acks (``ids``, ``cids``, ``atts``): the activity
-#: store's joint finish, ONE statement and one commit; when an agent_id is unknown the guard leaves ``moved``
-#: empty, and then nothing at all is written (the caller compares ``lines``)
+#: store's joint finish, ONE statement and one commit; when an agent_id is unknown the guard
+#: leaves ``moved`` empty, and then nothing at all is written (the caller compares ``lines``)
 FINISH = f"""
 WITH {_LINES}, {_ALL_OR_NOTHING}, lines AS ({_INSERT_LINES}
     RETURNING 1

@@ -1,9 +1,9 @@
 """PostgreSQL watcher: one ``LISTEN`` connection per process and database, feeding the hub.
 
-One daemon thread holds one connection that listens on three channels (queue, result, event;
-the payload names the queue, agent id or event channel: an event wakes only the subscriptions
-its channel matches) and forwards every NOTIFY to
-:data:`~agentexec_sqlalchemy.transport.notify.HUB`. A fixed set of channels means no LISTEN/UNLISTEN round
+One daemon thread holds one connection that listens on four channels (queue, result, event,
+results; the payload names the queue, the agent id, the event channel, or a batch's agent ids
+as a JSON array: an event wakes only the subscriptions its channel matches) and forwards every
+NOTIFY to :data:`~agentexec_sqlalchemy.transport.notify.HUB`. A fixed set of channels means no LISTEN/UNLISTEN round
 trip per waiter, and queue names need not be valid identifiers. A thread, not an async
 connection, because waiters live on many event loops (one per test, several per worker) and a
 connection belongs to one loop. Idle waiters then do nothing at all until a NOTIFY arrives.
