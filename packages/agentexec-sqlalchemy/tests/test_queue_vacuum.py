@@ -101,23 +101,3 @@ async def test_a_failing_vacuum_still_hands_the_reap_back(
     report = await queue.reap(queue_name)
     assert len(report.requeued) == 1
     assert "VACUUM of the queue table" in caplog.text
-
-
-async def test_rows_an_open_transaction_still_sees_do_not_start_a_vacuum_every_reap(
-    queue: SQLQueue, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A transaction open since before the tasks were taken keeps their dead rows: a VACUUM
-    cannot remove them, so the next reaps do not run one again until as many more pile up."""
-    monkeypatch.setattr(queue_module, "VACUUM_DEAD", 100)
-    with queue.engine.connect() as old:
-        old.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        old.execute(sa.text("SELECT 1"))  # its snapshot now holds back what VACUUM may remove
-        await _leave_dead_rows(queue, 120)
-        await _until(lambda: _stats(queue)[0] >= 100, "the server's statistics never showed the dead rows")
-        vacuums = _stats(queue)[1]
-        assert await queue.vacuum() is True
-        assert _stats(queue)[0] >= 100  # still there
-        assert await queue.vacuum() is False
-        await queue.reap("any")
-        assert _stats(queue)[1] == vacuums + 1
-        old.rollback()

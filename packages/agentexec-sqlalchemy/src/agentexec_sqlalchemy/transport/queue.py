@@ -102,9 +102,6 @@ class SQLQueue(SQLTransport):
         self._next_due: dict[str, float | None] = {}
         #: queues a lock release moved a parked task back to, to wake after the commit
         self._moved: set[str] = set()
-        #: the queue table's dead rows that this process's last VACUUM could not remove (an
-        #: older transaction still sees them): counted against the next one's threshold
-        self._dead_left = 0
 
     @property
     def lease_timeout(self) -> float:
@@ -730,25 +727,18 @@ class SQLQueue(SQLTransport):
 
     async def vacuum(self) -> bool:
         """PostgreSQL: ``VACUUM`` the queue table when :data:`VACUUM_DEAD` or more of its rows
-        are dead (the server's statistics say so) beyond those the last VACUUM had to leave;
-        True when it ran. ``SKIP_LOCKED``: another pool's (or autovacuum's) VACUUM of the table
-        already in progress is left to finish. Where the role may not vacuum the table, the
-        server skips it with a notice."""
+        are dead (the server's statistics say so); True when it ran. ``SKIP_LOCKED``: another
+        pool's (or autovacuum's) VACUUM of the table already in progress is left to finish.
+        Where the role may not vacuum the table, the server skips it with a notice."""
         if not self.pg_ready:
             return False
-        if await self._dead_rows() - self._dead_left < VACUUM_DEAD:
+        rows = await self.pg_execute(sql.QUEUE_DEAD_ROWS_PG, {"table": f'"{Q.name}"'})
+        if not rows or (rows[0].dead or 0) < VACUUM_DEAD:
             return False
         assert self._pg is not None
         async with self._pg.connection() as conn:
             await conn.execute(sql.VACUUM_QUEUE_PG, prepare=False)  # a utility statement
-        # rows an open transaction still sees stay dead: a VACUUM every reap could not remove
-        # them either, and would scan the table for nothing
-        self._dead_left = await self._dead_rows()
         return True
-
-    async def _dead_rows(self) -> int:
-        rows = await self.pg_execute(sql.QUEUE_DEAD_ROWS_PG, {"table": f'"{Q.name}"'})
-        return int(rows[0].dead or 0) if rows else 0
 
     async def in_flight(self, queue_name: str, consumer_id: str) -> list[Envelope]:
         def read() -> list[Envelope]:
