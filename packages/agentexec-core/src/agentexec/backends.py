@@ -640,10 +640,11 @@ class JointFinish(Protocol):
     three steps in order (their own fault handling applies).
 
     For the embedded SQLite stack a window of finished tasks is then one transaction instead of
-    three (lines, outcomes, acks); for the PostgreSQL-only stack one statement. A batch ``finish``
-    does not take (say, an ack that must release locks in a transaction of its own) raises
-    before writing anything, and goes the three steps. Used by the worker's line writer when present; not part of
-    the conformance kit (it concerns three backends of one database together)."""
+    three (lines, outcomes, acks); for the PostgreSQL-only stack one statement. A batch
+    ``finish`` does not take (say, an ack that must release locks in a transaction of its own)
+    raises before writing anything, and goes the three steps. Used by the worker's line writer
+    when present; not part of the conformance kit (it concerns three backends of one database
+    together)."""
 
     def joint_finish(self, results: ResultBackend, queue: QueueBackend) -> Finish | None: ...
 

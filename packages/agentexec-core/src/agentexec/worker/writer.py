@@ -4,9 +4,9 @@ Every lifecycle line of the process's tasks goes through one writer. Lines that 
 transactions are in progress are written together in the next one (``aappend_many``), so with
 many tasks in flight the database sees one transaction per batch instead of one per line, while
 a lone task's final line pays no added delay. A RUNNING line waits a few milliseconds for its
-task's next line (``RUNNING_HOLD``), so a task that ends meanwhile updates its activity once. Should several transactions be allowed
-in flight (``MAX_COMMITS``), two lines of one activity are never in flight together, so each
-activity's lines commit in the order they were written.
+task's next line (``RUNNING_HOLD``), so a task that ends meanwhile updates its activity once.
+Should several transactions be allowed in flight (``MAX_COMMITS``), two lines of one activity
+are never in flight together, so each activity's lines commit in the order they were written.
 
 After a batch commits, what follows its lines goes to the :mod:`outbox <.outbox>` (outcomes
 stored, then tasks acknowledged). Nothing is dropped on shutdown: :meth:`close` returns once

@@ -373,30 +373,32 @@ class SQLQueue(SQLTransport):
         """:class:`agentexec.backends.BatchAck`: every ack in one write operation; a lease
         that holds locks or an enqueue key is acknowledged as :meth:`ack` does it (its locks
         in a transaction of their own on PostgreSQL)."""
-        plain = [lease for lease in leases if not ends_more(lease)]
-        for lease in leases:
-            if ends_more(lease):
-                await self.ack(lease)
+        plain, whole = _by_ending(leases)
+        for lease in whole:
+            await self.ack(lease)
         if not plain:
             return
         if self.pg_ready:
             await self.pg_execute(sql.ACK_MANY_PG, self._acks(plain))
             return
-        await self.run_write(self._ack_many, plain, durable=False)
+        await self.run_write(self._ack_plain, plain, durable=False)
 
     def _ack_many(self, conn: Connection, leases: list[Lease]) -> None:
         """The acks of ``leases`` in ``conn``'s transaction (the activity store's joint finish
         on SQLite runs it too, so each lease ends whole: locks and key included)."""
-        plain = [lease for lease in leases if not ends_more(lease)]
-        for lease in leases:
-            if ends_more(lease):
-                self._ack(conn, lease)
-        if not plain:
+        plain, whole = _by_ending(leases)
+        for lease in whole:
+            self._ack(conn, lease)
+        self._ack_plain(conn, plain)
+
+    def _ack_plain(self, conn: Connection, leases: list[Lease]) -> None:
+        """The acks of leases that release nothing else, as one statement."""
+        if not leases:
             return
         if self.is_sqlite:
-            driver.run_many(conn, sql.ACK, [self._mine(lease) for lease in plain])
+            driver.run_many(conn, sql.ACK, [self._mine(lease) for lease in leases])
         else:
-            driver.run_raw(conn, sql.ACK_MANY_PG, self._acks(plain))
+            driver.run_raw(conn, sql.ACK_MANY_PG, self._acks(leases))
 
     @staticmethod
     def _acks(leases: Sequence[Lease]) -> dict[str, list[Any]]:
@@ -957,6 +959,16 @@ class _Recheck:
 def ends_more(lease: Lease) -> bool:
     """Whether acknowledging ``lease`` also releases locks or an enqueue key."""
     return lease.envelope.locks is not None or lease.envelope.key is not None
+
+
+def _by_ending(leases: Sequence[Lease]) -> tuple[list[Lease], list[Lease]]:
+    """``leases`` split: those whose ack deletes their row only, and those that
+    :func:`ends_more`."""
+    plain: list[Lease] = []
+    whole: list[Lease] = []
+    for lease in leases:
+        (whole if ends_more(lease) else plain).append(lease)
+    return plain, whole
 
 
 def _envelope(payload: str) -> Envelope | None:
